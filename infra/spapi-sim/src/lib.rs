@@ -1,0 +1,134 @@
+//! A stateful simulator of the parts of Amazon's Selling Partner API that flexbridge uses:
+//! Login with Amazon, External Fulfillment (Shipments, Inventory, Returns 2024-09-11) and
+//! Listings Items 2021-08-01, plus an admin API under `/_sim/` that Amazon does not have.
+//!
+//! It is written from the official models on its own (JSON values checked against the
+//! models' schemas) and shares no types with the flexbridge client, so that a field misread
+//! by one cannot be mirrored by the other. See `README.md` for behaviours we had to assume.
+
+pub mod admin;
+pub mod client;
+pub mod docs;
+pub mod errors;
+pub mod faults;
+pub mod gen;
+pub mod inventory;
+pub mod listings;
+pub mod lwa;
+pub mod notify;
+pub mod ratelimit;
+pub mod returns;
+pub mod server;
+pub mod shipments;
+pub mod state;
+pub mod validation;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use client::AdminClient;
+pub use faults::{FaultConfig, FaultRule};
+pub use state::{LwaCredentials, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN};
+
+/// Environment variable naming the folder of Amazon's Swagger models.
+pub const MODELS_DIR_ENV: &str = "SPAPI_MODELS_DIR";
+
+/// How a simulator is started. `Default` gives seed 0, the models from `$SPAPI_MODELS_DIR`
+/// (else `<repo>/../shared/spapi-models`), rate limits on, no faults, 3600 s tokens.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Seeds every random choice (generated shipments, fault draws, tracking IDs).
+    pub seed: u64,
+    /// Folder of the official models; `None` = `$SPAPI_MODELS_DIR` or `<repo>/../shared/spapi-models`.
+    pub models_dir: Option<PathBuf>,
+    /// Token buckets per operation (Amazon's published defaults); `false` never answers 429
+    /// because of rate (injected faults still can).
+    pub rate_limits: bool,
+    /// Faults active from the start (also settable later via the admin API).
+    pub faults: FaultConfig,
+    /// Lifetime of issued LWA access tokens, in seconds (Amazon: 3600).
+    pub token_ttl_secs: u64,
+    /// Merchant ID used in generated shipments and notifications.
+    pub merchant_id: String,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            models_dir: None,
+            rate_limits: true,
+            faults: FaultConfig::default(),
+            token_ttl_secs: 3600,
+            merchant_id: "A1SIMMERCHANT01".to_string(),
+        }
+    }
+}
+
+impl SimOptions {
+    /// The models folder this simulator reads: the option, else `$SPAPI_MODELS_DIR`, else
+    /// `../shared/spapi-models` next to the repository root.
+    pub fn resolved_models_dir(&self) -> PathBuf {
+        if let Some(d) = &self.models_dir {
+            return d.clone();
+        }
+        if let Ok(d) = std::env::var(MODELS_DIR_ENV) {
+            if !d.is_empty() {
+                return PathBuf::from(d);
+            }
+        }
+        // CARGO_MANIFEST_DIR = <repo>/infra/spapi-sim
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/spapi-models")
+    }
+}
+
+/// Entry point: `Simulator::start(opts)` binds 127.0.0.1:0 and serves in a tokio task.
+pub struct Simulator;
+
+impl Simulator {
+    /// Starts on 127.0.0.1 with an OS-chosen port.
+    pub async fn start(opts: SimOptions) -> anyhow::Result<SimHandle> {
+        Self::start_on("127.0.0.1:0".parse().expect("static addr"), opts).await
+    }
+
+    /// Starts on the given address (the binary's `--listen`).
+    pub async fn start_on(addr: SocketAddr, opts: SimOptions) -> anyhow::Result<SimHandle> {
+        server::start(addr, opts).await
+    }
+}
+
+/// A running simulator. Dropping it leaves the server running until the runtime ends;
+/// call [`SimHandle::shutdown`] to stop it.
+pub struct SimHandle {
+    /// e.g. `http://127.0.0.1:PORT`: Amazon paths at the root, LWA at `/auth/o2/token`,
+    /// admin API under `/_sim/`.
+    pub base_url: String,
+    pub addr: SocketAddr,
+    pub(crate) shared: Arc<state::Shared>,
+    pub(crate) shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub(crate) task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SimHandle {
+    /// A thin HTTP client over the admin API.
+    pub fn admin(&self) -> AdminClient {
+        AdminClient::new(&self.base_url)
+    }
+
+    /// The LWA token URL (`LWA_ENDPOINT` for the client).
+    pub fn lwa_url(&self) -> String {
+        format!("{}/auth/o2/token", self.base_url)
+    }
+
+    /// Stops accepting connections and waits for the server task.
+    pub async fn shutdown(mut self) {
+        self.shared.shutting_down();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The one configuration loader. Every function reads its settings through [`Env`],
+//! built from the process environment in Lambda and from the template's resolved
+//! `Environment.Variables` in the local runner, so both see exactly what
+//! `template.yaml` declares.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// Names of the environment variables the template sets. Code never invents others.
+pub mod keys {
+    pub const CATALOG_TABLE: &str = "CATALOG_TABLE";
+    pub const LOCATIONS_TABLE: &str = "LOCATIONS_TABLE";
+    pub const SETTINGS_TABLE: &str = "SETTINGS_TABLE";
+    pub const SHIPMENTS_TABLE: &str = "SHIPMENTS_TABLE";
+    pub const INVENTORY_TABLE: &str = "INVENTORY_TABLE";
+    pub const IDEMPOTENCY_TABLE: &str = "IDEMPOTENCY_TABLE";
+    pub const CURSORS_TABLE: &str = "CURSORS_TABLE";
+    pub const UPLOADS_QUEUE_URL: &str = "UPLOADS_QUEUE_URL";
+    pub const LABELS_QUEUE_URL: &str = "LABELS_QUEUE_URL";
+    pub const CANCELLATIONS_QUEUE_URL: &str = "CANCELLATIONS_QUEUE_URL";
+    pub const PRICE_UPDATES_QUEUE_URL: &str = "PRICE_UPDATES_QUEUE_URL";
+    pub const NOTIFICATIONS_QUEUE_URL: &str = "NOTIFICATIONS_QUEUE_URL";
+    pub const OUTBOUND_QUEUE_URL: &str = "OUTBOUND_QUEUE_URL";
+    pub const BUCKET_NAME: &str = "BUCKET_NAME";
+    pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
+    pub const SPAPI_SECRET_ARN: &str = "SPAPI_SECRET_ARN";
+    pub const WAREHOUSE_SECRET_ARN: &str = "WAREHOUSE_SECRET_ARN";
+    pub const WEBHOOK_SECRET_ARN: &str = "WEBHOOK_SECRET_ARN";
+    pub const WEBHOOK_URL: &str = "WEBHOOK_URL";
+    pub const SPAPI_REGION: &str = "SPAPI_REGION";
+    pub const SPAPI_ENDPOINT: &str = "SPAPI_ENDPOINT";
+    pub const LWA_ENDPOINT: &str = "LWA_ENDPOINT";
+    pub const MARKETPLACE_ID: &str = "MARKETPLACE_ID";
+    pub const SELLER_ID: &str = "SELLER_ID";
+}
+
+/// A snapshot of settings; cheap to clone, never read from the process twice.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        Self {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    pub fn from_map(vars: HashMap<String, String>) -> Self {
+        Self { vars }
+    }
+
+    /// A copy with one value set (tests and the local runner use this for overrides).
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.vars.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn optional(&self, key: &str) -> Option<&str> {
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn require(&self, key: &str) -> Result<&str> {
+        self.optional(key).ok_or_else(|| {
+            Error::Config(format!(
+                "environment variable {key} is not set; template.yaml must declare it for this function"
+            ))
+        })
+    }
+
+    pub fn parse_or<T>(&self, key: &str, default: T) -> Result<T>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.optional(key) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse()
+                .map_err(|e| Error::Config(format!("{key}={raw:?} is not valid: {e}"))),
+        }
+    }
+
+    pub fn vars(&self) -> &HashMap<String, String> {
+        &self.vars
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn require_names_the_missing_variable() {
+        let env = Env::default();
+        let err = env.require(keys::CATALOG_TABLE).unwrap_err().to_string();
+        assert!(err.contains("CATALOG_TABLE"), "{err}");
+    }
+
+    #[test]
+    fn parse_or_reports_bad_values_and_defaults_missing_ones() {
+        let env = Env::default().with("N", "x");
+        assert!(env.parse_or::<u32>("N", 3).is_err());
+        assert_eq!(env.parse_or::<u32>("M", 3).unwrap(), 3);
+        assert_eq!(Env::default().with("N", "7").parse_or::<u32>("N", 3).unwrap(), 7);
+    }
+}

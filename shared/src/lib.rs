@@ -1,0 +1,23 @@
+//! flexbridge: the domain, the SP-API client and the AWS stores shared by every Lambda.
+//!
+//! Functions under `functions/` are thin handlers over this crate; nothing here
+//! knows which Lambda it runs in.
+
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod idempotency;
+pub mod orders;
+pub mod ratelimit;
+pub mod retry;
+pub mod runtime;
+pub mod secrets;
+pub mod spapi;
+pub mod store;
+pub mod telemetry;
+pub mod upload;
+pub mod warehouse;
+
+pub use config::Env;
+pub use error::{Error, Result};

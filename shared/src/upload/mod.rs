@@ -1,0 +1,1 @@
+//! (module placeholder; see docs/design.md for its owner)
