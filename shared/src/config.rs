@@ -34,6 +34,36 @@ pub mod keys {
     pub const LWA_ENDPOINT: &str = "LWA_ENDPOINT";
     pub const MARKETPLACE_ID: &str = "MARKETPLACE_ID";
     pub const SELLER_ID: &str = "SELLER_ID";
+
+    /// Local/test only (never set by the template): moto and its static credentials.
+    pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+    pub const AWS_REGION: &str = "AWS_REGION";
+    pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+    pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+
+    /// Names set only by tests and the local run, never by template.yaml.
+    pub const LOCAL_OVERRIDES: &[&str] = &[
+        SPAPI_ENDPOINT,
+        LWA_ENDPOINT,
+        AWS_ENDPOINT_URL,
+        AWS_REGION,
+        AWS_ACCESS_KEY_ID,
+        AWS_SECRET_ACCESS_KEY,
+    ];
+}
+
+/// S3 key prefixes of the uploads bucket. Inbound ones are the template's notification
+/// filters (a file there is processed on arrival); outbound ones are where flexbridge writes.
+/// foundation_template checks both lists against template.yaml.
+pub mod prefixes {
+    pub const CATALOG: &str = "catalog/";
+    pub const PRICES: &str = "prices/";
+    pub const INVENTORY: &str = "inventory/";
+    pub const REPORTS: &str = "reports/";
+    pub const LABELS: &str = "labels/";
+
+    pub const INBOUND: &[&str] = &[CATALOG, PRICES, INVENTORY];
+    pub const OUTBOUND: &[&str] = &[REPORTS, LABELS];
 }
 
 /// A snapshot of settings; cheap to clone, never read from the process twice.

@@ -1,1 +1,950 @@
-//! (module placeholder; see docs/design.md for its owner)
+//! The one idempotency helper, modelled on AWS Lambda Powertools' idempotency utility.
+//!
+//! A record per business key (`confirm#<shipmentId>`, `http#<Idempotency-Key>`, ...), never per
+//! whole event, with the Powertools schema:
+//!
+//! | attribute | meaning |
+//! |---|---|
+//! | `id` | the key |
+//! | `status` | `INPROGRESS` while the work runs, `COMPLETED` with the saved result |
+//! | `expiration` | epoch seconds; the table's TTL attribute; an expired record counts as absent |
+//! | `in_progress_expiration` | epoch milliseconds; when an `INPROGRESS` record may be taken over (the invocation's deadline) |
+//! | `data` | the saved result (JSON) |
+//! | `validation` | hash of the payload, so one key reused with another payload is refused |
+//!
+//! The work is claimed with ONE conditional put: it succeeds when there is no record, the record
+//! has expired, or it is `INPROGRESS` past its in-progress expiry (its invocation died). That last
+//! case is reported as [`Claim::Retaken`]: the previous attempt may have acted (called Amazon)
+//! without recording it, so the caller must reconcile (read the shipment back) before acting again.
+//! On success the result is saved as `COMPLETED`; on error the claim is deleted so a retry can run.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::runtime::Invocation;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    InProgress,
+    Completed,
+}
+
+impl Status {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Status::InProgress => "INPROGRESS",
+            Status::Completed => "COMPLETED",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "INPROGRESS" => Some(Status::InProgress),
+            "COMPLETED" => Some(Status::Completed),
+            _ => None,
+        }
+    }
+}
+
+/// One idempotency record, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: String,
+    pub status: Status,
+    /// Epoch seconds (TTL).
+    pub expiration: i64,
+    /// Epoch milliseconds; set while `INPROGRESS`.
+    pub in_progress_expiration: Option<i64>,
+    /// The saved result (JSON text); set when `COMPLETED`.
+    pub data: Option<String>,
+    /// Payload hash.
+    pub validation: Option<String>,
+}
+
+impl Record {
+    fn is_expired(&self, now: Now) -> bool {
+        self.expiration < now.secs
+    }
+
+    fn in_progress_is_stale(&self, now: Now) -> bool {
+        self.status == Status::InProgress
+            && self
+                .in_progress_expiration
+                .is_some_and(|ms| ms < now.millis)
+    }
+
+    /// Whether the claim condition lets a new claim replace this record.
+    fn claimable(&self, now: Now) -> bool {
+        self.is_expired(now) || self.in_progress_is_stale(now)
+    }
+}
+
+/// A point in time in the two units the schema uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub secs: i64,
+    pub millis: i64,
+}
+
+impl Now {
+    pub fn at(t: SystemTime) -> Self {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        Self {
+            secs: d.as_secs() as i64,
+            millis: d.as_millis() as i64,
+        }
+    }
+}
+
+/// What the conditional claim did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PutOutcome {
+    /// The record is ours; `replaced` is the record the condition allowed us to overwrite.
+    Claimed { replaced: Option<Record> },
+    /// The condition failed; the existing record when the store returned it.
+    Exists(Option<Record>),
+}
+
+/// Where records live: DynamoDB in Lambda, memory in unit tests.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Puts `record` (`INPROGRESS`) if no live record holds its key: absent, `expiration < now.secs`,
+    /// or `INPROGRESS` with `in_progress_expiration < now.millis`. Atomic.
+    async fn put_in_progress(&self, record: &Record, now: Now) -> Result<PutOutcome>;
+    async fn get(&self, id: &str) -> Result<Option<Record>>;
+    /// Replaces our `INPROGRESS` record (identified by its `in_progress_expiration`) with
+    /// `record`; returns false when someone else has taken the key over meanwhile.
+    async fn complete(&self, record: &Record, claimed_until_ms: i64) -> Result<bool>;
+    /// Deletes our `INPROGRESS` record; a record someone else has retaken is left alone.
+    async fn release(&self, id: &str, claimed_until_ms: i64) -> Result<()>;
+}
+
+/// How the caller got to run the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Nobody has started this before (or the previous record expired long ago).
+    Fresh,
+    /// A previous attempt claimed it and died before recording a result: it may have acted.
+    /// Reconcile with the source of truth (e.g. read the shipment from Amazon) before acting.
+    Retaken,
+}
+
+impl Claim {
+    pub fn is_retaken(&self) -> bool {
+        matches!(self, Claim::Retaken)
+    }
+}
+
+/// The result of [`Idempotency::begin`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Begin {
+    /// Go ahead; finish with [`Idempotency::complete`] or [`Idempotency::release`].
+    Claimed(ClaimToken),
+    /// Already done: the saved result.
+    Replay(serde_json::Value),
+    /// The key was used before with a different payload.
+    PayloadMismatch,
+    /// Another invocation is working on it right now.
+    InProgress { retry_after: Duration },
+}
+
+/// Proof of a claim, needed to complete or release it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimToken {
+    pub key: String,
+    pub claim: Claim,
+    validation: String,
+    claimed_until_ms: i64,
+}
+
+/// What [`Idempotency::execute`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome<T> {
+    Executed { value: T, claim: Claim },
+    Replayed(T),
+}
+
+impl<T> Outcome<T> {
+    pub fn into_value(self) -> T {
+        match self {
+            Outcome::Executed { value, .. } | Outcome::Replayed(value) => value,
+        }
+    }
+
+    pub fn is_replay(&self) -> bool {
+        matches!(self, Outcome::Replayed(_))
+    }
+}
+
+/// Hash of a payload as stored in `validation` (sha256 of its JSON serialization, hex).
+pub fn payload_hash<P: Serialize + ?Sized>(payload: &P) -> Result<String> {
+    let bytes = serde_json::to_vec(payload)
+        .map_err(|e| Error::Internal(format!("idempotency payload is not serializable: {e}")))?;
+    Ok(hash_bytes(&bytes))
+}
+
+/// Hash of raw bytes (an HTTP body), same format as [`payload_hash`].
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Attempts at claiming when the record changes under us between the put and the read.
+const MAX_CLAIM_ATTEMPTS: usize = 3;
+
+/// The helper. Cheap to clone.
+#[derive(Clone)]
+pub struct Idempotency {
+    store: Arc<dyn IdempotencyStore>,
+    ttl: Duration,
+    clock: Arc<dyn Fn() -> SystemTime + Send + Sync>,
+}
+
+impl std::fmt::Debug for Idempotency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Idempotency {
+    /// `ttl`: how long a completed result is remembered (and replayed).
+    pub fn new(store: Arc<dyn IdempotencyStore>, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            clock: Arc::new(SystemTime::now),
+        }
+    }
+
+    /// Over the DynamoDB table named by `IDEMPOTENCY_TABLE`.
+    pub fn dynamodb(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        ttl: Duration,
+    ) -> Self {
+        Self::new(Arc::new(DynamoIdempotencyStore::new(client, table)), ttl)
+    }
+
+    /// Replaces the wall clock (tests).
+    pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Runs `work` at most once per `key` (until the result expires): a repeat returns the saved
+    /// result. Errors: [`Error::InvalidInput`] when `key` was used with another payload,
+    /// [`Error::Transient`] (retryable) while another invocation holds the claim.
+    pub async fn run<P, T, F, Fut>(
+        &self,
+        key: &str,
+        payload: &P,
+        inv: &Invocation,
+        work: F,
+    ) -> Result<T>
+    where
+        P: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(Claim) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        Ok(self.execute(key, payload, inv, work).await?.into_value())
+    }
+
+    /// Like [`run`](Self::run), telling whether the result was replayed.
+    pub async fn execute<P, T, F, Fut>(
+        &self,
+        key: &str,
+        payload: &P,
+        inv: &Invocation,
+        work: F,
+    ) -> Result<Outcome<T>>
+    where
+        P: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(Claim) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let validation = payload_hash(payload)?;
+        let token = match self.begin(key, &validation, inv).await? {
+            Begin::Claimed(token) => token,
+            Begin::Replay(saved) => {
+                let value = serde_json::from_value(saved).map_err(|e| {
+                    Error::Internal(format!(
+                        "saved result for idempotency key {key} no longer parses: {e}"
+                    ))
+                })?;
+                return Ok(Outcome::Replayed(value));
+            }
+            Begin::PayloadMismatch => {
+                return Err(Error::InvalidInput(format!(
+                    "idempotency key {key} was already used with a different payload"
+                )))
+            }
+            Begin::InProgress { retry_after } => {
+                return Err(Error::Transient {
+                    message: format!(
+                        "idempotency key {key} is being processed by another invocation"
+                    ),
+                    after: Some(retry_after),
+                })
+            }
+        };
+        let claim = token.claim;
+        match work(claim).await {
+            Ok(value) => {
+                let saved = serde_json::to_value(&value)
+                    .map_err(|e| Error::Internal(format!("result is not serializable: {e}")))?;
+                self.complete(&token, &saved).await?;
+                Ok(Outcome::Executed { value, claim })
+            }
+            Err(e) => {
+                if let Err(release) = self.release(&token).await {
+                    // The claim then expires with the invocation; the next try retakes it.
+                    tracing::warn!(key, error = %release, "could not release idempotency claim");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The claim step on its own, for callers that cannot wrap their work in a closure (the
+    /// HTTP middleware). `validation` is the payload hash ([`payload_hash`]/[`hash_bytes`]).
+    pub async fn begin(&self, key: &str, validation: &str, inv: &Invocation) -> Result<Begin> {
+        for _ in 0..MAX_CLAIM_ATTEMPTS {
+            let now_t = (self.clock)();
+            let now = Now::at(now_t);
+            let claimed_until_ms = now.millis + inv.remaining().as_millis() as i64;
+            let record = Record {
+                id: key.to_string(),
+                status: Status::InProgress,
+                expiration: now.secs + self.ttl.as_secs() as i64,
+                in_progress_expiration: Some(claimed_until_ms),
+                data: None,
+                validation: Some(validation.to_string()),
+            };
+            let existing = match self.store.put_in_progress(&record, now).await? {
+                PutOutcome::Claimed { replaced } => {
+                    let claim = match replaced {
+                        Some(old) if old.status == Status::InProgress && !old.is_expired(now) => {
+                            tracing::warn!(
+                                key,
+                                "retaking an idempotency claim whose invocation did not finish"
+                            );
+                            Claim::Retaken
+                        }
+                        _ => Claim::Fresh,
+                    };
+                    return Ok(Begin::Claimed(ClaimToken {
+                        key: key.to_string(),
+                        claim,
+                        validation: validation.to_string(),
+                        claimed_until_ms,
+                    }));
+                }
+                PutOutcome::Exists(Some(r)) => r,
+                PutOutcome::Exists(None) => match self.store.get(key).await? {
+                    Some(r) => r,
+                    None => continue, // deleted between our put and read: claim again
+                },
+            };
+            if existing.claimable(now) {
+                continue; // it expired between the put and the read
+            }
+            if existing
+                .validation
+                .as_deref()
+                .is_some_and(|v| v != validation)
+            {
+                return Ok(Begin::PayloadMismatch);
+            }
+            match existing.status {
+                Status::Completed => {
+                    let data = existing.data.as_deref().unwrap_or("null");
+                    let saved = serde_json::from_str(data).map_err(|e| {
+                        Error::Internal(format!(
+                            "saved result for idempotency key {key} is not JSON: {e}"
+                        ))
+                    })?;
+                    return Ok(Begin::Replay(saved));
+                }
+                Status::InProgress => {
+                    let left_ms = existing
+                        .in_progress_expiration
+                        .map_or(0, |ms| ms - now.millis)
+                        .max(0);
+                    return Ok(Begin::InProgress {
+                        retry_after: Duration::from_millis(left_ms as u64)
+                            .max(Duration::from_secs(1)),
+                    });
+                }
+            }
+        }
+        Err(Error::Transient {
+            message: format!("idempotency key {key} kept changing while being claimed"),
+            after: None,
+        })
+    }
+
+    /// Saves the result of a claimed run as `COMPLETED`.
+    pub async fn complete(&self, token: &ClaimToken, saved: &serde_json::Value) -> Result<()> {
+        let now = Now::at((self.clock)());
+        let record = Record {
+            id: token.key.clone(),
+            status: Status::Completed,
+            expiration: now.secs + self.ttl.as_secs() as i64,
+            in_progress_expiration: None,
+            data: Some(saved.to_string()),
+            validation: Some(token.validation.clone()),
+        };
+        if !self.store.complete(&record, token.claimed_until_ms).await? {
+            tracing::warn!(
+                key = token.key,
+                "idempotency claim was retaken before this run completed; result not saved"
+            );
+        }
+        Ok(())
+    }
+
+    /// Gives a claim back after a failed run, so a retry can claim it at once.
+    pub async fn release(&self, token: &ClaimToken) -> Result<()> {
+        self.store.release(&token.key, token.claimed_until_ms).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// In memory
+
+/// Records in a map; evaluates the same condition as the DynamoDB adapter.
+#[derive(Debug, Default)]
+pub struct MemoryIdempotencyStore {
+    records: Mutex<HashMap<String, Record>>,
+}
+
+impl MemoryIdempotencyStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn record(&self, id: &str) -> Option<Record> {
+        self.records.lock().expect("lock").get(id).cloned()
+    }
+
+    /// Writes a record as is (tests simulate crashed invocations with it).
+    pub fn insert(&self, record: Record) {
+        self.records
+            .lock()
+            .expect("lock")
+            .insert(record.id.clone(), record);
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.lock().expect("lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryIdempotencyStore {
+    async fn put_in_progress(&self, record: &Record, now: Now) -> Result<PutOutcome> {
+        let mut records = self.records.lock().expect("lock");
+        match records.get(&record.id) {
+            Some(existing) if !existing.claimable(now) => {
+                Ok(PutOutcome::Exists(Some(existing.clone())))
+            }
+            _ => {
+                let replaced = records.insert(record.id.clone(), record.clone());
+                Ok(PutOutcome::Claimed { replaced })
+            }
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Record>> {
+        Ok(self.record(id))
+    }
+
+    async fn complete(&self, record: &Record, claimed_until_ms: i64) -> Result<bool> {
+        let mut records = self.records.lock().expect("lock");
+        let ours = records.get(&record.id).is_some_and(|r| {
+            r.status == Status::InProgress && r.in_progress_expiration == Some(claimed_until_ms)
+        });
+        if ours {
+            records.insert(record.id.clone(), record.clone());
+        }
+        Ok(ours)
+    }
+
+    async fn release(&self, id: &str, claimed_until_ms: i64) -> Result<()> {
+        let mut records = self.records.lock().expect("lock");
+        let ours = records.get(id).is_some_and(|r| {
+            r.status == Status::InProgress && r.in_progress_expiration == Some(claimed_until_ms)
+        });
+        if ours {
+            records.remove(id);
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// DynamoDB
+
+/// The `IdempotencyTable` (`id` S HASH, TTL on `expiration`).
+#[derive(Debug, Clone)]
+pub struct DynamoIdempotencyStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+const SERVICE: &str = "dynamodb";
+
+fn sdk_err<E, R>(err: aws_sdk_dynamodb::error::SdkError<E, R>) -> Error
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    use aws_sdk_dynamodb::error::SdkError;
+    let retryable = match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(e) => matches!(
+            e.err().code(),
+            Some(
+                "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+            )
+        ),
+        _ => false,
+    };
+    let message = match err.as_service_error() {
+        Some(e) => format!(
+            "{}: {}",
+            e.code().unwrap_or("error"),
+            e.message().unwrap_or_default()
+        ),
+        None => format!(
+            "{}",
+            aws_smithy_types::error::display::DisplayErrorContext(&err)
+        ),
+    };
+    Error::aws(SERVICE, message, retryable)
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn to_item(r: &Record) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        ("id".to_string(), s(&r.id)),
+        ("status".to_string(), s(r.status.as_str())),
+        ("expiration".to_string(), n(r.expiration)),
+    ]);
+    if let Some(ms) = r.in_progress_expiration {
+        item.insert("in_progress_expiration".into(), n(ms));
+    }
+    if let Some(d) = &r.data {
+        item.insert("data".into(), s(d));
+    }
+    if let Some(v) = &r.validation {
+        item.insert("validation".into(), s(v));
+    }
+    item
+}
+
+fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record> {
+    let get_s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let get_n = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+    };
+    let id = get_s("id").ok_or_else(|| Error::Internal("idempotency record without id".into()))?;
+    let status = get_s("status")
+        .as_deref()
+        .and_then(Status::parse)
+        .ok_or_else(|| Error::Internal(format!("idempotency record {id} has no valid status")))?;
+    Ok(Record {
+        status,
+        expiration: get_n("expiration").unwrap_or(0),
+        in_progress_expiration: get_n("in_progress_expiration"),
+        data: get_s("data"),
+        validation: get_s("validation"),
+        id,
+    })
+}
+
+impl DynamoIdempotencyStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoIdempotencyStore {
+    async fn put_in_progress(&self, record: &Record, now: Now) -> Result<PutOutcome> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(record)))
+            .condition_expression(
+                "attribute_not_exists(#id) OR #exp < :now \
+                 OR (#status = :inprogress AND #ipe < :now_ms)",
+            )
+            .expression_attribute_names("#id", "id")
+            .expression_attribute_names("#exp", "expiration")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#ipe", "in_progress_expiration")
+            .expression_attribute_values(":now", n(now.secs))
+            .expression_attribute_values(":now_ms", n(now.millis))
+            .expression_attribute_values(":inprogress", s(Status::InProgress.as_str()))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let replaced = match out.attributes() {
+                    Some(item) if !item.is_empty() => Some(from_item(item)?),
+                    _ => None,
+                };
+                Ok(PutOutcome::Claimed { replaced })
+            }
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(e)) => {
+                    let existing = match e.item() {
+                        Some(item) if !item.is_empty() => Some(from_item(item)?),
+                        _ => None,
+                    };
+                    Ok(PutOutcome::Exists(existing))
+                }
+                _ => Err(sdk_err(err)),
+            },
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Record>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_err)?;
+        out.item().map(from_item).transpose()
+    }
+
+    async fn complete(&self, record: &Record, claimed_until_ms: i64) -> Result<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(record)))
+            .condition_expression("#status = :inprogress AND #ipe = :mine")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#ipe", "in_progress_expiration")
+            .expression_attribute_values(":inprogress", s(Status::InProgress.as_str()))
+            .expression_attribute_values(":mine", n(claimed_until_ms))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                Some(e) if e.is_conditional_check_failed_exception() => Ok(false),
+                _ => Err(sdk_err(err)),
+            },
+        }
+    }
+
+    async fn release(&self, id: &str, claimed_until_ms: i64) -> Result<()> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .condition_expression("#status = :inprogress AND #ipe = :mine")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#ipe", "in_progress_expiration")
+            .expression_attribute_values(":inprogress", s(Status::InProgress.as_str()))
+            .expression_attribute_values(":mine", n(claimed_until_ms))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(e) if e.is_conditional_check_failed_exception() => Ok(()),
+                _ => Err(sdk_err(err)),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    const TTL: Duration = Duration::from_secs(3600);
+
+    fn t0() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    /// A helper whose clock reads `offset` after t0 (tests move it by rebuilding).
+    fn helper(store: &Arc<MemoryIdempotencyStore>, offset: Duration) -> Idempotency {
+        Idempotency::new(store.clone(), TTL).with_clock(move || t0() + offset)
+    }
+
+    fn inv() -> Invocation {
+        // Deadline relative to the real clock; only remaining() is used, read as a duration.
+        Invocation::new("req", Duration::from_secs(30))
+    }
+
+    #[tokio::test]
+    async fn fresh_claim_runs_once_and_replays_completed() {
+        let store = Arc::new(MemoryIdempotencyStore::new());
+        let idem = helper(&store, Duration::ZERO);
+        let calls = AtomicU32::new(0);
+        let payload = serde_json::json!({"shipmentId": "S1"});
+        let inv = inv();
+        let run = || {
+            idem.execute("confirm#S1", &payload, &inv, |claim| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    assert_eq!(claim, Claim::Fresh);
+                    Ok::<_, Error>(serde_json::json!({"confirmed": true}))
+                }
+            })
+        };
+        let first = run().await.unwrap();
+        assert_eq!(
+            first,
+            Outcome::Executed {
+                value: serde_json::json!({"confirmed": true}),
+                claim: Claim::Fresh
+            }
+        );
+        let rec = store.record("confirm#S1").unwrap();
+        assert_eq!(rec.status, Status::Completed);
+        assert_eq!(rec.expiration, 1_800_000_000 + 3600);
+        assert_eq!(rec.in_progress_expiration, None);
+        assert_eq!(
+            rec.validation.as_deref(),
+            Some(payload_hash(&payload).unwrap().as_str())
+        );
+
+        let second = run().await.unwrap();
+        assert_eq!(
+            second,
+            Outcome::Replayed(serde_json::json!({"confirmed": true}))
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn same_key_other_payload_is_refused() {
+        let store = Arc::new(MemoryIdempotencyStore::new());
+        let idem = helper(&store, Duration::ZERO);
+        idem.run("k", &1, &inv(), |_| async { Ok::<_, Error>(1) })
+            .await
+            .unwrap();
+        let err = idem
+            .run("k", &2, &inv(), |_| async { Ok::<_, Error>(2) })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+        assert!(err.to_string().contains("different payload"), "{err}");
+        assert_eq!(store.record("k").unwrap().data.as_deref(), Some("1"));
+    }
+
+    #[tokio::test]
+    async fn live_in_progress_claim_is_a_retryable_conflict() {
+        let store = Arc::new(MemoryIdempotencyStore::new());
+        let idem = helper(&store, Duration::ZERO);
+        let Begin::Claimed(_token) = idem.begin("k", "h", &inv()).await.unwrap() else {
+            panic!("expected a claim")
+        };
+        let rec = store.record("k").unwrap();
+        assert_eq!(rec.status, Status::InProgress);
+        // Expiry follows the invocation's remaining time (30 s, minus a little).
+        let ipe = rec.in_progress_expiration.unwrap() - Now::at(t0()).millis;
+        assert!((29_000..=30_000).contains(&ipe), "{ipe}");
+
+        // Another invocation 10 s later, same payload: in progress, retryable, told when to retry.
+        let later = helper(&store, Duration::from_secs(10));
+        match later.begin("k", "h", &inv()).await.unwrap() {
+            Begin::InProgress { retry_after } => assert!(
+                retry_after >= Duration::from_secs(19) && retry_after <= Duration::from_secs(20),
+                "{retry_after:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Through run(): a retryable Transient error, and the work does not run.
+        let payload = 5;
+        let Begin::Claimed(_) = helper(&store, Duration::ZERO)
+            .begin("k5", &payload_hash(&payload).unwrap(), &inv())
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        let err = later
+            .run("k5", &payload, &inv(), |_| async {
+                Err::<(), _>(Error::Internal("must not run".into()))
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Transient { after: Some(_), .. }),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn expired_in_progress_claim_is_retaken() {
+        let store = Arc::new(MemoryIdempotencyStore::new());
+        // An invocation claimed at t0 with 30 s left, then crashed.
+        let Begin::Claimed(_) = helper(&store, Duration::ZERO)
+            .begin("confirm#S9", &payload_hash("p").unwrap(), &inv())
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        let after_deadline = helper(&store, Duration::from_secs(31));
+        let out = after_deadline
+            .execute("confirm#S9", "p", &inv(), |claim| async move {
+                Ok::<_, Error>(claim.is_retaken())
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            Outcome::Executed {
+                value: true,
+                claim: Claim::Retaken
+            }
+        );
+        assert_eq!(
+            store.record("confirm#S9").unwrap().status,
+            Status::Completed
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_completed_record_gives_a_fresh_claim() {
+        let store = Arc::new(MemoryIdempotencyStore::new());
+        helper(&store, Duration::ZERO)
+            .run("k", "p", &inv(), |_| async { Ok::<_, Error>(1) })
+            .await
+            .unwrap();
+        let out = helper(&store, TTL + Duration::from_secs(1))
+            .execute(
+                "k",
+                "other payload is fine after expiry",
+                &inv(),
+                |claim| async move { Ok::<_, Error>(if claim == Claim::Fresh { 2 } else { 3 }) },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            Outcome::Executed {
+                value: 2,
+                claim: Claim::Fresh
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn error_deletes_the_claim_so_a_retry_runs() {
+        let store = Arc::new(MemoryIdempotencyStore::new());
+        let idem = helper(&store, Duration::ZERO);
+        let err = idem
+            .run("k", "p", &inv(), |_| async {
+                Err::<u32, _>(Error::Transient {
+                    message: "amazon 503".into(),
+                    after: None,
+                })
+            })
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable());
+        assert!(store.is_empty(), "claim must be released");
+        let v = idem
+            .run("k", "p", &inv(), |claim| async move {
+                assert_eq!(claim, Claim::Fresh);
+                Ok::<_, Error>(7)
+            })
+            .await
+            .unwrap();
+        assert_eq!(v, 7);
+    }
+
+    #[tokio::test]
+    async fn a_late_finisher_does_not_overwrite_a_retaken_claim() {
+        let store = Arc::new(MemoryIdempotencyStore::new());
+        let Begin::Claimed(slow) = helper(&store, Duration::ZERO)
+            .begin("k", "h", &inv())
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        let late = helper(&store, Duration::from_secs(31));
+        let Begin::Claimed(fast) = late.begin("k", "h", &inv()).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(fast.claim, Claim::Retaken);
+        late.complete(&slow, &serde_json::json!("slow"))
+            .await
+            .unwrap();
+        late.release(&slow).await.unwrap();
+        assert_eq!(store.record("k").unwrap().status, Status::InProgress);
+        late.complete(&fast, &serde_json::json!("fast"))
+            .await
+            .unwrap();
+        assert_eq!(store.record("k").unwrap().data.as_deref(), Some("\"fast\""));
+    }
+
+    #[test]
+    fn items_round_trip() {
+        let r = Record {
+            id: "confirm#S1".into(),
+            status: Status::Completed,
+            expiration: 10,
+            in_progress_expiration: Some(5),
+            data: Some("{}".into()),
+            validation: Some("ab".into()),
+        };
+        assert_eq!(from_item(&to_item(&r)).unwrap(), r);
+    }
+}

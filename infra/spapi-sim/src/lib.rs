@@ -23,12 +23,14 @@ pub mod shipments;
 pub mod state;
 pub mod validation;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use client::AdminClient;
-pub use faults::{FaultConfig, FaultRule};
+pub use faults::{FaultConfig, FaultKind, FaultRule};
+pub use ratelimit::RateLimit;
 pub use state::{LwaCredentials, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN};
 
 /// Environment variable naming the folder of Amazon's Swagger models.
@@ -51,6 +53,14 @@ pub struct SimOptions {
     pub token_ttl_secs: u64,
     /// Merchant ID used in generated shipments and notifications.
     pub merchant_id: String,
+    /// Share of getShipments/listReturns pages answered empty (with a nextToken) while more
+    /// results remain ("this operation can return empty pages"); default 0.1.
+    pub empty_page_rate: f64,
+    /// Check every answer against the model's response schema and keep violations in
+    /// `GET /_sim/state` (`responseViolations`); default true.
+    pub check_responses: bool,
+    /// Per-operation limits replacing Amazon's defaults (operationId -> rate/burst).
+    pub rate_limit_overrides: BTreeMap<String, RateLimit>,
 }
 
 impl Default for SimOptions {
@@ -62,6 +72,9 @@ impl Default for SimOptions {
             faults: FaultConfig::default(),
             token_ttl_secs: 3600,
             merchant_id: "A1SIMMERCHANT01".to_string(),
+            rate_limit_overrides: BTreeMap::new(),
+            empty_page_rate: 0.1,
+            check_responses: true,
         }
     }
 }

@@ -1,1 +1,7 @@
-//! (module placeholder; see docs/design.md for its owner)
+//! The warehouse interface: how the seller's warehouse system (WMS) and flexbridge talk.
+//!
+//! Inbound, the warehouse calls the signed HTTPS API (`functions/warehouse-api`); outbound, we
+//! deliver events to its webhook (`functions/outbound-webhook`). Both directions sign with
+//! [`signing`].
+
+pub mod signing;

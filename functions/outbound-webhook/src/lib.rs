@@ -1,0 +1,261 @@
+//! Delivers flexbridge events to the warehouse webhook.
+//!
+//! Consumes `OutboundQueue`, which the `EventBus` rule fills: each SQS message body is an
+//! EventBridge event (`detail-type` = event name, `detail` = the versioned envelope). Each is
+//! POSTed to `WEBHOOK_URL` as `{"event": "<name>", ...detail}`, signed like inbound requests
+//! (`flexbridge::warehouse::signing`, key from `WEBHOOK_SECRET_ARN`), with `X-Flexbridge-Event`
+//! and `X-Flexbridge-Event-Id` headers. Receivers drop duplicates by event ID: delivery is at
+//! least once.
+//!
+//! Outcomes per message:
+//! - 2xx: delivered.
+//! - no `WEBHOOK_URL` configured: acknowledged (events stay available on the bus).
+//! - body that is not a flexbridge event: logged and dropped; no retry can deliver it.
+//! - 5xx, 408, 429, timeout, connection error: a batch item failure; SQS redelivers after the
+//!   visibility timeout and, after the queue's `maxReceiveCount`, parks it in `OutboundDLQ`.
+//! - any other status (4xx, 3xx): also a batch item failure, logged as an error. These rarely
+//!   heal by themselves, but the usual cause is a receiver misconfiguration (wrong secret → 401,
+//!   moved URL → 404); keeping the event in the DLQ lets the seller redrive it once fixed,
+//!   where dropping it would lose it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use flexbridge::config::keys;
+use flexbridge::runtime::{Function, Invocation};
+use flexbridge::secrets::SecretCache;
+use flexbridge::warehouse::signing;
+use flexbridge::{Env, Error, Result};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub const EVENT_HEADER: &str = "x-flexbridge-event";
+pub const EVENT_ID_HEADER: &str = "x-flexbridge-event-id";
+/// Longest we wait for the webhook to answer one delivery.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+const CONCURRENCY: usize = 5;
+
+/// Where and how to deliver.
+#[derive(Clone)]
+pub struct Webhook {
+    pub url: url::Url,
+    pub secrets: SecretCache,
+    pub secret_arn: String,
+}
+
+pub struct OutboundWebhook {
+    webhook: Option<Webhook>,
+    http: reqwest::Client,
+}
+
+/// The part of the EventBridge event we read.
+#[derive(Debug, Deserialize)]
+struct BusEvent {
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    source: String,
+    detail: Map<String, Value>,
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered {
+        status: u16,
+    },
+    NoWebhook,
+    Dropped {
+        reason: String,
+    },
+    /// Try again later (the message becomes a batch item failure).
+    Retry {
+        reason: String,
+    },
+}
+
+impl OutboundWebhook {
+    pub async fn from_env(env: &Env) -> Result<Self> {
+        let webhook = match env.optional(keys::WEBHOOK_URL) {
+            None => None,
+            Some(raw) => {
+                let url = url::Url::parse(raw)
+                    .map_err(|e| Error::Config(format!("WEBHOOK_URL is not a valid URL: {e}")))?;
+                if !matches!(url.scheme(), "https" | "http") {
+                    return Err(Error::Config("WEBHOOK_URL must be an https:// URL".into()));
+                }
+                let sdk = flexbridge::aws::config(env).await;
+                Some(Webhook {
+                    url,
+                    secrets: SecretCache::from_sdk_config(&sdk),
+                    secret_arn: env.require(keys::WEBHOOK_SECRET_ARN)?.to_string(),
+                })
+            }
+        };
+        Ok(Self::new(webhook))
+    }
+
+    pub fn new(webhook: Option<Webhook>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(DELIVERY_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            // A redirect would turn the POST into a GET; the configured URL must answer itself.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("flexbridge-webhook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("static reqwest configuration");
+        Self { webhook, http }
+    }
+
+    /// Delivers one SQS message.
+    pub async fn deliver(&self, message: &SqsMessage, invocation: &Invocation) -> Delivery {
+        let Some(webhook) = &self.webhook else {
+            return Delivery::NoWebhook;
+        };
+        let raw = message.body.as_deref().unwrap_or_default();
+        let event: BusEvent = match serde_json::from_str(raw) {
+            Ok(e) => e,
+            Err(e) => {
+                return Delivery::Dropped {
+                    reason: format!("message is not an EventBridge event: {e}"),
+                }
+            }
+        };
+        if event.source != flexbridge::events::SOURCE {
+            return Delivery::Dropped {
+                reason: format!("event source {:?} is not flexbridge", event.source),
+            };
+        }
+        let event_id = event
+            .detail
+            .get("eventId")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let mut body = Map::new();
+        body.insert("event".into(), Value::from(event.detail_type.clone()));
+        body.extend(event.detail);
+        let body = Value::Object(body).to_string();
+
+        let secret = match webhook.secrets.get(&webhook.secret_arn).await {
+            Ok(s) => s,
+            Err(e) => {
+                return Delivery::Retry {
+                    reason: format!("webhook secret unavailable: {e}"),
+                }
+            }
+        };
+        let path_and_query = match webhook.url.query() {
+            Some(q) => format!("{}?{q}", webhook.url.path()),
+            None => webhook.url.path().to_string(),
+        };
+        let headers = signing::signed_headers(
+            secret.expose().as_bytes(),
+            signing::now_unix(),
+            "POST",
+            &path_and_query,
+            body.as_bytes(),
+        );
+        // Never wait past the invocation: an unanswered delivery is retried, not lost.
+        let timeout = DELIVERY_TIMEOUT.min(
+            invocation
+                .remaining()
+                .saturating_sub(Duration::from_secs(1)),
+        );
+        if timeout.is_zero() {
+            return Delivery::Retry {
+                reason: "no time left in this invocation".into(),
+            };
+        }
+        let mut req = self
+            .http
+            .post(webhook.url.clone())
+            .timeout(timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(EVENT_HEADER, &event.detail_type)
+            .header(EVENT_ID_HEADER, &event_id);
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        match req.body(body).send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                match status {
+                    200..=299 => Delivery::Delivered { status },
+                    408 | 429 | 500..=599 => Delivery::Retry {
+                        reason: format!("webhook answered {status}"),
+                    },
+                    _ => {
+                        tracing::error!(
+                            status,
+                            event = %event.detail_type,
+                            event_id,
+                            "webhook refused the event; check the webhook URL and secret (the event is kept for the DLQ)"
+                        );
+                        Delivery::Retry {
+                            reason: format!("webhook refused with {status}"),
+                        }
+                    }
+                }
+            }
+            Err(e) => Delivery::Retry {
+                reason: if e.is_timeout() {
+                    format!("webhook did not answer within {}s", timeout.as_secs())
+                } else {
+                    // without_url: the URL may carry a token in its query.
+                    format!("webhook unreachable: {}", e.without_url())
+                },
+            },
+        }
+    }
+
+    async fn deliver_one(&self, m: &SqsMessage, invocation: &Invocation) -> (String, Delivery) {
+        let id = m.message_id.clone().unwrap_or_default();
+        (id, self.deliver(m, invocation).await)
+    }
+
+    /// Handles one SQS batch; only messages to try again are reported as failures.
+    pub async fn handle(&self, batch: SqsEvent, invocation: &Invocation) -> SqsBatchResponse {
+        // Collected first: a lazy map closure inside the stream trips async_trait's Send check.
+        let deliveries: Vec<_> = batch
+            .records
+            .iter()
+            .map(|m| self.deliver_one(m, invocation))
+            .collect();
+        let outcomes: Vec<(String, Delivery)> = futures::stream::iter(deliveries)
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut response = SqsBatchResponse::default();
+        for (message_id, outcome) in outcomes {
+            match &outcome {
+                Delivery::Delivered { status } => {
+                    tracing::info!(message_id, status, "event delivered to webhook")
+                }
+                Delivery::NoWebhook => {
+                    tracing::debug!(message_id, "no WEBHOOK_URL configured; event acknowledged")
+                }
+                Delivery::Dropped { reason } => {
+                    tracing::error!(message_id, reason, "dropping undeliverable message")
+                }
+                Delivery::Retry { reason } => {
+                    tracing::warn!(message_id, reason, "delivery failed; will retry");
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = message_id;
+                    response.batch_item_failures.push(failure);
+                }
+            }
+        }
+        response
+    }
+}
+
+#[async_trait]
+impl Function for OutboundWebhook {
+    async fn invoke(&self, payload: Value, invocation: Invocation) -> Result<Value> {
+        let batch: SqsEvent = serde_json::from_value(payload)?;
+        let response = self.handle(batch, &invocation).await;
+        serde_json::to_value(response).map_err(|e| Error::Internal(e.to_string()))
+    }
+}

@@ -1,0 +1,8 @@
+use outbound_webhook::OutboundWebhook;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    flexbridge::telemetry::init();
+    let f = OutboundWebhook::from_env(&flexbridge::Env::from_process()).await?;
+    flexbridge::runtime::run_lambda(f).await
+}

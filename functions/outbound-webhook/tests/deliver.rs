@@ -1,0 +1,181 @@
+//! Delivery against a tiny local webhook: signed 2xx is done, 5xx and 4xx are retried (kept for
+//! the DLQ), garbage is dropped, no webhook means acknowledge.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use flexbridge::events::{EventName, OutboundEvent, WebhookTest};
+use flexbridge::runtime::{Function, Invocation};
+use flexbridge::secrets::SecretCache;
+use flexbridge::warehouse::signing;
+use outbound_webhook::{Delivery, OutboundWebhook, Webhook};
+use serde_json::{json, Value};
+
+const ARN: &str = "arn:webhook";
+const SECRET: &str = "whsec_out";
+
+#[derive(Clone, Default)]
+struct Receiver {
+    status: Arc<Mutex<u16>>,
+    got: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) -> StatusCode {
+    r.got.lock().unwrap().push((headers, body));
+    StatusCode::from_u16(*r.status.lock().unwrap()).unwrap()
+}
+
+async fn start_receiver(status: u16) -> (Receiver, String) {
+    let r = Receiver::default();
+    *r.status.lock().unwrap() = status;
+    let app = axum::Router::new()
+        .route("/hook", post(receive))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (r, format!("http://{addr}/hook?tenant=a"))
+}
+
+fn function(url: &str) -> OutboundWebhook {
+    OutboundWebhook::new(Some(Webhook {
+        url: url.parse().unwrap(),
+        secrets: SecretCache::from_static(HashMap::from([(ARN.into(), SECRET.into())])),
+        secret_arn: ARN.into(),
+    }))
+}
+
+fn bus_message(id: &str, event: &OutboundEvent) -> SqsMessage {
+    let body = json!({
+        "version": "0", "id": "eb-1", "detail-type": event.name.as_str(), "source": "flexbridge",
+        "account": "123456789012", "time": "2026-11-21T08:00:00Z", "region": "us-east-1",
+        "resources": [], "detail": event.detail(),
+    });
+    let mut m = SqsMessage::default();
+    m.message_id = Some(id.into());
+    m.body = Some(body.to_string());
+    m
+}
+
+fn test_event() -> OutboundEvent {
+    OutboundEvent::new(
+        EventName::WebhookTest,
+        "k1",
+        chrono::Utc::now(),
+        WebhookTest {
+            message: "hi".into(),
+        },
+    )
+    .unwrap()
+}
+
+fn inv() -> Invocation {
+    Invocation::new("r", Duration::from_secs(30))
+}
+
+#[tokio::test]
+async fn delivers_signed_with_event_headers() {
+    let (r, url) = start_receiver(204).await;
+    let f = function(&url);
+    let event = test_event();
+    let out = f.deliver(&bus_message("m1", &event), &inv()).await;
+    assert_eq!(out, Delivery::Delivered { status: 204 });
+    let got = r.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let (headers, body) = &got[0];
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    assert_eq!(h("x-flexbridge-event"), Some("WebhookTest"));
+    assert_eq!(h("x-flexbridge-event-id"), Some(event.event_id.as_str()));
+    signing::verify(
+        SECRET.as_bytes(),
+        h("x-flexbridge-timestamp"),
+        h("x-flexbridge-signature"),
+        "POST",
+        "/hook?tenant=a",
+        body.as_bytes(),
+        signing::now_unix(),
+    )
+    .expect("signature verifies with the webhook secret");
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["event"], "WebhookTest");
+    assert_eq!(body["version"], "1");
+    assert_eq!(body["eventId"], event.event_id.as_str());
+    assert_eq!(body["message"], "hi");
+}
+
+#[tokio::test]
+async fn batch_reports_only_messages_to_retry() {
+    let (_r500, url500) = start_receiver(500).await;
+    let event = test_event();
+    let mut garbage = SqsMessage::default();
+    garbage.message_id = Some("bad".into());
+    garbage.body = Some("not json".into());
+    let mut batch = SqsEvent::default();
+    batch.records = vec![
+        bus_message("m1", &event),
+        garbage,
+        bus_message("m2", &event),
+    ];
+    let payload = serde_json::to_value(&batch).unwrap();
+
+    let out = function(&url500)
+        .invoke(payload.clone(), inv())
+        .await
+        .unwrap();
+    let failed: Vec<&str> = out["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        failed,
+        vec!["m1", "m2"],
+        "garbage is dropped, 500s are retried"
+    );
+
+    let (_r400, url400) = start_receiver(401).await;
+    let out = function(&url400)
+        .invoke(payload.clone(), inv())
+        .await
+        .unwrap();
+    assert_eq!(
+        out["batchItemFailures"].as_array().unwrap().len(),
+        2,
+        "refusals are kept for the DLQ"
+    );
+
+    let (_r200, url200) = start_receiver(200).await;
+    let out = function(&url200)
+        .invoke(payload.clone(), inv())
+        .await
+        .unwrap();
+    assert_eq!(out["batchItemFailures"], json!([]));
+
+    let out = OutboundWebhook::new(None)
+        .invoke(payload, inv())
+        .await
+        .unwrap();
+    assert_eq!(
+        out["batchItemFailures"],
+        json!([]),
+        "no webhook: acknowledge"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_webhook_is_retried() {
+    // A port nobody listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    drop(listener);
+    let out = function(&url)
+        .deliver(&bus_message("m1", &test_event()), &inv())
+        .await;
+    assert!(matches!(out, Delivery::Retry { .. }), "{out:?}");
+}

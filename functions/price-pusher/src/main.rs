@@ -1,0 +1,6 @@
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    flexbridge::telemetry::init();
+    let f = price_pusher::PricePusher::from_env(&flexbridge::Env::from_process()).await?;
+    flexbridge::runtime::run_lambda(f).await
+}

@@ -1,0 +1,650 @@
+//! The local runner: Lambda's event plumbing for the functions of one [`Stack`], driven by
+//! the template (moto stores schedules and event source mappings but never fires them).
+//!
+//! - Schedule events: the function is invoked with an EventBridge "Scheduled Event" at the
+//!   times its `rate(...)`/`cron(...)` names, on a clock that runs `speedup` times faster.
+//! - SQS events: the queue is polled and batches are handed over exactly like the SQS event
+//!   source mapping does it: up to `BatchSize` records with `messageId`, `receiptHandle`,
+//!   `body`, `attributes` (incl. `ApproximateReceiveCount`), `messageAttributes` and
+//!   `eventSourceARN`; on success the batch is deleted, except the `batchItemFailures` a
+//!   function with `ReportBatchItemFailures` names; on error nothing is deleted. What is
+//!   not deleted reappears after the queue's visibility timeout (divided by `speedup`), and
+//!   moto's redrive policy moves it to the DLQ after `maxReceiveCount` receives.
+//! - Function URLs: the function's axum router is served on a local port.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use flexbridge::runtime::{Function, Invocation};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::registry::{self, Handler};
+use crate::schedule::Schedule;
+use crate::stack::{FunctionEvent, FunctionSpec, Overrides, Queue, Stack};
+
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// How much faster than real time schedules run and visibility timeouts pass
+    /// (1.0 = as in AWS; 600.0 = `rate(5 minutes)` every 0.5 s).
+    pub speedup: f64,
+    pub run_schedules: bool,
+    /// Fire every schedule once right away (the demo does not wait for the first period).
+    pub fire_schedules_at_start: bool,
+    pub poll_queues: bool,
+    pub serve_urls: bool,
+    /// SQS long-poll wait; short, so that `stop` is quick.
+    pub receive_wait: Duration,
+    /// Run only these functions (logical IDs); `None` = every registered one.
+    pub only: Option<BTreeSet<String>>,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        Self {
+            speedup: 1.0,
+            run_schedules: true,
+            fire_schedules_at_start: false,
+            poll_queues: true,
+            serve_urls: true,
+            receive_wait: Duration::from_secs(1),
+            only: None,
+        }
+    }
+}
+
+/// Counters per function, for progress lines, summaries and tests.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FunctionStats {
+    pub invocations: u64,
+    pub errors: u64,
+    /// SQS messages the function handled (deleted from the queue).
+    pub messages_ok: u64,
+    /// SQS messages left on the queue to be retried (failed items, or failed batches).
+    pub messages_failed: u64,
+    pub last_error: Option<String>,
+}
+
+type StatsMap = Arc<Mutex<BTreeMap<String, FunctionStats>>>;
+
+pub struct Runner {
+    stack: Arc<Stack>,
+    handlers: BTreeMap<String, Handler>,
+    urls: BTreeMap<String, String>,
+    unregistered: Vec<String>,
+    stats: StatsMap,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Runner {
+    /// Builds every function the registry knows with its template environment, and starts
+    /// delivering its events.
+    pub async fn start(stack: &Stack, overrides: &Overrides, options: RunnerOptions) -> Result<Runner> {
+        Self::start_with(stack, overrides, options, BTreeMap::new()).await
+    }
+
+    /// Like [`Runner::start`], with some functions replaced (tests: a scripted consumer on
+    /// a real template queue). Substitutes need not be in the registry.
+    pub async fn start_with(
+        stack: &Stack,
+        overrides: &Overrides,
+        options: RunnerOptions,
+        mut substitutes: BTreeMap<String, Handler>,
+    ) -> Result<Runner> {
+        if !(options.speedup > 0.0) {
+            bail!("speedup must be > 0");
+        }
+        let stack = Arc::new(stack.clone());
+        let constructors = registry::constructors();
+        let mut handlers = BTreeMap::new();
+        let mut unregistered = Vec::new();
+        for (id, _spec) in stack.functions.iter() {
+            if let Some(only) = &options.only {
+                if !only.contains(id) {
+                    continue;
+                }
+            }
+            if let Some(h) = substitutes.remove(id) {
+                handlers.insert(id.clone(), h);
+                continue;
+            }
+            let Some(ctor) = constructors.get(id.as_str()) else {
+                unregistered.push(id.clone());
+                continue;
+            };
+            let env = stack.env_for(id, overrides)?;
+            let h = ctor(env)
+                .await
+                .map_err(|e| anyhow!("{id}: constructing the function from its template environment failed: {e}"))?;
+            handlers.insert(id.clone(), h);
+        }
+        if let Some(extra) = substitutes.keys().next() {
+            bail!("substitute for {extra}, which template.yaml does not declare as a function");
+        }
+        if !unregistered.is_empty() {
+            tracing::warn!(
+                "not registered in infra/local/src/registry.rs, their events are not delivered: {}",
+                unregistered.join(", ")
+            );
+        }
+
+        let sdk = flexbridge::aws::load_with_endpoint(&stack.endpoint).await;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let (stop, stop_rx) = watch::channel(false);
+        let stats: StatsMap = Arc::default();
+        let mut tasks = Vec::new();
+        let mut urls = BTreeMap::new();
+
+        for (id, handler) in &handlers {
+            let spec = stack.functions[id].clone();
+            stats.lock().expect("stats").entry(id.clone()).or_default();
+            for event in &spec.events {
+                match (event, handler) {
+                    (FunctionEvent::Schedule { expression, enabled, input, id: rule }, Handler::Function(f)) => {
+                        if !options.run_schedules || !enabled {
+                            continue;
+                        }
+                        let schedule = Schedule::parse(expression).with_context(|| format!("{id}: schedule {rule}"))?;
+                        let rule_arn = format!(
+                            "arn:aws:events:{}:{}:rule/{}",
+                            stack.region,
+                            stack.account_id,
+                            stack.resources.get(rule).map(|r| r.physical_id.as_str()).unwrap_or(rule)
+                        );
+                        tasks.push(tokio::spawn(run_schedule(
+                            Target::new(&spec, f.clone(), stats.clone()),
+                            schedule,
+                            ScheduledPayload {
+                                input: input.clone(),
+                                rule_arn,
+                                region: stack.region.clone(),
+                                account: stack.account_id.clone(),
+                            },
+                            options.clone(),
+                            stop_rx.clone(),
+                        )));
+                    }
+                    (
+                        FunctionEvent::Sqs {
+                            queue,
+                            batch_size,
+                            report_batch_item_failures,
+                            enabled,
+                            ..
+                        },
+                        Handler::Function(f),
+                    ) => {
+                        if !options.poll_queues || !enabled {
+                            continue;
+                        }
+                        tasks.push(tokio::spawn(run_queue(
+                            Target::new(&spec, f.clone(), stats.clone()),
+                            sqs.clone(),
+                            SqsSource {
+                                queue: stack.queue(queue).clone(),
+                                batch_size: *batch_size,
+                                report_batch_item_failures: *report_batch_item_failures,
+                                region: stack.region.clone(),
+                            },
+                            options.clone(),
+                            stop_rx.clone(),
+                        )));
+                    }
+                    (FunctionEvent::FunctionUrl { .. }, Handler::Http(router)) => {
+                        if !options.serve_urls {
+                            continue;
+                        }
+                        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                        let addr = listener.local_addr()?;
+                        urls.insert(id.clone(), format!("http://{addr}"));
+                        let router = router.clone();
+                        let mut stop_rx = stop_rx.clone();
+                        tasks.push(tokio::spawn(async move {
+                            let shutdown = async move {
+                                let _ = stop_rx.wait_for(|s| *s).await;
+                            };
+                            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+                                tracing::error!("function URL server stopped: {e}");
+                            }
+                        }));
+                    }
+                    (event, _) => bail!(
+                        "{id}: the registry gives a handler of the wrong kind for its event {event:?} \
+                         (Function URLs need Handler::Http, schedules and queues Handler::Function)"
+                    ),
+                }
+            }
+        }
+        Ok(Runner {
+            stack,
+            handlers,
+            urls,
+            unregistered,
+            stats,
+            stop,
+            tasks,
+        })
+    }
+
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+
+    /// The local URL a Function URL function is served on (`http://127.0.0.1:PORT`).
+    pub fn function_url(&self, logical_id: &str) -> Option<&str> {
+        self.urls.get(logical_id).map(String::as_str)
+    }
+
+    /// Functions in the template without a registry entry (their events are not delivered).
+    pub fn unregistered(&self) -> &[String] {
+        &self.unregistered
+    }
+
+    pub fn stats(&self) -> BTreeMap<String, FunctionStats> {
+        self.stats.lock().expect("stats").clone()
+    }
+
+    pub fn function_stats(&self, logical_id: &str) -> FunctionStats {
+        self.stats().get(logical_id).cloned().unwrap_or_default()
+    }
+
+    /// Invokes a function directly (as `aws lambda invoke` would), with its template timeout.
+    pub async fn invoke(&self, logical_id: &str, payload: Value) -> Result<Value> {
+        let spec = self
+            .stack
+            .function(logical_id)
+            .ok_or_else(|| anyhow!("template.yaml declares no function {logical_id}"))?;
+        let Some(Handler::Function(f)) = self.handlers.get(logical_id) else {
+            bail!("{logical_id} is not running in this runner (unregistered, filtered out, or HTTP)");
+        };
+        Target::new(spec, f.clone(), self.stats.clone())
+            .invoke(payload)
+            .await
+            .map_err(|e| anyhow!("{logical_id}: {e}"))
+    }
+
+    /// Runs one of `logical_id`'s schedules now, with the payload EventBridge would send.
+    pub async fn fire_schedule(&self, logical_id: &str) -> Result<Value> {
+        let spec = self
+            .stack
+            .function(logical_id)
+            .ok_or_else(|| anyhow!("template.yaml declares no function {logical_id}"))?;
+        let (rule, input) = spec
+            .events
+            .iter()
+            .find_map(|e| match e {
+                FunctionEvent::Schedule { id, input, .. } => Some((id.clone(), input.clone())),
+                _ => None,
+            })
+            .ok_or_else(|| anyhow!("{logical_id} has no Schedule event in template.yaml"))?;
+        let payload = ScheduledPayload {
+            input,
+            rule_arn: format!("arn:aws:events:{}:{}:rule/{rule}", self.stack.region, self.stack.account_id),
+            region: self.stack.region.clone(),
+            account: self.stack.account_id.clone(),
+        }
+        .at(Utc::now());
+        self.invoke(logical_id, payload).await
+    }
+
+    /// Stops every schedule, poller and server, and waits for in-flight invocations.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// One function as the runner invokes it.
+#[derive(Clone)]
+struct Target {
+    id: String,
+    timeout: Duration,
+    function: Arc<dyn Function>,
+    stats: StatsMap,
+}
+
+impl Target {
+    fn new(spec: &FunctionSpec, function: Arc<dyn Function>, stats: StatsMap) -> Self {
+        Self {
+            id: spec.logical_id.clone(),
+            timeout: spec.timeout(),
+            function,
+            stats,
+        }
+    }
+
+    /// One invocation with Lambda's limits: the template's timeout, and a panic is an error.
+    async fn invoke(&self, payload: Value) -> Result<Value, String> {
+        let invocation = Invocation::new(uuid::Uuid::new_v4().to_string(), self.timeout);
+        let f = self.function.clone();
+        let task = tokio::spawn(async move { f.invoke(payload, invocation).await });
+        let result = match tokio::time::timeout(self.timeout, task).await {
+            Err(_) => Err(format!("Task timed out after {} seconds", self.timeout.as_secs())),
+            Ok(Err(join)) => Err(format!("the function panicked: {join}")),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Ok(Ok(v))) => Ok(v),
+        };
+        let mut stats = self.stats.lock().expect("stats");
+        let s = stats.entry(self.id.clone()).or_default();
+        s.invocations += 1;
+        if let Err(e) = &result {
+            s.errors += 1;
+            s.last_error = Some(e.clone());
+            tracing::warn!(function = %self.id, "invocation failed: {e}");
+        }
+        result
+    }
+
+    fn count_messages(&self, ok: u64, failed: u64) {
+        let mut stats = self.stats.lock().expect("stats");
+        let s = stats.entry(self.id.clone()).or_default();
+        s.messages_ok += ok;
+        s.messages_failed += failed;
+    }
+}
+
+struct ScheduledPayload {
+    input: Option<String>,
+    rule_arn: String,
+    region: String,
+    account: String,
+}
+
+impl ScheduledPayload {
+    fn at(&self, time: DateTime<Utc>) -> Value {
+        if let Some(input) = &self.input {
+            if let Ok(v) = serde_json::from_str(input) {
+                return v;
+            }
+        }
+        json!({
+            "version": "0",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": self.account,
+            "time": time.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "region": self.region,
+            "resources": [self.rule_arn],
+            "detail": {}
+        })
+    }
+}
+
+async fn run_schedule(
+    target: Target,
+    schedule: Schedule,
+    payload: ScheduledPayload,
+    options: RunnerOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    // A virtual clock: `speedup` virtual seconds pass per real second.
+    let real_start = Instant::now();
+    let virtual_start = Utc::now();
+    let virtual_now = || {
+        let elapsed = real_start.elapsed().mul_f64(options.speedup);
+        virtual_start + chrono::Duration::from_std(elapsed).unwrap_or_default()
+    };
+    let mut next = if options.fire_schedules_at_start {
+        Some(virtual_start)
+    } else {
+        schedule.next_after(virtual_start)
+    };
+    while let Some(at) = next {
+        let wait = (at - virtual_now()).to_std().unwrap_or_default().div_f64(options.speedup);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let _ = target.invoke(payload.at(at)).await;
+        // Like EventBridge, a slow run does not queue up the firings it missed.
+        let now = virtual_now();
+        next = schedule.next_after(at);
+        while let Some(n) = next.filter(|n| *n <= now) {
+            next = schedule.next_after(n);
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+struct SqsSource {
+    queue: Queue,
+    batch_size: u32,
+    report_batch_item_failures: bool,
+    region: String,
+}
+
+async fn run_queue(
+    target: Target,
+    sqs: aws_sdk_sqs::Client,
+    source: SqsSource,
+    options: RunnerOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    let wait = options.receive_wait.as_secs().clamp(0, 20) as i32;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let received = tokio::select! {
+            r = sqs
+                .receive_message()
+                .queue_url(&source.queue.url)
+                .max_number_of_messages(source.batch_size.clamp(1, 10) as i32)
+                .wait_time_seconds(wait)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(queue = %source.queue.name, "receive failed: {}", aws_sdk_sqs::error::DisplayErrorContext(e));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        if let Err(e) = deliver(&target, &sqs, &source, &options, messages).await {
+            tracing::warn!(queue = %source.queue.name, "{e:#}");
+        }
+    }
+}
+
+/// Hands one batch to the function and settles it like the SQS event source mapping.
+async fn deliver(
+    target: &Target,
+    sqs: &aws_sdk_sqs::Client,
+    source: &SqsSource,
+    options: &RunnerOptions,
+    messages: Vec<Message>,
+) -> Result<()> {
+    let event = sqs_event(&messages, &source.queue.arn, &source.region);
+    let ids: BTreeSet<String> = messages.iter().filter_map(|m| m.message_id.clone()).collect();
+    let failed: BTreeSet<String> = match target.invoke(event).await {
+        Err(_) => ids.clone(),
+        Ok(response) if source.report_batch_item_failures => match batch_item_failures(&response, &ids) {
+            Some(f) => f,
+            None => {
+                tracing::warn!(
+                    function = %target.id,
+                    "invalid batchItemFailures response, the whole batch is retried: {response}"
+                );
+                ids.clone()
+            }
+        },
+        Ok(_) => BTreeSet::new(),
+    };
+    let (done, retry): (Vec<&Message>, Vec<&Message>) = messages
+        .iter()
+        .partition(|m| !failed.contains(m.message_id.as_deref().unwrap_or_default()));
+    target.count_messages(done.len() as u64, retry.len() as u64);
+    for chunk in done.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+                    .build()
+                    .expect("id and receipt handle are set")
+            })
+            .collect::<Vec<_>>();
+        sqs.delete_message_batch()
+            .queue_url(&source.queue.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| anyhow!("deleting handled messages: {}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+    }
+    // Failed messages reappear after the visibility timeout; on a sped-up clock, sooner.
+    if options.speedup != 1.0 {
+        let secs = (source.queue.visibility_timeout_s as f64 / options.speedup).ceil() as i32;
+        for m in retry {
+            sqs.change_message_visibility()
+                .queue_url(&source.queue.url)
+                .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+                .visibility_timeout(secs.clamp(0, 43_200))
+                .send()
+                .await
+                .map_err(|e| anyhow!("shortening visibility: {}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        }
+    }
+    Ok(())
+}
+
+/// The failed message IDs a `ReportBatchItemFailures` response names; `None` when the
+/// response is malformed or names a message not in the batch (Lambda then fails the batch).
+fn batch_item_failures(response: &Value, batch: &BTreeSet<String>) -> Option<BTreeSet<String>> {
+    let items = match response.get("batchItemFailures") {
+        None | Some(Value::Null) => return Some(BTreeSet::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return None,
+    };
+    let mut out = BTreeSet::new();
+    for item in items {
+        let id = item.get("itemIdentifier")?.as_str()?;
+        if !batch.contains(id) {
+            return None;
+        }
+        out.insert(id.to_string());
+    }
+    Some(out)
+}
+
+/// The `SQSEvent` Lambda builds from received messages (`aws_lambda_events::sqs::SqsEvent`).
+pub fn sqs_event(messages: &[Message], queue_arn: &str, region: &str) -> Value {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: BTreeMap<String, String> = m
+                .attributes
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.as_str().to_string(), v))
+                .collect();
+            let message_attributes: BTreeMap<String, Value> = m
+                .message_attributes
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        json!({
+                            "stringValue": v.string_value,
+                            "binaryValue": v.binary_value.as_ref().map(|b| b64.encode(b.as_ref())),
+                            "stringListValues": v.string_list_values.unwrap_or_default(),
+                            "binaryListValues": v.binary_list_values.unwrap_or_default()
+                                .iter().map(|b| b64.encode(b.as_ref())).collect::<Vec<_>>(),
+                            "dataType": v.data_type,
+                        }),
+                    )
+                })
+                .collect();
+            json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "md5OfBody": m.md5_of_body,
+                "md5OfMessageAttributes": m.md5_of_message_attributes,
+                "attributes": attributes,
+                "messageAttributes": message_attributes,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_item_failures_follow_lambdas_rules() {
+        let batch: BTreeSet<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(batch_item_failures(&json!({}), &batch), Some(BTreeSet::new()));
+        assert_eq!(batch_item_failures(&Value::Null, &batch), Some(BTreeSet::new()));
+        assert_eq!(
+            batch_item_failures(&json!({"batchItemFailures": [{"itemIdentifier": "b"}]}), &batch),
+            Some(["b".to_string()].into())
+        );
+        assert_eq!(batch_item_failures(&json!({"batchItemFailures": [{"itemIdentifier": "zz"}]}), &batch), None);
+        assert_eq!(batch_item_failures(&json!({"batchItemFailures": [{}]}), &batch), None);
+    }
+
+    #[test]
+    fn the_event_deserialises_as_aws_lambda_events_sqs_event() {
+        let m = Message::builder()
+            .message_id("m1")
+            .receipt_handle("r1")
+            .body("{\"x\":1}")
+            .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "2")
+            .message_attributes(
+                "kind",
+                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("k")
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        let v = sqs_event(&[m], "arn:aws:sqs:us-east-1:1:q", "us-east-1");
+        let e: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(v).unwrap();
+        let r = &e.records[0];
+        assert_eq!(r.message_id.as_deref(), Some("m1"));
+        assert_eq!(r.attributes.get("ApproximateReceiveCount").map(String::as_str), Some("2"));
+        assert_eq!(r.message_attributes["kind"].string_value.as_deref(), Some("k"));
+        assert_eq!(r.event_source_arn.as_deref(), Some("arn:aws:sqs:us-east-1:1:q"));
+    }
+}

@@ -1,0 +1,272 @@
+//! The production side of `ports`: the SP-API client as `ShipmentsApi`. Amazon's typed objects are
+//! handed to `orders::model` as the model's JSON, which it reads tolerantly (and without the
+//! ship-to address).
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::orders::ports::{AmazonPage, RejectReason, ReturnsQuery, ShipmentsApi, ShipmentsQuery};
+use crate::spapi::{
+    GetShipmentsQuery, LineItem, LineItemWithReason, ListReturnsQuery,
+    ShipmentAcknowledgementRequest, ShipmentOperation, SpApiClient, Timestamp,
+};
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Value> {
+    serde_json::to_value(v)
+        .map_err(|e| Error::Internal(format!("shipment does not serialize: {e}")))
+}
+
+#[async_trait]
+impl ShipmentsApi for SpApiClient {
+    async fn get_shipments(&self, q: &ShipmentsQuery) -> Result<AmazonPage> {
+        let page = SpApiClient::get_shipments(
+            self,
+            &GetShipmentsQuery {
+                status: q.status.as_str().into(),
+                location_id: Some(q.location_id.clone()),
+                last_updated_after: Some(Timestamp(q.last_updated_after)),
+                max_results: Some(100),
+                pagination_token: q.pagination_token.clone(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(AmazonPage {
+            items: page.shipments.iter().map(to_json).collect::<Result<_>>()?,
+            next_token: page.next_token,
+        })
+    }
+
+    async fn get_shipment(&self, shipment_id: &str) -> Result<Value> {
+        to_json(&SpApiClient::get_shipment(self, shipment_id).await?)
+    }
+
+    async fn confirm(&self, shipment_id: &str) -> Result<()> {
+        Ok(self
+            .process_shipment(shipment_id, &ShipmentOperation::Confirm)
+            .await?)
+    }
+
+    async fn reject(
+        &self,
+        shipment_id: &str,
+        reference_id: &str,
+        lines: &[(String, u32)],
+        reason: RejectReason,
+    ) -> Result<()> {
+        let body = ShipmentAcknowledgementRequest {
+            reference_id: Some(reference_id.to_string()),
+            line_items: lines
+                .iter()
+                .map(|(id, qty)| LineItemWithReason {
+                    line_item: LineItem {
+                        id: id.clone(),
+                        quantity: Some(*qty as i64),
+                    },
+                    reason: Some(reason),
+                })
+                .collect(),
+        };
+        Ok(self
+            .process_shipment(shipment_id, &ShipmentOperation::Reject(body))
+            .await?)
+    }
+
+    async fn list_returns(&self, q: &ReturnsQuery) -> Result<AmazonPage> {
+        let page = SpApiClient::list_returns(
+            self,
+            &ListReturnsQuery {
+                return_location_id: Some(q.return_location_id.clone()),
+                status: Some(q.status.as_str().into()),
+                last_updated_since: Some(Timestamp(q.last_updated_since)),
+                max_results: Some(100),
+                next_token: q.next_token.clone(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(AmazonPage {
+            items: page.returns.iter().map(to_json).collect::<Result<_>>()?,
+            next_token: page.next_token,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locations and settings, catalog
+
+use std::sync::Arc;
+
+use crate::orders::ports::{LocationDirectory, OrderLocation, SkuCatalog, UnmappedSkuAction};
+use crate::store::catalog::CatalogStore;
+use crate::store::locations::LocationStore;
+use crate::store::settings::SettingsStore;
+
+/// Setting: what to do with a line whose SKU has no catalog mapping, per location.
+/// Value: `"hold"` / `"reject"` for every location, or
+/// `{"default": "hold", "locations": {"<locationId>": "reject"}}`.
+pub const UNMAPPED_SKU_SETTING: &str = "orders_unmapped_sku";
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(untagged)]
+enum UnmappedSkuSetting {
+    #[default]
+    Unset,
+    All(UnmappedSkuAction),
+    PerLocation {
+        #[serde(default)]
+        default: UnmappedSkuAction,
+        #[serde(default)]
+        locations: std::collections::HashMap<String, UnmappedSkuAction>,
+    },
+}
+
+impl UnmappedSkuSetting {
+    fn for_location(&self, id: &str) -> UnmappedSkuAction {
+        match self {
+            Self::Unset => UnmappedSkuAction::default(),
+            Self::All(a) => *a,
+            Self::PerLocation { default, locations } => {
+                locations.get(id).copied().unwrap_or(*default)
+            }
+        }
+    }
+}
+
+/// The seller's locations (LocationsTable) with the orders settings (SettingsTable).
+pub struct StoredLocations {
+    pub locations: Arc<dyn LocationStore>,
+    pub settings: Arc<dyn SettingsStore>,
+}
+
+#[async_trait]
+impl LocationDirectory for StoredLocations {
+    async fn locations(&self) -> Result<Vec<OrderLocation>> {
+        let policy: UnmappedSkuSetting = match self.settings.get(UNMAPPED_SKU_SETTING).await? {
+            None => UnmappedSkuSetting::Unset,
+            Some(s) => serde_json::from_value(s.value.clone()).map_err(|e| {
+                Error::Config(format!(
+                    "setting {UNMAPPED_SKU_SETTING} = {} is not \"hold\", \"reject\" or {{\"default\", \"locations\"}}: {e}",
+                    s.value
+                ))
+            })?,
+        };
+        Ok(self
+            .locations
+            .list()
+            .await?
+            .into_iter()
+            .filter(|l| l.orders_enabled || l.returns_enabled)
+            .map(|l| OrderLocation {
+                unmapped_sku: policy.for_location(&l.location_id),
+                // Seller Flex returns come back to the location that shipped them.
+                return_location_id: l.returns_enabled.then(|| l.location_id.clone()),
+                order_sync: l.orders_enabled,
+                hub: l.hub_id,
+                location_id: l.location_id,
+            })
+            .collect())
+    }
+
+    async fn location(&self, location_id: &str) -> Result<OrderLocation> {
+        self.locations()
+            .await?
+            .into_iter()
+            .find(|l| l.location_id == location_id)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "location {location_id} is not configured or not enabled"
+                ))
+            })
+    }
+}
+
+/// A SKU is mapped when the catalog has it enabled with an ASIN.
+pub struct CatalogSkus(pub Arc<dyn CatalogStore>);
+
+#[async_trait]
+impl SkuCatalog for CatalogSkus {
+    async fn unmapped(&self, skus: &[String]) -> Result<Vec<String>> {
+        let found = self.0.get_items(skus).await?;
+        Ok(skus
+            .iter()
+            .filter(|sku| {
+                !found
+                    .iter()
+                    .any(|i| i.sku == **sku && i.enabled && !i.asin.is_empty())
+            })
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::locations::{Location, MemoryLocationStore};
+    use crate::store::settings::MemorySettingsStore;
+
+    #[tokio::test]
+    async fn unmapped_policy_per_location_from_settings() {
+        let locations = Arc::new(MemoryLocationStore::new());
+        for (id, orders) in [("L1", true), ("L2", true), ("L3", false)] {
+            locations
+                .put(&Location {
+                    location_id: id.into(),
+                    hub_id: format!("HUB-{id}"),
+                    name: id.into(),
+                    marketplace_id: "M".into(),
+                    channel: "FBA".into(),
+                    orders_enabled: orders,
+                    inventory_enabled: true,
+                    returns_enabled: false,
+                })
+                .await
+                .unwrap();
+        }
+        let settings = Arc::new(MemorySettingsStore::new());
+        let dir = StoredLocations {
+            locations,
+            settings: settings.clone(),
+        };
+        let all = dir.locations().await.unwrap();
+        assert_eq!(all.len(), 2, "L3 syncs neither orders nor returns");
+        assert!(all
+            .iter()
+            .all(|l| l.unmapped_sku == UnmappedSkuAction::Hold));
+        settings
+            .put(
+                UNMAPPED_SKU_SETTING,
+                serde_json::json!({"default": "hold", "locations": {"L2": "reject"}}),
+                None,
+                "test",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            dir.location("L2").await.unwrap().unmapped_sku,
+            UnmappedSkuAction::Reject
+        );
+        assert_eq!(
+            dir.location("L1").await.unwrap().unmapped_sku,
+            UnmappedSkuAction::Hold
+        );
+        assert_eq!(dir.location("L1").await.unwrap().hub, "HUB-L1");
+        settings
+            .put(
+                UNMAPPED_SKU_SETTING,
+                serde_json::json!("sometimes"),
+                None,
+                "test",
+            )
+            .await
+            .unwrap();
+        assert!(dir
+            .locations()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains(UNMAPPED_SKU_SETTING));
+    }
+}

@@ -1,0 +1,643 @@
+//! What flexbridge keeps about a shipment and a return: Amazon's view (read tolerantly from the
+//! model's field names) plus our own progress markers.
+//!
+//! The processor works by convergence: Amazon's fields say what is true, the progress markers say
+//! what we have already done about it (confirmed, reserved, told the warehouse). Every step moves
+//! one marker towards the truth and is safe to repeat, so a crash anywhere is healed by the next
+//! poll, notification or sweep.
+//!
+//! Buyer addresses are never read into these types, so they cannot reach the store, events or logs.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Amazon's shipment statuses in lifecycle order ([M-S] `status`).
+pub const LIFECYCLE: [&str; 10] = [
+    "CREATED",
+    "ACCEPTED",
+    "CONFIRMED",
+    "PACKAGE_CREATED",
+    "PICKUP_SLOT_RETRIEVED",
+    "INVOICE_GENERATED",
+    "SHIPLABEL_GENERATED",
+    "SHIPPED",
+    "DELIVERED",
+    "CANCELLED",
+];
+
+/// New work for the seller: not yet confirmed or rejected.
+pub fn is_new_status(status: &str) -> bool {
+    matches!(status, "ACCEPTED" | "CREATED")
+}
+
+/// CONFIRMED or any later step (including CANCELLED: there is nothing left to confirm).
+pub fn is_confirmed_or_beyond(status: &str) -> bool {
+    !is_new_status(status) && LIFECYCLE.contains(&status)
+}
+
+pub fn is_shipped(status: &str) -> bool {
+    matches!(status, "SHIPPED" | "DELIVERED")
+}
+
+/// Our progress with a shipment. Stored as the `gsi1` partition so the warehouse can list by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Stored; rules not yet applied (or their outcome not yet acted on).
+    Received,
+    /// A rule asked a person to decide (release or reject through the warehouse API).
+    Held,
+    /// CONFIRM done at Amazon; reservation and hand-over pending.
+    Confirmed,
+    /// The warehouse has the shipment (`ShipmentAccepted` published, units reserved).
+    HandedOver,
+    /// We rejected it at Amazon.
+    Rejected,
+    /// Amazon cancelled the whole shipment.
+    Cancelled,
+    /// Shipped or delivered; reservation released.
+    Shipped,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 7] = [
+        Stage::Received,
+        Stage::Held,
+        Stage::Confirmed,
+        Stage::HandedOver,
+        Stage::Rejected,
+        Stage::Cancelled,
+        Stage::Shipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Received => "received",
+            Stage::Held => "held",
+            Stage::Confirmed => "confirmed",
+            Stage::HandedOver => "handed_over",
+            Stage::Rejected => "rejected",
+            Stage::Cancelled => "cancelled",
+            Stage::Shipped => "shipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Stage> {
+        Stage::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "unknown shipment stage {s:?}; expected one of {}",
+                    Stage::ALL.map(|s| s.as_str()).join(", ")
+                ))
+            })
+    }
+
+    /// Stages where work is still owed (the sweep drives them again).
+    pub fn is_unsettled(self) -> bool {
+        matches!(self, Stage::Received | Stage::Confirmed)
+    }
+}
+
+/// One line of a shipment, as the warehouse needs it to pick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineItem {
+    pub id: String,
+    pub sku: String,
+    pub units: u32,
+    /// Units Amazon cancelled (sum of the line's `cancellations[].cancelledQuantity`).
+    pub cancelled_units: u32,
+    pub gift_wrap: bool,
+    pub gift_message: bool,
+    pub serial_numbers_required: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hazmat_labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charges: Vec<Value>,
+    /// Amazon's `cancellationType` (and `cancellationReason`) of the line's latest cancellation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellation_reason: Option<String>,
+    /// Units the warehouse has been told are cancelled (progress marker).
+    #[serde(default)]
+    pub announced_cancelled_units: u32,
+}
+
+impl LineItem {
+    /// Units still to pick.
+    pub fn open_units(&self) -> u32 {
+        self.units.saturating_sub(self.cancelled_units)
+    }
+}
+
+/// A shipment as flexbridge stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShipmentRecord {
+    pub id: String,
+    pub location_id: String,
+    pub marketplace_id: String,
+    pub channel: String,
+    pub shipping_type: Option<String>,
+    /// Amazon's status.
+    pub status: String,
+    pub sub_status: Option<String>,
+    pub priority: Option<String>,
+    pub prime: bool,
+    #[serde(default)]
+    pub custom_attributes: Vec<String>,
+    pub shipment_type: Option<String>,
+    pub buyer_order_id: Option<String>,
+    #[serde(default)]
+    pub eligible_for_rejection: Vec<String>,
+    /// `shippingInfo.expectedShippingDateTimeInUTC`: the ship-by deadline.
+    pub ship_by: Option<String>,
+    pub earliest_pack_at: Option<String>,
+    pub number_of_units: u32,
+    pub line_items: Vec<LineItem>,
+    #[serde(default)]
+    pub charges: Vec<Value>,
+    pub created_at_amazon: Option<DateTime<Utc>>,
+    /// Amazon's `lastUpdatedDateTime`: a notification or page older than this changes nothing.
+    pub amazon_updated_at: DateTime<Utc>,
+
+    // Progress markers (ours).
+    pub stage: Stage,
+    #[serde(default)]
+    pub hold_reasons: Vec<String>,
+    /// A person released the hold: confirm without applying hold rules again.
+    #[serde(default)]
+    pub released: bool,
+    pub rejection_reason: Option<String>,
+    pub handed_over_at: Option<DateTime<Utc>>,
+    /// Set once the reservation matches the open units of a settled shipment.
+    #[serde(default)]
+    pub reservation_released: bool,
+    pub first_seen_at: DateTime<Utc>,
+    /// When we last changed this record (the `gsi1` sort key, "list by stage and time").
+    pub changed_at: DateTime<Utc>,
+    /// Optimistic-concurrency version; 0 = never stored.
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// Formats a time the way the store sorts it (fixed width, so strings order like times).
+pub fn sort_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parses Amazon's times tolerantly: RFC 3339, a space instead of `T`, or epoch millis/seconds.
+pub fn parse_amazon_time(raw: &str) -> Option<DateTime<Utc>> {
+    let raw = raw.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(&raw.replacen(' ', "T", 1)) {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Ok(n) = raw.parse::<i64>() {
+        return if n > 100_000_000_000 {
+            DateTime::from_timestamp_millis(n)
+        } else {
+            DateTime::from_timestamp(n, 0)
+        };
+    }
+    None
+}
+
+fn s(v: &Value, path: &[&str]) -> Option<String> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    match cur {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn u(v: &Value, path: &[&str]) -> Option<u32> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_u64()
+        .or_else(|| cur.as_str().and_then(|s| s.parse().ok()))
+        .map(|n| n as u32)
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Amazon's view of a shipment, read from a getShipment(s) JSON object (the model's field names).
+/// Unknown fields and enum values pass through; the ship-to address is deliberately not read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AmazonShipment {
+    pub record: ShipmentRecord,
+}
+
+impl AmazonShipment {
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let id = s(v, &["id"]).ok_or_else(|| Error::InvalidInput("shipment without id".into()))?;
+        let bad = |what: &str| Error::InvalidInput(format!("shipment {id}: {what}"));
+        let location_id = s(v, &["locationId"]).ok_or_else(|| bad("no locationId"))?;
+        let status = s(v, &["status"]).ok_or_else(|| bad("no status"))?;
+        let updated_raw =
+            s(v, &["lastUpdatedDateTime"]).ok_or_else(|| bad("no lastUpdatedDateTime"))?;
+        let amazon_updated_at = parse_amazon_time(&updated_raw)
+            .ok_or_else(|| bad(&format!("unreadable lastUpdatedDateTime {updated_raw:?}")))?;
+        let custom_attributes = strings(v.pointer("/marketplaceAttributes/customAttributes"));
+        let mut line_items = Vec::new();
+        for li in v
+            .get("lineItems")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let line_id = s(li, &["shipmentLineItemId"])
+                .ok_or_else(|| bad("line without shipmentLineItemId"))?;
+            let sku = s(li, &["merchantSku"])
+                .ok_or_else(|| bad(&format!("line {line_id} without merchantSku")))?;
+            let cancelled_units = li
+                .get("cancellations")
+                .and_then(Value::as_array)
+                .map(|cs| cs.iter().filter_map(|c| u(c, &["cancelledQuantity"])).sum())
+                .unwrap_or(0);
+            let units = u(li, &["numberOfUnits"]).unwrap_or(0);
+            let cancellation_reason = li
+                .get("cancellations")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.last())
+                .and_then(|c| {
+                    let kind = s(c, &["cancellationType"])?;
+                    Some(match s(c, &["cancellationReason"]) {
+                        Some(why) => format!("{kind}: {why}"),
+                        None => kind,
+                    })
+                });
+            line_items.push(LineItem {
+                id: line_id,
+                sku,
+                units,
+                cancelled_units: cancelled_units.min(units),
+                gift_wrap: s(li, &["giftAttributes", "giftWrapRequirement"]).as_deref()
+                    == Some("REQUIRED"),
+                gift_message: s(li, &["giftAttributes", "giftMessagePresence"]).as_deref()
+                    == Some("PRESENT"),
+                serial_numbers_required: s(
+                    li,
+                    &["complianceAttributes", "serialNumberRequirement"],
+                )
+                .as_deref()
+                    == Some("REQUIRED"),
+                hazmat_labels: strings(li.get("hazmatLabels")),
+                charges: li
+                    .get("charges")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+                cancellation_reason,
+                announced_cancelled_units: 0,
+            });
+        }
+        let now = Utc::now();
+        Ok(Self {
+            record: ShipmentRecord {
+                id,
+                location_id,
+                marketplace_id: s(v, &["marketplaceAttributes", "marketplaceId"])
+                    .unwrap_or_default(),
+                channel: s(v, &["marketplaceAttributes", "channelName"]).unwrap_or_default(),
+                shipping_type: s(v, &["shippingInfo", "shippingType"]),
+                status,
+                sub_status: s(v, &["subStatus"]),
+                priority: s(v, &["shipmentInfo", "priority"]),
+                prime: custom_attributes.iter().any(|a| a == "PRIME"),
+                custom_attributes,
+                shipment_type: s(v, &["shipmentInfo", "shipmentType"]),
+                buyer_order_id: s(v, &["shipmentInfo", "buyerOrderId"]),
+                eligible_for_rejection: strings(
+                    v.pointer("/shipmentInfo/orderStatesEligibleForRejection"),
+                ),
+                ship_by: s(v, &["shippingInfo", "expectedShippingDateTimeInUTC"]),
+                earliest_pack_at: s(v, &["earliestPackDateTime"]),
+                number_of_units: u(v, &["shipmentInfo", "numberOfUnits"])
+                    .unwrap_or_else(|| line_items.iter().map(|l| l.units).sum()),
+                line_items,
+                charges: v
+                    .get("charges")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+                created_at_amazon: s(v, &["creationDateTime"])
+                    .as_deref()
+                    .and_then(parse_amazon_time),
+                amazon_updated_at,
+                stage: Stage::Received,
+                hold_reasons: Vec::new(),
+                released: false,
+                rejection_reason: None,
+                handed_over_at: None,
+                reservation_released: false,
+                first_seen_at: now,
+                changed_at: now,
+                version: 0,
+            },
+        })
+    }
+}
+
+impl ShipmentRecord {
+    /// Takes Amazon's newer view, keeping our progress markers.
+    pub fn absorb(&mut self, newer: &ShipmentRecord) {
+        let markers: Vec<(String, u32)> = self
+            .line_items
+            .iter()
+            .map(|l| (l.id.clone(), l.announced_cancelled_units))
+            .collect();
+        let keep = self.clone();
+        *self = newer.clone();
+        self.stage = keep.stage;
+        self.hold_reasons = keep.hold_reasons;
+        self.released = keep.released;
+        self.rejection_reason = keep.rejection_reason;
+        self.handed_over_at = keep.handed_over_at;
+        self.reservation_released = keep.reservation_released;
+        self.first_seen_at = keep.first_seen_at;
+        self.changed_at = keep.changed_at;
+        self.version = keep.version;
+        for line in &mut self.line_items {
+            if let Some((_, announced)) = markers.iter().find(|(id, _)| *id == line.id) {
+                line.announced_cancelled_units = *announced;
+            }
+        }
+    }
+
+    pub fn is_whole_cancelled(&self) -> bool {
+        self.status == "CANCELLED"
+    }
+
+    /// Lines whose cancellation the warehouse has not been told about yet: (line, newly cancelled units).
+    pub fn unannounced_cancellations(&self) -> Vec<(&LineItem, u32)> {
+        self.line_items
+            .iter()
+            .filter(|l| l.cancelled_units > l.announced_cancelled_units)
+            .map(|l| (l, l.cancelled_units - l.announced_cancelled_units))
+            .collect()
+    }
+}
+
+/// Our progress with a return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnStage {
+    /// Known from Amazon; the warehouse has been told (or will be).
+    Open,
+    /// The warehouse reported it received; sellable units credited back.
+    Closed,
+}
+
+impl ReturnStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReturnStage::Open => "open",
+            ReturnStage::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "open" => Ok(ReturnStage::Open),
+            "closed" => Ok(ReturnStage::Closed),
+            other => Err(Error::InvalidInput(format!(
+                "unknown return stage {other:?}; expected open or closed"
+            ))),
+        }
+    }
+}
+
+/// Units the warehouse found when the return arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReturnReceipt {
+    pub sellable: u32,
+    pub unsellable: u32,
+}
+
+/// A return as flexbridge stores it (one SKU per return, as Amazon models it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReturnRecord {
+    pub id: String,
+    pub return_location_id: String,
+    pub fulfillment_location_id: Option<String>,
+    pub sku: Option<String>,
+    pub units: u32,
+    /// Amazon's status.
+    pub status: String,
+    pub return_type: Option<String>,
+    pub return_reason: Option<String>,
+    pub rma_id: Option<String>,
+    pub shipment_id: Option<String>,
+    pub amazon_updated_at: DateTime<Utc>,
+    // Progress markers.
+    pub stage: ReturnStage,
+    /// The last status the warehouse was told about.
+    pub announced_status: Option<String>,
+    pub receipt: Option<ReturnReceipt>,
+    pub first_seen_at: DateTime<Utc>,
+    pub changed_at: DateTime<Utc>,
+    #[serde(default)]
+    pub version: u64,
+}
+
+impl ReturnRecord {
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let id = s(v, &["id"]).ok_or_else(|| Error::InvalidInput("return without id".into()))?;
+        let bad = |what: &str| Error::InvalidInput(format!("return {id}: {what}"));
+        let return_location_id = s(v, &["returnLocationId"])
+            .or_else(|| s(v, &["marketplaceChannelDetails", "returnLocationId"]))
+            .ok_or_else(|| bad("no returnLocationId"))?;
+        let status = s(v, &["status"]).ok_or_else(|| bad("no status"))?;
+        let raw = s(v, &["lastUpdatedDateTime"]).ok_or_else(|| bad("no lastUpdatedDateTime"))?;
+        let amazon_updated_at = parse_amazon_time(&raw)
+            .ok_or_else(|| bad(&format!("unreadable lastUpdatedDateTime {raw:?}")))?;
+        let now = Utc::now();
+        Ok(Self {
+            return_location_id,
+            fulfillment_location_id: s(v, &["fulfillmentLocationId"]),
+            sku: s(v, &["merchantSku"]),
+            units: u(v, &["numberOfUnits"]).unwrap_or(1),
+            status,
+            return_type: s(v, &["returnType"]),
+            return_reason: s(v, &["returnMetadata", "returnReason"]),
+            rma_id: s(v, &["returnMetadata", "rmaId"]),
+            shipment_id: s(v, &["marketplaceChannelDetails", "shipmentId"]),
+            amazon_updated_at,
+            stage: ReturnStage::Open,
+            announced_status: None,
+            receipt: None,
+            first_seen_at: now,
+            changed_at: now,
+            version: 0,
+            id,
+        })
+    }
+
+    /// Takes Amazon's newer view, keeping our progress markers.
+    pub fn absorb(&mut self, newer: &ReturnRecord) {
+        let keep = self.clone();
+        *self = newer.clone();
+        self.stage = keep.stage;
+        self.announced_status = keep.announced_status;
+        self.receipt = keep.receipt;
+        self.first_seen_at = keep.first_seen_at;
+        self.changed_at = keep.changed_at;
+        self.version = keep.version;
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use serde_json::{json, Value};
+
+    /// A shipment in the model's shape, with a buyer address that must never be read.
+    pub fn shipment(id: &str, status: &str, updated: &str, skus: &[(&str, u32)]) -> Value {
+        let lines: Vec<Value> = skus
+            .iter()
+            .enumerate()
+            .map(|(i, (sku, n))| {
+                json!({
+                    "shipmentLineItemId": format!("{}", i + 1),
+                    "merchantSku": sku,
+                    "numberOfUnits": n,
+                    "giftAttributes": {"giftWrapRequirement": "REQUIRED", "giftMessagePresence": "ABSENT"},
+                    "complianceAttributes": {"serialNumberRequirement": "DISALLOWED", "hazmatLabelsRequirement": "DISALLOWED",
+                        "countryOfOriginRequirement": "DISALLOWED", "itemValueRequirement": "DISALLOWED"},
+                    "charges": [{"chargeType": "PRODUCT", "totalCharge": {"value": "10.00", "currencyCode": "EUR"}}]
+                })
+            })
+            .collect();
+        json!({
+            "id": id,
+            "locationId": "LOC1",
+            "marketplaceAttributes": {"marketplaceId": "A1PA6795UKMFR9", "channelName": "FBA", "customAttributes": ["PRIME"]},
+            "shipmentInfo": {"shipmentType": "NEW", "numberOfUnits": skus.iter().map(|(_, n)| n).sum::<u32>(), "priority": "HIGH",
+                "buyerOrderId": "028-1", "orderStatesEligibleForRejection": ["ACCEPTED", "CONFIRMED"], "orderPlacedTimestamp": "1604923992000"},
+            "shipmentRequirements": {},
+            "charges": [{"chargeType": "GIFT", "totalCharge": {"value": "1.00", "currencyCode": "EUR"}}],
+            "status": status,
+            "lineItems": lines,
+            "shippingInfo": {"expectedShippingDateTimeInUTC": "2026-11-22T10:00:00Z", "shippingType": "MARKETPLACE",
+                "shipToAddress": {"name": "Jane Buyer", "addressLine1": "1 Secret Street", "city": "Paris"}},
+            "creationDateTime": "2026-11-21 08:00:00Z",
+            "lastUpdatedDateTime": updated,
+            "someFutureField": {"x": 1}
+        })
+    }
+
+    pub fn cancel_line(v: &mut Value, line: usize, qty: u32) {
+        v["lineItems"][line]["cancellations"] = json!([{
+            "cancelledQuantity": qty, "cancelledTimestamp": "2026-11-21T09:00:00Z", "cancellationType": "MARKETPLACE_CANCELLED"
+        }]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn reads_the_model_shape_without_the_address() {
+        let v = shipment(
+            "S1",
+            "ACCEPTED",
+            "2026-11-21T08:00:01.500Z",
+            &[("SKU-A", 2), ("SKU-B", 1)],
+        );
+        let r = AmazonShipment::from_json(&v).unwrap().record;
+        assert_eq!(r.id, "S1");
+        assert_eq!(r.line_items.len(), 2);
+        assert_eq!(r.line_items[0].units, 2);
+        assert!(r.line_items[0].gift_wrap);
+        assert!(r.prime);
+        assert_eq!(r.priority.as_deref(), Some("HIGH"));
+        assert_eq!(r.ship_by.as_deref(), Some("2026-11-22T10:00:00Z"));
+        assert_eq!(r.number_of_units, 3);
+        assert!(
+            r.created_at_amazon.is_some(),
+            "space-separated dates are read"
+        );
+        let stored = serde_json::to_string(&r).unwrap();
+        assert!(
+            !stored.contains("Secret Street") && !stored.contains("Jane"),
+            "{stored}"
+        );
+    }
+
+    #[test]
+    fn missing_required_fields_name_the_shipment() {
+        let mut v = shipment("S9", "ACCEPTED", "2026-11-21T08:00:00Z", &[("A", 1)]);
+        v.as_object_mut().unwrap().remove("lastUpdatedDateTime");
+        let err = AmazonShipment::from_json(&v).unwrap_err().to_string();
+        assert!(
+            err.contains("S9") && err.contains("lastUpdatedDateTime"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cancellations_are_summed_and_markers_survive_absorb() {
+        let mut v = shipment(
+            "S1",
+            "CONFIRMED",
+            "2026-11-21T08:00:00Z",
+            &[("A", 3), ("B", 1)],
+        );
+        let mut old = AmazonShipment::from_json(&v).unwrap().record;
+        old.stage = Stage::HandedOver;
+        cancel_line(&mut v, 0, 2);
+        v["lastUpdatedDateTime"] = "2026-11-21T09:00:00Z".into();
+        let newer = AmazonShipment::from_json(&v).unwrap().record;
+        old.absorb(&newer);
+        assert_eq!(old.stage, Stage::HandedOver);
+        let pending = old.unannounced_cancellations();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].1, 2);
+        assert_eq!(old.line_items[0].open_units(), 1);
+    }
+
+    #[test]
+    fn epoch_and_space_times_parse() {
+        assert_eq!(
+            parse_amazon_time("1604923992000").unwrap().timestamp(),
+            1_604_923_992
+        );
+        assert!(parse_amazon_time("2020-06-09 14:00:00Z").is_some());
+        assert!(parse_amazon_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn status_order() {
+        assert!(is_new_status("CREATED"));
+        assert!(!is_confirmed_or_beyond("ACCEPTED"));
+        assert!(is_confirmed_or_beyond("PACKAGE_CREATED"));
+        assert!(is_confirmed_or_beyond("CANCELLED"));
+        assert!(!is_confirmed_or_beyond("SOMETHING_NEW"));
+        assert_eq!(Stage::parse("HELD").unwrap(), Stage::Held);
+        assert!(Stage::parse("x").is_err());
+    }
+}

@@ -1,0 +1,309 @@
+//! The narrow views the orders capability needs of other parts: Amazon's shipments and returns,
+//! the seller's locations and the catalog. Production implementations wrap the SP-API client,
+//! the locations/settings stores and the catalog store (see `adapters`); unit tests use the
+//! in-memory twins below.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// One getShipments call (one status, as Amazon requires).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShipmentsQuery {
+    pub location_id: String,
+    pub status: String,
+    pub last_updated_after: DateTime<Utc>,
+    pub pagination_token: Option<String>,
+}
+
+/// One listReturns call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReturnsQuery {
+    pub return_location_id: String,
+    pub status: String,
+    pub last_updated_since: DateTime<Utc>,
+    pub next_token: Option<String>,
+}
+
+/// A page of Amazon objects in the model's JSON shape (read by `orders::model`).
+#[derive(Debug, Clone, Default)]
+pub struct AmazonPage {
+    pub items: Vec<Value>,
+    pub next_token: Option<String>,
+}
+
+/// Why a shipment is rejected (the model's `reason` enum, as the SP-API client sends it).
+pub use crate::spapi::RejectReason;
+
+pub fn reject_reason_str(r: RejectReason) -> &'static str {
+    match r {
+        RejectReason::OutOfStock => "OUT_OF_STOCK",
+        RejectReason::CustomerRequested => "CUSTOMER_REQUESTED",
+    }
+}
+
+#[async_trait]
+pub trait ShipmentsApi: Send + Sync {
+    async fn get_shipments(&self, query: &ShipmentsQuery) -> Result<AmazonPage>;
+    async fn get_shipment(&self, shipment_id: &str) -> Result<Value>;
+    /// processShipment CONFIRM.
+    async fn confirm(&self, shipment_id: &str) -> Result<()>;
+    /// processShipment REJECT of the whole shipment: every line with its quantity.
+    async fn reject(
+        &self,
+        shipment_id: &str,
+        reference_id: &str,
+        lines: &[(String, u32)],
+        reason: RejectReason,
+    ) -> Result<()>;
+    async fn list_returns(&self, query: &ReturnsQuery) -> Result<AmazonPage>;
+}
+
+/// What to do with a line whose SKU has no catalog mapping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnmappedSkuAction {
+    /// Hold for a person to release or reject (the default).
+    #[default]
+    Hold,
+    /// REJECT with OUT_OF_STOCK when the status allows; hold otherwise.
+    Reject,
+}
+
+/// A location as the orders capability sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderLocation {
+    /// Amazon's location ID (`locationId` of shipments).
+    pub location_id: String,
+    /// The seller's warehouse hub code, named in events.
+    pub hub: String,
+    pub order_sync: bool,
+    /// Where returns to this location arrive (`returnLocationId`), when returns are synced.
+    pub return_location_id: Option<String>,
+    pub unmapped_sku: UnmappedSkuAction,
+}
+
+#[async_trait]
+pub trait LocationDirectory: Send + Sync {
+    /// Enabled locations (order sync on or off; callers filter).
+    async fn locations(&self) -> Result<Vec<OrderLocation>>;
+
+    async fn location(&self, location_id: &str) -> Result<OrderLocation> {
+        self.locations()
+            .await?
+            .into_iter()
+            .find(|l| l.location_id == location_id)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "location {location_id} is not configured or not enabled"
+                ))
+            })
+    }
+
+    async fn by_return_location(&self, return_location_id: &str) -> Result<Option<OrderLocation>> {
+        Ok(self
+            .locations()
+            .await?
+            .into_iter()
+            .find(|l| l.return_location_id.as_deref() == Some(return_location_id)))
+    }
+}
+
+#[async_trait]
+pub trait SkuCatalog: Send + Sync {
+    /// The SKUs among `skus` that have no (enabled) catalog mapping.
+    async fn unmapped(&self, skus: &[String]) -> Result<Vec<String>>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-memory twins
+
+#[derive(Default)]
+pub struct MemoryLocations {
+    pub list: Mutex<Vec<OrderLocation>>,
+}
+
+impl MemoryLocations {
+    pub fn new(list: Vec<OrderLocation>) -> Self {
+        Self {
+            list: Mutex::new(list),
+        }
+    }
+}
+
+#[async_trait]
+impl LocationDirectory for MemoryLocations {
+    async fn locations(&self) -> Result<Vec<OrderLocation>> {
+        Ok(self.list.lock().expect("lock").clone())
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryCatalog {
+    pub mapped: Mutex<HashSet<String>>,
+}
+
+impl MemoryCatalog {
+    pub fn with(skus: &[&str]) -> Self {
+        Self {
+            mapped: Mutex::new(skus.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+}
+
+#[async_trait]
+impl SkuCatalog for MemoryCatalog {
+    async fn unmapped(&self, skus: &[String]) -> Result<Vec<String>> {
+        let mapped = self.mapped.lock().expect("lock");
+        Ok(skus
+            .iter()
+            .filter(|s| !mapped.contains(*s))
+            .cloned()
+            .collect())
+    }
+}
+
+/// A tiny Amazon for unit tests: shipments by ID, pages of `page_size`, call counts.
+#[derive(Default)]
+pub struct MemoryAmazon {
+    pub shipments: Mutex<BTreeMap<String, Value>>,
+    pub returns: Mutex<BTreeMap<String, Value>>,
+    pub confirms: Mutex<Vec<String>>,
+    pub rejects: Mutex<Vec<String>>,
+    /// When set, the next CONFIRM is applied and then answered with a 500.
+    pub apply_then_fail: Mutex<bool>,
+    pub page_size: usize,
+}
+
+impl MemoryAmazon {
+    pub fn new() -> Self {
+        Self {
+            page_size: 2,
+            ..Default::default()
+        }
+    }
+
+    pub fn put(&self, v: Value) {
+        let id = v["id"].as_str().expect("id").to_string();
+        self.shipments.lock().expect("lock").insert(id, v);
+    }
+
+    pub fn put_return(&self, v: Value) {
+        let id = v["id"].as_str().expect("id").to_string();
+        self.returns.lock().expect("lock").insert(id, v);
+    }
+
+    fn set_status(&self, id: &str, status: &str) -> Result<()> {
+        let mut map = self.shipments.lock().expect("lock");
+        let s = map
+            .get_mut(id)
+            .ok_or_else(|| Error::NotFound(format!("shipment {id}")))?;
+        s["status"] = status.into();
+        let now = crate::orders::model::sort_time(Utc::now());
+        s["lastUpdatedDateTime"] = now.into();
+        Ok(())
+    }
+
+    fn page(&self, mut all: Vec<Value>, token: Option<&str>) -> AmazonPage {
+        all.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        let start: usize = token.and_then(|t| t.parse().ok()).unwrap_or(0);
+        let end = (start + self.page_size.max(1)).min(all.len());
+        AmazonPage {
+            items: all
+                .get(start..end)
+                .map(<[Value]>::to_vec)
+                .unwrap_or_default(),
+            next_token: (end < all.len()).then(|| end.to_string()),
+        }
+    }
+}
+
+fn updated(v: &Value) -> DateTime<Utc> {
+    v["lastUpdatedDateTime"]
+        .as_str()
+        .and_then(crate::orders::model::parse_amazon_time)
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl ShipmentsApi for MemoryAmazon {
+    async fn get_shipments(&self, q: &ShipmentsQuery) -> Result<AmazonPage> {
+        let all: Vec<Value> = self
+            .shipments
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|s| {
+                s["status"] == q.status.as_str()
+                    && s["locationId"] == q.location_id.as_str()
+                    && updated(s) > q.last_updated_after
+            })
+            .cloned()
+            .collect();
+        Ok(self.page(all, q.pagination_token.as_deref()))
+    }
+
+    async fn get_shipment(&self, id: &str) -> Result<Value> {
+        self.shipments
+            .lock()
+            .expect("lock")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("shipment {id}")))
+    }
+
+    async fn confirm(&self, id: &str) -> Result<()> {
+        let status = self.get_shipment(id).await?["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !crate::orders::model::is_new_status(&status) {
+            return Err(Error::Conflict(format!("shipment {id} is {status}")));
+        }
+        self.confirms.lock().expect("lock").push(id.to_string());
+        self.set_status(id, "CONFIRMED")?;
+        let mut fail = self.apply_then_fail.lock().expect("lock");
+        if *fail {
+            *fail = false;
+            return Err(Error::Transient {
+                message: "500 after applying".into(),
+                after: None,
+            });
+        }
+        Ok(())
+    }
+
+    async fn reject(
+        &self,
+        id: &str,
+        _reference_id: &str,
+        _lines: &[(String, u32)],
+        _reason: RejectReason,
+    ) -> Result<()> {
+        self.rejects.lock().expect("lock").push(id.to_string());
+        self.set_status(id, "CANCELLED")
+    }
+
+    async fn list_returns(&self, q: &ReturnsQuery) -> Result<AmazonPage> {
+        let all: Vec<Value> = self
+            .returns
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|r| {
+                r["status"] == q.status.as_str()
+                    && r["returnLocationId"] == q.return_location_id.as_str()
+                    && updated(r) > q.last_updated_since
+            })
+            .cloned()
+            .collect();
+        Ok(self.page(all, q.next_token.as_deref()))
+    }
+}

@@ -1,0 +1,670 @@
+//! The one path every shipment takes, whoever saw it (poller, notification, warehouse API, sweep):
+//! store Amazon's view if it is newer, then converge our progress markers towards it.
+//!
+//! ```text
+//! store ─► rules ─► CONFIRM (once) ─► reserve ─► ShipmentAccepted ─► handed_over ─► (SHIPPED) release
+//!            ├─► held (person: release ─► CONFIRM, or reject)
+//!            └─► REJECT (once)
+//! Amazon cancels (whole or lines) ─► reservation down ─► ShipmentCancelled (if the warehouse has it)
+//! ```
+//!
+//! Every step is safe to repeat: CONFIRM and REJECT go through the idempotency helper (and read
+//! the shipment back when a previous attempt may have acted), reservations are set rather than
+//! added, events carry deterministic IDs, and the stage is saved with optimistic concurrency.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::events::{EventName, EventSink, OutboundEvent, ShipmentHeld};
+use crate::idempotency::Idempotency;
+use crate::orders::model::{
+    is_confirmed_or_beyond, is_new_status, is_shipped, AmazonShipment, LineItem, ShipmentRecord,
+    Stage,
+};
+use crate::orders::ports::{
+    reject_reason_str, LocationDirectory, OrderLocation, RejectReason, ShipmentsApi,
+    UnmappedSkuAction,
+};
+use crate::orders::rules::{decide, OrderRule, Verdict};
+use crate::runtime::Invocation;
+use crate::store::inventory::InventoryStore;
+use crate::store::shipments::ShipmentStore;
+
+/// Points between two steps where tests inject a crash (the hook never returns, and the test
+/// drops the invocation as Lambda would at its deadline).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Pages stored, cursor not yet moved (poller).
+    PagesStored,
+    /// Shipment stored, rules not yet applied.
+    Stored,
+    /// Amazon answered CONFIRM, the idempotency record not yet completed.
+    ConfirmCalled,
+    /// Stage `confirmed` saved, units not yet reserved.
+    Confirmed,
+    /// Units reserved, `ShipmentAccepted` not yet published.
+    Reserved,
+    /// `ShipmentAccepted` published, stage `handed_over` not yet saved.
+    Published,
+    /// Cancellation applied to reservations, event/stage not yet saved.
+    CancelReleased,
+}
+
+#[async_trait]
+pub trait CrashPoints: Send + Sync {
+    async fn reached(&self, step: Step, shipment_id: &str);
+}
+
+/// What storing Amazon's view did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    New,
+    Updated,
+    /// Same or older than what we have (a duplicate or out-of-order delivery): nothing changed.
+    Unchanged,
+}
+
+/// A line as the warehouse needs it to pick (part of `ShipmentAccepted`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PickLine {
+    pub line_id: String,
+    pub sku: String,
+    pub quantity: u32,
+    pub gift_wrap: bool,
+    pub gift_message: bool,
+    pub serial_numbers_required: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hazmat_labels: Vec<String>,
+}
+
+/// `ShipmentAccepted` detail as orders publishes it: the fields of `events::ShipmentAccepted`
+/// (`shipmentId, hub, locationId, marketplaceId, lines[{sku, quantity}], shipBy`) plus what the
+/// warehouse needs to pick (line IDs, gift and serial-number requirements, priority, PRIME).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShipmentAcceptedDetail {
+    pub shipment_id: String,
+    pub hub: String,
+    pub location_id: String,
+    pub marketplace_id: String,
+    pub channel: String,
+    pub lines: Vec<PickLine>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ship_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    pub prime: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelledLine {
+    pub line_id: String,
+    pub sku: String,
+    pub cancelled_quantity: u32,
+    pub remaining_quantity: u32,
+}
+
+/// `ShipmentCancelled` detail: the fields of `events::ShipmentCancelled` (`shipmentId, hub,
+/// cancelledBy, reason`) plus whether the whole shipment went and which lines lost how many units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShipmentCancelledDetail {
+    pub shipment_id: String,
+    pub hub: String,
+    pub location_id: String,
+    pub cancelled_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub whole_shipment: bool,
+    pub lines: Vec<CancelledLine>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ActOutcome {
+    /// Amazon's status after the act (or as read back when reconciling).
+    status: String,
+    reconciled: bool,
+}
+
+#[derive(Clone)]
+pub struct OrderProcessor {
+    pub shipments: Arc<dyn ShipmentStore>,
+    pub inventory: Arc<dyn InventoryStore>,
+    pub amazon: Arc<dyn ShipmentsApi>,
+    pub events: Arc<dyn EventSink>,
+    pub idempotency: Idempotency,
+    pub locations: Arc<dyn LocationDirectory>,
+    pub rules: Vec<Arc<dyn OrderRule>>,
+    pub crash_points: Option<Arc<dyn CrashPoints>>,
+}
+
+/// Bounded retries when another writer changed the record under us.
+const MAX_CONFLICTS: usize = 8;
+
+impl OrderProcessor {
+    async fn crash_point(&self, step: Step, id: &str) {
+        if let Some(c) = &self.crash_points {
+            c.reached(step, id).await;
+        }
+    }
+
+    async fn location_of(&self, location_id: &str) -> Result<OrderLocation> {
+        match self.locations.location(location_id).await {
+            Ok(l) => Ok(l),
+            // A shipment for a location we no longer sync: still track it, hold by default.
+            Err(Error::NotFound(_)) => Ok(OrderLocation {
+                location_id: location_id.to_string(),
+                hub: location_id.to_string(),
+                order_sync: false,
+                return_location_id: None,
+                unmapped_sku: UnmappedSkuAction::Hold,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores Amazon's view if it is newer than ours (by `lastUpdatedDateTime`).
+    pub async fn store(&self, incoming: &AmazonShipment) -> Result<(ShipmentRecord, Stored)> {
+        let incoming = &incoming.record;
+        for _ in 0..MAX_CONFLICTS {
+            let (mut next, outcome) = match self.shipments.get(&incoming.id).await? {
+                None => {
+                    let mut r = incoming.clone();
+                    r.stage = if is_new_status(&r.status) {
+                        Stage::Received
+                    } else if r.status == "CANCELLED" {
+                        Stage::Cancelled
+                    } else if is_shipped(&r.status) {
+                        Stage::Shipped
+                    } else if is_confirmed_or_beyond(&r.status) {
+                        Stage::Confirmed
+                    } else {
+                        Stage::Received
+                    };
+                    // Cancellations that happened before we ever saw it concern nobody.
+                    for l in &mut r.line_items {
+                        l.announced_cancelled_units = l.cancelled_units;
+                    }
+                    (r, Stored::New)
+                }
+                Some(old) if incoming.amazon_updated_at <= old.amazon_updated_at => {
+                    return Ok((old, Stored::Unchanged));
+                }
+                Some(mut old) => {
+                    old.absorb(incoming);
+                    (old, Stored::Updated)
+                }
+            };
+            match self.shipments.save(&mut next).await {
+                Ok(()) => {
+                    tracing::info!(shipment_id = %next.id, status = %next.status, stage = next.stage.as_str(), outcome = ?outcome, "shipment stored");
+                    return Ok((next, outcome));
+                }
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(conflict_exhausted(&incoming.id))
+    }
+
+    /// Stores Amazon's view and moves the shipment as far as it can go.
+    pub async fn ingest(
+        &self,
+        incoming: &AmazonShipment,
+        inv: &Invocation,
+    ) -> Result<ShipmentRecord> {
+        let (r, _) = self.store(incoming).await?;
+        self.crash_point(Step::Stored, &r.id).await;
+        self.drive(&r.id, inv).await
+    }
+
+    /// Reads the shipment from Amazon (a notification is only a signal) and ingests it.
+    pub async fn refresh(&self, shipment_id: &str, inv: &Invocation) -> Result<ShipmentRecord> {
+        let v = self.amazon.get_shipment(shipment_id).await?;
+        self.ingest(&AmazonShipment::from_json(&v)?, inv).await
+    }
+
+    async fn save(&self, r: &mut ShipmentRecord) -> Result<bool> {
+        match self.shipments.save(r).await {
+            Ok(()) => Ok(true),
+            Err(Error::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves the stored shipment towards Amazon's state; safe to call any number of times.
+    pub async fn drive(&self, shipment_id: &str, inv: &Invocation) -> Result<ShipmentRecord> {
+        for _ in 0..MAX_CONFLICTS {
+            let mut r =
+                self.shipments.get(shipment_id).await?.ok_or_else(|| {
+                    Error::NotFound(format!("shipment {shipment_id} is not stored"))
+                })?;
+            let loc = self.location_of(&r.location_id).await?;
+
+            // Amazon-side cancellation, whole or of some lines, comes first: it stops everything else.
+            if r.is_whole_cancelled() && !matches!(r.stage, Stage::Cancelled | Stage::Rejected) {
+                self.apply_cancellation(&mut r, &loc, true).await?;
+                r.stage = Stage::Cancelled;
+                if self.save(&mut r).await? {
+                    tracing::info!(shipment_id, "shipment cancelled by Amazon");
+                }
+                continue;
+            }
+            if !r.unannounced_cancellations().is_empty()
+                && !matches!(r.stage, Stage::Rejected | Stage::Cancelled)
+            {
+                self.apply_cancellation(&mut r, &loc, false).await?;
+                self.save(&mut r).await?;
+                continue;
+            }
+
+            match r.stage {
+                Stage::Received => {
+                    if is_confirmed_or_beyond(&r.status) {
+                        r.stage = Stage::Confirmed;
+                        self.save(&mut r).await?;
+                        continue;
+                    }
+                    if !is_new_status(&r.status) {
+                        return Ok(r); // a status we do not know: leave it for a person
+                    }
+                    let verdict = if r.released {
+                        Verdict::Confirm
+                    } else {
+                        decide(&self.rules, &r, &loc).await?
+                    };
+                    match verdict {
+                        Verdict::Confirm => {
+                            let out = self.act_once(&r, Act::Confirm, inv).await?;
+                            if out.status == "CANCELLED" {
+                                // Cancelled before our CONFIRM landed: take Amazon's view.
+                                self.refresh_stored(shipment_id).await?;
+                                continue;
+                            }
+                            r.stage = Stage::Confirmed;
+                            if self.save(&mut r).await? {
+                                tracing::info!(
+                                    shipment_id,
+                                    reconciled = out.reconciled,
+                                    "shipment confirmed"
+                                );
+                                self.crash_point(Step::Confirmed, shipment_id).await;
+                            }
+                            continue;
+                        }
+                        Verdict::Hold { reason } => {
+                            // Published before the stage is saved: a repeat carries the same event ID.
+                            let ev = OutboundEvent::new(
+                                EventName::ShipmentHeld,
+                                shipment_id,
+                                Utc::now(),
+                                ShipmentHeld {
+                                    shipment_id: r.id.clone(),
+                                    hub: loc.hub.clone(),
+                                    reason: reason.clone(),
+                                },
+                            )?;
+                            self.events.publish(&[ev]).await?;
+                            r.stage = Stage::Held;
+                            r.hold_reasons = vec![reason.clone()];
+                            if self.save(&mut r).await? {
+                                tracing::warn!(shipment_id, %reason, "shipment held for a person");
+                            }
+                            continue;
+                        }
+                        Verdict::Reject { reason, detail } => {
+                            self.act_once(&r, Act::Reject(reason), inv).await?;
+                            r.stage = Stage::Rejected;
+                            r.rejection_reason =
+                                Some(format!("{}: {detail}", reject_reason_str(reason)));
+                            if self.save(&mut r).await? {
+                                tracing::warn!(shipment_id, %detail, "shipment rejected");
+                            }
+                            continue;
+                        }
+                    }
+                }
+                Stage::Confirmed => {
+                    self.reserve(&r, &loc).await?;
+                    self.crash_point(Step::Reserved, shipment_id).await;
+                    self.events.publish(&[accepted_event(&r, &loc)?]).await?;
+                    self.crash_point(Step::Published, shipment_id).await;
+                    r.stage = Stage::HandedOver;
+                    r.handed_over_at = Some(Utc::now());
+                    if self.save(&mut r).await? {
+                        tracing::info!(shipment_id, hub = %loc.hub, "shipment handed over to the warehouse");
+                    }
+                    continue;
+                }
+                Stage::HandedOver if is_shipped(&r.status) => {
+                    self.release(&r, &loc).await?;
+                    r.stage = Stage::Shipped;
+                    r.reservation_released = true;
+                    self.save(&mut r).await?;
+                    continue;
+                }
+                Stage::HandedOver
+                | Stage::Held
+                | Stage::Rejected
+                | Stage::Cancelled
+                | Stage::Shipped => return Ok(r),
+            }
+        }
+        Err(conflict_exhausted(shipment_id))
+    }
+
+    async fn refresh_stored(&self, shipment_id: &str) -> Result<()> {
+        let v = self.amazon.get_shipment(shipment_id).await?;
+        self.store(&AmazonShipment::from_json(&v)?)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sets each line's reservation to its open units.
+    async fn reserve(&self, r: &ShipmentRecord, loc: &OrderLocation) -> Result<()> {
+        for l in &r.line_items {
+            self.inventory
+                .set_reservation(&loc.location_id, &l.sku, &r.id, &l.id, l.open_units())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn release(&self, r: &ShipmentRecord, loc: &OrderLocation) -> Result<()> {
+        for l in &r.line_items {
+            self.inventory
+                .set_reservation(&loc.location_id, &l.sku, &r.id, &l.id, 0)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Brings reservations down to what is left, tells the warehouse if it has the shipment, and
+    /// marks the cancellation announced (the caller saves).
+    async fn apply_cancellation(
+        &self,
+        r: &mut ShipmentRecord,
+        loc: &OrderLocation,
+        whole: bool,
+    ) -> Result<()> {
+        let reserved = matches!(r.stage, Stage::Confirmed | Stage::HandedOver);
+        if whole {
+            self.release(r, loc).await?;
+            r.reservation_released = true;
+        } else if reserved {
+            self.reserve(r, loc).await?;
+        }
+        self.crash_point(Step::CancelReleased, &r.id).await;
+        let lines: Vec<CancelledLine> = if whole {
+            r.line_items
+                .iter()
+                .filter(|l| l.units > l.announced_cancelled_units)
+                .map(|l| CancelledLine {
+                    line_id: l.id.clone(),
+                    sku: l.sku.clone(),
+                    cancelled_quantity: l.units - l.announced_cancelled_units,
+                    remaining_quantity: 0,
+                })
+                .collect()
+        } else {
+            r.unannounced_cancellations()
+                .into_iter()
+                .map(|(l, n)| CancelledLine {
+                    line_id: l.id.clone(),
+                    sku: l.sku.clone(),
+                    cancelled_quantity: n,
+                    remaining_quantity: l.open_units(),
+                })
+                .collect()
+        };
+        if r.handed_over_at.is_some() && !lines.is_empty() {
+            let key = if whole {
+                format!("{}#whole", r.id)
+            } else {
+                let parts: Vec<String> = r
+                    .line_items
+                    .iter()
+                    .map(|l| format!("{}:{}", l.id, l.cancelled_units))
+                    .collect();
+                format!("{}#{}", r.id, parts.join(","))
+            };
+            let detail = ShipmentCancelledDetail {
+                shipment_id: r.id.clone(),
+                hub: loc.hub.clone(),
+                location_id: r.location_id.clone(),
+                cancelled_by: "amazon".into(),
+                reason: cancellation_reason(r),
+                whole_shipment: whole,
+                lines,
+            };
+            let ev = OutboundEvent::new(EventName::ShipmentCancelled, &key, Utc::now(), detail)?;
+            self.events.publish(&[ev]).await?;
+            tracing::info!(shipment_id = %r.id, whole, "cancellation sent to the warehouse");
+        }
+        for l in &mut r.line_items {
+            l.announced_cancelled_units = if whole { l.units } else { l.cancelled_units };
+        }
+        Ok(())
+    }
+
+    /// CONFIRM or REJECT exactly once. On a retaken claim (a previous attempt died after maybe
+    /// acting) or an error whose outcome is unknown, Amazon's state decides.
+    async fn act_once(&self, r: &ShipmentRecord, act: Act, inv: &Invocation) -> Result<ActOutcome> {
+        let key = match act {
+            Act::Confirm => format!("confirm#{}", r.id),
+            Act::Reject(_) => format!("reject#{}", r.id),
+        };
+        let id = r.id.clone();
+        let lines: Vec<(String, u32)> = r
+            .line_items
+            .iter()
+            .map(|l| (l.id.clone(), l.units))
+            .collect();
+        let done = |status: &str| match act {
+            Act::Confirm => is_confirmed_or_beyond(status),
+            Act::Reject(_) => status == "CANCELLED",
+        };
+        let payload = id.clone();
+        self.idempotency
+            .run(&key, &payload, inv, |claim| async move {
+                if claim.is_retaken() {
+                    let status = self.amazon_status(&id).await?;
+                    if done(&status) {
+                        tracing::warn!(shipment_id = %id, %status, "previous attempt had already acted; not calling again");
+                        return Ok(ActOutcome { status, reconciled: true });
+                    }
+                }
+                let res = match act {
+                    Act::Confirm => self.amazon.confirm(&id).await,
+                    Act::Reject(reason) => {
+                        self.amazon
+                            .reject(&id, &format!("flexbridge-reject-{id}"), &lines, reason)
+                            .await
+                    }
+                };
+                match res {
+                    Ok(()) => {
+                        self.crash_point(Step::ConfirmCalled, &id).await;
+                        Ok(ActOutcome {
+                            status: match act {
+                                Act::Confirm => "CONFIRMED".into(),
+                                Act::Reject(_) => "CANCELLED".into(),
+                            },
+                            reconciled: false,
+                        })
+                    }
+                    Err(e) => {
+                        // Applied-then-failed, a timeout or a state conflict: read it back.
+                        match self.amazon_status(&id).await {
+                            Ok(status) if done(&status) => {
+                                tracing::warn!(shipment_id = %id, error = %e, %status, "call failed but Amazon shows it done");
+                                Ok(ActOutcome { status, reconciled: true })
+                            }
+                            _ => Err(e),
+                        }
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn amazon_status(&self, id: &str) -> Result<String> {
+        let v = self.amazon.get_shipment(id).await?;
+        Ok(AmazonShipment::from_json(&v)?.record.status)
+    }
+
+    /// A person decided to confirm a held shipment anyway.
+    pub async fn release_hold(
+        &self,
+        shipment_id: &str,
+        inv: &Invocation,
+    ) -> Result<ShipmentRecord> {
+        for _ in 0..MAX_CONFLICTS {
+            let mut r = self.get_held(shipment_id).await?;
+            if r.stage != Stage::Held {
+                return Ok(r);
+            }
+            r.stage = Stage::Received;
+            r.released = true;
+            if self.save(&mut r).await? {
+                return self.drive(shipment_id, inv).await;
+            }
+        }
+        Err(conflict_exhausted(shipment_id))
+    }
+
+    /// A person decided to reject a held shipment (OUT_OF_STOCK unless told otherwise).
+    pub async fn reject_held(
+        &self,
+        shipment_id: &str,
+        reason: RejectReason,
+        inv: &Invocation,
+    ) -> Result<ShipmentRecord> {
+        for _ in 0..MAX_CONFLICTS {
+            let mut r = self.get_held(shipment_id).await?;
+            if r.stage != Stage::Held {
+                return Ok(r);
+            }
+            if !r.eligible_for_rejection.contains(&r.status) {
+                return Err(Error::Conflict(format!(
+                    "shipment {shipment_id} is {} at Amazon, which does not allow rejection (allowed: {})",
+                    r.status,
+                    r.eligible_for_rejection.join(", ")
+                )));
+            }
+            self.act_once(&r, Act::Reject(reason), inv).await?;
+            r.stage = Stage::Rejected;
+            r.rejection_reason = Some(format!(
+                "{}: decided by a person",
+                reject_reason_str(reason)
+            ));
+            if self.save(&mut r).await? {
+                return Ok(r);
+            }
+        }
+        Err(conflict_exhausted(shipment_id))
+    }
+
+    async fn get_held(&self, shipment_id: &str) -> Result<ShipmentRecord> {
+        let r = self
+            .shipments
+            .get(shipment_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("shipment {shipment_id}")))?;
+        match r.stage {
+            Stage::Held | Stage::Confirmed | Stage::HandedOver | Stage::Rejected => Ok(r),
+            other => Err(Error::Conflict(format!(
+                "shipment {shipment_id} is {}, not held",
+                other.as_str()
+            ))),
+        }
+    }
+
+    /// Drives every shipment left in a stage that still owes work (after a crash, a throttled
+    /// call, a claim held by an invocation that died). Returns how many it moved on.
+    pub async fn sweep(&self, inv: &Invocation) -> Result<(usize, Vec<String>)> {
+        let mut moved = 0;
+        let mut errors = Vec::new();
+        for stage in [Stage::Received, Stage::Confirmed] {
+            let mut token: Option<String> = None;
+            loop {
+                let page = self
+                    .shipments
+                    .list(stage, None, 100, token.as_deref())
+                    .await?;
+                for r in page.items {
+                    if inv.remaining() < std::time::Duration::from_secs(2) {
+                        return Ok((moved, errors));
+                    }
+                    match self.drive(&r.id, inv).await {
+                        Ok(after) if after.stage != stage => moved += 1,
+                        Ok(_) => {}
+                        Err(e) => errors.push(format!("shipment {}: {e}", r.id)),
+                    }
+                }
+                token = page.next_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok((moved, errors))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Act {
+    Confirm,
+    Reject(RejectReason),
+}
+
+fn conflict_exhausted(id: &str) -> Error {
+    Error::Transient {
+        message: format!("shipment {id} kept changing while being processed"),
+        after: None,
+    }
+}
+
+fn cancellation_reason(r: &ShipmentRecord) -> Option<String> {
+    r.line_items
+        .iter()
+        .find_map(|l| l.cancellation_reason.clone())
+}
+
+fn pick_line(l: &LineItem) -> PickLine {
+    PickLine {
+        line_id: l.id.clone(),
+        sku: l.sku.clone(),
+        quantity: l.open_units(),
+        gift_wrap: l.gift_wrap,
+        gift_message: l.gift_message,
+        serial_numbers_required: l.serial_numbers_required,
+        hazmat_labels: l.hazmat_labels.clone(),
+    }
+}
+
+fn accepted_event(r: &ShipmentRecord, loc: &OrderLocation) -> Result<OutboundEvent> {
+    let detail = ShipmentAcceptedDetail {
+        shipment_id: r.id.clone(),
+        hub: loc.hub.clone(),
+        location_id: r.location_id.clone(),
+        marketplace_id: r.marketplace_id.clone(),
+        channel: r.channel.clone(),
+        lines: r
+            .line_items
+            .iter()
+            .filter(|l| l.open_units() > 0)
+            .map(pick_line)
+            .collect(),
+        ship_by: r.ship_by.clone(),
+        priority: r.priority.clone(),
+        prime: r.prime,
+    };
+    OutboundEvent::new(EventName::ShipmentAccepted, &r.id, Utc::now(), detail)
+}

@@ -1,0 +1,380 @@
+//! Returns: Amazon has no return notification, so a scheduled poll of listReturns per return
+//! location and status (`lastUpdatedSince` = cursor − overlap, following `nextToken`) stores each
+//! return and tells the warehouse (`ReturnCreated`, then `ReturnStatusChanged` per new status).
+//! The warehouse reports what arrived (`sellable`/`unsellable` units): the return is closed and
+//! the sellable units are credited as stock to add back at that location.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::events::{EventName, EventSink, OutboundEvent, ReturnCreated, ReturnStatusChanged};
+use crate::orders::model::{ReturnReceipt, ReturnRecord, ReturnStage};
+use crate::orders::ports::{LocationDirectory, ReturnsQuery, ShipmentsApi};
+use crate::runtime::Invocation;
+use crate::store::cursors::{CursorKind, CursorStore};
+use crate::store::inventory::InventoryStore;
+use crate::store::shipments::ShipmentStore;
+
+/// Every return status of the 2024-09-11 model; `lastUpdatedSince` needs one status per call.
+pub const RETURN_STATUSES: [&str; 15] = [
+    "CREATED",
+    "CARRIER_NOTIFIED_TO_PICK_UP_FROM_CUSTOMER",
+    "CARRIER_OUT_FOR_PICK_UP_FROM_CUSTOMER",
+    "CUSTOMER_CANCELLED_PICK_UP",
+    "CUSTOMER_RESCHEDULED_PICK_UP",
+    "PICKED_FROM_CUSTOMER",
+    "IN_TRANSIT",
+    "OUT_FOR_DELIVERY",
+    "DELIVERED",
+    "REPLANNED",
+    "CUSTOMER_DROPPED_OFF",
+    "PARTIALLY_PROCESSED",
+    "PROCESSED",
+    "REJECTED",
+    "CANCELLED",
+];
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReturnsReport {
+    pub locations: usize,
+    pub pages: usize,
+    pub returns_seen: usize,
+    pub announced: usize,
+    pub errors: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct ReturnsService {
+    pub amazon: Arc<dyn ShipmentsApi>,
+    pub store: Arc<dyn ShipmentStore>,
+    pub cursors: Arc<dyn CursorStore>,
+    pub events: Arc<dyn EventSink>,
+    pub inventory: Arc<dyn InventoryStore>,
+    pub locations: Arc<dyn LocationDirectory>,
+    pub overlap: Duration,
+    pub first_lookback: Duration,
+}
+
+impl ReturnsService {
+    pub async fn poll(&self, inv: &Invocation) -> Result<ReturnsReport> {
+        let started = Utc::now();
+        let mut report = ReturnsReport::default();
+        for loc in self.locations.locations().await? {
+            let Some(rloc) = loc.return_location_id.clone() else {
+                continue;
+            };
+            report.locations += 1;
+            for status in RETURN_STATUSES {
+                if inv.remaining() < Duration::from_secs(3) {
+                    report
+                        .errors
+                        .push(format!("stopped before {rloc}/{status}: out of time"));
+                    return Ok(report);
+                }
+                if let Err(e) = self
+                    .poll_one(&rloc, &loc.hub, status, started, &mut report)
+                    .await
+                {
+                    tracing::error!(return_location_id = %rloc, status, error = %e, "returns poll failed");
+                    report.errors.push(format!("{rloc}/{status}: {e}"));
+                }
+            }
+        }
+        tracing::info!(report = ?report, "returns poll finished");
+        Ok(report)
+    }
+
+    async fn poll_one(
+        &self,
+        rloc: &str,
+        hub: &str,
+        status: &str,
+        started: DateTime<Utc>,
+        report: &mut ReturnsReport,
+    ) -> Result<()> {
+        let cursor = self
+            .cursors
+            .get(CursorKind::Returns, rloc, status)
+            .await?
+            .unwrap_or(
+                started - chrono::Duration::from_std(self.first_lookback).unwrap_or_default(),
+            );
+        let mut q = ReturnsQuery {
+            return_location_id: rloc.to_string(),
+            status: status.to_string(),
+            last_updated_since: cursor
+                - chrono::Duration::from_std(self.overlap).unwrap_or_default(),
+            next_token: None,
+        };
+        loop {
+            let page = self.amazon.list_returns(&q).await?;
+            report.pages += 1;
+            for item in &page.items {
+                report.returns_seen += 1;
+                match ReturnRecord::from_json(item) {
+                    Ok(r) => {
+                        if self.absorb(r, hub).await? {
+                            report.announced += 1;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "unreadable return skipped");
+                        report.errors.push(e.to_string());
+                    }
+                }
+            }
+            match page.next_token {
+                Some(t) => q.next_token = Some(t),
+                None => break,
+            }
+        }
+        self.cursors
+            .advance(CursorKind::Returns, rloc, status, started)
+            .await
+    }
+
+    /// Stores Amazon's view if newer and tells the warehouse about a status it has not heard of.
+    /// Returns whether an event was published.
+    pub async fn absorb(&self, incoming: ReturnRecord, hub: &str) -> Result<bool> {
+        for _ in 0..8 {
+            let existing = self.store.get_return(&incoming.id).await?;
+            let mut changed = false;
+            let mut r = match existing {
+                None => {
+                    changed = true;
+                    incoming.clone()
+                }
+                Some(mut old) if incoming.amazon_updated_at > old.amazon_updated_at => {
+                    old.absorb(&incoming);
+                    changed = true;
+                    old
+                }
+                Some(old) => old,
+            };
+            let mut announced = false;
+            if r.announced_status.as_deref() != Some(r.status.as_str()) {
+                // Published before the marker is saved: a repeat carries the same event ID.
+                let ev = match r.announced_status {
+                    None => OutboundEvent::new(
+                        EventName::ReturnCreated,
+                        &r.id,
+                        Utc::now(),
+                        ReturnCreated {
+                            return_id: r.id.clone(),
+                            hub: hub.to_string(),
+                            shipment_id: r.shipment_id.clone(),
+                            sku: r.sku.clone().unwrap_or_default(),
+                            quantity: r.units,
+                            reason: r.return_reason.clone(),
+                        },
+                    )?,
+                    Some(_) => OutboundEvent::new(
+                        EventName::ReturnStatusChanged,
+                        &format!("{}#{}", r.id, r.status),
+                        Utc::now(),
+                        ReturnStatusChanged {
+                            return_id: r.id.clone(),
+                            status: r.status.clone(),
+                        },
+                    )?,
+                };
+                self.events.publish(&[ev]).await?;
+                r.announced_status = Some(r.status.clone());
+                changed = true;
+                announced = true;
+            }
+            if !changed {
+                return Ok(false);
+            }
+            match self.store.save_return(&mut r).await {
+                Ok(()) => return Ok(announced),
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Transient {
+            message: format!("return {} kept changing while being stored", incoming.id),
+            after: None,
+        })
+    }
+
+    /// The warehouse received the return: close it and credit the sellable units back.
+    /// Repeating the same report is a no-op; a different report for a closed return is refused.
+    pub async fn receive(&self, return_id: &str, receipt: ReturnReceipt) -> Result<ReturnRecord> {
+        for _ in 0..8 {
+            let mut r = self
+                .store
+                .get_return(return_id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("return {return_id}")))?;
+            if r.stage == ReturnStage::Closed {
+                return if r.receipt == Some(receipt) {
+                    Ok(r)
+                } else {
+                    Err(Error::Conflict(format!(
+                        "return {return_id} was already received with {:?}",
+                        r.receipt
+                    )))
+                };
+            }
+            let total = receipt.sellable + receipt.unsellable;
+            if total == 0 || total > r.units {
+                return Err(Error::InvalidInput(format!(
+                    "return {return_id} has {} unit(s); sellable + unsellable must be between 1 and {}, got {total}",
+                    r.units, r.units
+                )));
+            }
+            let sku = r.sku.clone().ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "return {return_id} has no SKU from Amazon; cannot credit stock"
+                ))
+            })?;
+            let location_id = self
+                .locations
+                .by_return_location(&r.return_location_id)
+                .await?
+                .map(|l| l.location_id)
+                .unwrap_or_else(|| r.return_location_id.clone());
+            if receipt.sellable > 0 {
+                self.inventory
+                    .credit_return(&location_id, &sku, return_id, receipt.sellable)
+                    .await?;
+            }
+            r.stage = ReturnStage::Closed;
+            r.receipt = Some(receipt);
+            match self.store.save_return(&mut r).await {
+                Ok(()) => {
+                    tracing::info!(
+                        return_id,
+                        sellable = receipt.sellable,
+                        unsellable = receipt.unsellable,
+                        "return received"
+                    );
+                    return Ok(r);
+                }
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Transient {
+            message: format!("return {return_id} kept changing"),
+            after: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::events::MemoryEventSink;
+    use crate::orders::model::sort_time;
+    use crate::orders::ports::{MemoryAmazon, MemoryLocations, OrderLocation, UnmappedSkuAction};
+    use crate::store::cursors::MemoryCursorStore;
+    use crate::store::inventory::MemoryInventoryStore;
+    use crate::store::shipments::MemoryShipmentStore;
+
+    fn ret(id: &str, status: &str) -> serde_json::Value {
+        json!({
+            "id": id, "returnLocationId": "RLOC1", "merchantSku": "A", "numberOfUnits": 2,
+            "status": status, "fulfillmentLocationId": "LOC1", "returnType": "CUSTOMER",
+            "returnMetadata": {"returnReason": "DAMAGED", "rmaId": "RMA1"},
+            "marketplaceChannelDetails": {"shipmentId": "S1"},
+            "lastUpdatedDateTime": sort_time(Utc::now()),
+        })
+    }
+
+    fn service() -> (
+        ReturnsService,
+        Arc<MemoryAmazon>,
+        Arc<MemoryEventSink>,
+        Arc<MemoryInventoryStore>,
+    ) {
+        let amazon = Arc::new(MemoryAmazon::new());
+        let events = Arc::new(MemoryEventSink::new());
+        let inventory = Arc::new(MemoryInventoryStore::new());
+        let s = ReturnsService {
+            amazon: amazon.clone(),
+            store: Arc::new(MemoryShipmentStore::new()),
+            cursors: Arc::new(MemoryCursorStore::new()),
+            events: events.clone(),
+            inventory: inventory.clone(),
+            locations: Arc::new(MemoryLocations::new(vec![OrderLocation {
+                location_id: "LOC1".into(),
+                hub: "HUB1".into(),
+                order_sync: true,
+                return_location_id: Some("RLOC1".into()),
+                unmapped_sku: UnmappedSkuAction::Hold,
+            }])),
+            overlap: Duration::from_secs(300),
+            first_lookback: Duration::from_secs(3600),
+        };
+        (s, amazon, events, inventory)
+    }
+
+    fn inv() -> Invocation {
+        Invocation::new("t", Duration::from_secs(60))
+    }
+
+    #[tokio::test]
+    async fn returns_are_announced_once_per_status_and_received_once() {
+        let (s, amazon, events, inventory) = service();
+        amazon.put_return(ret("R1", "CREATED"));
+        s.poll(&inv()).await.unwrap();
+        s.poll(&inv()).await.unwrap();
+        let names: Vec<EventName> = events.events().iter().map(|e| e.name).collect();
+        assert_eq!(names, vec![EventName::ReturnCreated]);
+
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        amazon.put_return(ret("R1", "DELIVERED"));
+        s.poll(&inv()).await.unwrap();
+        let names: Vec<EventName> = events.events().iter().map(|e| e.name).collect();
+        assert_eq!(
+            names,
+            vec![EventName::ReturnCreated, EventName::ReturnStatusChanged]
+        );
+
+        let bad = s
+            .receive(
+                "R1",
+                ReturnReceipt {
+                    sellable: 3,
+                    unsellable: 0,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(bad.to_string().contains("between 1 and 2"), "{bad}");
+        let receipt = ReturnReceipt {
+            sellable: 1,
+            unsellable: 1,
+        };
+        let r = s.receive("R1", receipt).await.unwrap();
+        assert_eq!(r.stage, ReturnStage::Closed);
+        s.receive("R1", receipt).await.unwrap();
+        assert!(s
+            .receive(
+                "R1",
+                ReturnReceipt {
+                    sellable: 2,
+                    unsellable: 0
+                }
+            )
+            .await
+            .is_err());
+        assert_eq!(
+            inventory
+                .position("LOC1", "A")
+                .await
+                .unwrap()
+                .returned_sellable,
+            1
+        );
+    }
+}

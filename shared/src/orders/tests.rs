@@ -1,0 +1,350 @@
+//! Unit tests of the processor over in-memory twins (the e2e suites repeat the important ones
+//! against moto and the simulator).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::events::{EventName, MemoryEventSink};
+use crate::idempotency::{Idempotency, MemoryIdempotencyStore};
+use crate::orders::model::{fixtures, AmazonShipment, Stage};
+use crate::orders::ports::{
+    MemoryAmazon, MemoryCatalog, MemoryLocations, OrderLocation, RejectReason, ShipmentsApi,
+    UnmappedSkuAction,
+};
+use crate::orders::processor::{CrashPoints, OrderProcessor, Step};
+use crate::orders::rules::UnmappedSkuRule;
+use crate::runtime::Invocation;
+use crate::store::inventory::{InventoryStore, MemoryInventoryStore};
+use crate::store::shipments::{MemoryShipmentStore, ShipmentStore};
+
+pub(crate) struct CrashAt {
+    pub step: Step,
+    pub fired: AtomicBool,
+}
+
+#[async_trait]
+impl CrashPoints for CrashAt {
+    async fn reached(&self, step: Step, _id: &str) {
+        if step == self.step && !self.fired.swap(true, Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+pub(crate) struct Harness {
+    pub p: OrderProcessor,
+    pub amazon: Arc<MemoryAmazon>,
+    pub events: Arc<MemoryEventSink>,
+    pub inventory: Arc<MemoryInventoryStore>,
+    pub store: Arc<MemoryShipmentStore>,
+}
+
+pub(crate) fn harness(mapped: &[&str], action: UnmappedSkuAction) -> Harness {
+    let amazon = Arc::new(MemoryAmazon::new());
+    let events = Arc::new(MemoryEventSink::new());
+    let inventory = Arc::new(MemoryInventoryStore::new());
+    let store = Arc::new(MemoryShipmentStore::new());
+    let p = OrderProcessor {
+        shipments: store.clone(),
+        inventory: inventory.clone(),
+        amazon: amazon.clone(),
+        events: events.clone(),
+        idempotency: Idempotency::new(
+            Arc::new(MemoryIdempotencyStore::new()),
+            Duration::from_secs(3600),
+        ),
+        locations: Arc::new(MemoryLocations::new(vec![OrderLocation {
+            location_id: "LOC1".into(),
+            hub: "HUB1".into(),
+            order_sync: true,
+            return_location_id: Some("RLOC1".into()),
+            unmapped_sku: action,
+        }])),
+        rules: vec![Arc::new(UnmappedSkuRule {
+            catalog: Arc::new(MemoryCatalog::with(mapped)),
+        })],
+        crash_points: None,
+    };
+    Harness {
+        p,
+        amazon,
+        events,
+        inventory,
+        store,
+    }
+}
+
+pub(crate) fn inv() -> Invocation {
+    Invocation::new("test", Duration::from_secs(60))
+}
+
+fn names(events: &MemoryEventSink) -> Vec<(EventName, String)> {
+    events
+        .events()
+        .into_iter()
+        .map(|e| (e.name, e.event_id))
+        .collect()
+}
+
+fn unique_count(events: &MemoryEventSink, name: EventName) -> usize {
+    let mut ids: Vec<String> = names(events)
+        .into_iter()
+        .filter(|(n, _)| *n == name)
+        .map(|(_, id)| id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids.len()
+}
+
+async fn seed(h: &Harness, v: Value) -> AmazonShipment {
+    h.amazon.put(v.clone());
+    AmazonShipment::from_json(&v).unwrap()
+}
+
+fn new_shipment(id: &str) -> Value {
+    fixtures::shipment(
+        id,
+        "ACCEPTED",
+        "2026-11-21T08:00:00.000Z",
+        &[("A", 2), ("B", 1)],
+    )
+}
+
+#[tokio::test]
+async fn new_shipment_is_confirmed_once_reserved_and_handed_over() {
+    let h = harness(&["A", "B"], UnmappedSkuAction::Hold);
+    let s = seed(&h, new_shipment("S1")).await;
+    let r = h.p.ingest(&s, &inv()).await.unwrap();
+    assert_eq!(r.stage, Stage::HandedOver);
+    assert_eq!(*h.amazon.confirms.lock().unwrap(), vec!["S1".to_string()]);
+    assert_eq!(h.inventory.position("LOC1", "A").await.unwrap().reserved, 2);
+    let evs = h.events.events();
+    assert_eq!(evs.len(), 1);
+    let detail = evs[0].detail();
+    assert_eq!(detail["shipmentId"], "S1");
+    assert_eq!(detail["hub"], "HUB1");
+    assert_eq!(detail["lines"][0]["sku"], "A");
+    assert_eq!(detail["lines"][0]["quantity"], 2);
+    assert_eq!(detail["lines"][0]["giftWrap"], true);
+    assert_eq!(detail["priority"], "HIGH");
+    assert_eq!(detail["prime"], true);
+    assert!(!detail.to_string().contains("Secret Street"));
+
+    // The same page again (overlap window) and a notification: nothing new happens.
+    h.p.ingest(&s, &inv()).await.unwrap();
+    h.p.refresh("S1", &inv()).await.unwrap();
+    assert_eq!(h.amazon.confirms.lock().unwrap().len(), 1);
+    assert_eq!(h.inventory.position("LOC1", "A").await.unwrap().reserved, 2);
+    assert_eq!(unique_count(&h.events, EventName::ShipmentAccepted), 1);
+}
+
+#[tokio::test]
+async fn unmapped_sku_is_held_then_released_by_a_person() {
+    let h = harness(&["A"], UnmappedSkuAction::Hold);
+    let s = seed(&h, new_shipment("S1")).await;
+    let r = h.p.ingest(&s, &inv()).await.unwrap();
+    assert_eq!(r.stage, Stage::Held);
+    assert!(r.hold_reasons[0].contains('B'));
+    assert!(h.amazon.confirms.lock().unwrap().is_empty());
+    assert_eq!(names(&h.events)[0].0, EventName::ShipmentHeld);
+    // Held shipments are listed for the warehouse.
+    let held = h.store.list(Stage::Held, None, 10, None).await.unwrap();
+    assert_eq!(held.items.len(), 1);
+
+    let r = h.p.release_hold("S1", &inv()).await.unwrap();
+    assert_eq!(r.stage, Stage::HandedOver);
+    assert_eq!(h.amazon.confirms.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn unmapped_sku_rejects_when_the_location_says_so() {
+    let h = harness(&["A"], UnmappedSkuAction::Reject);
+    let s = seed(&h, new_shipment("S1")).await;
+    let r = h.p.ingest(&s, &inv()).await.unwrap();
+    assert_eq!(r.stage, Stage::Rejected);
+    assert_eq!(*h.amazon.rejects.lock().unwrap(), vec!["S1".to_string()]);
+    assert!(h.amazon.confirms.lock().unwrap().is_empty());
+    // Amazon's CANCELLED view of our own rejection is not an Amazon-side cancellation.
+    h.p.refresh("S1", &inv()).await.unwrap();
+    assert_eq!(unique_count(&h.events, EventName::ShipmentCancelled), 0);
+}
+
+#[tokio::test]
+async fn a_held_shipment_can_be_rejected_by_a_person() {
+    let h = harness(&[], UnmappedSkuAction::Hold);
+    let s = seed(&h, new_shipment("S1")).await;
+    h.p.ingest(&s, &inv()).await.unwrap();
+    let r =
+        h.p.reject_held("S1", RejectReason::OutOfStock, &inv())
+            .await
+            .unwrap();
+    assert_eq!(r.stage, Stage::Rejected);
+    h.p.reject_held("S1", RejectReason::OutOfStock, &inv())
+        .await
+        .unwrap();
+    assert_eq!(h.amazon.rejects.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn older_and_duplicate_views_change_nothing() {
+    let h = harness(&["A", "B"], UnmappedSkuAction::Hold);
+    let s = seed(&h, new_shipment("S1")).await;
+    h.p.ingest(&s, &inv()).await.unwrap();
+    let v1 = h.store.get("S1").await.unwrap().unwrap().version;
+    // An older view (from before CONFIRM) arriving late.
+    let (_, outcome) = h.p.store(&s).await.unwrap();
+    assert_eq!(outcome, crate::orders::processor::Stored::Unchanged);
+    assert_eq!(h.store.get("S1").await.unwrap().unwrap().version, v1);
+}
+
+#[tokio::test]
+async fn marketplace_cancels_one_line_then_the_whole_shipment() {
+    let h = harness(&["A", "B"], UnmappedSkuAction::Hold);
+    let s = seed(&h, new_shipment("S1")).await;
+    h.p.ingest(&s, &inv()).await.unwrap();
+
+    let mut v = h.amazon.get_shipment("S1").await.unwrap();
+    fixtures::cancel_line(&mut v, 0, 1);
+    v["lastUpdatedDateTime"] = "2026-11-21T09:00:00.000Z".into();
+    h.amazon.put(v.clone());
+    h.p.refresh("S1", &inv()).await.unwrap();
+    assert_eq!(h.inventory.position("LOC1", "A").await.unwrap().reserved, 1);
+    let cancelled: Vec<_> = h
+        .events
+        .events()
+        .into_iter()
+        .filter(|e| e.name == EventName::ShipmentCancelled)
+        .collect();
+    assert_eq!(cancelled.len(), 1);
+    let d = cancelled[0].detail();
+    assert_eq!(d["wholeShipment"], false);
+    assert_eq!(d["lines"][0]["sku"], "A");
+    assert_eq!(d["lines"][0]["cancelledQuantity"], 1);
+    assert_eq!(d["lines"][0]["remainingQuantity"], 1);
+
+    v["status"] = "CANCELLED".into();
+    v["lastUpdatedDateTime"] = "2026-11-21T09:05:00.000Z".into();
+    h.amazon.put(v);
+    let r = h.p.refresh("S1", &inv()).await.unwrap();
+    assert_eq!(r.stage, Stage::Cancelled);
+    assert_eq!(h.inventory.position("LOC1", "A").await.unwrap().reserved, 0);
+    assert_eq!(h.inventory.position("LOC1", "B").await.unwrap().reserved, 0);
+    assert_eq!(unique_count(&h.events, EventName::ShipmentCancelled), 2);
+    // Replays change nothing.
+    h.p.refresh("S1", &inv()).await.unwrap();
+    assert_eq!(unique_count(&h.events, EventName::ShipmentCancelled), 2);
+}
+
+#[tokio::test]
+async fn cancelled_before_confirm_stops_the_confirm() {
+    let h = harness(&[], UnmappedSkuAction::Hold);
+    let s = seed(&h, new_shipment("S1")).await;
+    h.p.ingest(&s, &inv()).await.unwrap(); // held
+    let mut v = h.amazon.get_shipment("S1").await.unwrap();
+    v["status"] = "CANCELLED".into();
+    v["lastUpdatedDateTime"] = "2026-11-21T09:05:00.000Z".into();
+    h.amazon.put(v);
+    let r = h.p.refresh("S1", &inv()).await.unwrap();
+    assert_eq!(r.stage, Stage::Cancelled);
+    assert!(h.p.release_hold("S1", &inv()).await.is_err());
+    assert!(h.amazon.confirms.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn applied_then_failed_confirm_is_reconciled_not_repeated() {
+    let h = harness(&["A", "B"], UnmappedSkuAction::Hold);
+    *h.amazon.apply_then_fail.lock().unwrap() = true;
+    let s = seed(&h, new_shipment("S1")).await;
+    let r = h.p.ingest(&s, &inv()).await.unwrap();
+    assert_eq!(r.stage, Stage::HandedOver);
+    assert_eq!(h.amazon.confirms.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn shipped_releases_the_reservation() {
+    let h = harness(&["A", "B"], UnmappedSkuAction::Hold);
+    let s = seed(&h, new_shipment("S1")).await;
+    h.p.ingest(&s, &inv()).await.unwrap();
+    let mut v = h.amazon.get_shipment("S1").await.unwrap();
+    v["status"] = "SHIPPED".into();
+    v["lastUpdatedDateTime"] = "2026-11-21T10:00:00.000Z".into();
+    h.amazon.put(v);
+    let r = h.p.refresh("S1", &inv()).await.unwrap();
+    assert_eq!(r.stage, Stage::Shipped);
+    assert_eq!(h.inventory.position("LOC1", "A").await.unwrap().reserved, 0);
+}
+
+/// A crash between each pair of steps: the invocation is dropped at its deadline, the claim it
+/// held expires, and the next run finishes the job with one CONFIRM and one hand-over.
+#[tokio::test]
+async fn a_crash_between_any_two_steps_loses_and_duplicates_nothing() {
+    for step in [
+        Step::Stored,
+        Step::ConfirmCalled,
+        Step::Confirmed,
+        Step::Reserved,
+        Step::Published,
+    ] {
+        let mut h = harness(&["A", "B"], UnmappedSkuAction::Hold);
+        h.p.crash_points = Some(Arc::new(CrashAt {
+            step,
+            fired: AtomicBool::new(false),
+        }));
+        let s = seed(&h, new_shipment("S1")).await;
+        let short = Invocation::new("crashing", Duration::from_millis(200));
+        let crashed =
+            tokio::time::timeout(Duration::from_millis(200), h.p.ingest(&s, &short)).await;
+        assert!(
+            crashed.is_err(),
+            "{step:?}: the crash hook must stop the run"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+
+        // The next poll sees the same page (overlap) and the sweep drives what is left.
+        h.p.ingest(&s, &inv()).await.unwrap();
+        h.p.sweep(&inv()).await.unwrap();
+        let r = h.store.get("S1").await.unwrap().unwrap();
+        assert_eq!(r.stage, Stage::HandedOver, "{step:?}");
+        assert_eq!(h.amazon.confirms.lock().unwrap().len(), 1, "{step:?}");
+        assert_eq!(
+            unique_count(&h.events, EventName::ShipmentAccepted),
+            1,
+            "{step:?}"
+        );
+        assert_eq!(
+            h.inventory.position("LOC1", "A").await.unwrap().reserved,
+            2,
+            "{step:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_crash_while_applying_a_cancellation_is_finished_later() {
+    let mut h = harness(&["A", "B"], UnmappedSkuAction::Hold);
+    let s = seed(&h, new_shipment("S1")).await;
+    h.p.ingest(&s, &inv()).await.unwrap();
+    h.p.crash_points = Some(Arc::new(CrashAt {
+        step: Step::CancelReleased,
+        fired: AtomicBool::new(false),
+    }));
+    let mut v = h.amazon.get_shipment("S1").await.unwrap();
+    v["status"] = "CANCELLED".into();
+    v["lastUpdatedDateTime"] = "2026-11-21T09:05:00.000Z".into();
+    h.amazon.put(v);
+    let crashed = tokio::time::timeout(Duration::from_millis(200), h.p.refresh("S1", &inv())).await;
+    assert!(crashed.is_err());
+    // Stored as CANCELLED but the warehouse not yet told: the duplicate notification finishes it.
+    h.p.refresh("S1", &inv()).await.unwrap();
+    assert_eq!(
+        h.store.get("S1").await.unwrap().unwrap().stage,
+        Stage::Cancelled
+    );
+    assert_eq!(unique_count(&h.events, EventName::ShipmentCancelled), 1);
+    assert_eq!(h.inventory.position("LOC1", "A").await.unwrap().reserved, 0);
+}

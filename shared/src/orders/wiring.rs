@@ -1,0 +1,162 @@
+//! Builds the orders capability from a function's `Env` (the tables, bus and secret the
+//! template gives it), so the order poller, the notification consumer, the returns poller and
+//! the warehouse API routes assemble it the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{keys, Env};
+use crate::error::Result;
+use crate::events::{EventBridgeSink, EventSink};
+use crate::idempotency::Idempotency;
+use crate::orders::adapters::{CatalogSkus, StoredLocations};
+use crate::orders::poller::PollSettings;
+use crate::orders::ports::{LocationDirectory, ShipmentsApi};
+use crate::orders::processor::{CrashPoints, OrderProcessor};
+use crate::orders::returns::ReturnsService;
+use crate::orders::rules::{OrderRule, UnmappedSkuRule};
+use crate::runtime::Invocation;
+use crate::secrets::SecretCache;
+use crate::spapi::SpApiClient;
+use crate::store::catalog::DynamoCatalogStore;
+use crate::store::cursors::{CursorStore, DynamoCursorStore};
+use crate::store::inventory::{DynamoInventoryStore, InventoryStore};
+use crate::store::locations::DynamoLocationStore;
+use crate::store::settings::{get_or, DynamoSettingsStore, SettingsStore};
+use crate::store::shipments::{DynamoShipmentStore, ShipmentStore};
+
+/// Settings (SettingsTable) the orders capability reads, with their defaults.
+pub mod settings {
+    /// Seconds re-read before each poll cursor (clock skew, late writes). Default 300.
+    pub const POLL_OVERLAP_SECONDS: &str = "orders_poll_overlap_seconds";
+    /// Hours a location without a cursor looks back on its first poll. Default 24.
+    pub const FIRST_LOOKBACK_HOURS: &str = "orders_first_lookback_hours";
+}
+
+/// How long CONFIRM/REJECT claims and notification IDs are remembered.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Clone)]
+pub struct Orders {
+    pub shipments: Arc<dyn ShipmentStore>,
+    pub inventory: Arc<dyn InventoryStore>,
+    pub cursors: Arc<dyn CursorStore>,
+    pub settings: Arc<dyn SettingsStore>,
+    pub locations: Arc<dyn LocationDirectory>,
+    pub rules: Vec<Arc<dyn OrderRule>>,
+    pub idempotency: Idempotency,
+    bus: EventBridgeSink,
+    client: SpApiClient,
+    /// Tests only: where to stop as if the invocation crashed.
+    pub crash_points: Option<Arc<dyn CrashPoints>>,
+}
+
+impl Orders {
+    pub async fn from_env(env: &Env) -> Result<Self> {
+        let sdk = crate::aws::load().await;
+        let ddb = crate::aws::dynamodb_client(&sdk);
+        let settings: Arc<dyn SettingsStore> = Arc::new(DynamoSettingsStore::new(
+            ddb.clone(),
+            env.require(keys::SETTINGS_TABLE)?,
+        ));
+        let client = SpApiClient::from_env(env, &SecretCache::from_sdk_config(&sdk)).await?;
+        Ok(Self {
+            shipments: Arc::new(DynamoShipmentStore::new(
+                ddb.clone(),
+                env.require(keys::SHIPMENTS_TABLE)?,
+            )),
+            inventory: Arc::new(DynamoInventoryStore::new(
+                ddb.clone(),
+                env.require(keys::INVENTORY_TABLE)?,
+            )),
+            cursors: Arc::new(DynamoCursorStore::new(
+                ddb.clone(),
+                env.require(keys::CURSORS_TABLE)?,
+            )),
+            locations: Arc::new(StoredLocations {
+                locations: Arc::new(DynamoLocationStore::new(
+                    ddb.clone(),
+                    env.require(keys::LOCATIONS_TABLE)?,
+                )),
+                settings: settings.clone(),
+            }),
+            rules: vec![Arc::new(UnmappedSkuRule {
+                catalog: Arc::new(CatalogSkus(Arc::new(DynamoCatalogStore::new(
+                    ddb.clone(),
+                    env.require(keys::CATALOG_TABLE)?,
+                )))),
+            })],
+            idempotency: Idempotency::dynamodb(
+                ddb,
+                env.require(keys::IDEMPOTENCY_TABLE)?,
+                IDEMPOTENCY_TTL,
+            ),
+            bus: EventBridgeSink::new(
+                crate::aws::eventbridge_client(&sdk),
+                env.require(keys::EVENT_BUS_NAME)?,
+            ),
+            settings,
+            client,
+            crash_points: None,
+        })
+    }
+
+    /// Amazon, bounded by this invocation's deadline.
+    pub fn amazon(&self, inv: &Invocation) -> Arc<dyn ShipmentsApi> {
+        Arc::new(self.client.with_deadline(inv))
+    }
+
+    pub fn events(&self, inv: &Invocation) -> Arc<dyn EventSink> {
+        Arc::new(self.bus.clone().with_deadline(inv.into()))
+    }
+
+    pub fn processor(&self, inv: &Invocation) -> OrderProcessor {
+        OrderProcessor {
+            shipments: self.shipments.clone(),
+            inventory: self.inventory.clone(),
+            amazon: self.amazon(inv),
+            events: self.events(inv),
+            idempotency: self.idempotency.clone(),
+            locations: self.locations.clone(),
+            rules: self.rules.clone(),
+            crash_points: self.crash_points.clone(),
+        }
+    }
+
+    pub async fn poll_settings(&self) -> Result<PollSettings> {
+        let d = PollSettings::default();
+        Ok(PollSettings {
+            overlap: Duration::from_secs(
+                get_or(
+                    self.settings.as_ref(),
+                    settings::POLL_OVERLAP_SECONDS,
+                    d.overlap.as_secs(),
+                )
+                .await?,
+            ),
+            first_lookback: Duration::from_secs(
+                3600 * get_or(
+                    self.settings.as_ref(),
+                    settings::FIRST_LOOKBACK_HOURS,
+                    d.first_lookback.as_secs() / 3600,
+                )
+                .await?,
+            ),
+            ..d
+        })
+    }
+
+    pub async fn returns(&self, inv: &Invocation) -> Result<ReturnsService> {
+        let poll = self.poll_settings().await?;
+        Ok(ReturnsService {
+            amazon: self.amazon(inv),
+            store: self.shipments.clone(),
+            cursors: self.cursors.clone(),
+            events: self.events(inv),
+            inventory: self.inventory.clone(),
+            locations: self.locations.clone(),
+            overlap: poll.overlap,
+            first_lookback: poll.first_lookback,
+        })
+    }
+}

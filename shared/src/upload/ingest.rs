@@ -1,0 +1,983 @@
+//! Applying one upload (one object version) — plain Rust over small ports, so a unit test
+//! drives it with the in-memory twins and Lambda with S3/DynamoDB/SQS.
+//!
+//! Each run streams the file (a blocking parser thread hands validated rows over a bounded
+//! channel, so memory stays flat):
+//! 1. **validate** (first run only): every row checked, price rows also against the guardrails
+//!    (catalog reads only). Writes the errors report. A whole-file problem stops here with
+//!    nothing written. In full mode, the mass-disable guard is decided here too.
+//! 2. **apply**: the file is parsed again from the top (cheap, and it rebuilds the duplicate
+//!    detection exactly) and rows after the checkpoint are applied in windows: catalog rows
+//!    upserted (unchanged rows write nothing), price rows sent to the price queue. After each
+//!    window the checkpoint (line reached, counts) is saved; near the deadline the run stops
+//!    and returns [`RunResult::Paused`] so the caller re-enqueues the upload.
+//! 3. **disable** (catalog, full mode): SKUs the file no longer lists are switched off.
+//! 4. **report**: summary JSON, `UploadProcessed` event, change log entry.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::reader::{FileRejection, Outcome, UploadReader};
+use super::report::{ErrorCsv, RowError, UploadSummary};
+use super::skuset::SkuSet;
+use super::validate::Cents;
+use super::{Kind, Mode, UploadKey};
+use crate::error::{Error, Result};
+use crate::events::{EventName, EventSink, OutboundEvent, UploadProcessed};
+use crate::retry::Deadline;
+use crate::store::catalog::{self, CatalogItem, CatalogStore};
+use crate::store::settings::{self, SettingsStore};
+
+/// Setting: the largest share of active SKUs a full catalog upload may disable (0.0–1.0).
+pub const SETTING_MAX_DISABLE_SHARE: &str = "catalog_max_disable_share";
+/// Setting: `true` lets every full catalog upload disable any number of SKUs.
+pub const SETTING_ALLOW_MASS_DISABLE: &str = "catalog_allow_mass_disable";
+pub const DEFAULT_MAX_DISABLE_SHARE: f64 = 0.2;
+/// A price further than this from the last price we sent needs `force`.
+pub const MAX_PRICE_CHANGE: f64 = 0.5;
+
+/// One accepted price row on its way to Amazon (the price queue's message body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriceUpdate {
+    /// `key@version` of the price file.
+    pub upload: String,
+    pub line: u64,
+    pub sku: String,
+    pub asin: String,
+    pub product_type: String,
+    pub marketplace_id: String,
+    pub currency: String,
+    /// Hundredths of the currency unit.
+    pub price: i64,
+}
+
+impl PriceUpdate {
+    /// The business key that makes a redelivered message harmless.
+    pub fn idempotency_key(&self) -> String {
+        format!("price#{}#{}#{}", self.upload, self.sku, self.marketplace_id)
+    }
+}
+
+/// The object one upload is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRef {
+    pub key: String,
+    /// S3's version ID (`null` for an unversioned object).
+    pub version_id: String,
+}
+
+impl UploadRef {
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.key, self.version_id)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports
+
+#[async_trait]
+pub trait ObjectSource: Send + Sync {
+    /// The object's bytes as a blocking reader; it is read on a blocking thread.
+    async fn open(&self, upload: &UploadRef) -> Result<Box<dyn Read + Send>>;
+}
+
+/// A report body: small ones in memory, the errors CSV from a temporary file.
+pub enum ReportBody {
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+#[async_trait]
+pub trait ReportSink: Send + Sync {
+    async fn put(&self, key: &str, body: ReportBody, content_type: &str) -> Result<()>;
+}
+
+#[async_trait]
+pub trait PriceQueue: Send + Sync {
+    async fn send(&self, updates: &[PriceUpdate]) -> Result<()>;
+}
+
+#[async_trait]
+pub trait CheckpointStore: Send + Sync {
+    async fn get(&self, upload: &UploadRef) -> Result<Option<Checkpoint>>;
+    async fn put(&self, upload: &UploadRef, checkpoint: &Checkpoint) -> Result<()>;
+}
+
+/// Everything a run talks to.
+#[derive(Clone)]
+pub struct Ports {
+    pub source: Arc<dyn ObjectSource>,
+    pub catalog: Arc<dyn CatalogStore>,
+    pub prices: Arc<dyn PriceQueue>,
+    pub reports: Arc<dyn ReportSink>,
+    pub checkpoints: Arc<dyn CheckpointStore>,
+    pub settings: Arc<dyn SettingsStore>,
+    pub events: Arc<dyn EventSink>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Marketplace of price rows that name none (the location's, `MARKETPLACE_ID`).
+    pub default_marketplace: String,
+    /// Rows applied per window (one checkpoint per window).
+    pub window_rows: usize,
+    /// Stop this long before the deadline, leaving time to save and re-enqueue.
+    pub stop_margin: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            default_marketplace: "ATVPDKIKX0DER".into(),
+            window_rows: 500,
+            stop_margin: Duration::from_secs(20),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoint
+
+/// Pass 1's verdict, kept so later runs do not repeat it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Validated {
+    pub rows_read: u64,
+    /// Rows refused (of `rejected`) by the price guardrails.
+    pub guard_refused: u64,
+    pub rejected: u64,
+    pub extra_columns: Vec<String>,
+    pub delimiter: String,
+    pub errors_report: Option<String>,
+    /// Set when the whole file was rejected or refused: (`rejected`|`refused`, reason).
+    pub stopped: Option<(String, String)>,
+}
+
+/// Where an upload stands across runs (CursorsTable, see [`super::aws`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub started_at: String,
+    pub runs: u32,
+    pub validated: Option<Validated>,
+    /// Every row up to this line has been applied.
+    pub applied_through_line: u64,
+    /// Byte offset where the next row starts (informational: the apply pass re-reads the
+    /// top of the file anyway to rebuild duplicate detection).
+    pub applied_through_byte: u64,
+    pub applied: bool,
+    pub written: u64,
+    pub unchanged: u64,
+    pub queued: u64,
+    /// Price rows the guardrails refused when applied; more than pass 1 refused means the
+    /// catalog changed in between.
+    pub apply_refused: u64,
+    pub disabled: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunResult {
+    Done(UploadSummary),
+    /// Stopped before the deadline; run again (re-enqueue) to continue.
+    Paused { applied_through_line: u64 },
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parser thread
+
+/// A price row, owned, as it crosses the channel.
+#[derive(Debug, Clone)]
+struct PriceLine {
+    sku: String,
+    price: Cents,
+    currency: String,
+    marketplace_id: Option<String>,
+    force: bool,
+}
+
+#[derive(Debug)]
+enum RowData {
+    Catalog(CatalogItem),
+    Price(PriceLine),
+}
+
+#[derive(Debug)]
+enum Event {
+    Row { line: u64, byte: u64, data: RowData },
+    Rejected { line: u64, byte: u64, errors: Vec<RowError> },
+}
+
+impl Event {
+    fn line(&self) -> u64 {
+        match self {
+            Event::Row { line, .. } | Event::Rejected { line, .. } => *line,
+        }
+    }
+    fn byte(&self) -> u64 {
+        match self {
+            Event::Row { byte, .. } | Event::Rejected { byte, .. } => *byte,
+        }
+    }
+}
+
+struct ParseEnd {
+    rows_read: u64,
+    extra_columns: Vec<String>,
+    delimiter: String,
+    skus: SkuSet,
+}
+
+const CHANNEL_BATCH: usize = 256;
+
+/// Parses on a blocking thread; events go out in batches. Returns early (Ok) if the receiver
+/// is gone (the consumer stopped for the deadline).
+fn spawn_parser(
+    kind: Kind,
+    input: Box<dyn Read + Send>,
+    source: String,
+    now: String,
+) -> (
+    mpsc::Receiver<Vec<Event>>,
+    tokio::task::JoinHandle<std::result::Result<ParseEnd, FileRejection>>,
+) {
+    let (tx, rx) = mpsc::channel::<Vec<Event>>(8);
+    let handle = tokio::task::spawn_blocking(move || {
+        let mut reader = UploadReader::open(kind, input)?;
+        let mut batch = Vec::with_capacity(CHANNEL_BATCH);
+        while let Some(p) = reader.next_row()? {
+            let (line, byte) = (p.line, p.byte);
+            batch.push(match p.outcome {
+                Outcome::Catalog(c) => Event::Row {
+                    line,
+                    byte,
+                    data: RowData::Catalog(CatalogItem {
+                        sku: c.sku.to_string(),
+                        asin: c.asin.to_string(),
+                        title: c.title.map(str::to_string),
+                        product_type: c.product_type.map(str::to_string),
+                        enabled: c.enabled.unwrap_or(true),
+                        safety_stock: c.safety_stock,
+                        max_quantity: c.max_quantity,
+                        updated_at: now.clone(),
+                        source: source.clone(),
+                    }),
+                },
+                Outcome::Price(p) => Event::Row {
+                    line,
+                    byte,
+                    data: RowData::Price(PriceLine {
+                        sku: p.sku.to_string(),
+                        price: p.price,
+                        currency: p.currency_str().to_string(),
+                        marketplace_id: p.marketplace_id.map(str::to_string),
+                        force: p.force,
+                    }),
+                },
+                Outcome::Rejected(errors) => Event::Rejected {
+                    line,
+                    byte,
+                    errors: errors.to_vec(),
+                },
+            });
+            if batch.len() == CHANNEL_BATCH
+                && tx
+                    .blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(CHANNEL_BATCH)))
+                    .is_err()
+            {
+                break;
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.blocking_send(batch);
+        }
+        Ok(ParseEnd {
+            rows_read: reader.rows_read(),
+            extra_columns: reader.extra_columns().to_vec(),
+            delimiter: reader.dialect().delimiter_name().to_string(),
+            skus: reader.into_skus(),
+        })
+    });
+    (rx, handle)
+}
+
+async fn join_parser(
+    handle: tokio::task::JoinHandle<std::result::Result<ParseEnd, FileRejection>>,
+) -> Result<std::result::Result<ParseEnd, FileRejection>> {
+    handle
+        .await
+        .map_err(|e| Error::Internal(format!("the CSV parser thread failed: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guardrails
+
+/// Checks price rows against the catalog and the last price sent. Returns, per row, either
+/// the update to send or the reason it is refused.
+async fn guard_prices(
+    catalog: &dyn CatalogStore,
+    rows: &[(u64, &PriceLine)],
+    upload: &UploadRef,
+    default_marketplace: &str,
+) -> Result<Vec<std::result::Result<PriceUpdate, RowError>>> {
+    let skus: Vec<String> = rows.iter().map(|(_, r)| r.sku.clone()).collect();
+    let items: HashMap<String, CatalogItem> = catalog
+        .get_items(&skus)
+        .await?
+        .into_iter()
+        .map(|i| (i.sku.clone(), i))
+        .collect();
+    let market = |r: &PriceLine| {
+        r.marketplace_id
+            .clone()
+            .unwrap_or_else(|| default_marketplace.to_string())
+    };
+    let keys: Vec<(String, String)> = rows.iter().map(|(_, r)| (r.sku.clone(), market(r))).collect();
+    let last: HashMap<(String, String), catalog::PriceState> = catalog
+        .get_prices(&keys)
+        .await?
+        .into_iter()
+        .map(|p| ((p.sku.clone(), p.marketplace_id.clone()), p))
+        .collect();
+    Ok(rows
+        .iter()
+        .map(|&(line, r)| {
+            let refuse = |column: &str, value: String, reason: String| RowError {
+                line,
+                column: column.into(),
+                value,
+                reason,
+            };
+            let item = items.get(&r.sku).ok_or_else(|| {
+                refuse(
+                    "sku",
+                    r.sku.clone(),
+                    "SKU is not in the catalog; upload it under catalog/ first".into(),
+                )
+            })?;
+            if !item.enabled {
+                return Err(refuse("sku", r.sku.clone(), "SKU is disabled in the catalog".into()));
+            }
+            let product_type = item.product_type.clone().ok_or_else(|| {
+                refuse(
+                    "sku",
+                    r.sku.clone(),
+                    "the catalog has no product_type for this SKU; Amazon needs it to change a price".into(),
+                )
+            })?;
+            let marketplace_id = market(r);
+            if let Some(prev) = last.get(&(r.sku.clone(), marketplace_id.clone())) {
+                let change = (r.price.0 - prev.price).abs() as f64 / prev.price.max(1) as f64;
+                if !r.force && prev.currency == r.currency && change > MAX_PRICE_CHANGE {
+                    return Err(refuse(
+                        "price",
+                        r.price.to_string(),
+                        format!(
+                            "price {} is more than {:.0}% away from the last price we sent ({}); set force to true to send it anyway",
+                            r.price,
+                            MAX_PRICE_CHANGE * 100.0,
+                            Cents(prev.price)
+                        ),
+                    ));
+                }
+            }
+            Ok(PriceUpdate {
+                upload: upload.label(),
+                line,
+                sku: r.sku.clone(),
+                asin: item.asin.clone(),
+                product_type,
+                marketplace_id,
+                currency: r.currency.clone(),
+                price: r.price.0,
+            })
+        })
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+fn now_string(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn temp_path() -> PathBuf {
+    std::env::temp_dir().join(format!("flexbridge-upload-{}.errors.csv", uuid::Uuid::new_v4()))
+}
+
+/// Removes the temporary file however the function returns.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Processes (or continues) one upload until it is done or the deadline comes near.
+pub async fn run(
+    ports: &Ports,
+    config: &IngestConfig,
+    upload: &UploadRef,
+    deadline: Deadline,
+) -> Result<RunResult> {
+    let key = UploadKey::classify(&upload.key)
+        .ok_or_else(|| Error::InvalidInput(format!("{} is not a catalog or price upload", upload.key)))?;
+    let started = Utc::now();
+    let mut cp = ports.checkpoints.get(upload).await?.unwrap_or_else(|| Checkpoint {
+        started_at: now_string(started),
+        ..Default::default()
+    });
+    cp.runs += 1;
+
+    if cp.validated.is_none() {
+        let validated = validate_pass(ports, config, &key, upload).await?;
+        cp.validated = Some(validated);
+        ports.checkpoints.put(upload, &cp).await?;
+    }
+    let validated = cp.validated.clone().unwrap_or_default();
+    if validated.stopped.is_none() && !cp.applied {
+        if let Some(paused) = apply_pass(ports, config, &key, upload, &mut cp, deadline).await? {
+            return Ok(paused);
+        }
+    }
+    finish(ports, &key, upload, &cp, &validated).await.map(RunResult::Done)
+}
+
+async fn validate_pass(
+    ports: &Ports,
+    config: &IngestConfig,
+    key: &UploadKey,
+    upload: &UploadRef,
+) -> Result<Validated> {
+    let input = ports.source.open(upload).await?;
+    let (mut rx, handle) = spawn_parser(key.kind, input, upload.label(), now_string(Utc::now()));
+    let tmp = TempFile(temp_path());
+    let file = std::fs::File::create(&tmp.0)
+        .map_err(|e| Error::Internal(format!("cannot create {}: {e}", tmp.0.display())))?;
+    let mut errors = ErrorCsv::new(std::io::BufWriter::new(file))
+        .map_err(|e| Error::Internal(format!("errors report: {e}")))?;
+    let (mut rejected_rows, mut guard_refused) = (0u64, 0u64);
+    let mut window: Vec<Event> = Vec::new();
+    let mut rows_in_window = 0usize;
+    let mut flush = async |window: &mut Vec<Event>, errors: &mut ErrorCsv<_>| -> Result<()> {
+        let (rejected, refused) = check_window(ports, config, upload, window, errors).await?;
+        rejected_rows += rejected;
+        guard_refused += refused;
+        window.clear();
+        Ok(())
+    };
+    while let Some(batch) = rx.recv().await {
+        for ev in batch {
+            if matches!(ev, Event::Row { .. }) {
+                rows_in_window += 1;
+            }
+            window.push(ev);
+            if rows_in_window >= config.window_rows {
+                flush(&mut window, &mut errors).await?;
+                rows_in_window = 0;
+            }
+        }
+    }
+    if !window.is_empty() {
+        flush(&mut window, &mut errors).await?;
+    }
+    let end = match join_parser(handle).await? {
+        Ok(end) => end,
+        Err(rejection) => {
+            return Ok(Validated {
+                stopped: Some(("rejected".into(), rejection.message)),
+                ..Default::default()
+            })
+        }
+    };
+    let error_rows = errors.rows();
+    errors
+        .finish()
+        .and_then(|mut w| std::io::Write::flush(&mut w))
+        .map_err(|e| Error::Internal(format!("errors report: {e}")))?;
+
+    let mut validated = Validated {
+        rows_read: end.rows_read,
+        rejected: rejected_rows,
+        guard_refused,
+        extra_columns: end.extra_columns,
+        delimiter: end.delimiter,
+        errors_report: None,
+        stopped: None,
+    };
+    if key.kind == Kind::Catalog && key.mode == Mode::Full {
+        validated.stopped = mass_disable_guard(ports, key, &end.skus).await?;
+    }
+    if error_rows > 0 {
+        let report = key.errors_report_key();
+        ports
+            .reports
+            .put(&report, ReportBody::File(tmp.0.clone()), "text/csv; charset=utf-8")
+            .await?;
+        validated.errors_report = Some(report);
+    }
+    Ok(validated)
+}
+
+/// Writes a window's errors in line order; price rows also go through the guardrails.
+/// Returns the rows rejected, and how many of those the guardrails refused.
+async fn check_window<W: std::io::Write>(
+    ports: &Ports,
+    config: &IngestConfig,
+    upload: &UploadRef,
+    window: &[Event],
+    errors: &mut ErrorCsv<W>,
+) -> Result<(u64, u64)> {
+    let prices: Vec<(u64, &PriceLine)> = window
+        .iter()
+        .filter_map(|e| match e {
+            Event::Row {
+                line,
+                data: RowData::Price(p),
+                ..
+            } => Some((*line, p)),
+            _ => None,
+        })
+        .collect();
+    let mut refused: HashMap<u64, RowError> = HashMap::new();
+    if !prices.is_empty() {
+        for r in guard_prices(ports.catalog.as_ref(), &prices, upload, &config.default_marketplace).await? {
+            if let Err(e) = r {
+                refused.insert(e.line, e);
+            }
+        }
+    }
+    let io = |e: std::io::Error| Error::Internal(format!("errors report: {e}"));
+    let refused_rows = refused.len() as u64;
+    let mut rejected = 0;
+    for ev in window {
+        match ev {
+            Event::Rejected { errors: list, .. } => {
+                rejected += 1;
+                for e in list {
+                    errors.write(e).map_err(io)?;
+                }
+            }
+            Event::Row { line, .. } => {
+                if let Some(e) = refused.get(line) {
+                    rejected += 1;
+                    errors.write(e).map_err(io)?;
+                }
+            }
+        }
+    }
+    Ok((rejected, refused_rows))
+}
+
+/// Full mode: refuses when the file would disable more than the allowed share of active SKUs.
+async fn mass_disable_guard(
+    ports: &Ports,
+    key: &UploadKey,
+    present: &SkuSet,
+) -> Result<Option<(String, String)>> {
+    let settings = ports.settings.as_ref();
+    let allowed_by_setting = settings::get_or(settings, SETTING_ALLOW_MASS_DISABLE, false).await?;
+    if key.allows_mass_disable() || allowed_by_setting {
+        return Ok(None);
+    }
+    let share: f64 = settings::get_or(settings, SETTING_MAX_DISABLE_SHARE, DEFAULT_MAX_DISABLE_SHARE).await?;
+    let (mut active, mut absent) = (0u64, 0u64);
+    let mut page = None;
+    loop {
+        let p = ports.catalog.scan_items(page).await?;
+        for item in p.items.iter().filter(|i| i.enabled) {
+            active += 1;
+            if !present.contains(item.sku.as_bytes()) {
+                absent += 1;
+            }
+        }
+        match p.next {
+            Some(next) => page = Some(next),
+            None => break,
+        }
+    }
+    if active > 0 && absent as f64 > share * active as f64 {
+        return Ok(Some((
+            "refused".into(),
+            format!(
+                "this full catalog would disable {absent} of {active} active SKUs ({:.0}%), more than the {:.0}% allowed; \
+                 nothing was changed. If that is intended, upload it again with \"allow-mass-disable\" in the file name \
+                 or set {SETTING_MAX_DISABLE_SHARE}",
+                absent as f64 * 100.0 / active as f64,
+                share * 100.0
+            ),
+        )));
+    }
+    Ok(None)
+}
+
+/// Returns `Some(Paused)` when it stopped for the deadline.
+async fn apply_pass(
+    ports: &Ports,
+    config: &IngestConfig,
+    key: &UploadKey,
+    upload: &UploadRef,
+    cp: &mut Checkpoint,
+    deadline: Deadline,
+) -> Result<Option<RunResult>> {
+    let input = ports.source.open(upload).await?;
+    let (mut rx, handle) = spawn_parser(key.kind, input, upload.label(), now_string(Utc::now()));
+    let mut window: Vec<Event> = Vec::new();
+    let mut rows_in_window = 0usize;
+    // Every run applies at least one window, so a run always makes progress.
+    let mut windows_this_run = 0u32;
+    let mut stopped = false;
+    'read: while let Some(batch) = rx.recv().await {
+        for ev in batch {
+            if ev.line() <= cp.applied_through_line {
+                continue;
+            }
+            if matches!(ev, Event::Row { .. }) {
+                rows_in_window += 1;
+            }
+            window.push(ev);
+            if rows_in_window >= config.window_rows {
+                if windows_this_run > 0 && deadline.remaining() < config.stop_margin {
+                    stopped = true;
+                    break 'read;
+                }
+                apply_window(ports, config, key, upload, &window, cp).await?;
+                windows_this_run += 1;
+                window.clear();
+                rows_in_window = 0;
+                ports.checkpoints.put(upload, cp).await?;
+            }
+        }
+    }
+    if stopped {
+        drop(rx);
+        let _ = handle.await;
+        ports.checkpoints.put(upload, cp).await?;
+        return Ok(Some(RunResult::Paused {
+            applied_through_line: cp.applied_through_line,
+        }));
+    }
+    if !window.is_empty() {
+        apply_window(ports, config, key, upload, &window, cp).await?;
+    }
+    let end = match join_parser(handle).await? {
+        Ok(end) => end,
+        // The file changed under a fixed version? It cannot; but never apply half a file silently.
+        Err(rejection) => return Err(Error::Internal(format!("file became unreadable: {rejection}"))),
+    };
+    if key.kind == Kind::Catalog && key.mode == Mode::Full {
+        cp.disabled += disable_absent(ports, upload, &end.skus, deadline, config).await?;
+    }
+    cp.applied = true;
+    ports.checkpoints.put(upload, cp).await?;
+    Ok(None)
+}
+
+async fn apply_window(
+    ports: &Ports,
+    config: &IngestConfig,
+    key: &UploadKey,
+    upload: &UploadRef,
+    window: &[Event],
+    cp: &mut Checkpoint,
+) -> Result<()> {
+    if let Some(last) = window.last() {
+        cp.applied_through_line = last.line();
+        cp.applied_through_byte = last.byte();
+    }
+    match key.kind {
+        Kind::Catalog => {
+            let items: Vec<CatalogItem> = window
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Row {
+                        data: RowData::Catalog(c),
+                        ..
+                    } => Some(c.clone()),
+                    _ => None,
+                })
+                .collect();
+            if !items.is_empty() {
+                let counts = catalog::upsert(ports.catalog.as_ref(), items).await?;
+                cp.written += counts.written;
+                cp.unchanged += counts.unchanged;
+            }
+        }
+        Kind::Prices => {
+            let rows: Vec<(u64, &PriceLine)> = window
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Row {
+                        line,
+                        data: RowData::Price(p),
+                        ..
+                    } => Some((*line, p)),
+                    _ => None,
+                })
+                .collect();
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut send = Vec::with_capacity(rows.len());
+            for r in guard_prices(ports.catalog.as_ref(), &rows, upload, &config.default_marketplace).await? {
+                match r {
+                    Ok(update) => send.push(update),
+                    // Refused in pass 1 already (and reported there) or the catalog changed since.
+                    Err(_) => cp.apply_refused += 1,
+                }
+            }
+            if !send.is_empty() {
+                ports.prices.send(&send).await?;
+                cp.queued += send.len() as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn disable_absent(
+    ports: &Ports,
+    upload: &UploadRef,
+    present: &SkuSet,
+    deadline: Deadline,
+    config: &IngestConfig,
+) -> Result<u64> {
+    let mut disabled = 0;
+    let mut page = None;
+    let now = now_string(Utc::now());
+    loop {
+        if deadline.remaining() < config.stop_margin / 2 {
+            return Err(Error::Transient {
+                message: "deadline reached while disabling absent SKUs; the next run continues".into(),
+                after: None,
+            });
+        }
+        let p = ports.catalog.scan_items(page).await?;
+        let off: Vec<CatalogItem> = p
+            .items
+            .into_iter()
+            .filter(|i| i.enabled && !present.contains(i.sku.as_bytes()))
+            .map(|mut i| {
+                i.enabled = false;
+                i.updated_at = now.clone();
+                i.source = upload.label();
+                i
+            })
+            .collect();
+        if !off.is_empty() {
+            ports.catalog.put_items(&off).await?;
+            disabled += off.len() as u64;
+        }
+        match p.next {
+            Some(next) => page = Some(next),
+            None => return Ok(disabled),
+        }
+    }
+}
+
+async fn finish(
+    ports: &Ports,
+    key: &UploadKey,
+    upload: &UploadRef,
+    cp: &Checkpoint,
+    validated: &Validated,
+) -> Result<UploadSummary> {
+    let finished = Utc::now();
+    let started = DateTime::parse_from_rfc3339(&cp.started_at)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(finished);
+    let (status, reason) = match &validated.stopped {
+        Some((status, reason)) => (status.clone(), Some(reason.clone())),
+        None => ("processed".to_string(), None),
+    };
+    let rejected = validated.rejected + cp.apply_refused.saturating_sub(validated.guard_refused);
+    let summary = UploadSummary {
+        key: upload.key.clone(),
+        version_id: upload.version_id.clone(),
+        kind: Some(key.kind),
+        mode: (key.kind == Kind::Catalog).then_some(key.mode),
+        status: status.clone(),
+        reason,
+        rows_read: validated.rows_read,
+        accepted: if validated.stopped.is_some() {
+            0
+        } else {
+            validated.rows_read.saturating_sub(rejected)
+        },
+        unchanged: cp.unchanged,
+        rejected,
+        disabled: cp.disabled,
+        queued: cp.queued,
+        extra_columns: validated.extra_columns.clone(),
+        delimiter: (!validated.delimiter.is_empty()).then(|| validated.delimiter.clone()),
+        started_at: cp.started_at.clone(),
+        finished_at: now_string(finished),
+        duration_ms: (finished - started).num_milliseconds().max(0) as u64,
+        runs: cp.runs,
+        summary_report: key.summary_report_key(),
+        errors_report: validated.errors_report.clone(),
+    };
+    ports
+        .reports
+        .put(
+            &summary.summary_report,
+            ReportBody::Bytes(serde_json::to_vec_pretty(&summary)?),
+            "application/json",
+        )
+        .await?;
+
+    #[derive(Serialize)]
+    struct Fields<'a> {
+        #[serde(flatten)]
+        event: UploadProcessed,
+        summary: &'a UploadSummary,
+    }
+    let event = OutboundEvent::new(
+        EventName::UploadProcessed,
+        &upload.label(),
+        finished,
+        Fields {
+            event: UploadProcessed {
+                upload_key: upload.key.clone(),
+                kind: match key.kind {
+                    Kind::Catalog => "catalog".into(),
+                    Kind::Prices => "prices".into(),
+                },
+                rows_accepted: summary.accepted,
+                rows_rejected: summary.rejected,
+                report_key: summary.summary_report.clone(),
+            },
+            summary: &summary,
+        },
+    )?;
+    ports.events.publish(&[event]).await?;
+
+    // The change log: one entry per upload (key, version, counts, when).
+    ports
+        .settings
+        .put(
+            &format!("upload:{}", upload.key),
+            serde_json::json!({
+                "version_id": upload.version_id,
+                "status": status,
+                "rows_read": summary.rows_read,
+                "accepted": summary.accepted,
+                "unchanged": summary.unchanged,
+                "rejected": summary.rejected,
+                "disabled": summary.disabled,
+                "queued": summary.queued,
+                "at": summary.finished_at,
+            }),
+            None,
+            "upload-ingest",
+        )
+        .await?;
+    Ok(summary)
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-memory twins of the ports (unit tests, the benchmark's parse stage)
+
+pub mod memory {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    pub struct MemoryObjects {
+        objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+    }
+
+    impl MemoryObjects {
+        pub fn put(&self, key: &str, version: &str, body: impl Into<Vec<u8>>) {
+            self.objects
+                .lock()
+                .expect("lock")
+                .insert((key.into(), version.into()), body.into());
+        }
+    }
+
+    #[async_trait]
+    impl ObjectSource for MemoryObjects {
+        async fn open(&self, upload: &UploadRef) -> Result<Box<dyn Read + Send>> {
+            let body = self
+                .objects
+                .lock()
+                .expect("lock")
+                .get(&(upload.key.clone(), upload.version_id.clone()))
+                .cloned()
+                .ok_or_else(|| Error::NotFound(upload.label()))?;
+            Ok(Box::new(std::io::Cursor::new(body)))
+        }
+    }
+
+    #[derive(Default)]
+    pub struct MemoryReports {
+        pub reports: Mutex<BTreeMap<String, Vec<u8>>>,
+    }
+
+    impl MemoryReports {
+        pub fn get(&self, key: &str) -> Option<String> {
+            self.reports
+                .lock()
+                .expect("lock")
+                .get(key)
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        }
+    }
+
+    #[async_trait]
+    impl ReportSink for MemoryReports {
+        async fn put(&self, key: &str, body: ReportBody, _content_type: &str) -> Result<()> {
+            let bytes = match body {
+                ReportBody::Bytes(b) => b,
+                ReportBody::File(p) => std::fs::read(&p).map_err(|e| Error::Internal(e.to_string()))?,
+            };
+            self.reports.lock().expect("lock").insert(key.into(), bytes);
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    pub struct MemoryPriceQueue {
+        pub sent: Mutex<Vec<PriceUpdate>>,
+    }
+
+    #[async_trait]
+    impl PriceQueue for MemoryPriceQueue {
+        async fn send(&self, updates: &[PriceUpdate]) -> Result<()> {
+            self.sent.lock().expect("lock").extend_from_slice(updates);
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    pub struct MemoryCheckpoints {
+        pub saved: Mutex<BTreeMap<String, Checkpoint>>,
+    }
+
+    #[async_trait]
+    impl CheckpointStore for MemoryCheckpoints {
+        async fn get(&self, upload: &UploadRef) -> Result<Option<Checkpoint>> {
+            Ok(self.saved.lock().expect("lock").get(&upload.label()).cloned())
+        }
+        async fn put(&self, upload: &UploadRef, checkpoint: &Checkpoint) -> Result<()> {
+            self.saved
+                .lock()
+                .expect("lock")
+                .insert(upload.label(), checkpoint.clone());
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
