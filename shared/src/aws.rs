@@ -33,11 +33,19 @@ pub async fn load_with_endpoint(url: &str) -> SdkConfig {
 async fn load_with_endpoint_env(url: &str, env: &Env) -> SdkConfig {
     let region = env.optional(keys::AWS_REGION).unwrap_or("us-east-1");
     let key = env.optional(keys::AWS_ACCESS_KEY_ID).unwrap_or("testing");
-    let secret = env.optional(keys::AWS_SECRET_ACCESS_KEY).unwrap_or("testing");
+    let secret = env
+        .optional(keys::AWS_SECRET_ACCESS_KEY)
+        .unwrap_or("testing");
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(url)
         .region(Region::new(region.to_string()))
-        .credentials_provider(Credentials::new(key, secret, None, None, "flexbridge-static"))
+        .credentials_provider(Credentials::new(
+            key,
+            secret,
+            None,
+            None,
+            "flexbridge-static",
+        ))
         .load()
         .await
 }

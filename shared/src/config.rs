@@ -138,6 +138,12 @@ mod tests {
         let env = Env::default().with("N", "x");
         assert!(env.parse_or::<u32>("N", 3).is_err());
         assert_eq!(env.parse_or::<u32>("M", 3).unwrap(), 3);
-        assert_eq!(Env::default().with("N", "7").parse_or::<u32>("N", 3).unwrap(), 7);
+        assert_eq!(
+            Env::default()
+                .with("N", "7")
+                .parse_or::<u32>("N", 3)
+                .unwrap(),
+            7
+        );
     }
 }

@@ -305,7 +305,11 @@ impl Idempotency {
             Ok(value) => {
                 let saved = serde_json::to_value(&value)
                     .map_err(|e| Error::Internal(format!("result is not serializable: {e}")))?;
-                self.complete(&token, &saved).await?;
+                // The work is done; reporting an error now would invite a retry of done work.
+                // Unsaved, the claim expires with the invocation and a repeat sees `Retaken`.
+                if let Err(e) = self.complete(&token, &saved).await {
+                    tracing::warn!(key, error = %e, "could not save idempotent result");
+                }
                 Ok(Outcome::Executed { value, claim })
             }
             Err(e) => {

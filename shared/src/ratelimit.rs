@@ -91,7 +91,10 @@ impl TokenBucket {
 
     /// Takes a token, waiting if needed, unless the wait would end after `deadline`
     /// (then returns at once without reserving anything).
-    pub async fn acquire_before(&self, deadline: Option<Deadline>) -> Result<(), WouldExceedDeadline> {
+    pub async fn acquire_before(
+        &self,
+        deadline: Option<Deadline>,
+    ) -> Result<(), WouldExceedDeadline> {
         let wait = {
             let mut s = self.lock();
             let now = Instant::now();

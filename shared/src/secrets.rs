@@ -239,7 +239,11 @@ mod tests {
             "arn:s".to_string(),
             r#"{"client_id": 5, "client_secret": "hunter2"}"#.to_string(),
         )]));
-        let err = cache.get_json::<Creds>("arn:s").await.unwrap_err().to_string();
+        let err = cache
+            .get_json::<Creds>("arn:s")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("arn:s"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
     }

@@ -34,14 +34,15 @@ pub fn moto_endpoint() -> &'static str {
     .endpoint()
 }
 
-/// Test logs go to the test's captured output; `RUST_LOG=debug cargo test ...` to see more.
+/// Logs go to the test's captured output (shown for failing tests); `RUST_LOG` sets the
+/// level (default `warn`).
 pub fn init_logging() {
-    let _ = tracing_subscriber_try_init();
-}
-
-fn tracing_subscriber_try_init() -> Result<()> {
-    flexbridge::telemetry::init();
-    Ok(())
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 /// Options for [`TestStack::start_with`].
@@ -100,8 +101,14 @@ impl TestStack {
             None
         };
         let mut params: Vec<(&str, &str)> = vec![("SellerId", options.seller.seller_id.as_str())];
-        params.extend(options.parameters.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let stack = stack::provision(endpoint, &stack::unique_stack_name(test_name), &params).await?;
+        params.extend(
+            options
+                .parameters
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let stack =
+            stack::provision(endpoint, &stack::unique_stack_name(test_name), &params).await?;
         if options.seed_seller {
             seed::seed_secrets(&stack, &options.seller).await?;
             seed::seed_seller(&stack, &options.seller).await?;
@@ -132,7 +139,9 @@ impl TestStack {
 
     /// The simulator (panics if the test started without one).
     pub fn sim(&self) -> &spapi_sim::SimHandle {
-        self.sim.as_ref().expect("this TestStack was started without a simulator")
+        self.sim
+            .as_ref()
+            .expect("this TestStack was started without a simulator")
     }
 
     /// The `Env` the template gives `function_logical_id`, with AWS_ENDPOINT_URL (moto),
@@ -153,7 +162,11 @@ impl TestStack {
     }
 
     /// A runner with some functions replaced by test doubles.
-    pub async fn runner_with(&self, options: RunnerOptions, substitutes: BTreeMap<String, Handler>) -> Result<Runner> {
+    pub async fn runner_with(
+        &self,
+        options: RunnerOptions,
+        substitutes: BTreeMap<String, Handler>,
+    ) -> Result<Runner> {
         Runner::start_with(&self.stack, &self.overrides, options, substitutes).await
     }
 
@@ -174,7 +187,12 @@ impl TestStack {
     }
 
     /// Waits until `check` returns `Some`, polling every 100 ms, for at most `timeout`.
-    pub async fn eventually<T, F, Fut>(&self, timeout: std::time::Duration, what: &str, mut check: F) -> Result<T>
+    pub async fn eventually<T, F, Fut>(
+        &self,
+        timeout: std::time::Duration,
+        what: &str,
+        mut check: F,
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Option<T>>>,
@@ -184,7 +202,11 @@ impl TestStack {
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or fails after `timeout` naming `what`.
-pub async fn eventually<T, F, Fut>(timeout: std::time::Duration, what: &str, mut check: F) -> Result<T>
+pub async fn eventually<T, F, Fut>(
+    timeout: std::time::Duration,
+    what: &str,
+    mut check: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>>>,

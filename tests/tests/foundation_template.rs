@@ -12,7 +12,8 @@ use serde_json::Value;
 fn cfn() -> Value {
     paths::ensure_venv().expect("venv");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(stack::transform()).expect("SAM transform of template.yaml")
+    rt.block_on(stack::transform())
+        .expect("SAM transform of template.yaml")
 }
 
 fn resources_of<'a>(cfn: &'a Value, kind: &str) -> BTreeMap<&'a str, &'a Value> {
@@ -32,7 +33,9 @@ fn logical_of(v: &Value) -> Option<&str> {
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -51,14 +54,26 @@ fn cfn_lint_passes_on_the_template_and_on_its_translation() {
     let dir = paths::repo_root().join("target/flexbridge-lint");
     std::fs::create_dir_all(&dir).unwrap();
     let cfn_path = dir.join("template.cfn.json");
-    std::fs::write(&cfn_path, serde_json::to_string_pretty(&translated).unwrap()).unwrap();
+    std::fs::write(
+        &cfn_path,
+        serde_json::to_string_pretty(&translated).unwrap(),
+    )
+    .unwrap();
     let lint = paths::venv().join("bin/cfn-lint");
     for (what, file, extra) in [
         ("template.yaml", paths::template(), vec![]),
         // Parameters only capability functions use are unused until they exist (W2001).
-        ("its CloudFormation translation", cfn_path, vec!["--ignore-checks", "W2001"]),
+        (
+            "its CloudFormation translation",
+            cfn_path,
+            vec!["--ignore-checks", "W2001"],
+        ),
     ] {
-        let out = Command::new(&lint).arg(&file).args(&extra).output().expect("run cfn-lint");
+        let out = Command::new(&lint)
+            .arg(&file)
+            .args(&extra)
+            .output()
+            .expect("run cfn-lint");
         assert!(
             out.status.success(),
             "cfn-lint failed on {what} ({}):\n{}{}",
@@ -83,13 +98,24 @@ fn tables_have_the_designed_keys_and_are_on_demand_with_pitr_and_sse() {
         ("CursorsTable", (&["pk", "sk"][..], &[][..])),
     ]
     .into();
-    assert_eq!(tables.keys().copied().collect::<BTreeSet<_>>(), expected.keys().copied().collect());
+    assert_eq!(
+        tables.keys().copied().collect::<BTreeSet<_>>(),
+        expected.keys().copied().collect()
+    );
     for (name, t) in &tables {
         let p = &t["Properties"];
         assert_eq!(p["BillingMode"], "PAY_PER_REQUEST", "{name}");
-        assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true, "{name}");
+        assert_eq!(
+            p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true,
+            "{name}"
+        );
         assert_eq!(p["SSESpecification"]["SSEEnabled"], true, "{name}");
-        let keys: Vec<&str> = p["KeySchema"].as_array().unwrap().iter().map(|k| k["AttributeName"].as_str().unwrap()).collect();
+        let keys: Vec<&str> = p["KeySchema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["AttributeName"].as_str().unwrap())
+            .collect();
         assert_eq!(keys, expected[name].0, "{name} key schema");
         let gsis: Vec<&str> = p["GlobalSecondaryIndexes"]
             .as_array()
@@ -98,7 +124,10 @@ fn tables_have_the_designed_keys_and_are_on_demand_with_pitr_and_sse() {
         assert_eq!(gsis, expected[name].1, "{name} indexes");
     }
     let ttl = &tables["IdempotencyTable"]["Properties"]["TimeToLiveSpecification"];
-    assert_eq!((ttl["AttributeName"].as_str(), ttl["Enabled"].as_bool()), (Some("expiration"), Some(true)));
+    assert_eq!(
+        (ttl["AttributeName"].as_str(), ttl["Enabled"].as_bool()),
+        (Some("expiration"), Some(true))
+    );
 }
 
 #[test]
@@ -108,18 +137,29 @@ fn every_queue_has_a_dlq_an_alarm_and_a_visibility_timeout_of_six_consumer_timeo
     let functions = resources_of(&cfn, "AWS::Lambda::Function");
     let mappings = resources_of(&cfn, "AWS::Lambda::EventSourceMapping");
     let alarms = resources_of(&cfn, "AWS::CloudWatch::Alarm");
-    let main_queues = ["UploadsQueue", "LabelsQueue", "CancellationsQueue", "PriceUpdatesQueue", "NotificationsQueue", "OutboundQueue"];
+    let main_queues = [
+        "UploadsQueue",
+        "LabelsQueue",
+        "CancellationsQueue",
+        "PriceUpdatesQueue",
+        "NotificationsQueue",
+        "OutboundQueue",
+    ];
     for q in main_queues {
-        let p = &queues.get(q).unwrap_or_else(|| panic!("template declares no {q}"))["Properties"];
+        let p = &queues
+            .get(q)
+            .unwrap_or_else(|| panic!("template declares no {q}"))["Properties"];
         let redrive = &p["RedrivePolicy"];
-        let dlq = logical_of(&redrive["deadLetterTargetArn"]).unwrap_or_else(|| panic!("{q} has no DLQ"));
+        let dlq =
+            logical_of(&redrive["deadLetterTargetArn"]).unwrap_or_else(|| panic!("{q} has no DLQ"));
         assert!(queues.contains_key(dlq), "{q}: DLQ {dlq} is not a queue");
         let max = redrive["maxReceiveCount"].as_u64().unwrap();
         assert!((1..=10).contains(&max), "{q}: maxReceiveCount {max}");
         assert!(
             alarms.values().any(|a| {
                 let d = &a["Properties"]["Dimensions"][0]["Value"];
-                logical_of(d) == Some(dlq) && a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+                logical_of(d) == Some(dlq)
+                    && a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
             }),
             "no alarm on {dlq}"
         );
@@ -131,9 +171,14 @@ fn every_queue_has_a_dlq_an_alarm_and_a_visibility_timeout_of_six_consumer_timeo
             }
             let f = logical_of(&mp["FunctionName"]).unwrap();
             let timeout = functions[f]["Properties"]["Timeout"].as_u64().unwrap_or(3);
-            assert!(vt >= 6 * timeout, "{q}: VisibilityTimeout {vt} < 6 x {f} Timeout {timeout}");
             assert!(
-                mp["FunctionResponseTypes"].as_array().is_some_and(|a| a.iter().any(|t| t == "ReportBatchItemFailures")),
+                vt >= 6 * timeout,
+                "{q}: VisibilityTimeout {vt} < 6 x {f} Timeout {timeout}"
+            );
+            assert!(
+                mp["FunctionResponseTypes"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|t| t == "ReportBatchItemFailures")),
                 "{f} on {q} must report batch item failures"
             );
         }
@@ -145,7 +190,10 @@ fn the_bucket_notifies_the_uploads_queue_for_exactly_the_inbound_prefixes() {
     let cfn = cfn();
     let bucket = &resources_of(&cfn, "AWS::S3::Bucket")["UploadsBucket"]["Properties"];
     let mut declared = BTreeSet::new();
-    for c in bucket["NotificationConfiguration"]["QueueConfigurations"].as_array().unwrap() {
+    for c in bucket["NotificationConfiguration"]["QueueConfigurations"]
+        .as_array()
+        .unwrap()
+    {
         assert_eq!(logical_of(&c["Queue"]), Some("UploadsQueue"));
         assert_eq!(c["Event"], "s3:ObjectCreated:*");
         for r in c["Filter"]["S3Key"]["Rules"].as_array().unwrap() {
@@ -155,17 +203,28 @@ fn the_bucket_notifies_the_uploads_queue_for_exactly_the_inbound_prefixes() {
         }
     }
     let inbound: BTreeSet<String> = prefixes::INBOUND.iter().map(|s| s.to_string()).collect();
-    assert_eq!(declared, inbound, "notification prefixes vs flexbridge::config::prefixes::INBOUND");
+    assert_eq!(
+        declared, inbound,
+        "notification prefixes vs flexbridge::config::prefixes::INBOUND"
+    );
     let outputs = cfn["Outputs"]["OutputPrefixes"]["Value"].as_str().unwrap();
     for p in prefixes::OUTBOUND {
-        assert!(outputs.split(',').any(|o| o == *p), "outbound prefix {p} is not in the OutputPrefixes output");
+        assert!(
+            outputs.split(',').any(|o| o == *p),
+            "outbound prefix {p} is not in the OutputPrefixes output"
+        );
     }
     assert_eq!(bucket["VersioningConfiguration"]["Status"], "Enabled");
     assert!(bucket["BucketEncryption"].is_object());
-    assert_eq!(bucket["PublicAccessBlockConfiguration"]["BlockPublicPolicy"], true);
+    assert_eq!(
+        bucket["PublicAccessBlockConfiguration"]["BlockPublicPolicy"],
+        true
+    );
     let policy = resources_of(&cfn, "AWS::S3::BucketPolicy");
     assert!(
-        policy.values().any(|p| p["Properties"]["PolicyDocument"].to_string().contains("aws:SecureTransport")),
+        policy.values().any(|p| p["Properties"]["PolicyDocument"]
+            .to_string()
+            .contains("aws:SecureTransport")),
         "the bucket must refuse plain HTTP"
     );
 }
@@ -206,7 +265,9 @@ fn every_setting_a_function_crate_reads_is_in_its_template_environment() {
     let names = key_names();
     let mut problems = Vec::new();
     for (logical, f) in resources_of(&cfn, "AWS::Lambda::Function") {
-        let Some(dir) = f["Metadata"]["SourceCodeUri"].as_str() else { continue };
+        let Some(dir) = f["Metadata"]["SourceCodeUri"].as_str() else {
+            continue;
+        };
         let declared: BTreeSet<&str> = f["Properties"]["Environment"]["Variables"]
             .as_object()
             .map(|m| m.keys().map(String::as_str).collect())
@@ -216,9 +277,13 @@ fn every_setting_a_function_crate_reads_is_in_its_template_environment() {
         for file in files {
             let text = std::fs::read_to_string(&file).unwrap();
             for name in &names {
-                let used = text.contains(&format!("keys::{name}")) || text.contains(&format!("\"{name}\""));
+                let used = text.contains(&format!("keys::{name}"))
+                    || text.contains(&format!("\"{name}\""));
                 if used && !declared.contains(name) {
-                    problems.push(format!("{} reads {name}, but {logical} in template.yaml does not set it", file.display()));
+                    problems.push(format!(
+                        "{} reads {name}, but {logical} in template.yaml does not set it",
+                        file.display()
+                    ));
                 }
             }
         }
@@ -255,17 +320,26 @@ fn every_index_named_in_code_exists_in_the_template() {
                 let name = &lit[..lit.find('"').unwrap()];
                 seen += 1;
                 if !declared.contains(name) {
-                    problems.push(format!("{}: index {name:?} is not in template.yaml", file.display()));
+                    problems.push(format!(
+                        "{}: index {name:?} is not in template.yaml",
+                        file.display()
+                    ));
                 }
             }
         }
         for line in text.lines() {
             let l = line.trim();
-            if l.contains("const") && l.to_ascii_uppercase().contains("INDEX") && l.contains(": &str = \"") {
+            if l.contains("const")
+                && l.to_ascii_uppercase().contains("INDEX")
+                && l.contains(": &str = \"")
+            {
                 let name = l.split('"').nth(1).unwrap_or_default();
                 seen += 1;
                 if !declared.contains(name) {
-                    problems.push(format!("{}: index constant {name:?} is not in template.yaml", file.display()));
+                    problems.push(format!(
+                        "{}: index constant {name:?} is not in template.yaml",
+                        file.display()
+                    ));
                 }
             }
         }
@@ -278,7 +352,11 @@ fn every_index_named_in_code_exists_in_the_template() {
 fn s3_prefixes_in_code_are_declared() {
     // Any string literal in code that starts with `<word>/` next to S3 calls must be one of the
     // declared prefixes (flexbridge::config::prefixes, checked against the template above).
-    let declared: BTreeSet<&str> = prefixes::INBOUND.iter().chain(prefixes::OUTBOUND).copied().collect();
+    let declared: BTreeSet<&str> = prefixes::INBOUND
+        .iter()
+        .chain(prefixes::OUTBOUND)
+        .copied()
+        .collect();
     let root = paths::repo_root();
     let mut files = Vec::new();
     rust_files(&root.join("shared/src"), &mut files);
@@ -290,13 +368,28 @@ fn s3_prefixes_in_code_are_declared() {
             continue;
         }
         for lit in text.split('"').skip(1).step_by(2) {
-            let Some((word, _)) = lit.split_once('/') else { continue };
+            let Some((word, _)) = lit.split_once('/') else {
+                continue;
+            };
             let prefix = format!("{word}/");
             let looks_like_key = !word.is_empty()
-                && word.chars().all(|c| c.is_ascii_lowercase() || c == '-' || c == '_')
-                && !["application", "text", "image", "multipart", "http:", "https:"].contains(&word);
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '-' || c == '_')
+                && ![
+                    "application",
+                    "text",
+                    "image",
+                    "multipart",
+                    "http:",
+                    "https:",
+                ]
+                .contains(&word);
             if looks_like_key && !declared.contains(prefix.as_str()) {
-                problems.push(format!("{}: S3 prefix {prefix:?} (in {lit:?}) is not declared", file.display()));
+                problems.push(format!(
+                    "{}: S3 prefix {prefix:?} (in {lit:?}) is not declared",
+                    file.display()
+                ));
             }
         }
     }

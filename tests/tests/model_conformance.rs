@@ -41,7 +41,8 @@ fn models_dir() -> PathBuf {
 
 fn load(file: &str) -> Value {
     let path = models_dir().join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
@@ -55,7 +56,10 @@ struct Example {
 
 impl Example {
     fn name(&self) -> String {
-        format!("{} {} {} ({})", self.file, self.op, self.status, self.source)
+        format!(
+            "{} {} {} ({})",
+            self.file, self.op, self.status, self.source
+        )
     }
 }
 
@@ -114,7 +118,11 @@ fn request_examples(file: &'static str, model: &Value) -> Vec<Example> {
     for (op_id, op) in operations(model) {
         for p in op["parameters"].as_array().into_iter().flatten() {
             if p["in"] == "body" {
-                if let Some(v) = p.get("x-example").and_then(|x| x.get("body")).and_then(|b| b.get("value")) {
+                if let Some(v) = p
+                    .get("x-example")
+                    .and_then(|x| x.get("body"))
+                    .and_then(|b| b.get("value"))
+                {
                     out.push(Example {
                         file,
                         op: op_id.clone(),
@@ -161,7 +169,13 @@ fn is_empty_value(v: &Value) -> bool {
 
 /// Keys we write that the example does not have (a misnamed field shows up here), ignoring
 /// defaults we fill in for absent fields; and keys of the example we drop.
-fn compare_keys(ours: &Value, theirs: &Value, path: &str, extra: &mut Vec<String>, dropped: &mut BTreeSet<String>) {
+fn compare_keys(
+    ours: &Value,
+    theirs: &Value,
+    path: &str,
+    extra: &mut Vec<String>,
+    dropped: &mut BTreeSet<String>,
+) {
     match (ours, theirs) {
         (Value::Object(o), Value::Object(t)) => {
             for (k, v) in o {
@@ -200,15 +214,22 @@ fn strip_indexes(path: &str) -> String {
     out
 }
 
-fn check<T: DeserializeOwned + Serialize>(ex: &Example, dropped: &mut BTreeSet<String>) -> Result<(), String> {
-    let parsed: T = serde_json::from_value(ex.value.clone()).map_err(|e| format!("{}: does not deserialize: {e}", ex.name()))?;
+fn check<T: DeserializeOwned + Serialize>(
+    ex: &Example,
+    dropped: &mut BTreeSet<String>,
+) -> Result<(), String> {
+    let parsed: T = serde_json::from_value(ex.value.clone())
+        .map_err(|e| format!("{}: does not deserialize: {e}", ex.name()))?;
     let back = serde_json::to_value(&parsed).unwrap();
     let mut extra = Vec::new();
     compare_keys(&back, &ex.value, "$", &mut extra, dropped);
     if extra.is_empty() {
         Ok(())
     } else {
-        Err(format!("{}: we would write fields the example does not have: {extra:?}", ex.name()))
+        Err(format!(
+            "{}: we would write fields the example does not have: {extra:?}",
+            ex.name()
+        ))
     }
 }
 
@@ -227,7 +248,10 @@ fn check_response(ex: &Example, dropped: &mut BTreeSet<String>) -> Result<(), St
             "deleteSubscriptionById" | "deleteDestination" | "sendTestNotification" => {
                 check::<EmptyResponse>(ex, dropped)
             }
-            other => Err(format!("{}: no type for notifications operation {other}", ex.name())),
+            other => Err(format!(
+                "{}: no type for notifications operation {other}",
+                ex.name()
+            )),
         };
     }
     if !ok {
@@ -267,7 +291,10 @@ fn every_response_example_deserializes_into_our_types() {
     for file in ALL {
         let model = load(file);
         let examples = response_examples(file, &model);
-        assert!(!examples.is_empty(), "{file}: no examples found; is this the official model?");
+        assert!(
+            !examples.is_empty(),
+            "{file}: no examples found; is this the official model?"
+        );
         for ex in &examples {
             let dropped = dropped_by_file.entry(file).or_default();
             if let Err(e) = check_response(ex, dropped) {
@@ -284,7 +311,12 @@ fn every_response_example_deserializes_into_our_types() {
             println!("{file}: fields read but not modelled (kept out of our types): {d:?}");
         }
     }
-    assert!(failures.is_empty(), "{} examples failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} examples failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // The External Fulfillment models must be covered completely; only fields the schema
     // itself does not declare may be dropped.
     let allowed: BTreeSet<&str> = ["stateOrRegion"].into_iter().collect();
@@ -312,12 +344,21 @@ fn amazons_quirks_are_read_not_rejected() {
             .iter()
             .chain(s.line_items.iter().flat_map(|l| l.charges.iter()))
     });
-    let gift = all_charges.clone().find(|c| c.charge_type == ChargeType::Unknown("GIFT".into()));
-    assert!(gift.is_some(), "the GIFT charge of Amazon's example is kept as Unknown(\"GIFT\")");
+    let gift = all_charges
+        .clone()
+        .find(|c| c.charge_type == ChargeType::Unknown("GIFT".into()));
+    assert!(
+        gift.is_some(),
+        "the GIFT charge of Amazon's example is kept as Unknown(\"GIFT\")"
+    );
     // "2020-06-09 14:00:00Z" (space instead of T) reads as a date.
-    assert!(shipments.iter().all(|s| s.earliest_pack_date_time.is_some()));
+    assert!(shipments
+        .iter()
+        .all(|s| s.earliest_pack_date_time.is_some()));
     // orderPlacedTimestamp in epoch milliseconds.
-    assert!(shipments.iter().any(|s| s.shipment_info.order_placed_timestamp.is_some()));
+    assert!(shipments
+        .iter()
+        .any(|s| s.shipment_info.order_placed_timestamp.is_some()));
     // An unknown status and unknown fields do not fail a page.
     let mut page = examples
         .iter()
@@ -329,7 +370,10 @@ fn amazons_quirks_are_read_not_rejected() {
     page["shipments"][0]["brandNewField"] = json!({"x": 1});
     page["shipments"][0]["creationDateTime"] = json!("not a date");
     let r: ShipmentsResponse = serde_json::from_value(page).unwrap();
-    assert_eq!(r.shipments[0].status, ShipmentStatus::Unknown("SOME_FUTURE_STATUS".into()));
+    assert_eq!(
+        r.shipments[0].status,
+        ShipmentStatus::Unknown("SOME_FUTURE_STATUS".into())
+    );
     assert!(r.shipments[0].creation_date_time.is_none());
 }
 
@@ -366,7 +410,10 @@ fn assert_valid<T: Serialize>(model: &Value, def: &str, sample: &T, what: &str) 
         .iter_errors(&v)
         .map(|e| format!("{} at {}", e, e.instance_path))
         .collect();
-    assert!(errors.is_empty(), "{what} does not match {def}: {errors:#?}\nbody: {v}");
+    assert!(
+        errors.is_empty(),
+        "{what} does not match {def}: {errors:#?}\nbody: {v}"
+    );
 }
 
 fn sample_package(id: &str, full: bool) -> Package {
@@ -389,7 +436,11 @@ fn sample_package(id: &str, full: bool) -> Package {
         package_line_items: vec![PackageLineItem {
             package_line_item_id: "1".into(),
             quantity: 2,
-            serial_numbers: if full { vec!["SN1".into(), "SN2".into()] } else { vec![] },
+            serial_numbers: if full {
+                vec!["SN1".into(), "SN2".into()]
+            } else {
+                vec![]
+            },
             pieces: full.then_some(1),
             country_of_origin: full.then(|| "IN".into()),
             item_value: full.then(|| Amount {
@@ -418,8 +469,17 @@ fn every_request_body_we_send_matches_the_model() {
             .value,
     )
     .unwrap();
-    let reject = ShipmentAcknowledgementRequest::reject_all(&shipment, "reject#S1", RejectReason::OutOfStock);
-    assert_valid(&shipments, "ShipmentAcknowledgementRequest", &reject, "reject_all");
+    let reject = ShipmentAcknowledgementRequest::reject_all(
+        &shipment,
+        "reject#S1",
+        RejectReason::OutOfStock,
+    );
+    assert_valid(
+        &shipments,
+        "ShipmentAcknowledgementRequest",
+        &reject,
+        "reject_all",
+    );
     let reject = ShipmentAcknowledgementRequest {
         reference_id: None,
         line_items: vec![LineItemWithReason {
@@ -430,7 +490,12 @@ fn every_request_body_we_send_matches_the_model() {
             reason: Some(RejectReason::CustomerRequested),
         }],
     };
-    assert_valid(&shipments, "ShipmentAcknowledgementRequest", &reject, "minimal reject");
+    assert_valid(
+        &shipments,
+        "ShipmentAcknowledgementRequest",
+        &reject,
+        "minimal reject",
+    );
 
     // createPackages / updatePackage.
     for full in [false, true] {
@@ -454,7 +519,12 @@ fn every_request_body_we_send_matches_the_model() {
             reason: Some("handed to the buyer".into()),
         },
     ] {
-        assert_valid(&shipments, "PackageDeliveryStatus", &s, "updatePackageStatus body");
+        assert_valid(
+            &shipments,
+            "PackageDeliveryStatus",
+            &s,
+            "updatePackageStatus body",
+        );
     }
 
     // generateShipLabels.
@@ -471,7 +541,12 @@ fn every_request_body_we_send_matches_the_model() {
             }),
         },
     ] {
-        assert_valid(&shipments, "ShipLabelsInput", &input, "generateShipLabels body");
+        assert_valid(
+            &shipments,
+            "ShipLabelsInput",
+            &input,
+            "generateShipLabels body",
+        );
     }
 
     // batchInventory.
@@ -481,13 +556,24 @@ fn every_request_body_we_send_matches_the_model() {
     };
     let batch = BatchInventoryRequest {
         requests: vec![
-            InventoryRequest::update("EXSB", "sku with space/1", 15, 1_700_000_000_000, Some(market.clone())),
+            InventoryRequest::update(
+                "EXSB",
+                "sku with space/1",
+                15,
+                1_700_000_000_000,
+                Some(market.clone()),
+            ),
             InventoryRequest::update("EXSB", "plain", 0, 2, None),
             InventoryRequest::fetch("EXSB", "plain", Some(market)),
             InventoryRequest::fetch("DEFAULT", "plain", None),
         ],
     };
-    assert_valid(&inventory, "BatchInventoryRequest", &batch, "batchInventory body");
+    assert_valid(
+        &inventory,
+        "BatchInventoryRequest",
+        &batch,
+        "batchInventory body",
+    );
 
     // patchListingsItem.
     let one = ListingsPatch::price("SHIRT", "ATVPDKIKX0DER", "USD", 19.99);
@@ -507,7 +593,12 @@ fn every_request_body_we_send_matches_the_model() {
             },
         ],
     );
-    assert_valid(&listings, "ListingsItemPatchRequest", &many, "multi-marketplace price patch");
+    assert_valid(
+        &listings,
+        "ListingsItemPatchRequest",
+        &many,
+        "multi-marketplace price patch",
+    );
 
     // createSubscription.
     let sub = CreateSubscriptionRequest {
@@ -515,7 +606,12 @@ fn every_request_body_we_send_matches_the_model() {
         destination_id: "dest-1".into(),
         processing_directive: None,
     };
-    assert_valid(&notifications, "CreateSubscriptionRequest", &sub, "createSubscription body");
+    assert_valid(
+        &notifications,
+        "CreateSubscriptionRequest",
+        &sub,
+        "createSubscription body",
+    );
 }
 
 #[test]
@@ -538,16 +634,25 @@ fn the_models_request_examples_round_trip_through_our_types() {
                 "createSubscription" => rt::<CreateSubscriptionRequest>(&ex),
                 _ => continue, // bodies of operations we never call
             };
-            assert_eq!(back, ex.value, "{} changes when read and written back", ex.name());
+            assert_eq!(
+                back,
+                ex.value,
+                "{} changes when read and written back",
+                ex.name()
+            );
             checked += 1;
         }
     }
     println!("{checked} request examples round-tripped");
-    assert!(checked >= 4, "expected the model's request examples, found {checked}");
+    assert!(
+        checked >= 4,
+        "expected the model's request examples, found {checked}"
+    );
 }
 
 fn rt<T: DeserializeOwned + Serialize>(ex: &Example) -> Value {
-    let t: T = serde_json::from_value(ex.value.clone()).unwrap_or_else(|e| panic!("{}: {e}", ex.name()));
+    let t: T =
+        serde_json::from_value(ex.value.clone()).unwrap_or_else(|e| panic!("{}: {e}", ex.name()));
     serde_json::to_value(t).unwrap()
 }
 
@@ -570,29 +675,97 @@ fn our_enums_list_exactly_the_models_values() {
     let s = load(SHIPMENTS);
     let d = "/definitions";
     let cases: Vec<(&Value, String, &[&str])> = vec![
-        (&s, format!("{d}/Shipment/properties/status/enum"), ShipmentStatus::KNOWN),
-        (&s, format!("{d}/Shipment/properties/subStatus/enum"), ShipmentSubStatus::KNOWN),
-        (&s, format!("{d}/Charge/properties/chargeType/enum"), ChargeType::KNOWN),
+        (
+            &s,
+            format!("{d}/Shipment/properties/status/enum"),
+            ShipmentStatus::KNOWN,
+        ),
+        (
+            &s,
+            format!("{d}/Shipment/properties/subStatus/enum"),
+            ShipmentSubStatus::KNOWN,
+        ),
+        (
+            &s,
+            format!("{d}/Charge/properties/chargeType/enum"),
+            ChargeType::KNOWN,
+        ),
         (&s, format!("{d}/Tax/properties/type/enum"), TaxType::KNOWN),
-        (&s, format!("{d}/Package/properties/status/enum"), PackageStatus::KNOWN),
-        (&s, format!("{d}/PackageSubStatus/enum"), PackageSubStatus::KNOWN),
-        (&s, format!("{d}/Dimension/properties/dimensionUnit/enum"), DimensionUnit::KNOWN),
-        (&s, format!("{d}/Weight/properties/weightUnit/enum"), WeightUnit::KNOWN),
-        (&s, format!("{d}/ShippingOptions/properties/shipBy/enum"), ShipBy::KNOWN),
-        (&s, format!("{d}/Document/properties/format/enum"), DocumentFormat::KNOWN),
-        (&s, format!("{d}/Cancellation/properties/cancellationType/enum"), CancellationType::KNOWN),
-        (&s, format!("{d}/ShippingInfo/properties/shippingType/enum"), ShippingType::KNOWN),
-        (&s, format!("{d}/CustomChannelAttribute/items/enum"), CustomChannelAttribute::KNOWN),
+        (
+            &s,
+            format!("{d}/Package/properties/status/enum"),
+            PackageStatus::KNOWN,
+        ),
+        (
+            &s,
+            format!("{d}/PackageSubStatus/enum"),
+            PackageSubStatus::KNOWN,
+        ),
+        (
+            &s,
+            format!("{d}/Dimension/properties/dimensionUnit/enum"),
+            DimensionUnit::KNOWN,
+        ),
+        (
+            &s,
+            format!("{d}/Weight/properties/weightUnit/enum"),
+            WeightUnit::KNOWN,
+        ),
+        (
+            &s,
+            format!("{d}/ShippingOptions/properties/shipBy/enum"),
+            ShipBy::KNOWN,
+        ),
+        (
+            &s,
+            format!("{d}/Document/properties/format/enum"),
+            DocumentFormat::KNOWN,
+        ),
+        (
+            &s,
+            format!("{d}/Cancellation/properties/cancellationType/enum"),
+            CancellationType::KNOWN,
+        ),
+        (
+            &s,
+            format!("{d}/ShippingInfo/properties/shippingType/enum"),
+            ShippingType::KNOWN,
+        ),
+        (
+            &s,
+            format!("{d}/CustomChannelAttribute/items/enum"),
+            CustomChannelAttribute::KNOWN,
+        ),
     ];
     let inv = load(INVENTORY);
     let ret = load(RETURNS);
     let lis = load(LISTINGS);
     let more: Vec<(&Value, String, &[&str])> = vec![
-        (&inv, format!("{d}/MarketplaceAttributes/properties/channelName/enum"), InventoryChannel::KNOWN),
-        (&ret, format!("{d}/Return/properties/status/enum"), ReturnStatus::KNOWN),
-        (&ret, format!("{d}/Return/properties/returnType/enum"), ReturnType::KNOWN),
-        (&lis, format!("{d}/ListingsItemSubmissionResponse/properties/status/enum"), SubmissionStatus::KNOWN),
-        (&lis, format!("{d}/Issue/properties/severity/enum"), IssueSeverity::KNOWN),
+        (
+            &inv,
+            format!("{d}/MarketplaceAttributes/properties/channelName/enum"),
+            InventoryChannel::KNOWN,
+        ),
+        (
+            &ret,
+            format!("{d}/Return/properties/status/enum"),
+            ReturnStatus::KNOWN,
+        ),
+        (
+            &ret,
+            format!("{d}/Return/properties/returnType/enum"),
+            ReturnType::KNOWN,
+        ),
+        (
+            &lis,
+            format!("{d}/ListingsItemSubmissionResponse/properties/status/enum"),
+            SubmissionStatus::KNOWN,
+        ),
+        (
+            &lis,
+            format!("{d}/Issue/properties/severity/enum"),
+            IssueSeverity::KNOWN,
+        ),
     ];
     for (model, pointer, known) in cases.into_iter().chain(more) {
         assert_eq!(ours(known), model_enum(model, &pointer), "{pointer}");
@@ -602,7 +775,10 @@ fn our_enums_list_exactly_the_models_values() {
     let delivery = model_enum(&s, &format!("{d}/PackageStatus/enum"));
     assert!(delivery.is_subset(&ours(PackageStatus::KNOWN)));
     // The reject reasons and operations we send are the model's.
-    let reasons = model_enum(&s, &format!("{d}/LineItemWithReason/properties/reason/enum"));
+    let reasons = model_enum(
+        &s,
+        &format!("{d}/LineItemWithReason/properties/reason/enum"),
+    );
     for r in [RejectReason::OutOfStock, RejectReason::CustomerRequested] {
         let v = serde_json::to_value(r).unwrap();
         assert!(reasons.contains(v.as_str().unwrap()));

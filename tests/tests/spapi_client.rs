@@ -20,9 +20,9 @@ const FLEX: &str = "FLEX";
 const MFN: &str = "MFN1";
 
 async fn sim_with(opts: SimOptions) -> SimHandle {
-    let sim = Simulator::start(opts)
-        .await
-        .expect("simulator starts (are Amazon's models in ../shared/spapi-models or $SPAPI_MODELS_DIR?)");
+    let sim = Simulator::start(opts).await.expect(
+        "simulator starts (are Amazon's models in ../shared/spapi-models or $SPAPI_MODELS_DIR?)",
+    );
     let admin = sim.admin();
     admin.create_location(FLEX, MP, "FBA").await.unwrap();
     admin.create_location(MFN, MP, "MFN").await.unwrap();
@@ -114,7 +114,10 @@ async fn seller_flex_shipment_goes_from_accepted_to_shipped() {
     let admin = sim.admin();
     // The Lambda path: credentials from the secret, endpoints from the environment.
     let env = flexbridge::Env::default()
-        .with("SPAPI_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:000000000000:secret:spapi")
+        .with(
+            "SPAPI_SECRET_ARN",
+            "arn:aws:secretsmanager:eu-west-1:000000000000:secret:spapi",
+        )
         .with("SPAPI_REGION", "EU")
         .with("SPAPI_ENDPOINT", sim.base_url.clone())
         .with("LWA_ENDPOINT", sim.lwa_url());
@@ -159,10 +162,14 @@ async fn seller_flex_shipment_goes_from_accepted_to_shipped() {
     assert!(s.last_updated_date_time.is_some());
     assert!(s.can_reject());
 
-    c.process_shipment(&id, &ShipmentOperation::Confirm).await.unwrap();
+    c.process_shipment(&id, &ShipmentOperation::Confirm)
+        .await
+        .unwrap();
     assert_eq!(status_at_amazon(&c, &id).await, ShipmentStatus::Confirmed);
 
-    c.create_packages(&id, &packages_for(&s, "PKG-1")).await.unwrap();
+    c.create_packages(&id, &packages_for(&s, "PKG-1"))
+        .await
+        .unwrap();
     let after = c.get_shipment(&id).await.unwrap();
     assert_eq!(after.status, ShipmentStatus::PackageCreated);
     assert_eq!(after.packages[0].id, "PKG-1");
@@ -170,11 +177,18 @@ async fn seller_flex_shipment_goes_from_accepted_to_shipped() {
     // Seller Flex: no shipping options.
     let options = c.retrieve_shipping_options(&id, "PKG-1").await.unwrap();
     assert!(options.shipping_options.is_empty());
-    assert_eq!(status_at_amazon(&c, &id).await, ShipmentStatus::PickupSlotRetrieved);
+    assert_eq!(
+        status_at_amazon(&c, &id).await,
+        ShipmentStatus::PickupSlotRetrieved
+    );
 
     let invoice = c.generate_invoice(&id).await.unwrap();
     assert_eq!(invoice.document.format, Some(DocumentFormat::Pdf));
-    assert!(invoice.document.content.as_deref().is_some_and(|b| !b.is_empty()));
+    assert!(invoice
+        .document
+        .content
+        .as_deref()
+        .is_some_and(|b| !b.is_empty()));
     assert_eq!(c.retrieve_invoice(&id).await.unwrap(), invoice);
 
     let labels = c
@@ -191,9 +205,17 @@ async fn seller_flex_shipment_goes_from_accepted_to_shipped() {
         .unwrap();
     let label = &labels.package_ship_label_list[0];
     assert_eq!(label.status, Some(LabelStatus::Success));
-    assert!(!label.ship_label_metadata.as_ref().unwrap().tracking_id.is_empty());
+    assert!(!label
+        .ship_label_metadata
+        .as_ref()
+        .unwrap()
+        .tracking_id
+        .is_empty());
     assert!(label.file_data.as_ref().is_some_and(|f| !f.url.is_empty()));
-    assert_eq!(status_at_amazon(&c, &id).await, ShipmentStatus::ShiplabelGenerated);
+    assert_eq!(
+        status_at_amazon(&c, &id).await,
+        ShipmentStatus::ShiplabelGenerated
+    );
 
     c.update_package_status(
         &id,
@@ -220,11 +242,16 @@ async fn mfn_shipment_uses_shipping_options_and_update_package_goes_back() {
     admin.set_inventory(MFN, "BOOK-1", 50).await.unwrap();
     let s = new_shipment(&admin, MFN, json!([{"sku": "BOOK-1", "quantity": 1}])).await;
     let id = s.id.clone();
-    c.process_shipment(&id, &ShipmentOperation::Confirm).await.unwrap();
+    c.process_shipment(&id, &ShipmentOperation::Confirm)
+        .await
+        .unwrap();
     let mut pkgs = packages_for(&s, "P1");
     c.create_packages(&id, &pkgs).await.unwrap();
     let options = c.retrieve_shipping_options(&id, "P1").await.unwrap();
-    assert!(!options.shipping_options.is_empty(), "MFN gets shipping options");
+    assert!(
+        !options.shipping_options.is_empty(),
+        "MFN gets shipping options"
+    );
     let chosen = options
         .recommended_shipping_option
         .clone()
@@ -260,7 +287,10 @@ async fn mfn_shipment_uses_shipping_options_and_update_package_goes_back() {
         .await
         .unwrap();
     assert_eq!(labels.package_ship_label_list.len(), 1);
-    assert_eq!(status_at_amazon(&c, &id).await, ShipmentStatus::ShiplabelGenerated);
+    assert_eq!(
+        status_at_amazon(&c, &id).await,
+        ShipmentStatus::ShiplabelGenerated
+    );
 }
 
 #[tokio::test]
@@ -268,8 +298,14 @@ async fn reject_cancels_the_shipment() {
     let sim = sim().await;
     let c = client(&sim);
     let s = new_shipment(&sim.admin(), FLEX, json!([{"sku": "MUG-1", "quantity": 3}])).await;
-    let body = ShipmentAcknowledgementRequest::reject_all(&s, format!("reject#{}", s.id), RejectReason::OutOfStock);
-    c.process_shipment(&s.id, &ShipmentOperation::Reject(body)).await.unwrap();
+    let body = ShipmentAcknowledgementRequest::reject_all(
+        &s,
+        format!("reject#{}", s.id),
+        RejectReason::OutOfStock,
+    );
+    c.process_shipment(&s.id, &ShipmentOperation::Reject(body))
+        .await
+        .unwrap();
     let after = c.get_shipment(&s.id).await.unwrap();
     assert_eq!(after.status, ShipmentStatus::Cancelled);
     assert!(after.line_items[0]
@@ -287,13 +323,21 @@ async fn amazon_errors_come_back_typed() {
     assert!(e.is_not_found(), "{e}");
     assert_eq!(e.kind, SpApiErrorKind::Status);
     assert_eq!(e.code(), Some("SC_00003"));
-    assert!(e.request_id.is_some(), "the x-amzn-RequestId travels with the error");
+    assert!(
+        e.request_id.is_some(),
+        "the x-amzn-RequestId travels with the error"
+    );
     assert!(!e.is_retryable());
     assert_eq!(e.attempts, 1, "a 404 is not retried");
 
     let s = new_shipment(&sim.admin(), FLEX, json!([{"sku": "MUG-1", "quantity": 1}])).await;
-    c.process_shipment(&s.id, &ShipmentOperation::Confirm).await.unwrap();
-    let e = c.process_shipment(&s.id, &ShipmentOperation::Confirm).await.unwrap_err();
+    c.process_shipment(&s.id, &ShipmentOperation::Confirm)
+        .await
+        .unwrap();
+    let e = c
+        .process_shipment(&s.id, &ShipmentOperation::Confirm)
+        .await
+        .unwrap_err();
     assert!(e.is_conflict(), "a second CONFIRM conflicts: {e}");
     assert!(!e.outcome_unknown(), "a 409 is a definite answer");
     assert!(!e.errors.is_empty());
@@ -326,7 +370,13 @@ async fn shipments_pages_are_followed_through_empty_pages_and_filters() {
     })
     .await;
     let c = client(&sim);
-    let ids: BTreeSet<String> = sim.admin().create_random_shipments(FLEX, 7).await.unwrap().into_iter().collect();
+    let ids: BTreeSet<String> = sim
+        .admin()
+        .create_random_shipments(FLEX, 7)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
     let mut seen = BTreeSet::new();
     let mut pages = 0;
     let mut q = GetShipmentsQuery {
@@ -350,7 +400,11 @@ async fn shipments_pages_are_followed_through_empty_pages_and_filters() {
     // Every generated shipment in ACCEPTED was listed (CREATED ones belong to another poll).
     for id in &ids {
         let s = c.get_shipment(id).await.unwrap();
-        assert_eq!(seen.contains(id), s.status == ShipmentStatus::Accepted, "{id}");
+        assert_eq!(
+            seen.contains(id),
+            s.status == ShipmentStatus::Accepted,
+            "{id}"
+        );
     }
     // lastUpdatedAfter in the future: nothing.
     let page = c
@@ -383,7 +437,11 @@ async fn batch_inventory_sets_and_reads_quantities_with_per_item_results() {
     assert_eq!(results[0].body.sku_id.as_deref(), Some("TEA 2/x&y"));
     assert_eq!(results[0].body.sellable_quantity, Some(7));
     assert!(results[1].is_success());
-    assert!(!results[2].is_success(), "unknown SKU fails alone: {:?}", results[2]);
+    assert!(
+        !results[2].is_success(),
+        "unknown SKU fails alone: {:?}",
+        results[2]
+    );
     assert!(!results[2].body.actionable_errors.is_empty());
     let held = admin.inventory(FLEX, "TEA 2/x&y").await.unwrap();
     assert_eq!(held["sellableQuantity"], 7);
@@ -439,8 +497,15 @@ async fn returns_are_listed_page_by_page_and_read_one_by_one() {
     assert_eq!(&r.id, id);
     assert_eq!(r.status, ReturnStatus::Created);
     admin.set_return_status(id, "IN_TRANSIT").await.unwrap();
-    assert_eq!(c.get_return(id).await.unwrap().status, ReturnStatus::InTransit);
-    assert!(c.get_return("NO-SUCH-RETURN").await.unwrap_err().is_not_found());
+    assert_eq!(
+        c.get_return(id).await.unwrap().status,
+        ReturnStatus::InTransit
+    );
+    assert!(c
+        .get_return("NO-SUCH-RETURN")
+        .await
+        .unwrap_err()
+        .is_not_found());
 }
 
 #[tokio::test]
@@ -449,11 +514,20 @@ async fn price_patch_is_accepted_and_bad_ones_are_reported() {
     let admin = sim.admin();
     let c = client(&sim);
     admin
-        .call(reqwest::Method::POST, "product-types", Some(json!({"productTypes": ["MUG"]})))
+        .call(
+            reqwest::Method::POST,
+            "product-types",
+            Some(json!({"productTypes": ["MUG"]})),
+        )
         .await
         .unwrap();
     let r = c
-        .patch_listings_item("A1SIMSELLER", "MUG 1/blue", &[MP], &ListingsPatch::price("MUG", MP, "EUR", 19.99))
+        .patch_listings_item(
+            "A1SIMSELLER",
+            "MUG 1/blue",
+            &[MP],
+            &ListingsPatch::price("MUG", MP, "EUR", 19.99),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, SubmissionStatus::Accepted, "{r:?}");
@@ -463,7 +537,12 @@ async fn price_patch_is_accepted_and_bad_ones_are_reported() {
     assert_eq!(listings["MUG 1/blue"]["prices"][MP], "19.99", "{listings}");
 
     let r = c
-        .patch_listings_item("A1SIMSELLER", "MUG-2", &[MP], &ListingsPatch::price("MUG", MP, "USD", 5.0))
+        .patch_listings_item(
+            "A1SIMSELLER",
+            "MUG-2",
+            &[MP],
+            &ListingsPatch::price("MUG", MP, "USD", 5.0),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, SubmissionStatus::Invalid);
@@ -480,7 +559,9 @@ async fn notifications_from_the_simulator_parse() {
     tokio::spawn(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 let _ = sock.read(&mut buf).await;
@@ -490,10 +571,15 @@ async fn notifications_from_the_simulator_parse() {
             });
         }
     });
-    admin.add_notification_destination(json!({ "url": url })).await.unwrap();
+    admin
+        .add_notification_destination(json!({ "url": url }))
+        .await
+        .unwrap();
     let c = client(&sim);
     let s = new_shipment(&admin, FLEX, json!([{"sku": "MUG-1", "quantity": 1}])).await;
-    c.process_shipment(&s.id, &ShipmentOperation::Confirm).await.unwrap();
+    c.process_shipment(&s.id, &ShipmentOperation::Confirm)
+        .await
+        .unwrap();
     let mut parsed = Vec::new();
     for _ in 0..50 {
         let sent = admin.notifications().await.unwrap();
@@ -507,17 +593,21 @@ async fn notifications_from_the_simulator_parse() {
                 Notification::from_json(&body).unwrap()
             })
             .collect::<Vec<_>>();
-        if parsed
-            .iter()
-            .any(|n| n.shipment_status_change().unwrap().shipment_status == Some(ShipmentStatus::Confirmed))
-        {
+        if parsed.iter().any(|n| {
+            n.shipment_status_change().unwrap().shipment_status == Some(ShipmentStatus::Confirmed)
+        }) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let change = parsed
         .iter()
-        .map(|n| (n.id().map(str::to_string), n.shipment_status_change().unwrap()))
+        .map(|n| {
+            (
+                n.id().map(str::to_string),
+                n.shipment_status_change().unwrap(),
+            )
+        })
         .find(|(_, c)| c.shipment_status == Some(ShipmentStatus::Confirmed))
         .expect("a CONFIRMED notification");
     assert!(change.0.is_some(), "notificationId to deduplicate on");
@@ -530,7 +620,13 @@ async fn notifications_from_the_simulator_parse() {
 #[tokio::test]
 async fn throttling_is_absorbed_and_the_rate_adapts() {
     let mut overrides = std::collections::BTreeMap::new();
-    overrides.insert("getShipment".to_string(), RateLimit { rate: 4.0, burst: 2.0 });
+    overrides.insert(
+        "getShipment".to_string(),
+        RateLimit {
+            rate: 4.0,
+            burst: 2.0,
+        },
+    );
     let sim = sim_with(SimOptions {
         rate_limits: true,
         rate_limit_overrides: overrides,
@@ -541,7 +637,8 @@ async fn throttling_is_absorbed_and_the_rate_adapts() {
     // The client believes it may go much faster than the simulator allows.
     let mut cfg = config(&sim);
     cfg.adapt_rate_limits = true;
-    cfg.rate_limits.insert(Operation::GetShipment, Limit::new(100.0, 20));
+    cfg.rate_limits
+        .insert(Operation::GetShipment, Limit::new(100.0, 20));
     cfg.retry = RetryPolicy::new(10, Duration::from_millis(100), Duration::from_secs(1));
     let c = SpApiClient::new(cfg).unwrap();
     let calls: Vec<_> = (0..12)
@@ -552,7 +649,9 @@ async fn throttling_is_absorbed_and_the_rate_adapts() {
         })
         .collect();
     for t in calls {
-        t.await.unwrap().expect("throttled calls are retried until they pass");
+        t.await
+            .unwrap()
+            .expect("throttled calls are retried until they pass");
     }
     let log = sim.admin().calls(Some("getShipment")).await.unwrap();
     let throttled = log.iter().filter(|c| c["status"] == 429).count();
@@ -571,10 +670,15 @@ async fn scripted_throttles_on_a_write_are_retried_and_applied_once() {
     let c = client(&sim);
     let s = new_shipment(&admin, FLEX, json!([{"sku": "MUG-1", "quantity": 1}])).await;
     admin
-        .script_faults("processShipment", &[FaultKind::Throttle, FaultKind::Throttle])
+        .script_faults(
+            "processShipment",
+            &[FaultKind::Throttle, FaultKind::Throttle],
+        )
         .await
         .unwrap();
-    c.process_shipment(&s.id, &ShipmentOperation::Confirm).await.unwrap();
+    c.process_shipment(&s.id, &ShipmentOperation::Confirm)
+        .await
+        .unwrap();
     assert_eq!(admin.confirm_counts(&s.id).await.unwrap().applied, 1);
     assert_eq!(admin.calls(Some("processShipment")).await.unwrap().len(), 3);
 }
@@ -590,7 +694,12 @@ async fn server_errors_and_dropped_connections_on_reads_are_retried() {
     admin
         .script_faults(
             "getShipment",
-            &[FaultKind::Error500, FaultKind::Error503, FaultKind::Drop, FaultKind::Throttle],
+            &[
+                FaultKind::Error500,
+                FaultKind::Error503,
+                FaultKind::Drop,
+                FaultKind::Throttle,
+            ],
         )
         .await
         .unwrap();
@@ -619,7 +728,10 @@ async fn a_hanging_read_times_out_and_is_retried() {
     let got = c.get_shipment(&s.id).await.unwrap();
     assert_eq!(got.id, s.id);
     let took = started.elapsed();
-    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]
@@ -646,9 +758,15 @@ async fn latency_beyond_the_timeout_fails_within_the_deadline() {
     let bounded = c.with_deadline(Deadline::after(Duration::from_millis(2_500)));
     let e = bounded.get_shipment(&s.id).await.unwrap_err();
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(2_800), "the deadline bounds the retries: {took:?}");
     assert!(
-        matches!(e.kind, SpApiErrorKind::Timeout | SpApiErrorKind::DeadlineExceeded),
+        took < Duration::from_millis(2_800),
+        "the deadline bounds the retries: {took:?}"
+    );
+    assert!(
+        matches!(
+            e.kind,
+            SpApiErrorKind::Timeout | SpApiErrorKind::DeadlineExceeded
+        ),
         "{e:?}"
     );
     assert!(e.is_retryable(), "a later invocation may try again");
@@ -686,7 +804,11 @@ async fn apply_then_fail_on_confirm_is_outcome_unknown_and_not_resent() {
     assert!(e.outcome_unknown(), "{e}");
     assert!(e.to_string().contains("outcome unknown"));
     let counts = sim.admin().confirm_counts(&s.id).await.unwrap();
-    assert_eq!((counts.requests, counts.applied), (1, 1), "the client did not resend");
+    assert_eq!(
+        (counts.requests, counts.applied),
+        (1, 1),
+        "the client did not resend"
+    );
     // Reconcile by reading back: it was applied.
     assert_eq!(status_at_amazon(&c, &s.id).await, ShipmentStatus::Confirmed);
 }
@@ -707,7 +829,9 @@ async fn a_dropped_connection_on_confirm_is_outcome_unknown_then_safe_to_redo() 
     assert!(e.outcome_unknown());
     // Reconcile: not applied, so confirming again is the right move.
     assert_eq!(status_at_amazon(&c, &s.id).await, ShipmentStatus::Accepted);
-    c.process_shipment(&s.id, &ShipmentOperation::Confirm).await.unwrap();
+    c.process_shipment(&s.id, &ShipmentOperation::Confirm)
+        .await
+        .unwrap();
     assert_eq!(sim.admin().confirm_counts(&s.id).await.unwrap().applied, 1);
 }
 
@@ -716,9 +840,19 @@ async fn server_errors_on_writes_are_not_resent() {
     for kind in [FaultKind::Error500, FaultKind::Error503] {
         let (sim, c, s, e) = confirm_with_fault(kind).await;
         assert!(matches!(e.status, Some(500 | 503)), "{e}");
-        assert!(e.outcome_unknown(), "{kind:?}: a 5xx on a write may have been applied");
+        assert!(
+            e.outcome_unknown(),
+            "{kind:?}: a 5xx on a write may have been applied"
+        );
         assert_eq!(e.attempts, 1);
-        assert_eq!(sim.admin().calls(Some("processShipment")).await.unwrap().len(), 1);
+        assert_eq!(
+            sim.admin()
+                .calls(Some("processShipment"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         assert_eq!(status_at_amazon(&c, &s.id).await, ShipmentStatus::Accepted);
     }
 }
@@ -730,7 +864,14 @@ async fn faults_on_batch_inventory_are_retried_because_it_is_idempotent() {
     let c = client(&sim);
     admin.add_skus(&["MUG-1"]).await.unwrap();
     admin
-        .script_faults("batchInventory", &[FaultKind::ApplyThenFail, FaultKind::Error503, FaultKind::Drop])
+        .script_faults(
+            "batchInventory",
+            &[
+                FaultKind::ApplyThenFail,
+                FaultKind::Error503,
+                FaultKind::Drop,
+            ],
+        )
         .await
         .unwrap();
     let r = c

@@ -41,7 +41,9 @@ impl Function for Heartbeat {
             "scheduledFor": payload.get("time").cloned().unwrap_or(Value::Null),
             "requestId": invocation.request_id,
         });
-        self.settings.record_status(STATUS_NAME, beat.clone()).await?;
+        self.settings
+            .record_status(STATUS_NAME, beat.clone())
+            .await?;
         Ok(beat)
     }
 }
@@ -56,9 +58,12 @@ mod tests {
     async fn records_the_beat_with_the_scheduled_time() {
         let store = Arc::new(MemorySettingsStore::new());
         let h = Heartbeat::new(store.clone());
-        h.invoke(json!({"time": "2026-11-21T08:00:00Z"}), Invocation::new("r1", Duration::from_secs(5)))
-            .await
-            .unwrap();
+        h.invoke(
+            json!({"time": "2026-11-21T08:00:00Z"}),
+            Invocation::new("r1", Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
         let (v, _) = store.status(STATUS_NAME).await.unwrap().unwrap();
         assert_eq!(v["scheduledFor"], "2026-11-21T08:00:00Z");
         assert_eq!(v["requestId"], "r1");

@@ -92,3 +92,12 @@ pub async fn not_found() -> ApiError {
         "no such route; routes live under /v1/ (see the API reference in the README)",
     )
 }
+
+/// A known route called with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method (see the API reference in the README)",
+    )
+}

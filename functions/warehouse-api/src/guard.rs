@@ -1,8 +1,9 @@
 //! What every request passes before a route sees it, in this order (each refusal writes nothing):
 //! 1. body size (413 `body_too_large`);
 //! 2. signature and timestamp window (401, one code per reason);
-//! 3. for POST: an `Idempotency-Key` (400) and a JSON body (400 `malformed_json`);
-//! 4. for POST: the idempotency claim: a repeat with the same key and request replays the saved
+//! 3. for POST (and any other method but GET/HEAD/OPTIONS): an `Idempotency-Key` (400) and a
+//!    JSON body (400 `malformed_json`);
+//! 4. for those: the idempotency claim: a repeat with the same key and request replays the saved
 //!    response without running the route again (`Idempotent-Replayed: true`), the same key with
 //!    another request is 422, a repeat while the first still runs is 409.
 //!
@@ -40,10 +41,21 @@ struct SavedResponse {
 }
 
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match check_and_run(state, req, next).await {
+    let started = std::time::Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = match check_and_run(state, req, next).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
-    }
+    };
+    tracing::info!(
+        %method,
+        path,
+        status = resp.status().as_u16(),
+        replayed = resp.headers().contains_key(REPLAYED_HEADER),
+        ms = started.elapsed().as_millis() as u64,
+        "warehouse request"
+    );
+    resp
 }
 
 fn too_large() -> ApiError {
@@ -101,13 +113,16 @@ async fn check_and_run(state: AppState, req: Request, next: Next) -> Result<Resp
         ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
     })?;
 
+    // Routes read the invocation (and its deadline) from the extensions, as the guard does.
     let invocation = parts
         .extensions
         .get::<Invocation>()
         .cloned()
         .unwrap_or_else(|| Invocation::new(uuid::Uuid::new_v4().to_string(), DEFAULT_BUDGET));
+    parts.extensions.insert(invocation.clone());
 
-    if parts.method != Method::POST {
+    // Reads need no key; every method that can change something does (POST today).
+    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
         let req = Request::from_parts(parts, Body::from(bytes));
         return Ok(next.run(req).await);
     }
@@ -176,7 +191,6 @@ async fn check_and_run(state: AppState, req: Request, next: Next) -> Result<Resp
 
     parts.extensions.insert(token.claim);
     parts.extensions.insert(IdempotencyKey(key));
-    parts.extensions.insert(invocation);
     let resp = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;

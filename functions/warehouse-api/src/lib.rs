@@ -71,6 +71,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     routes::v1()
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,

@@ -297,6 +297,18 @@ async fn every_bad_request_is_refused_with_its_code_and_writes_nothing() {
             StatusCode::NOT_FOUND,
             "route_not_found",
         ),
+        (
+            "wrong method",
+            signed("PUT", "/v1/inventory", REPORT, Some("a"), t),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "DELETE needs a key too",
+            signed("DELETE", "/v1/inventory", "", None, t),
+            StatusCode::BAD_REQUEST,
+            "missing_idempotency_key",
+        ),
     ];
     let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(300 * 1024));
     cases.push((
@@ -388,4 +400,50 @@ async fn test_event_is_published_once_per_key() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].name, EventName::WebhookTest);
     assert_eq!(events[0].detail()["message"], "hello");
+}
+
+fn in_flight_record(body: &str, until_ms: i64) -> flexbridge::idempotency::Record {
+    let fingerprint = format!("POST\n/v1/inventory\n{body}");
+    flexbridge::idempotency::Record {
+        id: "warehouse#busy".into(),
+        status: flexbridge::idempotency::Status::InProgress,
+        expiration: now() + 3600,
+        in_progress_expiration: Some(until_ms),
+        data: None,
+        validation: Some(flexbridge::idempotency::hash_bytes(fingerprint.as_bytes())),
+    }
+}
+
+#[tokio::test]
+async fn a_repeat_while_the_first_still_runs_is_409_and_runs_after_it_died() {
+    let f = fixture();
+    // Another invocation holds the key for 20 more seconds.
+    f.idem
+        .insert(in_flight_record(REPORT, now() * 1000 + 20_000));
+    let resp = f
+        .app
+        .clone()
+        .oneshot(signed("POST", "/v1/inventory", REPORT, Some("busy"), now()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((19..=20).contains(&retry_after), "{retry_after}");
+    assert!(f.on_hand.on_hand("BER1", "MUG-01").await.unwrap().is_none());
+
+    // That invocation died (its deadline passed): the repeat runs and completes the key.
+    f.idem.insert(in_flight_record(REPORT, now() * 1000 - 1));
+    let (status, body, replayed) = send(
+        &f.app,
+        signed("POST", "/v1/inventory", REPORT, Some("busy"), now()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(!replayed);
+    let rec = f.idem.record("warehouse#busy").unwrap();
+    assert_eq!(rec.status, flexbridge::idempotency::Status::Completed);
 }

@@ -16,7 +16,9 @@ use flexbridge_local::stack::{self, Overrides};
 use flexbridge_local::{paths, Moto, Runner, RunnerOptions};
 
 #[derive(Parser, Debug)]
-#[command(about = "Runs flexbridge locally: moto + the SP-API simulator + every function, from template.yaml")]
+#[command(
+    about = "Runs flexbridge locally: moto + the SP-API simulator + every function, from template.yaml"
+)]
 struct Args {
     /// Give up waiting for the scenarios after this many seconds.
     #[arg(long, default_value_t = 90)]
@@ -50,7 +52,10 @@ async fn run(args: Args) -> Result<bool> {
     let log_path = init_log()?;
     println!("flexbridge local run (logs: {})", log_path.display());
 
-    step("tooling venv (moto, cfn-lint, aws-sam-translator)", async { paths::ensure_venv() }).await?;
+    step("tooling venv (moto, cfn-lint, aws-sam-translator)", async {
+        paths::ensure_venv()
+    })
+    .await?;
     let moto = step("moto (AWS on localhost)", async { Moto::start() }).await?;
     println!("    moto at {}", moto.endpoint());
 
@@ -58,10 +63,14 @@ async fn run(args: Args) -> Result<bool> {
     let webhook = Arc::new(demo::foundation::WebhookReceiver::start(&seller.webhook_key).await?);
 
     // Amazon: our simulator in process, unless SPAPI_ENDPOINT names one to use.
-    let (spapi_url, lwa_url, sim_admin_url, _sim) = match std::env::var("SPAPI_ENDPOINT").ok().filter(|s| !s.is_empty()) {
+    let (spapi_url, lwa_url, sim_admin_url, _sim) = match std::env::var("SPAPI_ENDPOINT")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
         Some(endpoint) => {
             let admin = std::env::var("SPAPI_SIM_URL").unwrap_or_else(|_| endpoint.clone());
-            let lwa = std::env::var("LWA_ENDPOINT").unwrap_or_else(|_| format!("{endpoint}/auth/o2/token"));
+            let lwa = std::env::var("LWA_ENDPOINT")
+                .unwrap_or_else(|_| format!("{endpoint}/auth/o2/token"));
             println!("  - Amazon: using SPAPI_ENDPOINT={endpoint} (admin API {admin})");
             (endpoint, lwa, admin, None)
         }
@@ -75,7 +84,12 @@ async fn run(args: Args) -> Result<bool> {
             )
             .await?;
             println!("    simulator at {}", sim.base_url);
-            (sim.base_url.clone(), sim.lwa_url(), sim.base_url.clone(), Some(sim))
+            (
+                sim.base_url.clone(),
+                sim.lwa_url(),
+                sim.base_url.clone(),
+                Some(sim),
+            )
         }
     };
 
@@ -85,7 +99,10 @@ async fn run(args: Args) -> Result<bool> {
         stack::provision(
             moto.endpoint(),
             &stack_name,
-            &[("SellerId", seller.seller_id.as_str()), ("WebhookUrl", webhook.url.as_str())],
+            &[
+                ("SellerId", seller.seller_id.as_str()),
+                ("WebhookUrl", webhook.url.as_str()),
+            ],
         ),
     )
     .await?;
@@ -122,7 +139,10 @@ async fn run(args: Args) -> Result<bool> {
         extra: BTreeMap::new(),
     };
     let runner = step(
-        &format!("local runner (schedules ×{} speed, queues, function URLs)", args.speedup),
+        &format!(
+            "local runner (schedules ×{} speed, queues, function URLs)",
+            args.speedup
+        ),
         Runner::start(
             &stack,
             &overrides,
@@ -145,7 +165,10 @@ async fn run(args: Args) -> Result<bool> {
         println!("    {id}: {state}");
     }
 
-    println!("\nrunning until every scenario is done (at most {} s):", args.timeout_secs);
+    println!(
+        "\nrunning until every scenario is done (at most {} s):",
+        args.timeout_secs
+    );
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let mut last_line = String::new();
     let all_done = loop {
@@ -155,7 +178,12 @@ async fn run(args: Args) -> Result<bool> {
             match s.progress(&ctx, &runner).await {
                 Ok(p) => {
                     done &= p.done;
-                    lines.push(format!("{}: {}{}", s.name(), p.line, if p.done { " ✓" } else { "" }));
+                    lines.push(format!(
+                        "{}: {}{}",
+                        s.name(),
+                        p.line,
+                        if p.done { " ✓" } else { "" }
+                    ));
                 }
                 Err(e) => {
                     done = false;
@@ -202,11 +230,17 @@ async fn run(args: Args) -> Result<bool> {
     }
     for (dlq, n) in demo::dead_letters(&ctx).await? {
         if n > 0 {
-            errors.push(format!("{n} message(s) in {dlq} ({})", stack.queue(&dlq).name));
+            errors.push(format!(
+                "{n} message(s) in {dlq} ({})",
+                stack.queue(&dlq).name
+            ));
         }
     }
     if !all_done {
-        errors.push(format!("not every scenario finished within {} s", args.timeout_secs));
+        errors.push(format!(
+            "not every scenario finished within {} s",
+            args.timeout_secs
+        ));
     }
     if errors.is_empty() {
         println!("  {:<40} none", "Errors");
@@ -216,7 +250,11 @@ async fn run(args: Args) -> Result<bool> {
             println!("    - {e}");
         }
     }
-    println!("  {:<40} {:.1} s", "Wall time", started.elapsed().as_secs_f64());
+    println!(
+        "  {:<40} {:.1} s",
+        "Wall time",
+        started.elapsed().as_secs_f64()
+    );
 
     if args.keep_running {
         println!("\nstill running (moto {}, Ctrl-C to stop)", moto.endpoint());
@@ -239,7 +277,8 @@ fn init_log() -> Result<std::path::PathBuf> {
     let dir = paths::repo_root().join(".local");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("run.log");
-    let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

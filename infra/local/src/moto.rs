@@ -43,7 +43,11 @@ impl Moto {
                     let Ok(line) = line else { break };
                     if let Some(rest) = line.trim().strip_prefix("* Running on http://127.0.0.1:") {
                         if let Some(tx) = tx.take() {
-                            let _ = tx.send(rest.trim().parse::<u16>().map_err(|e| format!("{line:?}: {e}")));
+                            let _ = tx.send(
+                                rest.trim()
+                                    .parse::<u16>()
+                                    .map_err(|e| format!("{line:?}: {e}")),
+                            );
                         }
                     } else if line.contains("Traceback") || line.contains("Error") {
                         tracing::debug!(target: "moto", "{line}");
@@ -55,7 +59,10 @@ impl Moto {
             Ok(Err(e)) => bail!("moto printed a bad port: {e}"),
             Err(_) => {
                 let _ = child.kill();
-                bail!("moto did not print its port within 60 s (or exited: {:?})", child.try_wait());
+                bail!(
+                    "moto did not print its port within 60 s (or exited: {:?})",
+                    child.try_wait()
+                );
             }
         };
         let endpoint = format!("http://127.0.0.1:{port}");

@@ -33,7 +33,11 @@ pub fn constructors() -> BTreeMap<&'static str, Constructor> {
 
     // Foundation
     r.insert("HeartbeatFunction", |env| {
-        Box::pin(async move { Ok(Handler::function(heartbeat::Heartbeat::from_env(&env).await?)) })
+        Box::pin(async move {
+            Ok(Handler::function(
+                heartbeat::Heartbeat::from_env(&env).await?,
+            ))
+        })
     });
 
     // Warehouse interface
@@ -49,13 +53,42 @@ pub fn constructors() -> BTreeMap<&'static str, Constructor> {
     });
 
     // Orders
+    r.insert("OrderPollerFunction", |env| {
+        Box::pin(async move {
+            Ok(Handler::function(
+                order_poller::OrderPoller::from_env(&env).await?,
+            ))
+        })
+    });
+    r.insert("NotificationConsumerFunction", |env| {
+        Box::pin(async move {
+            Ok(Handler::function(
+                notification_consumer::NotificationConsumer::from_env(&env).await?,
+            ))
+        })
+    });
+    r.insert("ReturnsPollerFunction", |env| {
+        Box::pin(async move {
+            Ok(Handler::function(
+                returns_poller::ReturnsPoller::from_env(&env).await?,
+            ))
+        })
+    });
 
     // Uploads
     r.insert("UploadIngestFunction", |env| {
-        Box::pin(async move { Ok(Handler::function(upload_ingest::UploadIngest::from_env(&env).await?)) })
+        Box::pin(async move {
+            Ok(Handler::function(
+                upload_ingest::UploadIngest::from_env(&env).await?,
+            ))
+        })
     });
     r.insert("PricePusherFunction", |env| {
-        Box::pin(async move { Ok(Handler::function(price_pusher::PricePusher::from_env(&env).await?)) })
+        Box::pin(async move {
+            Ok(Handler::function(
+                price_pusher::PricePusher::from_env(&env).await?,
+            ))
+        })
     });
 
     r

@@ -87,7 +87,11 @@ pub struct Runner {
 impl Runner {
     /// Builds every function the registry knows with its template environment, and starts
     /// delivering its events.
-    pub async fn start(stack: &Stack, overrides: &Overrides, options: RunnerOptions) -> Result<Runner> {
+    pub async fn start(
+        stack: &Stack,
+        overrides: &Overrides,
+        options: RunnerOptions,
+    ) -> Result<Runner> {
         Self::start_with(stack, overrides, options, BTreeMap::new()).await
     }
 
@@ -99,7 +103,7 @@ impl Runner {
         options: RunnerOptions,
         mut substitutes: BTreeMap<String, Handler>,
     ) -> Result<Runner> {
-        if !(options.speedup > 0.0) {
+        if options.speedup.is_nan() || options.speedup <= 0.0 {
             bail!("speedup must be > 0");
         }
         let stack = Arc::new(stack.clone());
@@ -121,9 +125,9 @@ impl Runner {
                 continue;
             };
             let env = stack.env_for(id, overrides)?;
-            let h = ctor(env)
-                .await
-                .map_err(|e| anyhow!("{id}: constructing the function from its template environment failed: {e}"))?;
+            let h = ctor(env).await.map_err(|e| {
+                anyhow!("{id}: constructing the function from its template environment failed: {e}")
+            })?;
             handlers.insert(id.clone(), h);
         }
         if let Some(extra) = substitutes.keys().next() {
@@ -263,7 +267,9 @@ impl Runner {
             .function(logical_id)
             .ok_or_else(|| anyhow!("template.yaml declares no function {logical_id}"))?;
         let Some(Handler::Function(f)) = self.handlers.get(logical_id) else {
-            bail!("{logical_id} is not running in this runner (unregistered, filtered out, or HTTP)");
+            bail!(
+                "{logical_id} is not running in this runner (unregistered, filtered out, or HTTP)"
+            );
         };
         Target::new(spec, f.clone(), self.stats.clone())
             .invoke(payload)
@@ -287,7 +293,10 @@ impl Runner {
             .ok_or_else(|| anyhow!("{logical_id} has no Schedule event in template.yaml"))?;
         let payload = ScheduledPayload {
             input,
-            rule_arn: format!("arn:aws:events:{}:{}:rule/{rule}", self.stack.region, self.stack.account_id),
+            rule_arn: format!(
+                "arn:aws:events:{}:{}:rule/{rule}",
+                self.stack.region, self.stack.account_id
+            ),
             region: self.stack.region.clone(),
             account: self.stack.account_id.clone(),
         }
@@ -338,7 +347,10 @@ impl Target {
         let f = self.function.clone();
         let task = tokio::spawn(async move { f.invoke(payload, invocation).await });
         let result = match tokio::time::timeout(self.timeout, task).await {
-            Err(_) => Err(format!("Task timed out after {} seconds", self.timeout.as_secs())),
+            Err(_) => Err(format!(
+                "Task timed out after {} seconds",
+                self.timeout.as_secs()
+            )),
             Ok(Err(join)) => Err(format!("the function panicked: {join}")),
             Ok(Ok(Err(e))) => Err(e.to_string()),
             Ok(Ok(Ok(v))) => Ok(v),
@@ -410,7 +422,10 @@ async fn run_schedule(
         schedule.next_after(virtual_start)
     };
     while let Some(at) = next {
-        let wait = (at - virtual_now()).to_std().unwrap_or_default().div_f64(options.speedup);
+        let wait = (at - virtual_now())
+            .to_std()
+            .unwrap_or_default()
+            .div_f64(options.speedup);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => return,
@@ -484,19 +499,24 @@ async fn deliver(
     messages: Vec<Message>,
 ) -> Result<()> {
     let event = sqs_event(&messages, &source.queue.arn, &source.region);
-    let ids: BTreeSet<String> = messages.iter().filter_map(|m| m.message_id.clone()).collect();
+    let ids: BTreeSet<String> = messages
+        .iter()
+        .filter_map(|m| m.message_id.clone())
+        .collect();
     let failed: BTreeSet<String> = match target.invoke(event).await {
         Err(_) => ids.clone(),
-        Ok(response) if source.report_batch_item_failures => match batch_item_failures(&response, &ids) {
-            Some(f) => f,
-            None => {
-                tracing::warn!(
-                    function = %target.id,
-                    "invalid batchItemFailures response, the whole batch is retried: {response}"
-                );
-                ids.clone()
+        Ok(response) if source.report_batch_item_failures => {
+            match batch_item_failures(&response, &ids) {
+                Some(f) => f,
+                None => {
+                    tracing::warn!(
+                        function = %target.id,
+                        "invalid batchItemFailures response, the whole batch is retried: {response}"
+                    );
+                    ids.clone()
+                }
             }
-        },
+        }
         Ok(_) => BTreeSet::new(),
     };
     let (done, retry): (Vec<&Message>, Vec<&Message>) = messages
@@ -520,7 +540,12 @@ async fn deliver(
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| anyhow!("deleting handled messages: {}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+            .map_err(|e| {
+                anyhow!(
+                    "deleting handled messages: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            })?;
     }
     // Failed messages reappear after the visibility timeout; on a sped-up clock, sooner.
     if options.speedup != 1.0 {
@@ -532,7 +557,12 @@ async fn deliver(
                 .visibility_timeout(secs.clamp(0, 43_200))
                 .send()
                 .await
-                .map_err(|e| anyhow!("shortening visibility: {}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+                .map_err(|e| {
+                    anyhow!(
+                        "shortening visibility: {}",
+                        aws_sdk_sqs::error::DisplayErrorContext(e)
+                    )
+                })?;
         }
     }
     Ok(())
@@ -613,14 +643,32 @@ mod tests {
     #[test]
     fn batch_item_failures_follow_lambdas_rules() {
         let batch: BTreeSet<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(batch_item_failures(&json!({}), &batch), Some(BTreeSet::new()));
-        assert_eq!(batch_item_failures(&Value::Null, &batch), Some(BTreeSet::new()));
         assert_eq!(
-            batch_item_failures(&json!({"batchItemFailures": [{"itemIdentifier": "b"}]}), &batch),
+            batch_item_failures(&json!({}), &batch),
+            Some(BTreeSet::new())
+        );
+        assert_eq!(
+            batch_item_failures(&Value::Null, &batch),
+            Some(BTreeSet::new())
+        );
+        assert_eq!(
+            batch_item_failures(
+                &json!({"batchItemFailures": [{"itemIdentifier": "b"}]}),
+                &batch
+            ),
             Some(["b".to_string()].into())
         );
-        assert_eq!(batch_item_failures(&json!({"batchItemFailures": [{"itemIdentifier": "zz"}]}), &batch), None);
-        assert_eq!(batch_item_failures(&json!({"batchItemFailures": [{}]}), &batch), None);
+        assert_eq!(
+            batch_item_failures(
+                &json!({"batchItemFailures": [{"itemIdentifier": "zz"}]}),
+                &batch
+            ),
+            None
+        );
+        assert_eq!(
+            batch_item_failures(&json!({"batchItemFailures": [{}]}), &batch),
+            None
+        );
     }
 
     #[test]
@@ -643,8 +691,19 @@ mod tests {
         let e: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(v).unwrap();
         let r = &e.records[0];
         assert_eq!(r.message_id.as_deref(), Some("m1"));
-        assert_eq!(r.attributes.get("ApproximateReceiveCount").map(String::as_str), Some("2"));
-        assert_eq!(r.message_attributes["kind"].string_value.as_deref(), Some("k"));
-        assert_eq!(r.event_source_arn.as_deref(), Some("arn:aws:sqs:us-east-1:1:q"));
+        assert_eq!(
+            r.attributes
+                .get("ApproximateReceiveCount")
+                .map(String::as_str),
+            Some("2")
+        );
+        assert_eq!(
+            r.message_attributes["kind"].string_value.as_deref(),
+            Some("k")
+        );
+        assert_eq!(
+            r.event_source_arn.as_deref(),
+            Some("arn:aws:sqs:us-east-1:1:q")
+        );
     }
 }

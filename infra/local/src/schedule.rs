@@ -33,7 +33,9 @@ impl Schedule {
                 (1, "minute") | (2.., "minutes") => 60,
                 (1, "hour") | (2.., "hours") => 3600,
                 (1, "day") | (2.., "days") => 86_400,
-                _ => bail!("{expr}: unit must be minute(s), hour(s) or day(s), singular only for 1"),
+                _ => {
+                    bail!("{expr}: unit must be minute(s), hour(s) or day(s), singular only for 1")
+                }
             };
             return Ok(Schedule::Rate(Duration::from_secs(n * secs)));
         }
@@ -42,11 +44,20 @@ impl Schedule {
             if f.len() != 6 {
                 bail!("{expr}: cron needs 6 fields (minutes hours day-of-month month day-of-week year)");
             }
-            let dom = if f[2] == "?" { None } else { Some(field(f[2], 1, 31, &[])?) };
+            let dom = if f[2] == "?" {
+                None
+            } else {
+                Some(field(f[2], 1, 31, &[])?)
+            };
             let dow = if f[4] == "?" {
                 None
             } else {
-                Some(field(f[4], 1, 7, &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])?)
+                Some(field(
+                    f[4],
+                    1,
+                    7,
+                    &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
+                )?)
             };
             if dom.is_some() == dow.is_some() {
                 bail!("{expr}: exactly one of day-of-month and day-of-week must be '?'");
@@ -59,7 +70,10 @@ impl Schedule {
                     f[3],
                     1,
                     12,
-                    &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
+                    &[
+                        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
+                        "NOV", "DEC",
+                    ],
                 )?,
                 days_of_week: dow,
             })));
@@ -91,7 +105,10 @@ impl Cron {
         self.minutes[t.minute() as usize]
             && self.hours[t.hour() as usize]
             && self.months[t.month() as usize]
-            && self.days_of_month.as_ref().is_none_or(|d| d[t.day() as usize])
+            && self
+                .days_of_month
+                .as_ref()
+                .is_none_or(|d| d[t.day() as usize])
             && self.days_of_week.as_ref().is_none_or(|d| d[dow])
     }
 }
@@ -103,7 +120,9 @@ fn field(spec: &str, min: u32, max: u32, names: &[&str]) -> Result<Vec<bool>> {
         if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
             return Ok(min + i as u32);
         }
-        let v: u32 = s.parse().with_context(|| format!("cron field {spec:?}: {s:?} is not a value"))?;
+        let v: u32 = s
+            .parse()
+            .with_context(|| format!("cron field {spec:?}: {s:?} is not a value"))?;
         if v < min || v > max {
             bail!("cron field {spec:?}: {v} is outside {min}-{max}");
         }
@@ -111,7 +130,11 @@ fn field(spec: &str, min: u32, max: u32, names: &[&str]) -> Result<Vec<bool>> {
     };
     for part in spec.split(',') {
         let (range, step) = match part.split_once('/') {
-            Some((r, s)) => (r, s.parse::<u32>().with_context(|| format!("cron step in {spec:?}"))?),
+            Some((r, s)) => (
+                r,
+                s.parse::<u32>()
+                    .with_context(|| format!("cron step in {spec:?}"))?,
+            ),
             None => (part, 1),
         };
         if step == 0 {
@@ -141,8 +164,14 @@ mod tests {
 
     #[test]
     fn rates() {
-        assert_eq!(Schedule::parse("rate(5 minutes)").unwrap(), Schedule::Rate(Duration::from_secs(300)));
-        assert_eq!(Schedule::parse("rate(1 hour)").unwrap(), Schedule::Rate(Duration::from_secs(3600)));
+        assert_eq!(
+            Schedule::parse("rate(5 minutes)").unwrap(),
+            Schedule::Rate(Duration::from_secs(300))
+        );
+        assert_eq!(
+            Schedule::parse("rate(1 hour)").unwrap(),
+            Schedule::Rate(Duration::from_secs(3600))
+        );
         assert!(Schedule::parse("rate(5 minute)").is_err());
         assert!(Schedule::parse("rate(1 minutes)").is_err());
         assert!(Schedule::parse("every 5 minutes").is_err());
@@ -152,10 +181,16 @@ mod tests {
     fn cron_next() {
         let s = Schedule::parse("cron(0 3 * * ? *)").unwrap();
         let t = Utc.with_ymd_and_hms(2026, 11, 21, 8, 0, 0).unwrap();
-        assert_eq!(s.next_after(t), Some(Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap()));
+        assert_eq!(
+            s.next_after(t),
+            Some(Utc.with_ymd_and_hms(2026, 11, 22, 3, 0, 0).unwrap())
+        );
         let s = Schedule::parse("cron(*/15 * ? * MON-FRI *)").unwrap();
         // 2026-11-21 is a Saturday: the next firing is Monday 00:00.
-        assert_eq!(s.next_after(t), Some(Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap()));
+        assert_eq!(
+            s.next_after(t),
+            Some(Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap())
+        );
         assert!(Schedule::parse("cron(0 3 * * * *)").is_err());
     }
 }

@@ -84,7 +84,9 @@ pub async fn seed_secrets(stack: &Stack, seller: &Seller) -> Result<()> {
             .secret_string(value)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(e)))
+            .map_err(|e| {
+                anyhow::anyhow!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(e))
+            })
             .with_context(|| format!("seeding {logical}"))?;
     }
     Ok(())

@@ -204,7 +204,11 @@ pub fn unique_stack_name(label: &str) -> String {
 
 /// Creates the template's resources in moto at `endpoint` as stack `stack_name`.
 /// `parameters` override the template's parameter defaults.
-pub async fn provision(endpoint: &str, stack_name: &str, parameters: &[(&str, &str)]) -> Result<Stack> {
+pub async fn provision(
+    endpoint: &str,
+    stack_name: &str,
+    parameters: &[(&str, &str)],
+) -> Result<Stack> {
     paths::ensure_venv()?;
     let script = paths::repo_root().join("infra/local/provision.py");
     let mut cmd = Command::new(paths::python());
@@ -236,7 +240,10 @@ pub async fn provision(endpoint: &str, stack_name: &str, parameters: &[(&str, &s
     serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
             "reading the stack description from provision.py: {}",
-            String::from_utf8_lossy(&out.stdout).chars().take(500).collect::<String>()
+            String::from_utf8_lossy(&out.stdout)
+                .chars()
+                .take(500)
+                .collect::<String>()
         )
     })
 }
@@ -251,7 +258,10 @@ pub async fn transform() -> Result<serde_json::Value> {
         .output()
         .await?;
     if !out.status.success() {
-        bail!("SAM transform failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "SAM transform failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(serde_json::from_slice(&out.stdout)?)
 }

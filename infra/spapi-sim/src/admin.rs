@@ -89,7 +89,10 @@ async fn set_credentials(AxState(shared): S, Json(body): Json<OneOrMany>) -> Res
         OneOrMany::Many(v) => v,
         OneOrMany::One(c) => vec![c],
     };
-    if creds.iter().any(|c| c.client_id.is_empty() || c.client_secret.is_empty() || c.refresh_token.is_empty()) {
+    if creds
+        .iter()
+        .any(|c| c.client_id.is_empty() || c.client_secret.is_empty() || c.refresh_token.is_empty())
+    {
         return bad("client_id, client_secret and refresh_token must not be empty");
     }
     let n = creds.len();
@@ -117,7 +120,10 @@ async fn create_location(AxState(shared): S, Json(loc): Json<Location>) -> Respo
     if !["MARKETPLACE", "SELF"].contains(&loc.shipping_type.as_str()) {
         return bad("shippingType must be MARKETPLACE or SELF");
     }
-    shared.lock().locations.insert(loc.location_id.clone(), loc.clone());
+    shared
+        .lock()
+        .locations
+        .insert(loc.location_id.clone(), loc.clone());
     Json(json!(loc)).into_response()
 }
 
@@ -126,7 +132,9 @@ async fn list_locations(AxState(shared): S) -> Json<Value> {
 }
 
 async fn add_skus(AxState(shared): S, Json(body): Json<Value>) -> Response {
-    let Some(skus) = body["skus"].as_array() else { return bad("body must be {\"skus\": [..]}") };
+    let Some(skus) = body["skus"].as_array() else {
+        return bad("body must be {\"skus\": [..]}");
+    };
     let mut st = shared.lock();
     for s in skus.iter().filter_map(Value::as_str) {
         st.skus.insert(s.to_string());
@@ -135,7 +143,9 @@ async fn add_skus(AxState(shared): S, Json(body): Json<Value>) -> Response {
 }
 
 async fn add_product_types(AxState(shared): S, Json(body): Json<Value>) -> Response {
-    let Some(list) = body["productTypes"].as_array() else { return bad("body must be {\"productTypes\": [..]}") };
+    let Some(list) = body["productTypes"].as_array() else {
+        return bad("body must be {\"productTypes\": [..]}");
+    };
     let mut st = shared.lock();
     for s in list.iter().filter_map(Value::as_str) {
         st.product_types.insert(s.to_string());
@@ -144,7 +154,11 @@ async fn add_product_types(AxState(shared): S, Json(body): Json<Value>) -> Respo
 }
 
 async fn set_inventory(AxState(shared): S, Json(body): Json<Value>) -> Response {
-    let (Some(loc), Some(sku), Some(q)) = (body["locationId"].as_str(), body["skuId"].as_str(), body["sellableQuantity"].as_i64()) else {
+    let (Some(loc), Some(sku), Some(q)) = (
+        body["locationId"].as_str(),
+        body["skuId"].as_str(),
+        body["sellableQuantity"].as_i64(),
+    ) else {
         return bad("body must be {locationId, skuId, sellableQuantity}");
     };
     let mut st = shared.lock();
@@ -152,12 +166,19 @@ async fn set_inventory(AxState(shared): S, Json(body): Json<Value>) -> Response 
         return reply(Err(ApiError::not_found("locationId", loc)));
     }
     st.skus.insert(sku.to_string());
-    st.inventory.entry((loc.to_string(), sku.to_string())).or_default().sellable_quantity = q;
+    st.inventory
+        .entry((loc.to_string(), sku.to_string()))
+        .or_default()
+        .sellable_quantity = q;
     Json(inventory_view(&st, loc, sku)).into_response()
 }
 
 fn inventory_view(st: &crate::state::State, loc: &str, sku: &str) -> Value {
-    let rec = st.inventory.get(&(loc.to_string(), sku.to_string())).cloned().unwrap_or_default();
+    let rec = st
+        .inventory
+        .get(&(loc.to_string(), sku.to_string()))
+        .cloned()
+        .unwrap_or_default();
     json!({
         "locationId": loc, "skuId": sku,
         "sellableQuantity": rec.sellable_quantity,
@@ -206,7 +227,9 @@ async fn random_shipments(AxState(shared): S, Json(spec): Json<Value>) -> Respon
 
 async fn get_shipment(AxState(shared): S, Path(id): Path<String>) -> Response {
     let st = shared.lock();
-    let Some(s) = st.shipments.get(&id) else { return reply(Err(ApiError::not_found("shipmentId", &id))) };
+    let Some(s) = st.shipments.get(&id) else {
+        return reply(Err(ApiError::not_found("shipmentId", &id)));
+    };
     Json(json!({
         "shipment": s.doc,
         "confirmRequests": s.confirm_requests,
@@ -221,12 +244,20 @@ async fn get_shipment(AxState(shared): S, Path(id): Path<String>) -> Response {
     .into_response()
 }
 
-async fn cancel_shipment(AxState(shared): S, Path(id): Path<String>, body: Option<Json<Value>>) -> Response {
+async fn cancel_shipment(
+    AxState(shared): S,
+    Path(id): Path<String>,
+    body: Option<Json<Value>>,
+) -> Response {
     let spec = body.map(|b| b.0).unwrap_or(json!({}));
     reply(shipments::cancel(&mut shared.lock(), &id, &spec))
 }
 
-async fn advance_shipment(AxState(shared): S, Path(id): Path<String>, Json(spec): Json<Value>) -> Response {
+async fn advance_shipment(
+    AxState(shared): S,
+    Path(id): Path<String>,
+    Json(spec): Json<Value>,
+) -> Response {
     reply(shipments::advance(&mut shared.lock(), &id, &spec))
 }
 
@@ -241,7 +272,9 @@ async fn create_return(AxState(shared): S, Json(spec): Json<Value>) -> Response 
         Ok(doc) => {
             let id = doc["id"].as_str().unwrap_or("").to_string();
             if st.returns.contains_key(&id) {
-                return reply(Err(ApiError::duplicate(format!("return {id} already exists"))));
+                return reply(Err(ApiError::duplicate(format!(
+                    "return {id} already exists"
+                ))));
             }
             st.returns.insert(id, doc.clone());
             Json(doc).into_response()
@@ -252,11 +285,22 @@ async fn create_return(AxState(shared): S, Json(spec): Json<Value>) -> Response 
 
 async fn get_return(AxState(shared): S, Path(id): Path<String>) -> Response {
     let st = shared.lock();
-    reply(st.returns.get(&id).cloned().ok_or_else(|| ApiError::not_found("returnId", &id)))
+    reply(
+        st.returns
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("returnId", &id)),
+    )
 }
 
-async fn return_status(AxState(shared): S, Path(id): Path<String>, Json(body): Json<Value>) -> Response {
-    let Some(status) = body["status"].as_str() else { return bad("body must be {status}") };
+async fn return_status(
+    AxState(shared): S,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    let Some(status) = body["status"].as_str() else {
+        return bad("body must be {status}");
+    };
     reply(returns::set_status(&mut shared.lock(), &id, status))
 }
 
@@ -267,7 +311,11 @@ struct CallsQuery {
 
 async fn calls(AxState(shared): S, Query(q): Query<CallsQuery>) -> Json<Value> {
     let st = shared.lock();
-    let v: Vec<_> = st.calls.iter().filter(|c| q.operation.as_ref().is_none_or(|o| &c.operation == o)).collect();
+    let v: Vec<_> = st
+        .calls
+        .iter()
+        .filter(|c| q.operation.as_ref().is_none_or(|o| &c.operation == o))
+        .collect();
     Json(json!(v))
 }
 
@@ -295,7 +343,12 @@ async fn script_faults(AxState(shared): S, Json(b): Json<ScriptBody>) -> Respons
     let mut st = shared.lock();
     let mut cfg = st.faults.current();
     match b.operation {
-        Some(op) => cfg.operations.entry(op).or_default().script.extend(b.script),
+        Some(op) => cfg
+            .operations
+            .entry(op)
+            .or_default()
+            .script
+            .extend(b.script),
         None => cfg.global.script.extend(b.script),
     }
     st.faults.set(cfg);
@@ -308,7 +361,10 @@ async fn get_limits(AxState(shared): S) -> Json<Value> {
 
 fn limits_view(st: &crate::state::State) -> Value {
     let ops = crate::validation::SERVED;
-    let limits: serde_json::Map<String, Value> = ops.iter().map(|o| (o.to_string(), json!(st.limiter.limit(o)))).collect();
+    let limits: serde_json::Map<String, Value> = ops
+        .iter()
+        .map(|o| (o.to_string(), json!(st.limiter.limit(o))))
+        .collect();
     json!({"enabled": st.limiter.enabled, "limits": limits})
 }
 
@@ -375,15 +431,35 @@ struct DocQuery {
     signature: Option<String>,
 }
 
-async fn document(AxState(shared): S, Path(token): Path<String>, Query(q): Query<DocQuery>) -> Response {
+async fn document(
+    AxState(shared): S,
+    Path(token): Path<String>,
+    Query(q): Query<DocQuery>,
+) -> Response {
     let st = shared.lock();
-    let denied = |m: &str| (StatusCode::FORBIDDEN, [("content-type", "application/xml")], format!("<Error><Code>AccessDenied</Code><Message>{m}</Message></Error>")).into_response();
-    let Some(d) = st.documents.get(&token) else { return denied("Access Denied") };
+    let denied = |m: &str| {
+        (
+            StatusCode::FORBIDDEN,
+            [("content-type", "application/xml")],
+            format!("<Error><Code>AccessDenied</Code><Message>{m}</Message></Error>"),
+        )
+            .into_response()
+    };
+    let Some(d) = st.documents.get(&token) else {
+        return denied("Access Denied");
+    };
     if q.signature.as_deref() != Some(d.signature.as_str()) {
-        return denied("The request signature we calculated does not match the signature you provided.");
+        return denied(
+            "The request signature we calculated does not match the signature you provided.",
+        );
     }
     if d.created.elapsed().as_secs() > 900 {
         return denied("Request has expired");
     }
-    (StatusCode::OK, [("content-type", d.content_type.clone())], d.bytes.clone()).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", d.content_type.clone())],
+        d.bytes.clone(),
+    )
+        .into_response()
 }

@@ -28,7 +28,10 @@ pub struct ConfirmCounts {
 
 impl AdminClient {
     pub fn new(base_url: &str) -> Self {
-        Self { base: base_url.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+        Self {
+            base: base_url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -37,13 +40,21 @@ impl AdminClient {
 
     /// Any admin call: `path` is under `/_sim/` (e.g. `"state"`). Non-2xx becomes an error
     /// carrying the simulator's message.
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}/_sim/{}", self.base, path.trim_start_matches('/'));
         let mut req = self.http.request(method.clone(), &url);
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.with_context(|| format!("{method} {url}"))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
@@ -69,16 +80,25 @@ impl AdminClient {
 
     /// Replaces the accepted LWA credentials with exactly these.
     pub async fn set_lwa_credentials(&self, creds: &[LwaCredentials]) -> anyhow::Result<()> {
-        self.call(Method::PUT, "lwa/credentials", Some(json!(creds))).await.map(|_| ())
+        self.call(Method::PUT, "lwa/credentials", Some(json!(creds)))
+            .await
+            .map(|_| ())
     }
 
     /// Expires every access token issued so far (the next SP-API call gets 403).
     pub async fn expire_tokens(&self) -> anyhow::Result<()> {
-        self.call(Method::POST, "lwa/expire", None).await.map(|_| ())
+        self.call(Method::POST, "lwa/expire", None)
+            .await
+            .map(|_| ())
     }
 
     /// Creates (or replaces) a location; `channel_name` is FBA (Seller Flex) or MFN.
-    pub async fn create_location(&self, location_id: &str, marketplace_id: &str, channel_name: &str) -> anyhow::Result<Value> {
+    pub async fn create_location(
+        &self,
+        location_id: &str,
+        marketplace_id: &str,
+        channel_name: &str,
+    ) -> anyhow::Result<Value> {
         self.call(
             Method::POST,
             "locations",
@@ -89,11 +109,18 @@ impl AdminClient {
 
     /// Registers SKUs Amazon knows (batchInventory answers INVALID_SKU for others).
     pub async fn add_skus(&self, skus: &[&str]) -> anyhow::Result<()> {
-        self.call(Method::POST, "skus", Some(json!({ "skus": skus }))).await.map(|_| ())
+        self.call(Method::POST, "skus", Some(json!({ "skus": skus })))
+            .await
+            .map(|_| ())
     }
 
     /// Sets what Amazon holds as sellable for (location, sku), as if pushed earlier.
-    pub async fn set_inventory(&self, location_id: &str, sku: &str, sellable: i64) -> anyhow::Result<()> {
+    pub async fn set_inventory(
+        &self,
+        location_id: &str,
+        sku: &str,
+        sellable: i64,
+    ) -> anyhow::Result<()> {
         self.call(
             Method::PUT,
             "inventory",
@@ -109,7 +136,8 @@ impl AdminClient {
             .append_pair("locationId", location_id)
             .append_pair("skuId", sku)
             .finish();
-        self.call(Method::GET, &format!("inventory?{q}"), None).await
+        self.call(Method::GET, &format!("inventory?{q}"), None)
+            .await
     }
 
     /// Creates one shipment from a spec (see README: `locationId` required; `id`, `status`,
@@ -120,16 +148,25 @@ impl AdminClient {
     }
 
     /// Creates `count` random (seeded) shipments at a location; returns their IDs.
-    pub async fn create_random_shipments(&self, location_id: &str, count: usize) -> anyhow::Result<Vec<String>> {
+    pub async fn create_random_shipments(
+        &self,
+        location_id: &str,
+        count: usize,
+    ) -> anyhow::Result<Vec<String>> {
         let v = self
-            .call(Method::POST, "shipments/random", Some(json!({"locationId": location_id, "count": count})))
+            .call(
+                Method::POST,
+                "shipments/random",
+                Some(json!({"locationId": location_id, "count": count})),
+            )
             .await?;
         Ok(serde_json::from_value(v["shipmentIds"].clone())?)
     }
 
     /// `{shipment, confirmRequests, confirmApplied, rejectApplied, invoice, labels, labelGenerations, history}`.
     pub async fn shipment(&self, id: &str) -> anyhow::Result<Value> {
-        self.call(Method::GET, &format!("shipments/{}", enc(id)), None).await
+        self.call(Method::GET, &format!("shipments/{}", enc(id)), None)
+            .await
     }
 
     pub async fn confirm_counts(&self, id: &str) -> anyhow::Result<ConfirmCounts> {
@@ -142,21 +179,37 @@ impl AdminClient {
 
     /// Cancels the whole shipment as the marketplace would (MARKETPLACE_CANCELLED).
     pub async fn cancel_shipment(&self, id: &str) -> anyhow::Result<Value> {
-        self.call(Method::POST, &format!("shipments/{}/cancel", enc(id)), Some(json!({}))).await
+        self.call(
+            Method::POST,
+            &format!("shipments/{}/cancel", enc(id)),
+            Some(json!({})),
+        )
+        .await
     }
 
     /// Cancels some units of some lines: `(shipmentLineItemId, quantity)`. Custom type/reason
     /// via [`AdminClient::call`] with `{lineItems, cancellationType, reason}`.
     pub async fn cancel_lines(&self, id: &str, lines: &[(&str, u32)]) -> anyhow::Result<Value> {
-        let items: Vec<Value> = lines.iter().map(|(l, q)| json!({"id": l, "quantity": q})).collect();
-        self.call(Method::POST, &format!("shipments/{}/cancel", enc(id)), Some(json!({ "lineItems": items })))
-            .await
+        let items: Vec<Value> = lines
+            .iter()
+            .map(|(l, q)| json!({"id": l, "quantity": q}))
+            .collect();
+        self.call(
+            Method::POST,
+            &format!("shipments/{}/cancel", enc(id)),
+            Some(json!({ "lineItems": items })),
+        )
+        .await
     }
 
     /// Moves a shipment to a status as Amazon would (e.g. SHIPPED, DELIVERED).
     pub async fn advance_shipment(&self, id: &str, status: &str) -> anyhow::Result<Value> {
-        self.call(Method::POST, &format!("shipments/{}/advance", enc(id)), Some(json!({ "status": status })))
-            .await
+        self.call(
+            Method::POST,
+            &format!("shipments/{}/advance", enc(id)),
+            Some(json!({ "status": status })),
+        )
+        .await
     }
 
     /// The call log (optionally one operation): `[{operation, method, path, query, status, time, requestId, note}]`.
@@ -165,7 +218,9 @@ impl AdminClient {
             Some(op) => format!("calls?operation={}", enc(op)),
             None => "calls".to_string(),
         };
-        Ok(serde_json::from_value(self.call(Method::GET, &p, None).await?)?)
+        Ok(serde_json::from_value(
+            self.call(Method::GET, &p, None).await?,
+        )?)
     }
 
     /// Creates a return (spec: `shipmentId` or `locationId`+`sku`; optional `status`, `returnType`, ...).
@@ -174,8 +229,12 @@ impl AdminClient {
     }
 
     pub async fn set_return_status(&self, id: &str, status: &str) -> anyhow::Result<Value> {
-        self.call(Method::POST, &format!("returns/{}/status", enc(id)), Some(json!({ "status": status })))
-            .await
+        self.call(
+            Method::POST,
+            &format!("returns/{}/status", enc(id)),
+            Some(json!({ "status": status })),
+        )
+        .await
     }
 
     /// Listings by sku: `{sellerId, productType, prices:{marketplaceId: "19.99"}, attributes, submissions}`.
@@ -185,7 +244,9 @@ impl AdminClient {
 
     /// Replaces the whole fault configuration.
     pub async fn set_faults(&self, cfg: &FaultConfig) -> anyhow::Result<()> {
-        self.call(Method::PUT, "faults", Some(json!(cfg))).await.map(|_| ())
+        self.call(Method::PUT, "faults", Some(json!(cfg)))
+            .await
+            .map(|_| ())
     }
 
     pub async fn clear_faults(&self) -> anyhow::Result<()> {
@@ -216,22 +277,33 @@ impl AdminClient {
 
     /// Turns rate limiting on or off.
     pub async fn set_rate_limits_enabled(&self, enabled: bool) -> anyhow::Result<()> {
-        self.call(Method::PUT, "rate-limits", Some(json!({ "enabled": enabled }))).await.map(|_| ())
+        self.call(
+            Method::PUT,
+            "rate-limits",
+            Some(json!({ "enabled": enabled })),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Registers where shipment-status notifications go: `{"sqsQueueUrl": ...}` or `{"url": "https://..."}`.
     pub async fn add_notification_destination(&self, spec: Value) -> anyhow::Result<Value> {
-        self.call(Method::POST, "notifications/destinations", Some(spec)).await
+        self.call(Method::POST, "notifications/destinations", Some(spec))
+            .await
     }
 
     /// Delivery options: `{duplicateRate, reorder, enabled}`.
     pub async fn set_notification_options(&self, opts: Value) -> anyhow::Result<()> {
-        self.call(Method::PUT, "notifications/options", Some(opts)).await.map(|_| ())
+        self.call(Method::PUT, "notifications/options", Some(opts))
+            .await
+            .map(|_| ())
     }
 
     /// Every notification the simulator attempted, with its delivery outcome.
     pub async fn notifications(&self) -> anyhow::Result<Vec<Value>> {
-        Ok(serde_json::from_value(self.call(Method::GET, "notifications", None).await?)?)
+        Ok(serde_json::from_value(
+            self.call(Method::GET, "notifications", None).await?,
+        )?)
     }
 }
 

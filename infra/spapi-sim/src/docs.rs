@@ -32,18 +32,30 @@ pub fn pdf(title: &str, lines: &[String]) -> Vec<u8> {
         out.extend_from_slice(format!("{} 0 obj\n{}\nendobj\n", i + 1, o).as_bytes());
     }
     let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for off in offsets {
         out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
     }
     out.extend_from_slice(
-        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes(),
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
     );
     out
 }
 
 /// A 4x6 inch ZPL label with a Code 128 barcode of the tracking ID.
-pub fn zpl(carrier: &str, tracking_id: &str, shipment_id: &str, package_id: &str, city: &str) -> Vec<u8> {
+pub fn zpl(
+    carrier: &str,
+    tracking_id: &str,
+    shipment_id: &str,
+    package_id: &str,
+    city: &str,
+) -> Vec<u8> {
     let clean = |s: &str| s.replace(['^', '~'], " ");
     format!(
         "^XA\n^CI28\n^PW812\n^LL1218\n^FO40,40^A0N,50,50^FD{}^FS\n^FO40,110^A0N,30,30^FDShipment {}^FS\n\
@@ -64,16 +76,31 @@ mod tests {
 
     #[test]
     fn pdf_xref_offsets_point_at_objects() {
-        let p = pdf("Invoice (test)", &["line 1".into(), "Total 19.99 EUR".into()]);
+        let p = pdf(
+            "Invoice (test)",
+            &["line 1".into(), "Total 19.99 EUR".into()],
+        );
         let s = String::from_utf8_lossy(&p).to_string();
         assert!(s.starts_with("%PDF-1.4"));
         assert!(s.trim_end().ends_with("%%EOF"));
-        let startxref: usize = s.rsplit("startxref\n").next().unwrap().lines().next().unwrap().parse().unwrap();
+        let startxref: usize = s
+            .rsplit("startxref\n")
+            .next()
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(s[startxref..].starts_with("xref"));
         let entries: Vec<&str> = s[startxref..].lines().skip(3).take(5).collect();
         for (i, e) in entries.iter().enumerate() {
             let off: usize = e[..10].parse().unwrap();
-            assert!(s[off..].starts_with(&format!("{} 0 obj", i + 1)), "object {} at {off}", i + 1);
+            assert!(
+                s[off..].starts_with(&format!("{} 0 obj", i + 1)),
+                "object {} at {off}",
+                i + 1
+            );
         }
     }
 

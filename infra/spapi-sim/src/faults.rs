@@ -31,7 +31,10 @@ pub enum FaultKind {
 impl FaultKind {
     /// Whether the request's change is made before the fault.
     pub fn applies(self) -> bool {
-        matches!(self, FaultKind::ApplyThenFail | FaultKind::ApplyThenHang | FaultKind::None)
+        matches!(
+            self,
+            FaultKind::ApplyThenFail | FaultKind::ApplyThenHang | FaultKind::None
+        )
     }
 }
 
@@ -109,18 +112,36 @@ impl FaultState {
         let mut c = self.config.clone();
         c.global.script = self.global_script.iter().copied().collect();
         for (op, r) in c.operations.iter_mut() {
-            r.script = self.scripts.get(op).map(|q| q.iter().copied().collect()).unwrap_or_default();
+            r.script = self
+                .scripts
+                .get(op)
+                .map(|q| q.iter().copied().collect())
+                .unwrap_or_default();
         }
         c
     }
 
+    /// Whether `operation` has a rule of its own (LWA faults only apply then).
+    pub fn has_rule(&self, operation: &str) -> bool {
+        self.config.operations.contains_key(operation)
+    }
+
     pub fn decide(&mut self, operation: &str) -> Decision {
-        let rule = self.config.operations.get(operation).unwrap_or(&self.config.global).clone();
+        let rule = self
+            .config
+            .operations
+            .get(operation)
+            .unwrap_or(&self.config.global)
+            .clone();
         let mut latency = rule.latency_ms;
         if rule.latency_jitter_ms > 0 {
             latency += self.rng.random_range(0..=rule.latency_jitter_ms);
         }
-        let hang = Duration::from_millis(if rule.hang_ms == 0 { 30_000 } else { rule.hang_ms });
+        let hang = Duration::from_millis(if rule.hang_ms == 0 {
+            30_000
+        } else {
+            rule.hang_ms
+        });
         let scripted = match self.scripts.get_mut(operation) {
             Some(q) if !q.is_empty() => q.pop_front(),
             _ => self.global_script.pop_front(),
@@ -148,7 +169,11 @@ impl FaultState {
                 pick
             }
         };
-        Decision { latency: Duration::from_millis(latency), kind, hang }
+        Decision {
+            latency: Duration::from_millis(latency),
+            kind,
+            hang,
+        }
     }
 }
 
@@ -161,9 +186,18 @@ mod tests {
         let mut ops = BTreeMap::new();
         ops.insert(
             "processShipment".to_string(),
-            FaultRule { script: vec![FaultKind::ApplyThenFail, FaultKind::Drop], ..Default::default() },
+            FaultRule {
+                script: vec![FaultKind::ApplyThenFail, FaultKind::Drop],
+                ..Default::default()
+            },
         );
-        let cfg = FaultConfig { global: FaultRule { throttle_rate: 1.0, ..Default::default() }, operations: ops };
+        let cfg = FaultConfig {
+            global: FaultRule {
+                throttle_rate: 1.0,
+                ..Default::default()
+            },
+            operations: ops,
+        };
         let mut f = FaultState::new(cfg, 7);
         assert_eq!(f.decide("processShipment").kind, FaultKind::ApplyThenFail);
         assert_eq!(f.decide("processShipment").kind, FaultKind::Drop);
@@ -174,10 +208,18 @@ mod tests {
 
     #[test]
     fn rates_are_seeded() {
-        let cfg = FaultConfig { global: FaultRule { error503_rate: 0.3, ..Default::default() }, ..Default::default() };
+        let cfg = FaultConfig {
+            global: FaultRule {
+                error503_rate: 0.3,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         let draw = |seed| {
             let mut f = FaultState::new(cfg.clone(), seed);
-            (0..200).map(|_| f.decide("x").kind == FaultKind::Error503).collect::<Vec<_>>()
+            (0..200)
+                .map(|_| f.decide("x").kind == FaultKind::Error503)
+                .collect::<Vec<_>>()
         };
         let a = draw(1);
         assert_eq!(a, draw(1));

@@ -99,14 +99,45 @@ pub fn charge(kind: &str, gross: i64, discount: i64, cur: &str) -> Value {
     })
 }
 
-const FIRST: [&str; 10] = ["Alex", "Sam", "Robin", "Kim", "Jordan", "Maria", "Noah", "Lea", "Ravi", "Yuki"];
-const LAST: [&str; 10] = ["Example", "Sample", "Tester", "Placeholder", "Fictive", "Dummy", "Mock", "Demo", "Fake", "Stub"];
-const STREETS: [&str; 6] = ["Test Street", "Sample Road", "Example Avenue", "Mock Lane", "Demo Way", "Placeholder Blvd"];
-const CITIES: [&str; 6] = ["Springfield", "Rivertown", "Lakeside", "Hillview", "Fairview", "Maplewood"];
+const FIRST: [&str; 10] = [
+    "Alex", "Sam", "Robin", "Kim", "Jordan", "Maria", "Noah", "Lea", "Ravi", "Yuki",
+];
+const LAST: [&str; 10] = [
+    "Example",
+    "Sample",
+    "Tester",
+    "Placeholder",
+    "Fictive",
+    "Dummy",
+    "Mock",
+    "Demo",
+    "Fake",
+    "Stub",
+];
+const STREETS: [&str; 6] = [
+    "Test Street",
+    "Sample Road",
+    "Example Avenue",
+    "Mock Lane",
+    "Demo Way",
+    "Placeholder Blvd",
+];
+const CITIES: [&str; 6] = [
+    "Springfield",
+    "Rivertown",
+    "Lakeside",
+    "Hillview",
+    "Fairview",
+    "Maplewood",
+];
 
 fn address(st: &mut State, marketplace_id: &str) -> Value {
     let r = &mut st.rng;
-    let name = format!("{} {}", FIRST.choose(r).unwrap_or(&"Alex"), LAST.choose(r).unwrap_or(&"Example"));
+    let name = format!(
+        "{} {}",
+        FIRST.choose(r).unwrap_or(&"Alex"),
+        LAST.choose(r).unwrap_or(&"Example")
+    );
     json!({
         "name": name,
         "addressLine1": format!("{} {}", r.random_range(1..200), STREETS.choose(r).unwrap_or(&"Test Street")),
@@ -120,12 +151,22 @@ fn address(st: &mut State, marketplace_id: &str) -> Value {
     })
 }
 
+fn level(required: bool) -> &'static str {
+    if required {
+        "REQUIRED"
+    } else {
+        "DISALLOWED"
+    }
+}
+
 /// A line requested in a shipment spec.
 pub struct LineSpec {
     pub id: Option<String>,
     pub sku: String,
     pub quantity: i64,
     pub unit_price_cents: i64,
+    /// serialNumber, countryOfOrigin, itemValue, hazmatLabels requirements (REQUIRED = true).
+    pub required: [bool; 4],
 }
 
 fn parse_cents(v: &Value) -> Option<i64> {
@@ -143,22 +184,47 @@ fn parse_cents(v: &Value) -> Option<i64> {
 /// out are drawn from the seeded RNG. The status is decided by the caller (stock check).
 pub fn shipment(st: &mut State, loc: &Location, spec: &Value) -> Result<Value, ApiError> {
     let now = st.now();
-    let cur = spec["currency"].as_str().unwrap_or(currency_for(&loc.marketplace_id)).to_string();
+    let cur = spec["currency"]
+        .as_str()
+        .unwrap_or(currency_for(&loc.marketplace_id))
+        .to_string();
     let mut lines: Vec<LineSpec> = Vec::new();
     if let Some(arr) = spec["lineItems"].as_array() {
         for (i, l) in arr.iter().enumerate() {
-            let sku = l["sku"].as_str().or(l["merchantSku"].as_str()).ok_or_else(|| {
-                ApiError::invalid_input(format!("lineItems[{i}].sku is required"))
-            })?;
-            let quantity = l["quantity"].as_i64().or(l["numberOfUnits"].as_i64()).unwrap_or(1);
+            let sku = l["sku"]
+                .as_str()
+                .or(l["merchantSku"].as_str())
+                .ok_or_else(|| {
+                    ApiError::invalid_input(format!("lineItems[{i}].sku is required"))
+                })?;
+            let quantity = l["quantity"]
+                .as_i64()
+                .or(l["numberOfUnits"].as_i64())
+                .unwrap_or(1);
             if quantity < 1 {
-                return Err(ApiError::invalid_input(format!("lineItems[{i}].quantity must be >= 1")));
+                return Err(ApiError::invalid_input(format!(
+                    "lineItems[{i}].quantity must be >= 1"
+                )));
             }
-            let price = parse_cents(&l["unitPrice"]).unwrap_or_else(|| st.rng.random_range(499..9999));
-            lines.push(LineSpec { id: l["id"].as_str().map(str::to_string), sku: sku.to_string(), quantity, unit_price_cents: price });
+            let price =
+                parse_cents(&l["unitPrice"]).unwrap_or_else(|| st.rng.random_range(499..9999));
+            lines.push(LineSpec {
+                id: l["id"].as_str().map(str::to_string),
+                sku: sku.to_string(),
+                quantity,
+                unit_price_cents: price,
+                required: [
+                    l["serialNumbersRequired"].as_bool().unwrap_or(false),
+                    l["countryOfOriginRequired"].as_bool().unwrap_or(false),
+                    l["itemValueRequired"].as_bool().unwrap_or(false),
+                    l["hazmatLabelsRequired"].as_bool().unwrap_or(false),
+                ],
+            });
         }
     } else {
-        let n = spec["lineCount"].as_u64().unwrap_or_else(|| st.rng.random_range(1..=4)) as usize;
+        let n = spec["lineCount"]
+            .as_u64()
+            .unwrap_or_else(|| st.rng.random_range(1..=4)) as usize;
         let catalog: Vec<String> = st.skus.iter().cloned().collect();
         for i in 0..n.max(1) {
             let sku = if catalog.is_empty() {
@@ -171,21 +237,37 @@ pub fn shipment(st: &mut State, loc: &Location, spec: &Value) -> Result<Value, A
             }
             let quantity = *[1, 1, 1, 2, 2, 3, 5].choose(&mut st.rng).unwrap_or(&1);
             let price = st.rng.random_range(499..12999);
-            lines.push(LineSpec { id: None, sku, quantity, unit_price_cents: price });
+            lines.push(LineSpec {
+                id: None,
+                sku,
+                quantity,
+                unit_price_cents: price,
+                required: [false; 4],
+            });
         }
     }
     if lines.is_empty() {
-        return Err(ApiError::invalid_input("a shipment needs at least one line item"));
+        return Err(ApiError::invalid_input(
+            "a shipment needs at least one line item",
+        ));
     }
-    let prime = spec["prime"].as_bool().unwrap_or_else(|| st.rng.random_bool(0.4));
-    let gift_line = spec["gift"].as_bool().unwrap_or_else(|| st.rng.random_bool(0.1));
+    let prime = spec["prime"]
+        .as_bool()
+        .unwrap_or_else(|| st.rng.random_bool(0.4));
+    let gift_line = spec["gift"]
+        .as_bool()
+        .unwrap_or_else(|| st.rng.random_bool(0.1));
     let mut units = 0;
     let mut total = 0;
     let mut line_items = Vec::new();
     for (i, l) in lines.iter().enumerate() {
         units += l.quantity;
         let gross = l.unit_price_cents * l.quantity;
-        let discount = if st.rng.random_bool(0.2) { gross / 10 } else { 0 };
+        let discount = if st.rng.random_bool(0.2) {
+            gross / 10
+        } else {
+            0
+        };
         total += gross - discount;
         let mut charges = vec![charge("PRODUCT", gross, discount, &cur)];
         let mut item = json!({
@@ -194,14 +276,20 @@ pub fn shipment(st: &mut State, loc: &Location, spec: &Value) -> Result<Value, A
             "numberOfUnits": l.quantity,
             "pieceType": "SINGLE",
             "complianceAttributes": {
-                "serialNumberRequirement": "DISALLOWED",
-                "hazmatLabelsRequirement": "DISALLOWED",
-                "countryOfOriginRequirement": "DISALLOWED",
-                "itemValueRequirement": "DISALLOWED",
+                "serialNumberRequirement": level(l.required[0]),
+                "countryOfOriginRequirement": level(l.required[1]),
+                "itemValueRequirement": level(l.required[2]),
+                "hazmatLabelsRequirement": level(l.required[3]),
             },
             "recommendedCurrencyCode": cur,
             "itemValue": amount(l.unit_price_cents, &cur),
         });
+        if l.required[1] {
+            item["recommendedCountryOfOrigin"] = json!("CN");
+        }
+        if l.required[3] {
+            item["hazmatLabels"] = json!(["UN3481"]);
+        }
         if gift_line && i == 0 {
             charges.push(charge("GIFT_WRAP", 299, 0, &cur));
             total += 299;
@@ -215,29 +303,46 @@ pub fn shipment(st: &mut State, loc: &Location, spec: &Value) -> Result<Value, A
         item["charges"] = json!(charges);
         line_items.push(item);
     }
-    let shipping = if prime { 0 } else { *[0, 399, 499, 599].choose(&mut st.rng).unwrap_or(&0) };
+    let shipping = if prime {
+        0
+    } else {
+        *[0, 399, 499, 599].choose(&mut st.rng).unwrap_or(&0)
+    };
     total += shipping;
-    let ship_by_hours = spec["shipByHours"].as_i64().unwrap_or(if prime { 12 } else { 36 });
+    let ship_by_hours = spec["shipByHours"]
+        .as_i64()
+        .unwrap_or(if prime { 12 } else { 36 });
     let ship_by: DateTime<Utc> = now + Duration::hours(ship_by_hours);
     let seq = st.next_seq();
     let id = match spec["id"].as_str() {
         Some(id) => id.to_string(),
         None => format!("SIM{:06}{:04X}", seq, st.rng.random_range(0..0xFFFFu32)),
     };
-    let buyer_order_id = spec["buyerOrderId"].as_str().map(str::to_string).unwrap_or_else(|| {
-        format!(
-            "{:03}-{:07}-{:07}",
-            st.rng.random_range(100..999),
-            st.rng.random_range(0..9_999_999),
-            st.rng.random_range(0..9_999_999)
-        )
-    });
+    let buyer_order_id = spec["buyerOrderId"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            format!(
+                "{:03}-{:07}-{:07}",
+                st.rng.random_range(100..999),
+                st.rng.random_range(0..9_999_999),
+                st.rng.random_range(0..9_999_999)
+            )
+        });
     let mfn = loc.channel_name == "MFN";
-    let mut eligible = vec!["ACCEPTED", "CONFIRMED", "PACKAGE_CREATED", "PICKUP_SLOT_RETRIEVED"];
+    let mut eligible = vec![
+        "ACCEPTED",
+        "CONFIRMED",
+        "PACKAGE_CREATED",
+        "PICKUP_SLOT_RETRIEVED",
+    ];
     if mfn {
         eligible.insert(0, "CREATED");
     }
-    let eligible: Value = spec.get("orderStatesEligibleForRejection").cloned().unwrap_or(json!(eligible));
+    let eligible: Value = spec
+        .get("orderStatesEligibleForRejection")
+        .cloned()
+        .unwrap_or(json!(eligible));
     let invoice_required = spec["invoiceRequired"].as_bool().unwrap_or(cur == "INR");
     let mut attrs = json!({
         "marketplaceId": loc.marketplace_id,
@@ -249,7 +354,10 @@ pub fn shipment(st: &mut State, loc: &Location, spec: &Value) -> Result<Value, A
     }
     let placed = now - Duration::minutes(st.rng.random_range(1..90));
     let addr = address(st, &loc.marketplace_id);
-    let rec_lines: Vec<Value> = line_items.iter().map(|l| json!({"lineItemId": l["shipmentLineItemId"]})).collect();
+    let rec_lines: Vec<Value> = line_items
+        .iter()
+        .map(|l| json!({"lineItemId": l["shipmentLineItemId"]}))
+        .collect();
     let weight_g = 150 * units + st.rng.random_range(50..400);
     let doc = json!({
         "id": id,
@@ -298,37 +406,90 @@ pub fn shipment(st: &mut State, loc: &Location, spec: &Value) -> Result<Value, A
 pub fn return_doc(st: &mut State, spec: &Value) -> Result<Value, ApiError> {
     let now = fmt_time(st.now());
     let seq = st.next_seq();
-    let (location, sku, units, shipment_id, order_id, channel, marketplace) = if let Some(sid) = spec["shipmentId"].as_str() {
-        let s = st.shipments.get(sid).ok_or_else(|| ApiError::not_found("shipmentId", sid))?;
-        let line = s.doc["lineItems"].as_array().and_then(|l| l.first()).cloned().unwrap_or(Value::Null);
-        (
-            s.doc["locationId"].as_str().unwrap_or("").to_string(),
-            spec["sku"].as_str().map(str::to_string).unwrap_or_else(|| line["merchantSku"].as_str().unwrap_or("").to_string()),
-            spec["numberOfUnits"].as_i64().unwrap_or_else(|| line["numberOfUnits"].as_i64().unwrap_or(1)),
-            sid.to_string(),
-            s.doc["shipmentInfo"]["buyerOrderId"].as_str().unwrap_or("").to_string(),
-            s.doc["marketplaceAttributes"]["channelName"].as_str().unwrap_or("FBA").to_string(),
-            s.doc["marketplaceAttributes"]["marketplaceId"].as_str().unwrap_or("").to_string(),
-        )
-    } else {
-        let loc = spec["locationId"].as_str().ok_or_else(|| ApiError::invalid_input("shipmentId or locationId is required"))?;
-        let l = st.locations.get(loc).cloned().ok_or_else(|| ApiError::not_found("locationId", loc))?;
-        (
-            loc.to_string(),
-            spec["sku"].as_str().unwrap_or("SIM-SKU-0001").to_string(),
-            spec["numberOfUnits"].as_i64().unwrap_or(1),
-            format!("SIMSHIP{seq:06}"),
-            format!("{:03}-{:07}-{:07}", st.rng.random_range(100..999), st.rng.random_range(0..9_999_999), st.rng.random_range(0..9_999_999)),
-            l.channel_name,
-            l.marketplace_id,
-        )
-    };
-    let id = spec["id"].as_str().map(str::to_string).unwrap_or_else(|| format!("RET{:06}{:04X}", seq, st.rng.random_range(0..0xFFFFu32)));
-    let rma = spec["rmaId"].as_str().map(str::to_string).unwrap_or_else(|| format!("RMA{:08}", st.rng.random_range(0..99_999_999)));
+    let (location, sku, units, shipment_id, order_id, channel, marketplace) =
+        if let Some(sid) = spec["shipmentId"].as_str() {
+            let s = st
+                .shipments
+                .get(sid)
+                .ok_or_else(|| ApiError::not_found("shipmentId", sid))?;
+            let line = s.doc["lineItems"]
+                .as_array()
+                .and_then(|l| l.first())
+                .cloned()
+                .unwrap_or(Value::Null);
+            (
+                s.doc["locationId"].as_str().unwrap_or("").to_string(),
+                spec["sku"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| line["merchantSku"].as_str().unwrap_or("").to_string()),
+                spec["numberOfUnits"]
+                    .as_i64()
+                    .unwrap_or_else(|| line["numberOfUnits"].as_i64().unwrap_or(1)),
+                sid.to_string(),
+                s.doc["shipmentInfo"]["buyerOrderId"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                s.doc["marketplaceAttributes"]["channelName"]
+                    .as_str()
+                    .unwrap_or("FBA")
+                    .to_string(),
+                s.doc["marketplaceAttributes"]["marketplaceId"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        } else {
+            let loc = spec["locationId"]
+                .as_str()
+                .ok_or_else(|| ApiError::invalid_input("shipmentId or locationId is required"))?;
+            let l = st
+                .locations
+                .get(loc)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found("locationId", loc))?;
+            (
+                loc.to_string(),
+                spec["sku"].as_str().unwrap_or("SIM-SKU-0001").to_string(),
+                spec["numberOfUnits"].as_i64().unwrap_or(1),
+                format!("SIMSHIP{seq:06}"),
+                format!(
+                    "{:03}-{:07}-{:07}",
+                    st.rng.random_range(100..999),
+                    st.rng.random_range(0..9_999_999),
+                    st.rng.random_range(0..9_999_999)
+                ),
+                l.channel_name,
+                l.marketplace_id,
+            )
+        };
+    let id = spec["id"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("RET{:06}{:04X}", seq, st.rng.random_range(0..0xFFFFu32)));
+    let rma = spec["rmaId"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("RMA{:08}", st.rng.random_range(0..99_999_999)));
     let reverse = format!("SIMR{:010}", st.rng.random_range(0..9_999_999_999u64));
     let forward = format!("SIMF{:010}", st.rng.random_range(0..9_999_999_999u64));
-    let reasons = ["CR-DEFECTIVE", "CR-UNWANTED_ITEM", "CR-SWITCHEROO", "CR-ORDERED_WRONG_ITEM", "AMZ-PG-BAD-DESC"];
-    let reason = spec["returnReason"].as_str().map(str::to_string).unwrap_or_else(|| reasons.choose(&mut st.rng).unwrap_or(&"CR-DEFECTIVE").to_string());
+    let reasons = [
+        "CR-DEFECTIVE",
+        "CR-UNWANTED_ITEM",
+        "CR-SWITCHEROO",
+        "CR-ORDERED_WRONG_ITEM",
+        "AMZ-PG-BAD-DESC",
+    ];
+    let reason = spec["returnReason"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            reasons
+                .choose(&mut st.rng)
+                .unwrap_or(&"CR-DEFECTIVE")
+                .to_string()
+        });
     Ok(json!({
         "id": id,
         "returnLocationId": location,

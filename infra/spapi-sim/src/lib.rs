@@ -134,14 +134,24 @@ impl SimHandle {
         format!("{}/auth/o2/token", self.base_url)
     }
 
+    /// The same JSON as `GET /_sim/state`, read in process.
+    pub fn snapshot(&self) -> serde_json::Value {
+        self.shared.lock().snapshot()
+    }
+
     /// Stops accepting connections and waits for the server task.
     pub async fn shutdown(mut self) {
-        self.shared.shutting_down();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        if let Some(mut t) = self.task.take() {
+            // Graceful first; a connection held by an "apply then hang" fault must not delay us.
+            if tokio::time::timeout(std::time::Duration::from_secs(2), &mut t)
+                .await
+                .is_err()
+            {
+                t.abort();
+            }
         }
     }
 }

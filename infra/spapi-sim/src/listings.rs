@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::errors::ApiError;
 use crate::gen::currency_for;
 use crate::server::{HResult, Req, Resp};
-use crate::state::{ListingRec, State};
+use crate::state::State;
 
 fn issue(code: &str, message: String, attribute: &str) -> Value {
     json!({"code": code, "message": message, "severity": "ERROR", "attributeNames": [attribute], "categories": ["INVALID_ATTRIBUTE"]})
@@ -15,31 +15,57 @@ fn issue(code: &str, message: String, attribute: &str) -> Value {
 
 /// The price in `value_with_tax` of a purchasable_offer entry, as written.
 fn price_of(entry: &Value) -> Option<&Value> {
-    entry["our_price"].as_array()?.first()?["schedule"].as_array()?.first()?.get("value_with_tax")
+    entry["our_price"].as_array()?.first()?["schedule"]
+        .as_array()?
+        .first()?
+        .get("value_with_tax")
 }
 
 pub fn patch_listings_item(st: &mut State, req: &Req) -> HResult {
     let seller = req.p("sellerId").to_string();
     let sku = req.p("sku").to_string();
-    let marketplaces: Vec<String> = req.q("marketplaceIds").unwrap_or("").split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let marketplaces: Vec<String> = req
+        .q("marketplaceIds")
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
     let preview = req.q("mode") == Some("VALIDATION_PREVIEW");
     let body = req.body.clone().unwrap_or(Value::Null);
     let product_type = body["productType"].as_str().unwrap_or("").to_string();
     let mut issues = Vec::new();
     if !st.product_types.contains(&product_type) {
-        issues.push(issue("4000001", format!("The product type '{product_type}' is not recognized."), "productType"));
+        issues.push(issue(
+            "4000001",
+            format!("The product type '{product_type}' is not recognized."),
+            "productType",
+        ));
     }
     let mut prices: Vec<(String, Option<String>)> = Vec::new();
     let patches = body["patches"].as_array().cloned().unwrap_or_default();
     for p in &patches {
         let path = p["path"].as_str().unwrap_or("");
         let op = p["op"].as_str().unwrap_or("");
-        let Some(attr) = path.strip_prefix("/attributes/").filter(|a| !a.is_empty() && !a.contains('/')) else {
-            issues.push(issue("4000002", format!("'{path}' is not a top-level listings item attribute (/attributes/<name>)."), path));
+        let Some(attr) = path
+            .strip_prefix("/attributes/")
+            .filter(|a| !a.is_empty() && !a.contains('/'))
+        else {
+            issues.push(issue(
+                "4000002",
+                format!(
+                    "'{path}' is not a top-level listings item attribute (/attributes/<name>)."
+                ),
+                path,
+            ));
             continue;
         };
         if op != "delete" && p["value"].as_array().is_none_or(|v| v.is_empty()) {
-            issues.push(issue("4000003", format!("The '{op}' patch of '{attr}' needs a non-empty value."), attr));
+            issues.push(issue(
+                "4000003",
+                format!("The '{op}' patch of '{attr}' needs a non-empty value."),
+                attr,
+            ));
             continue;
         }
         if attr != "purchasable_offer" {
@@ -48,7 +74,11 @@ pub fn patch_listings_item(st: &mut State, req: &Req) -> HResult {
         for entry in p["value"].as_array().into_iter().flatten() {
             let mp = entry["marketplace_id"].as_str().unwrap_or("").to_string();
             if !marketplaces.contains(&mp) {
-                issues.push(issue("4000004", format!("marketplace_id '{mp}' is not among the request's marketplaceIds."), attr));
+                issues.push(issue(
+                    "4000004",
+                    format!("marketplace_id '{mp}' is not among the request's marketplaceIds."),
+                    attr,
+                ));
                 continue;
             }
             if op == "delete" {
@@ -57,7 +87,14 @@ pub fn patch_listings_item(st: &mut State, req: &Req) -> HResult {
             }
             if let Some(cur) = entry["currency"].as_str() {
                 if cur != currency_for(&mp) {
-                    issues.push(issue("4000005", format!("currency '{cur}' is not the currency of marketplace '{mp}' ({}).", currency_for(&mp)), attr));
+                    issues.push(issue(
+                        "4000005",
+                        format!(
+                            "currency '{cur}' is not the currency of marketplace '{mp}' ({}).",
+                            currency_for(&mp)
+                        ),
+                        attr,
+                    ));
                     continue;
                 }
             }
@@ -68,8 +105,16 @@ pub fn patch_listings_item(st: &mut State, req: &Req) -> HResult {
             };
             match price {
                 Some(v) if v >= 0.0 && v.is_finite() => prices.push((mp, Some(format!("{v:.2}")))),
-                Some(v) => issues.push(issue("4000006", format!("our_price value_with_tax {v} must not be negative."), attr)),
-                None => issues.push(issue("4000007", "purchasable_offer needs our_price[0].schedule[0].value_with_tax.".into(), attr)),
+                Some(v) => issues.push(issue(
+                    "4000006",
+                    format!("our_price value_with_tax {v} must not be negative."),
+                    attr,
+                )),
+                None => issues.push(issue(
+                    "4000007",
+                    "purchasable_offer needs our_price[0].schedule[0].value_with_tax.".into(),
+                    attr,
+                )),
             }
         }
     }
@@ -82,7 +127,7 @@ pub fn patch_listings_item(st: &mut State, req: &Req) -> HResult {
         "ACCEPTED"
     };
     if status == "ACCEPTED" {
-        let rec = st.listings.entry(sku.clone()).or_insert_with(ListingRec::default);
+        let rec = st.listings.entry(sku.clone()).or_default();
         rec.seller_id = seller;
         rec.product_type = product_type;
         for m in &marketplaces {
@@ -91,7 +136,10 @@ pub fn patch_listings_item(st: &mut State, req: &Req) -> HResult {
             }
         }
         for p in &patches {
-            if let Some(attr) = p["path"].as_str().and_then(|x| x.strip_prefix("/attributes/")) {
+            if let Some(attr) = p["path"]
+                .as_str()
+                .and_then(|x| x.strip_prefix("/attributes/"))
+            {
                 if p["op"] == "delete" {
                     rec.attributes.remove(attr);
                 } else {
@@ -107,13 +155,21 @@ pub fn patch_listings_item(st: &mut State, req: &Req) -> HResult {
         }
         rec.submissions.push(submission_id.clone());
     }
-    Ok(Resp::ok(json!({"sku": sku, "status": status, "submissionId": submission_id, "issues": issues})))
+    Ok(Resp::ok(
+        json!({"sku": sku, "status": status, "submissionId": submission_id, "issues": issues}),
+    ))
 }
 
 pub fn get_listings_item(st: &mut State, req: &Req) -> HResult {
     let sku = req.p("sku");
     let rec = st.listings.get(sku).ok_or_else(|| {
-        ApiError::new(axum::http::StatusCode::NOT_FOUND, "NOT_FOUND", format!("SKU '{sku}' not found in marketplace"))
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("SKU '{sku}' not found in marketplace"),
+        )
     })?;
-    Ok(Resp::ok(json!({"sku": sku, "attributes": rec.attributes, "issues": []})))
+    Ok(Resp::ok(
+        json!({"sku": sku, "attributes": rec.attributes, "issues": []}),
+    ))
 }

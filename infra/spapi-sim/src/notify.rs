@@ -42,7 +42,12 @@ pub struct NotifyOptions {
 
 impl Default for NotifyOptions {
     fn default() -> Self {
-        Self { enabled: true, duplicate_rate: 0.0, reorder: false, reorder_window_ms: 500 }
+        Self {
+            enabled: true,
+            duplicate_rate: 0.0,
+            reorder: false,
+            reorder_window_ms: 500,
+        }
     }
 }
 
@@ -77,8 +82,11 @@ impl Notifier {
         let log: Arc<Mutex<Vec<Value>>> = Arc::default();
         let log2 = log.clone();
         tokio::spawn(async move {
-            let sqs: Arc<tokio::sync::OnceCell<aws_sdk_sqs::Client>> = Arc::default();
-            let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+            let sqs: SqsClients = Arc::default();
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default();
             while let Some(job) = rx.recv().await {
                 let (sqs, http, log) = (sqs.clone(), http.clone(), log2.clone());
                 if job.delay.is_zero() {
@@ -93,41 +101,90 @@ impl Notifier {
     }
 }
 
-async fn sqs_client() -> aws_sdk_sqs::Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+/// The SQS endpoint: `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL` (moto), else the queue URL's
+/// own host when it is not an amazonaws.com host. Never real AWS.
+fn sqs_endpoint(queue_url: &str) -> Result<String, String> {
+    for k in ["AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"] {
+        if let Ok(v) = std::env::var(k) {
+            if !v.is_empty() {
+                return Ok(v);
+            }
+        }
+    }
+    let u = url_origin(queue_url).ok_or_else(|| format!("not a queue URL: {queue_url}"))?;
+    if u.contains("amazonaws.com") {
+        return Err(format!(
+            "refusing to send to real AWS ({u}): set AWS_ENDPOINT_URL to a local endpoint such as moto"
+        ));
+    }
+    Ok(u)
+}
+
+fn url_origin(u: &str) -> Option<String> {
+    let (scheme, rest) = u.split_once("://")?;
+    let host = rest.split('/').next()?;
+    (!host.is_empty()).then(|| format!("{scheme}://{host}"))
+}
+
+async fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).endpoint_url(endpoint);
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+    {
         loader = loader.region(aws_config::Region::new("us-east-1"));
     }
-    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() && std::env::var_os("AWS_PROFILE").is_none() {
-        // Only ever pointed at moto locally; moto accepts any key.
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        // Only ever pointed at a local endpoint (moto), which accepts any key.
         loader = loader.credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "simulator", "simulator", None, None, "spapi-sim",
+            "simulator",
+            "simulator",
+            None,
+            None,
+            "spapi-sim",
         ));
     }
     aws_sdk_sqs::Client::new(&loader.load().await)
 }
 
-async fn deliver(
-    job: Job,
-    sqs: Arc<tokio::sync::OnceCell<aws_sdk_sqs::Client>>,
-    http: reqwest::Client,
-    log: Arc<Mutex<Vec<Value>>>,
-) {
+type SqsClients = Arc<tokio::sync::Mutex<std::collections::HashMap<String, aws_sdk_sqs::Client>>>;
+
+async fn deliver(job: Job, sqs: SqsClients, http: reqwest::Client, log: Arc<Mutex<Vec<Value>>>) {
     tokio::time::sleep(job.delay).await;
     let mut last_err = String::new();
     // At least once: retry a failed delivery a few times with a growing pause.
     for attempt in 1..=6u32 {
         let res: Result<(), String> = if let Some(q) = &job.destination.sqs_queue_url {
-            let c = sqs.get_or_init(sqs_client).await;
-            c.send_message()
-                .queue_url(q)
-                .message_body(&job.body)
+            match sqs_endpoint(q) {
+                Err(e) => Err(e),
+                Ok(ep) => {
+                    let c = {
+                        let mut m = sqs.lock().await;
+                        match m.get(&ep) {
+                            Some(c) => c.clone(),
+                            None => {
+                                let c = sqs_client(&ep).await;
+                                m.insert(ep.clone(), c.clone());
+                                c
+                            }
+                        }
+                    };
+                    c.send_message()
+                        .queue_url(q)
+                        .message_body(&job.body)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| format!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))
+                }
+            }
+        } else if let Some(u) = &job.destination.url {
+            match http
+                .post(u)
+                .header("content-type", "application/json")
+                .body(job.body.clone())
                 .send()
                 .await
-                .map(|_| ())
-                .map_err(|e| format!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))
-        } else if let Some(u) = &job.destination.url {
-            match http.post(u).header("content-type", "application/json").body(job.body.clone()).send().await {
+            {
                 Ok(r) if r.status().is_success() => Ok(()),
                 Ok(r) => Err(format!("HTTP {}", r.status())),
                 Err(e) => Err(e.to_string()),
@@ -147,7 +204,13 @@ async fn deliver(
     push_log(&log, &job, "FAILED", 6, Some(last_err));
 }
 
-fn push_log(log: &Mutex<Vec<Value>>, job: &Job, outcome: &str, attempts: u32, error: Option<String>) {
+fn push_log(
+    log: &Mutex<Vec<Value>>,
+    job: &Job,
+    outcome: &str,
+    attempts: u32,
+    error: Option<String>,
+) {
     let body: Value = serde_json::from_str(&job.body).unwrap_or(Value::Null);
     let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
     l.push(json!({
@@ -167,10 +230,16 @@ pub fn shipment_changed(st: &mut State, shipment: &Value) {
     if !st.notify.options.enabled || st.notify.destinations.is_empty() {
         return;
     }
-    let Some(tx) = st.notify.tx.clone() else { return };
+    let Some(tx) = st.notify.tx.clone() else {
+        return;
+    };
     let now = st.now();
-    let notification_id = uuid::Builder::from_random_bytes(st.rng.random()).into_uuid().to_string();
-    let subscription_id = uuid::Builder::from_random_bytes(st.rng.random()).into_uuid().to_string();
+    let notification_id = uuid::Builder::from_random_bytes(st.rng.random())
+        .into_uuid()
+        .to_string();
+    let subscription_id = uuid::Builder::from_random_bytes(st.rng.random())
+        .into_uuid()
+        .to_string();
     let body = json!({
         "notificationVersion": "1.0",
         "notificationType": NOTIFICATION_TYPE,
@@ -195,7 +264,11 @@ pub fn shipment_changed(st: &mut State, shipment: &Value) {
     .to_string();
     let opts = st.notify.options.clone();
     for d in st.notify.destinations.clone() {
-        let copies = if opts.duplicate_rate > 0.0 && st.rng.random::<f64>() < opts.duplicate_rate { 2 } else { 1 };
+        let copies = if opts.duplicate_rate > 0.0 && st.rng.random::<f64>() < opts.duplicate_rate {
+            2
+        } else {
+            1
+        };
         for copy in 1..=copies {
             let delay = if opts.reorder && opts.reorder_window_ms > 0 {
                 Duration::from_millis(st.rng.random_range(0..=opts.reorder_window_ms))

@@ -41,11 +41,18 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(enabled: bool, overrides: &BTreeMap<String, RateLimit>) -> Self {
-        Self { enabled, overrides: overrides.clone(), buckets: BTreeMap::new() }
+        Self {
+            enabled,
+            overrides: overrides.clone(),
+            buckets: BTreeMap::new(),
+        }
     }
 
     pub fn limit(&self, operation: &str) -> RateLimit {
-        self.overrides.get(operation).copied().unwrap_or_else(|| default_limit(operation))
+        self.overrides
+            .get(operation)
+            .copied()
+            .unwrap_or_else(|| default_limit(operation))
     }
 
     /// Replaces one operation's limit; its bucket starts full.

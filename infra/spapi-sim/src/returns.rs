@@ -9,14 +9,26 @@ use crate::shipments::{decode_token, encode_token, paginate};
 use crate::state::{fmt_time, State};
 
 pub const STATUSES: [&str; 15] = [
-    "CREATED", "CARRIER_NOTIFIED_TO_PICK_UP_FROM_CUSTOMER", "CARRIER_OUT_FOR_PICK_UP_FROM_CUSTOMER",
-    "CUSTOMER_CANCELLED_PICK_UP", "CUSTOMER_RESCHEDULED_PICK_UP", "PICKED_FROM_CUSTOMER", "IN_TRANSIT",
-    "OUT_FOR_DELIVERY", "DELIVERED", "REPLANNED", "CUSTOMER_DROPPED_OFF", "PARTIALLY_PROCESSED", "PROCESSED",
-    "REJECTED", "CANCELLED",
+    "CREATED",
+    "CARRIER_NOTIFIED_TO_PICK_UP_FROM_CUSTOMER",
+    "CARRIER_OUT_FOR_PICK_UP_FROM_CUSTOMER",
+    "CUSTOMER_CANCELLED_PICK_UP",
+    "CUSTOMER_RESCHEDULED_PICK_UP",
+    "PICKED_FROM_CUSTOMER",
+    "IN_TRANSIT",
+    "OUT_FOR_DELIVERY",
+    "DELIVERED",
+    "REPLANNED",
+    "CUSTOMER_DROPPED_OFF",
+    "PARTIALLY_PROCESSED",
+    "PROCESSED",
+    "REJECTED",
+    "CANCELLED",
 ];
 
 fn t(v: &Value) -> Option<DateTime<chrono::FixedOffset>> {
-    v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
 }
 
 pub fn list_returns(st: &mut State, req: &Req) -> HResult {
@@ -32,19 +44,40 @@ pub fn list_returns(st: &mut State, req: &Req) -> HResult {
     let created_since = q("createdSince").or(q("lastUpdatedAfter"));
     let created_until = q("createdUntil").or(q("lastUpdatedBefore"));
     let (upd_since, upd_until) = (q("lastUpdatedSince"), q("lastUpdatedUntil"));
-    for (a, b, n) in [(created_since, created_until, "createdSince"), (upd_since, upd_until, "lastUpdatedSince")] {
+    for (a, b, n) in [
+        (created_since, created_until, "createdSince"),
+        (upd_since, upd_until, "lastUpdatedSince"),
+    ] {
         if let (Some(a), Some(b)) = (a, b) {
             if a > b {
-                return Err(ApiError::invalid_input(format!("Invalid input, '{n}': '{a}' can't be higher than '{b}'")));
+                return Err(ApiError::invalid_input(format!(
+                    "Invalid input, '{n}': '{a}' can't be higher than '{b}'"
+                )));
             }
         }
     }
-    let max = req.q("maxResults").and_then(|m| m.parse::<usize>().ok()).unwrap_or(10).max(1);
+    let max = req
+        .q("maxResults")
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(10)
+        .max(1);
     let keys = [
-        "returnLocationId", "rmaId", "status", "reverseTrackingId", "createdSince", "createdUntil",
-        "lastUpdatedSince", "lastUpdatedUntil", "lastUpdatedAfter", "lastUpdatedBefore",
+        "returnLocationId",
+        "rmaId",
+        "status",
+        "reverseTrackingId",
+        "createdSince",
+        "createdUntil",
+        "lastUpdatedSince",
+        "lastUpdatedUntil",
+        "lastUpdatedAfter",
+        "lastUpdatedBefore",
     ];
-    let fingerprint = keys.iter().map(|k| format!("{k}={}", req.q(k).unwrap_or(""))).collect::<Vec<_>>().join("&");
+    let fingerprint = keys
+        .iter()
+        .map(|k| format!("{k}={}", req.q(k).unwrap_or("")))
+        .collect::<Vec<_>>()
+        .join("&");
     let after = match req.q("nextToken") {
         Some(tok) => Some(decode_token(tok, &fingerprint, "nextToken")?),
         None => None,
@@ -52,10 +85,19 @@ pub fn list_returns(st: &mut State, req: &Req) -> HResult {
     let items: Vec<((String, String), Value)> = st
         .returns
         .values()
-        .filter(|r| req.q("returnLocationId").is_none_or(|l| r["returnLocationId"] == l))
-        .filter(|r| req.q("rmaId").is_none_or(|m| r["returnMetadata"]["rmaId"] == m))
+        .filter(|r| {
+            req.q("returnLocationId")
+                .is_none_or(|l| r["returnLocationId"] == l)
+        })
+        .filter(|r| {
+            req.q("rmaId")
+                .is_none_or(|m| r["returnMetadata"]["rmaId"] == m)
+        })
         .filter(|r| req.q("status").is_none_or(|s| r["status"] == s))
-        .filter(|r| req.q("reverseTrackingId").is_none_or(|x| r["returnShippingInfo"]["reverseTrackingInfo"]["trackingId"] == x))
+        .filter(|r| {
+            req.q("reverseTrackingId")
+                .is_none_or(|x| r["returnShippingInfo"]["reverseTrackingInfo"]["trackingId"] == x)
+        })
         .filter(|r| {
             let c = t(&r["creationDateTime"]);
             let u = t(&r["lastUpdatedDateTime"]);
@@ -65,7 +107,10 @@ pub fn list_returns(st: &mut State, req: &Req) -> HResult {
                 && upd_until.is_none_or(|b| u.is_some_and(|u| u <= b))
         })
         .map(|r| {
-            let key = (r["creationDateTime"].as_str().unwrap_or("").to_string(), r["id"].as_str().unwrap_or("").to_string());
+            let key = (
+                r["creationDateTime"].as_str().unwrap_or("").to_string(),
+                r["id"].as_str().unwrap_or("").to_string(),
+            );
             (key, r.clone())
         })
         .collect();
@@ -79,20 +124,31 @@ pub fn list_returns(st: &mut State, req: &Req) -> HResult {
 
 pub fn get_return(st: &mut State, req: &Req) -> HResult {
     let id = req.p("returnId");
-    st.returns.get(id).cloned().map(Resp::ok).ok_or_else(|| ApiError::not_found("returnId", id))
+    st.returns
+        .get(id)
+        .cloned()
+        .map(Resp::ok)
+        .ok_or_else(|| ApiError::not_found("returnId", id))
 }
 
 /// Admin: move a return to any status of the model's enum.
 pub fn set_status(st: &mut State, id: &str, status: &str) -> Result<Value, ApiError> {
     if !STATUSES.contains(&status) {
-        return Err(ApiError::invalid_input(format!("unknown return status {status}")));
+        return Err(ApiError::invalid_input(format!(
+            "unknown return status {status}"
+        )));
     }
     let now = fmt_time(st.now());
-    let r = st.returns.get_mut(id).ok_or_else(|| ApiError::not_found("returnId", id))?;
+    let r = st
+        .returns
+        .get_mut(id)
+        .ok_or_else(|| ApiError::not_found("returnId", id))?;
     r["status"] = json!(status);
     r["lastUpdatedDateTime"] = json!(now);
     match status {
-        "PICKED_FROM_CUSTOMER" | "CUSTOMER_DROPPED_OFF" => r["returnShippingInfo"]["pickupDateTime"] = json!(now),
+        "PICKED_FROM_CUSTOMER" | "CUSTOMER_DROPPED_OFF" => {
+            r["returnShippingInfo"]["pickupDateTime"] = json!(now)
+        }
         "DELIVERED" => r["returnShippingInfo"]["deliveryDateTime"] = json!(now),
         _ => {}
     }

@@ -40,7 +40,10 @@ pub struct Req {
 
 impl Req {
     pub fn q(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
     pub fn p(&self, name: &str) -> &str {
         self.path_params.get(name).map(String::as_str).unwrap_or("")
@@ -55,10 +58,16 @@ pub struct Resp {
 
 impl Resp {
     pub fn ok(v: Value) -> Self {
-        Self { status: StatusCode::OK, body: Some(v) }
+        Self {
+            status: StatusCode::OK,
+            body: Some(v),
+        }
     }
     pub fn no_content() -> Self {
-        Self { status: StatusCode::NO_CONTENT, body: None }
+        Self {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+        }
     }
 }
 
@@ -70,13 +79,8 @@ pub async fn start(addr: SocketAddr, opts: SimOptions) -> anyhow::Result<SimHand
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let base_url = format!("http://{local}");
-    let shared = Arc::new(Shared::new(opts, models, Notifier { tx: notifier.tx.clone(), log: notifier.log.clone() }));
-    {
-        let mut st = shared.lock();
-        st.notify.tx = Some(notifier.tx.clone());
-        st.notify.sent = notifier.log.clone();
-        st.base_url = base_url.clone();
-    }
+    let shared = Arc::new(Shared::new(opts, models, notifier));
+    shared.lock().base_url = base_url.clone();
     let app = router(shared.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -89,7 +93,13 @@ pub async fn start(addr: SocketAddr, opts: SimOptions) -> anyhow::Result<SimHand
         })
         .await;
     });
-    Ok(SimHandle { base_url, addr: local, shared, shutdown: Some(tx), task: Some(task) })
+    Ok(SimHandle {
+        base_url,
+        addr: local,
+        shared,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -114,45 +124,89 @@ async fn amazon(
     let raw_query = uri.query().unwrap_or("").to_string();
     let Some(routed) = shared.models.route(method.as_str(), &path) else {
         let err = if shared.models.path_known(&path) {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", format!("{method} is not allowed on {path}"))
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("{method} is not allowed on {path}"),
+            )
         } else {
-            ApiError::new(StatusCode::NOT_FOUND, "SC_00003", format!("Requested Entity with 'path' '{path}' is not found."))
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "SC_00003",
+                format!("Requested Entity with 'path' '{path}' is not found."),
+            )
         };
         let mut st = shared.lock();
-        log_call(&mut st, "unknown", &method, &path, &raw_query, err.status, &request_id, None);
+        log_call(
+            &mut st,
+            "unknown",
+            &method,
+            &path,
+            &raw_query,
+            err.status,
+            &request_id,
+            None,
+        );
         return finish(err.status, Some(err.body()), &request_id, None);
     };
     let op = routed.op;
     let operation = op.id.clone();
-    let query: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes()).into_owned().collect();
+    let query: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
+        .into_owned()
+        .collect();
     let is_listings = op.file.starts_with("listings");
 
     // Gateway: User-Agent, token, throttle; then the fault draw.
     let (limit, decision) = {
         let mut st = shared.lock();
         let limit = st.limiter.limit(&operation);
-        let ua = headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let ua = headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let gate = if ua.trim().is_empty() || ua.len() > 500 {
             Some(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                if is_listings { "InvalidInput" } else { "SC_00002" },
+                if is_listings {
+                    "InvalidInput"
+                } else {
+                    "SC_00002"
+                },
                 "Invalid input: a User-Agent header of at most 500 characters is required",
             ))
         } else {
-            match headers.get("x-amz-access-token").and_then(|v| v.to_str().ok()) {
-                None | Some("") => Some(ApiError::unauthorized("The request has no x-amz-access-token header.")),
+            match headers
+                .get("x-amz-access-token")
+                .and_then(|v| v.to_str().ok())
+            {
+                None | Some("") => Some(ApiError::unauthorized(
+                    "The request has no x-amz-access-token header.",
+                )),
                 Some(t) => match st.tokens.get(t) {
-                    None => Some(ApiError::unauthorized("The access token you provided is invalid.")),
-                    Some(exp) if *exp <= Utc::now() => {
-                        Some(ApiError::unauthorized("The access token you provided has expired."))
-                    }
+                    None => Some(ApiError::unauthorized(
+                        "The access token you provided is invalid.",
+                    )),
+                    Some(exp) if *exp <= Utc::now() => Some(ApiError::unauthorized(
+                        "The access token you provided has expired.",
+                    )),
                     Some(_) => None,
                 },
             }
         };
-        let gate = gate.or_else(|| (!st.limiter.try_acquire(&operation, Instant::now())).then(ApiError::throttled));
+        let gate = gate.or_else(|| {
+            (!st.limiter.try_acquire(&operation, Instant::now())).then(ApiError::throttled)
+        });
         if let Some(err) = gate {
-            log_call(&mut st, &operation, &method, &path, &raw_query, err.status, &request_id, None);
+            log_call(
+                &mut st,
+                &operation,
+                &method,
+                &path,
+                &raw_query,
+                err.status,
+                &request_id,
+                None,
+            );
             return finish(err.status, Some(err.body()), &request_id, Some(limit));
         }
         (limit, st.faults.decide(&operation))
@@ -169,12 +223,30 @@ async fn amazon(
     };
     if let Some(err) = pre_fault {
         let mut st = shared.lock();
-        log_call(&mut st, &operation, &method, &path, &raw_query, err.status, &request_id, Some(format!("fault:{:?}", decision.kind)));
+        log_call(
+            &mut st,
+            &operation,
+            &method,
+            &path,
+            &raw_query,
+            err.status,
+            &request_id,
+            Some(format!("fault:{:?}", decision.kind)),
+        );
         return finish(err.status, Some(err.body()), &request_id, Some(limit));
     }
     if decision.kind == FaultKind::Drop {
         let mut st = shared.lock();
-        log_call(&mut st, &operation, &method, &path, &raw_query, StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY), &request_id, Some("fault:Drop".into()));
+        log_call(
+            &mut st,
+            &operation,
+            &method,
+            &path,
+            &raw_query,
+            StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY),
+            &request_id,
+            Some("fault:Drop".into()),
+        );
         drop(st);
         conn.kill();
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -184,7 +256,16 @@ async fn amazon(
     if operation == "batchInventory" {
         if let Some(err) = crate::inventory::batch_size_error(&body) {
             let mut st = shared.lock();
-            log_call(&mut st, &operation, &method, &path, &raw_query, err.status, &request_id, None);
+            log_call(
+                &mut st,
+                &operation,
+                &method,
+                &path,
+                &raw_query,
+                err.status,
+                &request_id,
+                None,
+            );
             return finish(err.status, Some(err.body()), &request_id, Some(limit));
         }
     }
@@ -197,10 +278,22 @@ async fn amazon(
         }
     };
     let result: HResult = if !problems.is_empty() {
-        let code = if is_listings { "InvalidInput" } else { "SC_00002" };
-        Err(ApiError::new(StatusCode::BAD_REQUEST, code, problems[0].clone()).with_details(problems.join("; ")))
+        let code = if is_listings {
+            "InvalidInput"
+        } else {
+            "SC_00002"
+        };
+        Err(
+            ApiError::new(StatusCode::BAD_REQUEST, code, problems[0].clone())
+                .with_details(problems.join("; ")),
+        )
     } else {
-        let req = Req { operation: operation.clone(), path_params: routed.path_params.clone(), query, body: parsed };
+        let req = Req {
+            operation: operation.clone(),
+            path_params: routed.path_params.clone(),
+            query,
+            body: parsed,
+        };
         let mut st = shared.lock();
         dispatch(&mut st, &req)
     };
@@ -216,13 +309,37 @@ async fn amazon(
         FaultKind::ApplyThenFail => {
             let err = ApiError::internal();
             let mut st = shared.lock();
-            log_call(&mut st, &operation, &method, &path, &raw_query, err.status, &request_id, Some(format!("fault:ApplyThenFail (handler answered {})", status.as_u16())));
+            log_call(
+                &mut st,
+                &operation,
+                &method,
+                &path,
+                &raw_query,
+                err.status,
+                &request_id,
+                Some(format!(
+                    "fault:ApplyThenFail (handler answered {})",
+                    status.as_u16()
+                )),
+            );
             finish(err.status, Some(err.body()), &request_id, Some(limit))
         }
         FaultKind::ApplyThenHang => {
             {
                 let mut st = shared.lock();
-                log_call(&mut st, &operation, &method, &path, &raw_query, StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY), &request_id, Some(format!("fault:ApplyThenHang (handler answered {})", status.as_u16())));
+                log_call(
+                    &mut st,
+                    &operation,
+                    &method,
+                    &path,
+                    &raw_query,
+                    StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY),
+                    &request_id,
+                    Some(format!(
+                        "fault:ApplyThenHang (handler answered {})",
+                        status.as_u16()
+                    )),
+                );
             }
             tokio::time::sleep(decision.hang).await;
             conn.kill();
@@ -230,21 +347,37 @@ async fn amazon(
         }
         _ => {
             let mut st = shared.lock();
-            log_call(&mut st, &operation, &method, &path, &raw_query, status, &request_id, None);
+            log_call(
+                &mut st,
+                &operation,
+                &method,
+                &path,
+                &raw_query,
+                status,
+                &request_id,
+                None,
+            );
             finish(status, out_body, &request_id, Some(limit))
         }
     }
 }
 
 /// Our own answer against the model's response schema; violations are kept for tests.
-fn check_response(shared: &Shared, op: &validation::Operation, status: StatusCode, body: Option<&Value>) {
+fn check_response(
+    shared: &Shared,
+    op: &validation::Operation,
+    status: StatusCode,
+    body: Option<&Value>,
+) {
     let code = status.as_u16();
     let problems = if !op.declared.contains(&code) {
         vec![format!("status {code} is not declared by the model")]
     } else {
         match (op.responses.get(&code), body) {
             (Some(v), Some(b)) => validation::schema_errors(v, b),
-            (Some(_), None) => vec!["the model declares a body for this status, none was sent".into()],
+            (Some(_), None) => {
+                vec!["the model declares a body for this status, none was sent".into()]
+            }
             (None, Some(_)) => vec!["the model declares no body for this status".into()],
             (None, None) => vec![],
         }
@@ -274,7 +407,11 @@ fn dispatch(st: &mut State, req: &Req) -> HResult {
         "getReturn" => crate::returns::get_return(st, req),
         "patchListingsItem" => crate::listings::patch_listings_item(st, req),
         "getListingsItem" => crate::listings::get_listings_item(st, req),
-        other => Err(ApiError::new(StatusCode::NOT_FOUND, "SC_00003", format!("operation {other} is not simulated"))),
+        other => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "SC_00003",
+            format!("operation {other} is not simulated"),
+        )),
     }
 }
 
@@ -303,9 +440,19 @@ fn log_call(
 }
 
 /// Adds `x-amzn-RequestId` (always) and `x-amzn-RateLimit-Limit` (every routed operation).
-fn finish(status: StatusCode, body: Option<Value>, request_id: &str, limit: Option<ratelimit::RateLimit>) -> Response {
+fn finish(
+    status: StatusCode,
+    body: Option<Value>,
+    request_id: &str,
+    limit: Option<ratelimit::RateLimit>,
+) -> Response {
     let mut resp = match body {
-        Some(b) => (status, [("content-type", "application/json")], b.to_string()).into_response(),
+        Some(b) => (
+            status,
+            [("content-type", "application/json")],
+            b.to_string(),
+        )
+            .into_response(),
         None => (status, Body::empty()).into_response(),
     };
     let h = resp.headers_mut();
@@ -352,7 +499,13 @@ impl axum::serve::Listener for SimListener {
                 Ok((s, peer)) => {
                     let _ = s.set_nodelay(true);
                     let kill = Arc::new(AtomicBool::new(false));
-                    return (SimStream { inner: s, kill: kill.clone() }, ConnInfo { peer, kill });
+                    return (
+                        SimStream {
+                            inner: s,
+                            kill: kill.clone(),
+                        },
+                        ConnInfo { peer, kill },
+                    );
                 }
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             }
@@ -360,7 +513,10 @@ impl axum::serve::Listener for SimListener {
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(ConnInfo { peer: self.0.local_addr()?, kill: Arc::default() })
+        Ok(ConnInfo {
+            peer: self.0.local_addr()?,
+            kill: Arc::default(),
+        })
     }
 }
 
@@ -371,11 +527,18 @@ impl Connected<IncomingStream<'_, SimListener>> for ConnInfo {
 }
 
 fn killed() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated dropped connection")
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "simulated dropped connection",
+    )
 }
 
 impl AsyncRead for SimStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         if self.kill.load(Ordering::SeqCst) {
             return Poll::Ready(Err(killed()));
         }
@@ -384,7 +547,11 @@ impl AsyncRead for SimStream {
 }
 
 impl AsyncWrite for SimStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         if self.kill.load(Ordering::SeqCst) {
             return Poll::Ready(Err(killed()));
         }

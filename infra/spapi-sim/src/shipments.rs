@@ -33,20 +33,25 @@ fn status_of(rec: &ShipmentRec) -> String {
 }
 
 fn find<'a>(st: &'a mut State, id: &str) -> Result<&'a mut ShipmentRec, ApiError> {
-    st.shipments.get_mut(id).ok_or_else(|| ApiError::not_found("shipmentId", id))
+    st.shipments
+        .get_mut(id)
+        .ok_or_else(|| ApiError::not_found("shipmentId", id))
 }
 
 /// Moves `lastUpdatedDateTime` (and the status when given), records history, releases
 /// reservations when the units leave or will never leave, and notifies.
 pub fn change(st: &mut State, id: &str, status: Option<&str>, what: &str) {
     let now = fmt_time(st.now());
-    let Some(rec) = st.shipments.get_mut(id) else { return };
+    let Some(rec) = st.shipments.get_mut(id) else {
+        return;
+    };
     if let Some(s) = status {
         rec.doc["status"] = json!(s);
     }
     rec.doc["lastUpdatedDateTime"] = json!(now);
     let cur = status_of(rec);
-    rec.history.push(json!({"at": now, "status": cur, "what": what}));
+    rec.history
+        .push(json!({"at": now, "status": cur, "what": what}));
     let mut give_back = Vec::new();
     if TERMINAL.contains(&cur.as_str()) {
         let reserved = std::mem::take(&mut rec.reserved);
@@ -67,7 +72,9 @@ pub fn change(st: &mut State, id: &str, status: Option<&str>, what: &str) {
 
 /// Reserves a shipment's open units and takes them off sellable.
 pub fn reserve(st: &mut State, id: &str) {
-    let Some(rec) = st.shipments.get_mut(id) else { return };
+    let Some(rec) = st.shipments.get_mut(id) else {
+        return;
+    };
     if !rec.reserved.is_empty() {
         return;
     }
@@ -98,8 +105,14 @@ pub fn open_units(line: &Value) -> i64 {
 
 /// Admin: creates a shipment at a location from a spec; status from the spec or the stock.
 pub fn create(st: &mut State, spec: &Value) -> Result<Value, ApiError> {
-    let loc_id = spec["locationId"].as_str().ok_or_else(|| ApiError::invalid_input("locationId is required"))?;
-    let loc: Location = st.locations.get(loc_id).cloned().ok_or_else(|| ApiError::not_found("locationId", loc_id))?;
+    let loc_id = spec["locationId"]
+        .as_str()
+        .ok_or_else(|| ApiError::invalid_input("locationId is required"))?;
+    let loc: Location = st
+        .locations
+        .get(loc_id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("locationId", loc_id))?;
     if let Some(id) = spec["id"].as_str() {
         if st.shipments.contains_key(id) {
             return Err(ApiError::duplicate(format!("shipment {id} already exists")));
@@ -112,10 +125,19 @@ pub fn create(st: &mut State, spec: &Value) -> Result<Value, ApiError> {
         None => {
             let short = doc["lineItems"].as_array().into_iter().flatten().any(|l| {
                 let sku = l["merchantSku"].as_str().unwrap_or("");
-                let have = st.inventory.get(&(loc_id.to_string(), sku.to_string())).map(|i| i.sellable_quantity).unwrap_or(0);
+                let have = st
+                    .inventory
+                    .get(&(loc_id.to_string(), sku.to_string()))
+                    .map(|i| i.sellable_quantity)
+                    .unwrap_or(0);
                 have < l["numberOfUnits"].as_i64().unwrap_or(0)
             });
-            if loc.channel_name == "MFN" && short { "CREATED" } else { "ACCEPTED" }.to_string()
+            if loc.channel_name == "MFN" && short {
+                "CREATED"
+            } else {
+                "ACCEPTED"
+            }
+            .to_string()
         }
     };
     doc["status"] = json!(status);
@@ -157,12 +179,19 @@ pub fn encode_token(key: &(String, String), fingerprint: &str) -> String {
     URL_SAFE_NO_PAD.encode(json!({"k": [key.0, key.1], "f": fingerprint}).to_string())
 }
 
-pub fn decode_token(token: &str, fingerprint: &str, param: &str) -> Result<(String, String), ApiError> {
-    let bad = || ApiError::invalid_input(format!("Invalid input '{token}' for parameter '{param}'"));
+pub fn decode_token(
+    token: &str,
+    fingerprint: &str,
+    param: &str,
+) -> Result<(String, String), ApiError> {
+    let bad =
+        || ApiError::invalid_input(format!("Invalid input '{token}' for parameter '{param}'"));
     let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     if v["f"].as_str() != Some(fingerprint) {
-        return Err(bad().with_details("the token was issued for different arguments; repeat the same arguments"));
+        return Err(bad().with_details(
+            "the token was issued for different arguments; repeat the same arguments",
+        ));
     }
     match (v["k"][0].as_str(), v["k"][1].as_str()) {
         (Some(a), Some(b)) => Ok((a.to_string(), b.to_string())),
@@ -191,7 +220,11 @@ pub fn paginate(
     }
     let more = rest.len() > max;
     let page: Vec<((String, String), Value)> = rest.into_iter().take(max).collect();
-    let next = if more { page.last().map(|(k, _)| k.clone()) } else { None };
+    let next = if more {
+        page.last().map(|(k, _)| k.clone())
+    } else {
+        None
+    };
     (page.into_iter().map(|(_, v)| v).collect(), next)
 }
 
@@ -214,12 +247,22 @@ pub fn get_shipments(st: &mut State, req: &Req) -> HResult {
             )));
         }
     }
-    let max = req.q("maxResults").and_then(|m| m.parse::<usize>().ok()).unwrap_or(10);
-    let fingerprint: String = ["status", "locationId", "marketplaceId", "channelName", "lastUpdatedAfter", "lastUpdatedBefore"]
-        .iter()
-        .map(|k| format!("{k}={}", req.q(k).unwrap_or("")))
-        .collect::<Vec<_>>()
-        .join("&");
+    let max = req
+        .q("maxResults")
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(10);
+    let fingerprint: String = [
+        "status",
+        "locationId",
+        "marketplaceId",
+        "channelName",
+        "lastUpdatedAfter",
+        "lastUpdatedBefore",
+    ]
+    .iter()
+    .map(|k| format!("{k}={}", req.q(k).unwrap_or("")))
+    .collect::<Vec<_>>()
+    .join("&");
     let after_key = match req.q("paginationToken") {
         Some(t) => Some(decode_token(t, &fingerprint, "paginationToken")?),
         None => None,
@@ -229,15 +272,25 @@ pub fn get_shipments(st: &mut State, req: &Req) -> HResult {
         .values()
         .filter(|s| s.doc["status"] == status)
         .filter(|s| req.q("locationId").is_none_or(|l| s.doc["locationId"] == l))
-        .filter(|s| req.q("marketplaceId").is_none_or(|m| s.doc["marketplaceAttributes"]["marketplaceId"] == m))
-        .filter(|s| req.q("channelName").is_none_or(|c| s.doc["marketplaceAttributes"]["channelName"] == c))
+        .filter(|s| {
+            req.q("marketplaceId")
+                .is_none_or(|m| s.doc["marketplaceAttributes"]["marketplaceId"] == m)
+        })
+        .filter(|s| {
+            req.q("channelName")
+                .is_none_or(|c| s.doc["marketplaceAttributes"]["channelName"] == c)
+        })
         .filter(|s| {
             let t = s.doc["lastUpdatedDateTime"].as_str().and_then(parse_time);
-            after.is_none_or(|a| t.is_some_and(|t| t > a)) && before.is_none_or(|b| t.is_some_and(|t| t < b))
+            after.is_none_or(|a| t.is_some_and(|t| t > a))
+                && before.is_none_or(|b| t.is_some_and(|t| t < b))
         })
         .map(|s| {
             let key = (
-                s.doc["lastUpdatedDateTime"].as_str().unwrap_or("").to_string(),
+                s.doc["lastUpdatedDateTime"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
                 s.doc["id"].as_str().unwrap_or("").to_string(),
             );
             (key, s.doc.clone())
@@ -283,16 +336,22 @@ pub fn process_shipment(st: &mut State, req: &Req) -> HResult {
 
 fn reject(st: &mut State, id: &str, status: &str, body: Option<&Value>) -> HResult {
     let Some(body) = body else {
-        return Err(ApiError::invalid_input("At least one field is mandatory in the input payload")
-            .with_details("REJECT needs referenceId and lineItems with a reason"));
+        return Err(ApiError::invalid_input(
+            "At least one field is mandatory in the input payload",
+        )
+        .with_details("REJECT needs referenceId and lineItems with a reason"));
     };
     let reference = body["referenceId"].as_str().unwrap_or("");
     if reference.is_empty() {
-        return Err(ApiError::invalid_input("Invalid input 'null' for parameter 'referenceId'"));
+        return Err(ApiError::invalid_input(
+            "Invalid input 'null' for parameter 'referenceId'",
+        ));
     }
     let rec = find(st, id)?;
     if status == "CANCELLED" {
-        return Err(ApiError::duplicate(format!("shipment '{id}' is already CANCELLED")));
+        return Err(ApiError::duplicate(format!(
+            "shipment '{id}' is already CANCELLED"
+        )));
     }
     let eligible: Vec<&str> = rec.doc["shipmentInfo"]["orderStatesEligibleForRejection"]
         .as_array()
@@ -307,13 +366,27 @@ fn reject(st: &mut State, id: &str, status: &str, body: Option<&Value>) -> HResu
         )));
     }
     let mut reasons: BTreeMap<String, String> = BTreeMap::new();
-    for (i, li) in body["lineItems"].as_array().into_iter().flatten().enumerate() {
+    for (i, li) in body["lineItems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let lid = li["lineItem"]["id"].as_str().unwrap_or("").to_string();
-        if !rec.doc["lineItems"].as_array().into_iter().flatten().any(|l| l["shipmentLineItemId"] == lid.as_str()) {
-            return Err(ApiError::invalid_input(format!("Invalid input '{lid}' for parameter 'lineItems[{i}].lineItem.id'")));
+        if !rec.doc["lineItems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|l| l["shipmentLineItemId"] == lid.as_str())
+        {
+            return Err(ApiError::invalid_input(format!(
+                "Invalid input '{lid}' for parameter 'lineItems[{i}].lineItem.id'"
+            )));
         }
         let Some(reason) = li["reason"].as_str() else {
-            return Err(ApiError::invalid_input(format!("Invalid input 'null' for parameter 'lineItems[{i}].reason'")));
+            return Err(ApiError::invalid_input(format!(
+                "Invalid input 'null' for parameter 'lineItems[{i}].reason'"
+            )));
         };
         reasons.insert(lid, reason.to_string());
     }
@@ -345,7 +418,12 @@ fn reject(st: &mut State, id: &str, status: &str, body: Option<&Value>) -> HResu
     }
     rec.doc["reason"] = json!(reasons.values().next().cloned().unwrap_or_default());
     rec.reject_applied += 1;
-    change(st, id, Some("CANCELLED"), &format!("processShipment REJECT {reference}"));
+    change(
+        st,
+        id,
+        Some("CANCELLED"),
+        &format!("processShipment REJECT {reference}"),
+    );
     Ok(Resp::no_content())
 }
 
@@ -357,9 +435,14 @@ fn check_packages(rec: &ShipmentRec, packages: &[Value]) -> Result<(), ApiError>
     for p in packages {
         let pid = p["id"].as_str().unwrap_or("");
         if !seen.insert(pid.to_string()) {
-            return Err(ApiError::invalid_input(format!("Invalid input '{pid}' for parameter 'packages[].id': duplicate package ID")));
+            return Err(ApiError::invalid_input(format!(
+                "Invalid input '{pid}' for parameter 'packages[].id': duplicate package ID"
+            )));
         }
-        let w: f64 = p["weight"]["value"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let w: f64 = p["weight"]["value"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
         let grams = match p["weight"]["weightUnit"].as_str() {
             Some("KG") => w * 1000.0,
             Some("LB") => w * 453.592,
@@ -373,16 +456,30 @@ fn check_packages(rec: &ShipmentRec, packages: &[Value]) -> Result<(), ApiError>
             )));
         }
         for dim in ["length", "width", "height"] {
-            let v: f64 = p["dimensions"][dim]["value"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            let v: f64 = p["dimensions"][dim]["value"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
             if v <= 0.0 {
                 return Err(ApiError::invalid_input(format!("Invalid input for parameter 'dimensions.{dim}' of package '{pid}': must be positive")));
             }
         }
+        let has_hazmat = p["hazmatLabels"].as_array().is_some_and(|h| !h.is_empty());
         for pl in p["packageLineItems"].as_array().into_iter().flatten() {
             let lid = pl["packageLineItemId"].as_str().unwrap_or("");
             let q = pl["quantity"].as_i64().unwrap_or(0);
             if q < 1 {
-                return Err(ApiError::invalid_input(format!("Invalid input '{q}' for parameter 'quantity' of line '{lid}'")));
+                return Err(ApiError::invalid_input(format!(
+                    "Invalid input '{q}' for parameter 'quantity' of line '{lid}'"
+                )));
+            }
+            let line = rec.doc["lineItems"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["shipmentLineItemId"] == lid);
+            if let Some(line) = line {
+                check_compliance(line, pl, q, has_hazmat, pid)?;
             }
             *packed.entry(lid.to_string()).or_default() += q;
         }
@@ -391,7 +488,12 @@ fn check_packages(rec: &ShipmentRec, packages: &[Value]) -> Result<(), ApiError>
         .as_array()
         .into_iter()
         .flatten()
-        .map(|l| (l["shipmentLineItemId"].as_str().unwrap_or("").to_string(), open_units(l)))
+        .map(|l| {
+            (
+                l["shipmentLineItemId"].as_str().unwrap_or("").to_string(),
+                open_units(l),
+            )
+        })
         .collect();
     for (lid, q) in &packed {
         match lines.get(lid) {
@@ -410,8 +512,62 @@ fn check_packages(rec: &ShipmentRec, packages: &[Value]) -> Result<(), ApiError>
     }
     for (lid, open) in &lines {
         if *open > 0 && !packed.contains_key(lid) {
-            return Err(ApiError::invalid_input(format!("line item '{lid}' is in no package")));
+            return Err(ApiError::invalid_input(format!(
+                "line item '{lid}' is in no package"
+            )));
         }
+    }
+    Ok(())
+}
+
+/// Package line items follow the line's complianceAttributes: REQUIRED must be given
+/// (one serial number per unit), DISALLOWED must not be.
+fn check_compliance(
+    line: &Value,
+    pl: &Value,
+    quantity: i64,
+    has_hazmat: bool,
+    pid: &str,
+) -> Result<(), ApiError> {
+    let ca = &line["complianceAttributes"];
+    let lid = pl["packageLineItemId"].as_str().unwrap_or("");
+    let serials = pl["serialNumbers"]
+        .as_array()
+        .map(|s| s.len() as i64)
+        .unwrap_or(0);
+    let fail = |what: &str, why: &str| {
+        Err(ApiError::invalid_input(format!(
+            "Invalid input for parameter '{what}' of line '{lid}' in package '{pid}': {why}"
+        )))
+    };
+    match ca["serialNumberRequirement"].as_str() {
+        Some("REQUIRED") if serials != quantity => {
+            return fail(
+                "serialNumbers",
+                &format!("REQUIRED: {quantity} expected, {serials} given"),
+            )
+        }
+        Some("DISALLOWED") if serials > 0 => {
+            return fail("serialNumbers", "DISALLOWED for this line")
+        }
+        _ => {}
+    }
+    for (req, field) in [
+        ("countryOfOriginRequirement", "countryOfOrigin"),
+        ("itemValueRequirement", "itemValue"),
+    ] {
+        let given = !pl[field].is_null();
+        match ca[req].as_str() {
+            Some("REQUIRED") if !given => return fail(field, "REQUIRED for this line"),
+            Some("DISALLOWED") if given => return fail(field, "DISALLOWED for this line"),
+            _ => {}
+        }
+    }
+    if ca["hazmatLabelsRequirement"] == "REQUIRED" && !has_hazmat {
+        return fail(
+            "hazmatLabels",
+            "REQUIRED for this line: set the package's hazmatLabels",
+        );
     }
     Ok(())
 }
@@ -439,12 +595,22 @@ pub fn create_packages(st: &mut State, req: &Req) -> HResult {
             )))
         }
     }
-    let packages: Vec<Value> = req.body.as_ref().and_then(|b| b["packages"].as_array()).cloned().unwrap_or_default();
+    let packages: Vec<Value> = req
+        .body
+        .as_ref()
+        .and_then(|b| b["packages"].as_array())
+        .cloned()
+        .unwrap_or_default();
     if packages.is_empty() {
-        return Err(ApiError::invalid_input("Invalid input '[]' for parameter 'packages'"));
+        return Err(ApiError::invalid_input(
+            "Invalid input '[]' for parameter 'packages'",
+        ));
     }
     check_packages(rec, &packages)?;
-    rec.doc["packages"] = json!(packages.iter().map(|p| with_status(p, "CREATED")).collect::<Vec<_>>());
+    rec.doc["packages"] = json!(packages
+        .iter()
+        .map(|p| with_status(p, "CREATED"))
+        .collect::<Vec<_>>());
     change(st, &id, Some("PACKAGE_CREATED"), "createPackages");
     Ok(Resp::no_content())
 }
@@ -453,7 +619,9 @@ fn package_index(rec: &ShipmentRec, id: &str, package_id: &str) -> Result<usize,
     rec.doc["packages"]
         .as_array()
         .and_then(|ps| ps.iter().position(|p| p["id"] == package_id))
-        .ok_or_else(|| ApiError::not_found("packageId", package_id).with_details(format!("shipment '{id}'")))
+        .ok_or_else(|| {
+            ApiError::not_found("packageId", package_id).with_details(format!("shipment '{id}'"))
+        })
 }
 
 pub fn update_package(st: &mut State, req: &Req) -> HResult {
@@ -483,7 +651,10 @@ pub fn update_package(st: &mut State, req: &Req) -> HResult {
     packages[idx] = body;
     check_packages(rec, &packages)?;
     // A package change voids slots, invoice and labels: back to PACKAGE_CREATED.
-    rec.doc["packages"] = json!(packages.iter().map(|p| with_status(p, "CREATED")).collect::<Vec<_>>());
+    rec.doc["packages"] = json!(packages
+        .iter()
+        .map(|p| with_status(p, "CREATED"))
+        .collect::<Vec<_>>());
     rec.labels.clear();
     rec.shipping_options.clear();
     rec.invoice = None;
@@ -491,7 +662,12 @@ pub fn update_package(st: &mut State, req: &Req) -> HResult {
         o.remove("invoiceInfo");
     }
     rec.doc["shipmentRequirements"]["invoice"]["status"] = json!("PENDING");
-    change(st, &id, Some("PACKAGE_CREATED"), &format!("updatePackage {pid}"));
+    change(
+        st,
+        &id,
+        Some("PACKAGE_CREATED"),
+        &format!("updatePackage {pid}"),
+    );
     Ok(Resp::no_content())
 }
 
@@ -499,9 +675,14 @@ pub fn update_package_status(st: &mut State, req: &Req) -> HResult {
     let id = req.p("shipmentId").to_string();
     let pid = req.p("packageId").to_string();
     let body = req.body.clone().unwrap_or(Value::Null);
-    let target = body["status"].as_str().or(req.q("status")).map(str::to_string);
+    let target = body["status"]
+        .as_str()
+        .or(req.q("status"))
+        .map(str::to_string);
     let Some(target) = target else {
-        return Err(ApiError::invalid_input("Invalid input 'null' for parameter 'status'"));
+        return Err(ApiError::invalid_input(
+            "Invalid input 'null' for parameter 'status'",
+        ));
     };
     if target != "SHIPPED" && target != "DELIVERED" {
         return Err(ApiError::invalid_input(format!(
@@ -512,14 +693,25 @@ pub fn update_package_status(st: &mut State, req: &Req) -> HResult {
     let status = status_of(rec);
     let idx = package_index(rec, &id, &pid)?;
     if status == "CANCELLED" {
-        return Err(ApiError::unprocessable(format!("shipment '{id}' is CANCELLED")));
+        return Err(ApiError::unprocessable(format!(
+            "shipment '{id}' is CANCELLED"
+        )));
     }
     let self_ship = rec.doc["shippingInfo"]["shippingType"] == "SELF";
-    let pkg_status = rec.doc["packages"][idx]["status"].as_str().unwrap_or("CREATED").to_string();
+    let pkg_status = rec.doc["packages"][idx]["status"]
+        .as_str()
+        .unwrap_or("CREATED")
+        .to_string();
     let pr = r(&pkg_status);
-    let already = if target == "SHIPPED" { pr >= r("SHIPPED") } else { pkg_status == "DELIVERED" };
+    let already = if target == "SHIPPED" {
+        pr >= r("SHIPPED")
+    } else {
+        pkg_status == "DELIVERED"
+    };
     if already {
-        return Err(ApiError::duplicate(format!("package '{pid}' is already {pkg_status}")));
+        return Err(ApiError::duplicate(format!(
+            "package '{pid}' is already {pkg_status}"
+        )));
     }
     let ready = if target == "SHIPPED" {
         pkg_status == "SHIPLABEL_GENERATED" || (self_ship && pr < r("SHIPPED"))
@@ -533,7 +725,10 @@ pub fn update_package_status(st: &mut State, req: &Req) -> HResult {
     }
     rec.doc["packages"][idx]["status"] = json!(target);
     let pkgs = rec.doc["packages"].as_array().cloned().unwrap_or_default();
-    let all = |s: &str| pkgs.iter().all(|p| r(p["status"].as_str().unwrap_or("")) >= r(s) && p["status"] != "CANCELLED");
+    let all = |s: &str| {
+        pkgs.iter()
+            .all(|p| r(p["status"].as_str().unwrap_or("")) >= r(s) && p["status"] != "CANCELLED")
+    };
     let new_status = if all("DELIVERED") {
         Some("DELIVERED")
     } else if all("SHIPPED") && r(&status) < r("SHIPPED") {
@@ -543,11 +738,24 @@ pub fn update_package_status(st: &mut State, req: &Req) -> HResult {
     };
     if let Some(sub) = body["subStatus"].as_str() {
         rec.doc["subStatus"] = json!(sub);
+    } else if new_status == Some("SHIPPED") {
+        rec.doc["subStatus"] = json!(if self_ship {
+            "DROPPED_OFF"
+        } else {
+            "PICKED_UP"
+        });
+    } else if new_status == Some("DELIVERED") {
+        rec.doc["subStatus"] = json!("DELIVERED");
     }
     if let Some(reason) = body["reason"].as_str() {
         rec.doc["reason"] = json!(reason);
     }
-    change(st, &id, new_status, &format!("updatePackageStatus {pid} {target}"));
+    change(
+        st,
+        &id,
+        new_status,
+        &format!("updatePackageStatus {pid} {target}"),
+    );
     Ok(Resp::no_content())
 }
 
@@ -591,11 +799,20 @@ pub fn retrieve_shipping_options(st: &mut State, req: &Req) -> HResult {
         rec.shipping_options.insert(pid.clone(), vec![]);
         json!({})
     };
-    if r(&rec.doc["packages"][idx]["status"].as_str().unwrap_or("CREATED").to_string()) < r("PICKUP_SLOT_RETRIEVED") {
+    if r(rec.doc["packages"][idx]["status"]
+        .as_str()
+        .unwrap_or("CREATED"))
+        < r("PICKUP_SLOT_RETRIEVED")
+    {
         rec.doc["packages"][idx]["status"] = json!("PICKUP_SLOT_RETRIEVED");
     }
     if status == "PACKAGE_CREATED" {
-        change(st, &id, Some("PICKUP_SLOT_RETRIEVED"), &format!("retrieveShippingOptions {pid}"));
+        change(
+            st,
+            &id,
+            Some("PICKUP_SLOT_RETRIEVED"),
+            &format!("retrieveShippingOptions {pid}"),
+        );
     }
     Ok(Resp::ok(body))
 }
@@ -604,8 +821,20 @@ fn invoice_pdf(rec: &ShipmentRec, invoice_id: &str) -> Vec<u8> {
     let d = &rec.doc;
     let mut lines = vec![
         format!("Invoice {invoice_id}"),
-        format!("Shipment {}  Order {}", d["id"].as_str().unwrap_or(""), d["shipmentInfo"]["buyerOrderId"].as_str().unwrap_or("")),
-        format!("Seller {}  Marketplace {}", d["marketplaceAttributes"]["merchantId"].as_str().unwrap_or(""), d["marketplaceAttributes"]["marketplaceId"].as_str().unwrap_or("")),
+        format!(
+            "Shipment {}  Order {}",
+            d["id"].as_str().unwrap_or(""),
+            d["shipmentInfo"]["buyerOrderId"].as_str().unwrap_or("")
+        ),
+        format!(
+            "Seller {}  Marketplace {}",
+            d["marketplaceAttributes"]["merchantId"]
+                .as_str()
+                .unwrap_or(""),
+            d["marketplaceAttributes"]["marketplaceId"]
+                .as_str()
+                .unwrap_or("")
+        ),
     ];
     for l in d["lineItems"].as_array().into_iter().flatten() {
         let c = &l["charges"][0]["totalCharge"]["netAmount"];
@@ -619,7 +848,12 @@ fn invoice_pdf(rec: &ShipmentRec, invoice_id: &str) -> Vec<u8> {
     }
     for c in d["charges"].as_array().into_iter().flatten() {
         let a = &c["totalCharge"]["netAmount"];
-        lines.push(format!("{} {} {}", c["chargeType"].as_str().unwrap_or(""), a["value"].as_str().unwrap_or(""), a["currencyCode"].as_str().unwrap_or("")));
+        lines.push(format!(
+            "{} {} {}",
+            c["chargeType"].as_str().unwrap_or(""),
+            a["value"].as_str().unwrap_or(""),
+            a["currencyCode"].as_str().unwrap_or("")
+        ));
     }
     docs::pdf("INVOICE", &lines)
 }
@@ -637,7 +871,8 @@ pub fn generate_invoice(st: &mut State, req: &Req) -> HResult {
     let content = STANDARD.encode(invoice_pdf(rec, &invoice_id));
     let document = json!({"document": {"format": "PDF", "content": content}});
     rec.invoice = Some(document.clone());
-    rec.doc["invoiceInfo"] = json!({"invoiceId": invoice_id, "creationDateTime": fmt_time(chrono::Utc::now())});
+    rec.doc["invoiceInfo"] =
+        json!({"invoiceId": invoice_id, "creationDateTime": fmt_time(chrono::Utc::now())});
     rec.doc["shipmentRequirements"]["invoice"]["status"] = json!("AVAILABLE");
     for p in rec.doc["packages"].as_array_mut().into_iter().flatten() {
         if r(p["status"].as_str().unwrap_or("CREATED")) < r("INVOICE_GENERATED") {
@@ -654,8 +889,12 @@ pub fn retrieve_invoice(st: &mut State, req: &Req) -> HResult {
     let rec = find(st, &id)?;
     match &rec.invoice {
         Some(d) => Ok(Resp::ok(d.clone())),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "SC_00003", "Requested artifact of type 'INVOICE' not found")
-            .with_details(format!("shipment '{id}'"))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "SC_00003",
+            "Requested artifact of type 'INVOICE' not found",
+        )
+        .with_details(format!("shipment '{id}'"))),
     }
 }
 
@@ -663,21 +902,40 @@ pub fn generate_ship_labels(st: &mut State, req: &Req) -> HResult {
     let id = req.p("shipmentId").to_string();
     let operation = req.q("operation").unwrap_or("GENERATE").to_string();
     let body = req.body.clone().ok_or_else(|| {
-        ApiError::invalid_input("At least one field is mandatory in the input payload").with_details("packageIds is required")
+        ApiError::invalid_input("At least one field is mandatory in the input payload")
+            .with_details("packageIds is required")
     })?;
-    let package_ids: Vec<String> = body["packageIds"].as_array().into_iter().flatten().filter_map(|p| p.as_str().map(str::to_string)).collect();
+    let package_ids: Vec<String> = body["packageIds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_str().map(str::to_string))
+        .collect();
     if package_ids.is_empty() {
-        return Err(ApiError::invalid_input("Invalid input '[]' for parameter 'packageIds'"));
+        return Err(ApiError::invalid_input(
+            "Invalid input '[]' for parameter 'packageIds'",
+        ));
     }
     let base = st.base_url.clone();
-    let mut tracking_numbers: Vec<u64> = (0..package_ids.len()).map(|_| st.rng.random_range(0..1_000_000_000_000u64)).collect();
+    let mut tracking_numbers: Vec<u64> = (0..package_ids.len())
+        .map(|_| st.rng.random_range(0..1_000_000_000_000u64))
+        .collect();
     let rec = find(st, &id)?;
     let status = ensure_packaged(rec, &id, "generateShipLabels")?;
     let mfn = rec.doc["marketplaceAttributes"]["channelName"] == "MFN";
-    if rec.doc["shipmentRequirements"]["invoice"]["requirement"] == "REQUIRED" && rec.invoice.is_none() {
-        return Err(ApiError::unprocessable(format!("shipment '{id}' requires an invoice: call generateInvoice first")));
+    if rec.doc["shipmentRequirements"]["invoice"]["requirement"] == "REQUIRED"
+        && rec.invoice.is_none()
+    {
+        return Err(ApiError::unprocessable(format!(
+            "shipment '{id}' requires an invoice: call generateInvoice first"
+        )));
     }
-    let known: Vec<String> = rec.doc["packages"].as_array().into_iter().flatten().filter_map(|p| p["id"].as_str().map(str::to_string)).collect();
+    let known: Vec<String> = rec.doc["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["id"].as_str().map(str::to_string))
+        .collect();
     for pid in &package_ids {
         if !known.contains(pid) {
             continue;
@@ -700,7 +958,10 @@ pub fn generate_ship_labels(st: &mut State, req: &Req) -> HResult {
         }
     }
     let courier = &body["courierSupportedAttributes"];
-    let city = rec.doc["shippingInfo"]["shipToAddress"]["city"].as_str().unwrap_or("").to_string();
+    let city = rec.doc["shippingInfo"]["shipToAddress"]["city"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let mut results = Vec::new();
     let mut new_docs = Vec::new();
     for pid in &package_ids {
@@ -717,31 +978,62 @@ pub fn generate_ship_labels(st: &mut State, req: &Req) -> HResult {
             Some(o) => match opts.iter().find(|x| x["shippingOptionId"] == o) {
                 Some(x) => Some(x.clone()),
                 None if mfn => {
-                    return Err(ApiError::invalid_input(format!("Invalid input '{o}' for parameter 'shippingOptionId'")))
+                    return Err(ApiError::invalid_input(format!(
+                        "Invalid input '{o}' for parameter 'shippingOptionId'"
+                    )))
                 }
                 None => None,
             },
             None => opts.first().cloned(),
         };
-        let (carrier, tracking) = match (courier["carrierName"].as_str(), courier["trackingId"].as_str()) {
+        let (carrier, tracking) = match (
+            courier["carrierName"].as_str(),
+            courier["trackingId"].as_str(),
+        ) {
             (Some(c), Some(t)) => (c.to_string(), t.to_string()),
             _ => {
-                let carrier = option.as_ref().and_then(|o| o["carrierName"].as_str()).unwrap_or("SIMCARRIER").to_string();
+                let carrier = option
+                    .as_ref()
+                    .and_then(|o| o["carrierName"].as_str())
+                    .unwrap_or("SIMCARRIER")
+                    .to_string();
                 let n = tracking_numbers.pop().unwrap_or_default();
                 (carrier, format!("SIM{n:012}"))
             }
         };
         let (ct, bytes) = if mfn {
-            ("application/pdf", docs::pdf("SHIPPING LABEL", &[format!("Carrier {carrier}"), format!("Tracking {tracking}"), format!("Shipment {id} package {pid}"), format!("To {city}")]))
+            (
+                "application/pdf",
+                docs::pdf(
+                    "SHIPPING LABEL",
+                    &[
+                        format!("Carrier {carrier}"),
+                        format!("Tracking {tracking}"),
+                        format!("Shipment {id} package {pid}"),
+                        format!("To {city}"),
+                    ],
+                ),
+            )
         } else {
-            ("application/zpl", docs::zpl(&carrier, &tracking, &id, pid, &city))
+            (
+                "application/zpl",
+                docs::zpl(&carrier, &tracking, &id, pid, &city),
+            )
         };
         let token = uuid::Uuid::new_v4().simple().to_string();
         let signature = uuid::Uuid::new_v4().simple().to_string();
         let url = format!(
             "{base}/_sim/documents/{token}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=900&X-Amz-Signature={signature}"
         );
-        new_docs.push((token, Document { content_type: ct.to_string(), bytes, signature, created: Instant::now() }));
+        new_docs.push((
+            token,
+            Document {
+                content_type: ct.to_string(),
+                bytes,
+                signature,
+                created: Instant::now(),
+            },
+        ));
         let mut meta = json!({"carrierName": carrier, "trackingId": tracking});
         if let Some(o) = &option {
             meta["shippingOptionId"] = o["shippingOptionId"].clone();
@@ -750,7 +1042,10 @@ pub fn generate_ship_labels(st: &mut State, req: &Req) -> HResult {
         }
         let label = json!({"packageId": pid, "shipLabelMetadata": meta, "fileData": {"url": url}, "status": "SUCCESS"});
         rec.labels.insert(pid.clone(), label.clone());
-        if let Some(p) = rec.doc["packages"].as_array_mut().and_then(|ps| ps.iter_mut().find(|p| p["id"] == pid.as_str())) {
+        if let Some(p) = rec.doc["packages"]
+            .as_array_mut()
+            .and_then(|ps| ps.iter_mut().find(|p| p["id"] == pid.as_str()))
+        {
             p["status"] = json!("SHIPLABEL_GENERATED");
         }
         results.push(label);
@@ -764,7 +1059,18 @@ pub fn generate_ship_labels(st: &mut State, req: &Req) -> HResult {
         st.documents.insert(t, d);
     }
     if labelled {
-        let to = (all_labelled && r(&status) < r("SHIPLABEL_GENERATED")).then_some("SHIPLABEL_GENERATED");
+        let to = (all_labelled && r(&status) < r("SHIPLABEL_GENERATED"))
+            .then_some("SHIPLABEL_GENERATED");
+        if to.is_some() {
+            if let Some(rec) = st.shipments.get_mut(&id) {
+                let handover = if rec.doc["shippingInfo"]["shippingType"] == "SELF" {
+                    "PENDING_DROP_OFF"
+                } else {
+                    "PENDING_PICKUP"
+                };
+                rec.doc["subStatus"] = json!(handover);
+            }
+        }
         change(st, &id, to, &format!("generateShipLabels {operation}"));
     }
     Ok(Resp::ok(json!({ "packageShipLabelList": results })))
@@ -772,22 +1078,43 @@ pub fn generate_ship_labels(st: &mut State, req: &Req) -> HResult {
 
 /// Admin: cancel as the marketplace would — whole shipment, or some units of some lines.
 pub fn cancel(st: &mut State, id: &str, spec: &Value) -> Result<Value, ApiError> {
-    let ctype = spec["cancellationType"].as_str().unwrap_or("MARKETPLACE_CANCELLED").to_string();
-    if !["SELLER_REJECTED", "MARKETPLACE_CANCELLED", "SYSTEM_CANCELLED"].contains(&ctype.as_str()) {
-        return Err(ApiError::invalid_input(format!("unknown cancellationType {ctype}")));
+    let ctype = spec["cancellationType"]
+        .as_str()
+        .unwrap_or("MARKETPLACE_CANCELLED")
+        .to_string();
+    if ![
+        "SELLER_REJECTED",
+        "MARKETPLACE_CANCELLED",
+        "SYSTEM_CANCELLED",
+    ]
+    .contains(&ctype.as_str())
+    {
+        return Err(ApiError::invalid_input(format!(
+            "unknown cancellationType {ctype}"
+        )));
     }
-    let reason = spec["reason"].as_str().unwrap_or("BUYER_CANCELLED").to_string();
+    let reason = spec["reason"]
+        .as_str()
+        .unwrap_or("BUYER_CANCELLED")
+        .to_string();
     let ts = fmt_time(chrono::Utc::now());
     let rec = find(st, id)?;
     let status = status_of(rec);
     if TERMINAL.contains(&status.as_str()) {
-        return Err(ApiError::duplicate(format!("shipment '{id}' is {status}; it can no longer be cancelled")));
+        return Err(ApiError::duplicate(format!(
+            "shipment '{id}' is {status}; it can no longer be cancelled"
+        )));
     }
     let partial: Vec<(String, i64)> = spec["lineItems"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|l| (l["id"].as_str().unwrap_or("").to_string(), l["quantity"].as_i64().unwrap_or(0)))
+        .map(|l| {
+            (
+                l["id"].as_str().unwrap_or("").to_string(),
+                l["quantity"].as_i64().unwrap_or(0),
+            )
+        })
         .collect();
     if partial.is_empty() {
         for l in rec.doc["lineItems"].as_array_mut().into_iter().flatten() {
@@ -809,12 +1136,17 @@ pub fn cancel(st: &mut State, id: &str, spec: &Value) -> Result<Value, ApiError>
         let loc = rec.doc["locationId"].as_str().unwrap_or("").to_string();
         let mut released: Vec<(String, i64)> = Vec::new();
         for (lid, q) in &partial {
-            let Some(l) = rec.doc["lineItems"].as_array_mut().and_then(|ls| ls.iter_mut().find(|l| l["shipmentLineItemId"] == lid.as_str())) else {
+            let Some(l) = rec.doc["lineItems"].as_array_mut().and_then(|ls| {
+                ls.iter_mut()
+                    .find(|l| l["shipmentLineItemId"] == lid.as_str())
+            }) else {
                 return Err(ApiError::not_found("shipmentLineItemId", lid));
             };
             let open = open_units(l);
             if *q < 1 || *q > open {
-                return Err(ApiError::invalid_input(format!("line '{lid}' has {open} open units; cannot cancel {q}")));
+                return Err(ApiError::invalid_input(format!(
+                    "line '{lid}' has {open} open units; cannot cancel {q}"
+                )));
             }
             let mut c = l["cancellations"].as_array().cloned().unwrap_or_default();
             c.push(json!({"cancelledQuantity": q, "cancelledTimestamp": ts, "cancellationType": ctype, "cancellationReason": reason}));
@@ -836,15 +1168,27 @@ pub fn cancel(st: &mut State, id: &str, spec: &Value) -> Result<Value, ApiError>
             }
         }
         let rec = find(st, id)?;
-        let all_gone = rec.doc["lineItems"].as_array().into_iter().flatten().all(|l| open_units(l) == 0);
-        change(st, id, all_gone.then_some("CANCELLED"), &format!("lines cancelled ({ctype})"));
+        let all_gone = rec.doc["lineItems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|l| open_units(l) == 0);
+        change(
+            st,
+            id,
+            all_gone.then_some("CANCELLED"),
+            &format!("lines cancelled ({ctype})"),
+        );
     }
     Ok(find(st, id)?.doc.clone())
 }
 
 /// Admin: move a shipment as Amazon or the carrier would (e.g. SHIPPED, DELIVERED).
 pub fn advance(st: &mut State, id: &str, spec: &Value) -> Result<Value, ApiError> {
-    let to = spec["status"].as_str().ok_or_else(|| ApiError::invalid_input("status is required"))?.to_string();
+    let to = spec["status"]
+        .as_str()
+        .ok_or_else(|| ApiError::invalid_input("status is required"))?
+        .to_string();
     if to == "CANCELLED" {
         return cancel(st, id, &json!({}));
     }
@@ -857,10 +1201,16 @@ pub fn advance(st: &mut State, id: &str, spec: &Value) -> Result<Value, ApiError
         return Err(ApiError::duplicate(format!("shipment '{id}' is CANCELLED")));
     }
     if r(&to) < r(&status) {
-        return Err(ApiError::unprocessable(format!("shipment '{id}' is {status}; it cannot go back to {to}")));
+        return Err(ApiError::unprocessable(format!(
+            "shipment '{id}' is {status}; it cannot go back to {to}"
+        )));
     }
     if r(&to) >= r("SHIPPED") {
-        let pkg_status = if to == "DELIVERED" { "DELIVERED" } else { "SHIPPED" };
+        let pkg_status = if to == "DELIVERED" {
+            "DELIVERED"
+        } else {
+            "SHIPPED"
+        };
         for p in rec.doc["packages"].as_array_mut().into_iter().flatten() {
             p["status"] = json!(pkg_status);
         }
@@ -869,6 +1219,8 @@ pub fn advance(st: &mut State, id: &str, spec: &Value) -> Result<Value, ApiError
         rec.doc["subStatus"] = json!(sub);
     } else if to == "DELIVERED" {
         rec.doc["subStatus"] = json!("DELIVERED");
+    } else if to == "SHIPPED" {
+        rec.doc["subStatus"] = json!("PICKED_UP");
     }
     let was_created = status == "CREATED";
     change(st, id, Some(&to), &format!("advanced to {to}"));

@@ -1,7 +1,6 @@
 //! The simulator's whole state, behind one mutex that is never held across an await.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -11,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::faults::FaultState;
-use crate::notify::{NotifyConfig, Notifier};
+use crate::notify::{Notifier, NotifyConfig};
 use crate::ratelimit::Limiter;
 use crate::validation::Models;
 use crate::SimOptions;
@@ -112,8 +111,18 @@ pub struct Document {
 
 /// Product types the simulated catalog knows (more via the admin API).
 pub const DEFAULT_PRODUCT_TYPES: [&str; 12] = [
-    "PRODUCT", "SHIRT", "SHOES", "HOME", "KITCHEN", "TOYS_AND_GAMES", "BEAUTY", "LUGGAGE",
-    "OFFICE_PRODUCTS", "SPORTING_GOODS", "PET_SUPPLIES", "BOOK",
+    "PRODUCT",
+    "SHIRT",
+    "SHOES",
+    "HOME",
+    "KITCHEN",
+    "TOYS_AND_GAMES",
+    "BEAUTY",
+    "LUGGAGE",
+    "OFFICE_PRODUCTS",
+    "SPORTING_GOODS",
+    "PET_SUPPLIES",
+    "BOOK",
 ];
 
 /// One request to an Amazon route, as logged.
@@ -183,7 +192,10 @@ impl State {
             notify: NotifyConfig::default(),
             documents: HashMap::new(),
             empty_page_rate: opts.empty_page_rate,
-            product_types: DEFAULT_PRODUCT_TYPES.iter().map(|s| s.to_string()).collect(),
+            product_types: DEFAULT_PRODUCT_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             seq: 0,
             last_time: DateTime::<Utc>::MIN_UTC,
             token_ttl: Duration::seconds(opts.token_ttl_secs as i64),
@@ -198,7 +210,11 @@ impl State {
     pub fn now(&mut self) -> DateTime<Utc> {
         let t = Utc::now();
         let t = DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t);
-        let t = if t <= self.last_time { self.last_time + Duration::milliseconds(1) } else { t };
+        let t = if t <= self.last_time {
+            self.last_time + Duration::milliseconds(1)
+        } else {
+            t
+        };
         self.last_time = t;
         t
     }
@@ -275,26 +291,24 @@ pub struct Shared {
     pub models: Arc<Models>,
     pub state: Mutex<State>,
     pub notifier: Notifier,
-    stopping: AtomicBool,
 }
 
 impl Shared {
     pub fn new(opts: SimOptions, models: Arc<Models>, notifier: Notifier) -> Self {
-        let state = Mutex::new(State::new(&opts));
-        Self { opts, models, state, notifier, stopping: AtomicBool::new(false) }
+        let mut state = State::new(&opts);
+        state.notify.tx = Some(notifier.tx.clone());
+        state.notify.sent = notifier.log.clone();
+        Self {
+            opts,
+            models,
+            state: Mutex::new(state),
+            notifier,
+        }
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock must not wedge the simulator for other tests.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn shutting_down(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
     }
 }
 

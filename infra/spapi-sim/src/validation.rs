@@ -91,7 +91,10 @@ impl Models {
             return Ok(m.clone());
         }
         let m = Arc::new(Self::load_uncached(dir)?);
-        cache().lock().unwrap_or_else(|e| e.into_inner()).insert(key, m.clone());
+        cache()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, m.clone());
         Ok(m)
     }
 
@@ -117,7 +120,9 @@ impl Models {
             let defs = doc.get("definitions").cloned().unwrap_or(json!({}));
             for (p, item) in doc["paths"].as_object().into_iter().flatten() {
                 for (method, op) in item.as_object().into_iter().flatten() {
-                    let Some(id) = op.get("operationId").and_then(Value::as_str) else { continue };
+                    let Some(id) = op.get("operationId").and_then(Value::as_str) else {
+                        continue;
+                    };
                     if !SERVED.contains(&id) {
                         continue;
                     }
@@ -161,12 +166,20 @@ impl Models {
             definitions.insert(file.to_string(), defs);
             documents.insert(file.to_string(), doc);
         }
-        Ok(Models { dir: dir.to_path_buf(), operations, documents, definitions })
+        Ok(Models {
+            dir: dir.to_path_buf(),
+            operations,
+            documents,
+            definitions,
+        })
     }
 
     /// A validator for `#/definitions/<name>` of `file`.
     pub fn definition(&self, file: &str, name: &str) -> anyhow::Result<Validator> {
-        let defs = self.definitions.get(file).ok_or_else(|| anyhow!("no model {file}"))?;
+        let defs = self
+            .definitions
+            .get(file)
+            .ok_or_else(|| anyhow!("no model {file}"))?;
         compile(defs, &json!({ "$ref": format!("#/definitions/{name}") }))
     }
 
@@ -200,7 +213,9 @@ impl Models {
 
     /// Whether some served operation has this path (for 405-style answers).
     pub fn path_known(&self, raw_path: &str) -> bool {
-        ["GET", "POST", "PUT", "PATCH", "DELETE"].iter().any(|m| self.route(m, raw_path).is_some())
+        ["GET", "POST", "PUT", "PATCH", "DELETE"]
+            .iter()
+            .any(|m| self.route(m, raw_path).is_some())
     }
 }
 
@@ -214,13 +229,22 @@ pub fn check_params(
     for prm in &op.params {
         let name = prm["name"].as_str().unwrap_or_default();
         let values: Vec<&str> = match prm["in"].as_str() {
-            Some("path") => path_params.get(name).map(|v| vec![v.as_str()]).unwrap_or_default(),
-            Some("query") => query.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect(),
+            Some("path") => path_params
+                .get(name)
+                .map(|v| vec![v.as_str()])
+                .unwrap_or_default(),
+            Some("query") => query
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .collect(),
             _ => continue,
         };
         if values.is_empty() {
             if prm["required"] == true {
-                problems.push(format!("Invalid input 'null' for parameter '{name}': it is required"));
+                problems.push(format!(
+                    "Invalid input 'null' for parameter '{name}': it is required"
+                ));
             }
             continue;
         }
@@ -236,7 +260,9 @@ pub fn check_params(
             let items: Vec<&str> = raw.split(',').collect();
             if let Some(max) = prm["maxItems"].as_u64() {
                 if items.len() as u64 > max {
-                    problems.push(format!("Invalid input '{raw}' for parameter '{name}': at most {max} values"));
+                    problems.push(format!(
+                        "Invalid input '{raw}' for parameter '{name}': at most {max} values"
+                    ));
                 }
             }
             for it in items {
@@ -312,7 +338,9 @@ pub fn check_body(op: &Operation, body: &[u8]) -> Result<Option<Value>, Vec<Stri
     };
     if body.iter().all(u8::is_ascii_whitespace) {
         return if *required {
-            Err(vec!["At least one field is mandatory in the input payload".into()])
+            Err(vec![
+                "At least one field is mandatory in the input payload".into()
+            ])
         } else {
             Ok(None)
         };

@@ -45,14 +45,19 @@ async fn status_changes_are_delivered_to_an_http_destination() {
     sim.setup_locations().await;
     let (url, got) = receiver().await;
     let a = sim.handle.admin();
-    a.add_notification_destination(json!({ "url": url })).await.unwrap();
+    a.add_notification_destination(json!({ "url": url }))
+        .await
+        .unwrap();
     let s = sim.shipment(json!({"locationId": "FLEX"})).await;
     let id = s["id"].as_str().unwrap();
     sim.confirm(id).await;
     let n = wait_for(&got, 2).await;
     assert_eq!(n.len(), 2);
     let last = &n[1];
-    assert_eq!(last["notificationType"], "EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE");
+    assert_eq!(
+        last["notificationType"],
+        "EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE"
+    );
     assert_eq!(last["notificationVersion"], "1.0");
     let p = &last["payload"]["externalFulfillmentShipmentNotification"];
     assert_eq!(p["shipmentId"], id);
@@ -61,10 +66,18 @@ async fn status_changes_are_delivered_to_an_http_destination() {
     assert_eq!(p["channelName"], "FBA");
     assert_eq!(p["merchantId"], "A1SIMMERCHANT01");
     assert!(last["eventTime"].is_string());
-    for k in ["applicationId", "subscriptionId", "publishTime", "notificationId"] {
+    for k in [
+        "applicationId",
+        "subscriptionId",
+        "publishTime",
+        "notificationId",
+    ] {
         assert!(last["notificationMetadata"][k].is_string(), "{k}");
     }
-    assert_eq!(n[0]["payload"]["externalFulfillmentShipmentNotification"]["shipmentStatus"], "ACCEPTED");
+    assert_eq!(
+        n[0]["payload"]["externalFulfillmentShipmentNotification"]["shipmentStatus"],
+        "ACCEPTED"
+    );
     let log = a.notifications().await.unwrap();
     assert!(log.iter().all(|l| l["outcome"] == "DELIVERED"));
 }
@@ -75,18 +88,38 @@ async fn duplicated_and_reordered_on_request() {
     sim.setup_locations().await;
     let (url, got) = receiver().await;
     let a = sim.handle.admin();
-    a.add_notification_destination(json!({ "url": url })).await.unwrap();
-    a.set_notification_options(json!({"duplicateRate": 1.0, "reorder": true, "reorderWindowMs": 300})).await.unwrap();
+    a.add_notification_destination(json!({ "url": url }))
+        .await
+        .unwrap();
+    a.set_notification_options(
+        json!({"duplicateRate": 1.0, "reorder": true, "reorderWindowMs": 500}),
+    )
+    .await
+    .unwrap();
     let ids = a.create_random_shipments("FLEX", 6).await.unwrap();
     let n = wait_for(&got, 12).await;
     assert_eq!(n.len(), 12);
     let mut per_id = std::collections::HashMap::<String, usize>::new();
     for x in &n {
-        *per_id.entry(x["notificationMetadata"]["notificationId"].as_str().unwrap().to_string()).or_default() += 1;
+        *per_id
+            .entry(
+                x["notificationMetadata"]["notificationId"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+            .or_default() += 1;
     }
     assert_eq!(per_id.len(), 6);
     assert!(per_id.values().all(|c| *c == 2), "each notification twice");
-    let order: Vec<&str> = n.iter().map(|x| x["payload"]["externalFulfillmentShipmentNotification"]["shipmentId"].as_str().unwrap()).collect();
+    let order: Vec<&str> = n
+        .iter()
+        .map(|x| {
+            x["payload"]["externalFulfillmentShipmentNotification"]["shipmentId"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
     let mut dedup = order.clone();
     dedup.dedup();
     let first_seen: Vec<&str> = order.iter().fold(Vec::new(), |mut v, s| {
@@ -95,7 +128,11 @@ async fn duplicated_and_reordered_on_request() {
         }
         v
     });
-    assert_ne!(first_seen, ids.iter().map(String::as_str).collect::<Vec<_>>(), "seeded delays reorder delivery");
+    assert_ne!(
+        first_seen,
+        ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        "seeded delays reorder delivery"
+    );
 }
 
 #[tokio::test]
@@ -107,12 +144,23 @@ async fn an_unreachable_destination_is_retried_then_logged() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     drop(l);
-    a.add_notification_destination(json!({ "url": format!("http://{addr}/hook") })).await.unwrap();
+    a.add_notification_destination(json!({ "url": format!("http://{addr}/hook") }))
+        .await
+        .unwrap();
     sim.shipment(json!({"locationId": "FLEX"})).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let got: Arc<Mutex<Vec<Value>>> = Arc::default();
     let g = got.clone();
-    let app = Router::new().route("/hook", post(move |Json(v): Json<Value>| { let g = g.clone(); async move { g.lock().unwrap().push(v); "ok" } }));
+    let app = Router::new().route(
+        "/hook",
+        post(move |Json(v): Json<Value>| {
+            let g = g.clone();
+            async move {
+                g.lock().unwrap().push(v);
+                "ok"
+            }
+        }),
+    );
     let l = tokio::net::TcpListener::bind(addr).await.unwrap();
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     let n = wait_for(&got, 1).await;

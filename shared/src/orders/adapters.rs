@@ -134,15 +134,26 @@ impl UnmappedSkuSetting {
     }
 }
 
-/// The seller's locations (LocationsTable) with the orders settings (SettingsTable).
+/// The seller's locations (LocationsTable) with the orders settings (SettingsTable), read at
+/// most once per `CACHE_FOR` (every shipment step asks; the answer changes rarely).
 pub struct StoredLocations {
     pub locations: Arc<dyn LocationStore>,
     pub settings: Arc<dyn SettingsStore>,
+    cache: std::sync::Mutex<Option<(std::time::Instant, Vec<OrderLocation>)>>,
 }
 
-#[async_trait]
-impl LocationDirectory for StoredLocations {
-    async fn locations(&self) -> Result<Vec<OrderLocation>> {
+const CACHE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl StoredLocations {
+    pub fn new(locations: Arc<dyn LocationStore>, settings: Arc<dyn SettingsStore>) -> Self {
+        Self {
+            locations,
+            settings,
+            cache: Default::default(),
+        }
+    }
+
+    async fn read(&self) -> Result<Vec<OrderLocation>> {
         let policy: UnmappedSkuSetting = match self.settings.get(UNMAPPED_SKU_SETTING).await? {
             None => UnmappedSkuSetting::Unset,
             Some(s) => serde_json::from_value(s.value.clone()).map_err(|e| {
@@ -167,6 +178,21 @@ impl LocationDirectory for StoredLocations {
                 location_id: l.location_id,
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl LocationDirectory for StoredLocations {
+    async fn locations(&self) -> Result<Vec<OrderLocation>> {
+        if let Some((at, list)) = self.cache.lock().expect("locations cache").as_ref() {
+            if at.elapsed() < CACHE_FOR {
+                return Ok(list.clone());
+            }
+        }
+        let list = self.read().await?;
+        *self.cache.lock().expect("locations cache") =
+            Some((std::time::Instant::now(), list.clone()));
+        Ok(list)
     }
 
     async fn location(&self, location_id: &str) -> Result<OrderLocation> {
@@ -226,10 +252,9 @@ mod tests {
                 .unwrap();
         }
         let settings = Arc::new(MemorySettingsStore::new());
-        let dir = StoredLocations {
-            locations,
-            settings: settings.clone(),
-        };
+        let fresh =
+            |l: &Arc<MemoryLocationStore>| StoredLocations::new(l.clone(), settings.clone());
+        let dir = fresh(&locations);
         let all = dir.locations().await.unwrap();
         assert_eq!(all.len(), 2, "L3 syncs neither orders nor returns");
         assert!(all

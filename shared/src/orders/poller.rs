@@ -1,5 +1,7 @@
 //! The safety net: for every enabled location with order sync on, read getShipments per status
-//! (ACCEPTED, CREATED, and CANCELLED for marketplace cancellations, each with its own cursor)
+//! (ACCEPTED and CREATED for new work; CANCELLED for marketplace cancellations; CONFIRMED for
+//! line cancellations of confirmed shipments; SHIPPED to release reservations; each status with
+//! its own cursor)
 //! from `cursor − overlap`, follow `paginationToken` to the end, store every shipment, and only
 //! then move the cursor. Then drive what was stored, and sweep what an earlier run left unsettled.
 
@@ -15,8 +17,10 @@ use crate::orders::processor::{OrderProcessor, Step, Stored};
 use crate::runtime::Invocation;
 use crate::store::cursors::{CursorKind, CursorStore};
 
-/// Statuses the poller reads, one getShipments call each.
-pub const POLLED_STATUSES: [&str; 3] = ["ACCEPTED", "CREATED", "CANCELLED"];
+/// Statuses the poller reads, one getShipments call each (new work first).
+pub const POLLED_STATUSES: [&str; 5] = ["ACCEPTED", "CREATED", "CANCELLED", "CONFIRMED", "SHIPPED"];
+/// The statuses of new work, read again on every extra pass of a run.
+pub const NEW_WORK_STATUSES: [&str; 2] = ["ACCEPTED", "CREATED"];
 
 #[derive(Debug, Clone)]
 pub struct PollSettings {
@@ -26,6 +30,10 @@ pub struct PollSettings {
     pub first_lookback: Duration,
     /// Stop starting new work when less than this is left of the invocation.
     pub reserve: Duration,
+    /// Within one scheduled run, read new work again every this often until the invocation's
+    /// time runs out (a one-minute schedule then sees a new order within about this long).
+    /// Zero: one pass per run.
+    pub pass_interval: Duration,
 }
 
 impl Default for PollSettings {
@@ -34,6 +42,7 @@ impl Default for PollSettings {
             overlap: Duration::from_secs(300),
             first_lookback: Duration::from_secs(24 * 3600),
             reserve: Duration::from_secs(5),
+            pass_interval: Duration::from_secs(15),
         }
     }
 }
@@ -41,6 +50,7 @@ impl Default for PollSettings {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PollReport {
+    pub passes: usize,
     pub locations: usize,
     pub pages: usize,
     pub shipments_seen: usize,
@@ -59,22 +69,46 @@ pub struct OrderPoller<'a> {
 }
 
 impl OrderPoller<'_> {
+    /// One full pass (every status, then the sweep), then passes over new work only, every
+    /// `pass_interval`, while the invocation has time for another.
     pub async fn run(&self, inv: &Invocation) -> Result<PollReport> {
-        let started = Utc::now();
         let mut report = PollReport::default();
+        let mut pass_started = tokio::time::Instant::now();
+        self.pass(&POLLED_STATUSES, true, inv, &mut report).await?;
+        let interval = self.settings.pass_interval;
+        while !interval.is_zero() && inv.remaining() >= interval + self.settings.reserve {
+            tokio::time::sleep_until(pass_started + interval).await;
+            pass_started = tokio::time::Instant::now();
+            self.pass(&NEW_WORK_STATUSES, false, inv, &mut report)
+                .await?;
+        }
+        tracing::info!(report = ?report, "order poll finished");
+        Ok(report)
+    }
+
+    async fn pass(
+        &self,
+        statuses: &[&str],
+        sweep: bool,
+        inv: &Invocation,
+        report: &mut PollReport,
+    ) -> Result<()> {
+        let started = Utc::now();
+        report.passes += 1;
         let locations = self.processor.locations.locations().await?;
+        report.locations = 0;
         for loc in locations.iter().filter(|l| l.order_sync) {
             report.locations += 1;
-            for status in POLLED_STATUSES {
+            for status in statuses {
                 if inv.remaining() < self.settings.reserve {
                     report.errors.push(format!(
                         "stopped before {}/{status}: invocation nearly out of time",
                         loc.location_id
                     ));
-                    return Ok(report);
+                    return Ok(());
                 }
                 if let Err(e) = self
-                    .poll_one(&loc.location_id, status, started, inv, &mut report)
+                    .poll_one(&loc.location_id, status, started, inv, report)
                     .await
                 {
                     // The cursor did not move; the next run reads the same window again.
@@ -85,11 +119,12 @@ impl OrderPoller<'_> {
                 }
             }
         }
-        let (swept, errors) = self.processor.sweep(inv).await?;
-        report.swept = swept;
-        report.errors.extend(errors);
-        tracing::info!(report = ?report, "order poll finished");
-        Ok(report)
+        if sweep {
+            let (swept, errors) = self.processor.sweep(inv).await?;
+            report.swept += swept;
+            report.errors.extend(errors);
+        }
+        Ok(())
     }
 
     async fn poll_one(
@@ -178,6 +213,47 @@ mod tests {
     use crate::store::cursors::MemoryCursorStore;
     use crate::store::shipments::ShipmentStore;
 
+    fn one_pass() -> PollSettings {
+        PollSettings {
+            pass_interval: Duration::ZERO,
+            ..PollSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn extra_passes_pick_up_new_work_within_the_run() {
+        let h = harness(&["A"], UnmappedSkuAction::Hold);
+        let cursors = MemoryCursorStore::new();
+        let poller = OrderPoller {
+            processor: &h.p,
+            cursors: &cursors,
+            settings: PollSettings {
+                pass_interval: Duration::from_millis(300),
+                reserve: Duration::from_millis(100),
+                ..PollSettings::default()
+            },
+        };
+        let amazon = h.amazon.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(450)).await;
+            amazon.put(fixtures::shipment(
+                "LATE",
+                "ACCEPTED",
+                &now_str(),
+                &[("A", 1)],
+            ));
+        });
+        let report = poller
+            .run(&Invocation::new("passes", Duration::from_millis(1200)))
+            .await
+            .unwrap();
+        assert!(report.passes >= 3, "{report:?}");
+        assert_eq!(
+            h.store.get("LATE").await.unwrap().unwrap().stage,
+            Stage::HandedOver
+        );
+    }
+
     fn now_str() -> String {
         crate::orders::model::sort_time(Utc::now())
     }
@@ -197,7 +273,7 @@ mod tests {
         let poller = OrderPoller {
             processor: &h.p,
             cursors: &cursors,
-            settings: PollSettings::default(),
+            settings: one_pass(),
         };
         let report = poller.run(&inv()).await.unwrap();
         assert_eq!(report.stored_new, 5, "{report:?}");
@@ -238,7 +314,7 @@ mod tests {
             cursors: &cursors,
             settings: PollSettings {
                 reserve: Duration::ZERO,
-                ..PollSettings::default()
+                ..one_pass()
             },
         };
         let short = Invocation::new("crash", Duration::from_millis(300));
@@ -280,7 +356,7 @@ mod tests {
         let poller = OrderPoller {
             processor: &h.p,
             cursors: &cursors,
-            settings: PollSettings::default(),
+            settings: one_pass(),
         };
         poller.run(&inv()).await.unwrap();
         let mut v = h.amazon.shipments.lock().unwrap()["S1"].clone();

@@ -288,6 +288,8 @@ impl OrderProcessor {
                                 continue;
                             }
                             r.stage = Stage::Confirmed;
+                            // What Amazon now says; its own newer view replaces this when read.
+                            r.status = "CONFIRMED".into();
                             if self.save(&mut r).await? {
                                 tracing::info!(
                                     shipment_id,
@@ -321,6 +323,7 @@ impl OrderProcessor {
                         Verdict::Reject { reason, detail } => {
                             self.act_once(&r, Act::Reject(reason), inv).await?;
                             r.stage = Stage::Rejected;
+                            r.status = "CANCELLED".into();
                             r.rejection_reason =
                                 Some(format!("{}: {detail}", reject_reason_str(reason)));
                             if self.save(&mut r).await? {
@@ -526,9 +529,16 @@ impl OrderProcessor {
         inv: &Invocation,
     ) -> Result<ShipmentRecord> {
         for _ in 0..MAX_CONFLICTS {
-            let mut r = self.get_held(shipment_id).await?;
-            if r.stage != Stage::Held {
-                return Ok(r);
+            let mut r = self.get_stored(shipment_id).await?;
+            match r.stage {
+                Stage::Held => {}
+                // Released before: the same request again answers with where it got to.
+                Stage::Received | Stage::Confirmed | Stage::HandedOver | Stage::Shipped
+                    if r.released =>
+                {
+                    return Ok(r)
+                }
+                other => return Err(not_held(shipment_id, other)),
             }
             r.stage = Stage::Received;
             r.released = true;
@@ -547,9 +557,11 @@ impl OrderProcessor {
         inv: &Invocation,
     ) -> Result<ShipmentRecord> {
         for _ in 0..MAX_CONFLICTS {
-            let mut r = self.get_held(shipment_id).await?;
-            if r.stage != Stage::Held {
-                return Ok(r);
+            let mut r = self.get_stored(shipment_id).await?;
+            match r.stage {
+                Stage::Held => {}
+                Stage::Rejected => return Ok(r),
+                other => return Err(not_held(shipment_id, other)),
             }
             if !r.eligible_for_rejection.contains(&r.status) {
                 return Err(Error::Conflict(format!(
@@ -560,6 +572,7 @@ impl OrderProcessor {
             }
             self.act_once(&r, Act::Reject(reason), inv).await?;
             r.stage = Stage::Rejected;
+            r.status = "CANCELLED".into();
             r.rejection_reason = Some(format!(
                 "{}: decided by a person",
                 reject_reason_str(reason)
@@ -571,19 +584,11 @@ impl OrderProcessor {
         Err(conflict_exhausted(shipment_id))
     }
 
-    async fn get_held(&self, shipment_id: &str) -> Result<ShipmentRecord> {
-        let r = self
-            .shipments
+    async fn get_stored(&self, shipment_id: &str) -> Result<ShipmentRecord> {
+        self.shipments
             .get(shipment_id)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("shipment {shipment_id}")))?;
-        match r.stage {
-            Stage::Held | Stage::Confirmed | Stage::HandedOver | Stage::Rejected => Ok(r),
-            other => Err(Error::Conflict(format!(
-                "shipment {shipment_id} is {}, not held",
-                other.as_str()
-            ))),
-        }
+            .ok_or_else(|| Error::NotFound(format!("shipment {shipment_id}")))
     }
 
     /// Drives every shipment left in a stage that still owes work (after a crash, a throttled
@@ -622,6 +627,10 @@ impl OrderProcessor {
 enum Act {
     Confirm,
     Reject(RejectReason),
+}
+
+fn not_held(id: &str, stage: Stage) -> Error {
+    Error::Conflict(format!("shipment {id} is {}, not held", stage.as_str()))
 }
 
 fn conflict_exhausted(id: &str) -> Error {

@@ -73,6 +73,40 @@ impl OrderRule for UnmappedSkuRule {
     }
 }
 
+/// The seller's master switch (`auto_confirm_orders`, default on): when off, every new shipment
+/// waits for a person.
+pub struct AutoConfirmRule {
+    pub settings: Arc<dyn crate::store::settings::SettingsStore>,
+}
+
+#[async_trait]
+impl OrderRule for AutoConfirmRule {
+    fn name(&self) -> &'static str {
+        "auto_confirm_orders"
+    }
+
+    async fn check(
+        &self,
+        _shipment: &ShipmentRecord,
+        _location: &OrderLocation,
+    ) -> Result<Verdict> {
+        let on = crate::store::settings::get_or(
+            self.settings.as_ref(),
+            crate::store::settings::names::AUTO_CONFIRM_ORDERS,
+            true,
+        )
+        .await?;
+        Ok(if on {
+            Verdict::Confirm
+        } else {
+            Verdict::Hold {
+                reason: "automatic confirmation is switched off (setting auto_confirm_orders)"
+                    .into(),
+            }
+        })
+    }
+}
+
 /// Applies every rule; the strictest verdict wins. A reject the shipment's status does not allow
 /// (`orderStatesEligibleForRejection`) becomes a hold, so a person sees it.
 pub async fn decide(
@@ -159,6 +193,32 @@ mod tests {
             matches!(&v, Verdict::Hold { reason } if reason.contains('B')),
             "{v:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_master_switch_holds_everything() {
+        use crate::store::settings::{names, MemorySettingsStore, SettingsStore};
+        let settings = Arc::new(MemorySettingsStore::new());
+        let mut all = rules(&["A", "B"]);
+        all.push(Arc::new(AutoConfirmRule {
+            settings: settings.clone(),
+        }));
+        let l = loc(UnmappedSkuAction::Hold);
+        assert_eq!(
+            decide(&all, &shipment("ACCEPTED"), &l).await.unwrap(),
+            Verdict::Confirm
+        );
+        settings
+            .put(
+                names::AUTO_CONFIRM_ORDERS,
+                serde_json::json!(false),
+                None,
+                "test",
+            )
+            .await
+            .unwrap();
+        let v = decide(&all, &shipment("ACCEPTED"), &l).await.unwrap();
+        assert!(matches!(v, Verdict::Hold { reason } if reason.contains("auto_confirm_orders")));
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use crate::orders::poller::PollSettings;
 use crate::orders::ports::{LocationDirectory, ShipmentsApi};
 use crate::orders::processor::{CrashPoints, OrderProcessor};
 use crate::orders::returns::ReturnsService;
-use crate::orders::rules::{OrderRule, UnmappedSkuRule};
+use crate::orders::rules::{AutoConfirmRule, OrderRule, UnmappedSkuRule};
 use crate::runtime::Invocation;
 use crate::secrets::SecretCache;
 use crate::spapi::SpApiClient;
@@ -31,6 +31,8 @@ pub mod settings {
     pub const POLL_OVERLAP_SECONDS: &str = "orders_poll_overlap_seconds";
     /// Hours a location without a cursor looks back on its first poll. Default 24.
     pub const FIRST_LOOKBACK_HOURS: &str = "orders_first_lookback_hours";
+    /// Seconds between passes over new work within one scheduled poll run; 0 = one pass. Default 15.
+    pub const POLL_PASS_SECONDS: &str = "orders_poll_pass_seconds";
 }
 
 /// How long CONFIRM/REJECT claims and notification IDs are remembered.
@@ -53,7 +55,7 @@ pub struct Orders {
 
 impl Orders {
     pub async fn from_env(env: &Env) -> Result<Self> {
-        let sdk = crate::aws::load().await;
+        let sdk = crate::aws::config(env).await;
         let ddb = crate::aws::dynamodb_client(&sdk);
         let settings: Arc<dyn SettingsStore> = Arc::new(DynamoSettingsStore::new(
             ddb.clone(),
@@ -73,19 +75,24 @@ impl Orders {
                 ddb.clone(),
                 env.require(keys::CURSORS_TABLE)?,
             )),
-            locations: Arc::new(StoredLocations {
-                locations: Arc::new(DynamoLocationStore::new(
+            locations: Arc::new(StoredLocations::new(
+                Arc::new(DynamoLocationStore::new(
                     ddb.clone(),
                     env.require(keys::LOCATIONS_TABLE)?,
                 )),
-                settings: settings.clone(),
-            }),
-            rules: vec![Arc::new(UnmappedSkuRule {
-                catalog: Arc::new(CatalogSkus(Arc::new(DynamoCatalogStore::new(
-                    ddb.clone(),
-                    env.require(keys::CATALOG_TABLE)?,
-                )))),
-            })],
+                settings.clone(),
+            )),
+            rules: vec![
+                Arc::new(AutoConfirmRule {
+                    settings: settings.clone(),
+                }),
+                Arc::new(UnmappedSkuRule {
+                    catalog: Arc::new(CatalogSkus(Arc::new(DynamoCatalogStore::new(
+                        ddb.clone(),
+                        env.require(keys::CATALOG_TABLE)?,
+                    )))),
+                }),
+            ],
             idempotency: Idempotency::dynamodb(
                 ddb,
                 env.require(keys::IDEMPOTENCY_TABLE)?,
@@ -139,6 +146,14 @@ impl Orders {
                     self.settings.as_ref(),
                     settings::FIRST_LOOKBACK_HOURS,
                     d.first_lookback.as_secs() / 3600,
+                )
+                .await?,
+            ),
+            pass_interval: Duration::from_secs(
+                get_or(
+                    self.settings.as_ref(),
+                    settings::POLL_PASS_SECONDS,
+                    d.pass_interval.as_secs(),
                 )
                 .await?,
             ),

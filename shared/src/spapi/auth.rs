@@ -111,7 +111,10 @@ impl TokenSource for LwaTokenSource {
         let resp = self
             .http
             .post(&self.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded;charset=UTF-8")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded;charset=UTF-8",
+            )
             .header(reqwest::header::USER_AGENT, &self.user_agent)
             .body(body)
             .send()
@@ -125,7 +128,11 @@ impl TokenSource for LwaTokenSource {
             })?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| {
-            SpApiError::new(SpApiErrorKind::Auth, OP, format!("reading LWA answer: {}", transport_message(&e)))
+            SpApiError::new(
+                SpApiErrorKind::Auth,
+                OP,
+                format!("reading LWA answer: {}", transport_message(&e)),
+            )
         })?;
         if (200..300).contains(&status) {
             let t: LwaTokenResponse = serde_json::from_slice(&bytes).map_err(|e| {
@@ -212,7 +219,10 @@ impl TokenCache {
             )
             .await?;
         self.issued.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(expires_in_s = issued.expires_in.as_secs(), "LWA access token refreshed");
+        tracing::debug!(
+            expires_in_s = issued.expires_in.as_secs(),
+            "LWA access token refreshed"
+        );
         *state = Some(Cached {
             value: issued.value.clone(),
             expires_at: Instant::now() + issued.expires_in,
@@ -294,9 +304,17 @@ mod tests {
         let cache = TokenCache::new(source.clone());
         assert_eq!(cache.token().await.unwrap().expose(), "token-1");
         tokio::time::sleep(Duration::from_secs(3600 - 61)).await;
-        assert_eq!(cache.token().await.unwrap().expose(), "token-1", "still valid 61 s before expiry");
+        assert_eq!(
+            cache.token().await.unwrap().expose(),
+            "token-1",
+            "still valid 61 s before expiry"
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(cache.token().await.unwrap().expose(), "token-2", "refreshed inside the last minute");
+        assert_eq!(
+            cache.token().await.unwrap().expose(),
+            "token-2",
+            "refreshed inside the last minute"
+        );
         assert_eq!(source.calls.load(Ordering::SeqCst), 2);
     }
 

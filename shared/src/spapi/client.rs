@@ -13,7 +13,9 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::auth::{transport_message, LwaCredentials, LwaTokenSource, SpApiSecret, TokenCache, TokenSource};
+use super::auth::{
+    transport_message, LwaCredentials, LwaTokenSource, SpApiSecret, TokenCache, TokenSource,
+};
 use super::error::{SpApiError, SpApiErrorKind};
 use super::models::*;
 use crate::config::{keys, Env};
@@ -26,7 +28,11 @@ use crate::secrets::SecretCache;
 pub const USER_AGENT: &str = concat!("flexbridge/", env!("CARGO_PKG_VERSION"), " (Language=Rust)");
 
 /// Percent-encode everything but RFC 3986 unreserved characters (path segments, query values).
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 const SHIPMENTS: &str = "/externalFulfillment/2024-09-11/shipments";
 const RETURNS: &str = "/externalFulfillment/2024-09-11/returns";
@@ -404,7 +410,10 @@ impl SpApiClient {
         }
         if let Some(n) = q.max_results {
             if !(1..=100).contains(&n) {
-                return Err(SpApiError::invalid_input(op.id(), format!("maxResults {n} is not within 1..=100")));
+                return Err(SpApiError::invalid_input(
+                    op.id(),
+                    format!("maxResults {n} is not within 1..=100"),
+                ));
             }
         }
         let req = Request::new(op, Method::GET, SHIPMENTS.to_string())
@@ -412,14 +421,23 @@ impl SpApiClient {
             .query("marketplaceId", q.marketplace_id.as_ref())
             .query("channelName", q.channel_name.as_ref())
             .query("status", Some(q.status.as_str()))
-            .query("lastUpdatedAfter", q.last_updated_after.map(|t| t.to_rfc3339()))
-            .query("lastUpdatedBefore", q.last_updated_before.map(|t| t.to_rfc3339()))
+            .query(
+                "lastUpdatedAfter",
+                q.last_updated_after.map(|t| t.to_rfc3339()),
+            )
+            .query(
+                "lastUpdatedBefore",
+                q.last_updated_before.map(|t| t.to_rfc3339()),
+            )
             .query("maxResults", q.max_results)
             .query("paginationToken", q.pagination_token.as_ref());
         let r: ShipmentsResponse = self.call_json(req).await?;
         Ok(ShipmentsPage {
             shipments: r.shipments,
-            next_token: r.pagination.and_then(|p| p.next_token).filter(|t| !t.is_empty()),
+            next_token: r
+                .pagination
+                .and_then(|p| p.next_token)
+                .filter(|t| !t.is_empty()),
         })
     }
 
@@ -433,41 +451,72 @@ impl SpApiClient {
     }
 
     /// CONFIRM or REJECT a shipment (204). Not resent on 5xx/timeout: see the module docs.
-    pub async fn process_shipment(&self, shipment_id: &str, operation: &ShipmentOperation) -> Result<(), SpApiError> {
+    pub async fn process_shipment(
+        &self,
+        shipment_id: &str,
+        operation: &ShipmentOperation,
+    ) -> Result<(), SpApiError> {
         let op = Operation::ProcessShipment;
-        let mut req = Request::new(op, Method::POST, format!("{SHIPMENTS}/{}", enc(shipment_id)))
-            .query("operation", Some(operation.as_str()));
+        let mut req = Request::new(
+            op,
+            Method::POST,
+            format!("{SHIPMENTS}/{}", enc(shipment_id)),
+        )
+        .query("operation", Some(operation.as_str()));
         if let ShipmentOperation::Reject(body) = operation {
             if body.line_items.is_empty() {
-                return Err(SpApiError::invalid_input(op.id(), "a REJECT needs at least one line item"));
+                return Err(SpApiError::invalid_input(
+                    op.id(),
+                    "a REJECT needs at least one line item",
+                ));
             }
             req = req.json(body)?;
         }
         self.call_empty(req).await
     }
 
-    pub async fn create_packages(&self, shipment_id: &str, packages: &[Package]) -> Result<(), SpApiError> {
+    pub async fn create_packages(
+        &self,
+        shipment_id: &str,
+        packages: &[Package],
+    ) -> Result<(), SpApiError> {
         let op = Operation::CreatePackages;
         if packages.is_empty() {
-            return Err(SpApiError::invalid_input(op.id(), "at least one package is required"));
+            return Err(SpApiError::invalid_input(
+                op.id(),
+                "at least one package is required",
+            ));
         }
         validate_packages(op, packages)?;
         let body = Packages {
             packages: packages.to_vec(),
         };
-        let req = Request::new(op, Method::POST, format!("{SHIPMENTS}/{}/packages", enc(shipment_id))).json(&body)?;
+        let req = Request::new(
+            op,
+            Method::POST,
+            format!("{SHIPMENTS}/{}/packages", enc(shipment_id)),
+        )
+        .json(&body)?;
         self.call_empty(req).await
     }
 
     /// Replaces a package; the shipment goes back to PACKAGE_CREATED (labels and invoice must be
     /// generated again).
-    pub async fn update_package(&self, shipment_id: &str, package: &Package) -> Result<(), SpApiError> {
+    pub async fn update_package(
+        &self,
+        shipment_id: &str,
+        package: &Package,
+    ) -> Result<(), SpApiError> {
         let op = Operation::UpdatePackage;
         validate_packages(op, std::slice::from_ref(package))?;
         let req = Request::new(
             op,
             Method::PUT,
-            format!("{SHIPMENTS}/{}/packages/{}", enc(shipment_id), enc(&package.id)),
+            format!(
+                "{SHIPMENTS}/{}/packages/{}",
+                enc(shipment_id),
+                enc(&package.id)
+            ),
         )
         .json(package)?;
         self.call_empty(req).await
@@ -484,13 +533,24 @@ impl SpApiClient {
         if status.status.as_ref().is_some_and(|s| !s.is_known()) {
             return Err(SpApiError::invalid_input(op.id(), "unknown package status"));
         }
-        if status.reason.as_ref().is_some_and(|r| r.chars().count() > 128) {
-            return Err(SpApiError::invalid_input(op.id(), "reason is longer than 128 characters"));
+        if status
+            .reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > 128)
+        {
+            return Err(SpApiError::invalid_input(
+                op.id(),
+                "reason is longer than 128 characters",
+            ));
         }
         let req = Request::new(
             op,
             Method::PATCH,
-            format!("{SHIPMENTS}/{}/packages/{}", enc(shipment_id), enc(package_id)),
+            format!(
+                "{SHIPMENTS}/{}/packages/{}",
+                enc(shipment_id),
+                enc(package_id)
+            ),
         )
         .json(status)?;
         self.call_empty(req).await
@@ -542,13 +602,20 @@ impl SpApiClient {
         if input.package_ids.is_empty() || input.package_ids.len() > 50 {
             return Err(SpApiError::invalid_input(
                 op.id(),
-                format!("{} package ids; 1 to 50 are allowed", input.package_ids.len()),
+                format!(
+                    "{} package ids; 1 to 50 are allowed",
+                    input.package_ids.len()
+                ),
             ));
         }
-        let req = Request::new(op, Method::PUT, format!("{SHIPMENTS}/{}/shipLabels", enc(shipment_id)))
-            .query("shippingOptionId", shipping_option_id)
-            .query("operation", Some(operation.as_str()))
-            .json(input)?;
+        let req = Request::new(
+            op,
+            Method::PUT,
+            format!("{SHIPMENTS}/{}/shipLabels", enc(shipment_id)),
+        )
+        .query("shippingOptionId", shipping_option_id)
+        .query("operation", Some(operation.as_str()))
+        .json(input)?;
         self.call_json(req).await
     }
 
@@ -556,7 +623,10 @@ impl SpApiClient {
 
     /// 1 to 10 inventory updates/fetches in one call; one result per request (HTTP 207), each to
     /// be checked on its own.
-    pub async fn batch_inventory(&self, requests: &[InventoryRequest]) -> Result<Vec<InventoryItemResult>, SpApiError> {
+    pub async fn batch_inventory(
+        &self,
+        requests: &[InventoryRequest],
+    ) -> Result<Vec<InventoryItemResult>, SpApiError> {
         let op = Operation::BatchInventory;
         if requests.is_empty() || requests.len() > 10 {
             return Err(SpApiError::invalid_input(
@@ -579,7 +649,10 @@ impl SpApiClient {
         let op = Operation::ListReturns;
         if let Some(n) = q.max_results {
             if !(1..=100).contains(&n) {
-                return Err(SpApiError::invalid_input(op.id(), format!("maxResults {n} is not within 1..=100")));
+                return Err(SpApiError::invalid_input(
+                    op.id(),
+                    format!("maxResults {n} is not within 1..=100"),
+                ));
             }
         }
         if (q.last_updated_since.is_some() || q.last_updated_until.is_some())
@@ -597,8 +670,14 @@ impl SpApiClient {
             .query("reverseTrackingId", q.reverse_tracking_id.as_ref())
             .query("createdSince", q.created_since.map(|t| t.to_rfc3339()))
             .query("createdUntil", q.created_until.map(|t| t.to_rfc3339()))
-            .query("lastUpdatedSince", q.last_updated_since.map(|t| t.to_rfc3339()))
-            .query("lastUpdatedUntil", q.last_updated_until.map(|t| t.to_rfc3339()))
+            .query(
+                "lastUpdatedSince",
+                q.last_updated_since.map(|t| t.to_rfc3339()),
+            )
+            .query(
+                "lastUpdatedUntil",
+                q.last_updated_until.map(|t| t.to_rfc3339()),
+            )
             .query("maxResults", q.max_results)
             .query("nextToken", q.next_token.as_ref());
         let r: ReturnsResponse = self.call_json(req).await?;
@@ -609,7 +688,11 @@ impl SpApiClient {
     }
 
     pub async fn get_return(&self, return_id: &str) -> Result<Return, SpApiError> {
-        let req = Request::new(Operation::GetReturn, Method::GET, format!("{RETURNS}/{}", enc(return_id)));
+        let req = Request::new(
+            Operation::GetReturn,
+            Method::GET,
+            format!("{RETURNS}/{}", enc(return_id)),
+        );
         self.call_json(req).await
     }
 
@@ -625,26 +708,39 @@ impl SpApiClient {
     ) -> Result<ListingsItemSubmissionResponse, SpApiError> {
         let op = Operation::PatchListingsItem;
         if marketplace_ids.is_empty() {
-            return Err(SpApiError::invalid_input(op.id(), "at least one marketplace id is required"));
+            return Err(SpApiError::invalid_input(
+                op.id(),
+                "at least one marketplace id is required",
+            ));
         }
         if patch.patches.is_empty() {
-            return Err(SpApiError::invalid_input(op.id(), "at least one patch is required"));
+            return Err(SpApiError::invalid_input(
+                op.id(),
+                "at least one patch is required",
+            ));
         }
         let ids = marketplace_ids
             .iter()
             .map(|m| m.as_ref().to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let req = Request::new(op, Method::PATCH, format!("{LISTINGS}/{}/{}", enc(seller_id), enc(sku)))
-            .query("marketplaceIds", Some(ids))
-            .json(patch)?;
+        let req = Request::new(
+            op,
+            Method::PATCH,
+            format!("{LISTINGS}/{}/{}", enc(seller_id), enc(sku)),
+        )
+        .query("marketplaceIds", Some(ids))
+        .json(patch)?;
         self.call_json(req).await
     }
 
     // ---------------------------------------------------------------- Notifications
 
     /// The seller's subscription to `notification_type`, if any (404 → `Ok(None)`).
-    pub async fn get_subscription(&self, notification_type: &str) -> Result<Option<Subscription>, SpApiError> {
+    pub async fn get_subscription(
+        &self,
+        notification_type: &str,
+    ) -> Result<Option<Subscription>, SpApiError> {
         let req = Request::new(
             Operation::GetSubscription,
             Method::GET,
@@ -664,10 +760,20 @@ impl SpApiClient {
         body: &CreateSubscriptionRequest,
     ) -> Result<Subscription, SpApiError> {
         let op = Operation::CreateSubscription;
-        let req = Request::new(op, Method::POST, format!("{SUBSCRIPTIONS}/{}", enc(notification_type))).json(body)?;
+        let req = Request::new(
+            op,
+            Method::POST,
+            format!("{SUBSCRIPTIONS}/{}", enc(notification_type)),
+        )
+        .json(body)?;
         let r: CreateSubscriptionResponse = self.call_json(req).await?;
-        r.payload
-            .ok_or_else(|| SpApiError::new(SpApiErrorKind::Decode, op.id(), "answer has no subscription payload"))
+        r.payload.ok_or_else(|| {
+            SpApiError::new(
+                SpApiErrorKind::Decode,
+                op.id(),
+                "answer has no subscription payload",
+            )
+        })
     }
 
     // ---------------------------------------------------------------- plumbing
@@ -778,7 +884,12 @@ impl SpApiClient {
     }
 
     /// One try: wait for the bucket, get a token, send, read the answer.
-    async fn attempt(&self, req: &Request, url: &str, bucket: &TokenBucket) -> Result<Answer, Failure> {
+    async fn attempt(
+        &self,
+        req: &Request,
+        url: &str,
+        bucket: &TokenBucket,
+    ) -> Result<Answer, Failure> {
         let op = req.op;
         let deadline_err = |what: &str| {
             Failure::Final(SpApiError::new(
@@ -817,14 +928,24 @@ impl SpApiClient {
             builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json");
         }
         let started = tokio::time::Instant::now();
-        let resp = builder.send().await.map_err(|e| Failure::Attempt(transport_error(op, &e)))?;
+        let resp = builder
+            .send()
+            .await
+            .map_err(|e| Failure::Attempt(transport_error(op, &e)))?;
         let status = resp.status().as_u16();
         let request_id = header(&resp, "x-amzn-requestid");
         if self.inner.adapt_rate_limits {
-            if let Some(rate) = header(&resp, "x-amzn-ratelimit-limit").and_then(|v| v.trim().parse::<f64>().ok()) {
+            if let Some(rate) =
+                header(&resp, "x-amzn-ratelimit-limit").and_then(|v| v.trim().parse::<f64>().ok())
+            {
                 let current = bucket.limit().rate;
                 if rate > 0.0 && (rate - current).abs() > 1e-6 {
-                    tracing::info!(operation = op.id(), from = current, to = rate, "rate limit adjusted from x-amzn-RateLimit-Limit");
+                    tracing::info!(
+                        operation = op.id(),
+                        from = current,
+                        to = rate,
+                        "rate limit adjusted from x-amzn-RateLimit-Limit"
+                    );
                     bucket.set_rate(rate);
                 }
             }
@@ -897,11 +1018,19 @@ fn validate_packages(op: Operation, packages: &[Package]) -> Result<(), SpApiErr
             || !p.dimensions.height.dimension_unit.is_known()
         {
             Some(format!("package {} has a missing or unknown unit", p.id))
-        } else if [&p.weight.value, &p.dimensions.length.value, &p.dimensions.width.value, &p.dimensions.height.value]
-            .iter()
-            .any(|v| v.to_f64().is_none_or(|x| x <= 0.0))
+        } else if [
+            &p.weight.value,
+            &p.dimensions.length.value,
+            &p.dimensions.width.value,
+            &p.dimensions.height.value,
+        ]
+        .iter()
+        .any(|v| v.to_f64().is_none_or(|x| x <= 0.0))
         {
-            Some(format!("package {} has a missing or non-positive weight or dimension", p.id))
+            Some(format!(
+                "package {} has a missing or non-positive weight or dimension",
+                p.id
+            ))
         } else {
             None
         };
@@ -942,10 +1071,18 @@ fn http_reason(status: u16) -> String {
 /// A serde error without quoting values from the document (which may hold buyer data).
 fn decode_message(e: &serde_json::Error) -> String {
     let text = e.to_string();
-    if text.starts_with("missing field") || text.starts_with("unknown variant") || text.starts_with("EOF") {
+    if text.starts_with("missing field")
+        || text.starts_with("unknown variant")
+        || text.starts_with("EOF")
+    {
         text
     } else {
-        format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column())
+        format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
     }
 }
 
@@ -963,7 +1100,10 @@ mod tests {
 
     #[test]
     fn regions_map_to_endpoints_and_env_overrides() {
-        assert_eq!("eu".parse::<Region>().unwrap().endpoint(), "https://sellingpartnerapi-eu.amazon.com");
+        assert_eq!(
+            "eu".parse::<Region>().unwrap().endpoint(),
+            "https://sellingpartnerapi-eu.amazon.com"
+        );
         assert_eq!("us-west-2".parse::<Region>().unwrap(), Region::Fe);
         assert!("mars".parse::<Region>().is_err());
         let env = Env::default()
@@ -992,8 +1132,12 @@ mod tests {
             ..SpApiConfig::new(Region::Na, creds())
         })
         .unwrap();
-        let req = Request::new(Operation::PatchListingsItem, Method::PATCH, format!("{LISTINGS}/{}/{}", enc("A1"), enc("sku/1 2")))
-            .query("marketplaceIds", Some("ATVPDKIKX0DER,A2EUQ1WTGCTBG2"));
+        let req = Request::new(
+            Operation::PatchListingsItem,
+            Method::PATCH,
+            format!("{LISTINGS}/{}/{}", enc("A1"), enc("sku/1 2")),
+        )
+        .query("marketplaceIds", Some("ATVPDKIKX0DER,A2EUQ1WTGCTBG2"));
         assert_eq!(
             c.url(&req),
             "http://sim/listings/2021-08-01/items/A1/sku%2F1%202?marketplaceIds=ATVPDKIKX0DER,A2EUQ1WTGCTBG2"
@@ -1002,10 +1146,19 @@ mod tests {
 
     #[test]
     fn default_limits_follow_amazon() {
-        assert_eq!(Operation::BatchInventory.default_limit(), Limit::new(50.0, 100));
+        assert_eq!(
+            Operation::BatchInventory.default_limit(),
+            Limit::new(50.0, 100)
+        );
         assert_eq!(Operation::GetReturn.default_limit(), Limit::new(10.0, 20));
-        assert_eq!(Operation::PatchListingsItem.default_limit(), Limit::new(5.0, 5));
-        assert_eq!(Operation::ProcessShipment.default_limit(), Limit::new(1.0, 2));
+        assert_eq!(
+            Operation::PatchListingsItem.default_limit(),
+            Limit::new(5.0, 5)
+        );
+        assert_eq!(
+            Operation::ProcessShipment.default_limit(),
+            Limit::new(1.0, 2)
+        );
         assert!(!Operation::ProcessShipment.is_idempotent());
         assert!(Operation::BatchInventory.is_idempotent());
     }
@@ -1017,7 +1170,9 @@ mod tests {
             ..SpApiConfig::new(Region::Na, creds())
         })
         .unwrap();
-        let eleven: Vec<_> = (0..11).map(|i| InventoryRequest::fetch("L", &format!("s{i}"), None)).collect();
+        let eleven: Vec<_> = (0..11)
+            .map(|i| InventoryRequest::fetch("L", &format!("s{i}"), None))
+            .collect();
         let e = c.batch_inventory(&eleven).await.unwrap_err();
         assert_eq!(e.kind, SpApiErrorKind::InvalidInput);
         assert!(!e.is_retryable());
@@ -1031,9 +1186,15 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.kind, SpApiErrorKind::InvalidInput);
-        let e = c.get_shipments(&GetShipmentsQuery::default()).await.unwrap_err();
+        let e = c
+            .get_shipments(&GetShipmentsQuery::default())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind, SpApiErrorKind::InvalidInput);
-        let e = c.create_packages("S", &[Package::default()]).await.unwrap_err();
+        let e = c
+            .create_packages("S", &[Package::default()])
+            .await
+            .unwrap_err();
         assert_eq!(e.kind, SpApiErrorKind::InvalidInput);
     }
 }

@@ -49,7 +49,11 @@ pub struct SpApiError {
 }
 
 impl SpApiError {
-    pub(crate) fn new(kind: SpApiErrorKind, operation: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        kind: SpApiErrorKind,
+        operation: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             kind,
             operation,
@@ -90,7 +94,8 @@ impl SpApiError {
 
     /// 400/422: the request itself is wrong; sending it again cannot help.
     pub fn is_invalid_request(&self) -> bool {
-        matches!(self.status, Some(400 | 413 | 415 | 422)) || self.kind == SpApiErrorKind::InvalidInput
+        matches!(self.status, Some(400 | 413 | 415 | 422))
+            || self.kind == SpApiErrorKind::InvalidInput
     }
 
     /// True when a **write** failed in a way that does not tell whether Amazon applied it

@@ -81,7 +81,8 @@ fn from_item(item: &std::collections::HashMap<String, AttributeValue>) -> Result
         .get("location")
         .and_then(|v| v.as_s().ok())
         .ok_or_else(|| Error::Internal("location item without a location attribute".into()))?;
-    serde_json::from_str(raw).map_err(|e| Error::Internal(format!("stored location is not valid: {e}")))
+    serde_json::from_str(raw)
+        .map_err(|e| Error::Internal(format!("stored location is not valid: {e}")))
 }
 
 pub struct DynamoLocationStore {
@@ -97,7 +98,13 @@ impl DynamoLocationStore {
         }
     }
 
-    fn put_item(&self, pk: String, sk: String, l: &Location, json: &str) -> Result<TransactWriteItem> {
+    fn put_item(
+        &self,
+        pk: String,
+        sk: String,
+        l: &Location,
+        json: &str,
+    ) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&self.table)
             .item("pk", s(pk))
@@ -120,7 +127,12 @@ impl LocationStore for DynamoLocationStore {
         let mut tx = self
             .client
             .transact_write_items()
-            .transact_items(self.put_item(format!("LOC#{}", location.location_id), "LOC".into(), location, &json)?)
+            .transact_items(self.put_item(
+                format!("LOC#{}", location.location_id),
+                "LOC".into(),
+                location,
+                &json,
+            )?)
             .transact_items(self.put_item(
                 format!("HUB#{}", location.hub_id),
                 format!("LOC#{}", location.location_id),
@@ -216,7 +228,12 @@ impl LocationStore for MemoryLocationStore {
     }
 
     async fn get(&self, location_id: &str) -> Result<Option<Location>> {
-        Ok(self.map.lock().expect("locations lock").get(location_id).cloned())
+        Ok(self
+            .map
+            .lock()
+            .expect("locations lock")
+            .get(location_id)
+            .cloned())
     }
 
     async fn by_hub(&self, hub_id: &str) -> Result<Vec<Location>> {
@@ -231,7 +248,13 @@ impl LocationStore for MemoryLocationStore {
     }
 
     async fn list(&self) -> Result<Vec<Location>> {
-        Ok(self.map.lock().expect("locations lock").values().cloned().collect())
+        Ok(self
+            .map
+            .lock()
+            .expect("locations lock")
+            .values()
+            .cloned()
+            .collect())
     }
 }
 

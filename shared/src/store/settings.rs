@@ -60,7 +60,13 @@ pub trait SettingsStore: Send + Sync {
     /// [`Error::Conflict`] unless the stored version is `v` (`Some(0)` = must not exist yet);
     /// `None` overwrites whatever is there (still logged). Setting the same value again is a
     /// no-op that returns the stored setting.
-    async fn put(&self, name: &str, value: Value, expected_version: Option<u64>, by: &str) -> Result<Setting>;
+    async fn put(
+        &self,
+        name: &str,
+        value: Value,
+        expected_version: Option<u64>,
+        by: &str,
+    ) -> Result<Setting>;
     /// Changes of one setting, newest first.
     async fn history(&self, name: &str) -> Result<Vec<SettingChange>>;
     async fn record_status(&self, name: &str, value: Value) -> Result<()>;
@@ -68,11 +74,16 @@ pub trait SettingsStore: Send + Sync {
 }
 
 /// A setting's value as `T`, or `default` when it is not set.
-pub async fn get_or<T: serde::de::DeserializeOwned>(store: &dyn SettingsStore, name: &str, default: T) -> Result<T> {
+pub async fn get_or<T: serde::de::DeserializeOwned>(
+    store: &dyn SettingsStore,
+    name: &str,
+    default: T,
+) -> Result<T> {
     match store.get(name).await? {
         None => Ok(default),
-        Some(s) => serde_json::from_value(s.value)
-            .map_err(|e| Error::InvalidInput(format!("setting {name} has an unexpected value: {e}"))),
+        Some(s) => serde_json::from_value(s.value).map_err(|e| {
+            Error::InvalidInput(format!("setting {name} has an unexpected value: {e}"))
+        }),
     }
 }
 
@@ -88,13 +99,17 @@ fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn get_s<'a>(item: &'a std::collections::HashMap<String, AttributeValue>, k: &str) -> Option<&'a str> {
+fn get_s<'a>(
+    item: &'a std::collections::HashMap<String, AttributeValue>,
+    k: &str,
+) -> Option<&'a str> {
     item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
 fn parse_json(name: &str, raw: Option<&str>) -> Result<Value> {
     let raw = raw.ok_or_else(|| Error::Internal(format!("setting {name}: value missing")))?;
-    serde_json::from_str(raw).map_err(|e| Error::Internal(format!("setting {name}: stored value is not JSON: {e}")))
+    serde_json::from_str(raw)
+        .map_err(|e| Error::Internal(format!("setting {name}: stored value is not JSON: {e}")))
 }
 
 pub struct DynamoSettingsStore {
@@ -160,7 +175,13 @@ impl SettingsStore for DynamoSettingsStore {
         Ok(out)
     }
 
-    async fn put(&self, name: &str, value: Value, expected_version: Option<u64>, by: &str) -> Result<Setting> {
+    async fn put(
+        &self,
+        name: &str,
+        value: Value,
+        expected_version: Option<u64>,
+        by: &str,
+    ) -> Result<Setting> {
         let current = self.get(name).await?;
         let current_version = current.as_ref().map(|c| c.version).unwrap_or(0);
         if let Some(expected) = expected_version {
@@ -193,7 +214,8 @@ impl SettingsStore for DynamoSettingsStore {
             .item("updatedBy", s(by))
             .condition_expression(condition);
         if current_version != 0 {
-            setting_put = setting_put.expression_attribute_values(":v", AttributeValue::N(current_version.to_string()));
+            setting_put = setting_put
+                .expression_attribute_values(":v", AttributeValue::N(current_version.to_string()));
         }
         let mut change_put = Put::builder()
             .table_name(&self.table)
@@ -211,12 +233,20 @@ impl SettingsStore for DynamoSettingsStore {
             .transact_write_items()
             .transact_items(
                 TransactWriteItem::builder()
-                    .put(setting_put.build().map_err(|e| Error::Internal(e.to_string()))?)
+                    .put(
+                        setting_put
+                            .build()
+                            .map_err(|e| Error::Internal(e.to_string()))?,
+                    )
                     .build(),
             )
             .transact_items(
                 TransactWriteItem::builder()
-                    .put(change_put.build().map_err(|e| Error::Internal(e.to_string()))?)
+                    .put(
+                        change_put
+                            .build()
+                            .map_err(|e| Error::Internal(e.to_string()))?,
+                    )
                     .build(),
             )
             .send()
@@ -259,7 +289,9 @@ impl SettingsStore for DynamoSettingsStore {
             out.push(SettingChange {
                 name: name.to_string(),
                 version: get_s(&item, "sk").and_then(|v| v.parse().ok()).unwrap_or(0),
-                old: get_s(&item, "old").map(|o| parse_json(name, Some(o))).transpose()?,
+                old: get_s(&item, "old")
+                    .map(|o| parse_json(name, Some(o)))
+                    .transpose()?,
                 new: parse_json(name, get_s(&item, "new"))?,
                 at: get_s(&item, "at").unwrap_or_default().to_string(),
                 by: get_s(&item, "by").unwrap_or_default().to_string(),
@@ -325,14 +357,33 @@ impl MemorySettingsStore {
 #[async_trait]
 impl SettingsStore for MemorySettingsStore {
     async fn get(&self, name: &str) -> Result<Option<Setting>> {
-        Ok(self.inner.lock().expect("settings lock").settings.get(name).cloned())
+        Ok(self
+            .inner
+            .lock()
+            .expect("settings lock")
+            .settings
+            .get(name)
+            .cloned())
     }
 
     async fn list(&self) -> Result<Vec<Setting>> {
-        Ok(self.inner.lock().expect("settings lock").settings.values().cloned().collect())
+        Ok(self
+            .inner
+            .lock()
+            .expect("settings lock")
+            .settings
+            .values()
+            .cloned()
+            .collect())
     }
 
-    async fn put(&self, name: &str, value: Value, expected_version: Option<u64>, by: &str) -> Result<Setting> {
+    async fn put(
+        &self,
+        name: &str,
+        value: Value,
+        expected_version: Option<u64>,
+        by: &str,
+    ) -> Result<Setting> {
         let mut inner = self.inner.lock().expect("settings lock");
         let current = inner.settings.get(name).cloned();
         let current_version = current.as_ref().map(|c| c.version).unwrap_or(0);
@@ -356,14 +407,18 @@ impl SettingsStore for MemorySettingsStore {
             updated_at: at.clone(),
             updated_by: by.to_string(),
         };
-        inner.changes.entry(name.to_string()).or_default().push(SettingChange {
-            name: name.to_string(),
-            version: setting.version,
-            old: current.map(|c| c.value),
-            new: value,
-            at,
-            by: by.to_string(),
-        });
+        inner
+            .changes
+            .entry(name.to_string())
+            .or_default()
+            .push(SettingChange {
+                name: name.to_string(),
+                version: setting.version,
+                old: current.map(|c| c.value),
+                new: value,
+                at,
+                by: by.to_string(),
+            });
         inner.settings.insert(name.to_string(), setting.clone());
         Ok(setting)
     }
@@ -385,7 +440,13 @@ impl SettingsStore for MemorySettingsStore {
     }
 
     async fn status(&self, name: &str) -> Result<Option<(Value, String)>> {
-        Ok(self.inner.lock().expect("settings lock").status.get(name).cloned())
+        Ok(self
+            .inner
+            .lock()
+            .expect("settings lock")
+            .status
+            .get(name)
+            .cloned())
     }
 }
 
@@ -397,12 +458,20 @@ mod tests {
     #[tokio::test]
     async fn every_change_is_logged_with_old_and_new_value() {
         let st = MemorySettingsStore::new();
-        st.put(names::HANDLING_TIME_DAYS, json!(1), Some(0), "seed").await.unwrap();
-        let s = st.put(names::HANDLING_TIME_DAYS, json!(2), Some(1), "seller").await.unwrap();
+        st.put(names::HANDLING_TIME_DAYS, json!(1), Some(0), "seed")
+            .await
+            .unwrap();
+        let s = st
+            .put(names::HANDLING_TIME_DAYS, json!(2), Some(1), "seller")
+            .await
+            .unwrap();
         assert_eq!(s.version, 2);
         let h = st.history(names::HANDLING_TIME_DAYS).await.unwrap();
         assert_eq!(h.len(), 2);
-        assert_eq!((h[0].old.clone(), h[0].new.clone(), h[0].by.as_str()), (Some(json!(1)), json!(2), "seller"));
+        assert_eq!(
+            (h[0].old.clone(), h[0].new.clone(), h[0].by.as_str()),
+            (Some(json!(1)), json!(2), "seller")
+        );
         assert_eq!(h[1].old, None);
     }
 

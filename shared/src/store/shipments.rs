@@ -211,13 +211,14 @@ impl DynamoShipmentStore {
             .query()
             .table_name(&self.table)
             .index_name("gsi1")
-            .key_condition_expression("gsi1pk = :p AND gsi1sk >= :s")
             .expression_attribute_values(":p", AttributeValue::S(format!("{}{stage}", D::GSI)))
-            .expression_attribute_values(
-                ":s",
-                AttributeValue::S(since.map(sort_time).unwrap_or_default()),
-            )
             .limit(limit.clamp(1, 1000) as i32);
+        q = match since {
+            Some(t) => q
+                .key_condition_expression("gsi1pk = :p AND gsi1sk >= :s")
+                .expression_attribute_values(":s", AttributeValue::S(sort_time(t))),
+            None => q.key_condition_expression("gsi1pk = :p"),
+        };
         if let Some(t) = token {
             q = q.set_exclusive_start_key(Some(decode_token(t)?));
         }

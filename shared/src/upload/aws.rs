@@ -49,8 +49,9 @@ impl S3Uploads {
         }
     }
 
-    /// The current version of `key` (`null` when the bucket is not versioned). Used when a
-    /// notification does not carry the version (moto's never do).
+    /// The current version of `key`, used when a notification does not carry it (moto's never
+    /// do). In a bucket without versioning there is no version ID; the ETag stands in for it
+    /// (`etag:<etag>`), so the same bytes uploaded again count as the same upload.
     pub async fn current_version(&self, key: &str) -> Result<String> {
         let out = self
             .client
@@ -60,16 +61,27 @@ impl S3Uploads {
             .send()
             .await
             .map_err(|e| s3_error("HeadObject", e))?;
-        Ok(out.version_id().unwrap_or("null").to_string())
+        Ok(match out.version_id().filter(|v| !v.is_empty() && *v != "null") {
+            Some(v) => v.to_string(),
+            None => format!("etag:{}", out.e_tag().unwrap_or_default().trim_matches('"')),
+        })
     }
+}
+
+/// Whether `version_id` names an S3 version (and not the ETag stand-in).
+fn is_s3_version(version_id: &str) -> bool {
+    !version_id.is_empty() && version_id != "null" && !version_id.starts_with("etag:")
 }
 
 #[async_trait]
 impl ObjectSource for S3Uploads {
     async fn open(&self, upload: &UploadRef) -> Result<Box<dyn Read + Send>> {
         let mut request = self.client.get_object().bucket(&self.bucket).key(&upload.key);
-        if upload.version_id != "null" && !upload.version_id.is_empty() {
+        if is_s3_version(&upload.version_id) {
             request = request.version_id(&upload.version_id);
+        } else if let Some(etag) = upload.version_id.strip_prefix("etag:") {
+            // Unversioned bucket: read these bytes or fail, never a newer object's.
+            request = request.if_match(format!("\"{etag}\""));
         }
         let out = request.send().await.map_err(|e| s3_error("GetObject", e))?;
         // The body streams from S3 as the parser thread reads it; never held whole.

@@ -656,6 +656,10 @@ async fn apply_pass(
             }
         }
     }
+    // The short last window counts as a window too.
+    if !stopped && !window.is_empty() && windows_this_run > 0 && deadline.remaining() < config.stop_margin {
+        stopped = true;
+    }
     if stopped {
         drop(rx);
         let _ = handle.await;

@@ -13,6 +13,8 @@ pub mod report;
 pub mod skuset;
 pub mod validate;
 
+use crate::config::prefixes;
+
 pub use reader::{
     CatalogRow, Dialect, FileRejection, Outcome, Parsed, PriceRow, RejectionKind, UploadReader,
 };
@@ -46,13 +48,13 @@ impl UploadKey {
     /// Classifies an object key. `None` for keys that are not catalog or price uploads
     /// (e.g. `inventory/`, which another function handles, or our own `reports/`).
     pub fn classify(key: &str) -> Option<Self> {
-        let (kind, mode) = if let Some(rest) = key.strip_prefix("catalog/") {
+        let (kind, mode) = if let Some(rest) = key.strip_prefix(prefixes::CATALOG) {
             if rest.starts_with("full/") {
                 (Kind::Catalog, Mode::Full)
             } else {
                 (Kind::Catalog, Mode::Delta)
             }
-        } else if key.starts_with("prices/") {
+        } else if key.starts_with(prefixes::PRICES) {
             (Kind::Prices, Mode::Delta)
         } else {
             return None;
@@ -75,11 +77,11 @@ impl UploadKey {
     }
 
     pub fn summary_report_key(&self) -> String {
-        format!("reports/{}.summary.json", self.key)
+        format!("{}{}.summary.json", prefixes::REPORTS, self.key)
     }
 
     pub fn errors_report_key(&self) -> String {
-        format!("reports/{}.errors.csv", self.key)
+        format!("{}{}.errors.csv", prefixes::REPORTS, self.key)
     }
 }
 

@@ -5,6 +5,8 @@
 pub mod events;
 pub mod health;
 pub mod inventory;
+pub mod orders;
+pub mod returns;
 
 use axum::Router;
 
@@ -15,4 +17,6 @@ pub fn v1() -> Router<AppState> {
         .merge(health::routes())
         .merge(inventory::routes())
         .merge(events::routes())
+        .merge(orders::routes())
+        .merge(returns::routes())
 }

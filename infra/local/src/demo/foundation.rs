@@ -2,7 +2,6 @@
 //! event travelling bus → rule → outbound queue → webhook (signed) to a local receiver that
 //! stands in for the seller's warehouse.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
@@ -41,7 +40,10 @@ impl WebhookReceiver {
             let store = store.clone();
             let key = key.clone();
             async move {
-                let path = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+                let path = uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default();
                 let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
                 let signed_ok = signing::verify(
                     &key,
@@ -74,17 +76,86 @@ impl WebhookReceiver {
     }
 }
 
+/// What the signed-request checks against the warehouse API gave.
+#[derive(Debug, Clone, Default)]
+struct ApiChecks {
+    accepted: Vec<String>,
+    refused: Vec<String>,
+    /// Answers that were not what a correct API gives.
+    wrong: Vec<String>,
+}
+
 #[derive(Default)]
 pub struct Foundation {
-    published: AtomicBool,
+    checks: Mutex<Option<ApiChecks>>,
 }
 
 const TEST_MESSAGE: &str = "flexbridge local run: the event bus reaches your webhook";
 
 impl Foundation {
     fn delivery_registered(runner: &Runner) -> bool {
-        !runner.unregistered().iter().any(|f| f == "OutboundWebhookFunction")
-            && runner.stack().function("OutboundWebhookFunction").is_some()
+        runner.stack().function("OutboundWebhookFunction").is_some()
+            && !runner
+                .unregistered()
+                .iter()
+                .any(|f| f == "OutboundWebhookFunction")
+    }
+
+    /// Sends the warehouse API one correctly signed request (a test event, which then travels
+    /// bus → outbound queue → webhook) and three it must refuse; without the API running,
+    /// publishes the test event on the bus directly.
+    async fn check_api(&self, ctx: &Ctx, runner: &Runner) -> Result<ApiChecks> {
+        let mut checks = ApiChecks::default();
+        let Some(url) = runner.function_url("WarehouseApiFunction") else {
+            let sink = EventBridgeSink::new(
+                flexbridge::aws::eventbridge_client(&ctx.sdk),
+                ctx.stack.event_bus("EventBus"),
+            );
+            let event = OutboundEvent::new(
+                EventName::WebhookTest,
+                &format!("local-run#{}", ctx.stack.name),
+                chrono::Utc::now(),
+                WebhookTest {
+                    message: TEST_MESSAGE.into(),
+                },
+            )?;
+            sink.publish(&[event]).await?;
+            return Ok(checks);
+        };
+        let http = reqwest::Client::new();
+        let key = ctx.seller.warehouse_key.as_bytes();
+        let path = "/v1/events/test";
+        let body = serde_json::json!({ "message": TEST_MESSAGE }).to_string();
+        let now = signing::now_unix();
+        let cases: [(&str, i64, &[u8], bool); 4] = [
+            ("signed test event", now, key, true),
+            ("wrong key", now, b"not-the-warehouse-key", false),
+            ("timestamp 10 minutes old", now - 600, key, false),
+            ("no signature", now, b"", false),
+        ];
+        for (what, ts, secret, should_pass) in cases {
+            let mut req = http
+                .post(format!("{url}{path}"))
+                .header("content-type", "application/json")
+                .header(
+                    "idempotency-key",
+                    format!("local-run-{}-{}", ctx.stack.name, what.replace(' ', "-")),
+                )
+                .body(body.clone());
+            if !secret.is_empty() {
+                for (h, v) in signing::signed_headers(secret, ts, "POST", path, body.as_bytes()) {
+                    req = req.header(h, v);
+                }
+            }
+            let status = req.send().await?.status();
+            let line = format!("{what}: HTTP {}", status.as_u16());
+            match (should_pass, status.is_success(), status.is_client_error()) {
+                (true, true, _) => checks.accepted.push(line),
+                (false, _, true) => checks.refused.push(line),
+                _ => checks.wrong.push(line),
+            }
+        }
+        Ok(checks)
     }
 }
 
@@ -94,30 +165,25 @@ impl Scenario for Foundation {
         "foundation"
     }
 
-    async fn seed(&self, ctx: &Ctx) -> Result<()> {
-        let sink = EventBridgeSink::new(
-            flexbridge::aws::eventbridge_client(&ctx.sdk),
-            ctx.stack.event_bus("EventBus"),
-        );
-        let event = OutboundEvent::new(
-            EventName::WebhookTest,
-            &format!("local-run#{}", ctx.stack.name),
-            chrono::Utc::now(),
-            WebhookTest {
-                message: TEST_MESSAGE.into(),
-            },
-        )?;
-        sink.publish(&[event]).await?;
-        self.published.store(true, Ordering::Relaxed);
+    async fn seed(&self, _ctx: &Ctx) -> Result<()> {
         Ok(())
     }
 
     async fn progress(&self, ctx: &Ctx, runner: &Runner) -> Result<Progress> {
+        if self.checks.lock().expect("checks").is_none() {
+            let checks = self.check_api(ctx, runner).await?;
+            *self.checks.lock().expect("checks") = Some(checks);
+        }
         let beats = runner.function_stats("HeartbeatFunction").invocations;
-        let delivered = ctx.webhook.deliveries().iter().filter(|d| d.body.contains(TEST_MESSAGE)).count();
+        let delivered = ctx
+            .webhook
+            .deliveries()
+            .iter()
+            .filter(|d| d.body.contains(TEST_MESSAGE))
+            .count();
         let delivery_done = delivered > 0 || !Self::delivery_registered(runner);
         Ok(Progress {
-            line: format!("heartbeats {beats}, test event delivered to webhook {delivered}"),
+            line: format!("heartbeats {beats}, test event at the webhook {delivered}"),
             done: beats > 0 && delivery_done,
         })
     }
@@ -128,17 +194,19 @@ impl Scenario for Foundation {
         s.lines.push(SummaryLine::new(
             "Resources created from template.yaml",
             format!(
-                "{} tables, {} queues, {} bucket, {} event bus, {} secrets, {} functions (stack {})",
+                "{} tables, {} queues, {} bucket, {} event bus, {} secrets, {} functions",
                 st.tables.len(),
                 st.queues.len(),
                 st.buckets.len(),
                 st.event_buses.len(),
                 st.secrets.len(),
                 st.functions.len(),
-                st.name
             ),
         ));
-        let settings = DynamoSettingsStore::new(flexbridge::aws::dynamodb_client(&ctx.sdk), st.table("SettingsTable"));
+        let settings = DynamoSettingsStore::new(
+            flexbridge::aws::dynamodb_client(&ctx.sdk),
+            st.table("SettingsTable"),
+        );
         let beat = settings.status(heartbeat::STATUS_NAME).await?;
         s.lines.push(SummaryLine::new(
             "Heartbeat (schedule)",
@@ -150,14 +218,39 @@ impl Scenario for Foundation {
                 None => "never recorded".into(),
             },
         ));
+        let checks = self
+            .checks
+            .lock()
+            .expect("checks")
+            .clone()
+            .unwrap_or_default();
+        if runner.function_url("WarehouseApiFunction").is_some() {
+            s.lines.push(SummaryLine::new(
+                "Signed warehouse requests",
+                format!(
+                    "{} accepted, {} refused as they should be ({})",
+                    checks.accepted.len(),
+                    checks.refused.len(),
+                    checks.refused.join("; ")
+                ),
+            ));
+        }
+        for w in &checks.wrong {
+            s.errors
+                .push(format!("warehouse API answered wrongly: {w}"));
+        }
         let deliveries = ctx.webhook.deliveries();
         let signed = deliveries.iter().filter(|d| d.signed_ok).count();
         s.lines.push(SummaryLine::new(
             "Events to the warehouse webhook",
             if Self::delivery_registered(runner) {
-                format!("{} delivered ({} with a valid signature)", deliveries.len(), signed)
+                format!(
+                    "{} delivered ({} with a valid signature)",
+                    deliveries.len(),
+                    signed
+                )
             } else {
-                "published to the bus; OutboundWebhookFunction is not registered, so they wait in the outbound queue"
+                "on the bus; OutboundWebhookFunction is not registered, so they wait in the outbound queue"
                     .to_string()
             },
         ));
@@ -173,7 +266,6 @@ impl Scenario for Foundation {
                 runner.unregistered().join(", ")
             ));
         }
-        let _ = self.published.load(Ordering::Relaxed);
         Ok(s)
     }
 }

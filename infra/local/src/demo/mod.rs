@@ -4,6 +4,8 @@
 //! scenario's `summary`.
 
 pub mod foundation;
+pub mod orders;
+pub mod uploads;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,6 +75,8 @@ pub trait Scenario: Send + Sync {
 pub fn scenarios() -> Vec<Box<dyn Scenario>> {
     vec![
         Box::new(foundation::Foundation::default()),
+        Box::new(orders::Orders::default()),
+        Box::new(uploads::Uploads::default()),
         // Warehouse interface, orders, uploads: add yours here.
     ]
 }
@@ -82,7 +86,12 @@ pub async fn dead_letters(ctx: &Ctx) -> Result<BTreeMap<String, i64>> {
     let sqs = flexbridge::aws::sqs_client(&ctx.sdk);
     let mut out = BTreeMap::new();
     for (id, q) in &ctx.stack.queues {
-        if !ctx.stack.queues.values().any(|other| other.dead_letter_queue.as_deref() == Some(id)) {
+        if !ctx
+            .stack
+            .queues
+            .values()
+            .any(|other| other.dead_letter_queue.as_deref() == Some(id))
+        {
             continue;
         }
         let attrs = sqs
@@ -93,7 +102,9 @@ pub async fn dead_letters(ctx: &Ctx) -> Result<BTreeMap<String, i64>> {
             .await?;
         let n = attrs
             .attributes()
-            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            })
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         out.insert(id.clone(), n);

@@ -5,7 +5,10 @@
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use spapi_sim::{SimHandle, SimOptions, Simulator, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN};
+use spapi_sim::{
+    SimHandle, SimOptions, Simulator, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+    DEFAULT_REFRESH_TOKEN,
+};
 
 pub const MP: &str = "A1PA6795UKMFR9";
 pub const SHIPMENTS: &str = "/externalFulfillment/2024-09-11/shipments";
@@ -31,15 +34,26 @@ impl Res {
 }
 
 pub async fn start_with(opts: SimOptions) -> Sim {
-    let handle = Simulator::start(opts).await.expect("simulator starts (are the models in ../shared/spapi-models or $SPAPI_MODELS_DIR?)");
+    let handle = Simulator::start(opts).await.expect(
+        "simulator starts (are the models in ../shared/spapi-models or $SPAPI_MODELS_DIR?)",
+    );
     let http = reqwest::Client::new();
     let token = token(&http, &handle.base_url).await;
-    Sim { handle, http, token }
+    Sim {
+        handle,
+        http,
+        token,
+    }
 }
 
 /// No rate limits, no empty pages: deterministic functional tests.
 pub async fn start() -> Sim {
-    let sim = start_with(SimOptions { rate_limits: false, empty_page_rate: 0.0, ..Default::default() }).await;
+    let sim = start_with(SimOptions {
+        rate_limits: false,
+        empty_page_rate: 0.0,
+        ..Default::default()
+    })
+    .await;
     sim
 }
 
@@ -67,18 +81,31 @@ impl Sim {
     pub async fn call(&self, method: Method, path_and_query: &str, body: Option<Value>) -> Res {
         let mut req = self
             .http
-            .request(method, format!("{}{}", self.handle.base_url, path_and_query))
+            .request(
+                method,
+                format!("{}{}", self.handle.base_url, path_and_query),
+            )
             .header("x-amz-access-token", &self.token)
             .header("user-agent", "spapi-sim-tests/1.0 (Language=Rust)");
         if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b.to_string());
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
         }
         let r = req.send().await.expect("request");
         let status = r.status();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Res { status, headers, body }
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Res {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, pq: &str) -> Res {
@@ -97,7 +124,12 @@ impl Sim {
     }
 
     pub async fn confirm(&self, id: &str) -> Res {
-        self.call(Method::POST, &format!("{SHIPMENTS}/{id}?operation=CONFIRM"), None).await
+        self.call(
+            Method::POST,
+            &format!("{SHIPMENTS}/{id}?operation=CONFIRM"),
+            None,
+        )
+        .await
     }
 
     /// One package holding every line of the shipment.
@@ -119,11 +151,18 @@ impl Sim {
 
     pub async fn create_packages(&self, shipment: &Value, package_id: &str) -> Res {
         let id = shipment["id"].as_str().unwrap();
-        self.call(Method::POST, &format!("{SHIPMENTS}/{id}/packages"), Some(json!({"packages": [Self::one_package(shipment, package_id)]})))
-            .await
+        self.call(
+            Method::POST,
+            &format!("{SHIPMENTS}/{id}/packages"),
+            Some(json!({"packages": [Self::one_package(shipment, package_id)]})),
+        )
+        .await
     }
 
     pub async fn status_of(&self, id: &str) -> String {
-        self.get(&format!("{SHIPMENTS}/{id}")).await.body["status"].as_str().unwrap().to_string()
+        self.get(&format!("{SHIPMENTS}/{id}")).await.body["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 }

@@ -116,7 +116,11 @@ pub struct BatchInventoryRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpStatusLine {
-    #[serde(default, deserialize_with = "lenient_opt_i64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_opt_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_code: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason_phrase: Option<String>,
@@ -136,19 +140,35 @@ pub struct ActionableError {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InventoryResponseBody {
-    #[serde(default, deserialize_with = "lenient_opt_i64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_opt_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_sequence_number: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sku_id: Option<String>,
-    #[serde(default, deserialize_with = "lenient_opt_i64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_opt_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sellable_quantity: Option<i64>,
-    #[serde(default, deserialize_with = "lenient_opt_i64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_opt_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reserved_quantity: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub marketplace_attributes: Option<InventoryMarketplaceAttributes>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub actionable_errors: Vec<ActionableError>,
 }
 

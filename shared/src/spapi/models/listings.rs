@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::common::{lenient_opt_i64, lenient_timestamp, null_as_empty, string_enum, Decimal, Timestamp};
+use super::common::{
+    lenient_opt_i64, lenient_timestamp, null_as_empty, string_enum, Decimal, Timestamp,
+};
 
 /// JSON Patch operation (sent only, so strict).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -101,13 +103,25 @@ pub struct Issue {
     pub message: String,
     #[serde(default)]
     pub severity: IssueSeverity,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub attribute_names: Vec<String>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub categories: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforcements: Option<Value>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub marketplace_ids: Vec<String>,
 }
 
@@ -130,9 +144,17 @@ pub struct ListingsItemSubmissionResponse {
     pub status: SubmissionStatus,
     #[serde(default)]
     pub submission_id: String,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub issues: Vec<Issue>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub identifiers: Vec<ItemIdentifiersByMarketplace>,
 }
 
@@ -155,15 +177,27 @@ pub struct ItemSummary {
     pub product_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition_type: Option<String>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub status: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fn_sku: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item_name: Option<String>,
-    #[serde(default, deserialize_with = "lenient_timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_date: Option<Timestamp>,
-    #[serde(default, deserialize_with = "lenient_timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_updated_date: Option<Timestamp>,
 }
 
@@ -192,7 +226,11 @@ pub struct ItemOffer {
 pub struct FulfillmentAvailability {
     #[serde(default)]
     pub fulfillment_channel_code: String,
-    #[serde(default, deserialize_with = "lenient_opt_i64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_opt_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub quantity: Option<i64>,
 }
 
@@ -201,15 +239,31 @@ pub struct FulfillmentAvailability {
 #[serde(rename_all = "camelCase")]
 pub struct ListingsItem {
     pub sku: String,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub summaries: Vec<ItemSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<Value>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub issues: Vec<Issue>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub offers: Vec<ItemOffer>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub fulfillment_availability: Vec<FulfillmentAvailability>,
 }
 
@@ -226,7 +280,11 @@ pub struct ListingsPagination {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemSearchResults {
-    #[serde(default, deserialize_with = "lenient_opt_i64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_opt_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub number_of_results: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pagination: Option<ListingsPagination>,

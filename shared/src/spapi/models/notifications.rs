@@ -13,9 +13,17 @@ pub const EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE: &str =
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationMetadata {
-    #[serde(default, alias = "ApplicationId", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "ApplicationId",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub application_id: Option<String>,
-    #[serde(default, alias = "SubscriptionId", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "SubscriptionId",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub subscription_id: Option<String>,
     #[serde(
         default,
@@ -24,7 +32,11 @@ pub struct NotificationMetadata {
         skip_serializing_if = "Option::is_none"
     )]
     pub publish_time: Option<Timestamp>,
-    #[serde(default, alias = "NotificationId", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "NotificationId",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub notification_id: Option<String>,
 }
 
@@ -32,11 +44,19 @@ pub struct NotificationMetadata {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
-    #[serde(default, alias = "NotificationVersion", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "NotificationVersion",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub notification_version: Option<String>,
     #[serde(default, alias = "NotificationType")]
     pub notification_type: String,
-    #[serde(default, alias = "PayloadVersion", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "PayloadVersion",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub payload_version: Option<String>,
     #[serde(
         default,
@@ -50,7 +70,11 @@ pub struct Notification {
     #[serde(default, alias = "NotificationMetadata")]
     pub notification_metadata: NotificationMetadata,
     /// Some senders put the id at the top level instead of in the metadata.
-    #[serde(default, alias = "NotificationId", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "NotificationId",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub notification_id: Option<String>,
 }
 
@@ -63,11 +87,21 @@ pub struct ShipmentStatusChange {
     pub merchant_id: Option<String>,
     #[serde(default, alias = "LocationId", skip_serializing_if = "Option::is_none")]
     pub location_id: Option<String>,
-    #[serde(default, alias = "ChannelName", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "ChannelName",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub channel_name: Option<String>,
     #[serde(alias = "ShipmentId")]
     pub shipment_id: String,
-    #[serde(default, alias = "ShipmentStatus", alias = "status", alias = "Status", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "ShipmentStatus",
+        alias = "status",
+        alias = "Status",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shipment_status: Option<ShipmentStatus>,
 }
 
@@ -107,11 +141,14 @@ impl Notification {
             .as_object()
             .and_then(|o| {
                 o.iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("externalFulfillmentShipmentNotification"))
+                    .find(|(k, _)| {
+                        k.eq_ignore_ascii_case("externalFulfillmentShipmentNotification")
+                    })
                     .map(|(_, v)| v)
             })
             .unwrap_or(&self.payload);
-        ShipmentStatusChange::deserialize(inner).map_err(|e| NotificationError::Payload(e.to_string()))
+        ShipmentStatusChange::deserialize(inner)
+            .map_err(|e| NotificationError::Payload(e.to_string()))
     }
 }
 
@@ -237,18 +274,28 @@ mod tests {
         assert!(n.event_time.is_some());
         let c = n.shipment_status_change().unwrap();
         assert_eq!(c.shipment_id, "S2");
-        assert_eq!(c.shipment_status, Some(ShipmentStatus::Unknown("SOMETHING_NEW".into())));
+        assert_eq!(
+            c.shipment_status,
+            Some(ShipmentStatus::Unknown("SOMETHING_NEW".into()))
+        );
     }
 
     #[test]
     fn other_types_and_bad_payloads_are_told_apart() {
-        let n = Notification::from_json(r#"{"notificationType":"ORDER_CHANGE","payload":{}}"#).unwrap();
-        assert!(matches!(n.shipment_status_change(), Err(NotificationError::OtherType(_))));
+        let n =
+            Notification::from_json(r#"{"notificationType":"ORDER_CHANGE","payload":{}}"#).unwrap();
+        assert!(matches!(
+            n.shipment_status_change(),
+            Err(NotificationError::OtherType(_))
+        ));
         let n = Notification::from_json(
             r#"{"notificationType":"EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE","payload":{"x":1}}"#,
         )
         .unwrap();
-        assert!(matches!(n.shipment_status_change(), Err(NotificationError::Payload(_))));
+        assert!(matches!(
+            n.shipment_status_change(),
+            Err(NotificationError::Payload(_))
+        ));
         assert!(Notification::from_json("not json").is_err());
     }
 }

@@ -45,7 +45,11 @@ pub struct OtpDetails {
     #[serde(default)]
     pub otp: String,
     /// UNIX time.
-    #[serde(default, deserialize_with = "lenient_opt_i64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_opt_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub valid_till: Option<i64>,
 }
 
@@ -116,9 +120,17 @@ pub struct ReturnMetadata {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReturnShippingInfo {
-    #[serde(default, deserialize_with = "lenient_timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delivery_date_time: Option<Timestamp>,
-    #[serde(default, deserialize_with = "lenient_timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pickup_date_time: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_tracking_info: Option<TrackingInfo>,
@@ -139,15 +151,27 @@ pub struct Return {
     pub return_type: ReturnType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub return_sub_type: Option<ReturnSubType>,
-    #[serde(default, deserialize_with = "lenient_opt_i64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_opt_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub number_of_units: Option<i64>,
     #[serde(default)]
     pub status: ReturnStatus,
     #[serde(default)]
     pub fulfillment_location_id: String,
-    #[serde(default, deserialize_with = "lenient_timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub creation_date_time: Option<Timestamp>,
-    #[serde(default, deserialize_with = "lenient_timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_updated_date_time: Option<Timestamp>,
     #[serde(default)]
     pub return_metadata: ReturnMetadata,

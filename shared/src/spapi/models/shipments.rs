@@ -216,7 +216,11 @@ pub struct Tax {
 pub struct Charge {
     #[serde(default)]
     pub base_charge: ChargeBreakup,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub tax_breakup: Vec<Tax>,
     #[serde(default)]
     pub charge_type: ChargeType,
@@ -236,7 +240,11 @@ pub struct MarketplaceAttributes {
     pub channel_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merchant_id: Option<String>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub custom_attributes: Vec<CustomChannelAttribute>,
 }
 
@@ -266,7 +274,11 @@ pub struct Address {
     pub postal_code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub copy_emails: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone_number: Option<String>,
@@ -350,7 +362,11 @@ pub struct PackageLineItem {
     /// The shipment's `shipmentLineItemId`.
     pub package_line_item_id: String,
     pub quantity: i64,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub serial_numbers: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pieces: Option<i64>,
@@ -370,7 +386,11 @@ pub struct Package {
     pub dimensions: PackageDimensions,
     #[serde(default)]
     pub weight: Weight,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub hazmat_labels: Vec<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub package_line_items: Vec<PackageLineItem>,
@@ -444,10 +464,18 @@ pub struct GiftAttributes {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Cancellation {
-    #[serde(default, deserialize_with = "lenient_opt_i64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_opt_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cancelled_quantity: Option<i64>,
     /// Typed DateTime in the model, described as a UNIX timestamp: both are read.
-    #[serde(default, deserialize_with = "lenient_timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cancelled_timestamp: Option<Timestamp>,
     #[serde(default)]
     pub cancellation_type: CancellationType,
@@ -473,19 +501,35 @@ pub struct ShipmentLineItem {
     pub shipment_line_item_id: String,
     #[serde(default)]
     pub merchant_sku: String,
-    #[serde(default, deserialize_with = "lenient_opt_i64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_opt_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub number_of_units: Option<i64>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub serial_numbers: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub piece_type: Option<PieceType>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub hazmat_labels: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gift_attributes: Option<GiftAttributes>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub charges: Vec<Charge>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub cancellations: Vec<Cancellation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hsn_code: Option<String>,
@@ -499,7 +543,11 @@ pub struct ShipmentLineItem {
     pub item_value: Option<Amount>,
     #[serde(default)]
     pub compliance_attributes: ComplianceAttributes,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub custom_attributes: Vec<CustomAttribute>,
 }
 
@@ -535,7 +583,11 @@ pub struct ReplacedShipmentInfo {
     pub location_id: String,
     #[serde(default)]
     pub marketplace_attributes: MarketplaceAttributes,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub original_line_items: Vec<OriginalLineItem>,
 }
 
@@ -546,7 +598,11 @@ pub struct ShipmentInfo {
     pub shipment_type: ShipmentType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_shipment_info: Option<ReplacedShipmentInfo>,
-    #[serde(default, deserialize_with = "lenient_opt_i64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_opt_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub number_of_units: Option<i64>,
     #[serde(default)]
     pub priority: Priority,
@@ -555,7 +611,11 @@ pub struct ShipmentInfo {
     #[serde(default, deserialize_with = "null_as_empty")]
     pub order_states_eligible_for_rejection: Vec<ShipmentStatus>,
     /// A string in the model; Amazon's example is epoch milliseconds.
-    #[serde(default, deserialize_with = "lenient_timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub order_placed_timestamp: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processing_source: Option<ProcessingSource>,
@@ -568,7 +628,11 @@ pub struct ShipmentInfo {
 pub struct InvoiceInfo {
     #[serde(default)]
     pub invoice_id: String,
-    #[serde(default, deserialize_with = "lenient_timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub creation_date_time: Option<Timestamp>,
 }
 
@@ -642,7 +706,11 @@ pub struct ShippingInfo {
     pub ship_to_address: Option<Address>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipping_type: Option<ShippingType>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub recommended_packages: Vec<RecommendedPackage>,
 }
 
@@ -659,7 +727,11 @@ pub struct Shipment {
     pub shipment_info: ShipmentInfo,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invoice_info: Option<InvoiceInfo>,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub party_info_list: Vec<PartyIdentificationInfo>,
     #[serde(default)]
     pub shipment_requirements: ShipmentRequirements,
@@ -675,13 +747,29 @@ pub struct Shipment {
     pub line_items: Vec<ShipmentLineItem>,
     #[serde(default)]
     pub shipping_info: ShippingInfo,
-    #[serde(default, deserialize_with = "null_as_empty", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub packages: Vec<Package>,
-    #[serde(default, deserialize_with = "lenient_timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub creation_date_time: Option<Timestamp>,
-    #[serde(default, deserialize_with = "lenient_timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_updated_date_time: Option<Timestamp>,
-    #[serde(default, deserialize_with = "lenient_timestamp", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_timestamp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub earliest_pack_date_time: Option<Timestamp>,
 }
 
@@ -776,7 +864,11 @@ pub struct ShipmentAcknowledgementRequest {
 
 impl ShipmentAcknowledgementRequest {
     /// Rejects every line of `shipment` for `reason`.
-    pub fn reject_all(shipment: &Shipment, reference_id: impl Into<String>, reason: RejectReason) -> Self {
+    pub fn reject_all(
+        shipment: &Shipment,
+        reference_id: impl Into<String>,
+        reason: RejectReason,
+    ) -> Self {
         Self {
             reference_id: Some(reference_id.into()),
             line_items: shipment
@@ -811,9 +903,17 @@ pub struct PackageDeliveryStatus {
 #[serde(rename_all = "camelCase")]
 pub struct TimeWindow {
     /// Integers in the model; the unit is not documented (examples look like epoch seconds).
-    #[serde(default, deserialize_with = "lenient_opt_i64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_opt_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_time: Option<i64>,
-    #[serde(default, deserialize_with = "lenient_opt_i64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_opt_i64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub end_time: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handover_method: Option<HandoverMethod>,

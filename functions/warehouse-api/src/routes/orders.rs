@@ -1,0 +1,201 @@
+//! Shipments, for a warehouse that missed an event or must decide about a held shipment, and
+//! the HTTPS relay for Amazon's notifications.
+//!
+//! - `GET /v1/shipments/{shipmentId}`: the stored shipment (lines, units, ship-by, priority,
+//!   stage, hold reasons; never the buyer's address).
+//! - `GET /v1/shipments?stage=<stage>&since=<RFC 3339>&limit=<1..100>&nextToken=<token>`: by
+//!   stage (`received`, `held`, `confirmed`, `handed_over`, `rejected`, `cancelled`, `shipped`;
+//!   `status` is accepted as the parameter name too) and time of our last change, oldest first.
+//! - `POST /v1/shipments/{shipmentId}/release`: confirm a held shipment anyway.
+//! - `POST /v1/shipments/{shipmentId}/reject` `{"reason": "OUT_OF_STOCK" | "CUSTOMER_REQUESTED"}`:
+//!   reject a held shipment at Amazon (only while its status allows rejection).
+//! - `POST /v1/notifications`: a relayed `EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE` envelope
+//!   (either casing), signed like every warehouse request; handled like the SQS queue's.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use flexbridge::config::keys;
+use flexbridge::orders::notifications::NotificationHandler;
+use flexbridge::orders::ports::RejectReason;
+use flexbridge::orders::{Orders, Stage};
+use flexbridge::runtime::Invocation;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::AppState;
+
+/// Work a request may do before the Function URL's 30 s timeout.
+pub(crate) const REQUEST_BUDGET: Duration = Duration::from_secs(25);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/shipments", get(list_shipments))
+        .route("/v1/shipments/{shipment_id}", get(get_shipment))
+        .route("/v1/shipments/{shipment_id}/release", post(release))
+        .route("/v1/shipments/{shipment_id}/reject", post(reject))
+        .route("/v1/notifications", post(relay_notification))
+}
+
+/// The orders capability for this function's environment, built once per stack (the local
+/// runner serves several stacks from one process, so it is keyed by the shipments table).
+pub(crate) async fn orders(state: &AppState) -> Result<Arc<Orders>, ApiError> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Orders>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = state.env.require(keys::SHIPMENTS_TABLE)?.to_string();
+    if let Some(o) = cache.lock().expect("orders cache").get(&key) {
+        return Ok(o.clone());
+    }
+    let built = Arc::new(Orders::from_env(&state.env).await?);
+    Ok(cache
+        .lock()
+        .expect("orders cache")
+        .entry(key)
+        .or_insert(built)
+        .clone())
+}
+
+pub(crate) fn invocation() -> Invocation {
+    Invocation::new(uuid::Uuid::new_v4().to_string(), REQUEST_BUDGET)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    #[serde(default)]
+    pub stage: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub since: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub next_token: Option<String>,
+}
+
+impl ListQuery {
+    pub(crate) fn since(&self) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.since
+            .as_deref()
+            .map(|s| {
+                DateTime::parse_from_rfc3339(s)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| {
+                        ApiError::bad_request(
+                            "invalid_since",
+                            format!(
+                                "since must be an RFC 3339 time such as 2026-11-21T08:00:00Z: {e}"
+                            ),
+                        )
+                    })
+            })
+            .transpose()
+    }
+
+    pub(crate) fn limit(&self) -> Result<usize, ApiError> {
+        match self.limit.unwrap_or(50) {
+            n @ 1..=100 => Ok(n),
+            n => Err(ApiError::bad_request(
+                "invalid_limit",
+                format!("limit must be between 1 and 100, got {n}"),
+            )),
+        }
+    }
+}
+
+async fn list_shipments(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let raw = q.stage.as_deref().or(q.status.as_deref()).ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_stage",
+            "give stage=received|held|confirmed|handed_over|rejected|cancelled|shipped",
+        )
+    })?;
+    let stage =
+        Stage::parse(raw).map_err(|e| ApiError::bad_request("invalid_stage", e.to_string()))?;
+    let orders = orders(&state).await?;
+    let page = orders
+        .shipments
+        .list(stage, q.since()?, q.limit()?, q.next_token.as_deref())
+        .await?;
+    Ok(Json(
+        json!({"shipments": page.items, "nextToken": page.next_token}),
+    ))
+}
+
+async fn get_shipment(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let orders = orders(&state).await?;
+    let r = orders
+        .shipments
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::from(flexbridge::Error::NotFound(format!("shipment {id}"))))?;
+    Ok(Json(
+        serde_json::to_value(r).map_err(flexbridge::Error::from)?,
+    ))
+}
+
+async fn release(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let orders = orders(&state).await?;
+    let inv = invocation();
+    let r = orders.processor(&inv).release_hold(&id, &inv).await?;
+    Ok(Json(
+        serde_json::to_value(r).map_err(flexbridge::Error::from)?,
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RejectRequest {
+    #[serde(default)]
+    reason: Option<RejectReason>,
+}
+
+async fn reject(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<RejectRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let orders = orders(&state).await?;
+    let inv = invocation();
+    let r = orders
+        .processor(&inv)
+        .reject_held(&id, req.reason.unwrap_or(RejectReason::OutOfStock), &inv)
+        .await?;
+    Ok(Json(
+        serde_json::to_value(r).map_err(flexbridge::Error::from)?,
+    ))
+}
+
+async fn relay_notification(
+    State(state): State<AppState>,
+    body: String,
+) -> Result<Json<Value>, ApiError> {
+    let orders = orders(&state).await?;
+    let inv = invocation();
+    let processor = orders.processor(&inv);
+    let handler = NotificationHandler {
+        processor: &processor,
+        idempotency: &orders.idempotency,
+    };
+    let outcome = handler.handle(&body, &inv).await?;
+    Ok(Json(
+        serde_json::to_value(outcome).map_err(flexbridge::Error::from)?,
+    ))
+}

@@ -1,0 +1,72 @@
+//! Returns, as the warehouse sees them.
+//!
+//! - `GET /v1/returns/{returnId}`: the stored return.
+//! - `GET /v1/returns?stage=open|closed&since=<RFC 3339>&limit=<1..100>&nextToken=<token>`.
+//! - `POST /v1/returns/{returnId}/received` `{"sellable": 1, "unsellable": 0}`: the return
+//!   arrived; it is closed and the sellable units are recorded as stock to add back at the
+//!   location. Repeating the same report is a no-op; a different one for a closed return is 409.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use flexbridge::orders::model::{ReturnReceipt, ReturnStage};
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::routes::orders::{invocation, orders, ListQuery};
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/returns", get(list_returns))
+        .route("/v1/returns/{return_id}", get(get_return))
+        .route("/v1/returns/{return_id}/received", post(received))
+}
+
+async fn list_returns(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let stage = match q.stage.as_deref().or(q.status.as_deref()) {
+        None => ReturnStage::Open,
+        Some(s) => ReturnStage::parse(s)
+            .map_err(|e| ApiError::bad_request("invalid_stage", e.to_string()))?,
+    };
+    let orders = orders(&state).await?;
+    let page = orders
+        .shipments
+        .list_returns(stage, q.since()?, q.limit()?, q.next_token.as_deref())
+        .await?;
+    Ok(Json(
+        json!({"returns": page.items, "nextToken": page.next_token}),
+    ))
+}
+
+async fn get_return(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let orders = orders(&state).await?;
+    let r = orders
+        .shipments
+        .get_return(&id)
+        .await?
+        .ok_or_else(|| ApiError::from(flexbridge::Error::NotFound(format!("return {id}"))))?;
+    Ok(Json(
+        serde_json::to_value(r).map_err(flexbridge::Error::from)?,
+    ))
+}
+
+async fn received(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(receipt): JsonBody<ReturnReceipt>,
+) -> Result<Json<Value>, ApiError> {
+    let orders = orders(&state).await?;
+    let inv = invocation();
+    let r = orders.returns(&inv).await?.receive(&id, receipt).await?;
+    Ok(Json(
+        serde_json::to_value(r).map_err(flexbridge::Error::from)?,
+    ))
+}
