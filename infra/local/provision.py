@@ -1,6 +1,7 @@
 """Creates flexbridge's resources in moto FROM template.yaml, and describes what it made.
 
     provision.py transform TEMPLATE                       -> CloudFormation JSON on stdout
+    provision.py sam-json TEMPLATE                        -> the SAM template as JSON (tags as intrinsics)
     provision.py create TEMPLATE --endpoint URL --stack NAME [--param K=V ...]
                                                           -> stack description JSON on stdout
 
@@ -409,6 +410,8 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("transform")
     t.add_argument("template")
+    j = sub.add_parser("sam-json")
+    j.add_argument("template")
     c = sub.add_parser("create")
     c.add_argument("template")
     c.add_argument("--endpoint", required=True)
@@ -417,6 +420,9 @@ def main():
     args = p.parse_args()
     if args.cmd == "transform":
         json.dump(to_cfn(args.template), sys.stdout, indent=1)
+    elif args.cmd == "sam-json":
+        with open(args.template, encoding="utf-8") as f:
+            json.dump(yaml_parse(f.read()), sys.stdout, indent=1)
     else:
         create(args)
 

@@ -261,3 +261,31 @@ async fn a_function_gets_exactly_its_template_environment() -> anyhow::Result<()
     assert!(v.as_u64().unwrap() >= 6);
     Ok(())
 }
+
+#[tokio::test]
+async fn every_function_starts_from_nothing_but_its_template_environment() -> anyhow::Result<()> {
+    // Each constructor reads its settings through `Env`, which holds exactly the template's
+    // variables: a function (or shared code it calls) needing a table, queue, bucket or secret
+    // its template entry does not declare fails here.
+    let t = TestStack::start("all_functions_start").await?;
+    let runner = t
+        .runner(RunnerOptions {
+            run_schedules: false,
+            poll_queues: false,
+            ..Default::default()
+        })
+        .await?;
+    assert!(
+        runner.unregistered().is_empty(),
+        "template functions without a registry entry: {:?}",
+        runner.unregistered()
+    );
+    for id in flexbridge_e2e::flexbridge_local::registry::constructors().keys() {
+        assert!(
+            t.stack.function(id).is_some(),
+            "registry.rs registers {id}, which template.yaml does not declare"
+        );
+    }
+    runner.stop().await;
+    Ok(())
+}

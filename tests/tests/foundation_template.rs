@@ -395,3 +395,120 @@ fn s3_prefixes_in_code_are_declared() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+fn sam_json() -> Value {
+    paths::ensure_venv().expect("venv");
+    let out = Command::new(paths::python())
+        .arg(paths::repo_root().join("infra/local/provision.py"))
+        .arg("sam-json")
+        .arg(paths::template())
+        .output()
+        .expect("run provision.py sam-json");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn every_resource_a_function_is_told_about_it_may_also_use() {
+    // Least privilege both ways round: each table, queue, bucket, bus and secret in a
+    // function's environment has the matching policy (and the function gets nothing else
+    // than SAM policy templates scoped to one resource).
+    let sam = sam_json();
+    let mut problems = Vec::new();
+    for (id, r) in sam["Resources"].as_object().unwrap() {
+        if r["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        let p = &r["Properties"];
+        let policies: Vec<&Value> = p["Policies"]
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        let has = |kind: &[&str], field: &str, target: &Value| {
+            policies.iter().any(|pol| {
+                kind.iter()
+                    .any(|k| pol.get(*k).is_some_and(|b| &b[field] == target))
+            })
+        };
+        let consumes = |queue: &str| {
+            p["Events"].as_object().is_some_and(|ev| {
+                ev.values().any(|e| {
+                    e["Type"] == "SQS" && logical_of(&e["Properties"]["Queue"]) == Some(queue)
+                })
+            })
+        };
+        for pol in &policies {
+            let ok = pol.as_object().is_some_and(|o| {
+                o.len() == 1
+                    && o.keys().all(|k| {
+                        [
+                            "DynamoDBCrudPolicy",
+                            "DynamoDBReadPolicy",
+                            "DynamoDBWritePolicy",
+                            "SQSSendMessagePolicy",
+                            "SQSPollerPolicy",
+                            "S3CrudPolicy",
+                            "S3ReadPolicy",
+                            "S3WritePolicy",
+                            "EventBridgePutEventsPolicy",
+                            "AWSSecretsManagerGetSecretValuePolicy",
+                        ]
+                        .contains(&k.as_str())
+                    })
+            });
+            if !ok {
+                problems.push(format!(
+                    "{id}: policy {pol} is not a resource-scoped SAM policy template"
+                ));
+            }
+        }
+        let Some(vars) = p["Environment"]["Variables"].as_object() else {
+            continue;
+        };
+        for (name, value) in vars {
+            let covered = if name.ends_with("_TABLE") {
+                has(
+                    &[
+                        "DynamoDBCrudPolicy",
+                        "DynamoDBReadPolicy",
+                        "DynamoDBWritePolicy",
+                    ],
+                    "TableName",
+                    value,
+                )
+            } else if name.ends_with("_QUEUE_URL") {
+                let q = logical_of(value).unwrap_or_default();
+                let qname = serde_json::json!({"Fn::GetAtt": [q, "QueueName"]});
+                has(
+                    &["SQSSendMessagePolicy", "SQSPollerPolicy"],
+                    "QueueName",
+                    &qname,
+                ) || consumes(q)
+            } else if name == "BUCKET_NAME" {
+                has(
+                    &["S3CrudPolicy", "S3ReadPolicy", "S3WritePolicy"],
+                    "BucketName",
+                    value,
+                )
+            } else if name == "EVENT_BUS_NAME" {
+                has(&["EventBridgePutEventsPolicy"], "EventBusName", value)
+            } else if name.ends_with("_SECRET_ARN") {
+                has(
+                    &["AWSSecretsManagerGetSecretValuePolicy"],
+                    "SecretArn",
+                    value,
+                )
+            } else {
+                true
+            };
+            if !covered {
+                problems.push(format!("{id}: {name} = {value} has no matching policy"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -328,6 +328,10 @@ fn every_response_example_deserializes_into_our_types() {
     }
 }
 
+fn page_len(page: &Value) -> usize {
+    page["shipments"].as_array().map_or(0, Vec::len)
+}
+
 #[test]
 fn amazons_quirks_are_read_not_rejected() {
     let model = load(SHIPMENTS);
@@ -369,12 +373,25 @@ fn amazons_quirks_are_read_not_rejected() {
     page["shipments"][0]["status"] = json!("SOME_FUTURE_STATUS");
     page["shipments"][0]["brandNewField"] = json!({"x": 1});
     page["shipments"][0]["creationDateTime"] = json!("not a date");
-    let r: ShipmentsResponse = serde_json::from_value(page).unwrap();
+    let r: ShipmentsResponse = serde_json::from_value(page.clone()).unwrap();
     assert_eq!(
         r.shipments[0].status,
         ShipmentStatus::Unknown("SOME_FUTURE_STATUS".into())
     );
     assert!(r.shipments[0].creation_date_time.is_none());
+
+    // A shipment whose shape is broken is reported by id, and the rest of the page still reads.
+    let good = page_len(&page);
+    let mut broken = page.clone();
+    let mut bad = broken["shipments"][0].clone();
+    bad["id"] = json!("BROKEN-1");
+    bad["lineItems"] = json!("not a list");
+    broken["shipments"].as_array_mut().unwrap().push(bad);
+    let p = ShipmentsPage::from_json(&serde_json::to_vec(&broken).unwrap()).unwrap();
+    assert_eq!(p.shipments.len(), good);
+    assert_eq!(p.unreadable.len(), 1);
+    assert_eq!(p.unreadable[0].id.as_deref(), Some("BROKEN-1"));
+    assert!(p.next_token.is_some());
 }
 
 /// The schema of definition `name` with every object made strict (`additionalProperties: false`
@@ -612,6 +629,40 @@ fn every_request_body_we_send_matches_the_model() {
         &sub,
         "createSubscription body",
     );
+
+    // createDestination (SQS, and EventBridge which takes only region and account).
+    let sqs = CreateDestinationRequest {
+        name: "flexbridge".into(),
+        resource_specification: DestinationResource {
+            sqs: Some(SqsResource {
+                arn: "arn:aws:sqs:us-east-1:123456789012:NotificationsQueue".into(),
+            }),
+            event_bridge: None,
+        },
+    };
+    assert_valid(
+        &notifications,
+        "CreateDestinationRequest",
+        &sqs,
+        "createDestination (SQS)",
+    );
+    let eb = CreateDestinationRequest {
+        name: "flexbridge-eb".into(),
+        resource_specification: DestinationResource {
+            sqs: None,
+            event_bridge: Some(EventBridgeResource {
+                name: None,
+                region: "us-east-1".into(),
+                account_id: "123456789012".into(),
+            }),
+        },
+    };
+    assert_valid(
+        &notifications,
+        "CreateDestinationRequest",
+        &eb,
+        "createDestination (EventBridge)",
+    );
 }
 
 #[test]
@@ -632,6 +683,7 @@ fn the_models_request_examples_round_trip_through_our_types() {
                 "batchInventory" => rt::<BatchInventoryRequest>(&ex),
                 "patchListingsItem" => rt::<ListingsPatch>(&ex),
                 "createSubscription" => rt::<CreateSubscriptionRequest>(&ex),
+                "createDestination" => rt::<CreateDestinationRequest>(&ex),
                 _ => continue, // bodies of operations we never call
             };
             assert_eq!(

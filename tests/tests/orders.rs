@@ -474,6 +474,29 @@ async fn unmapped_skus_are_held_or_rejected_and_a_person_decides() -> Result<()>
         .trim_end_matches('/')
         .to_string();
 
+    // A notification relayed over HTTPS (signed like any warehouse request) is handled like
+    // one from the queue: the shipment is read back, confirmed once and handed over.
+    let relayed = w.shipment(&[("MUG-01", 1)]).await?;
+    let envelope = json!({"notificationType": "EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE",
+        "payload": {"externalFulfillmentShipmentNotification": {"shipmentId": relayed, "shipmentStatus": "ACCEPTED"}},
+        "notificationMetadata": {"notificationId": format!("relay-{relayed}")}});
+    let (status, out) = warehouse(&w, &api, "POST", "/v1/notifications", envelope.clone()).await?;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["outcome"], "processed", "{out}");
+    assert_eq!(out["stage"], "handed_over", "{out}");
+    let (_, again) = warehouse(&w, &api, "POST", "/v1/notifications", envelope).await?;
+    assert_eq!(again["outcome"], "duplicate", "{again}");
+    assert_eq!(w.confirms(&relayed).await?, (1, 1));
+    let (status, bad) = warehouse(
+        &w,
+        &api,
+        "POST",
+        "/v1/notifications",
+        json!({"notificationType": "EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE", "payload": {}}),
+    )
+    .await?;
+    assert_eq!(status, 422, "no shipment in the payload: {bad}");
+
     // Default: hold.
     let held = w.shipment(&[("MUG-01", 1), ("NOT-IN-CATALOG", 1)]).await?;
     let to_reject = w.shipment(&[("NOT-IN-CATALOG", 2)]).await?;

@@ -234,6 +234,40 @@ async fn seller_flex_shipment_goes_from_accepted_to_shipped() {
 }
 
 #[tokio::test]
+async fn from_env_reads_the_seller_secret_from_secrets_manager() {
+    // The template's SpApiSecret in moto, seeded as the local run does; the function's Env
+    // comes from the template, so this is exactly what a Lambda sees.
+    let stack = flexbridge_e2e::TestStack::start("spapi_client_from_env")
+        .await
+        .unwrap();
+    let env = stack.env_for("OrderPollerFunction").unwrap();
+    let secrets = SecretCache::from_sdk_config(&stack.sdk);
+    let c = SpApiClient::from_env(&env, &secrets).await.unwrap();
+    assert_eq!(c.base_url(), stack.sim().base_url);
+    assert_eq!(c.seller_id(), Some(stack.seller.seller_id.as_str()));
+    let page = c
+        .get_shipments(&GetShipmentsQuery::status(ShipmentStatus::Accepted))
+        .await
+        .unwrap();
+    assert!(page
+        .shipments
+        .iter()
+        .all(|s| s.status == ShipmentStatus::Accepted));
+    assert_eq!(
+        c.tokens_issued(),
+        1,
+        "the secret's credentials were accepted by LWA"
+    );
+    // A wrong ARN is a clear configuration/AWS error naming the ARN, never a panic.
+    let env = env.with(
+        "SPAPI_SECRET_ARN",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope",
+    );
+    let e = SpApiClient::from_env(&env, &secrets).await.unwrap_err();
+    assert!(e.to_string().contains("nope"), "{e}");
+}
+
+#[tokio::test]
 async fn mfn_shipment_uses_shipping_options_and_update_package_goes_back() {
     let sim = sim().await;
     let admin = sim.admin();
@@ -929,4 +963,269 @@ async fn many_tasks_share_one_token() {
         t.await.unwrap().unwrap();
     }
     assert_eq!(c.tokens_issued(), 1);
+}
+
+// ------------------------------------------------------------------ what goes on the wire
+
+/// One request as a bare HTTP server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    target: String,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+/// A minimal HTTP/1.1 server that records every request and answers from `reply`.
+async fn recording_server(
+    reply: impl Fn(&Seen) -> (u16, String) + Send + Sync + 'static,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Seen>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reply = std::sync::Arc::new(reply);
+    let log = std::sync::Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (log, reply) = (std::sync::Arc::clone(&log), std::sync::Arc::clone(&reply));
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n");
+                    if let Some(end) = head_end {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        let mut lines = head.split("\r\n");
+                        let mut first = lines.next().unwrap_or("").split(' ');
+                        let (method, target) = (
+                            first.next().unwrap_or("").to_string(),
+                            first.next().unwrap_or("").to_string(),
+                        );
+                        let headers: HashMap<String, String> = lines
+                            .filter_map(|l| l.split_once(':'))
+                            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                            .collect();
+                        let len: usize = headers
+                            .get("content-length")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < end + 4 + len {
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let body = String::from_utf8_lossy(&buf[end + 4..]).to_string();
+                        let seen = Seen {
+                            method,
+                            target,
+                            headers,
+                            body,
+                        };
+                        let (status, json) = reply(&seen);
+                        log.lock().unwrap().push(seen);
+                        let resp = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nx-amzn-RequestId: req-{status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+                            json.len()
+                        );
+                        let _ = sock.write_all(resp.as_bytes()).await;
+                        return;
+                    }
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (base, seen)
+}
+
+fn notifications_model() -> Value {
+    let dir = std::env::var_os("SPAPI_MODELS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/spapi-models")
+        });
+    let path = dir.join("notifications.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{} not found ({e}); set SPAPI_MODELS_DIR to Amazon's models",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn headers_token_form_and_subscription_calls_match_amazons_contract() {
+    let model = notifications_model();
+    let create_example = model
+        .pointer("/paths/~1notifications~1v1~1subscriptions~1{notificationType}/post/responses/200/examples/Successful Response")
+        .cloned()
+        .expect("the model's createSubscription example");
+    let (base, seen) = recording_server(move |req| {
+        if req.target == "/auth/o2/token" {
+            (
+                200,
+                json!({"access_token": "Atza|wire", "token_type": "bearer", "expires_in": 3600})
+                    .to_string(),
+            )
+        } else if req.method == "GET" {
+            (
+                404,
+                json!({"errors": [{"code": "NotFound", "message": "no subscription"}]}).to_string(),
+            )
+        } else {
+            (200, create_example.to_string())
+        }
+    })
+    .await;
+    let mut cfg = SpApiConfig::new(Region::Na, creds());
+    cfg.endpoint = Some(base.clone());
+    cfg.lwa_endpoint = Some(format!("{base}/auth/o2/token"));
+    let c = SpApiClient::new(cfg).unwrap();
+
+    assert_eq!(
+        c.get_subscription(EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE)
+            .await
+            .unwrap(),
+        None
+    );
+    let body = CreateSubscriptionRequest {
+        payload_version: "1.0".into(),
+        destination_id: "dest-1".into(),
+        processing_directive: None,
+    };
+    let sub = c
+        .create_subscription(EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE, &body)
+        .await
+        .unwrap();
+    assert!(!sub.subscription_id.is_empty());
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        3,
+        "one token request, then two calls: {seen:#?}"
+    );
+    // LWA: a form post with the refresh-token grant.
+    let lwa = &seen[0];
+    assert_eq!(
+        (lwa.method.as_str(), lwa.target.as_str()),
+        ("POST", "/auth/o2/token")
+    );
+    assert!(lwa.headers["content-type"].starts_with("application/x-www-form-urlencoded"));
+    let form: HashMap<String, String> = reqwest::Url::parse(&format!("http://form/?{}", lwa.body))
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(form["grant_type"], "refresh_token");
+    assert_eq!(form["refresh_token"], DEFAULT_REFRESH_TOKEN);
+    assert_eq!(form["client_id"], DEFAULT_CLIENT_ID);
+    assert_eq!(form["client_secret"], DEFAULT_CLIENT_SECRET);
+    // SP-API calls: the token header, our User-Agent, no SigV4, JSON.
+    for call in &seen[1..] {
+        assert_eq!(call.headers["x-amz-access-token"], "Atza|wire");
+        assert_eq!(
+            call.headers["user-agent"],
+            format!("flexbridge/{} (Language=Rust)", env!("CARGO_PKG_VERSION"))
+        );
+        assert!(!call.headers.contains_key("authorization"), "no SigV4");
+    }
+    assert_eq!(seen[1].method, "GET");
+    assert_eq!(
+        seen[1].target,
+        "/notifications/v1/subscriptions/EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE"
+    );
+    assert_eq!(seen[2].method, "POST");
+    assert_eq!(
+        seen[2].target,
+        "/notifications/v1/subscriptions/EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE"
+    );
+    assert_eq!(seen[2].headers["content-type"], "application/json");
+    let sent: Value = serde_json::from_str(&seen[2].body).unwrap();
+    assert_eq!(
+        sent,
+        json!({"payloadVersion": "1.0", "destinationId": "dest-1"})
+    );
+}
+
+#[tokio::test]
+async fn destinations_use_a_grantless_token() {
+    let model = notifications_model();
+    let example = |method: &str| {
+        model
+            .pointer(&format!(
+                "/paths/~1notifications~1v1~1destinations/{method}/responses/200/examples/Successful Response"
+            ))
+            .cloned()
+            .expect("the model's destinations examples")
+    };
+    let (list, created) = (example("get"), example("post"));
+    let (base, seen) = recording_server(move |req| {
+        if req.target == "/auth/o2/token" {
+            let token = if req.body.contains("grant_type=client_credentials") {
+                "Atza|grantless"
+            } else {
+                "Atza|seller"
+            };
+            (
+                200,
+                json!({"access_token": token, "expires_in": 3600}).to_string(),
+            )
+        } else if req.method == "GET" {
+            (200, list.to_string())
+        } else {
+            (200, created.to_string())
+        }
+    })
+    .await;
+    let mut cfg = SpApiConfig::new(Region::Na, creds());
+    cfg.endpoint = Some(base.clone());
+    cfg.lwa_endpoint = Some(format!("{base}/auth/o2/token"));
+    let c = SpApiClient::new(cfg).unwrap();
+
+    let existing = c.get_destinations().await.unwrap();
+    assert_eq!(existing.len(), 1);
+    assert!(existing[0].resource.sqs.is_some());
+    let body = CreateDestinationRequest {
+        name: "flexbridge".into(),
+        resource_specification: DestinationResource {
+            sqs: Some(SqsResource {
+                arn: "arn:aws:sqs:us-east-1:000000000000:NotificationsQueue".into(),
+            }),
+            event_bridge: None,
+        },
+    };
+    let d = c.create_destination(&body).await.unwrap();
+    assert!(!d.destination_id.is_empty());
+    assert_eq!(c.tokens_issued(), 0, "no seller token was needed");
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:#?}");
+    let form: HashMap<String, String> =
+        reqwest::Url::parse(&format!("http://form/?{}", seen[0].body))
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+    assert_eq!(form["grant_type"], "client_credentials");
+    assert_eq!(form["scope"], NOTIFICATIONS_SCOPE);
+    assert!(!form.contains_key("refresh_token"));
+    for call in &seen[1..] {
+        assert_eq!(call.headers["x-amz-access-token"], "Atza|grantless");
+        assert_eq!(call.target, "/notifications/v1/destinations");
+    }
+    let sent: Value = serde_json::from_str(&seen[2].body).unwrap();
+    assert_eq!(
+        sent,
+        json!({"name": "flexbridge", "resourceSpecification": {"sqs": {"arn": "arn:aws:sqs:us-east-1:000000000000:NotificationsQueue"}}})
+    );
 }

@@ -20,8 +20,8 @@ use flexbridge::config::keys;
 use flexbridge::idempotency::Idempotency;
 use flexbridge::runtime::{Function, Invocation};
 use flexbridge::secrets::SecretCache;
-use flexbridge::spapi::SpApiClient;
 use flexbridge::spapi::models::ListingsPatch;
+use flexbridge::spapi::SpApiClient;
 use flexbridge::store::catalog::{CatalogStore, DynamoCatalogStore, PriceState};
 use flexbridge::upload::ingest::PriceUpdate;
 use flexbridge::{Env, Error, Result};
@@ -49,16 +49,28 @@ impl PricePusher {
             .seller_id()
             .map(str::to_string)
             .or_else(|| env.optional(keys::SELLER_ID).map(str::to_string))
-            .ok_or_else(|| Error::Config("no seller id: set seller_id in the SP-API secret or SELLER_ID".into()))?;
+            .ok_or_else(|| {
+                Error::Config(
+                    "no seller id: set seller_id in the SP-API secret or SELLER_ID".into(),
+                )
+            })?;
         Ok(Self::new(
             client,
             seller_id,
-            Arc::new(DynamoCatalogStore::new(dynamodb.clone(), env.require(keys::CATALOG_TABLE)?)),
+            Arc::new(DynamoCatalogStore::new(
+                dynamodb.clone(),
+                env.require(keys::CATALOG_TABLE)?,
+            )),
             Idempotency::dynamodb(dynamodb, env.require(keys::IDEMPOTENCY_TABLE)?, REMEMBER),
         ))
     }
 
-    pub fn new(client: SpApiClient, seller_id: String, catalog: Arc<dyn CatalogStore>, idempotency: Idempotency) -> Self {
+    pub fn new(
+        client: SpApiClient,
+        seller_id: String,
+        catalog: Arc<dyn CatalogStore>,
+        idempotency: Idempotency,
+    ) -> Self {
         Self {
             client,
             seller_id,
@@ -112,22 +124,34 @@ impl PricePusher {
             update.price as f64 / 100.0,
         );
         let client = self.client.with_deadline(inv);
-        let (status, issues, submission_id) =
-            match client.patch_listings_item(&self.seller_id, &update.sku, &[&update.marketplace_id], &patch).await {
-                Ok(answer) => (
-                    answer.status.as_str().to_string(),
-                    serde_json::to_string(&answer.issues)?,
-                    Some(answer.submission_id).filter(|s| !s.is_empty()),
-                ),
-                Err(e) if e.is_retryable() => return Err(Error::SpApi(e)),
-                // Amazon refused the request itself: record why, do not retry.
-                Err(e) => (
-                    "REFUSED".to_string(),
-                    json!([{"code": e.code().unwrap_or_default(), "message": e.message}]).to_string(),
-                    None,
-                ),
-            };
-        tracing::info!(sku = update.sku, marketplace = update.marketplace_id, status, "price sent");
+        let (status, issues, submission_id) = match client
+            .patch_listings_item(
+                &self.seller_id,
+                &update.sku,
+                &[&update.marketplace_id],
+                &patch,
+            )
+            .await
+        {
+            Ok(answer) => (
+                answer.status.as_str().to_string(),
+                serde_json::to_string(&answer.issues)?,
+                Some(answer.submission_id).filter(|s| !s.is_empty()),
+            ),
+            Err(e) if e.is_retryable() => return Err(Error::SpApi(e)),
+            // Amazon refused the request itself: record why, do not retry.
+            Err(e) => (
+                "REFUSED".to_string(),
+                json!([{"code": e.code().unwrap_or_default(), "message": e.message}]).to_string(),
+                None,
+            ),
+        };
+        tracing::info!(
+            sku = update.sku,
+            marketplace = update.marketplace_id,
+            status,
+            "price sent"
+        );
         self.catalog
             .put_price(&PriceState {
                 sku: update.sku.clone(),

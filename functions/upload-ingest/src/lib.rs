@@ -63,28 +63,50 @@ impl UploadIngest {
         let sdk = flexbridge::aws::config(env).await;
         let dynamodb = flexbridge::aws::dynamodb_client(&sdk);
         let sqs = flexbridge::aws::sqs_client(&sdk);
-        let s3 = S3Uploads::new(flexbridge::aws::s3_client(&sdk), env.require(keys::BUCKET_NAME)?);
+        let s3 = S3Uploads::new(
+            flexbridge::aws::s3_client(&sdk),
+            env.require(keys::BUCKET_NAME)?,
+        );
         let ports = Ports {
             source: Arc::new(s3.clone()),
-            catalog: Arc::new(DynamoCatalogStore::new(dynamodb.clone(), env.require(keys::CATALOG_TABLE)?)),
-            prices: Arc::new(SqsPriceQueue::new(sqs.clone(), env.require(keys::PRICE_UPDATES_QUEUE_URL)?)),
+            catalog: Arc::new(DynamoCatalogStore::new(
+                dynamodb.clone(),
+                env.require(keys::CATALOG_TABLE)?,
+            )),
+            prices: Arc::new(SqsPriceQueue::new(
+                sqs.clone(),
+                env.require(keys::PRICE_UPDATES_QUEUE_URL)?,
+            )),
             reports: Arc::new(s3.clone()),
-            checkpoints: Arc::new(DynamoCheckpoints::new(dynamodb.clone(), env.require(keys::CURSORS_TABLE)?)),
-            settings: Arc::new(DynamoSettingsStore::new(dynamodb.clone(), env.require(keys::SETTINGS_TABLE)?)),
+            checkpoints: Arc::new(DynamoCheckpoints::new(
+                dynamodb.clone(),
+                env.require(keys::CURSORS_TABLE)?,
+            )),
+            settings: Arc::new(DynamoSettingsStore::new(
+                dynamodb.clone(),
+                env.require(keys::SETTINGS_TABLE)?,
+            )),
             events: Arc::new(EventBridgeSink::new(
                 flexbridge::aws::eventbridge_client(&sdk),
                 env.require(keys::EVENT_BUS_NAME)?,
             )),
         };
         let config = IngestConfig {
-            default_marketplace: env.optional(keys::MARKETPLACE_ID).unwrap_or("ATVPDKIKX0DER").to_string(),
+            default_marketplace: env
+                .optional(keys::MARKETPLACE_ID)
+                .unwrap_or("ATVPDKIKX0DER")
+                .to_string(),
             ..IngestConfig::default()
         };
         Ok(Self {
             ports,
             config,
             s3,
-            idempotency: Idempotency::dynamodb(dynamodb, env.require(keys::IDEMPOTENCY_TABLE)?, REMEMBER),
+            idempotency: Idempotency::dynamodb(
+                dynamodb,
+                env.require(keys::IDEMPOTENCY_TABLE)?,
+                REMEMBER,
+            ),
             sqs,
             uploads_queue_url: env.require(keys::UPLOADS_QUEUE_URL)?.to_string(),
         })
@@ -153,20 +175,32 @@ impl UploadIngest {
 
     async fn process(&self, upload: UploadRef, inv: &Invocation) -> Result<()> {
         let key = format!("upload#{}#{}", upload.key, upload.version_id);
-        let token = match self.idempotency.begin(&key, &payload_hash(&upload)?, inv).await? {
+        let token = match self
+            .idempotency
+            .begin(&key, &payload_hash(&upload)?, inv)
+            .await?
+        {
             Begin::Claimed(token) => token,
             Begin::Replay(_) => {
-                tracing::info!(upload = upload.label(), "already processed; duplicate delivery ignored");
+                tracing::info!(
+                    upload = upload.label(),
+                    "already processed; duplicate delivery ignored"
+                );
                 return Ok(());
             }
             Begin::InProgress { retry_after } => {
                 return Err(Error::Transient {
-                    message: format!("{} is being processed by another invocation", upload.label()),
+                    message: format!(
+                        "{} is being processed by another invocation",
+                        upload.label()
+                    ),
                     after: Some(retry_after),
                 })
             }
             Begin::PayloadMismatch => {
-                return Err(Error::Internal(format!("idempotency key {key} reused for another upload")))
+                return Err(Error::Internal(format!(
+                    "idempotency key {key} reused for another upload"
+                )))
             }
         };
         match ingest::run(&self.ports, &self.config, &upload, Deadline::from(inv)).await {
@@ -178,10 +212,18 @@ impl UploadIngest {
                     rejected = summary.rejected,
                     "upload processed"
                 );
-                self.idempotency.complete(&token, &serde_json::to_value(&summary)?).await
+                self.idempotency
+                    .complete(&token, &serde_json::to_value(&summary)?)
+                    .await
             }
-            Ok(RunResult::Paused { applied_through_line }) => {
-                tracing::info!(upload = upload.label(), applied_through_line, "paused before the deadline; resuming");
+            Ok(RunResult::Paused {
+                applied_through_line,
+            }) => {
+                tracing::info!(
+                    upload = upload.label(),
+                    applied_through_line,
+                    "paused before the deadline; resuming"
+                );
                 self.idempotency.release(&token).await?;
                 self.resume_later(&upload).await
             }
@@ -271,6 +313,9 @@ mod tests {
             },
         })
         .unwrap();
-        assert_eq!(body, r#"{"flexbridgeResume":{"key":"catalog/full/a.csv","versionId":"v1"}}"#);
+        assert_eq!(
+            body,
+            r#"{"flexbridgeResume":{"key":"catalog/full/a.csv","versionId":"v1"}}"#
+        );
     }
 }

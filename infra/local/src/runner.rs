@@ -11,6 +11,11 @@
 //!   not deleted reappears after the queue's visibility timeout (divided by `speedup`), and
 //!   moto's redrive policy moves it to the DLQ after `maxReceiveCount` receives.
 //! - Function URLs: the function's axum router is served on a local port.
+//!
+//! Simplifications: one batch at a time per event source (Lambda may run several), batches
+//! of at most 10 records (one ReceiveMessage; `MaximumBatchingWindowInSeconds` is ignored),
+//! and moto's own event source mappings are disabled by the provisioner so only the runner
+//! receives from the queues.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

@@ -19,25 +19,8 @@ impl Drop for Kill {
 
 #[tokio::test]
 async fn the_binary_prints_its_address_and_serves() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spapi-sim"))
-        .args(["--listen", "127.0.0.1:0", "--seed", "5", "--no-rate-limits"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let _guard = Kill(child);
-    let line = tokio::task::spawn_blocking(move || {
-        let mut l = String::new();
-        BufReader::new(out).read_line(&mut l).unwrap();
-        l
-    })
-    .await
-    .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("spapi-sim listening on ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
+    let (_guard, base) =
+        spawn(&["--listen", "127.0.0.1:0", "--seed", "5", "--no-rate-limits"]).await;
     assert!(base.starts_with("http://127.0.0.1:"));
     let http = reqwest::Client::new();
     let t = token(&http, &base).await;

@@ -269,6 +269,7 @@ mod tests {
             )
             .await
             .unwrap();
+        let dir = fresh(&locations); // past the cache
         assert_eq!(
             dir.location("L2").await.unwrap().unmapped_sku,
             UnmappedSkuAction::Reject
@@ -287,7 +288,7 @@ mod tests {
             )
             .await
             .unwrap();
-        assert!(dir
+        assert!(fresh(&locations)
             .locations()
             .await
             .unwrap_err()

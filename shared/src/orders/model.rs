@@ -385,6 +385,28 @@ impl ShipmentRecord {
         }
     }
 
+    /// Merges a view with the same `lastUpdatedDateTime`: the later lifecycle status and the
+    /// larger cancelled quantities win. Returns whether anything changed.
+    pub fn absorb_same_time(&mut self, other: &ShipmentRecord) -> bool {
+        let rank = |s: &str| LIFECYCLE.iter().position(|x| *x == s);
+        let mut changed = false;
+        if rank(&other.status) > rank(&self.status) {
+            self.status = other.status.clone();
+            self.sub_status = other.sub_status.clone();
+            changed = true;
+        }
+        for line in &mut self.line_items {
+            if let Some(o) = other.line_items.iter().find(|o| o.id == line.id) {
+                if o.cancelled_units > line.cancelled_units {
+                    line.cancelled_units = o.cancelled_units;
+                    line.cancellation_reason = o.cancellation_reason.clone();
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
     pub fn is_whole_cancelled(&self) -> bool {
         self.status == "CANCELLED"
     }
@@ -618,6 +640,30 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].1, 2);
         assert_eq!(old.line_items[0].open_units(), 1);
+    }
+
+    #[test]
+    fn a_same_second_view_only_adds_progress() {
+        let v = shipment("S1", "CONFIRMED", "2026-11-21T08:00:00Z", &[("A", 3)]);
+        let mut stored = AmazonShipment::from_json(&v).unwrap().record;
+        let mut later = v.clone();
+        cancel_line(&mut later, 0, 1);
+        let later = AmazonShipment::from_json(&later).unwrap().record;
+        assert!(stored.absorb_same_time(&later));
+        assert_eq!(stored.line_items[0].cancelled_units, 1);
+        let earlier = AmazonShipment::from_json(&shipment(
+            "S1",
+            "ACCEPTED",
+            "2026-11-21T08:00:00Z",
+            &[("A", 3)],
+        ))
+        .unwrap()
+        .record;
+        assert!(
+            !stored.absorb_same_time(&earlier),
+            "an older view in the same second changes nothing"
+        );
+        assert_eq!(stored.status, "CONFIRMED");
     }
 
     #[test]

@@ -193,8 +193,16 @@ impl OrderProcessor {
                     }
                     (r, Stored::New)
                 }
-                Some(old) if incoming.amazon_updated_at <= old.amazon_updated_at => {
+                Some(old) if incoming.amazon_updated_at < old.amazon_updated_at => {
                     return Ok((old, Stored::Unchanged));
+                }
+                // Amazon's times have whole seconds: two changes in one second look alike, so
+                // a same-time view can only add progress, never take it back.
+                Some(mut old) if incoming.amazon_updated_at == old.amazon_updated_at => {
+                    if !old.absorb_same_time(incoming) {
+                        return Ok((old, Stored::Unchanged));
+                    }
+                    (old, Stored::Updated)
                 }
                 Some(mut old) => {
                     old.absorb(incoming);

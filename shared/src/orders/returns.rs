@@ -149,7 +149,12 @@ impl ReturnsService {
                     changed = true;
                     incoming.clone()
                 }
-                Some(mut old) if incoming.amazon_updated_at > old.amazon_updated_at => {
+                // Whole-second times: a same-time view with another status is a change too.
+                Some(mut old)
+                    if incoming.amazon_updated_at > old.amazon_updated_at
+                        || (incoming.amazon_updated_at == old.amazon_updated_at
+                            && incoming.status != old.status) =>
+                {
                     old.absorb(&incoming);
                     changed = true;
                     old

@@ -74,12 +74,27 @@ pub(crate) trait TokenSource: Send + Sync {
     async fn issue(&self) -> Result<IssuedToken, SpApiError>;
 }
 
-/// The LWA refresh-token grant.
+/// Scope of grantless Notifications operations (createDestination, getDestinations).
+pub const NOTIFICATIONS_SCOPE: &str = "sellingpartnerapi::notifications";
+
+/// Which LWA grant a token source uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// The seller's authorization (every seller-specific operation).
+    RefreshToken,
+    /// The application's own authorization for grantless operations, limited to `scope`.
+    ClientCredentials { scope: &'static str },
+}
+
+/// An LWA token grant.
 pub(crate) struct LwaTokenSource {
     pub http: reqwest::Client,
     pub url: String,
     pub credentials: LwaCredentials,
+    pub grant: Grant,
     pub user_agent: String,
+    /// Whole-request timeout of one token request.
+    pub timeout: Duration,
 }
 
 #[derive(Deserialize)]
@@ -102,15 +117,25 @@ const OP: &str = "lwaToken";
 #[async_trait]
 impl TokenSource for LwaTokenSource {
     async fn issue(&self) -> Result<IssuedToken, SpApiError> {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "refresh_token")
-            .append_pair("refresh_token", self.credentials.refresh_token.expose())
-            .append_pair("client_id", &self.credentials.client_id)
-            .append_pair("client_secret", self.credentials.client_secret.expose())
-            .finish();
+        // Built in a block: the serializer is not Send and must not live across the await.
+        let body = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            match &self.grant {
+                Grant::RefreshToken => form
+                    .append_pair("grant_type", "refresh_token")
+                    .append_pair("refresh_token", self.credentials.refresh_token.expose()),
+                Grant::ClientCredentials { scope } => form
+                    .append_pair("grant_type", "client_credentials")
+                    .append_pair("scope", scope),
+            };
+            form.append_pair("client_id", &self.credentials.client_id)
+                .append_pair("client_secret", self.credentials.client_secret.expose())
+                .finish()
+        };
         let resp = self
             .http
             .post(&self.url)
+            .timeout(self.timeout)
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded;charset=UTF-8",

@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::auth::{
-    transport_message, LwaCredentials, LwaTokenSource, SpApiSecret, TokenCache, TokenSource,
+    transport_message, Grant, LwaCredentials, LwaTokenSource, SpApiSecret, TokenCache, TokenSource,
+    NOTIFICATIONS_SCOPE,
 };
 use super::error::{SpApiError, SpApiErrorKind};
 use super::models::*;
@@ -39,6 +40,7 @@ const RETURNS: &str = "/externalFulfillment/2024-09-11/returns";
 const INVENTORY: &str = "/externalFulfillment/inventory/2024-09-11/inventories";
 const LISTINGS: &str = "/listings/2021-08-01/items";
 const SUBSCRIPTIONS: &str = "/notifications/v1/subscriptions";
+const DESTINATIONS: &str = "/notifications/v1/destinations";
 
 fn enc(s: &str) -> String {
     utf8_percent_encode(s, COMPONENT).to_string()
@@ -98,10 +100,12 @@ pub enum Operation {
     PatchListingsItem,
     GetSubscription,
     CreateSubscription,
+    GetDestinations,
+    CreateDestination,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 16] = [
+    pub const ALL: [Operation; 18] = [
         Operation::GetShipments,
         Operation::GetShipment,
         Operation::ProcessShipment,
@@ -118,6 +122,8 @@ impl Operation {
         Operation::PatchListingsItem,
         Operation::GetSubscription,
         Operation::CreateSubscription,
+        Operation::GetDestinations,
+        Operation::CreateDestination,
     ];
 
     /// The model's operationId.
@@ -139,6 +145,8 @@ impl Operation {
             Operation::PatchListingsItem => "patchListingsItem",
             Operation::GetSubscription => "getSubscription",
             Operation::CreateSubscription => "createSubscription",
+            Operation::GetDestinations => "getDestinations",
+            Operation::CreateDestination => "createDestination",
         }
     }
 
@@ -149,7 +157,10 @@ impl Operation {
             Operation::BatchInventory => Limit::new(50.0, 100),
             Operation::ListReturns | Operation::GetReturn => Limit::new(10.0, 20),
             Operation::PatchListingsItem => Limit::new(5.0, 5),
-            Operation::GetSubscription | Operation::CreateSubscription => Limit::new(1.0, 5),
+            Operation::GetSubscription
+            | Operation::CreateSubscription
+            | Operation::GetDestinations
+            | Operation::CreateDestination => Limit::new(1.0, 5),
             _ => Limit::new(1.0, 2),
         }
     }
@@ -166,6 +177,15 @@ impl Operation {
                 | Operation::GenerateInvoice
                 | Operation::GenerateShipLabels
                 | Operation::CreateSubscription
+                | Operation::CreateDestination
+        )
+    }
+
+    /// Grantless operations use the application's own token (client-credentials grant).
+    pub fn is_grantless(&self) -> bool {
+        matches!(
+            self,
+            Operation::GetDestinations | Operation::CreateDestination
         )
     }
 }
@@ -253,6 +273,7 @@ struct Inner {
     http: reqwest::Client,
     base_url: String,
     tokens: TokenCache,
+    grantless_tokens: TokenCache,
     limiters: RateLimiters,
     retry: RetryPolicy,
     request_timeout: Duration,
@@ -327,12 +348,20 @@ impl SpApiClient {
             .user_agent(USER_AGENT)
             .build()
             .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
-        let source: Arc<dyn TokenSource> = Arc::new(LwaTokenSource {
-            http: http.clone(),
-            url: config.token_url(),
-            credentials: config.credentials.clone(),
-            user_agent: USER_AGENT.to_string(),
-        });
+        let lwa = |grant| -> Arc<dyn TokenSource> {
+            Arc::new(LwaTokenSource {
+                http: http.clone(),
+                url: config.token_url(),
+                credentials: config.credentials.clone(),
+                grant,
+                user_agent: USER_AGENT.to_string(),
+                timeout: config.request_timeout,
+            })
+        };
+        let tokens = TokenCache::new(lwa(Grant::RefreshToken));
+        let grantless_tokens = TokenCache::new(lwa(Grant::ClientCredentials {
+            scope: NOTIFICATIONS_SCOPE,
+        }));
         let defaults = Operation::ALL
             .iter()
             .map(|op| (op.id().to_string(), config.limit(*op)))
@@ -341,7 +370,8 @@ impl SpApiClient {
             inner: Arc::new(Inner {
                 http,
                 base_url: config.base_url(),
-                tokens: TokenCache::new(source),
+                tokens,
+                grantless_tokens,
                 limiters: RateLimiters::new(defaults, Limit::new(1.0, 2)),
                 retry: config.retry,
                 request_timeout: config.request_timeout,
@@ -391,7 +421,7 @@ impl SpApiClient {
         self.inner.limiters.bucket(op.id())
     }
 
-    /// How many access tokens this client obtained from LWA so far.
+    /// How many seller access tokens this client obtained from LWA so far.
     pub fn tokens_issued(&self) -> u64 {
         self.inner.tokens.issued()
     }
@@ -431,14 +461,7 @@ impl SpApiClient {
             )
             .query("maxResults", q.max_results)
             .query("paginationToken", q.pagination_token.as_ref());
-        let r: ShipmentsResponse = self.call_json(req).await?;
-        Ok(ShipmentsPage {
-            shipments: r.shipments,
-            next_token: r
-                .pagination
-                .and_then(|p| p.next_token)
-                .filter(|t| !t.is_empty()),
-        })
+        self.call_with(req, ShipmentsPage::from_json).await
     }
 
     pub async fn get_shipment(&self, shipment_id: &str) -> Result<Shipment, SpApiError> {
@@ -680,11 +703,7 @@ impl SpApiClient {
             )
             .query("maxResults", q.max_results)
             .query("nextToken", q.next_token.as_ref());
-        let r: ReturnsResponse = self.call_json(req).await?;
-        Ok(ReturnsPage {
-            returns: r.returns,
-            next_token: r.next_token.filter(|t| !t.is_empty()),
-        })
+        self.call_with(req, ReturnsPage::from_json).await
     }
 
     pub async fn get_return(&self, return_id: &str) -> Result<Return, SpApiError> {
@@ -776,9 +795,63 @@ impl SpApiClient {
         })
     }
 
+    /// The application's notification destinations (grantless).
+    pub async fn get_destinations(&self) -> Result<Vec<Destination>, SpApiError> {
+        let req = Request::new(
+            Operation::GetDestinations,
+            Method::GET,
+            DESTINATIONS.to_string(),
+        );
+        let r: GetDestinationsResponse = self.call_json(req).await?;
+        Ok(r.payload.unwrap_or_default())
+    }
+
+    /// Registers where Amazon sends notifications (grantless; 409 if it exists already).
+    pub async fn create_destination(
+        &self,
+        body: &CreateDestinationRequest,
+    ) -> Result<Destination, SpApiError> {
+        let op = Operation::CreateDestination;
+        if body.resource_specification.sqs.is_none()
+            && body.resource_specification.event_bridge.is_none()
+        {
+            return Err(SpApiError::invalid_input(
+                op.id(),
+                "a destination needs an SQS queue ARN or an EventBridge account",
+            ));
+        }
+        let req = Request::new(op, Method::POST, DESTINATIONS.to_string()).json(body)?;
+        let r: DestinationResponse = self.call_json(req).await?;
+        r.payload.ok_or_else(|| {
+            SpApiError::new(
+                SpApiErrorKind::Decode,
+                op.id(),
+                "answer has no destination payload",
+            )
+        })
+    }
+
     // ---------------------------------------------------------------- plumbing
 
+    fn token_cache(&self, op: Operation) -> &TokenCache {
+        if op.is_grantless() {
+            &self.inner.grantless_tokens
+        } else {
+            &self.inner.tokens
+        }
+    }
+
     async fn call_json<T: DeserializeOwned>(&self, req: Request) -> Result<T, SpApiError> {
+        self.call_with(req, |body| serde_json::from_slice(body))
+            .await
+    }
+
+    /// Sends `req` and reads a success body with `read`.
+    async fn call_with<T>(
+        &self,
+        req: Request,
+        read: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
+    ) -> Result<T, SpApiError> {
         let op = req.op;
         let answer = self.execute(req).await?;
         let body: &[u8] = if answer.body.iter().all(u8::is_ascii_whitespace) {
@@ -786,7 +859,7 @@ impl SpApiClient {
         } else {
             &answer.body
         };
-        serde_json::from_slice(body).map_err(|e| {
+        read(body).map_err(|e| {
             let mut err = SpApiError::new(SpApiErrorKind::Decode, op.id(), decode_message(&e));
             err.status = Some(answer.status);
             err.request_id = answer.request_id.clone();
@@ -831,7 +904,7 @@ impl SpApiClient {
                 Err(Failure::TokenRejected(e, token)) if !refreshed_token => {
                     // An expired or revoked token: refresh once and try again at once.
                     refreshed_token = true;
-                    self.inner.tokens.invalidate(&token).await;
+                    self.token_cache(op).invalidate(&token).await;
                     tracing::warn!(operation = op.id(), status = ?e.status, "access token rejected; refreshing");
                     continue;
                 }
@@ -905,7 +978,11 @@ impl SpApiClient {
             .acquire_before(self.deadline)
             .await
             .map_err(|e| deadline_err(&format!("(rate limit: next slot in {:?})", e.wait)))?;
-        let token = self.inner.tokens.token().await.map_err(Failure::Attempt)?;
+        let token = self
+            .token_cache(op)
+            .token()
+            .await
+            .map_err(Failure::Attempt)?;
         let timeout = match self.deadline {
             Some(d) => self.inner.request_timeout.min(d.remaining()),
             None => self.inner.request_timeout,

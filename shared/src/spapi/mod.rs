@@ -17,7 +17,7 @@
 //!   writes that are idempotent by content (batchInventory sets absolute quantities with a
 //!   sequence number; patchListingsItem replaces a price). For the other writes
 //!   (processShipment, createPackages, updatePackage, updatePackageStatus, generateInvoice,
-//!   generateShipLabels, createSubscription) the client does **not** resend: it returns an error with
+//!   generateShipLabels, createSubscription, createDestination) the client does **not** resend: it returns an error with
 //!   [`SpApiError::outcome_unknown`] set, and the caller reads the shipment back to learn whether
 //!   the change happened before acting again.
 //! - other 4xx: not retried; returned with Amazon's `errors[]`, the status and the request id.
@@ -27,7 +27,9 @@ mod client;
 mod error;
 pub mod models;
 
-pub use auth::{LwaCredentials, SpApiSecret, DEFAULT_LWA_ENDPOINT, REFRESH_MARGIN};
+pub use auth::{
+    LwaCredentials, SpApiSecret, DEFAULT_LWA_ENDPOINT, NOTIFICATIONS_SCOPE, REFRESH_MARGIN,
+};
 pub use client::{Operation, Region, SpApiClient, SpApiConfig, USER_AGENT};
 pub use error::{SpApiError, SpApiErrorKind};
 pub use models::*;

@@ -235,7 +235,10 @@ impl DynamoCatalogStore {
 #[async_trait]
 impl CatalogStore for DynamoCatalogStore {
     async fn get_items(&self, skus: &[String]) -> Result<Vec<CatalogItem>> {
-        let keys = skus.iter().map(|sku| key(sku_pk(sku), ITEM.into())).collect();
+        let keys = skus
+            .iter()
+            .map(|sku| key(sku_pk(sku), ITEM.into()))
+            .collect();
         let found = dynamo::batch_get(&self.client, &self.table, keys, None, self.batching).await?;
         Ok(found.iter().filter_map(item_from_ddb).collect())
     }
@@ -277,7 +280,12 @@ impl CatalogStore for DynamoCatalogStore {
         let items = out.items().iter().filter_map(item_from_ddb).collect();
         let next = match out.last_evaluated_key() {
             Some(k) => {
-                let part = |name: &str| k.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                let part = |name: &str| {
+                    k.get(name)
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default()
+                };
                 Some(serde_json::to_string(&(part("pk"), part("sk")))?)
             }
             None => None,
@@ -390,7 +398,9 @@ impl CatalogStore for MemoryCatalogStore {
 }
 
 /// For callers that only hold an attribute map (e.g. a stream record).
-pub fn catalog_item_from_attributes(m: &std::collections::HashMap<String, AttributeValue>) -> Option<CatalogItem> {
+pub fn catalog_item_from_attributes(
+    m: &std::collections::HashMap<String, AttributeValue>,
+) -> Option<CatalogItem> {
     item_from_ddb(m)
 }
 
@@ -415,15 +425,36 @@ mod tests {
     #[tokio::test]
     async fn upsert_writes_only_what_changed() {
         let store = MemoryCatalogStore::new();
-        let c = upsert(&store, vec![item("A", "B000000001"), item("B", "B000000002")]).await.unwrap();
-        assert_eq!(c, UpsertCounts { written: 2, unchanged: 0 });
+        let c = upsert(
+            &store,
+            vec![item("A", "B000000001"), item("B", "B000000002")],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            c,
+            UpsertCounts {
+                written: 2,
+                unchanged: 0
+            }
+        );
         let mut again = vec![item("A", "B000000001"), item("B", "B000000009")];
         again[0].updated_at = "t2".into();
         again[0].source = "catalog/b.csv@v1".into();
         let c = upsert(&store, again).await.unwrap();
-        assert_eq!(c, UpsertCounts { written: 1, unchanged: 1 });
+        assert_eq!(
+            c,
+            UpsertCounts {
+                written: 1,
+                unchanged: 1
+            }
+        );
         assert_eq!(store.writes(), 3);
-        assert_eq!(store.item("A").unwrap().updated_at, "t1", "unchanged row not rewritten");
+        assert_eq!(
+            store.item("A").unwrap().updated_at,
+            "t1",
+            "unchanged row not rewritten"
+        );
         assert_eq!(store.item("B").unwrap().asin, "B000000009");
     }
 

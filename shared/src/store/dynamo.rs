@@ -20,12 +20,17 @@ pub const BATCH_WRITE_MAX: usize = 25;
 pub const BATCH_GET_MAX: usize = 100;
 
 /// Maps an SDK error; throttling, server errors, timeouts and dropped connections are retryable.
-pub fn ddb_error<E>(operation: &str, e: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>) -> Error
+pub fn ddb_error<E>(
+    operation: &str,
+    e: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let retryable = match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
         SdkError::ServiceError(se) => {
             se.raw().status().is_server_error()
                 || matches!(
@@ -69,7 +74,9 @@ pub fn b(v: bool) -> AttributeValue {
 }
 
 pub fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 pub fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
@@ -162,7 +169,10 @@ async fn write_chunk(
                 } else {
                     RetryDecision::Stop
                 };
-                match batching.policy.next_wait(attempt, decision, batching.deadline) {
+                match batching
+                    .policy
+                    .next_wait(attempt, decision, batching.deadline)
+                {
                     Some(w) => w,
                     None => return Err(err),
                 }
@@ -243,7 +253,10 @@ async fn get_chunk(
                 } else {
                     RetryDecision::Stop
                 };
-                match batching.policy.next_wait(attempt, decision, batching.deadline) {
+                match batching
+                    .policy
+                    .next_wait(attempt, decision, batching.deadline)
+                {
                     Some(w) => w,
                     None => return Err(err),
                 }

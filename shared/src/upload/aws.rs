@@ -15,23 +15,30 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use chrono::{SecondsFormat, Utc};
 use tokio_util::io::SyncIoBridge;
 
-use super::ingest::{Checkpoint, CheckpointStore, ObjectSource, PriceQueue, PriceUpdate, ReportBody, ReportSink, UploadRef};
+use super::ingest::{
+    Checkpoint, CheckpointStore, ObjectSource, PriceQueue, PriceUpdate, ReportBody, ReportSink,
+    UploadRef,
+};
 use crate::error::{Error, Result};
 use crate::retry::{RetryDecision, RetryPolicy};
 use crate::store::dynamo;
 
-fn s3_error<E, R>(operation: &str, e: SdkError<E, R>) -> Error
+fn s3_error<E>(operation: &str, e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Error
 where
     E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
-    // A missing object or version, or access denied, will not heal by retrying.
+    // A missing object or version, or access denied, will not heal by retrying; S3's own
+    // 5xx (SlowDown, InternalError), timeouts and dropped connections may.
     let retryable = match &e {
-        SdkError::ServiceError(_) => false,
+        SdkError::ServiceError(se) => se.raw().status().is_server_error(),
         SdkError::ConstructionFailure(_) => false,
         _ => true,
     };
-    Error::aws("s3", format!("{operation}: {}", DisplayErrorContext(&e)), retryable)
+    Error::aws(
+        "s3",
+        format!("{operation}: {}", DisplayErrorContext(&e)),
+        retryable,
+    )
 }
 
 /// Uploads read from, and reports written to, the bucket named by `BUCKET_NAME`.
@@ -61,10 +68,12 @@ impl S3Uploads {
             .send()
             .await
             .map_err(|e| s3_error("HeadObject", e))?;
-        Ok(match out.version_id().filter(|v| !v.is_empty() && *v != "null") {
-            Some(v) => v.to_string(),
-            None => format!("etag:{}", out.e_tag().unwrap_or_default().trim_matches('"')),
-        })
+        Ok(
+            match out.version_id().filter(|v| !v.is_empty() && *v != "null") {
+                Some(v) => v.to_string(),
+                None => format!("etag:{}", out.e_tag().unwrap_or_default().trim_matches('"')),
+            },
+        )
     }
 }
 
@@ -76,7 +85,11 @@ fn is_s3_version(version_id: &str) -> bool {
 #[async_trait]
 impl ObjectSource for S3Uploads {
     async fn open(&self, upload: &UploadRef) -> Result<Box<dyn Read + Send>> {
-        let mut request = self.client.get_object().bucket(&self.bucket).key(&upload.key);
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&upload.key);
         if is_s3_version(&upload.version_id) {
             request = request.version_id(&upload.version_id);
         } else if let Some(etag) = upload.version_id.strip_prefix("etag:") {
@@ -85,7 +98,9 @@ impl ObjectSource for S3Uploads {
         }
         let out = request.send().await.map_err(|e| s3_error("GetObject", e))?;
         // The body streams from S3 as the parser thread reads it; never held whole.
-        Ok(Box::new(SyncIoBridge::new(Box::pin(out.body.into_async_read()))))
+        Ok(Box::new(SyncIoBridge::new(Box::pin(
+            out.body.into_async_read(),
+        ))))
     }
 }
 
@@ -163,14 +178,22 @@ impl PriceQueue for SqsPriceQueue {
                         if let Some(f) = out.failed().iter().find(|f| f.sender_fault()) {
                             return Err(Error::aws(
                                 "sqs",
-                                format!("SendMessageBatch refused an entry: {} {:?}", f.code(), f.message()),
+                                format!(
+                                    "SendMessageBatch refused an entry: {} {:?}",
+                                    f.code(),
+                                    f.message()
+                                ),
                                 false,
                             ));
                         }
                         out.failed().iter().map(|f| f.id().to_string()).collect()
                     }
                     Err(e) => {
-                        let err = Error::aws("sqs", format!("SendMessageBatch: {}", DisplayErrorContext(&e)), true);
+                        let err = Error::aws(
+                            "sqs",
+                            format!("SendMessageBatch: {}", DisplayErrorContext(&e)),
+                            true,
+                        );
                         match self.policy.next_wait(attempt, RetryDecision::Retry, None) {
                             Some(wait) => {
                                 tokio::time::sleep(wait).await;
@@ -189,7 +212,10 @@ impl PriceQueue for SqsPriceQueue {
                     Some(wait) => tokio::time::sleep(wait).await,
                     None => {
                         return Err(Error::Transient {
-                            message: format!("SendMessageBatch: {} entries kept failing", pending.len()),
+                            message: format!(
+                                "SendMessageBatch: {} entries kept failing",
+                                pending.len()
+                            ),
                             after: None,
                         })
                     }
@@ -232,7 +258,10 @@ impl CheckpointStore for DynamoCheckpoints {
             .map_err(|e| dynamo::ddb_error("GetItem", e))?;
         match out.item.as_ref().and_then(|i| dynamo::get_s(i, "state")) {
             Some(state) => Ok(Some(serde_json::from_str(state).map_err(|e| {
-                Error::Internal(format!("checkpoint of {} is unreadable: {e}", upload.label()))
+                Error::Internal(format!(
+                    "checkpoint of {} is unreadable: {e}",
+                    upload.label()
+                ))
             })?)),
             None => Ok(None),
         }
@@ -244,7 +273,10 @@ impl CheckpointStore for DynamoCheckpoints {
             .table_name(&self.table)
             .item("pk", AttributeValue::S(format!("UPLOAD#{}", upload.key)))
             .item("sk", AttributeValue::S(upload.version_id.clone()))
-            .item("state", AttributeValue::S(serde_json::to_string(checkpoint)?))
+            .item(
+                "state",
+                AttributeValue::S(serde_json::to_string(checkpoint)?),
+            )
             .item(
                 "updated_at",
                 AttributeValue::S(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),

@@ -183,9 +183,11 @@ pub struct Checkpoint {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunResult {
-    Done(UploadSummary),
+    Done(Box<UploadSummary>),
     /// Stopped before the deadline; run again (re-enqueue) to continue.
-    Paused { applied_through_line: u64 },
+    Paused {
+        applied_through_line: u64,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -209,8 +211,16 @@ enum RowData {
 
 #[derive(Debug)]
 enum Event {
-    Row { line: u64, byte: u64, data: RowData },
-    Rejected { line: u64, byte: u64, errors: Vec<RowError> },
+    Row {
+        line: u64,
+        byte: u64,
+        data: RowData,
+    },
+    Rejected {
+        line: u64,
+        byte: u64,
+        errors: Vec<RowError>,
+    },
 }
 
 impl Event {
@@ -287,7 +297,10 @@ fn spawn_parser(
             });
             if batch.len() == CHANNEL_BATCH
                 && tx
-                    .blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(CHANNEL_BATCH)))
+                    .blocking_send(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(CHANNEL_BATCH),
+                    ))
                     .is_err()
             {
                 break;
@@ -337,7 +350,10 @@ async fn guard_prices(
             .clone()
             .unwrap_or_else(|| default_marketplace.to_string())
     };
-    let keys: Vec<(String, String)> = rows.iter().map(|(_, r)| (r.sku.clone(), market(r))).collect();
+    let keys: Vec<(String, String)> = rows
+        .iter()
+        .map(|(_, r)| (r.sku.clone(), market(r)))
+        .collect();
     let last: HashMap<(String, String), catalog::PriceState> = catalog
         .get_prices(&keys)
         .await?
@@ -408,7 +424,10 @@ fn now_string(t: DateTime<Utc>) -> String {
 }
 
 fn temp_path() -> PathBuf {
-    std::env::temp_dir().join(format!("flexbridge-upload-{}.errors.csv", uuid::Uuid::new_v4()))
+    std::env::temp_dir().join(format!(
+        "flexbridge-upload-{}.errors.csv",
+        uuid::Uuid::new_v4()
+    ))
 }
 
 /// Removes the temporary file however the function returns.
@@ -427,13 +446,18 @@ pub async fn run(
     upload: &UploadRef,
     deadline: Deadline,
 ) -> Result<RunResult> {
-    let key = UploadKey::classify(&upload.key)
-        .ok_or_else(|| Error::InvalidInput(format!("{} is not a catalog or price upload", upload.key)))?;
+    let key = UploadKey::classify(&upload.key).ok_or_else(|| {
+        Error::InvalidInput(format!("{} is not a catalog or price upload", upload.key))
+    })?;
     let started = Utc::now();
-    let mut cp = ports.checkpoints.get(upload).await?.unwrap_or_else(|| Checkpoint {
-        started_at: now_string(started),
-        ..Default::default()
-    });
+    let mut cp = ports
+        .checkpoints
+        .get(upload)
+        .await?
+        .unwrap_or_else(|| Checkpoint {
+            started_at: now_string(started),
+            ..Default::default()
+        });
     cp.runs += 1;
 
     if cp.validated.is_none() {
@@ -447,7 +471,9 @@ pub async fn run(
             return Ok(paused);
         }
     }
-    finish(ports, &key, upload, &cp, &validated).await.map(RunResult::Done)
+    finish(ports, &key, upload, &cp, &validated)
+        .await
+        .map(|s| RunResult::Done(Box::new(s)))
 }
 
 async fn validate_pass(
@@ -519,7 +545,11 @@ async fn validate_pass(
         let report = key.errors_report_key();
         ports
             .reports
-            .put(&report, ReportBody::File(tmp.0.clone()), "text/csv; charset=utf-8")
+            .put(
+                &report,
+                ReportBody::File(tmp.0.clone()),
+                "text/csv; charset=utf-8",
+            )
             .await?;
         validated.errors_report = Some(report);
     }
@@ -548,7 +578,14 @@ async fn check_window<W: std::io::Write>(
         .collect();
     let mut refused: HashMap<u64, RowError> = HashMap::new();
     if !prices.is_empty() {
-        for r in guard_prices(ports.catalog.as_ref(), &prices, upload, &config.default_marketplace).await? {
+        for r in guard_prices(
+            ports.catalog.as_ref(),
+            &prices,
+            upload,
+            &config.default_marketplace,
+        )
+        .await?
+        {
             if let Err(e) = r {
                 refused.insert(e.line, e);
             }
@@ -587,7 +624,12 @@ async fn mass_disable_guard(
     if key.allows_mass_disable() || allowed_by_setting {
         return Ok(None);
     }
-    let share: f64 = settings::get_or(settings, SETTING_MAX_DISABLE_SHARE, DEFAULT_MAX_DISABLE_SHARE).await?;
+    let share: f64 = settings::get_or(
+        settings,
+        SETTING_MAX_DISABLE_SHARE,
+        DEFAULT_MAX_DISABLE_SHARE,
+    )
+    .await?;
     let (mut active, mut absent) = (0u64, 0u64);
     let mut page = None;
     loop {
@@ -657,7 +699,11 @@ async fn apply_pass(
         }
     }
     // The short last window counts as a window too.
-    if !stopped && !window.is_empty() && windows_this_run > 0 && deadline.remaining() < config.stop_margin {
+    if !stopped
+        && !window.is_empty()
+        && windows_this_run > 0
+        && deadline.remaining() < config.stop_margin
+    {
         stopped = true;
     }
     if stopped {
@@ -674,7 +720,11 @@ async fn apply_pass(
     let end = match join_parser(handle).await? {
         Ok(end) => end,
         // The file changed under a fixed version? It cannot; but never apply half a file silently.
-        Err(rejection) => return Err(Error::Internal(format!("file became unreadable: {rejection}"))),
+        Err(rejection) => {
+            return Err(Error::Internal(format!(
+                "file became unreadable: {rejection}"
+            )))
+        }
     };
     if key.kind == Kind::Catalog && key.mode == Mode::Full {
         cp.disabled += disable_absent(ports, upload, &end.skus, deadline, config).await?;
@@ -730,7 +780,14 @@ async fn apply_window(
                 return Ok(());
             }
             let mut send = Vec::with_capacity(rows.len());
-            for r in guard_prices(ports.catalog.as_ref(), &rows, upload, &config.default_marketplace).await? {
+            for r in guard_prices(
+                ports.catalog.as_ref(),
+                &rows,
+                upload,
+                &config.default_marketplace,
+            )
+            .await?
+            {
                 match r {
                     Ok(update) => send.push(update),
                     // Refused in pass 1 already (and reported there) or the catalog changed since.
@@ -759,7 +816,8 @@ async fn disable_absent(
     loop {
         if deadline.remaining() < config.stop_margin / 2 {
             return Err(Error::Transient {
-                message: "deadline reached while disabling absent SKUs; the next run continues".into(),
+                message: "deadline reached while disabling absent SKUs; the next run continues"
+                    .into(),
                 after: None,
             });
         }
@@ -943,7 +1001,9 @@ pub mod memory {
         async fn put(&self, key: &str, body: ReportBody, _content_type: &str) -> Result<()> {
             let bytes = match body {
                 ReportBody::Bytes(b) => b,
-                ReportBody::File(p) => std::fs::read(&p).map_err(|e| Error::Internal(e.to_string()))?,
+                ReportBody::File(p) => {
+                    std::fs::read(&p).map_err(|e| Error::Internal(e.to_string()))?
+                }
             };
             self.reports.lock().expect("lock").insert(key.into(), bytes);
             Ok(())
@@ -971,7 +1031,12 @@ pub mod memory {
     #[async_trait]
     impl CheckpointStore for MemoryCheckpoints {
         async fn get(&self, upload: &UploadRef) -> Result<Option<Checkpoint>> {
-            Ok(self.saved.lock().expect("lock").get(&upload.label()).cloned())
+            Ok(self
+                .saved
+                .lock()
+                .expect("lock")
+                .get(&upload.label())
+                .cloned())
         }
         async fn put(&self, upload: &UploadRef, checkpoint: &Checkpoint) -> Result<()> {
             self.saved

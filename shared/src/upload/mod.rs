@@ -115,7 +115,13 @@ mod tests {
     #[test]
     fn report_keys_keep_the_original_key() {
         let k = UploadKey::classify("catalog/delta/a b.csv").unwrap();
-        assert_eq!(k.summary_report_key(), "reports/catalog/delta/a b.csv.summary.json");
-        assert_eq!(k.errors_report_key(), "reports/catalog/delta/a b.csv.errors.csv");
+        assert_eq!(
+            k.summary_report_key(),
+            "reports/catalog/delta/a b.csv.summary.json"
+        );
+        assert_eq!(
+            k.errors_report_key(),
+            "reports/catalog/delta/a b.csv.errors.csv"
+        );
     }
 }

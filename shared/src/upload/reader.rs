@@ -41,7 +41,10 @@ impl FileRejection {
     fn from_io(e: io::Error) -> Self {
         match e.get_ref().and_then(|i| i.downcast_ref::<FileRejection>()) {
             Some(r) => r.clone(),
-            None => Self::new(RejectionKind::Unreadable, format!("could not read the file: {e}")),
+            None => Self::new(
+                RejectionKind::Unreadable,
+                format!("could not read the file: {e}"),
+            ),
         }
     }
 }
@@ -94,13 +97,21 @@ fn signature(start: &[u8]) -> Option<&'static str> {
     let sigs: [(&[u8], &str); 7] = [
         (b"\xFF\xFE", "UTF-16 text; save it as \"CSV UTF-8\""),
         (b"\xFE\xFF", "UTF-16 text; save it as \"CSV UTF-8\""),
-        (b"PK\x03\x04", "a ZIP archive or an Excel workbook (.xlsx); export the sheet as \"CSV UTF-8\""),
-        (b"\xD0\xCF\x11\xE0", "an Excel 97-2003 workbook (.xls); export the sheet as \"CSV UTF-8\""),
+        (
+            b"PK\x03\x04",
+            "a ZIP archive or an Excel workbook (.xlsx); export the sheet as \"CSV UTF-8\"",
+        ),
+        (
+            b"\xD0\xCF\x11\xE0",
+            "an Excel 97-2003 workbook (.xls); export the sheet as \"CSV UTF-8\"",
+        ),
         (b"%PDF", "a PDF document, not a CSV file"),
         (b"\x1F\x8B", "a gzip archive; upload the uncompressed CSV"),
         (b"\x89PNG", "a PNG image, not a CSV file"),
     ];
-    sigs.iter().find(|(s, _)| start.starts_with(s)).map(|(_, what)| *what)
+    sigs.iter()
+        .find(|(s, _)| start.starts_with(s))
+        .map(|(_, what)| *what)
 }
 
 impl<R: Read> Read for Utf8Guard<R> {
@@ -351,7 +362,7 @@ impl<R: Read> UploadReader<R> {
         let mut guard = Utf8Guard::new(input);
         let mut prefix = Vec::with_capacity(CSV_BUFFER);
         let mut chunk = vec![0u8; CSV_BUFFER];
-                while header_span(prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&prefix)).is_none() {
+        while header_span(prefix.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&prefix)).is_none() {
             let n = guard.read(&mut chunk).map_err(FileRejection::from_io)?;
             if n == 0 {
                 break;
@@ -370,7 +381,10 @@ impl<R: Read> UploadReader<R> {
             prefix.drain(..3);
         }
         if prefix.iter().all(|b| b.is_ascii_whitespace()) {
-            return Err(FileRejection::new(RejectionKind::Empty, "the file is empty"));
+            return Err(FileRejection::new(
+                RejectionKind::Empty,
+                "the file is empty",
+            ));
         }
         let (start, end) = header_span(&prefix).unwrap_or((0, prefix.len()));
         let delimiter = detect_delimiter(&prefix[start..end]);
@@ -384,11 +398,11 @@ impl<R: Read> UploadReader<R> {
             .buffer_capacity(CSV_BUFFER)
             .from_reader(Cursor::new(prefix).chain(guard));
         let mut record = csv::ByteRecord::new();
-        if !csv
-            .read_byte_record(&mut record)
-            .map_err(csv_rejection)?
-        {
-            return Err(FileRejection::new(RejectionKind::Empty, "the file is empty"));
+        if !csv.read_byte_record(&mut record).map_err(csv_rejection)? {
+            return Err(FileRejection::new(
+                RejectionKind::Empty,
+                "the file is empty",
+            ));
         }
 
         let columns = schema(kind);
@@ -429,8 +443,16 @@ impl<R: Read> UploadReader<R> {
             .map(|(c, _)| c.name)
             .collect();
         if !missing.is_empty() {
-            let required: Vec<&str> = columns.iter().filter(|c| c.required).map(|c| c.name).collect();
-            let optional: Vec<&str> = columns.iter().filter(|c| !c.required).map(|c| c.name).collect();
+            let required: Vec<&str> = columns
+                .iter()
+                .filter(|c| c.required)
+                .map(|c| c.name)
+                .collect();
+            let optional: Vec<&str> = columns
+                .iter()
+                .filter(|c| !c.required)
+                .map(|c| c.name)
+                .collect();
             return Err(FileRejection::new(
                 RejectionKind::MissingColumns,
                 format!(
@@ -530,7 +552,8 @@ impl<R: Read> UploadReader<R> {
             .map_or((0, 0), |p| (p.line() + self.crlf, p.byte() + self.crlf));
         self.errors.clear();
         if self.record.len() > self.header_len {
-            let extra = &self.record.as_slice()[self.record.range(self.header_len).map_or(0, |r| r.start)..];
+            let extra = &self.record.as_slice()
+                [self.record.range(self.header_len).map_or(0, |r| r.start)..];
             if !extra.iter().all(u8::is_ascii_whitespace) {
                 self.errors.push(RowError {
                     line,
@@ -567,8 +590,14 @@ impl<R: Read> UploadReader<R> {
         }
         let sku = check!(SKU, validate::sku(field(SKU)));
         let asin = check!(C_ASIN, validate::asin(field(C_ASIN)));
-        let title = check!(C_TITLE, validate::text(field(C_TITLE), "title", validate::TITLE_MAX_CHARS));
-        let product_type = check!(C_PRODUCT_TYPE, validate::product_type(field(C_PRODUCT_TYPE)));
+        let title = check!(
+            C_TITLE,
+            validate::text(field(C_TITLE), "title", validate::TITLE_MAX_CHARS)
+        );
+        let product_type = check!(
+            C_PRODUCT_TYPE,
+            validate::product_type(field(C_PRODUCT_TYPE))
+        );
         let enabled = check!(C_ENABLED, validate::flag(field(C_ENABLED)));
         let safety_stock = check!(C_SAFETY_STOCK, validate::quantity(field(C_SAFETY_STOCK)));
         let max_quantity = check!(C_MAX_QUANTITY, validate::quantity(field(C_MAX_QUANTITY)));
@@ -586,18 +615,32 @@ impl<R: Read> UploadReader<R> {
         if !self.errors.is_empty() {
             return Outcome::Rejected(&self.errors);
         }
-        match (sku, asin, title, product_type, enabled, safety_stock, max_quantity) {
-            (Some(sku), Some(asin), Some(title), Some(product_type), Some(enabled), Some(safety_stock), Some(max_quantity)) => {
-                Outcome::Catalog(CatalogRow {
-                    sku,
-                    asin,
-                    title,
-                    product_type,
-                    enabled,
-                    safety_stock,
-                    max_quantity,
-                })
-            }
+        match (
+            sku,
+            asin,
+            title,
+            product_type,
+            enabled,
+            safety_stock,
+            max_quantity,
+        ) {
+            (
+                Some(sku),
+                Some(asin),
+                Some(title),
+                Some(product_type),
+                Some(enabled),
+                Some(safety_stock),
+                Some(max_quantity),
+            ) => Outcome::Catalog(CatalogRow {
+                sku,
+                asin,
+                title,
+                product_type,
+                enabled,
+                safety_stock,
+                max_quantity,
+            }),
             _ => Outcome::Rejected(&self.errors),
         }
     }
@@ -624,7 +667,10 @@ impl<R: Read> UploadReader<R> {
             },
         );
         let currency = check!(P_CURRENCY, validate::currency(field(P_CURRENCY)));
-        let marketplace_id = check!(P_MARKETPLACE, validate::marketplace_id(field(P_MARKETPLACE)));
+        let marketplace_id = check!(
+            P_MARKETPLACE,
+            validate::marketplace_id(field(P_MARKETPLACE))
+        );
         let minimum_price = check!(P_MIN, validate::amount(field(P_MIN), comma_decimal));
         let maximum_price = check!(P_MAX, validate::amount(field(P_MAX), comma_decimal));
         let force = check!(P_FORCE, validate::flag(field(P_FORCE)));
@@ -636,7 +682,9 @@ impl<R: Read> UploadReader<R> {
                 );
             }
         }
-        if let (Some(p), Some(force), Some(lo), Some(hi)) = (price, force, minimum_price, maximum_price) {
+        if let (Some(p), Some(force), Some(lo), Some(hi)) =
+            (price, force, minimum_price, maximum_price)
+        {
             let range_ok = !matches!((lo, hi), (Some(lo), Some(hi)) if lo > hi);
             if force != Some(true) && range_ok {
                 if let Some(lo) = lo.filter(|lo| p < *lo) {
@@ -671,18 +719,32 @@ impl<R: Read> UploadReader<R> {
         if !self.errors.is_empty() {
             return Outcome::Rejected(&self.errors);
         }
-        match (sku, price, currency, marketplace_id, minimum_price, maximum_price, force) {
-            (Some(sku), Some(price), Some(currency), Some(marketplace_id), Some(minimum_price), Some(maximum_price), Some(force)) => {
-                Outcome::Price(PriceRow {
-                    sku,
-                    price,
-                    currency,
-                    marketplace_id,
-                    minimum_price,
-                    maximum_price,
-                    force: force.unwrap_or(false),
-                })
-            }
+        match (
+            sku,
+            price,
+            currency,
+            marketplace_id,
+            minimum_price,
+            maximum_price,
+            force,
+        ) {
+            (
+                Some(sku),
+                Some(price),
+                Some(currency),
+                Some(marketplace_id),
+                Some(minimum_price),
+                Some(maximum_price),
+                Some(force),
+            ) => Outcome::Price(PriceRow {
+                sku,
+                price,
+                currency,
+                marketplace_id,
+                minimum_price,
+                maximum_price,
+                force: force.unwrap_or(false),
+            }),
             _ => Outcome::Rejected(&self.errors),
         }
     }
@@ -717,7 +779,10 @@ fn row_error(line: u64, column: &str, value: &[u8], reason: String) -> RowError 
 fn csv_rejection(e: csv::Error) -> FileRejection {
     match e.into_kind() {
         csv::ErrorKind::Io(io) => FileRejection::from_io(io),
-        other => FileRejection::new(RejectionKind::Unreadable, format!("could not read the file: {other:?}")),
+        other => FileRejection::new(
+            RejectionKind::Unreadable,
+            format!("could not read the file: {other:?}"),
+        ),
     }
 }
 

@@ -58,8 +58,10 @@ pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// What happened to one upload: the summary report and the `UploadProcessed` event.
+/// What happened to one upload: the summary report and the `UploadProcessed` event's
+/// `summary` (camelCase, like every event field).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UploadSummary {
     pub key: String,
     pub version_id: String,

@@ -53,7 +53,8 @@ impl SkuSet {
         if b.is_empty() {
             return hash_bytes(a);
         }
-        let h = fmix(hash_bytes(a).rotate_left(17) ^ hash_bytes(b).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let h =
+            fmix(hash_bytes(a).rotate_left(17) ^ hash_bytes(b).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         h.max(1)
     }
 
@@ -143,23 +144,31 @@ impl SkuSet {
     }
 }
 
-/// Word-at-a-time multiply-xor hash with a final avalanche; never returns 0 (the empty mark).
+/// Word-at-a-time hash: each 8-byte word goes through a 64×64→128-bit multiply folded back
+/// to 64 bits (as in wyhash/foldhash), which spreads every input bit over the whole state;
+/// then a final avalanche. Never returns 0 (the empty mark).
 #[inline]
 fn hash_bytes(b: &[u8]) -> u64 {
-    const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut h = (b.len() as u64).wrapping_mul(K) ^ 0x2545_F491_4F6C_DD1D;
+    const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+    const K2: u64 = 0xD6E8_FEB8_6659_FD93;
+    #[inline]
+    fn fold(a: u64, b: u64) -> u64 {
+        let r = (a as u128) * (b as u128);
+        (r as u64) ^ ((r >> 64) as u64)
+    }
+    let mut h = (b.len() as u64) ^ K2;
     let mut chunks = b.chunks_exact(8);
     for c in &mut chunks {
         let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        h = (h ^ w).wrapping_mul(K).rotate_left(29);
+        h = fold(h ^ w, K1);
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
         let mut buf = [0u8; 8];
         buf[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(buf)).wrapping_mul(K).rotate_left(29);
+        h = fold(h ^ u64::from_le_bytes(buf), K1);
     }
-    fmix(h).max(1)
+    fmix(h ^ K2).max(1)
 }
 
 /// murmur3's 64-bit finaliser: every input bit reaches every output bit.
@@ -195,10 +204,31 @@ mod tests {
     }
 
     #[test]
+    fn similar_skus_do_not_collide() {
+        // Spreadsheet SKUs are numbered; a weak hash makes them collide in bulk.
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..300_000u64 {
+            for key in [
+                format!("SKU-{i:08}"),
+                format!("{i}"),
+                format!("A-{i:05}-XL"),
+            ] {
+                assert!(
+                    seen.insert(hash_bytes(key.as_bytes())),
+                    "collision at {key}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn grows_and_keeps_everything() {
         let mut s = SkuSet::with_capacity(4);
         for i in 0..200_000u64 {
-            assert_eq!(s.note(format!("SKU-{i}").as_bytes(), i + 2, true), Seen::New);
+            assert_eq!(
+                s.note(format!("SKU-{i}").as_bytes(), i + 2, true),
+                Seen::New
+            );
         }
         assert_eq!(s.len(), 200_000);
         for i in (0..200_000u64).step_by(997) {

@@ -71,8 +71,15 @@ pub fn asin(raw: &[u8]) -> Result<Asin, String> {
         return Err("ASIN is empty".into());
     }
     match <[u8; 10]>::try_from(b) {
-        Ok(a) if a.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) => Ok(Asin(a)),
-        _ => Err("ASIN must be exactly 10 characters, upper-case A-Z or 0-9 (e.g. B07XJ8C8F5)".into()),
+        Ok(a)
+            if a.iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) =>
+        {
+            Ok(Asin(a))
+        }
+        _ => Err(
+            "ASIN must be exactly 10 characters, upper-case A-Z or 0-9 (e.g. B07XJ8C8F5)".into(),
+        ),
     }
 }
 
@@ -135,7 +142,9 @@ pub fn quantity(raw: &[u8]) -> Result<Option<u32>, String> {
 }
 
 /// An amount in hundredths (19.99 → 1999); at most two fraction digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Cents(pub i64);
 
@@ -167,13 +176,17 @@ pub fn amount(raw: &[u8], comma_decimal: bool) -> Result<Option<Cents>, String> 
     if let Some(i) = sep {
         if b[i] == b',' && !comma_decimal {
             return Err(
-                "',' as decimal separator is accepted only in ';'-delimited files; write 19.99".into(),
+                "',' as decimal separator is accepted only in ';'-delimited files; write 19.99"
+                    .into(),
             );
         }
     }
     let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
     if int.is_empty() || !digits(int) || !digits(frac) || (sep.is_some() && frac.is_empty()) {
-        return Err("not a number: write a decimal like 19.99 (no currency sign or thousands separator)".into());
+        return Err(
+            "not a number: write a decimal like 19.99 (no currency sign or thousands separator)"
+                .into(),
+        );
     }
     if frac.len() > 2 {
         return Err("more than two digits after the decimal separator".into());
@@ -243,7 +256,13 @@ mod tests {
     fn asin_is_ten_upper_case_alphanumerics() {
         assert_eq!(asin(b" B07XJ8C8F5 ").unwrap().as_str(), "B07XJ8C8F5");
         assert!(asin(b"0123456789").is_ok());
-        for bad in [&b"B07XJ8C8F"[..], b"B07XJ8C8F55", b"b07xj8c8f5", b"B07XJ8C8F-", b"B07XJ8C8\xc3\xa9"] {
+        for bad in [
+            &b"B07XJ8C8F"[..],
+            b"B07XJ8C8F55",
+            b"b07xj8c8f5",
+            b"B07XJ8C8F-",
+            b"B07XJ8C8\xc3\xa9",
+        ] {
             assert!(asin(bad).is_err(), "{bad:?}");
         }
         assert!(asin(b"").unwrap_err().contains("empty"));
@@ -251,7 +270,14 @@ mod tests {
 
     #[test]
     fn flags_accept_the_documented_words() {
-        for (s, v) in [("true", true), ("YES", true), ("1", true), ("False", false), ("no", false), ("0", false)] {
+        for (s, v) in [
+            ("true", true),
+            ("YES", true),
+            ("1", true),
+            ("False", false),
+            ("no", false),
+            ("0", false),
+        ] {
             assert_eq!(flag(s.as_bytes()).unwrap(), Some(v), "{s}");
         }
         assert_eq!(flag(b" ").unwrap(), None);
@@ -288,7 +314,9 @@ mod tests {
     #[test]
     fn comma_decimals_only_in_semicolon_files() {
         assert_eq!(amount(b"19,99", true).unwrap(), Some(Cents(1999)));
-        assert!(amount(b"19,99", false).unwrap_err().contains("';'-delimited"));
+        assert!(amount(b"19,99", false)
+            .unwrap_err()
+            .contains("';'-delimited"));
     }
 
     #[test]
@@ -301,10 +329,16 @@ mod tests {
 
     #[test]
     fn product_types_and_marketplaces() {
-        assert_eq!(product_type(b"HOME_BED_AND_BATH").unwrap(), Some("HOME_BED_AND_BATH"));
+        assert_eq!(
+            product_type(b"HOME_BED_AND_BATH").unwrap(),
+            Some("HOME_BED_AND_BATH")
+        );
         assert_eq!(product_type(b"").unwrap(), None);
         assert!(product_type(b"luggage").is_err());
-        assert_eq!(marketplace_id(b"ATVPDKIKX0DER").unwrap(), Some("ATVPDKIKX0DER"));
+        assert_eq!(
+            marketplace_id(b"ATVPDKIKX0DER").unwrap(),
+            Some("ATVPDKIKX0DER")
+        );
         assert!(marketplace_id(b"us").is_err());
         assert_eq!(text(b" Red mug ", "title", 10).unwrap(), Some("Red mug"));
         assert!(text(b"01234567890", "title", 10).is_err());

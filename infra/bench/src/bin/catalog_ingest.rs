@@ -29,7 +29,9 @@ use flexbridge_local::registry::Handler;
 use flexbridge_local::stack::{self, Overrides};
 
 #[derive(Parser, Debug)]
-#[command(about = "catalog upload: parse-and-validate rows/s and peak RSS, and the whole ingest into moto")]
+#[command(
+    about = "catalog upload: parse-and-validate rows/s and peak RSS, and the whole ingest into moto"
+)]
 struct Args {
     /// Rows in the generated catalog.
     #[arg(long, default_value_t = 1_000_000)]
@@ -51,16 +53,21 @@ fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn generate(path: &Path, rows: u64) -> Result<u64> {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    writeln!(f, "sku,asin,title,product_type,enabled,safety_stock,max_quantity")?;
+    writeln!(
+        f,
+        "sku,asin,title,product_type,enabled,safety_stock,max_quantity"
+    )?;
     for i in 0..rows {
         writeln!(
             f,
@@ -81,7 +88,10 @@ fn parse_stage(file: &Path) -> Result<()> {
     let mut reader = UploadReader::open(Kind::Catalog, std::fs::File::open(file)?)
         .map_err(|e| anyhow!("file rejected: {e}"))?;
     let (mut ok, mut bad) = (0u64, 0u64);
-    while let Some(row) = reader.next_row().map_err(|e| anyhow!("file rejected: {e}"))? {
+    while let Some(row) = reader
+        .next_row()
+        .map_err(|e| anyhow!("file rejected: {e}"))?
+    {
         match row.outcome {
             Outcome::Rejected(errors) => {
                 if bad == 0 {
@@ -107,7 +117,12 @@ fn parse_stage(file: &Path) -> Result<()> {
 
 async fn ingest_stage(file: &Path, rows: u64) -> Result<()> {
     let moto = tokio::task::spawn_blocking(flexbridge_local::Moto::start).await??;
-    let stack = stack::provision(moto.endpoint(), &stack::unique_stack_name("bench_catalog"), &[]).await?;
+    let stack = stack::provision(
+        moto.endpoint(),
+        &stack::unique_stack_name("bench_catalog"),
+        &[],
+    )
+    .await?;
     let sdk = flexbridge::aws::load_with_endpoint(moto.endpoint()).await;
     let s3 = flexbridge::aws::s3_client(&sdk);
     let sqs = flexbridge::aws::sqs_client(&sdk);
@@ -136,7 +151,9 @@ async fn ingest_stage(file: &Path, rows: u64) -> Result<()> {
         .function("UploadIngestFunction")
         .ok_or_else(|| anyhow!("template has no UploadIngestFunction"))?
         .clone();
-    let Handler::Function(handler) = make(stack.env_for("UploadIngestFunction", &Overrides::default())?).await? else {
+    let Handler::Function(handler) =
+        make(stack.env_for("UploadIngestFunction", &Overrides::default())?).await?
+    else {
         bail!("UploadIngestFunction is not an SQS consumer");
     };
 
@@ -159,14 +176,24 @@ async fn ingest_stage(file: &Path, rows: u64) -> Result<()> {
             if m.body().unwrap_or_default().contains("s3:TestEvent") {
                 continue;
             }
-            let event = flexbridge_local::runner::sqs_event(std::slice::from_ref(&m), &queue.arn, &stack.region);
+            let event = flexbridge_local::runner::sqs_event(
+                std::slice::from_ref(&m),
+                &queue.arn,
+                &stack.region,
+            );
             let started = Instant::now();
             handler
-                .invoke(event, Invocation::new(format!("bench-{invocations}"), spec.timeout()))
+                .invoke(
+                    event,
+                    Invocation::new(format!("bench-{invocations}"), spec.timeout()),
+                )
                 .await?;
             busy += started.elapsed();
             invocations += 1;
-            eprintln!("ingest: invocation {invocations} took {:.1} s", started.elapsed().as_secs_f64());
+            eprintln!(
+                "ingest: invocation {invocations} took {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
         }
         let report = s3
             .get_object()
@@ -225,9 +252,15 @@ fn main() -> Result<()> {
             tokio::runtime::Runtime::new()?.block_on(ingest_stage(&file, rows))
         }
         "all" => {
-            let file = std::env::temp_dir().join(format!("flexbridge-bench-catalog-{}.csv", args.rows));
+            let file =
+                std::env::temp_dir().join(format!("flexbridge-bench-catalog-{}.csv", args.rows));
             let bytes = generate(&file, args.rows)?;
-            eprintln!("generated {} rows, {:.1} MB: {}", args.rows, bytes as f64 / 1e6, file.display());
+            eprintln!(
+                "generated {} rows, {:.1} MB: {}",
+                args.rows,
+                bytes as f64 / 1e6,
+                file.display()
+            );
             let parse = child("parse", &file, &[])?;
             let ingest = if args.parse_only {
                 "ingest_rows_per_s=skipped ingest_peak_rss_mb=skipped".to_string()

@@ -121,18 +121,21 @@ async fn main() -> anyhow::Result<()> {
         let (throttled_failures, other_failures) =
             (Arc::clone(&throttled_failures), Arc::clone(&other_failures));
         let (sequence, skus) = (Arc::clone(&sequence), Arc::clone(&skus));
-        let batch = args.batch;
+        let (batch, tasks) = (args.batch, args.tasks);
         workers.push(tokio::spawn(async move {
-            let mut i = t * batch;
+            // Each task owns its own SKUs, so sequence numbers per (location, sku) only grow
+            // and every item is expected to succeed.
+            let mine: Vec<&String> = skus.iter().skip(t).step_by(tasks).collect();
+            let mut i = 0;
             while Instant::now() < stop_at {
                 let requests: Vec<InventoryRequest> = (0..batch)
                     .map(|k| {
-                        let sku = &skus[(i + k) % skus.len()];
+                        let sku = mine[(i + k) % mine.len()];
                         let seq = sequence.fetch_add(1, Ordering::Relaxed);
-                        InventoryRequest::update(LOCATION, sku, (seq % 97) as i64, seq, None)
+                        InventoryRequest::update(LOCATION, sku, seq % 97, seq, None)
                     })
                     .collect();
-                i += batch * 7;
+                i += batch;
                 match client.batch_inventory(&requests).await {
                     Ok(results) => {
                         calls.fetch_add(1, Ordering::Relaxed);

@@ -62,19 +62,32 @@ async fn summary_of(ctx: &Ctx, key: &str) -> Result<Option<UploadSummary>> {
         .send()
         .await;
     match got {
-        Ok(out) => Ok(Some(serde_json::from_slice(&out.body.collect().await?.to_vec())?)),
+        Ok(out) => Ok(Some(serde_json::from_slice(
+            &out.body.collect().await?.to_vec(),
+        )?)),
         Err(_) => Ok(None),
     }
 }
 
 /// Price answers from Amazon recorded so far for the demo price list: (accepted, other).
 async fn answers(ctx: &Ctx) -> Result<(usize, usize)> {
-    let store = DynamoCatalogStore::new(flexbridge::aws::dynamodb_client(&ctx.sdk), ctx.stack.table("CatalogTable"));
+    let store = DynamoCatalogStore::new(
+        flexbridge::aws::dynamodb_client(&ctx.sdk),
+        ctx.stack.table("CatalogTable"),
+    );
     let keys: Vec<(String, String)> = PRICES
         .lines()
         .skip(1)
         .filter_map(|l| l.split(',').next())
-        .map(|sku| (sku.to_string(), ctx.seller.locations.first().map_or("ATVPDKIKX0DER".into(), |l| l.marketplace_id.clone())))
+        .map(|sku| {
+            (
+                sku.to_string(),
+                ctx.seller
+                    .locations
+                    .first()
+                    .map_or("ATVPDKIKX0DER".into(), |l| l.marketplace_id.clone()),
+            )
+        })
         .collect();
     let states = store.get_prices(&keys).await?;
     let accepted = states.iter().filter(|s| s.status == "ACCEPTED").count();
@@ -104,7 +117,10 @@ impl Scenario for Uploads {
         }
         let Some(prices) = summary_of(ctx, PRICES_KEY).await? else {
             return Ok(Progress {
-                line: format!("catalog {} SKUs accepted; price upload waiting", catalog.accepted),
+                line: format!(
+                    "catalog {} SKUs accepted; price upload waiting",
+                    catalog.accepted
+                ),
                 done: false,
             });
         };
@@ -131,7 +147,8 @@ impl Scenario for Uploads {
                     if r.queued > 0 {
                         value.push_str(&format!("; {} prices sent to Amazon", r.queued));
                     }
-                    s.lines.push(SummaryLine::new(format!("Upload {key}"), value));
+                    s.lines
+                        .push(SummaryLine::new(format!("Upload {key}"), value));
                     if let Some(errors) = &r.errors_report {
                         s.errors.push(format!(
                             "{key}: {} rows skipped; line-by-line reasons in s3://{}/{errors}",
@@ -140,13 +157,17 @@ impl Scenario for Uploads {
                         ));
                     }
                 }
-                None => s.errors.push(format!("{key}: no report yet (was it processed?)")),
+                None => s
+                    .errors
+                    .push(format!("{key}: no report yet (was it processed?)")),
             }
         }
         let (accepted, other) = answers(ctx).await?;
         s.lines.push(SummaryLine::new(
             "Prices at Amazon",
-            format!("{accepted} accepted, {other} refused (answers stored per SKU in CatalogTable)"),
+            format!(
+                "{accepted} accepted, {other} refused (answers stored per SKU in CatalogTable)"
+            ),
         ));
         Ok(s)
     }

@@ -248,6 +248,42 @@ where
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
+/// A record of a page that could not be read as our type (reported, never silently dropped).
+/// Holds the id when there is one, so the caller can read it back on its own or raise it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub id: Option<String>,
+    /// The deserialization error (field names and positions only).
+    pub error: String,
+}
+
+/// Reads each element on its own, so one odd record does not fail the whole page.
+pub fn read_each<T: serde::de::DeserializeOwned>(
+    items: Vec<serde_json::Value>,
+) -> (Vec<T>, Vec<Unreadable>) {
+    let mut ok = Vec::with_capacity(items.len());
+    let mut bad = Vec::new();
+    for item in items {
+        let id = item.get("id").and_then(|v| v.as_str()).map(str::to_string);
+        match serde_json::from_value::<T>(item) {
+            Ok(t) => ok.push(t),
+            Err(e) => {
+                let error = match e.classify() {
+                    serde_json::error::Category::Data
+                        if e.to_string().starts_with("missing field") =>
+                    {
+                        e.to_string()
+                    }
+                    c => format!("{c:?} error: a field has an unexpected shape"),
+                };
+                tracing::error!(id = ?id, %error, "unreadable record in an SP-API page");
+                bad.push(Unreadable { id, error });
+            }
+        }
+    }
+    (ok, bad)
+}
+
 /// Amazon's error body, `{"errors": [{"code", "message", "details"}]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ErrorList {

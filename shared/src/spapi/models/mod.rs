@@ -10,7 +10,7 @@ pub mod notifications;
 pub mod returns;
 pub mod shipments;
 
-pub use common::{ApiError, Decimal, ErrorList, Timestamp};
+pub use common::{ApiError, Decimal, ErrorList, Timestamp, Unreadable};
 pub use inventory::*;
 pub use listings::*;
 pub use notifications::*;

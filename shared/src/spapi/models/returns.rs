@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{lenient_opt_i64, lenient_timestamp, string_enum, Timestamp};
+use super::common::{
+    lenient_opt_i64, lenient_timestamp, read_each, string_enum, Timestamp, Unreadable,
+};
 
 string_enum!(ReturnType { Customer = "CUSTOMER", Reject = "REJECT" });
 string_enum!(ReturnSubType { Normal = "NORMAL", Replacement = "REPLACEMENT", Exchange = "EXCHANGE" });
@@ -202,6 +204,29 @@ pub struct ReturnsResponse {
 pub struct ReturnsPage {
     pub returns: Vec<Return>,
     pub next_token: Option<String>,
+    /// Returns of this page we could not read (already logged); read each back or raise it.
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl ReturnsPage {
+    /// Reads listReturns' body one return at a time (one odd record cannot fail the page).
+    pub fn from_json(body: &[u8]) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Raw {
+            #[serde(default, deserialize_with = "super::common::null_as_empty")]
+            returns: Vec<serde_json::Value>,
+            #[serde(default)]
+            next_token: Option<String>,
+        }
+        let raw: Raw = serde_json::from_slice(body)?;
+        let (returns, unreadable) = read_each(raw.returns);
+        Ok(Self {
+            returns,
+            next_token: raw.next_token.filter(|t| !t.is_empty()),
+            unreadable,
+        })
+    }
 }
 
 /// listReturns' filters. `lastUpdatedSince/Until` require `returnLocationId` and `status`.

@@ -9,7 +9,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    lenient_opt_i64, lenient_timestamp, null_as_empty, string_enum, ApiError, Decimal, Timestamp,
+    lenient_opt_i64, lenient_timestamp, null_as_empty, read_each, string_enum, ApiError, Decimal,
+    Timestamp, Unreadable,
 };
 
 string_enum!(
@@ -810,6 +811,32 @@ pub struct ShipmentsResponse {
 pub struct ShipmentsPage {
     pub shipments: Vec<Shipment>,
     pub next_token: Option<String>,
+    /// Shipments of this page we could not read (already logged). Never drop them silently:
+    /// read each back with getShipment or raise an alert.
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl ShipmentsPage {
+    /// Reads getShipments' body one shipment at a time (one odd record cannot fail the page).
+    pub fn from_json(body: &[u8]) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(default, deserialize_with = "null_as_empty")]
+            shipments: Vec<serde_json::Value>,
+            #[serde(default)]
+            pagination: Option<Pagination>,
+        }
+        let raw: Raw = serde_json::from_slice(body)?;
+        let (shipments, unreadable) = read_each(raw.shipments);
+        Ok(Self {
+            shipments,
+            next_token: raw
+                .pagination
+                .and_then(|p| p.next_token)
+                .filter(|t| !t.is_empty()),
+            unreadable,
+        })
+    }
 }
 
 /// getShipments' filters. `status` is required (one per call).

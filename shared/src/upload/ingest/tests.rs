@@ -53,11 +53,16 @@ impl World {
             key: key.into(),
             version_id: version.into(),
         };
-        match run(&self.ports(), &self.config, &upload, Deadline::after(Duration::from_secs(60)))
-            .await
-            .unwrap()
+        match run(
+            &self.ports(),
+            &self.config,
+            &upload,
+            Deadline::after(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap()
         {
-            RunResult::Done(s) => s,
+            RunResult::Done(s) => *s,
             other => panic!("not done: {other:?}"),
         }
     }
@@ -83,13 +88,22 @@ const CATALOG: &str = "sku,asin,title,product_type,colour\n\
 async fn delta_catalog_applies_good_rows_and_reports_bad_ones() {
     let w = World::new();
     let s = w.upload("catalog/delta/c.csv", "v1", CATALOG).await;
-    assert_eq!((s.status.as_str(), s.rows_read, s.accepted, s.rejected), ("processed", 5, 3, 2));
+    assert_eq!(
+        (s.status.as_str(), s.rows_read, s.accepted, s.rejected),
+        ("processed", 5, 3, 2)
+    );
     assert_eq!(s.extra_columns, vec!["colour"]);
     assert_eq!(s.mode, Some(Mode::Delta));
     assert_eq!(w.active(), ["A", "B", "D"]);
-    assert_eq!(w.catalog.item("D").unwrap().title.as_deref(), Some("=SUM(A1)"));
+    assert_eq!(
+        w.catalog.item("D").unwrap().title.as_deref(),
+        Some("=SUM(A1)")
+    );
 
-    let errors = w.reports.get("reports/catalog/delta/c.csv.errors.csv").unwrap();
+    let errors = w
+        .reports
+        .get("reports/catalog/delta/c.csv.errors.csv")
+        .unwrap();
     assert_eq!(
         errors.lines().collect::<Vec<_>>(),
         [
@@ -98,10 +112,17 @@ async fn delta_catalog_applies_good_rows_and_reports_bad_ones() {
             "6,sku,A,duplicate SKU in this file: line 2 already has it",
         ]
     );
-    let summary: UploadSummary =
-        serde_json::from_str(&w.reports.get("reports/catalog/delta/c.csv.summary.json").unwrap()).unwrap();
+    let summary: UploadSummary = serde_json::from_str(
+        &w.reports
+            .get("reports/catalog/delta/c.csv.summary.json")
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(summary, s);
-    assert_eq!(s.errors_report.as_deref(), Some("reports/catalog/delta/c.csv.errors.csv"));
+    assert_eq!(
+        s.errors_report.as_deref(),
+        Some("reports/catalog/delta/c.csv.errors.csv")
+    );
 
     let events = w.events.events();
     assert_eq!(events.len(), 1);
@@ -109,7 +130,11 @@ async fn delta_catalog_applies_good_rows_and_reports_bad_ones() {
     assert_eq!(events[0].fields["rowsAccepted"], 3);
     assert_eq!(events[0].fields["summary"]["rejected"], 2);
 
-    let log = w.settings.history("upload:catalog/delta/c.csv").await.unwrap();
+    let log = w
+        .settings
+        .history("upload:catalog/delta/c.csv")
+        .await
+        .unwrap();
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].new["version_id"], "v1");
     assert_eq!(log[0].new["accepted"], 3);
@@ -124,7 +149,11 @@ async fn reuploading_unchanged_rows_writes_nothing() {
     assert_eq!(w.catalog.writes(), writes);
     assert_eq!((s.accepted, s.unchanged), (3, 3));
     let s = w
-        .upload("catalog/delta/c2.csv", "v1", "sku,asin,title,product_type\nA,B000000001,Mug,KITCHEN\nB,B000000002,Big cup,KITCHEN\n")
+        .upload(
+            "catalog/delta/c2.csv",
+            "v1",
+            "sku,asin,title,product_type\nA,B000000001,Mug,KITCHEN\nB,B000000002,Big cup,KITCHEN\n",
+        )
         .await;
     assert_eq!((s.accepted, s.unchanged), (2, 1));
     assert_eq!(w.catalog.writes(), writes + 1);
@@ -133,12 +162,26 @@ async fn reuploading_unchanged_rows_writes_nothing() {
 #[tokio::test]
 async fn whole_file_rejection_writes_nothing_but_the_summary() {
     let w = World::new();
-    let s = w.upload("catalog/delta/x.csv", "v1", "sku,title\nA,x\n").await;
+    let s = w
+        .upload("catalog/delta/x.csv", "v1", "sku,title\nA,x\n")
+        .await;
     assert_eq!(s.status, "rejected");
-    assert!(s.reason.as_deref().unwrap().contains("missing required column asin"), "{s:?}");
+    assert!(
+        s.reason
+            .as_deref()
+            .unwrap()
+            .contains("missing required column asin"),
+        "{s:?}"
+    );
     assert_eq!(w.catalog.writes(), 0);
-    assert!(w.reports.get("reports/catalog/delta/x.csv.errors.csv").is_none());
-    assert!(w.reports.get("reports/catalog/delta/x.csv.summary.json").is_some());
+    assert!(w
+        .reports
+        .get("reports/catalog/delta/x.csv.errors.csv")
+        .is_none());
+    assert!(w
+        .reports
+        .get("reports/catalog/delta/x.csv.summary.json")
+        .is_some());
     assert_eq!(w.events.events().len(), 1);
 }
 
@@ -153,41 +196,63 @@ fn full_catalog(skus: std::ops::Range<u32>) -> String {
 #[tokio::test]
 async fn full_mode_disables_absent_skus_but_not_too_many() {
     let w = World::new();
-    w.upload("catalog/full/a.csv", "v1", &full_catalog(0..10)).await;
+    w.upload("catalog/full/a.csv", "v1", &full_catalog(0..10))
+        .await;
     assert_eq!(w.active().len(), 10);
 
     // 2 of 10 absent: 20% is allowed.
-    let s = w.upload("catalog/full/a.csv", "v2", &full_catalog(0..8)).await;
+    let s = w
+        .upload("catalog/full/a.csv", "v2", &full_catalog(0..8))
+        .await;
     assert_eq!((s.status.as_str(), s.disabled), ("processed", 2));
     assert_eq!(w.active().len(), 8);
     assert_eq!(w.catalog.items().len(), 10, "never deleted");
 
     // A truncated export: 5 of 8 absent is refused, nothing written.
     let writes = w.catalog.writes();
-    let s = w.upload("catalog/full/a.csv", "v3", &full_catalog(0..3)).await;
+    let s = w
+        .upload("catalog/full/a.csv", "v3", &full_catalog(0..3))
+        .await;
     assert_eq!(s.status, "refused");
-    assert!(s.reason.as_deref().unwrap().contains("disable 5 of 8"), "{s:?}");
+    assert!(
+        s.reason.as_deref().unwrap().contains("disable 5 of 8"),
+        "{s:?}"
+    );
     assert_eq!(w.catalog.writes(), writes);
     assert_eq!(w.active().len(), 8);
 
     // The seller says so in the file name.
-    let s = w.upload("catalog/full/a-allow-mass-disable.csv", "v1", &full_catalog(0..3)).await;
+    let s = w
+        .upload(
+            "catalog/full/a-allow-mass-disable.csv",
+            "v1",
+            &full_catalog(0..3),
+        )
+        .await;
     assert_eq!((s.status.as_str(), s.disabled), ("processed", 5));
     assert_eq!(w.active(), ["S0", "S1", "S2"]);
 
     // Or a setting does.
     w.settings
-        .put(SETTING_MAX_DISABLE_SHARE, serde_json::json!(0.9), None, "test")
+        .put(
+            SETTING_MAX_DISABLE_SHARE,
+            serde_json::json!(0.9),
+            None,
+            "test",
+        )
         .await
         .unwrap();
-    let s = w.upload("catalog/full/b.csv", "v1", &full_catalog(0..1)).await;
+    let s = w
+        .upload("catalog/full/b.csv", "v1", &full_catalog(0..1))
+        .await;
     assert_eq!((s.status.as_str(), s.disabled), ("processed", 2));
 }
 
 #[tokio::test]
 async fn a_rejected_row_keeps_its_sku_enabled_in_full_mode() {
     let w = World::new();
-    w.upload("catalog/full/a.csv", "v1", &full_catalog(0..10)).await;
+    w.upload("catalog/full/a.csv", "v1", &full_catalog(0..10))
+        .await;
     let mut body = full_catalog(0..9);
     body.push_str("S9,not-an-asin\n");
     let s = w.upload("catalog/full/a.csv", "v2", &body).await;
@@ -231,21 +296,47 @@ async fn price_rows_pass_the_guardrails_or_are_refused() {
         .await;
     // C/EUR is a different row key? No: same SKU, same (default) marketplace → duplicate.
     let sent = w.prices.sent.lock().unwrap().clone();
-    let got: Vec<(&str, i64, &str)> = sent.iter().map(|u| (u.sku.as_str(), u.price, u.product_type.as_str())).collect();
+    let got: Vec<(&str, i64, &str)> = sent
+        .iter()
+        .map(|u| (u.sku.as_str(), u.price, u.product_type.as_str()))
+        .collect();
     assert_eq!(got, [("A", 1999, "KITCHEN")]);
     assert_eq!(sent[0].upload, "prices/p.csv@v1");
     assert_eq!(sent[0].marketplace_id, "ATVPDKIKX0DER");
-    assert_eq!((s.rows_read, s.accepted, s.rejected, s.queued), (7, 1, 6, 1));
+    assert_eq!(
+        (s.rows_read, s.accepted, s.rejected, s.queued),
+        (7, 1, 6, 1)
+    );
     let errors = w.reports.get("reports/prices/p.csv.errors.csv").unwrap();
     let lines: Vec<&str> = errors.lines().skip(1).collect();
-    assert!(lines[0].starts_with("3,sku,B,the catalog has no product_type"), "{lines:?}");
-    assert!(lines[1].starts_with("4,price,9.00,price 9.00 is more than 50% away from the last price we sent (20.00)"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("3,sku,B,the catalog has no product_type"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "4,price,9.00,price 9.00 is more than 50% away from the last price we sent (20.00)"
+        ),
+        "{lines:?}"
+    );
     assert!(lines[2].starts_with("5,sku,C,duplicate SKU"), "{lines:?}");
-    assert!(lines[3].starts_with("6,sku,Z,SKU is not in the catalog"), "{lines:?}");
-    assert!(lines[4].starts_with("7,sku,OFF,SKU is disabled"), "{lines:?}");
+    assert!(
+        lines[3].starts_with("6,sku,Z,SKU is not in the catalog"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[4].starts_with("7,sku,OFF,SKU is disabled"),
+        "{lines:?}"
+    );
     assert!(lines[5].starts_with("8,price,x,not a number"), "{lines:?}");
 
-    let s = w.upload("prices/p2.csv", "v1", "sku,price,currency,force\nC,9.00,USD,true\n").await;
+    let s = w
+        .upload(
+            "prices/p2.csv",
+            "v1",
+            "sku,price,currency,force\nC,9.00,USD,true\n",
+        )
+        .await;
     assert_eq!(s.queued, 1, "force overrides the 50% guardrail");
 }
 
@@ -263,16 +354,29 @@ async fn a_large_file_resumes_from_its_checkpoint() {
     let summary = loop {
         runs += 1;
         assert!(runs < 20);
-        match run(&w.ports(), &w.config, &upload, Deadline::after(Duration::ZERO)).await.unwrap() {
-            RunResult::Done(s) => break s,
-            RunResult::Paused { applied_through_line } => {
+        match run(
+            &w.ports(),
+            &w.config,
+            &upload,
+            Deadline::after(Duration::ZERO),
+        )
+        .await
+        .unwrap()
+        {
+            RunResult::Done(s) => break *s,
+            RunResult::Paused {
+                applied_through_line,
+            } => {
                 assert_eq!(applied_through_line, 1 + 2 * runs as u64);
                 assert_eq!(w.catalog.items().len(), 2 * runs);
             }
         }
     };
     assert_eq!(runs, 5, "one window a run, the short tail too");
-    assert_eq!((summary.runs, summary.accepted, summary.unchanged), (5, 9, 0));
+    assert_eq!(
+        (summary.runs, summary.accepted, summary.unchanged),
+        (5, 9, 0)
+    );
     assert_eq!(w.catalog.writes(), 9, "no row written twice");
     assert_eq!(w.events.events().len(), 1, "one event for the whole upload");
 }

@@ -12,9 +12,17 @@ impl Read for Dribble<'_> {
     }
 }
 
+#[allow(clippy::type_complexity)]
 #[derive(Debug, Default)]
 struct Collected {
-    catalog: Vec<(u64, String, String, Option<String>, Option<bool>, Option<u32>)>,
+    catalog: Vec<(
+        u64,
+        String,
+        String,
+        Option<String>,
+        Option<bool>,
+        Option<u32>,
+    )>,
     prices: Vec<(u64, String, String, String, Option<String>, bool)>,
     errors: Vec<RowError>,
     extra: Vec<String>,
@@ -91,13 +99,17 @@ fn bom_crlf_and_quoted_newlines() {
     assert_eq!(c.catalog.len(), 2, "{c:?}");
     assert_eq!(c.catalog[0].3.as_deref(), Some("two\r\nlines, \"quoted\""));
     assert_eq!(c.catalog[0].0, 2);
-    assert_eq!(c.catalog[1].0, 4, "line numbers count the embedded line break");
+    assert_eq!(
+        c.catalog[1].0, 4,
+        "line numbers count the embedded line break"
+    );
     assert_eq!(c.catalog[1].1, "A-2");
 }
 
 #[test]
 fn columns_in_any_order_any_case_and_extras_reported() {
-    let c = catalog("Title, ASIN ,Colour,Product Type,sku\nMug,B07XJ8C8F5,red,KITCHEN,M-1\n").unwrap();
+    let c =
+        catalog("Title, ASIN ,Colour,Product Type,sku\nMug,B07XJ8C8F5,red,KITCHEN,M-1\n").unwrap();
     assert_eq!(c.extra, vec!["Colour"]);
     assert_eq!(c.catalog[0].1, "M-1");
     assert_eq!(c.catalog[0].2, "B07XJ8C8F5");
@@ -119,15 +131,31 @@ fn whole_file_rejections() {
     let kind = |r: Result<Collected, FileRejection>| r.unwrap_err().kind;
     assert_eq!(kind(catalog("")), RejectionKind::Empty);
     assert_eq!(kind(catalog("\u{feff}\r\n \n")), RejectionKind::Empty);
-    assert_eq!(kind(catalog("sku,title\nA,x\n")), RejectionKind::MissingColumns);
-    assert_eq!(kind(catalog("A-1,B07XJ8C8F5\n")), RejectionKind::MissingColumns);
-    assert_eq!(kind(catalog("sku,asin,SKU\nA,B07XJ8C8F5,B\n")), RejectionKind::DuplicateColumns);
-    assert_eq!(kind(prices("sku,price\nA,1\n")), RejectionKind::MissingColumns);
+    assert_eq!(
+        kind(catalog("sku,title\nA,x\n")),
+        RejectionKind::MissingColumns
+    );
+    assert_eq!(
+        kind(catalog("A-1,B07XJ8C8F5\n")),
+        RejectionKind::MissingColumns
+    );
+    assert_eq!(
+        kind(catalog("sku,asin,SKU\nA,B07XJ8C8F5,B\n")),
+        RejectionKind::DuplicateColumns
+    );
+    assert_eq!(
+        kind(prices("sku,price\nA,1\n")),
+        RejectionKind::MissingColumns
+    );
 
     let latin1 = b"sku,asin,title\nA,B07XJ8C8F5,caf\xe9\n";
     let e = read_all(Kind::Catalog, &latin1[..]).unwrap_err();
     assert_eq!(e.kind, RejectionKind::NotUtf8);
-    assert!(e.message.contains("0xE9") && e.message.contains("offset 31"), "{}", e.message);
+    assert!(
+        e.message.contains("0xE9") && e.message.contains("offset 31"),
+        "{}",
+        e.message
+    );
 
     let e = read_all(Kind::Catalog, &b"PK\x03\x04\x14\x00\x06\x00"[..]).unwrap_err();
     assert_eq!(e.kind, RejectionKind::Binary);
@@ -138,7 +166,10 @@ fn whole_file_rejections() {
     assert_eq!(e.kind, RejectionKind::Binary);
 
     let m = catalog("sku,title\n").unwrap_err().message;
-    assert!(m.contains("missing required column asin") && m.contains("found: sku, title"), "{m}");
+    assert!(
+        m.contains("missing required column asin") && m.contains("found: sku, title"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -186,8 +217,14 @@ fn catalog_row_errors_skip_the_row_and_keep_the_rest() {
     assert_eq!((r[3].0, r[3].1), (6, "enabled"));
     assert_eq!((r[4].0, r[4].1), (6, "safety_stock"));
     assert_eq!((r[5].0, r[5].1), (6, "max_quantity"));
-    assert!(r[6].0 == 7 && r[6].2.contains("duplicate SKU") && r[6].2.contains("line 2"), "{r:?}");
-    assert!(r[7].0 == 10 && r[7].2.contains("6 fields but the header has 5"), "{r:?}");
+    assert!(
+        r[6].0 == 7 && r[6].2.contains("duplicate SKU") && r[6].2.contains("line 2"),
+        "{r:?}"
+    );
+    assert!(
+        r[7].0 == 10 && r[7].2.contains("6 fields but the header has 5"),
+        "{r:?}"
+    );
     assert_eq!(r.len(), 8);
 }
 
