@@ -7,9 +7,12 @@
 
 `create`: SAM -> CloudFormation with aws-sam-translator (offline, stub policy loader), every
 function's CodeUri pointed at a dummy zip uploaded to moto first, moto CloudFormation
-create_stack, then the bucket notifications applied by hand (moto's CloudFormation skips
-them). The description (physical names by logical ID, each function's resolved environment,
-timeout and events) is what the Rust side (infra/local/src/stack.rs) deserialises.
+create_stack, then by hand, from the template's own properties, what moto's CloudFormation
+skips: secrets, queue and bucket policies, alarms, bucket notifications, versioning,
+encryption and public access block, table TTL and PITR. moto's event source mappings are
+disabled (the local runner is the event source). The description (physical names by logical
+ID, each function's resolved environment, timeout and events) is what the Rust side
+(infra/local/src/stack.rs) deserialises.
 """
 
 import argparse

@@ -33,6 +33,8 @@ struct Scripted {
     seen: Mutex<BTreeMap<String, Vec<u32>>>,
     /// Fail whole batches (return an error) this many times first.
     batch_errors: Mutex<u32>,
+    /// The bodies of each batch, in delivery order.
+    batches: Mutex<Vec<Vec<String>>>,
 }
 
 #[async_trait]
@@ -40,6 +42,13 @@ impl Function for Scripted {
     async fn invoke(&self, payload: Value, _inv: Invocation) -> flexbridge::Result<Value> {
         let event: SqsEvent = serde_json::from_value(payload)?;
         let mut failures = Vec::new();
+        self.batches.lock().unwrap().push(
+            event
+                .records
+                .iter()
+                .map(|r| r.body.clone().unwrap_or_default())
+                .collect(),
+        );
         for r in &event.records {
             assert!(r
                 .event_source_arn
@@ -207,11 +216,13 @@ async fn a_whole_batch_error_deletes_nothing_and_the_batch_is_redelivered() -> a
     })
     .await?;
     let seen = scripted.seen.lock().unwrap().clone();
-    for body in ["a", "b"] {
+    let failed_batch = scripted.batches.lock().unwrap()[0].clone();
+    assert!(!failed_batch.is_empty());
+    for body in &failed_batch {
         assert_eq!(
-            seen[body].last(),
-            Some(&2),
-            "{body} was redelivered once: {seen:?}"
+            seen[body],
+            vec![1, 2],
+            "{body} of the failed batch came back once: {seen:?}"
         );
     }
     assert_eq!(runner.function_stats("OutboundWebhookFunction").errors, 1);

@@ -1229,3 +1229,50 @@ async fn destinations_use_a_grantless_token() {
         json!({"name": "flexbridge", "resourceSpecification": {"sqs": {"arn": "arn:aws:sqs:us-east-1:000000000000:NotificationsQueue"}}})
     );
 }
+
+#[tokio::test]
+async fn unreadable_answers_are_decode_errors_and_writes_must_be_read_back() {
+    let (base, _seen) = recording_server(|req| {
+        if req.target == "/auth/o2/token" {
+            (
+                200,
+                json!({"access_token": "Atza|x", "expires_in": 3600}).to_string(),
+            )
+        } else if req.method == "GET" {
+            // A shipment without its id: nothing can be done with it.
+            (200, json!({"status": "ACCEPTED"}).to_string())
+        } else {
+            (200, "<html>gateway page</html>".to_string())
+        }
+    })
+    .await;
+    let mut cfg = SpApiConfig::new(Region::Na, creds());
+    cfg.endpoint = Some(base.clone());
+    cfg.lwa_endpoint = Some(format!("{base}/auth/o2/token"));
+    let c = SpApiClient::new(cfg).unwrap();
+    let e = c.get_shipment("S1").await.unwrap_err();
+    assert_eq!(e.kind, SpApiErrorKind::Decode);
+    assert!(e.message.contains("missing field `id`"), "{e}");
+    assert!(!e.is_retryable() && !e.outcome_unknown());
+    let e = c
+        .generate_ship_labels(
+            "S1",
+            LabelOperation::Generate,
+            None,
+            &ShipLabelsInput {
+                package_ids: vec!["P1".into()],
+                courier_supported_attributes: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, SpApiErrorKind::Decode);
+    assert!(
+        e.outcome_unknown(),
+        "labels may exist although the answer was unreadable"
+    );
+    assert!(
+        !e.message.contains("gateway"),
+        "the body is not echoed: {e}"
+    );
+}

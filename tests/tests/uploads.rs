@@ -161,7 +161,8 @@ const CATALOG: &str =
     ;B000000003;No sku;KITCHEN;;;;\r\n\
     MUG-1;B000000009;Again;KITCHEN;;;;\r\n\
     ODD-TYPE;B000000004;Gadget;GADGET;;;;\r\n\
-    EVIL;B000000005;=HYPERLINK(\"x\");KITCHEN;maybe;;;\r\n";
+    EVIL;B000000005;=HYPERLINK(\"x\");KITCHEN;maybe;;;\r\n\
+    FORMULA;=1+2;Formula;KITCHEN;;;;\r\n";
 
 #[tokio::test]
 async fn catalog_and_prices_go_from_the_bucket_to_dynamodb_and_amazon() -> Result<()> {
@@ -171,7 +172,7 @@ async fn catalog_and_prices_go_from_the_bucket_to_dynamodb_and_amazon() -> Resul
     let v = put(&t, "catalog/delta/spring.csv", CATALOG).await?;
     let s = summary(&t, "catalog/delta/spring.csv", &v).await?;
     assert_eq!(s.status, "processed");
-    assert_eq!((s.rows_read, s.accepted, s.rejected), (7, 3, 4), "{s:?}");
+    assert_eq!((s.rows_read, s.accepted, s.rejected), (8, 3, 5), "{s:?}");
     assert_eq!(s.extra_columns, vec!["Colour"]);
     assert_eq!(s.delimiter.as_deref(), Some("semicolon"));
     let all = items(&t).await?;
@@ -200,6 +201,8 @@ async fn catalog_and_prices_go_from_the_bucket_to_dynamodb_and_amazon() -> Resul
         "{errors}"
     );
     assert!(lines[4].starts_with("8,enabled,maybe,"), "{errors}");
+    // A formula in a cell comes back as text, not as something a spreadsheet would run.
+    assert!(lines[5].starts_with("9,asin,'=1+2,"), "{errors}");
     assert_eq!(
         s.errors_report.as_deref(),
         Some("reports/catalog/delta/spring.csv.errors.csv")
@@ -341,8 +344,8 @@ async fn catalog_and_prices_go_from_the_bucket_to_dynamodb_and_amazon() -> Resul
         event["detail"]["reportKey"],
         "reports/catalog/delta/spring.csv.summary.json"
     );
-    assert_eq!(event["detail"]["summary"]["rowsRead"], 7);
-    assert_eq!(event["detail"]["summary"]["rejected"], 4);
+    assert_eq!(event["detail"]["summary"]["rowsRead"], 8);
+    assert_eq!(event["detail"]["summary"]["rejected"], 5);
     assert_eq!(runner.function_stats("UploadIngestFunction").errors, 0);
     runner.stop().await;
     Ok(())

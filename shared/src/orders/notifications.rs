@@ -12,7 +12,11 @@ use crate::runtime::Invocation;
 use crate::spapi::{Notification, NotificationError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "outcome")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "outcome"
+)]
 pub enum NotificationOutcome {
     /// The shipment was read back and ingested; its stage afterwards.
     Processed { shipment_id: String, stage: String },

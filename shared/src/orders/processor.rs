@@ -284,6 +284,11 @@ impl OrderProcessor {
                     }
                     let verdict = if r.released {
                         Verdict::Confirm
+                    } else if !loc.order_sync {
+                        // Never confirm for a location the seller does not sync (or no longer maps).
+                        Verdict::Hold {
+                            reason: format!("order sync is off for location {}", loc.location_id),
+                        }
                     } else {
                         decide(&self.rules, &r, &loc).await?
                     };

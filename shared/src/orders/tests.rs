@@ -175,6 +175,22 @@ async fn unmapped_sku_rejects_when_the_location_says_so() {
 }
 
 #[tokio::test]
+async fn a_location_without_order_sync_is_never_confirmed() {
+    let h = harness(&["A", "B"], UnmappedSkuAction::Hold);
+    let mut v = new_shipment("S1");
+    v["locationId"] = "ELSEWHERE".into();
+    let s = seed(&h, v).await;
+    let r = h.p.ingest(&s, &inv()).await.unwrap();
+    assert_eq!(r.stage, Stage::Held);
+    assert!(
+        r.hold_reasons[0].contains("ELSEWHERE"),
+        "{:?}",
+        r.hold_reasons
+    );
+    assert!(h.amazon.confirms.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_held_shipment_can_be_rejected_by_a_person() {
     let h = harness(&[], UnmappedSkuAction::Hold);
     let s = seed(&h, new_shipment("S1")).await;

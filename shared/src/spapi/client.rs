@@ -863,6 +863,9 @@ impl SpApiClient {
             let mut err = SpApiError::new(SpApiErrorKind::Decode, op.id(), decode_message(&e));
             err.status = Some(answer.status);
             err.request_id = answer.request_id.clone();
+            // A write that succeeded but whose answer we cannot read: the caller must read the
+            // resource back, exactly as after a timeout.
+            err.outcome_unknown = !op.is_idempotent();
             tracing::error!(operation = op.id(), request_id = ?answer.request_id, error = %err, "unreadable SP-API answer");
             err
         })

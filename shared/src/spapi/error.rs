@@ -99,7 +99,7 @@ impl SpApiError {
     }
 
     /// True when a **write** failed in a way that does not tell whether Amazon applied it
-    /// (5xx, timeout, connection lost after sending). The client does not resend such writes;
+    /// (5xx, timeout, connection lost after sending, or a success whose body was unreadable). The client does not resend such writes;
     /// the caller must read the resource back (e.g. getShipment) and reconcile before acting again.
     pub fn outcome_unknown(&self) -> bool {
         self.outcome_unknown

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use chrono::{DateTime, Utc};
 use clap::Parser;
+use flexbridge::orders::wiring::settings::POLL_PASS_SECONDS;
 use flexbridge::store::catalog::{CatalogItem, CatalogStore, DynamoCatalogStore};
+use flexbridge::store::settings::{DynamoSettingsStore, SettingsStore};
 use flexbridge_local::seed::{self, Seller};
 use flexbridge_local::stack::{self, Overrides, Stack};
 use flexbridge_local::{Moto, Runner, RunnerOptions};
@@ -38,6 +40,10 @@ struct Args {
     drain_secs: u64,
     #[arg(long, default_value_t = 11)]
     seed: u64,
+    /// Seconds between the poller's passes over new work within one run (the setting
+    /// `orders_poll_pass_seconds`; 0 = one pass per scheduled run).
+    #[arg(long, default_value_t = 15)]
+    poll_pass_secs: u64,
 }
 
 const SKUS: [&str; 4] = ["BENCH-MUG", "BENCH-TEE", "BENCH-CAP", "BENCH-SOCK"];
@@ -98,6 +104,18 @@ async fn main() -> Result<()> {
         })
         .collect();
     catalog.put_items(&items).await?;
+    let settings = DynamoSettingsStore::new(
+        flexbridge::aws::dynamodb_client(&sdk),
+        stack.table("SettingsTable"),
+    );
+    settings
+        .put(
+            POLL_PASS_SECONDS,
+            json!(args.poll_pass_secs),
+            None,
+            "order_latency",
+        )
+        .await?;
     let world = World {
         overrides: Overrides {
             spapi_endpoint: Some(sim.base_url.clone()),
@@ -110,9 +128,10 @@ async fn main() -> Result<()> {
         stack,
     };
     println!(
-        "setup {:.1} s; orders every {} s; polling alone {} s, then notifications {} s",
+        "setup {:.1} s; orders every {} s; poller passes every {} s (0 = one per run); polling alone {} s, then notifications {} s",
         started.elapsed().as_secs_f64(),
         args.every_secs,
+        args.poll_pass_secs,
         args.poll_secs,
         args.notify_secs
     );
