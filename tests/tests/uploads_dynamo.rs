@@ -2,6 +2,7 @@
 //! as `UnprocessedItems` (moto never does): they are sent again, only they, until all are
 //! written, in requests of at most 25.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,71 +18,79 @@ async fn fake_dynamodb(throttled: usize) -> Result<(String, Arc<Mutex<Vec<Vec<St
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let served = Arc::new(AtomicUsize::new(0));
     let log = seen.clone();
     tokio::spawn(async move {
-        let mut served = 0usize;
-        while let Ok((mut sock, _)) = listener.accept().await {
-            loop {
-                // One HTTP/1.1 request: headers, then Content-Length bytes of JSON.
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                let header_end = loop {
-                    let n = match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                while buf.len() < header_end + len {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let body: Value = serde_json::from_slice(&buf[header_end..header_end + len])
-                    .unwrap_or(Value::Null);
-                let requests = body["RequestItems"]["t"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                let skus: Vec<String> = requests
-                    .iter()
-                    .map(|r| {
-                        r["PutRequest"]["Item"]["pk"]["S"]
-                            .as_str()
-                            .unwrap_or("")
-                            .to_string()
-                    })
-                    .collect();
-                log.lock().unwrap().push(skus);
-                let unprocessed = if served < throttled {
-                    json!({"t": [requests.last().cloned().unwrap_or(Value::Null)]})
-                } else {
-                    json!({})
-                };
-                served += 1;
-                let out = json!({ "UnprocessedItems": unprocessed }).to_string();
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{out}",
-                    out.len()
-                );
-                if sock.write_all(response.as_bytes()).await.is_err() {
-                    return;
-                }
-            }
+        while let Ok((sock, _)) = listener.accept().await {
+            tokio::spawn(serve(sock, log.clone(), served.clone(), throttled));
         }
     });
     Ok((url, seen))
+}
+
+async fn serve(
+    mut sock: tokio::net::TcpStream,
+    log: Arc<Mutex<Vec<Vec<String>>>>,
+    served: Arc<AtomicUsize>,
+    throttled: usize,
+) {
+    loop {
+        // One HTTP/1.1 request: headers, then Content-Length bytes of JSON.
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let header_end = loop {
+            let n = match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < header_end + len {
+            let n = sock.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body: Value =
+            serde_json::from_slice(&buf[header_end..header_end + len]).unwrap_or(Value::Null);
+        let requests = body["RequestItems"]["t"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let skus: Vec<String> = requests
+            .iter()
+            .map(|r| {
+                r["PutRequest"]["Item"]["pk"]["S"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        log.lock().unwrap().push(skus);
+        let unprocessed = if served.fetch_add(1, Ordering::SeqCst) < throttled {
+            json!({"t": [requests.last().cloned().unwrap_or(Value::Null)]})
+        } else {
+            json!({})
+        };
+        let out = json!({ "UnprocessedItems": unprocessed }).to_string();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{out}",
+            out.len()
+        );
+        if sock.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
 }
 
 fn put(pk: &str) -> WriteRequest {
