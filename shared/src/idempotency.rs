@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::runtime::Invocation;
+use crate::store::dynamo::{ddb_error, get_n, get_s, is_condition_failed, n, s};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -513,52 +514,6 @@ pub struct DynamoIdempotencyStore {
     table: String,
 }
 
-const SERVICE: &str = "dynamodb";
-
-fn sdk_err<E, R>(err: aws_sdk_dynamodb::error::SdkError<E, R>) -> Error
-where
-    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    use aws_sdk_dynamodb::error::SdkError;
-    let retryable = match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        SdkError::ServiceError(e) => matches!(
-            e.err().code(),
-            Some(
-                "ProvisionedThroughputExceededException"
-                    | "ThrottlingException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-                    | "ServiceUnavailable"
-            )
-        ),
-        _ => false,
-    };
-    let message = match err.as_service_error() {
-        Some(e) => format!(
-            "{}: {}",
-            e.code().unwrap_or("error"),
-            e.message().unwrap_or_default()
-        ),
-        None => format!(
-            "{}",
-            aws_smithy_types::error::display::DisplayErrorContext(&err)
-        ),
-    };
-    Error::aws(SERVICE, message, retryable)
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
 fn to_item(r: &Record) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
         ("id".to_string(), s(&r.id)),
@@ -578,23 +533,17 @@ fn to_item(r: &Record) -> HashMap<String, AttributeValue> {
 }
 
 fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record> {
-    let get_s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-    let get_n = |k: &str| {
-        item.get(k)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<i64>().ok())
-    };
-    let id = get_s("id").ok_or_else(|| Error::Internal("idempotency record without id".into()))?;
-    let status = get_s("status")
-        .as_deref()
+    let text = |k: &str| get_s(item, k).map(str::to_string);
+    let id = text("id").ok_or_else(|| Error::Internal("idempotency record without id".into()))?;
+    let status = get_s(item, "status")
         .and_then(Status::parse)
         .ok_or_else(|| Error::Internal(format!("idempotency record {id} has no valid status")))?;
     Ok(Record {
         status,
-        expiration: get_n("expiration").unwrap_or(0),
-        in_progress_expiration: get_n("in_progress_expiration"),
-        data: get_s("data"),
-        validation: get_s("validation"),
+        expiration: get_n(item, "expiration").unwrap_or(0),
+        in_progress_expiration: get_n(item, "in_progress_expiration"),
+        data: text("data"),
+        validation: text("validation"),
         id,
     })
 }
@@ -647,7 +596,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
                     };
                     Ok(PutOutcome::Exists(existing))
                 }
-                _ => Err(sdk_err(err)),
+                _ => Err(ddb_error("PutItem", err)),
             },
         }
     }
@@ -661,7 +610,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(sdk_err)?;
+            .map_err(|e| ddb_error("GetItem", e))?;
         out.item().map(from_item).transpose()
     }
 
@@ -680,10 +629,8 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(err) => match err.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => Ok(false),
-                _ => Err(sdk_err(err)),
-            },
+            Err(err) if is_condition_failed(&err) => Ok(false),
+            Err(err) => Err(ddb_error("PutItem", err)),
         }
     }
 
@@ -702,10 +649,8 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) => match err.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => Ok(()),
-                _ => Err(sdk_err(err)),
-            },
+            Err(err) if is_condition_failed(&err) => Ok(()),
+            Err(err) => Err(ddb_error("DeleteItem", err)),
         }
     }
 }

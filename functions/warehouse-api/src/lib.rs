@@ -7,6 +7,7 @@
 pub mod error;
 pub mod extract;
 pub mod guard;
+mod reply;
 pub mod routes;
 
 use std::sync::Arc;

@@ -35,6 +35,7 @@ impl ShipmentsApi for SpApiClient {
         Ok(AmazonPage {
             items: page.shipments.iter().map(to_json).collect::<Result<_>>()?,
             next_token: page.next_token,
+            unreadable: page.unreadable,
         })
     }
 
@@ -89,7 +90,12 @@ impl ShipmentsApi for SpApiClient {
         Ok(AmazonPage {
             items: page.returns.iter().map(to_json).collect::<Result<_>>()?,
             next_token: page.next_token,
+            unreadable: page.unreadable,
         })
+    }
+
+    async fn get_return(&self, return_id: &str) -> Result<Value> {
+        to_json(&SpApiClient::get_return(self, return_id).await?)
     }
 }
 

@@ -60,10 +60,14 @@ pub enum Stage {
     Cancelled,
     /// Shipped or delivered; reservation released.
     Shipped,
+    /// Amazon's data for it could not be read, not even alone with getShipment: nothing is done
+    /// with it until a readable view arrives (then it goes back to where it was). Listed so a
+    /// person can check it in Seller Central.
+    Unreadable,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 7] = [
+    pub const ALL: [Stage; 8] = [
         Stage::Received,
         Stage::Held,
         Stage::Confirmed,
@@ -71,6 +75,7 @@ impl Stage {
         Stage::Rejected,
         Stage::Cancelled,
         Stage::Shipped,
+        Stage::Unreadable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +87,7 @@ impl Stage {
             Stage::Rejected => "rejected",
             Stage::Cancelled => "cancelled",
             Stage::Shipped => "shipped",
+            Stage::Unreadable => "unreadable",
         }
     }
 
@@ -100,6 +106,19 @@ impl Stage {
     /// Stages where work is still owed (the sweep drives them again).
     pub fn is_unsettled(self) -> bool {
         matches!(self, Stage::Received | Stage::Confirmed)
+    }
+
+    /// Where a shipment we have never handled starts, by Amazon's status.
+    pub fn first_for(status: &str) -> Stage {
+        if status == "CANCELLED" {
+            Stage::Cancelled
+        } else if is_shipped(status) {
+            Stage::Shipped
+        } else if is_confirmed_or_beyond(status) {
+            Stage::Confirmed
+        } else {
+            Stage::Received
+        }
     }
 }
 
@@ -183,6 +202,12 @@ pub struct ShipmentRecord {
     /// Optimistic-concurrency version; 0 = never stored.
     #[serde(default)]
     pub version: u64,
+    /// Stage `unreadable`: why Amazon's data could not be read (field names only, no values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+    /// Stage `unreadable`: the stage to go back to once readable (`None`: never handled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantined_from: Option<Stage>,
 }
 
 /// Formats a time the way the store sorts it (fixed width, so strings order like times).
@@ -354,12 +379,53 @@ impl AmazonShipment {
                 first_seen_at: now,
                 changed_at: now,
                 version: 0,
+                unreadable: None,
+                quarantined_from: None,
             },
         })
     }
 }
 
 impl ShipmentRecord {
+    /// A shipment known only by its id (seen in a page but unreadable): stage `unreadable`,
+    /// Amazon's time at the epoch so that any readable view replaces it.
+    pub fn unreadable_placeholder(id: &str, location_id: &str, status: &str, error: &str) -> Self {
+        let now = Utc::now();
+        ShipmentRecord {
+            id: id.to_string(),
+            location_id: location_id.to_string(),
+            marketplace_id: String::new(),
+            channel: String::new(),
+            shipping_type: None,
+            status: status.to_string(),
+            sub_status: None,
+            priority: None,
+            prime: false,
+            custom_attributes: Vec::new(),
+            shipment_type: None,
+            buyer_order_id: None,
+            eligible_for_rejection: Vec::new(),
+            ship_by: None,
+            earliest_pack_at: None,
+            number_of_units: 0,
+            line_items: Vec::new(),
+            charges: Vec::new(),
+            created_at_amazon: None,
+            amazon_updated_at: DateTime::<Utc>::UNIX_EPOCH,
+            stage: Stage::Unreadable,
+            hold_reasons: Vec::new(),
+            released: false,
+            rejection_reason: None,
+            handed_over_at: None,
+            reservation_released: false,
+            first_seen_at: now,
+            changed_at: now,
+            version: 0,
+            unreadable: Some(error.to_string()),
+            quarantined_from: None,
+        }
+    }
+
     /// Takes Amazon's newer view, keeping our progress markers.
     pub fn absorb(&mut self, newer: &ShipmentRecord) {
         let markers: Vec<(String, u32)> = self
@@ -429,6 +495,9 @@ pub enum ReturnStage {
     Open,
     /// The warehouse reported it received; sellable units credited back.
     Closed,
+    /// Amazon's data for it could not be read, not even alone with getReturn: listed for a
+    /// person; it goes back to where it was once a readable view arrives.
+    Unreadable,
 }
 
 impl ReturnStage {
@@ -436,6 +505,7 @@ impl ReturnStage {
         match self {
             ReturnStage::Open => "open",
             ReturnStage::Closed => "closed",
+            ReturnStage::Unreadable => "unreadable",
         }
     }
 
@@ -443,8 +513,9 @@ impl ReturnStage {
         match s.to_ascii_lowercase().as_str() {
             "open" => Ok(ReturnStage::Open),
             "closed" => Ok(ReturnStage::Closed),
+            "unreadable" => Ok(ReturnStage::Unreadable),
             other => Err(Error::InvalidInput(format!(
-                "unknown return stage {other:?}; expected open or closed"
+                "unknown return stage {other:?}; expected open, closed or unreadable"
             ))),
         }
     }
@@ -483,9 +554,47 @@ pub struct ReturnRecord {
     pub changed_at: DateTime<Utc>,
     #[serde(default)]
     pub version: u64,
+    /// Stage `unreadable`: why Amazon's data could not be read (field names only, no values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+    /// Stage `unreadable`: the stage to go back to once readable (`None`: never handled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantined_from: Option<ReturnStage>,
 }
 
 impl ReturnRecord {
+    /// A return known only by its id (seen in a page but unreadable): stage `unreadable`,
+    /// Amazon's time at the epoch so that any readable view replaces it.
+    pub fn unreadable_placeholder(
+        id: &str,
+        return_location_id: &str,
+        status: &str,
+        error: &str,
+    ) -> Self {
+        let now = Utc::now();
+        ReturnRecord {
+            id: id.to_string(),
+            return_location_id: return_location_id.to_string(),
+            fulfillment_location_id: None,
+            sku: None,
+            units: 0,
+            status: status.to_string(),
+            return_type: None,
+            return_reason: None,
+            rma_id: None,
+            shipment_id: None,
+            amazon_updated_at: DateTime::<Utc>::UNIX_EPOCH,
+            stage: ReturnStage::Unreadable,
+            announced_status: None,
+            receipt: None,
+            first_seen_at: now,
+            changed_at: now,
+            version: 0,
+            unreadable: Some(error.to_string()),
+            quarantined_from: None,
+        }
+    }
+
     pub fn from_json(v: &Value) -> Result<Self> {
         let id = s(v, &["id"]).ok_or_else(|| Error::InvalidInput("return without id".into()))?;
         let bad = |what: &str| Error::InvalidInput(format!("return {id}: {what}"));
@@ -514,6 +623,8 @@ impl ReturnRecord {
             first_seen_at: now,
             changed_at: now,
             version: 0,
+            unreadable: None,
+            quarantined_from: None,
             id,
         })
     }

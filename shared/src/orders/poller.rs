@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::orders::model::AmazonShipment;
-use crate::orders::ports::ShipmentsQuery;
+use crate::orders::ports::{ShipmentsQuery, Unreadable};
 use crate::orders::processor::{OrderProcessor, Step, Stored};
 use crate::runtime::Invocation;
 use crate::store::cursors::{CursorKind, CursorStore};
@@ -58,6 +58,10 @@ pub struct PollReport {
     pub stored_updated: usize,
     pub driven: usize,
     pub swept: usize,
+    /// Unreadable in a page, then read alone with getShipment.
+    pub read_back: usize,
+    /// Unreadable even alone: stored in stage `unreadable` for a person.
+    pub quarantined: usize,
     /// Problems that did not stop the run (the shipment is retried by the next run's sweep).
     pub errors: Vec<String>,
 }
@@ -151,21 +155,53 @@ impl OrderPoller<'_> {
             pagination_token: None,
         };
         let mut to_drive = Vec::new();
+        // Records nobody can name: the cursor stays, so the window is read again next run.
+        let mut nameless = 0;
         loop {
             let page = self.processor.amazon.get_shipments(&query).await?;
             report.pages += 1;
+            let mut unreadable = page.unreadable;
+            let mut readable = Vec::with_capacity(page.items.len());
             for item in &page.items {
-                report.shipments_seen += 1;
-                let shipment = match AmazonShipment::from_json(item) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // Nothing we could store; say so loudly, keep the rest of the page.
-                        tracing::error!(error = %e, "unreadable shipment skipped");
-                        report.errors.push(e.to_string());
-                        continue;
-                    }
+                match AmazonShipment::from_json(item) {
+                    Ok(s) => readable.push(s),
+                    Err(e) => unreadable.push(Unreadable {
+                        id: item.get("id").and_then(|v| v.as_str()).map(str::to_string),
+                        error: e.to_string(),
+                    }),
+                }
+            }
+            report.shipments_seen += readable.len() + unreadable.len();
+            for bad in unreadable {
+                let Some(id) = bad.id else {
+                    nameless += 1;
+                    tracing::error!(location_id, status, error = %bad.error, alert = "shipment_unreadable", "a shipment without an id in getShipments; cursor kept");
+                    report.errors.push(format!(
+                        "{location_id}/{status}: a shipment without an id: {}",
+                        bad.error
+                    ));
+                    continue;
                 };
-                let (r, outcome) = self.processor.store(&shipment).await?;
+                report.read_back += 1;
+                match self.processor.read_back(&id).await? {
+                    Ok(s) => readable.push(s),
+                    Err(alone) => {
+                        let error = format!("in getShipments: {}; alone: {alone}", bad.error);
+                        if self
+                            .processor
+                            .quarantine(&id, location_id, status, &error)
+                            .await?
+                        {
+                            report.quarantined += 1;
+                        }
+                        report
+                            .errors
+                            .push(format!("shipment {id} unreadable: {error}"));
+                    }
+                }
+            }
+            for shipment in &readable {
+                let (r, outcome) = self.processor.store(shipment).await?;
                 match outcome {
                     Stored::New => report.stored_new += 1,
                     Stored::Updated => report.stored_updated += 1,
@@ -181,9 +217,11 @@ impl OrderPoller<'_> {
         if let Some(c) = &self.processor.crash_points {
             c.reached(Step::PagesStored, location_id).await;
         }
-        self.cursors
-            .advance(CursorKind::Shipments, location_id, status, started)
-            .await?;
+        if nameless == 0 {
+            self.cursors
+                .advance(CursorKind::Shipments, location_id, status, started)
+                .await?;
+        }
         for id in to_drive {
             if inv.remaining() < self.settings.reserve {
                 break; // the sweep of the next run picks these up
@@ -211,6 +249,7 @@ mod tests {
     use crate::orders::ports::UnmappedSkuAction;
     use crate::orders::tests::{harness, inv, CrashAt};
     use crate::store::cursors::MemoryCursorStore;
+    use crate::store::inventory::InventoryStore;
     use crate::store::shipments::ShipmentStore;
 
     fn one_pass() -> PollSettings {
@@ -341,6 +380,212 @@ mod tests {
             .filter(|e| e.name == EventName::ShipmentAccepted)
             .count();
         assert_eq!(accepted, 3);
+    }
+
+    fn poller<'a>(
+        h: &'a crate::orders::tests::Harness,
+        c: &'a MemoryCursorStore,
+    ) -> OrderPoller<'a> {
+        OrderPoller {
+            processor: &h.p,
+            cursors: c,
+            settings: one_pass(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_shipment_in_a_page_is_read_back_alone() {
+        let h = harness(&["A"], UnmappedSkuAction::Hold);
+        for id in ["S1", "S2"] {
+            h.amazon
+                .put(fixtures::shipment(id, "ACCEPTED", &now_str(), &[("A", 1)]));
+        }
+        h.amazon
+            .unreadable_in_pages
+            .lock()
+            .unwrap()
+            .insert("S2".into());
+        let cursors = MemoryCursorStore::new();
+        let report = poller(&h, &cursors).run(&inv()).await.unwrap();
+        // Read back once as ACCEPTED, and again as CONFIRMED after our own CONFIRM.
+        assert_eq!(report.read_back, 2, "{report:?}");
+        assert_eq!(report.quarantined, 0, "{report:?}");
+        assert!(h
+            .amazon
+            .reads_alone
+            .lock()
+            .unwrap()
+            .contains(&"S2".to_string()));
+        for id in ["S1", "S2"] {
+            assert_eq!(
+                h.store.get(id).await.unwrap().unwrap().stage,
+                Stage::HandedOver,
+                "{id}"
+            );
+        }
+        assert_eq!(h.amazon.confirms.lock().unwrap().len(), 2);
+        assert!(cursors
+            .get(CursorKind::Shipments, "LOC1", "ACCEPTED")
+            .await
+            .unwrap()
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn a_shipment_unreadable_even_alone_is_quarantined_visibly_and_nothing_is_lost() {
+        let h = harness(&["A"], UnmappedSkuAction::Hold);
+        for id in ["S1", "S2"] {
+            h.amazon
+                .put(fixtures::shipment(id, "ACCEPTED", &now_str(), &[("A", 1)]));
+        }
+        h.amazon
+            .unreadable_in_pages
+            .lock()
+            .unwrap()
+            .insert("S2".into());
+        h.amazon
+            .unreadable_alone
+            .lock()
+            .unwrap()
+            .insert("S2".into());
+        let cursors = MemoryCursorStore::new();
+        let poller = poller(&h, &cursors);
+        let report = poller.run(&inv()).await.unwrap();
+        assert_eq!((report.read_back, report.quarantined), (1, 1), "{report:?}");
+        assert!(report.errors.iter().any(|e| e.contains("S2")), "{report:?}");
+        assert!(h
+            .amazon
+            .reads_alone
+            .lock()
+            .unwrap()
+            .contains(&"S2".to_string()));
+
+        // Stored where a person sees it (the warehouse API lists by stage), not confirmed.
+        let q = h.store.get("S2").await.unwrap().unwrap();
+        assert_eq!(q.stage, Stage::Unreadable);
+        assert_eq!(
+            (q.location_id.as_str(), q.status.as_str()),
+            ("LOC1", "ACCEPTED")
+        );
+        assert!(
+            q.unreadable.as_deref().unwrap().contains("lineItems"),
+            "{q:?}"
+        );
+        let listed = h
+            .store
+            .list(Stage::Unreadable, None, 10, None)
+            .await
+            .unwrap();
+        assert_eq!(listed.items.len(), 1);
+        assert_eq!(listed.items[0].id, "S2");
+        assert_eq!(*h.amazon.confirms.lock().unwrap(), vec!["S1".to_string()]);
+        let held: Vec<_> = h
+            .events
+            .events()
+            .into_iter()
+            .filter(|e| e.name == EventName::ShipmentHeld)
+            .collect();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].fields["shipmentId"], "S2");
+        assert!(held[0].fields["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreadable"));
+        let text = serde_json::to_string(&held[0].fields).unwrap();
+        assert!(!text.contains("Secret Street") && !text.contains("Jane"));
+
+        // The cursor moved on: the quarantined record is what keeps the shipment.
+        assert!(cursors
+            .get(CursorKind::Shipments, "LOC1", "ACCEPTED")
+            .await
+            .unwrap()
+            .is_some());
+
+        // Seen again: no second alert.
+        let again = poller.run(&inv()).await.unwrap();
+        assert_eq!(again.quarantined, 0, "{again:?}");
+        assert_eq!(
+            h.events
+                .events()
+                .iter()
+                .filter(|e| e.name == EventName::ShipmentHeld)
+                .count(),
+            1
+        );
+
+        // Amazon's data becomes readable: the shipment is handled as any other, once.
+        h.amazon.unreadable_in_pages.lock().unwrap().clear();
+        h.amazon.unreadable_alone.lock().unwrap().clear();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        h.amazon.put(fixtures::shipment(
+            "S2",
+            "ACCEPTED",
+            &now_str(),
+            &[("A", 1)],
+        ));
+        poller.run(&inv()).await.unwrap();
+        let r = h.store.get("S2").await.unwrap().unwrap();
+        assert_eq!(r.stage, Stage::HandedOver);
+        assert!(r.unreadable.is_none() && r.quarantined_from.is_none());
+        assert_eq!(h.amazon.confirms.lock().unwrap().len(), 2);
+        assert!(h
+            .store
+            .list(Stage::Unreadable, None, 10, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_known_shipment_that_turns_unreadable_keeps_its_progress() {
+        let h = harness(&["A"], UnmappedSkuAction::Hold);
+        h.amazon.put(fixtures::shipment(
+            "S1",
+            "ACCEPTED",
+            &now_str(),
+            &[("A", 1)],
+        ));
+        let cursors = MemoryCursorStore::new();
+        let poller = poller(&h, &cursors);
+        poller.run(&inv()).await.unwrap();
+        assert_eq!(
+            h.store.get("S1").await.unwrap().unwrap().stage,
+            Stage::HandedOver
+        );
+
+        // Shipped at Amazon, but its data cannot be read.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        h.amazon
+            .put(fixtures::shipment("S1", "SHIPPED", &now_str(), &[("A", 1)]));
+        h.amazon
+            .unreadable_in_pages
+            .lock()
+            .unwrap()
+            .insert("S1".into());
+        h.amazon
+            .unreadable_alone
+            .lock()
+            .unwrap()
+            .insert("S1".into());
+        let report = poller.run(&inv()).await.unwrap();
+        assert_eq!(report.quarantined, 1, "{report:?}");
+        let q = h.store.get("S1").await.unwrap().unwrap();
+        assert_eq!(q.stage, Stage::Unreadable);
+        assert_eq!(q.quarantined_from, Some(Stage::HandedOver));
+        assert_eq!(q.line_items.len(), 1, "what we knew is kept");
+        assert_eq!(
+            h.inventory.position("LOC1", "A").await.unwrap().reserved,
+            1,
+            "nothing is released on data we cannot read"
+        );
+
+        h.amazon.unreadable_in_pages.lock().unwrap().clear();
+        h.amazon.unreadable_alone.lock().unwrap().clear();
+        poller.run(&inv()).await.unwrap();
+        let r = h.store.get("S1").await.unwrap().unwrap();
+        assert_eq!(r.stage, Stage::Shipped);
+        assert_eq!(h.inventory.position("LOC1", "A").await.unwrap().reserved, 0);
     }
 
     #[tokio::test]

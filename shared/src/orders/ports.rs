@@ -37,6 +37,21 @@ pub struct ReturnsQuery {
 pub struct AmazonPage {
     pub items: Vec<Value>,
     pub next_token: Option<String>,
+    /// Records of the page whose shape is broken, by id: never to be dropped silently (the
+    /// poller reads each back alone, and quarantines what still cannot be read).
+    pub unreadable: Vec<Unreadable>,
+}
+
+pub use crate::spapi::Unreadable;
+
+/// Whether an error reading one record back means "its data cannot be read" (quarantine it)
+/// rather than "Amazon could not answer now" (try again later, the cursor stays).
+pub fn is_unreadable(e: &Error) -> bool {
+    match e {
+        Error::InvalidInput(_) | Error::NotFound(_) => true,
+        Error::SpApi(e) => e.kind == crate::spapi::SpApiErrorKind::Decode || e.is_not_found(),
+        _ => false,
+    }
 }
 
 /// Why a shipment is rejected (the model's `reason` enum, as the SP-API client sends it).
@@ -64,6 +79,7 @@ pub trait ShipmentsApi: Send + Sync {
         reason: RejectReason,
     ) -> Result<()>;
     async fn list_returns(&self, query: &ReturnsQuery) -> Result<AmazonPage>;
+    async fn get_return(&self, return_id: &str) -> Result<Value>;
 }
 
 /// What to do with a line whose SKU has no catalog mapping.
@@ -180,6 +196,12 @@ pub struct MemoryAmazon {
     /// When set, the next CONFIRM is applied and then answered with a 500.
     pub apply_then_fail: Mutex<bool>,
     pub page_size: usize,
+    /// Listed in pages as unreadable (by id) instead of as items.
+    pub unreadable_in_pages: Mutex<HashSet<String>>,
+    /// Also unreadable when read alone (getShipment / getReturn).
+    pub unreadable_alone: Mutex<HashSet<String>>,
+    /// Every getShipment / getReturn call, by id.
+    pub reads_alone: Mutex<Vec<String>>,
 }
 
 impl MemoryAmazon {
@@ -215,13 +237,34 @@ impl MemoryAmazon {
         all.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
         let start: usize = token.and_then(|t| t.parse().ok()).unwrap_or(0);
         let end = (start + self.page_size.max(1)).min(all.len());
+        let broken = self.unreadable_in_pages.lock().expect("lock");
+        let (unreadable, items): (Vec<Value>, Vec<Value>) = all
+            .get(start..end)
+            .map(<[Value]>::to_vec)
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|v| v["id"].as_str().is_some_and(|id| broken.contains(id)));
         AmazonPage {
-            items: all
-                .get(start..end)
-                .map(<[Value]>::to_vec)
-                .unwrap_or_default(),
+            items,
             next_token: (end < all.len()).then(|| end.to_string()),
+            unreadable: unreadable
+                .iter()
+                .map(|v| Unreadable {
+                    id: v["id"].as_str().map(str::to_string),
+                    error: "missing field `lineItems`".into(),
+                })
+                .collect(),
         }
+    }
+
+    fn read_alone(&self, id: &str) -> Result<()> {
+        self.reads_alone.lock().expect("lock").push(id.to_string());
+        if self.unreadable_alone.lock().expect("lock").contains(id) {
+            return Err(Error::InvalidInput(format!(
+                "{id}: missing field `lineItems`"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -251,6 +294,7 @@ impl ShipmentsApi for MemoryAmazon {
     }
 
     async fn get_shipment(&self, id: &str) -> Result<Value> {
+        self.read_alone(id)?;
         self.shipments
             .lock()
             .expect("lock")
@@ -305,5 +349,15 @@ impl ShipmentsApi for MemoryAmazon {
             .cloned()
             .collect();
         Ok(self.page(all, q.next_token.as_deref()))
+    }
+
+    async fn get_return(&self, id: &str) -> Result<Value> {
+        self.read_alone(id)?;
+        self.returns
+            .lock()
+            .expect("lock")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("return {id}")))
     }
 }

@@ -26,7 +26,7 @@ use crate::orders::model::{
     Stage,
 };
 use crate::orders::ports::{
-    reject_reason_str, LocationDirectory, OrderLocation, RejectReason, ShipmentsApi,
+    is_unreadable, reject_reason_str, LocationDirectory, OrderLocation, RejectReason, ShipmentsApi,
     UnmappedSkuAction,
 };
 use crate::orders::rules::{decide, OrderRule, Verdict};
@@ -176,22 +176,30 @@ impl OrderProcessor {
             let (mut next, outcome) = match self.shipments.get(&incoming.id).await? {
                 None => {
                     let mut r = incoming.clone();
-                    r.stage = if is_new_status(&r.status) {
-                        Stage::Received
-                    } else if r.status == "CANCELLED" {
-                        Stage::Cancelled
-                    } else if is_shipped(&r.status) {
-                        Stage::Shipped
-                    } else if is_confirmed_or_beyond(&r.status) {
-                        Stage::Confirmed
-                    } else {
-                        Stage::Received
-                    };
+                    r.stage = Stage::first_for(&r.status);
                     // Cancellations that happened before we ever saw it concern nobody.
                     for l in &mut r.line_items {
                         l.announced_cancelled_units = l.cancelled_units;
                     }
                     (r, Stored::New)
+                }
+                // Readable again: back to where it was (or, never handled, to its first stage).
+                Some(mut old)
+                    if old.stage == Stage::Unreadable
+                        && incoming.amazon_updated_at >= old.amazon_updated_at =>
+                {
+                    let back_to = old.quarantined_from;
+                    old.absorb(incoming);
+                    old.stage = back_to.unwrap_or_else(|| Stage::first_for(&old.status));
+                    if back_to.is_none() {
+                        for l in &mut old.line_items {
+                            l.announced_cancelled_units = l.cancelled_units;
+                        }
+                    }
+                    old.unreadable = None;
+                    old.quarantined_from = None;
+                    tracing::warn!(shipment_id = %old.id, stage = old.stage.as_str(), "unreadable shipment is readable again");
+                    (old, Stored::Updated)
                 }
                 Some(old) if incoming.amazon_updated_at < old.amazon_updated_at => {
                     return Ok((old, Stored::Unchanged));
@@ -232,6 +240,82 @@ impl OrderProcessor {
         self.drive(&r.id, inv).await
     }
 
+    /// Reads one shipment alone (a page reported it unreadable: a single record may parse).
+    /// `Ok(Err(why))`: its data cannot be read; `Err`: Amazon could not answer now.
+    pub async fn read_back(
+        &self,
+        shipment_id: &str,
+    ) -> Result<std::result::Result<AmazonShipment, String>> {
+        let read = match self.amazon.get_shipment(shipment_id).await {
+            Ok(v) => AmazonShipment::from_json(&v),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(s) if s.record.id == shipment_id => Ok(Ok(s)),
+            Ok(s) => Ok(Err(format!(
+                "getShipment answered with shipment {}",
+                s.record.id
+            ))),
+            Err(e) if is_unreadable(&e) => Ok(Err(e.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps a shipment whose data cannot be read where a person sees it: stage `unreadable`
+    /// (listed by the warehouse API), an error log line and a `ShipmentHeld` event. A shipment
+    /// we already had keeps its progress and goes back to it once readable. Returns whether it
+    /// was newly quarantined.
+    pub async fn quarantine(
+        &self,
+        shipment_id: &str,
+        location_id: &str,
+        status: &str,
+        error: &str,
+    ) -> Result<bool> {
+        for _ in 0..MAX_CONFLICTS {
+            let mut r = match self.shipments.get(shipment_id).await? {
+                Some(old) if old.stage == Stage::Unreadable => return Ok(false),
+                Some(mut old) => {
+                    old.quarantined_from = Some(old.stage);
+                    old.stage = Stage::Unreadable;
+                    old.unreadable = Some(error.to_string());
+                    old
+                }
+                None => {
+                    ShipmentRecord::unreadable_placeholder(shipment_id, location_id, status, error)
+                }
+            };
+            let loc = self.location_of(&r.location_id).await?;
+            // Published before the stage is saved: a repeat carries the same event ID.
+            let ev = OutboundEvent::new(
+                EventName::ShipmentHeld,
+                &format!("{shipment_id}#unreadable"),
+                Utc::now(),
+                ShipmentHeld {
+                    shipment_id: shipment_id.to_string(),
+                    hub: loc.hub.clone(),
+                    reason: format!(
+                        "unreadable: Amazon's data for this shipment cannot be read ({error}); \
+                         flexbridge does nothing with it until it can: check it in Seller Central"
+                    ),
+                },
+            )?;
+            self.events.publish(&[ev]).await?;
+            if self.save(&mut r).await? {
+                tracing::error!(
+                    shipment_id,
+                    location_id = %r.location_id,
+                    status = %r.status,
+                    error,
+                    alert = "shipment_unreadable",
+                    "shipment unreadable even alone; quarantined in stage unreadable for a person"
+                );
+                return Ok(true);
+            }
+        }
+        Err(conflict_exhausted(shipment_id))
+    }
+
     /// Reads the shipment from Amazon (a notification is only a signal) and ingests it.
     pub async fn refresh(&self, shipment_id: &str, inv: &Invocation) -> Result<ShipmentRecord> {
         let v = self.amazon.get_shipment(shipment_id).await?;
@@ -253,6 +337,9 @@ impl OrderProcessor {
                 self.shipments.get(shipment_id).await?.ok_or_else(|| {
                     Error::NotFound(format!("shipment {shipment_id} is not stored"))
                 })?;
+            if r.stage == Stage::Unreadable {
+                return Ok(r); // nothing to act on until Amazon's data can be read
+            }
             let loc = self.location_of(&r.location_id).await?;
 
             // Amazon-side cancellation, whole or of some lines, comes first: it stops everything else.
@@ -369,7 +456,8 @@ impl OrderProcessor {
                 | Stage::Held
                 | Stage::Rejected
                 | Stage::Cancelled
-                | Stage::Shipped => return Ok(r),
+                | Stage::Shipped
+                | Stage::Unreadable => return Ok(r),
             }
         }
         Err(conflict_exhausted(shipment_id))
@@ -630,6 +718,37 @@ impl OrderProcessor {
                 if token.is_none() {
                     break;
                 }
+            }
+        }
+        // Quarantined shipments: read each alone again (Amazon may have fixed its data, or a
+        // newer flexbridge reads it now) and carry on with those that can be read.
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .shipments
+                .list(Stage::Unreadable, None, 100, token.as_deref())
+                .await?;
+            for r in page.items {
+                if inv.remaining() < std::time::Duration::from_secs(2) {
+                    return Ok((moved, errors));
+                }
+                let healed = match self.read_back(&r.id).await {
+                    Ok(Ok(s)) => self.store(&s).await.map(|_| true),
+                    Ok(Err(_)) => Ok(false),
+                    Err(e) => Err(e),
+                };
+                match healed {
+                    Ok(true) => match self.drive(&r.id, inv).await {
+                        Ok(_) => moved += 1,
+                        Err(e) => errors.push(format!("shipment {}: {e}", r.id)),
+                    },
+                    Ok(false) => {}
+                    Err(e) => errors.push(format!("shipment {}: {e}", r.id)),
+                }
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
             }
         }
         Ok((moved, errors))

@@ -13,7 +13,9 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::events::{EventName, EventSink, OutboundEvent, ReturnCreated, ReturnStatusChanged};
 use crate::orders::model::{ReturnReceipt, ReturnRecord, ReturnStage};
-use crate::orders::ports::{LocationDirectory, ReturnsQuery, ShipmentsApi};
+use crate::orders::ports::{
+    is_unreadable, LocationDirectory, ReturnsQuery, ShipmentsApi, Unreadable,
+};
 use crate::runtime::Invocation;
 use crate::store::cursors::{CursorKind, CursorStore};
 use crate::store::inventory::InventoryStore;
@@ -45,6 +47,10 @@ pub struct ReturnsReport {
     pub pages: usize,
     pub returns_seen: usize,
     pub announced: usize,
+    /// Unreadable in a page, then read alone with getReturn.
+    pub read_back: usize,
+    /// Unreadable even alone: stored in stage `unreadable` for a person.
+    pub quarantined: usize,
     pub errors: Vec<String>,
 }
 
@@ -111,21 +117,50 @@ impl ReturnsService {
                 - chrono::Duration::from_std(self.overlap).unwrap_or_default(),
             next_token: None,
         };
+        // Records nobody can name: the cursor stays, so the window is read again next run.
+        let mut nameless = 0;
         loop {
             let page = self.amazon.list_returns(&q).await?;
             report.pages += 1;
+            let mut unreadable = page.unreadable;
+            let mut readable = Vec::with_capacity(page.items.len());
             for item in &page.items {
-                report.returns_seen += 1;
                 match ReturnRecord::from_json(item) {
-                    Ok(r) => {
-                        if self.absorb(r, hub).await? {
-                            report.announced += 1;
+                    Ok(r) => readable.push(r),
+                    Err(e) => unreadable.push(Unreadable {
+                        id: item.get("id").and_then(|v| v.as_str()).map(str::to_string),
+                        error: e.to_string(),
+                    }),
+                }
+            }
+            report.returns_seen += readable.len() + unreadable.len();
+            for bad in unreadable {
+                let Some(id) = bad.id else {
+                    nameless += 1;
+                    tracing::error!(return_location_id = rloc, status, error = %bad.error, alert = "return_unreadable", "a return without an id in listReturns; cursor kept");
+                    report.errors.push(format!(
+                        "{rloc}/{status}: a return without an id: {}",
+                        bad.error
+                    ));
+                    continue;
+                };
+                report.read_back += 1;
+                match self.read_back(&id).await? {
+                    Ok(r) => readable.push(r),
+                    Err(alone) => {
+                        let error = format!("in listReturns: {}; alone: {alone}", bad.error);
+                        if self.quarantine(&id, rloc, status, &error).await? {
+                            report.quarantined += 1;
                         }
+                        report
+                            .errors
+                            .push(format!("return {id} unreadable: {error}"));
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "unreadable return skipped");
-                        report.errors.push(e.to_string());
-                    }
+                }
+            }
+            for r in readable {
+                if self.absorb(r, hub).await? {
+                    report.announced += 1;
                 }
             }
             match page.next_token {
@@ -133,9 +168,79 @@ impl ReturnsService {
                 None => break,
             }
         }
+        if nameless > 0 {
+            return Ok(());
+        }
         self.cursors
             .advance(CursorKind::Returns, rloc, status, started)
             .await
+    }
+
+    /// Reads one return alone (a page reported it unreadable: a single record may parse).
+    /// `Ok(Err(why))`: its data cannot be read; `Err`: Amazon could not answer now.
+    pub async fn read_back(
+        &self,
+        return_id: &str,
+    ) -> Result<std::result::Result<ReturnRecord, String>> {
+        let read = match self.amazon.get_return(return_id).await {
+            Ok(v) => ReturnRecord::from_json(&v),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(r) if r.id == return_id => Ok(Ok(r)),
+            Ok(r) => Ok(Err(format!("getReturn answered with return {}", r.id))),
+            Err(e) if is_unreadable(&e) => Ok(Err(e.to_string())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps a return whose data cannot be read where a person sees it: stage `unreadable`
+    /// (listed by `GET /v1/returns?stage=unreadable`) and an error log line. A return we already
+    /// had keeps its progress and goes back to it once readable. Returns whether it was newly
+    /// quarantined.
+    pub async fn quarantine(
+        &self,
+        return_id: &str,
+        return_location_id: &str,
+        status: &str,
+        error: &str,
+    ) -> Result<bool> {
+        for _ in 0..8 {
+            let mut r = match self.store.get_return(return_id).await? {
+                Some(old) if old.stage == ReturnStage::Unreadable => return Ok(false),
+                Some(mut old) => {
+                    old.quarantined_from = Some(old.stage);
+                    old.stage = ReturnStage::Unreadable;
+                    old.unreadable = Some(error.to_string());
+                    old
+                }
+                None => ReturnRecord::unreadable_placeholder(
+                    return_id,
+                    return_location_id,
+                    status,
+                    error,
+                ),
+            };
+            match self.store.save_return(&mut r).await {
+                Ok(()) => {
+                    tracing::error!(
+                        return_id,
+                        return_location_id = %r.return_location_id,
+                        status = %r.status,
+                        error,
+                        alert = "return_unreadable",
+                        "return unreadable even alone; quarantined in stage unreadable for a person"
+                    );
+                    return Ok(true);
+                }
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Transient {
+            message: format!("return {return_id} kept changing while being quarantined"),
+            after: None,
+        })
     }
 
     /// Stores Amazon's view if newer and tells the warehouse about a status it has not heard of.
@@ -149,6 +254,20 @@ impl ReturnsService {
                     changed = true;
                     incoming.clone()
                 }
+                // Readable again: back to where it was (or, never handled, open).
+                Some(mut old)
+                    if old.stage == ReturnStage::Unreadable
+                        && incoming.amazon_updated_at >= old.amazon_updated_at =>
+                {
+                    let back_to = old.quarantined_from.unwrap_or(ReturnStage::Open);
+                    old.absorb(&incoming);
+                    old.stage = back_to;
+                    old.unreadable = None;
+                    old.quarantined_from = None;
+                    tracing::warn!(return_id = %old.id, stage = old.stage.as_str(), "unreadable return is readable again");
+                    changed = true;
+                    old
+                }
                 // Whole-second times: a same-time view with another status is a change too.
                 Some(mut old)
                     if incoming.amazon_updated_at > old.amazon_updated_at
@@ -161,6 +280,9 @@ impl ReturnsService {
                 }
                 Some(old) => old,
             };
+            if r.stage == ReturnStage::Unreadable {
+                return Ok(false); // an older view than the one that could not be read
+            }
             let mut announced = false;
             if r.announced_status.as_deref() != Some(r.status.as_str()) {
                 // Published before the marker is saved: a repeat carries the same event ID.
@@ -217,6 +339,11 @@ impl ReturnsService {
                 .get_return(return_id)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("return {return_id}")))?;
+            if r.stage == ReturnStage::Unreadable {
+                return Err(Error::Conflict(format!(
+                    "return {return_id} is unreadable at Amazon; it can be received once Amazon's data can be read"
+                )));
+            }
             if r.stage == ReturnStage::Closed {
                 return if r.receipt == Some(receipt) {
                     Ok(r)
@@ -325,6 +452,81 @@ mod tests {
 
     fn inv() -> Invocation {
         Invocation::new("t", Duration::from_secs(60))
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_return_is_read_back_then_quarantined_and_nothing_is_lost() {
+        let (s, amazon, events, _) = service();
+        for id in ["R1", "R2", "R3"] {
+            amazon.put_return(ret(id, "CREATED"));
+        }
+        amazon
+            .unreadable_in_pages
+            .lock()
+            .unwrap()
+            .extend(["R2".to_string(), "R3".to_string()]);
+        amazon.unreadable_alone.lock().unwrap().insert("R3".into());
+        let report = s.poll(&inv()).await.unwrap();
+        assert_eq!((report.read_back, report.quarantined), (2, 1), "{report:?}");
+        let reads = amazon.reads_alone.lock().unwrap().clone();
+        assert!(reads.contains(&"R2".into()) && reads.contains(&"R3".into()));
+        // R2 read alone: handled like R1.
+        let created: Vec<String> = events
+            .events()
+            .iter()
+            .filter(|e| e.name == EventName::ReturnCreated)
+            .map(|e| e.fields["returnId"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(created, vec!["R1".to_string(), "R2".to_string()]);
+        // R3 kept where a person sees it; the cursor moved on.
+        let listed = s
+            .store
+            .list_returns(ReturnStage::Unreadable, None, 10, None)
+            .await
+            .unwrap();
+        assert_eq!(listed.items.len(), 1);
+        assert_eq!(listed.items[0].id, "R3");
+        assert_eq!(listed.items[0].return_location_id, "RLOC1");
+        assert!(listed.items[0]
+            .unreadable
+            .as_deref()
+            .unwrap()
+            .contains("lineItems"));
+        assert!(s
+            .cursors
+            .get(CursorKind::Returns, "RLOC1", "CREATED")
+            .await
+            .unwrap()
+            .is_some());
+        let refused = s
+            .receive(
+                "R3",
+                ReturnReceipt {
+                    sellable: 1,
+                    unsellable: 0,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("unreadable"), "{refused}");
+
+        // Readable again: announced once, open.
+        amazon.unreadable_in_pages.lock().unwrap().clear();
+        amazon.unreadable_alone.lock().unwrap().clear();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        amazon.put_return(ret("R3", "CREATED"));
+        s.poll(&inv()).await.unwrap();
+        let r3 = s.store.get_return("R3").await.unwrap().unwrap();
+        assert_eq!(r3.stage, ReturnStage::Open);
+        assert!(r3.unreadable.is_none());
+        assert_eq!(
+            events
+                .events()
+                .iter()
+                .filter(|e| e.name == EventName::ReturnCreated)
+                .count(),
+            3
+        );
     }
 
     #[tokio::test]

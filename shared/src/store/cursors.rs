@@ -12,12 +12,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::orders::model::{parse_amazon_time, sort_time};
-use crate::store::dynamo::ddb_error;
+use crate::store::dynamo::{ddb_error, get_s, is_condition_failed, s};
 
 /// Which stream a cursor follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,16 +82,17 @@ impl CursorStore for DynamoCursorStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk(kind, location_id)))
-            .key("sk", AttributeValue::S(status.to_string()))
+            .key("pk", s(pk(kind, location_id)))
+            .key("sk", s(status))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| ddb_error("GetItem", e))?;
         Ok(out
             .item
-            .and_then(|i| i.get("at").and_then(|v| v.as_s().ok()).cloned())
-            .and_then(|s| parse_amazon_time(&s)))
+            .as_ref()
+            .and_then(|i| get_s(i, "at"))
+            .and_then(parse_amazon_time))
     }
 
     async fn advance(
@@ -106,23 +106,17 @@ impl CursorStore for DynamoCursorStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(pk(kind, location_id)))
-            .item("sk", AttributeValue::S(status.to_string()))
-            .item("at", AttributeValue::S(sort_time(at)))
+            .item("pk", s(pk(kind, location_id)))
+            .item("sk", s(status))
+            .item("at", s(sort_time(at)))
             .condition_expression("attribute_not_exists(#at) OR #at < :at")
             .expression_attribute_names("#at", "at")
-            .expression_attribute_values(":at", AttributeValue::S(sort_time(at)))
+            .expression_attribute_values(":at", s(sort_time(at)))
             .send()
             .await;
         match res {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .map(|s| s.is_conditional_check_failed_exception())
-                    .unwrap_or(false) =>
-            {
-                Ok(())
-            }
+            Err(e) if is_condition_failed(&e) => Ok(()),
             Err(e) => Err(ddb_error("PutItem", e)),
         }
     }

@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, WriteRequest};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -59,6 +62,51 @@ pub fn is_condition_failed<E: ProvideErrorMetadata>(
     e: &SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
 ) -> bool {
     matches!(e, SdkError::ServiceError(se) if se.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+/// Whether a transaction was refused (one of its conditions failed, or it ran into another
+/// transaction on the same items).
+pub fn is_transaction_cancelled(
+    e: &SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> bool {
+    e.as_service_error()
+        .is_some_and(TransactWriteItemsError::is_transaction_canceled_exception)
+}
+
+/// Runs a query to the last page and maps every item.
+pub async fn query_all<T>(
+    query: QueryFluentBuilder,
+    map: impl FnMut(&Item) -> Result<T>,
+) -> Result<Vec<T>> {
+    let items = query.into_paginator().items().send().collect().await;
+    map_items("Query", items, map)
+}
+
+/// Runs a scan to the last page and maps every item.
+pub async fn scan_all<T>(
+    scan: ScanFluentBuilder,
+    map: impl FnMut(&Item) -> Result<T>,
+) -> Result<Vec<T>> {
+    let items = scan.into_paginator().items().send().collect().await;
+    map_items("Scan", items, map)
+}
+
+fn map_items<T, E>(
+    operation: &str,
+    items: std::result::Result<
+        Vec<Item>,
+        SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    >,
+    map: impl FnMut(&Item) -> Result<T>,
+) -> Result<Vec<T>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    items
+        .map_err(|e| ddb_error(operation, e))?
+        .iter()
+        .map(map)
+        .collect()
 }
 
 pub fn s(v: impl Into<String>) -> AttributeValue {
@@ -151,36 +199,33 @@ async fn write_chunk(
                 if pending.is_empty() {
                     return Ok(());
                 }
-                batching
-                    .policy
-                    .next_wait(attempt, RetryDecision::Retry, batching.deadline)
-                    .ok_or_else(|| Error::Transient {
-                        message: format!(
-                            "dynamodb BatchWriteItem on {table}: {} items still unprocessed after {attempt} attempts",
-                            pending.len()
-                        ),
-                        after: None,
-                    })?
+                wait_or_give_up(&batching, attempt, Error::Transient {
+                    message: format!(
+                        "dynamodb BatchWriteItem on {table}: {} items still unprocessed after {attempt} attempts",
+                        pending.len()
+                    ),
+                    after: None,
+                })?
             }
-            Err(e) => {
-                let err = ddb_error("BatchWriteItem", e);
-                let decision = if err.is_retryable() {
-                    RetryDecision::Retry
-                } else {
-                    RetryDecision::Stop
-                };
-                match batching
-                    .policy
-                    .next_wait(attempt, decision, batching.deadline)
-                {
-                    Some(w) => w,
-                    None => return Err(err),
-                }
-            }
+            Err(e) => wait_or_give_up(&batching, attempt, ddb_error("BatchWriteItem", e))?,
         };
         tokio::time::sleep(wait).await;
         attempt += 1;
     }
+}
+
+/// The wait before sending what is still pending again, or, when the policy says stop (the
+/// error is not retryable, or the attempts or deadline ran out), the error to give up with.
+fn wait_or_give_up(batching: &Batching, attempt: u32, error: Error) -> Result<Duration> {
+    let decision = if error.is_retryable() {
+        RetryDecision::Retry
+    } else {
+        RetryDecision::Stop
+    };
+    batching
+        .policy
+        .next_wait(attempt, decision, batching.deadline)
+        .ok_or(error)
 }
 
 /// Reads items by key in batches of 100, `concurrency` at a time, retrying unprocessed keys.
@@ -235,32 +280,15 @@ async fn get_chunk(
                 if pending.is_empty() {
                     return Ok(found);
                 }
-                batching
-                    .policy
-                    .next_wait(attempt, RetryDecision::Retry, batching.deadline)
-                    .ok_or_else(|| Error::Transient {
-                        message: format!(
-                            "dynamodb BatchGetItem on {table}: {} keys still unprocessed after {attempt} attempts",
-                            pending.len()
-                        ),
-                        after: None,
-                    })?
+                wait_or_give_up(&batching, attempt, Error::Transient {
+                    message: format!(
+                        "dynamodb BatchGetItem on {table}: {} keys still unprocessed after {attempt} attempts",
+                        pending.len()
+                    ),
+                    after: None,
+                })?
             }
-            Err(e) => {
-                let err = ddb_error("BatchGetItem", e);
-                let decision = if err.is_retryable() {
-                    RetryDecision::Retry
-                } else {
-                    RetryDecision::Stop
-                };
-                match batching
-                    .policy
-                    .next_wait(attempt, decision, batching.deadline)
-                {
-                    Some(w) => w,
-                    None => return Err(err),
-                }
-            }
+            Err(e) => wait_or_give_up(&batching, attempt, ddb_error("BatchGetItem", e))?,
         };
         tokio::time::sleep(wait).await;
         attempt += 1;

@@ -21,6 +21,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
 use crate::error::{Error, Result};
+use crate::store::dynamo::{
+    ddb_error, get_n, get_s, is_condition_failed, is_transaction_cancelled, n, s,
+};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SkuPosition {
@@ -51,7 +54,7 @@ pub trait InventoryStore: Send + Sync {
 }
 
 fn loc_pk(location_id: &str) -> AttributeValue {
-    AttributeValue::S(format!("LOC#{location_id}"))
+    s(format!("LOC#{location_id}"))
 }
 
 pub struct DynamoInventoryStore {
@@ -73,16 +76,12 @@ impl DynamoInventoryStore {
             .get_item()
             .table_name(&self.table)
             .key("pk", loc_pk(location_id))
-            .key("sk", AttributeValue::S(sk.to_string()))
+            .key("sk", s(sk))
             .consistent_read(true)
             .send()
             .await
-            .map_err(dynamo_err)?;
-        Ok(out.item.and_then(|i| {
-            i.get("units")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok())
-        }))
+            .map_err(|e| ddb_error("GetItem", e))?;
+        Ok(out.item.and_then(|i| get_n(&i, "units")))
     }
 
     fn add_to_position(
@@ -95,33 +94,14 @@ impl DynamoInventoryStore {
         let update = Update::builder()
             .table_name(&self.table)
             .key("pk", loc_pk(location_id))
-            .key("sk", AttributeValue::S(format!("SKU#{sku}")))
+            .key("sk", s(format!("SKU#{sku}")))
             .update_expression("ADD #a :d")
             .expression_attribute_names("#a", attr)
-            .expression_attribute_values(":d", AttributeValue::N(delta.to_string()))
+            .expression_attribute_values(":d", n(delta))
             .build()
             .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
-}
-
-fn dynamo_err<E>(
-    e: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
-) -> Error
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    crate::store::dynamo::ddb_error("InventoryTable", e)
-}
-
-fn is_condition_failure(
-    e: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
-    >,
-) -> bool {
-    e.as_service_error()
-        .map(|s| s.is_transaction_canceled_exception())
-        .unwrap_or(false)
 }
 
 #[async_trait]
@@ -145,28 +125,28 @@ impl InventoryStore for DynamoInventoryStore {
                 None => Put::builder()
                     .table_name(&self.table)
                     .item("pk", loc_pk(location_id))
-                    .item("sk", AttributeValue::S(sk.clone()))
-                    .item("sku", AttributeValue::S(sku.to_string()))
-                    .item("units", AttributeValue::N(units.to_string()))
+                    .item("sk", s(&sk))
+                    .item("sku", s(sku))
+                    .item("units", n(units))
                     .condition_expression("attribute_not_exists(pk)")
                     .build()
                     .map(|p| TransactWriteItem::builder().put(p).build()),
                 Some(old) if units == 0 => Delete::builder()
                     .table_name(&self.table)
                     .key("pk", loc_pk(location_id))
-                    .key("sk", AttributeValue::S(sk.clone()))
+                    .key("sk", s(&sk))
                     .condition_expression("units = :old")
-                    .expression_attribute_values(":old", AttributeValue::N(old.to_string()))
+                    .expression_attribute_values(":old", n(old))
                     .build()
                     .map(|d| TransactWriteItem::builder().delete(d).build()),
                 Some(old) => Put::builder()
                     .table_name(&self.table)
                     .item("pk", loc_pk(location_id))
-                    .item("sk", AttributeValue::S(sk.clone()))
-                    .item("sku", AttributeValue::S(sku.to_string()))
-                    .item("units", AttributeValue::N(units.to_string()))
+                    .item("sk", s(&sk))
+                    .item("sku", s(sku))
+                    .item("units", n(units))
                     .condition_expression("units = :old")
-                    .expression_attribute_values(":old", AttributeValue::N(old.to_string()))
+                    .expression_attribute_values(":old", n(old))
                     .build()
                     .map(|p| TransactWriteItem::builder().put(p).build()),
             }
@@ -181,8 +161,8 @@ impl InventoryStore for DynamoInventoryStore {
                 .await;
             match res {
                 Ok(_) => return Ok(()),
-                Err(e) if is_condition_failure(&e) => continue,
-                Err(e) => return Err(dynamo_err(e)),
+                Err(e) if is_transaction_cancelled(&e) => continue,
+                Err(e) => return Err(ddb_error("TransactWriteItems", e)),
             }
         }
         Err(Error::Transient {
@@ -201,9 +181,9 @@ impl InventoryStore for DynamoInventoryStore {
         let marker = Put::builder()
             .table_name(&self.table)
             .item("pk", loc_pk(location_id))
-            .item("sk", AttributeValue::S(format!("RETURN#{return_id}")))
-            .item("sku", AttributeValue::S(sku.to_string()))
-            .item("units", AttributeValue::N(units.to_string()))
+            .item("sk", s(format!("RETURN#{return_id}")))
+            .item("sku", s(sku))
+            .item("units", n(units))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -222,8 +202,8 @@ impl InventoryStore for DynamoInventoryStore {
         match res {
             Ok(_) => Ok(()),
             // The credit marker exists: this return was credited already.
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(dynamo_err(e)),
+            Err(e) if is_transaction_cancelled(&e) => Ok(()),
+            Err(e) => Err(ddb_error("TransactWriteItems", e)),
         }
     }
 
@@ -233,22 +213,16 @@ impl InventoryStore for DynamoInventoryStore {
             .get_item()
             .table_name(&self.table)
             .key("pk", loc_pk(location_id))
-            .key("sk", AttributeValue::S(format!("SKU#{sku}")))
+            .key("sk", s(format!("SKU#{sku}")))
             .consistent_read(true)
             .send()
             .await
-            .map_err(dynamo_err)?;
-        let n = |item: &HashMap<String, AttributeValue>, k: &str| {
-            item.get(k)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        };
+            .map_err(|e| ddb_error("GetItem", e))?;
         Ok(out
             .item
             .map(|i| SkuPosition {
-                reserved: n(&i, "reserved"),
-                returned_sellable: n(&i, "returned_sellable"),
+                reserved: get_n(&i, "reserved").unwrap_or(0),
+                returned_sellable: get_n(&i, "returned_sellable").unwrap_or(0),
             })
             .unwrap_or_default())
     }
@@ -369,23 +343,18 @@ impl DynamoInventoryStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(format!("HUB#{}", f.hub)))
-            .key("sk", AttributeValue::S(format!("SKU#{}", f.sku)))
+            .key("pk", s(format!("HUB#{}", f.hub)))
+            .key("sk", s(format!("SKU#{}", f.sku)))
             .update_expression("SET on_hand = :n, reported_at = :t")
             .condition_expression("attribute_not_exists(reported_at) OR reported_at <= :t")
-            .expression_attribute_values(":n", AttributeValue::N(f.on_hand.to_string()))
-            .expression_attribute_values(":t", AttributeValue::S(reported_at_text(&f.reported_at)))
+            .expression_attribute_values(":n", n(f.on_hand))
+            .expression_attribute_values(":t", s(reported_at_text(&f.reported_at)))
             .send()
             .await;
         match out {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(dynamo_err(e)),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(ddb_error("UpdateItem", e)),
         }
     }
 }
@@ -409,23 +378,18 @@ impl OnHandStore for DynamoInventoryStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(format!("HUB#{hub}")))
-            .key("sk", AttributeValue::S(format!("SKU#{sku}")))
+            .key("pk", s(format!("HUB#{hub}")))
+            .key("sk", s(format!("SKU#{sku}")))
             .consistent_read(true)
             .send()
             .await
-            .map_err(dynamo_err)?;
+            .map_err(|e| ddb_error("GetItem", e))?;
         let Some(item) = out.item else {
             return Ok(None);
         };
-        let on_hand = item
-            .get("on_hand")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
+        let on_hand = get_n(&item, "on_hand")
             .ok_or_else(|| Error::Internal(format!("on-hand item {hub}/{sku} has no on_hand")))?;
-        let reported_at = item
-            .get("reported_at")
-            .and_then(|v| v.as_s().ok())
+        let reported_at = get_s(&item, "reported_at")
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
             .map(|t| t.with_timezone(&chrono::Utc))
             .ok_or_else(|| {

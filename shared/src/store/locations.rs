@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::store::dynamo::{ddb_error, get_s, query_all, s, scan_all, Item};
 
 /// One mapping between a warehouse hub and an Amazon Seller Flex location.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,18 +68,8 @@ pub trait LocationStore: Send + Sync {
     async fn list(&self) -> Result<Vec<Location>>;
 }
 
-fn ddb_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::aws("dynamodb", DisplayErrorContext(e), true)
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn from_item(item: &std::collections::HashMap<String, AttributeValue>) -> Result<Location> {
-    let raw = item
-        .get("location")
-        .and_then(|v| v.as_s().ok())
+fn from_item(item: &Item) -> Result<Location> {
+    let raw = get_s(item, "location")
         .ok_or_else(|| Error::Internal("location item without a location attribute".into()))?;
     serde_json::from_str(raw)
         .map_err(|e| Error::Internal(format!("stored location is not valid: {e}")))
@@ -148,7 +138,9 @@ impl LocationStore for DynamoLocationStore {
                 .map_err(|e| Error::Internal(e.to_string()))?;
             tx = tx.transact_items(TransactWriteItem::builder().delete(del).build());
         }
-        tx.send().await.map_err(ddb_err)?;
+        tx.send()
+            .await
+            .map_err(|e| ddb_error("TransactWriteItems", e))?;
         Ok(())
     }
 
@@ -162,43 +154,30 @@ impl LocationStore for DynamoLocationStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(ddb_err)?;
+            .map_err(|e| ddb_error("GetItem", e))?;
         out.item.as_ref().map(from_item).transpose()
     }
 
     async fn by_hub(&self, hub_id: &str) -> Result<Vec<Location>> {
-        let mut pages = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(format!("HUB#{hub_id}")))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut out = Vec::new();
-        while let Some(item) = pages.next().await {
-            out.push(from_item(&item.map_err(ddb_err)?)?);
-        }
-        Ok(out)
+            .consistent_read(true);
+        query_all(query, from_item).await
     }
 
     async fn list(&self) -> Result<Vec<Location>> {
-        let mut pages = self
+        let scan = self
             .client
             .scan()
             .table_name(&self.table)
             .filter_expression("sk = :sk")
             .expression_attribute_values(":sk", s("LOC"))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut out = Vec::new();
-        while let Some(item) = pages.next().await {
-            out.push(from_item(&item.map_err(ddb_err)?)?);
-        }
+            .consistent_read(true);
+        let mut out = scan_all(scan, from_item).await?;
         out.sort_by(|a, b| a.location_id.cmp(&b.location_id));
         Ok(out)
     }

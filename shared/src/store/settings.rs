@@ -16,12 +16,14 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::store::dynamo::{
+    ddb_error, get_n, get_s, is_transaction_cancelled, n, query_all, s, Item,
+};
 
 /// Names of the settings flexbridge itself reads (others may be stored too).
 pub mod names {
@@ -91,19 +93,23 @@ fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn ddb_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::aws("dynamodb", DisplayErrorContext(e), true)
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn get_s<'a>(
-    item: &'a std::collections::HashMap<String, AttributeValue>,
-    k: &str,
-) -> Option<&'a str> {
-    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+/// The rules of [`SettingsStore::put`] before anything is written: a stale
+/// `expected_version` is a conflict; the same value again returns the stored setting.
+fn check_put(
+    name: &str,
+    current: Option<&Setting>,
+    value: &Value,
+    expected_version: Option<u64>,
+) -> Result<Option<Setting>> {
+    let current_version = current.map(|c| c.version).unwrap_or(0);
+    if let Some(expected) = expected_version {
+        if expected != current_version {
+            return Err(Error::Conflict(format!(
+                "setting {name} is at version {current_version}, not {expected}; reload and try again"
+            )));
+        }
+    }
+    Ok(current.filter(|c| &c.value == value).cloned())
 }
 
 fn parse_json(name: &str, raw: Option<&str>) -> Result<Value> {
@@ -125,15 +131,11 @@ impl DynamoSettingsStore {
         }
     }
 
-    fn setting_from(item: &std::collections::HashMap<String, AttributeValue>) -> Result<Setting> {
+    fn setting_from(item: &Item) -> Result<Setting> {
         let name = get_s(item, "sk").unwrap_or_default().to_string();
         Ok(Setting {
             value: parse_json(&name, get_s(item, "value"))?,
-            version: item
-                .get("version")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0),
+            version: get_n(item, "version").unwrap_or(0),
             updated_at: get_s(item, "updatedAt").unwrap_or_default().to_string(),
             updated_by: get_s(item, "updatedBy").unwrap_or_default().to_string(),
             name,
@@ -153,26 +155,19 @@ impl SettingsStore for DynamoSettingsStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(ddb_err)?;
+            .map_err(|e| ddb_error("GetItem", e))?;
         out.item.as_ref().map(Self::setting_from).transpose()
     }
 
     async fn list(&self) -> Result<Vec<Setting>> {
-        let mut pages = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s("SETTING"))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut out = Vec::new();
-        while let Some(item) = pages.next().await {
-            out.push(Self::setting_from(&item.map_err(ddb_err)?)?);
-        }
-        Ok(out)
+            .consistent_read(true);
+        query_all(query, Self::setting_from).await
     }
 
     async fn put(
@@ -183,19 +178,10 @@ impl SettingsStore for DynamoSettingsStore {
         by: &str,
     ) -> Result<Setting> {
         let current = self.get(name).await?;
+        if let Some(unchanged) = check_put(name, current.as_ref(), &value, expected_version)? {
+            return Ok(unchanged);
+        }
         let current_version = current.as_ref().map(|c| c.version).unwrap_or(0);
-        if let Some(expected) = expected_version {
-            if expected != current_version {
-                return Err(Error::Conflict(format!(
-                    "setting {name} is at version {current_version}, not {expected}; reload and try again"
-                )));
-            }
-        }
-        if let Some(c) = &current {
-            if c.value == value {
-                return Ok(c.clone());
-            }
-        }
         let version = current_version + 1;
         let at = now();
         let new_text = value.to_string();
@@ -209,13 +195,12 @@ impl SettingsStore for DynamoSettingsStore {
             .item("pk", s("SETTING"))
             .item("sk", s(name))
             .item("value", s(new_text.clone()))
-            .item("version", AttributeValue::N(version.to_string()))
+            .item("version", n(version))
             .item("updatedAt", s(at.clone()))
             .item("updatedBy", s(by))
             .condition_expression(condition);
         if current_version != 0 {
-            setting_put = setting_put
-                .expression_attribute_values(":v", AttributeValue::N(current_version.to_string()));
+            setting_put = setting_put.expression_attribute_values(":v", n(current_version));
         }
         let mut change_put = Put::builder()
             .table_name(&self.table)
@@ -259,45 +244,34 @@ impl SettingsStore for DynamoSettingsStore {
                 updated_at: at,
                 updated_by: by.to_string(),
             }),
-            Err(e)
-                if e.as_service_error()
-                    .map(|s| s.is_transaction_canceled_exception())
-                    .unwrap_or(false) =>
-            {
-                Err(Error::Conflict(format!(
-                    "setting {name} was changed by someone else at the same time; reload and try again"
-                )))
-            }
-            Err(e) => Err(ddb_err(e)),
+            Err(e) if is_transaction_cancelled(&e) => Err(Error::Conflict(format!(
+                "setting {name} was changed by someone else at the same time; reload and try again"
+            ))),
+            Err(e) => Err(ddb_error("TransactWriteItems", e)),
         }
     }
 
     async fn history(&self, name: &str) -> Result<Vec<SettingChange>> {
-        let mut pages = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(format!("CHANGE#{name}")))
-            .scan_index_forward(false)
-            .into_paginator()
-            .items()
-            .send();
-        let mut out = Vec::new();
-        while let Some(item) = pages.next().await {
-            let item = item.map_err(ddb_err)?;
-            out.push(SettingChange {
+            .scan_index_forward(false);
+        query_all(query, |item| {
+            Ok(SettingChange {
                 name: name.to_string(),
-                version: get_s(&item, "sk").and_then(|v| v.parse().ok()).unwrap_or(0),
-                old: get_s(&item, "old")
+                version: get_s(item, "sk").and_then(|v| v.parse().ok()).unwrap_or(0),
+                old: get_s(item, "old")
                     .map(|o| parse_json(name, Some(o)))
                     .transpose()?,
-                new: parse_json(name, get_s(&item, "new"))?,
-                at: get_s(&item, "at").unwrap_or_default().to_string(),
-                by: get_s(&item, "by").unwrap_or_default().to_string(),
-            });
-        }
-        Ok(out)
+                new: parse_json(name, get_s(item, "new"))?,
+                at: get_s(item, "at").unwrap_or_default().to_string(),
+                by: get_s(item, "by").unwrap_or_default().to_string(),
+            })
+        })
+        .await
     }
 
     async fn record_status(&self, name: &str, value: Value) -> Result<()> {
@@ -310,7 +284,7 @@ impl SettingsStore for DynamoSettingsStore {
             .item("at", s(now()))
             .send()
             .await
-            .map_err(ddb_err)?;
+            .map_err(|e| ddb_error("PutItem", e))?;
         Ok(())
     }
 
@@ -324,7 +298,7 @@ impl SettingsStore for DynamoSettingsStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(ddb_err)?;
+            .map_err(|e| ddb_error("GetItem", e))?;
         match out.item {
             None => Ok(None),
             Some(item) => Ok(Some((
@@ -386,19 +360,10 @@ impl SettingsStore for MemorySettingsStore {
     ) -> Result<Setting> {
         let mut inner = self.inner.lock().expect("settings lock");
         let current = inner.settings.get(name).cloned();
+        if let Some(unchanged) = check_put(name, current.as_ref(), &value, expected_version)? {
+            return Ok(unchanged);
+        }
         let current_version = current.as_ref().map(|c| c.version).unwrap_or(0);
-        if let Some(expected) = expected_version {
-            if expected != current_version {
-                return Err(Error::Conflict(format!(
-                    "setting {name} is at version {current_version}, not {expected}; reload and try again"
-                )));
-            }
-        }
-        if let Some(c) = &current {
-            if c.value == value {
-                return Ok(c.clone());
-            }
-        }
         let at = now();
         let setting = Setting {
             name: name.to_string(),

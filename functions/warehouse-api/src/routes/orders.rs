@@ -4,7 +4,8 @@
 //! - `GET /v1/shipments/{shipmentId}`: the stored shipment (lines, units, ship-by, priority,
 //!   stage, hold reasons; never the buyer's address).
 //! - `GET /v1/shipments?stage=<stage>&since=<RFC 3339>&limit=<1..100>&nextToken=<token>`: by
-//!   stage (`received`, `held`, `confirmed`, `handed_over`, `rejected`, `cancelled`, `shipped`;
+//!   stage (`received`, `held`, `confirmed`, `handed_over`, `rejected`, `cancelled`, `shipped`,
+//!   `unreadable`: Amazon's data could not be read, the `unreadable` field says why;
 //!   `status` is accepted as the parameter name too) and time of our last change, oldest first.
 //! - `POST /v1/shipments/{shipmentId}/release`: confirm a held shipment anyway.
 //! - `POST /v1/shipments/{shipmentId}/reject` `{"reason": "OUT_OF_STOCK" | "CUSTOMER_REQUESTED"}`:
@@ -26,11 +27,11 @@ use flexbridge::orders::ports::RejectReason;
 use flexbridge::orders::{Orders, Stage};
 use flexbridge::runtime::Invocation;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::AppState;
+use crate::{reply, AppState};
 
 /// Work a request may do before the Function URL's 30 s timeout.
 pub(crate) const REQUEST_BUDGET: Duration = Duration::from_secs(25);
@@ -118,7 +119,7 @@ async fn list_shipments(
     let raw = q.stage.as_deref().or(q.status.as_deref()).ok_or_else(|| {
         ApiError::bad_request(
             "missing_stage",
-            "give stage=received|held|confirmed|handed_over|rejected|cancelled|shipped",
+            "give stage=received|held|confirmed|handed_over|rejected|cancelled|shipped|unreadable",
         )
     })?;
     let stage =
@@ -128,9 +129,7 @@ async fn list_shipments(
         .shipments
         .list(stage, q.since()?, q.limit()?, q.next_token.as_deref())
         .await?;
-    Ok(Json(
-        json!({"shipments": page.items, "nextToken": page.next_token}),
-    ))
+    Ok(reply::page("shipments", page))
 }
 
 async fn get_shipment(
@@ -138,14 +137,8 @@ async fn get_shipment(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let orders = orders(&state).await?;
-    let r = orders
-        .shipments
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::from(flexbridge::Error::NotFound(format!("shipment {id}"))))?;
-    Ok(Json(
-        serde_json::to_value(r).map_err(flexbridge::Error::from)?,
-    ))
+    let r = orders.shipments.get(&id).await?;
+    reply::found(r, || format!("shipment {id}"))
 }
 
 async fn release(
@@ -155,9 +148,7 @@ async fn release(
     let orders = orders(&state).await?;
     let inv = invocation();
     let r = orders.processor(&inv).release_hold(&id, &inv).await?;
-    Ok(Json(
-        serde_json::to_value(r).map_err(flexbridge::Error::from)?,
-    ))
+    reply::body(r)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,9 +169,7 @@ async fn reject(
         .processor(&inv)
         .reject_held(&id, req.reason.unwrap_or(RejectReason::OutOfStock), &inv)
         .await?;
-    Ok(Json(
-        serde_json::to_value(r).map_err(flexbridge::Error::from)?,
-    ))
+    reply::body(r)
 }
 
 async fn relay_notification(
@@ -195,7 +184,5 @@ async fn relay_notification(
         idempotency: &orders.idempotency,
     };
     let outcome = handler.handle(&body, &inv).await?;
-    Ok(Json(
-        serde_json::to_value(outcome).map_err(flexbridge::Error::from)?,
-    ))
+    reply::body(outcome)
 }

@@ -1,7 +1,7 @@
 //! Returns, as the warehouse sees them.
 //!
 //! - `GET /v1/returns/{returnId}`: the stored return.
-//! - `GET /v1/returns?stage=open|closed&since=<RFC 3339>&limit=<1..100>&nextToken=<token>`.
+//! - `GET /v1/returns?stage=open|closed|unreadable&since=<RFC 3339>&limit=<1..100>&nextToken=<token>`.
 //! - `POST /v1/returns/{returnId}/received` `{"sellable": 1, "unsellable": 0}`: the return
 //!   arrived; it is closed and the sellable units are recorded as stock to add back at the
 //!   location. Repeating the same report is a no-op; a different one for a closed return is 409.
@@ -10,12 +10,12 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use flexbridge::orders::model::{ReturnReceipt, ReturnStage};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::routes::orders::{invocation, orders, ListQuery};
-use crate::AppState;
+use crate::{reply, AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -38,9 +38,7 @@ async fn list_returns(
         .shipments
         .list_returns(stage, q.since()?, q.limit()?, q.next_token.as_deref())
         .await?;
-    Ok(Json(
-        json!({"returns": page.items, "nextToken": page.next_token}),
-    ))
+    Ok(reply::page("returns", page))
 }
 
 async fn get_return(
@@ -48,14 +46,8 @@ async fn get_return(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let orders = orders(&state).await?;
-    let r = orders
-        .shipments
-        .get_return(&id)
-        .await?
-        .ok_or_else(|| ApiError::from(flexbridge::Error::NotFound(format!("return {id}"))))?;
-    Ok(Json(
-        serde_json::to_value(r).map_err(flexbridge::Error::from)?,
-    ))
+    let r = orders.shipments.get_return(&id).await?;
+    reply::found(r, || format!("return {id}"))
 }
 
 async fn received(
@@ -66,7 +58,5 @@ async fn received(
     let orders = orders(&state).await?;
     let inv = invocation();
     let r = orders.returns(&inv).await?.receive(&id, receipt).await?;
-    Ok(Json(
-        serde_json::to_value(r).map_err(flexbridge::Error::from)?,
-    ))
+    reply::body(r)
 }
