@@ -69,6 +69,23 @@ async fn summary_of(ctx: &Ctx, key: &str) -> Result<Option<UploadSummary>> {
     }
 }
 
+/// Copies a report out of moto into `.local/`, so the seller can open it after the run ends
+/// (moto, and the bucket with it, stop with the main job).
+async fn keep_report(ctx: &Ctx, report_key: &str) -> Result<std::path::PathBuf> {
+    let out = flexbridge::aws::s3_client(&ctx.sdk)
+        .get_object()
+        .bucket(ctx.stack.bucket("UploadsBucket"))
+        .key(report_key)
+        .send()
+        .await?;
+    let path = crate::paths::repo_root().join(".local").join(report_key);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, out.body.collect().await?.into_bytes())?;
+    Ok(path)
+}
+
 /// Price answers from Amazon recorded so far for the demo price list: (accepted, other).
 async fn answers(ctx: &Ctx) -> Result<(usize, usize)> {
     let store = DynamoCatalogStore::new(
@@ -140,9 +157,14 @@ impl Scenario for Uploads {
         for key in [CATALOG_KEY, PRICES_KEY] {
             match summary_of(ctx, key).await? {
                 Some(r) => {
+                    let kept = keep_report(ctx, &r.summary_report).await?;
                     let mut value = format!(
                         "{}: {} rows, {} accepted, {} rejected; report {}",
-                        r.status, r.rows_read, r.accepted, r.rejected, r.summary_report
+                        r.status,
+                        r.rows_read,
+                        r.accepted,
+                        r.rejected,
+                        kept.display()
                     );
                     if r.queued > 0 {
                         value.push_str(&format!("; {} prices sent to Amazon", r.queued));
@@ -150,9 +172,11 @@ impl Scenario for Uploads {
                     s.lines
                         .push(SummaryLine::new(format!("Upload {key}"), value));
                     if let Some(errors) = &r.errors_report {
+                        let kept = keep_report(ctx, errors).await?;
                         s.errors.push(format!(
-                            "{key}: {} rows skipped; line-by-line reasons in s3://{}/{errors}",
+                            "{key}: {} rows skipped; line-by-line reasons in {} (copy of s3://{}/{errors})",
                             r.rejected,
+                            kept.display(),
                             ctx.stack.bucket("UploadsBucket")
                         ));
                     }
