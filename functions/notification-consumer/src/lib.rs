@@ -8,10 +8,10 @@
 //! acknowledged and ignored.
 
 use async_trait::async_trait;
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::SqsEvent;
 use flexbridge::orders::notifications::NotificationHandler;
 use flexbridge::orders::Orders;
-use flexbridge::runtime::{Function, Invocation};
+use flexbridge::runtime::{handle_sqs_batch, Function, Invocation};
 use flexbridge::{Env, Error, Result};
 use serde_json::Value;
 
@@ -37,27 +37,15 @@ impl Function for NotificationConsumer {
             processor: &processor,
             idempotency: &self.orders.idempotency,
         };
-        let mut failures = Vec::new();
-        for msg in event.records {
-            let id = msg.message_id.clone().unwrap_or_default();
-            let body = msg.body.as_deref().unwrap_or_default();
-            match handler.handle(body, &inv).await {
-                Ok(outcome) => {
-                    tracing::info!(message_id = %id, outcome = ?outcome, "notification handled")
-                }
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!(message_id = %id, error = %e, "notification will be retried");
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = id;
-                    failures.push(failure);
-                }
-                Err(e) => {
-                    tracing::error!(message_id = %id, error = %e, "notification dropped: it can never be handled")
-                }
-            }
-        }
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = failures;
+        let (handler, inv) = (&handler, &inv);
+        let response = handle_sqs_batch(event, "notification", 1, |msg| async move {
+            let outcome = handler
+                .handle(msg.body.as_deref().unwrap_or_default(), inv)
+                .await?;
+            tracing::info!(message_id = ?msg.message_id, outcome = ?outcome, "notification handled");
+            Ok(())
+        })
+        .await;
         Ok(serde_json::to_value(response)?)
     }
 }

@@ -21,13 +21,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use flexbridge::config::keys;
-use flexbridge::runtime::{Function, Invocation};
+use flexbridge::runtime::{handle_sqs_batch, Function, Invocation};
 use flexbridge::secrets::SecretCache;
 use flexbridge::warehouse::signing;
 use flexbridge::{Env, Error, Result};
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -210,44 +209,27 @@ impl OutboundWebhook {
         }
     }
 
-    async fn deliver_one(&self, m: &SqsMessage, invocation: &Invocation) -> (String, Delivery) {
-        let id = m.message_id.clone().unwrap_or_default();
-        (id, self.deliver(m, invocation).await)
-    }
-
     /// Handles one SQS batch; only messages to try again are reported as failures.
     pub async fn handle(&self, batch: SqsEvent, invocation: &Invocation) -> SqsBatchResponse {
-        // Collected first: a lazy map closure inside the stream trips async_trait's Send check.
-        let deliveries: Vec<_> = batch
-            .records
-            .iter()
-            .map(|m| self.deliver_one(m, invocation))
-            .collect();
-        let outcomes: Vec<(String, Delivery)> = futures::stream::iter(deliveries)
-            .buffered(CONCURRENCY)
-            .collect()
-            .await;
-        let mut response = SqsBatchResponse::default();
-        for (message_id, outcome) in outcomes {
-            match &outcome {
+        handle_sqs_batch(batch, "webhook event", CONCURRENCY, |m| async move {
+            let message_id = m.message_id.as_deref().unwrap_or_default();
+            match self.deliver(&m, invocation).await {
                 Delivery::Delivered { status } => {
-                    tracing::info!(message_id, status, "event delivered to webhook")
+                    tracing::info!(message_id, status, "event delivered to webhook");
+                    Ok(())
                 }
                 Delivery::NoWebhook => {
-                    tracing::debug!(message_id, "no WEBHOOK_URL configured; event acknowledged")
+                    tracing::debug!(message_id, "no WEBHOOK_URL configured; event acknowledged");
+                    Ok(())
                 }
-                Delivery::Dropped { reason } => {
-                    tracing::error!(message_id, reason, "dropping undeliverable message")
-                }
-                Delivery::Retry { reason } => {
-                    tracing::warn!(message_id, reason, "delivery failed; will retry");
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = message_id;
-                    response.batch_item_failures.push(failure);
-                }
+                Delivery::Dropped { reason } => Err(Error::InvalidInput(reason)),
+                Delivery::Retry { reason } => Err(Error::Transient {
+                    message: reason,
+                    after: None,
+                }),
             }
-        }
-        response
+        })
+        .await
     }
 }
 

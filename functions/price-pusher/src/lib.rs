@@ -14,18 +14,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{SecondsFormat, Utc};
 use flexbridge::config::keys;
 use flexbridge::idempotency::Idempotency;
-use flexbridge::runtime::{Function, Invocation};
+use flexbridge::runtime::{handle_sqs_batch, Function, Invocation};
 use flexbridge::secrets::SecretCache;
 use flexbridge::spapi::models::ListingsPatch;
 use flexbridge::spapi::SpApiClient;
 use flexbridge::store::catalog::{CatalogStore, DynamoCatalogStore, PriceState};
 use flexbridge::upload::ingest::PriceUpdate;
 use flexbridge::{Env, Error, Result};
-use futures::StreamExt;
 use serde_json::{json, Value};
 
 const REMEMBER: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -80,28 +79,10 @@ impl PricePusher {
     }
 
     pub async fn handle(&self, event: SqsEvent, inv: &Invocation) -> SqsBatchResponse {
-        let results: Vec<(String, Result<()>)> = futures::stream::iter(event.records)
-            .map(|m| async move {
-                let id = m.message_id.clone().unwrap_or_default();
-                (id, self.handle_message(&m, inv).await)
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        let mut response = SqsBatchResponse::default();
-        for (id, result) in results {
-            match result {
-                Ok(()) => {}
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!(message_id = id, error = %e, "price update will be retried");
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = id;
-                    response.batch_item_failures.push(failure);
-                }
-                Err(e) => tracing::error!(message_id = id, error = %e, "price update dropped"),
-            }
-        }
-        response
+        handle_sqs_batch(event, "price update", CONCURRENCY, |m| async move {
+            self.handle_message(&m, inv).await
+        })
+        .await
     }
 
     async fn handle_message(&self, message: &SqsMessage, inv: &Invocation) -> Result<()> {

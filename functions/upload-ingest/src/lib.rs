@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use flexbridge::config::keys;
 use flexbridge::events::EventBridgeSink;
 use flexbridge::idempotency::{payload_hash, Begin, Idempotency};
 use flexbridge::retry::Deadline;
-use flexbridge::runtime::{Function, Invocation};
+use flexbridge::runtime::{handle_sqs_batch, Function, Invocation};
 use flexbridge::store::catalog::DynamoCatalogStore;
 use flexbridge::store::settings::DynamoSettingsStore;
 use flexbridge::upload::aws::{DynamoCheckpoints, S3Uploads, SqsPriceQueue};
@@ -119,22 +119,11 @@ impl UploadIngest {
     }
 
     pub async fn handle(&self, event: SqsEvent, inv: &Invocation) -> SqsBatchResponse {
-        let mut response = SqsBatchResponse::default();
         // One message at a time: an upload already uses the bounded DynamoDB concurrency.
-        for message in event.records {
-            if let Err(e) = self.handle_message(&message, inv).await {
-                let id = message.message_id.clone().unwrap_or_default();
-                if e.is_retryable() {
-                    tracing::warn!(message_id = id, error = %e, "upload will be retried");
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = id;
-                    response.batch_item_failures.push(failure);
-                } else {
-                    tracing::error!(message_id = id, error = %e, "upload message dropped");
-                }
-            }
-        }
-        response
+        handle_sqs_batch(event, "upload message", 1, |m| async move {
+            self.handle_message(&m, inv).await
+        })
+        .await
     }
 
     async fn handle_message(&self, message: &SqsMessage, inv: &Invocation) -> Result<()> {
