@@ -122,6 +122,12 @@ async fn amazon(
     let request_id = uuid::Uuid::new_v4().to_string();
     let path = uri.path().to_string();
     let raw_query = uri.query().unwrap_or("").to_string();
+    let call = Call {
+        method: &method,
+        path: &path,
+        query: &raw_query,
+        request_id: &request_id,
+    };
     let Some(routed) = shared.models.route(method.as_str(), &path) else {
         let err = if shared.models.path_known(&path) {
             ApiError::new(
@@ -137,16 +143,7 @@ async fn amazon(
             )
         };
         let mut st = shared.lock();
-        log_call(
-            &mut st,
-            "unknown",
-            &method,
-            &path,
-            &raw_query,
-            err.status,
-            &request_id,
-            None,
-        );
+        call.log(&mut st, "unknown", err.status, None);
         return finish(err.status, Some(err.body()), &request_id, None);
     };
     let op = routed.op;
@@ -197,16 +194,7 @@ async fn amazon(
             (!st.limiter.try_acquire(&operation, Instant::now())).then(ApiError::throttled)
         });
         if let Some(err) = gate {
-            log_call(
-                &mut st,
-                &operation,
-                &method,
-                &path,
-                &raw_query,
-                err.status,
-                &request_id,
-                None,
-            );
+            call.log(&mut st, &operation, err.status, None);
             return finish(err.status, Some(err.body()), &request_id, Some(limit));
         }
         (limit, st.faults.decide(&operation))
@@ -223,28 +211,20 @@ async fn amazon(
     };
     if let Some(err) = pre_fault {
         let mut st = shared.lock();
-        log_call(
+        call.log(
             &mut st,
             &operation,
-            &method,
-            &path,
-            &raw_query,
             err.status,
-            &request_id,
             Some(format!("fault:{:?}", decision.kind)),
         );
         return finish(err.status, Some(err.body()), &request_id, Some(limit));
     }
     if decision.kind == FaultKind::Drop {
         let mut st = shared.lock();
-        log_call(
+        call.log(
             &mut st,
             &operation,
-            &method,
-            &path,
-            &raw_query,
             StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY),
-            &request_id,
             Some("fault:Drop".into()),
         );
         drop(st);
@@ -256,16 +236,7 @@ async fn amazon(
     if operation == "batchInventory" {
         if let Some(err) = crate::inventory::batch_size_error(&body) {
             let mut st = shared.lock();
-            log_call(
-                &mut st,
-                &operation,
-                &method,
-                &path,
-                &raw_query,
-                err.status,
-                &request_id,
-                None,
-            );
+            call.log(&mut st, &operation, err.status, None);
             return finish(err.status, Some(err.body()), &request_id, Some(limit));
         }
     }
@@ -309,14 +280,10 @@ async fn amazon(
         FaultKind::ApplyThenFail => {
             let err = ApiError::internal();
             let mut st = shared.lock();
-            log_call(
+            call.log(
                 &mut st,
                 &operation,
-                &method,
-                &path,
-                &raw_query,
                 err.status,
-                &request_id,
                 Some(format!(
                     "fault:ApplyThenFail (handler answered {})",
                     status.as_u16()
@@ -327,14 +294,10 @@ async fn amazon(
         FaultKind::ApplyThenHang => {
             {
                 let mut st = shared.lock();
-                log_call(
+                call.log(
                     &mut st,
                     &operation,
-                    &method,
-                    &path,
-                    &raw_query,
                     StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY),
-                    &request_id,
                     Some(format!(
                         "fault:ApplyThenHang (handler answered {})",
                         status.as_u16()
@@ -347,16 +310,7 @@ async fn amazon(
         }
         _ => {
             let mut st = shared.lock();
-            log_call(
-                &mut st,
-                &operation,
-                &method,
-                &path,
-                &raw_query,
-                status,
-                &request_id,
-                None,
-            );
+            call.log(&mut st, &operation, status, None);
             finish(status, out_body, &request_id, Some(limit))
         }
     }
@@ -415,28 +369,27 @@ fn dispatch(st: &mut State, req: &Req) -> HResult {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn log_call(
-    st: &mut State,
-    operation: &str,
-    method: &Method,
-    path: &str,
-    query: &str,
-    status: StatusCode,
-    request_id: &str,
-    note: Option<String>,
-) {
-    let time = fmt_time(Utc::now());
-    st.calls.push(CallRecord {
-        operation: operation.to_string(),
-        method: method.to_string(),
-        path: path.to_string(),
-        query: query.to_string(),
-        status: status.as_u16(),
-        time,
-        request_id: request_id.to_string(),
-        note,
-    });
+/// What every call-log entry of one request shares.
+struct Call<'a> {
+    method: &'a Method,
+    path: &'a str,
+    query: &'a str,
+    request_id: &'a str,
+}
+
+impl Call<'_> {
+    fn log(&self, st: &mut State, operation: &str, status: StatusCode, note: Option<String>) {
+        st.calls.push(CallRecord {
+            operation: operation.to_string(),
+            method: self.method.to_string(),
+            path: self.path.to_string(),
+            query: self.query.to_string(),
+            status: status.as_u16(),
+            time: fmt_time(Utc::now()),
+            request_id: self.request_id.to_string(),
+            note,
+        });
+    }
 }
 
 /// Adds `x-amzn-RequestId` (always) and `x-amzn-RateLimit-Limit` (every routed operation).
