@@ -5,6 +5,7 @@ use super::*;
 use crate::events::MemoryEventSink;
 use crate::store::catalog::{MemoryCatalogStore, PriceState};
 use crate::store::settings::MemorySettingsStore;
+use crate::upload::answers::memory::MemoryAnswers;
 
 struct World {
     objects: Arc<MemoryObjects>,
@@ -14,7 +15,16 @@ struct World {
     checkpoints: Arc<MemoryCheckpoints>,
     settings: Arc<MemorySettingsStore>,
     events: Arc<MemoryEventSink>,
+    answers: Arc<MemoryAnswers>,
     config: IngestConfig,
+}
+
+/// An upload as its notification names it; the order follows the version (v1 < v2 < ...).
+fn upload_ref(key: &str, version: &str) -> UploadRef {
+    UploadRef::new(key, version).with_order(
+        UploadOrder::new("2026-11-21T08:00:00Z", Some(&format!("{:0>4}", version.trim_start_matches('v'))), key, version)
+            .unwrap(),
+    )
 }
 
 impl World {
@@ -27,6 +37,7 @@ impl World {
             checkpoints: Default::default(),
             settings: Arc::new(MemorySettingsStore::new()),
             events: Arc::new(MemoryEventSink::new()),
+            answers: Default::default(),
             config: IngestConfig {
                 default_marketplace: "ATVPDKIKX0DER".into(),
                 window_rows: 2,
@@ -44,15 +55,13 @@ impl World {
             checkpoints: self.checkpoints.clone(),
             settings: self.settings.clone(),
             events: self.events.clone(),
+            answers: self.answers.clone(),
         }
     }
 
     async fn upload(&self, key: &str, version: &str, body: &str) -> UploadSummary {
         self.objects.put(key, version, body);
-        let upload = UploadRef {
-            key: key.into(),
-            version_id: version.into(),
-        };
+        let upload = upload_ref(key, version);
         match run(
             &self.ports(),
             &self.config,
@@ -277,6 +286,7 @@ async fn seed_catalog(w: &World) {
             issues: "[]".into(),
             submission_id: None,
             upload: "prices/old.csv@v1#2".into(),
+            order: String::new(),
             updated_at: "t".into(),
         })
         .await
@@ -345,10 +355,7 @@ async fn a_large_file_resumes_from_its_checkpoint() {
     let w = World::new();
     let body = full_catalog(0..9);
     w.objects.put("catalog/delta/big.csv", "v1", body.as_str());
-    let upload = UploadRef {
-        key: "catalog/delta/big.csv".into(),
-        version_id: "v1".into(),
-    };
+    let upload = upload_ref("catalog/delta/big.csv", "v1");
     // A deadline already inside the stop margin: each run applies one window (2 rows) and stops.
     let mut runs = 0;
     let summary = loop {
