@@ -201,7 +201,10 @@ mod tests {
         assert_eq!(got[0].key, "catalog/a.csv");
         assert_eq!(got[0].version_id.as_deref(), Some("v7"));
         assert_eq!(got[0].sequencer.as_deref(), Some("0055AED6DCD90281E5"));
-        assert_eq!((got[1].version_id.as_ref(), got[1].sequencer.as_ref()), (None, None));
+        assert_eq!(
+            (got[1].version_id.as_ref(), got[1].sequencer.as_ref()),
+            (None, None)
+        );
     }
 
     #[test]

@@ -179,10 +179,7 @@ pub struct UpsertCounts {
 /// Applies file rows over the stored items (values the file does not state are kept), writing
 /// only the items that differ from what is stored: a re-uploaded row that changed nothing
 /// writes nothing.
-pub async fn upsert(
-    store: &dyn CatalogStore,
-    updates: Vec<CatalogUpdate>,
-) -> Result<UpsertCounts> {
+pub async fn upsert(store: &dyn CatalogStore, updates: Vec<CatalogUpdate>) -> Result<UpsertCounts> {
     let skus: Vec<String> = updates.iter().map(|i| i.sku.clone()).collect();
     let stored: BTreeMap<String, CatalogItem> = store
         .get_items(&skus)
@@ -446,16 +443,17 @@ impl CatalogStore for DynamoCatalogStore {
                 };
                 let stored = match returned {
                     Some(item) => Some(item),
-                    None => self
-                        .client
-                        .get_item()
-                        .table_name(&self.table)
-                        .set_key(Some(key(pk, sk)))
-                        .consistent_read(true)
-                        .send()
-                        .await
-                        .map_err(|e| dynamo::ddb_error("GetItem", e))?
-                        .item,
+                    None => {
+                        self.client
+                            .get_item()
+                            .table_name(&self.table)
+                            .set_key(Some(key(pk, sk)))
+                            .consistent_read(true)
+                            .send()
+                            .await
+                            .map_err(|e| dynamo::ddb_error("GetItem", e))?
+                            .item
+                    }
                 };
                 Ok(refused_claim(order, now_ms, stored.as_ref()))
             }
@@ -699,7 +697,10 @@ mod tests {
         let a = store.item("A").unwrap();
         assert_eq!(a.title.as_deref(), Some("Mug"));
         assert_eq!(a.product_type.as_deref(), Some("LUGGAGE"));
-        assert_eq!((a.enabled, a.safety_stock, a.max_quantity), (true, Some(1), Some(7)));
+        assert_eq!(
+            (a.enabled, a.safety_stock, a.max_quantity),
+            (true, Some(1), Some(7))
+        );
     }
 
     fn price(order: &str, cents: i64) -> PriceState {
@@ -757,7 +758,10 @@ mod tests {
         let store = MemoryCatalogStore::new();
         let c = upsert(
             &store,
-            vec![update(item("A", "B000000001")), update(item("B", "B000000002"))],
+            vec![
+                update(item("A", "B000000001")),
+                update(item("B", "B000000002")),
+            ],
         )
         .await
         .unwrap();

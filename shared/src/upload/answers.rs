@@ -47,8 +47,12 @@ pub trait AnswerStore: Send + Sync {
     async fn expect(&self, upload: &UploadRef, queued: u64) -> Result<()>;
     /// Takes the right to write the report: true for one caller, once every queued row has an
     /// answer and no report was written (a claim older than its lease can be taken over).
-    async fn claim_report(&self, upload: &UploadRef, now_ms: i64, lease_until_ms: i64)
-        -> Result<bool>;
+    async fn claim_report(
+        &self,
+        upload: &UploadRef,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool>;
     /// The report is written.
     async fn reported(&self, upload: &UploadRef) -> Result<()>;
     /// Writing failed; another attempt may claim it at once.
@@ -304,7 +308,10 @@ mod tests {
             .unwrap();
         expect(&store, &reports, &u, 2).await.unwrap();
         assert_eq!(*reports.puts.lock().unwrap(), 1);
-        let csv = reports.inner.get("reports/prices/p.csv.amazon.csv").unwrap();
+        let csv = reports
+            .inner
+            .get("reports/prices/p.csv.amazon.csv")
+            .unwrap();
         assert_eq!(
             csv,
             "line,sku,marketplace_id,price,currency,status,issues\n\
@@ -327,6 +334,9 @@ mod tests {
         // A file that queued nothing gets an empty report at once.
         let none = UploadRef::new("prices/none.csv", "v1");
         expect(store.as_ref(), &reports, &none, 0).await.unwrap();
-        assert!(reports.inner.get("reports/prices/none.csv.amazon.csv").is_some());
+        assert!(reports
+            .inner
+            .get("reports/prices/none.csv.amazon.csv")
+            .is_some());
     }
 }

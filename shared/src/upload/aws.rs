@@ -119,7 +119,13 @@ impl Requeue for SqsRequeue {
             .message_body(body)
             .send()
             .await
-            .map_err(|e| Error::aws("sqs", format!("SendMessage: {}", DisplayErrorContext(&e)), true))?;
+            .map_err(|e| {
+                Error::aws(
+                    "sqs",
+                    format!("SendMessage: {}", DisplayErrorContext(&e)),
+                    true,
+                )
+            })?;
         Ok(())
     }
 }
@@ -352,8 +358,14 @@ impl DynamoAnswers {
 
     fn counter_key(upload: &UploadRef) -> dynamo::Item {
         [
-            ("pk".to_string(), dynamo::s(format!("UPLOAD#{}", upload.key))),
-            ("sk".to_string(), dynamo::s(format!("{}#answers", upload.version_id))),
+            (
+                "pk".to_string(),
+                dynamo::s(format!("UPLOAD#{}", upload.key)),
+            ),
+            (
+                "sk".to_string(),
+                dynamo::s(format!("{}#answers", upload.version_id)),
+            ),
         ]
         .into()
     }
@@ -399,7 +411,11 @@ impl AnswerStore for DynamoAnswers {
             .item("pk", dynamo::s(format!("UPLOAD#{}", upload.key)))
             .item(
                 "sk",
-                dynamo::s(format!("{}{:012}", Self::answer_prefix(upload), answer.line)),
+                dynamo::s(format!(
+                    "{}{:012}",
+                    Self::answer_prefix(upload),
+                    answer.line
+                )),
             )
             .item("answer", dynamo::s(serde_json::to_string(answer)?))
             .condition_expression("attribute_not_exists(sk)")
@@ -431,7 +447,11 @@ impl AnswerStore for DynamoAnswers {
                     .key("pk", dynamo::s(format!("UPLOAD#{}", upload.key)))
                     .key(
                         "sk",
-                        dynamo::s(format!("{}{:012}", Self::answer_prefix(upload), answer.line)),
+                        dynamo::s(format!(
+                            "{}{:012}",
+                            Self::answer_prefix(upload),
+                            answer.line
+                        )),
                     )
                     .consistent_read(true)
                     .send()

@@ -853,7 +853,8 @@ async fn apply_pass(
             cp.rows_applied = true;
             ports.checkpoints.put(upload, cp).await?;
         }
-        if let Some(paused) = disable_absent(ports, upload, &end.skus, deadline, config, cp).await? {
+        if let Some(paused) = disable_absent(ports, upload, &end.skus, deadline, config, cp).await?
+        {
             return Ok(Some(paused));
         }
     }
@@ -993,8 +994,8 @@ async fn finish(
         None => ("processed".to_string(), None),
     };
     let rejected = validated.rejected + cp.apply_refused.saturating_sub(validated.guard_refused);
-    let amazon_report = (key.kind == Kind::Prices && validated.stopped.is_none())
-        .then(|| key.amazon_report_key());
+    let amazon_report =
+        (key.kind == Kind::Prices && validated.stopped.is_none()).then(|| key.amazon_report_key());
     if amazon_report.is_some() {
         answers::expect(
             ports.answers.as_ref(),

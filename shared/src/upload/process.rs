@@ -242,10 +242,19 @@ mod tests {
     #[tokio::test]
     async fn a_failed_save_after_the_work_neither_fails_the_message_nor_finishes_twice() {
         let objects = Arc::new(MemoryObjects::default());
-        objects.put("catalog/a.csv", "etag:catalog/a.csv", "sku,asin\nA-1,B000000001\n");
+        objects.put(
+            "catalog/a.csv",
+            "etag:catalog/a.csv",
+            "sku,asin\nA-1,B000000001\n",
+        );
         let events = Arc::new(MemoryEventSink::new());
         let settings = Arc::new(MemorySettingsStore::new());
-        let p = processor(objects, events.clone(), settings.clone(), Default::default());
+        let p = processor(
+            objects,
+            events.clone(),
+            settings.clone(),
+            Default::default(),
+        );
         let body = r#"{"Records":[{"eventName":"ObjectCreated:Put","eventTime":"2026-11-21T08:21:13.408Z",
             "s3":{"bucket":{"name":"b"},"object":{"key":"catalog%2Fa.csv"}}}]}"#;
         let inv = Invocation::new("r1", Duration::from_millis(0));
@@ -285,7 +294,8 @@ mod tests {
         );
         assert_eq!(got[1].label(), "catalog/c.csv@etag:catalog/c.csv");
         let resume = Resume::body(&got[0]).unwrap();
-        assert!(resume.starts_with(r#"{"flexbridgeResume":{"key":"prices/p.csv","versionId":"v7","order":"#));
+        assert!(resume
+            .starts_with(r#"{"flexbridgeResume":{"key":"prices/p.csv","versionId":"v7","order":"#));
         assert_eq!(p.uploads_in(&resume).await.unwrap(), vec![got[0].clone()]);
     }
 }

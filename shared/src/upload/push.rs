@@ -140,8 +140,7 @@ impl PriceSender {
         let (status, issues, submission_id) = match sent {
             Ok(answer) => answer,
             Err(e) => {
-                if let Err(release) = self.catalog.release_price(sku, market, &update.order).await
-                {
+                if let Err(release) = self.catalog.release_price(sku, market, &update.order).await {
                     tracing::warn!(error = %release, "could not release the price claim; it expires");
                 }
                 return Err(e);

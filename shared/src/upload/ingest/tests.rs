@@ -22,8 +22,13 @@ struct World {
 /// An upload as its notification names it; the order follows the version (v1 < v2 < ...).
 fn upload_ref(key: &str, version: &str) -> UploadRef {
     UploadRef::new(key, version).with_order(
-        UploadOrder::new("2026-11-21T08:00:00Z", Some(&format!("{:0>4}", version.trim_start_matches('v'))), key, version)
-            .unwrap(),
+        UploadOrder::new(
+            "2026-11-21T08:00:00Z",
+            Some(&format!("{:0>4}", version.trim_start_matches('v'))),
+            key,
+            version,
+        )
+        .unwrap(),
     )
 }
 
@@ -399,7 +404,11 @@ async fn a_file_without_a_column_never_changes_that_column() {
     .await;
     // A title-only correction, then a file whose product_type cell is empty.
     let s = w
-        .upload("catalog/delta/t.csv", "v1", "sku,asin,title\nA,B000000001,Red mug\n")
+        .upload(
+            "catalog/delta/t.csv",
+            "v1",
+            "sku,asin,title\nA,B000000001,Red mug\n",
+        )
         .await;
     assert_eq!((s.accepted, s.rejected), (1, 0));
     w.upload(
@@ -413,7 +422,10 @@ async fn a_file_without_a_column_never_changes_that_column() {
     assert_eq!(a.product_type.as_deref(), Some("KITCHEN"), "kept");
     assert_eq!((a.enabled, a.safety_stock), (false, Some(3)), "kept");
     let b = w.catalog.item("B").unwrap();
-    assert_eq!((b.title.as_deref(), b.product_type.as_deref()), (Some("Cup"), Some("KITCHEN")));
+    assert_eq!(
+        (b.title.as_deref(), b.product_type.as_deref()),
+        (Some("Cup"), Some("KITCHEN"))
+    );
     // And so a later price for A's SKU still finds its product type.
     assert!(w.catalog.item("A").unwrap().product_type.is_some());
 }
@@ -430,7 +442,10 @@ async fn an_unclosed_quote_rejects_the_whole_file_and_writes_nothing() {
         .await;
     assert_eq!(s.status, "rejected", "{s:?}");
     assert!(
-        s.reason.as_deref().unwrap_or_default().contains("line 3 opens a quoted field"),
+        s.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("line 3 opens a quoted field"),
         "{s:?}"
     );
     assert!(w.catalog.items().is_empty(), "nothing written");
@@ -440,10 +455,16 @@ async fn an_unclosed_quote_rejects_the_whole_file_and_writes_nothing() {
 async fn the_disable_pass_pauses_and_resumes_from_its_page() {
     let w = World::new();
     w.settings
-        .put(SETTING_ALLOW_MASS_DISABLE, serde_json::json!(true), None, "t")
+        .put(
+            SETTING_ALLOW_MASS_DISABLE,
+            serde_json::json!(true),
+            None,
+            "t",
+        )
         .await
         .unwrap();
-    w.upload("catalog/delta/all.csv", "v1", &full_catalog(0..9)).await;
+    w.upload("catalog/delta/all.csv", "v1", &full_catalog(0..9))
+        .await;
     // The full file lists S0 and S1 only: 7 SKUs to disable, 2 per scan page in memory.
     let body = full_catalog(0..2);
     w.objects.put("catalog/full/two.csv", "v1", body.as_str());
@@ -451,15 +472,23 @@ async fn the_disable_pass_pauses_and_resumes_from_its_page() {
     let mut paused = 0;
     let summary = loop {
         assert!(paused < 20);
-        match run(&w.ports(), &w.config, &upload, Deadline::after(Duration::ZERO))
-            .await
-            .unwrap()
+        match run(
+            &w.ports(),
+            &w.config,
+            &upload,
+            Deadline::after(Duration::ZERO),
+        )
+        .await
+        .unwrap()
         {
             RunResult::Done(s) => break *s,
             RunResult::Paused { .. } => paused += 1,
         }
     };
-    assert!(paused >= 4, "paused {paused} times: the scan resumes page by page");
+    assert!(
+        paused >= 4,
+        "paused {paused} times: the scan resumes page by page"
+    );
     assert_eq!(summary.disabled, 7);
     assert_eq!(w.active(), ["S0", "S1"]);
     assert_eq!(w.events.events().len(), 2, "one event per upload");
@@ -470,14 +499,27 @@ async fn a_price_upload_expects_amazons_answer_per_queued_row() {
     let w = World::new();
     seed_catalog(&w).await;
     let s = w
-        .upload("prices/p.csv", "v1", "sku,price,currency\nA,10.00,USD\nC,21.00,USD\n")
+        .upload(
+            "prices/p.csv",
+            "v1",
+            "sku,price,currency\nA,10.00,USD\nC,21.00,USD\n",
+        )
         .await;
     assert_eq!(s.queued, 2);
-    assert_eq!(s.amazon_report.as_deref(), Some("reports/prices/p.csv.amazon.csv"));
+    assert_eq!(
+        s.amazon_report.as_deref(),
+        Some("reports/prices/p.csv.amazon.csv")
+    );
     let sent = w.prices.sent.lock().unwrap().clone();
     assert_eq!(sent[0].key, "prices/p.csv");
-    assert_eq!(sent[0].order, upload_ref("prices/p.csv", "v1").order.unwrap().to_string());
-    assert!(w.reports.get("reports/prices/p.csv.amazon.csv").is_none(), "not before Amazon answered");
+    assert_eq!(
+        sent[0].order,
+        upload_ref("prices/p.csv", "v1").order.unwrap().to_string()
+    );
+    assert!(
+        w.reports.get("reports/prices/p.csv.amazon.csv").is_none(),
+        "not before Amazon answered"
+    );
     // Running it again (a redelivery) repeats nothing.
     w.upload("prices/p.csv", "v1", "ignored").await;
     assert_eq!(w.prices.sent.lock().unwrap().len(), 2);
