@@ -644,6 +644,8 @@ async fn validate_pass(
     let end = match join_parser(handle).await? {
         Ok(end) => end,
         Err(rejection) => {
+            // Let the writer close its file before the temporary file is removed.
+            let _ = errors.finish().await;
             return Ok(Validated {
                 stopped: Some(("rejected".into(), rejection.message)),
                 ..Default::default()
