@@ -649,7 +649,7 @@ async fn validate_pass(
             return Ok(Validated {
                 stopped: Some(("rejected".into(), rejection.message)),
                 ..Default::default()
-            })
+            });
         }
     };
     let error_rows = errors.finish().await?;
