@@ -18,7 +18,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{SecondsFormat, Utc};
 use flexbridge::config::keys;
 use flexbridge::idempotency::Idempotency;
-use flexbridge::runtime::{handle_sqs_batch, Function, Invocation};
+use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
 use flexbridge::secrets::SecretCache;
 use flexbridge::spapi::models::ListingsPatch;
 use flexbridge::spapi::SpApiClient;
@@ -36,6 +36,7 @@ pub struct PricePusher {
     seller_id: String,
     catalog: Arc<dyn CatalogStore>,
     idempotency: Idempotency,
+    consumer: SqsConsumer,
 }
 
 impl PricePusher {
@@ -61,6 +62,7 @@ impl PricePusher {
                 env.require(keys::CATALOG_TABLE)?,
             )),
             Idempotency::dynamodb(dynamodb, env.require(keys::IDEMPOTENCY_TABLE)?, REMEMBER),
+            SqsConsumer::from_env(env).await?,
         ))
     }
 
@@ -69,17 +71,19 @@ impl PricePusher {
         seller_id: String,
         catalog: Arc<dyn CatalogStore>,
         idempotency: Idempotency,
+        consumer: SqsConsumer,
     ) -> Self {
         Self {
             client,
             seller_id,
             catalog,
             idempotency,
+            consumer,
         }
     }
 
     pub async fn handle(&self, event: SqsEvent, inv: &Invocation) -> SqsBatchResponse {
-        handle_sqs_batch(event, "price update", CONCURRENCY, |m| async move {
+        handle_sqs_batch(&self.consumer, event, "price update", CONCURRENCY, |m| async move {
             self.handle_message(&m, inv).await
         })
         .await

@@ -22,7 +22,7 @@ use flexbridge::config::keys;
 use flexbridge::events::EventBridgeSink;
 use flexbridge::idempotency::{payload_hash, Begin, Idempotency};
 use flexbridge::retry::Deadline;
-use flexbridge::runtime::{handle_sqs_batch, Function, Invocation};
+use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
 use flexbridge::store::catalog::DynamoCatalogStore;
 use flexbridge::store::settings::DynamoSettingsStore;
 use flexbridge::upload::aws::{DynamoCheckpoints, S3Uploads, SqsPriceQueue};
@@ -56,6 +56,7 @@ pub struct UploadIngest {
     idempotency: Idempotency,
     sqs: aws_sdk_sqs::Client,
     uploads_queue_url: String,
+    consumer: SqsConsumer,
 }
 
 impl UploadIngest {
@@ -109,6 +110,7 @@ impl UploadIngest {
             ),
             sqs,
             uploads_queue_url: env.require(keys::UPLOADS_QUEUE_URL)?.to_string(),
+            consumer: SqsConsumer::from_env(env).await?,
         })
     }
 
@@ -120,7 +122,7 @@ impl UploadIngest {
 
     pub async fn handle(&self, event: SqsEvent, inv: &Invocation) -> SqsBatchResponse {
         // One message at a time: an upload already uses the bounded DynamoDB concurrency.
-        handle_sqs_batch(event, "upload message", 1, |m| async move {
+        handle_sqs_batch(&self.consumer, event, "upload message", 1, |m| async move {
             self.handle_message(&m, inv).await
         })
         .await
