@@ -147,7 +147,13 @@ impl Metrics {
     }
 
     /// The EMF document for one value (public so that its shape can be tested).
-    pub fn document(&self, name: &str, value: f64, unit: Unit, dimensions: &[(&str, &str)]) -> Value {
+    pub fn document(
+        &self,
+        name: &str,
+        value: f64,
+        unit: Unit,
+        dimensions: &[(&str, &str)],
+    ) -> Value {
         let mut detailed = vec!["Stack".to_string(), "Function".to_string()];
         detailed.extend(dimensions.iter().map(|(k, _)| k.to_string()));
         let mut root = Map::new();
@@ -200,7 +206,10 @@ mod tests {
         assert_eq!(d["Function"], "prod-PricePusher");
         assert_eq!(d["Queue"], "prices");
         assert_eq!(d["MessagesParked"], 1.0);
-        assert_eq!(docs[1]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"], "Milliseconds");
+        assert_eq!(
+            docs[1]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
+            "Milliseconds"
+        );
         assert_eq!(recorded.sum(names::MESSAGES_PARKED), 1.0);
         assert_eq!(recorded.sum("Latency"), 12.5);
     }
@@ -212,7 +221,10 @@ mod tests {
             .with(keys::AWS_LAMBDA_FUNCTION_NAME, "s1-Fn");
         let m = Metrics::from_env(&env);
         let d = m.document("X", 1.0, Unit::Count, &[]);
-        assert_eq!((d["Stack"].as_str(), d["Function"].as_str()), (Some("s1"), Some("s1-Fn")));
+        assert_eq!(
+            (d["Stack"].as_str(), d["Function"].as_str()),
+            (Some("s1"), Some("s1-Fn"))
+        );
         assert_eq!(m.function(), "s1-Fn");
     }
 }

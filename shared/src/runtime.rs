@@ -107,7 +107,12 @@ pub fn finish_run<R: serde::Serialize>(
         alert = "run_failed",
         "{what} finished with failures; the other parts were processed"
     );
-    let mut listed = failed.iter().take(5).cloned().collect::<Vec<_>>().join("; ");
+    let mut listed = failed
+        .iter()
+        .take(5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
     if failed.len() > 5 {
         listed.push_str(&format!("; and {} more", failed.len() - 5));
     }
@@ -521,15 +526,25 @@ mod tests {
             (spapi(403, K::Status), FailureKind::Environment),
             (spapi(400, K::Auth), FailureKind::Environment), // LWA invalid_grant / invalid_client
             (spapi(401, K::Auth), FailureKind::Environment),
-            (Error::aws("sqs", "AccessDenied", false), FailureKind::Environment),
+            (
+                Error::aws("sqs", "AccessDenied", false),
+                FailureKind::Environment,
+            ),
             (spapi(429, K::Status), FailureKind::Transient),
             (spapi(503, K::Status), FailureKind::Transient),
             (spapi(503, K::Auth), FailureKind::Transient),
             (
-                Error::SpApi(crate::spapi::SpApiError::new(K::Timeout, "getShipment", "t")),
+                Error::SpApi(crate::spapi::SpApiError::new(
+                    K::Timeout,
+                    "getShipment",
+                    "t",
+                )),
                 FailureKind::Transient,
             ),
-            (Error::aws("dynamodb", "throttled", true), FailureKind::Transient),
+            (
+                Error::aws("dynamodb", "throttled", true),
+                FailureKind::Transient,
+            ),
             (
                 Error::Transient {
                     message: "x".into(),
@@ -551,7 +566,12 @@ mod tests {
         use crate::store::settings::{get_or, MemorySettingsStore, SettingsStore};
         let store = MemorySettingsStore::default();
         store
-            .put("catalog_max_disable_share", serde_json::json!("lots"), None, "test")
+            .put(
+                "catalog_max_disable_share",
+                serde_json::json!("lots"),
+                None,
+                "test",
+            )
             .await
             .unwrap();
         let e = get_or(&store, "catalog_max_disable_share", 0.2f64)
@@ -569,7 +589,11 @@ mod tests {
         own.data_type = Some("String".into());
         own.string_value = Some("v1".into());
         poison.message_attributes.insert("origin".into(), own);
-        let event = batch(vec![message("ok", "ok"), poison, message("refused", "refused")]);
+        let event = batch(vec![
+            message("ok", "ok"),
+            poison,
+            message("refused", "refused"),
+        ]);
         let response = handle_sqs_batch(&consumer, event, "price update", 2, outcome).await;
         assert!(failed(&response).is_empty(), "both are acknowledged");
         let parked = dlq.parked();
@@ -583,7 +607,11 @@ mod tests {
         assert_eq!(p.receive_count, "1");
         assert_eq!(p.attributes["origin"].string_value.as_deref(), Some("v1"));
         assert!((chrono::Utc::now() - p.parked_at).num_seconds() < 60);
-        assert!(parked[1].reason.contains("HTTP 422"), "{}", parked[1].reason);
+        assert!(
+            parked[1].reason.contains("HTTP 422"),
+            "{}",
+            parked[1].reason
+        );
         assert_eq!(metrics.sum(names::MESSAGES_PARKED), 2.0);
         assert_eq!(metrics.sum(names::ENVIRONMENT_FAILURES), 0.0);
     }

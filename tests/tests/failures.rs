@@ -62,7 +62,10 @@ async fn receive_one(t: &TestStack, queue: &str) -> Result<Option<Message>> {
         .await?;
     let mut messages = out.messages.unwrap_or_default();
     if messages.len() > 1 {
-        return Err(anyhow!("{queue}: {} messages, expected one", messages.len()));
+        return Err(anyhow!(
+            "{queue}: {} messages, expected one",
+            messages.len()
+        ));
     }
     Ok(messages.pop())
 }
@@ -118,12 +121,23 @@ async fn a_poison_message_in_each_queue_ends_in_its_dlq_at_once_with_a_readable_
             t.stack.function(function).unwrap().name,
             "{dlq}"
         );
-        assert_eq!(text(&parked, attr::SOURCE_QUEUE), t.stack.queue(queue).arn, "{dlq}");
+        assert_eq!(
+            text(&parked, attr::SOURCE_QUEUE),
+            t.stack.queue(queue).arn,
+            "{dlq}"
+        );
         // Parked at the first receive, not after maxReceiveCount redeliveries.
         assert_eq!(text(&parked, attr::RECEIVE_COUNT), "1", "{dlq}");
         let at = chrono::DateTime::parse_from_rfc3339(&text(&parked, attr::PARKED_AT))?;
-        assert!((chrono::Utc::now() - at.to_utc()).num_seconds() < 120, "{dlq}");
-        assert_eq!(text(&parked, "origin"), "e2e", "{dlq}: its own attributes are kept");
+        assert!(
+            (chrono::Utc::now() - at.to_utc()).num_seconds() < 120,
+            "{dlq}"
+        );
+        assert_eq!(
+            text(&parked, "origin"),
+            "e2e",
+            "{dlq}: its own attributes are kept"
+        );
         assert!(!text(&parked, attr::SOURCE_MESSAGE_ID).is_empty());
         // ... and acknowledged on its own queue.
         assert_eq!(t.queue_depth(queue).await?, 0, "{queue}");

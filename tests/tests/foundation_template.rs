@@ -212,9 +212,16 @@ fn every_flexbridge_metric_behind_a_failure_has_an_alarm_on_the_stack() {
         });
         let p = &alarm.unwrap_or_else(|| panic!("no alarm on {NAMESPACE}/{metric}"))["Properties"];
         assert_eq!(p["Dimensions"][0]["Name"], "Stack", "{metric}");
-        assert_eq!(p["Dimensions"][0]["Value"], json!({"Ref": "AWS::StackName"}), "{metric}");
+        assert_eq!(
+            p["Dimensions"][0]["Value"],
+            json!({"Ref": "AWS::StackName"}),
+            "{metric}"
+        );
         assert_eq!(p["Statistic"], "Sum", "{metric}");
-        assert!(p["AlarmActions"].as_array().is_some_and(|a| !a.is_empty()), "{metric}");
+        assert!(
+            p["AlarmActions"].as_array().is_some_and(|a| !a.is_empty()),
+            "{metric}"
+        );
     }
     // The dimension's value comes from STACK_NAME, which every function gets.
     for (id, f) in resources_of(&cfn, "AWS::Lambda::Function") {

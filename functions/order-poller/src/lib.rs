@@ -9,9 +9,9 @@
 //! (`flexbridge::runtime::finish_run`: the `RunsFailed` metric, alarmed, and a function error).
 
 use async_trait::async_trait;
+use flexbridge::metrics::Metrics;
 use flexbridge::orders::poller::OrderPoller as Poll;
 use flexbridge::orders::Orders;
-use flexbridge::metrics::Metrics;
 use flexbridge::runtime::{finish_run, Function, Invocation};
 use flexbridge::{Env, Result};
 use serde_json::Value;

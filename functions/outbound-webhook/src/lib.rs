@@ -222,28 +222,34 @@ impl OutboundWebhook {
 
     /// Handles one SQS batch; only messages to try again are reported as failures.
     pub async fn handle(&self, batch: SqsEvent, invocation: &Invocation) -> SqsBatchResponse {
-        handle_sqs_batch(&self.consumer, batch, "webhook event", CONCURRENCY, |m| async move {
-            let message_id = m.message_id.as_deref().unwrap_or_default();
-            match self.deliver(&m, invocation).await {
-                Delivery::Delivered { status } => {
-                    tracing::info!(message_id, status, "event delivered to webhook");
-                    Ok(())
+        handle_sqs_batch(
+            &self.consumer,
+            batch,
+            "webhook event",
+            CONCURRENCY,
+            |m| async move {
+                let message_id = m.message_id.as_deref().unwrap_or_default();
+                match self.deliver(&m, invocation).await {
+                    Delivery::Delivered { status } => {
+                        tracing::info!(message_id, status, "event delivered to webhook");
+                        Ok(())
+                    }
+                    Delivery::NoWebhook => {
+                        tracing::debug!(
+                            message_id,
+                            "no WEBHOOK_URL configured; the event is kept in the bus's archive"
+                        );
+                        Ok(())
+                    }
+                    Delivery::Dropped { reason } => Err(Error::InvalidInput(reason)),
+                    Delivery::Misconfigured { reason } => Err(Error::Config(reason)),
+                    Delivery::Retry { reason } => Err(Error::Transient {
+                        message: reason,
+                        after: None,
+                    }),
                 }
-                Delivery::NoWebhook => {
-                    tracing::debug!(
-                        message_id,
-                        "no WEBHOOK_URL configured; the event is kept in the bus's archive"
-                    );
-                    Ok(())
-                }
-                Delivery::Dropped { reason } => Err(Error::InvalidInput(reason)),
-                Delivery::Misconfigured { reason } => Err(Error::Config(reason)),
-                Delivery::Retry { reason } => Err(Error::Transient {
-                    message: reason,
-                    after: None,
-                }),
-            }
-        })
+            },
+        )
         .await
     }
 }

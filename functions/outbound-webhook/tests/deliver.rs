@@ -204,8 +204,14 @@ async fn a_refused_event_and_garbage_are_parked_with_the_reason_a_wrong_key_neve
     let parked = dlq.parked();
     let reasons: Vec<&str> = parked.iter().map(|p| p.reason.as_str()).collect();
     assert_eq!(parked.len(), 2, "{reasons:?}");
-    assert!(reasons[0].contains("webhook refused the event with 422"), "{reasons:?}");
-    assert!(reasons[1].contains("not an EventBridge event"), "{reasons:?}");
+    assert!(
+        reasons[0].contains("webhook refused the event with 422"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("not an EventBridge event"),
+        "{reasons:?}"
+    );
     assert_eq!(parked[1].body, "not json");
     assert_eq!(metrics.sum("MessagesParked"), 2.0);
 

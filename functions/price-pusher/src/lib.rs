@@ -83,9 +83,13 @@ impl PricePusher {
     }
 
     pub async fn handle(&self, event: SqsEvent, inv: &Invocation) -> SqsBatchResponse {
-        handle_sqs_batch(&self.consumer, event, "price update", CONCURRENCY, |m| async move {
-            self.handle_message(&m, inv).await
-        })
+        handle_sqs_batch(
+            &self.consumer,
+            event,
+            "price update",
+            CONCURRENCY,
+            |m| async move { self.handle_message(&m, inv).await },
+        )
         .await
     }
 

@@ -5,8 +5,8 @@
 //! (`flexbridge::runtime::finish_run`: `RunsFailed`, alarmed, and a function error).
 
 use async_trait::async_trait;
-use flexbridge::orders::Orders;
 use flexbridge::metrics::Metrics;
+use flexbridge::orders::Orders;
 use flexbridge::runtime::{finish_run, Function, Invocation};
 use flexbridge::{Env, Result};
 use serde_json::Value;

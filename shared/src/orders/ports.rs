@@ -260,7 +260,12 @@ impl MemoryAmazon {
     }
 
     fn listing(&self, location: &str) -> Result<()> {
-        if self.failing_locations.lock().expect("lock").contains(location) {
+        if self
+            .failing_locations
+            .lock()
+            .expect("lock")
+            .contains(location)
+        {
             return Err(Error::Transient {
                 message: format!("listing {location}: Amazon answered 500"),
                 after: None,

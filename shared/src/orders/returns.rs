@@ -484,7 +484,11 @@ mod tests {
         let report = result.as_ref().unwrap();
         assert_eq!(report.announced, 1, "RLOC1 was processed: {report:?}");
         assert!(!events.events().is_empty());
-        assert_eq!(report.failed_polls.len(), RETURN_STATUSES.len(), "{report:?}");
+        assert_eq!(
+            report.failed_polls.len(),
+            RETURN_STATUSES.len(),
+            "{report:?}"
+        );
         assert!(report.failed_polls.iter().all(|f| f.starts_with("RLOC0/")));
         let (metrics, recorded) = Metrics::memory("s", "ReturnsPoller");
         let e = crate::runtime::finish_run(&metrics, "returns poll", result, |r| {

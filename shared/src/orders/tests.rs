@@ -384,7 +384,11 @@ async fn a_poll_where_one_location_fails_processes_the_others_then_fails() {
         location("LOC0", "HUB0"),
         location("LOC1", "HUB1"),
     ]));
-    h.amazon.failing_locations.lock().unwrap().insert("LOC0".into());
+    h.amazon
+        .failing_locations
+        .lock()
+        .unwrap()
+        .insert("LOC0".into());
     let mut fresh = new_shipment("S1");
     fresh["lastUpdatedDateTime"] = crate::orders::model::sort_time(chrono::Utc::now()).into();
     h.amazon.put(fresh);
@@ -417,10 +421,8 @@ async fn a_poll_where_one_location_fails_processes_the_others_then_fails() {
         .is_none());
     // ... and the run ends as a failure, counted for the alarm.
     let (metrics, recorded) = Metrics::memory("s", "OrderPoller");
-    let e = crate::runtime::finish_run(&metrics, "order poll", result, |r| {
-        r.failed_polls.clone()
-    })
-    .unwrap_err();
+    let e = crate::runtime::finish_run(&metrics, "order poll", result, |r| r.failed_polls.clone())
+        .unwrap_err();
     assert!(e.to_string().contains("5 failed: LOC0/ACCEPTED"), "{e}");
     assert_eq!(recorded.sum(names::RUNS_FAILED), 1.0);
 }
