@@ -147,7 +147,7 @@ async fn every_declared_resource_exists_in_moto() -> anyhow::Result<()> {
     let archive = t
         .events
         .describe_archive()
-        .archive_name(&st.outputs["EventArchiveName"])
+        .archive_name(&st.resources["EventArchive"].physical_id)
         .send()
         .await
         .map_err(sdk)?;
