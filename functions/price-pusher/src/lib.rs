@@ -20,7 +20,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use flexbridge::config::keys;
 use flexbridge::idempotency::Idempotency;
 use flexbridge::ratelimit::{Limit, TokenBucket};
-use flexbridge::runtime::{handle_sqs_batch, Function, Invocation};
+use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
 use flexbridge::secrets::SecretCache;
 use flexbridge::spapi::SpApiClient;
 use flexbridge::store::catalog::DynamoCatalogStore;
@@ -47,6 +47,7 @@ pub fn instance_share() -> Limit {
 
 pub struct PricePusher {
     sender: PriceSender,
+    consumer: SqsConsumer,
 }
 
 impl PricePusher {
@@ -88,14 +89,21 @@ impl PricePusher {
                 // The one place the rate limit is chosen (see the module comment).
                 pace: Arc::new(TokenBucket::new(instance_share())),
             },
+            consumer: SqsConsumer::from_env(env).await?,
         })
     }
 
     pub async fn handle(&self, event: SqsEvent, inv: &Invocation) -> SqsBatchResponse {
-        handle_sqs_batch(event, "price update", CONCURRENCY, |m| async move {
-            let body = m.body.as_deref().unwrap_or_default();
-            self.sender.handle_message(body, inv).await
-        })
+        handle_sqs_batch(
+            &self.consumer,
+            event,
+            "price update",
+            CONCURRENCY,
+            |m| async move {
+                let body = m.body.as_deref().unwrap_or_default();
+                self.sender.handle_message(body, inv).await
+            },
+        )
         .await
     }
 }

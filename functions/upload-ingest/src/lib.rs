@@ -14,7 +14,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use flexbridge::config::keys;
 use flexbridge::events::EventBridgeSink;
 use flexbridge::idempotency::Idempotency;
-use flexbridge::runtime::{handle_sqs_batch, Function, Invocation};
+use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
 use flexbridge::store::catalog::DynamoCatalogStore;
 use flexbridge::store::settings::DynamoSettingsStore;
 use flexbridge::upload::aws::{
@@ -27,6 +27,7 @@ use serde_json::Value;
 
 pub struct UploadIngest {
     processor: UploadProcessor,
+    consumer: SqsConsumer,
 }
 
 impl UploadIngest {
@@ -74,6 +75,7 @@ impl UploadIngest {
                     REMEMBER,
                 ),
             },
+            consumer: SqsConsumer::from_env(env).await?,
         })
     }
 
@@ -85,7 +87,7 @@ impl UploadIngest {
 
     pub async fn handle(&self, event: SqsEvent, inv: &Invocation) -> SqsBatchResponse {
         // One message at a time: an upload already uses the bounded DynamoDB concurrency.
-        handle_sqs_batch(event, "upload message", 1, |m| async move {
+        handle_sqs_batch(&self.consumer, event, "upload message", 1, |m| async move {
             let body = m.body.as_deref().unwrap_or_default();
             self.processor.handle_message(body, inv).await
         })
