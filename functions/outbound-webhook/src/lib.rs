@@ -157,7 +157,8 @@ impl OutboundWebhook {
         let signed = signing::Signed::new("POST", &path_and_query, body.as_bytes())
             .content_type(CONTENT_TYPE)
             .idempotency_key(&event_id);
-        let headers = signing::signed_headers(secret.expose().as_bytes(), signing::now_unix(), &signed);
+        let headers =
+            signing::signed_headers(secret.expose().as_bytes(), signing::now_unix(), &signed);
         // Never wait past the invocation: an unanswered delivery is retried, not lost.
         let timeout = DELIVERY_TIMEOUT.min(
             invocation

@@ -25,7 +25,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use flexbridge::idempotency::{hash_bytes, Begin, Claim, ClaimToken};
 use flexbridge::runtime::Invocation;
-use flexbridge::warehouse::signing::{self, SignatureError, Signed, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use flexbridge::warehouse::signing::{
+    self, SignatureError, Signed, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -99,7 +101,11 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn unauthorized(e: SignatureError, path: &str) -> ApiError {
-    tracing::info!(code = e.code(), path, "refused unsigned or badly signed request");
+    tracing::info!(
+        code = e.code(),
+        path,
+        "refused unsigned or badly signed request"
+    );
     ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
 }
 
@@ -152,7 +158,10 @@ async fn check_and_run(
     )
     .map_err(|e| unauthorized(e, &path))?;
     if verified.scheme == signing::Scheme::V1 {
-        tracing::warn!(path, "accepted a v1 signature; the warehouse should move to v2");
+        tracing::warn!(
+            path,
+            "accepted a v1 signature; the warehouse should move to v2"
+        );
     }
 
     parts.extensions.insert(invocation.clone());
@@ -336,7 +345,9 @@ fn replay(saved: serde_json::Value) -> Result<Response, ApiError> {
             HeaderName::try_from(name.as_str()),
             HeaderValue::try_from(value.as_str()),
         ) else {
-            return Err(flexbridge::Error::Internal(format!("saved response header {name}")).into());
+            return Err(
+                flexbridge::Error::Internal(format!("saved response header {name}")).into(),
+            );
         };
         resp.headers_mut().append(name, value);
     }

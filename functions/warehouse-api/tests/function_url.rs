@@ -28,19 +28,25 @@ fn app() -> axum::Router {
             }))
         }),
     );
-    guarded(routes::v1().merge(probe), AppState {
-        secrets: SecretCache::from_static(HashMap::from([(ARN.to_string(), SECRET.to_string())])),
-        warehouse_secret_arn: ARN.into(),
-        idempotency: Idempotency::new(
-            Arc::new(MemoryIdempotencyStore::new()),
-            Duration::from_secs(60),
-        ),
-        events: Arc::new(MemoryEventSink::new()),
-        on_hand: Arc::new(MemoryOnHandStore::new()),
-        env: flexbridge::Env::default(),
-        accept_v1_signatures: false,
-        orders: Default::default(),
-    })
+    guarded(
+        routes::v1().merge(probe),
+        AppState {
+            secrets: SecretCache::from_static(HashMap::from([(
+                ARN.to_string(),
+                SECRET.to_string(),
+            )])),
+            warehouse_secret_arn: ARN.into(),
+            idempotency: Idempotency::new(
+                Arc::new(MemoryIdempotencyStore::new()),
+                Duration::from_secs(60),
+            ),
+            events: Arc::new(MemoryEventSink::new()),
+            on_hand: Arc::new(MemoryOnHandStore::new()),
+            env: flexbridge::Env::default(),
+            accept_v1_signatures: false,
+            orders: Default::default(),
+        },
+    )
 }
 
 fn function_url_event(method: &str, path: &str, query: &str, body: &str, key: &str) -> String {
@@ -146,5 +152,8 @@ async fn the_lambda_request_id_and_deadline_reach_the_route() {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["requestId"], "8f5e2c1a-lambda");
     let left = reply["remainingMs"].as_u64().unwrap();
-    assert!((1..=9_000).contains(&left), "the real deadline, not a fixed budget: {left}");
+    assert!(
+        (1..=9_000).contains(&left),
+        "the real deadline, not a fixed budget: {left}"
+    );
 }

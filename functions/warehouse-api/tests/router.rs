@@ -11,16 +11,16 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Json;
-use flexbridge::idempotency::{Claim, Record, Status};
-use flexbridge::runtime::Invocation;
-use warehouse_api::guard::Effect;
 use flexbridge::events::{EventName, MemoryEventSink};
+use flexbridge::idempotency::{Claim, Record, Status};
 use flexbridge::idempotency::{Idempotency, MemoryIdempotencyStore};
+use flexbridge::runtime::Invocation;
 use flexbridge::secrets::SecretCache;
 use flexbridge::store::inventory::{MemoryOnHandStore, OnHandStore};
 use flexbridge::warehouse::signing::{self, Signed};
 use serde_json::{json, Value};
 use tower::ServiceExt;
+use warehouse_api::guard::Effect;
 use warehouse_api::{guarded, routes, AppState};
 
 const ARN: &str = "arn:aws:secretsmanager:us-east-1:000000000000:secret:warehouse";
@@ -437,8 +437,10 @@ fn in_flight_record(body: &str, until_ms: i64) -> flexbridge::idempotency::Recor
 async fn a_repeat_while_the_first_still_runs_is_409_and_runs_after_it_died() {
     let f = fixture();
     // Another invocation holds the key for 20 more seconds.
-    f.idem
-        .insert(in_flight_record(REPORT, signing::now_unix() * 1000 + 20_000));
+    f.idem.insert(in_flight_record(
+        REPORT,
+        signing::now_unix() * 1000 + 20_000,
+    ));
     let resp = f
         .app
         .clone()
@@ -455,7 +457,8 @@ async fn a_repeat_while_the_first_still_runs_is_409_and_runs_after_it_died() {
     assert!(f.on_hand.on_hand("BER1", "MUG-01").await.unwrap().is_none());
 
     // That invocation died (its deadline passed): the repeat runs and completes the key.
-    f.idem.insert(in_flight_record(REPORT, signing::now_unix() * 1000 - 1));
+    f.idem
+        .insert(in_flight_record(REPORT, signing::now_unix() * 1000 - 1));
     let (status, body, replayed) = send(
         &f.app,
         signed("POST", "/v1/inventory", REPORT, Some("busy"), now()),
@@ -569,17 +572,33 @@ async fn a_second_use_of_one_signature_is_refused_but_reads_may_repeat() {
     let original = signed("POST", "/v1/events/test", body, Some("k1"), now());
     let headers = original.headers().clone();
     assert_eq!(send(&f.app, original).await.0, StatusCode::ACCEPTED);
-    let (status, reply, replayed) = send(&f.app, copy("POST", "/v1/events/test", body, &headers)).await;
+    let (status, reply, replayed) =
+        send(&f.app, copy("POST", "/v1/events/test", body, &headers)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
     assert_eq!(reply["error"]["code"], "signature_reused");
     assert!(!replayed);
     assert_eq!(f.events.events().len(), 1);
     // The hex's case does not make it another signature.
-    let sig = headers["x-flexbridge-signature"].to_str().unwrap().to_uppercase().replace("V2=", "v2=");
-    let upper = with_header(copy("POST", "/v1/events/test", body, &headers), "x-flexbridge-signature", &sig);
-    assert_eq!(send(&f.app, upper).await.1["error"]["code"], "signature_reused");
+    let sig = headers["x-flexbridge-signature"]
+        .to_str()
+        .unwrap()
+        .to_uppercase()
+        .replace("V2=", "v2=");
+    let upper = with_header(
+        copy("POST", "/v1/events/test", body, &headers),
+        "x-flexbridge-signature",
+        &sig,
+    );
+    assert_eq!(
+        send(&f.app, upper).await.1["error"]["code"],
+        "signature_reused"
+    );
     // Signed afresh, the retry (same key) is answered from the saved response.
-    let (status, _, replayed) = send(&f.app, signed("POST", "/v1/events/test", body, Some("k1"), now())).await;
+    let (status, _, replayed) = send(
+        &f.app,
+        signed("POST", "/v1/events/test", body, Some("k1"), now()),
+    )
+    .await;
     assert_eq!((status, replayed), (StatusCode::ACCEPTED, true));
 
     // A read changes nothing: the same signed GET twice (a poll within one second) is served.
@@ -591,7 +610,11 @@ async fn a_second_use_of_one_signature_is_refused_but_reads_may_repeat() {
 }
 
 fn signed_v1(path: &str, body: &str, key: &str, ts: i64) -> Request<Body> {
-    let sig = signing::sign_v1(SECRET.as_bytes(), ts, &Signed::new("POST", path, body.as_bytes()));
+    let sig = signing::sign_v1(
+        SECRET.as_bytes(),
+        ts,
+        &Signed::new("POST", path, body.as_bytes()),
+    );
     Request::post(path)
         .header("x-flexbridge-timestamp", ts.to_string())
         .header("x-flexbridge-signature", sig)
@@ -604,32 +627,50 @@ fn signed_v1(path: &str, body: &str, key: &str, ts: i64) -> Request<Body> {
 async fn v1_signatures_only_while_the_setting_accepts_them() {
     let body = r#"{"message":"legacy"}"#;
     let refused = fixture_with(false);
-    let (status, reply, _) = send(&refused.app, signed_v1("/v1/events/test", body, "k1", now())).await;
+    let (status, reply, _) = send(
+        &refused.app,
+        signed_v1("/v1/events/test", body, "k1", now()),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
     assert_eq!(reply["error"]["code"], "signature_v1_refused");
     assert!(refused.events.events().is_empty());
 
     let migrating = fixture_with(true);
     let t = now();
-    let (status, reply, _) = send(&migrating.app, signed_v1("/v1/events/test", body, "k1", t)).await;
+    let (status, reply, _) =
+        send(&migrating.app, signed_v1("/v1/events/test", body, "k1", t)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
     // v1 does not cover the key; the one-use rule still stops a replay with a fresh key.
-    let (status, reply, _) = send(&migrating.app, signed_v1("/v1/events/test", body, "k2", t)).await;
+    let (status, reply, _) =
+        send(&migrating.app, signed_v1("/v1/events/test", body, "k2", t)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
     assert_eq!(reply["error"]["code"], "signature_reused");
     assert_eq!(migrating.events.events().len(), 1);
     // v2 keeps working while v1 is accepted.
-    let (status, _, _) = send(&migrating.app, signed("POST", "/v1/events/test", body, Some("k3"), now())).await;
+    let (status, _, _) = send(
+        &migrating.app,
+        signed("POST", "/v1/events/test", body, Some("k3"), now()),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED);
 }
 
 #[tokio::test]
 async fn a_replay_repeats_status_headers_and_raw_body_exactly() {
     let f = fixture();
-    let (status, headers, body) = send_raw(&f.app, signed("POST", "/v1/probe/raw", "{}", Some("r1"), now())).await;
+    let (status, headers, body) = send_raw(
+        &f.app,
+        signed("POST", "/v1/probe/raw", "{}", Some("r1"), now()),
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body, RAW_BODY);
-    let (status2, headers2, body2) = send_raw(&f.app, signed("POST", "/v1/probe/raw", "{}", Some("r1"), now())).await;
+    let (status2, headers2, body2) = send_raw(
+        &f.app,
+        signed("POST", "/v1/probe/raw", "{}", Some("r1"), now()),
+    )
+    .await;
     assert_eq!(RAW_RUNS.load(Ordering::SeqCst), 1, "the route ran again");
     assert_eq!(status2, status);
     assert_eq!(body2, body, "raw body");
@@ -637,7 +678,12 @@ async fn a_replay_repeats_status_headers_and_raw_body_exactly() {
     for name in ["content-type", "location"] {
         assert_eq!(headers2[name], headers[name], "{name}");
     }
-    let probes = |h: &HeaderMap| h.get_all("x-probe").iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
+    let probes = |h: &HeaderMap| {
+        h.get_all("x-probe")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(probes(&headers2), vec!["a", "b"]);
     assert_eq!(probes(&headers2), probes(&headers));
 }
@@ -645,13 +691,25 @@ async fn a_replay_repeats_status_headers_and_raw_body_exactly() {
 #[tokio::test]
 async fn a_response_too_large_to_keep_is_answered_and_its_claim_completed() {
     let f = fixture();
-    let (status, _, body) = send_raw(&f.app, signed("POST", "/v1/probe/big", "{}", Some("b1"), now())).await;
+    let (status, _, body) = send_raw(
+        &f.app,
+        signed("POST", "/v1/probe/big", "{}", Some("b1"), now()),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body.len(), BIG_BYTES, "the first caller gets the whole answer");
+    assert_eq!(
+        body.len(),
+        BIG_BYTES,
+        "the first caller gets the whole answer"
+    );
     let rec = f.idem.record("warehouse#b1").expect("claim kept");
     assert_eq!(rec.status, Status::Completed, "the claim must not dangle");
 
-    let (status, reply, _) = send(&f.app, signed("POST", "/v1/probe/big", "{}", Some("b1"), now())).await;
+    let (status, reply, _) = send(
+        &f.app,
+        signed("POST", "/v1/probe/big", "{}", Some("b1"), now()),
+    )
+    .await;
     assert_eq!(status, StatusCode::GONE, "{reply}");
     assert_eq!(reply["error"]["code"], "response_not_replayable");
     assert_eq!(BIG_RUNS.load(Ordering::SeqCst), 1, "the route ran again");
@@ -677,9 +735,15 @@ async fn the_route_gets_the_request_id_deadline_and_claim() {
         expiration: signing::now_unix() + 3600,
         in_progress_expiration: Some(signing::now_unix() * 1000 - 5_000),
         data: None,
-        validation: Some(flexbridge::idempotency::hash_bytes(b"POST\n/v1/probe/invocation\n{}")),
+        validation: Some(flexbridge::idempotency::hash_bytes(
+            b"POST\n/v1/probe/invocation\n{}",
+        )),
     });
-    let (status, reply, _) = send(&f.app, signed("POST", "/v1/probe/invocation", "{}", Some("i2"), now())).await;
+    let (status, reply, _) = send(
+        &f.app,
+        signed("POST", "/v1/probe/invocation", "{}", Some("i2"), now()),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["retaken"], true);
 }

@@ -37,7 +37,9 @@ fn count(state: &Value, operation: &str) -> u64 {
 #[tokio::test]
 async fn creates_destination_and_subscription_then_finds_them_again() {
     let (sim, client) = start().await;
-    let first = notifications_setup::setup(&client, QUEUE, NAME).await.unwrap();
+    let first = notifications_setup::setup(&client, QUEUE, NAME)
+        .await
+        .unwrap();
     assert!(first.destination_created && first.subscription_created);
     assert!(!first.subscription_elsewhere);
     let state = sim.snapshot();
@@ -51,7 +53,9 @@ async fn creates_destination_and_subscription_then_finds_them_again() {
     assert_eq!(sub["payloadVersion"], "1.0");
 
     // Run again: everything is found, nothing is made twice.
-    let again = notifications_setup::setup(&client, QUEUE, NAME).await.unwrap();
+    let again = notifications_setup::setup(&client, QUEUE, NAME)
+        .await
+        .unwrap();
     assert_eq!(again.destination_id, first.destination_id);
     assert_eq!(again.subscription_id, first.subscription_id);
     assert!(!again.destination_created && !again.subscription_created);
@@ -75,7 +79,9 @@ async fn a_destination_made_but_unanswered_is_found_not_made_again() {
         .script_faults("createDestination", &[FaultKind::ApplyThenFail])
         .await
         .unwrap();
-    let out = notifications_setup::setup(&client, QUEUE, NAME).await.unwrap();
+    let out = notifications_setup::setup(&client, QUEUE, NAME)
+        .await
+        .unwrap();
     assert!(!out.destination_created && out.subscription_created);
     let state = sim.snapshot();
     assert_eq!(count(&state, "createDestination"), 1, "never sent twice");

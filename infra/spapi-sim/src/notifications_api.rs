@@ -103,10 +103,7 @@ pub fn create_destination(st: &mut State, req: &Req) -> HResult {
                     "A destination for EventBridge in account {account}, region {region} already exists."
                 )));
             }
-            let source = format!(
-                "aws.partner/sellingpartnerapi.amazon/{}",
-                &new_id(st)[..8]
-            );
+            let source = format!("aws.partner/sellingpartnerapi.amazon/{}", &new_id(st)[..8]);
             json!({ "eventBridge": { "name": source, "region": region, "accountId": account } })
         }
         _ => {
@@ -120,7 +117,10 @@ pub fn create_destination(st: &mut State, req: &Req) -> HResult {
         "destinationId": new_id(st),
         "resource": resource,
     });
-    let id = destination["destinationId"].as_str().unwrap_or("").to_string();
+    let id = destination["destinationId"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     st.destinations.insert(id, destination.clone());
     Ok(Resp::ok(json!({ "payload": destination })))
 }
@@ -154,10 +154,10 @@ pub fn delete_destination(st: &mut State, req: &Req) -> HResult {
 
 pub fn get_subscription(st: &mut State, req: &Req) -> HResult {
     let t = notification_type(req)?;
-    let found = st
-        .subscriptions
-        .get(&t)
-        .filter(|s| req.q("payloadVersion").is_none_or(|v| s["payloadVersion"] == v));
+    let found = st.subscriptions.get(&t).filter(|s| {
+        req.q("payloadVersion")
+            .is_none_or(|v| s["payloadVersion"] == v)
+    });
     match found {
         Some(s) => Ok(Resp::ok(json!({ "payload": s }))),
         None => Err(not_found(format!(

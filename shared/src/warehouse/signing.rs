@@ -275,7 +275,9 @@ mod tests {
         );
         // printf 'v2\n1700000000\nPOST\n/v1/inventory\napplication/json\nk-1\n{"a":1}' |
         //   openssl dgst -sha256 -hmac whsec_test
-        let req = req.content_type(" Application/JSON ").idempotency_key("k-1");
+        let req = req
+            .content_type(" Application/JSON ")
+            .idempotency_key("k-1");
         assert_eq!(
             sign(SECRET, 1_700_000_000, &req),
             "v2=".to_string() + V2_VECTOR
@@ -297,8 +299,14 @@ mod tests {
             verify(SECRET, ts, sig, req, now, false).map(|v| v.scheme)
         };
         assert_eq!(check(Some(&ts), Some(&sig), &req, now), Ok(Scheme::V2));
-        assert_eq!(check(Some(&ts), Some(&sig), &req, now + 300), Ok(Scheme::V2));
-        assert_eq!(check(Some(&ts), Some(&sig), &req, now - 300), Ok(Scheme::V2));
+        assert_eq!(
+            check(Some(&ts), Some(&sig), &req, now + 300),
+            Ok(Scheme::V2)
+        );
+        assert_eq!(
+            check(Some(&ts), Some(&sig), &req, now - 300),
+            Ok(Scheme::V2)
+        );
         assert_eq!(
             check(Some(&ts), Some(&sig), &req, now + 301),
             Err(SignatureError::StaleTimestamp { skew_s: 301 })
@@ -329,13 +337,25 @@ mod tests {
         // Any change to what was signed breaks it: path, body, timestamp, key, method, content
         // type, secret.
         let changed = [
-            Signed { path_and_query: "/v1/inventory", ..req },
+            Signed {
+                path_and_query: "/v1/inventory",
+                ..req
+            },
             Signed { body: b"{}", ..req },
             req.idempotency_key("k2"),
-            Signed { idempotency_key: None, ..req },
-            Signed { method: "PUT", ..req },
+            Signed {
+                idempotency_key: None,
+                ..req
+            },
+            Signed {
+                method: "PUT",
+                ..req
+            },
             req.content_type("text/plain"),
-            Signed { content_type: None, ..req },
+            Signed {
+                content_type: None,
+                ..req
+            },
         ];
         for other in changed {
             assert_eq!(

@@ -42,7 +42,10 @@ async fn test_event(
     // Keyed on the request's Idempotency-Key: a retried request (and a retaken claim, whose
     // earlier attempt may have published) re-publishes the same event ID, which receivers drop.
     if effect.claim.is_retaken() {
-        tracing::info!(key = effect.key, "retaken claim: publishing the same test event again");
+        tracing::info!(
+            key = effect.key,
+            "retaken claim: publishing the same test event again"
+        );
     }
     let event = OutboundEvent::new(
         EventName::WebhookTest,
