@@ -27,6 +27,8 @@ pub mod keys {
     pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
     pub const SPAPI_SECRET_ARN: &str = "SPAPI_SECRET_ARN";
     pub const WAREHOUSE_SECRET_ARN: &str = "WAREHOUSE_SECRET_ARN";
+    /// `true` while a warehouse still signs with the legacy `v1` scheme (default `false`).
+    pub const WAREHOUSE_ACCEPT_V1_SIGNATURES: &str = "WAREHOUSE_ACCEPT_V1_SIGNATURES";
     pub const WEBHOOK_SECRET_ARN: &str = "WEBHOOK_SECRET_ARN";
     pub const WEBHOOK_URL: &str = "WEBHOOK_URL";
     pub const SPAPI_REGION: &str = "SPAPI_REGION";

@@ -119,8 +119,9 @@ pub enum PutOutcome {
 /// Where records live: DynamoDB in Lambda, memory in unit tests.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
-    /// Puts `record` (`INPROGRESS`) if no live record holds its key: absent, `expiration < now.secs`,
-    /// or `INPROGRESS` with `in_progress_expiration < now.millis`. Atomic.
+    /// Puts `record` (`INPROGRESS` for a claim, `COMPLETED` for [`Idempotency::first_use`]) if no
+    /// live record holds its key: absent, `expiration < now.secs`, or `INPROGRESS` with
+    /// `in_progress_expiration < now.millis`. Atomic.
     async fn put_in_progress(&self, record: &Record, now: Now) -> Result<PutOutcome>;
     async fn get(&self, id: &str) -> Result<Option<Record>>;
     /// Replaces our `INPROGRESS` record (identified by its `in_progress_expiration`) with
@@ -486,6 +487,25 @@ impl Idempotency {
     pub async fn release(&self, token: &ClaimToken) -> Result<()> {
         self.store.release(&token.key, token.claimed_until_ms).await
     }
+
+    /// Marks `key` as used until `until_secs` (epoch seconds, the record's TTL) with the claim's
+    /// one conditional put; false when it was already used and has not expired. For one-time
+    /// tokens such as request signatures: there is no work, so nothing to complete or release.
+    pub async fn first_use(&self, key: &str, until_secs: i64) -> Result<bool> {
+        let now = Now::at((self.clock)());
+        let record = Record {
+            id: key.to_string(),
+            status: Status::Completed,
+            expiration: until_secs,
+            in_progress_expiration: None,
+            data: None,
+            validation: None,
+        };
+        Ok(matches!(
+            self.store.put_in_progress(&record, now).await?,
+            PutOutcome::Claimed { .. }
+        ))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -730,6 +750,19 @@ mod tests {
     /// A helper whose clock reads `offset` after t0 (tests move it by rebuilding).
     fn helper(store: &Arc<MemoryIdempotencyStore>, offset: Duration) -> Idempotency {
         Idempotency::new(store.clone(), TTL).with_clock(move || t0() + offset)
+    }
+
+    #[tokio::test]
+    async fn first_use_is_true_once_until_it_expires() {
+        let store = Arc::new(MemoryIdempotencyStore::new());
+        let at = |secs: u64| helper(&store, Duration::from_secs(secs));
+        let until = 1_800_000_300;
+        assert!(at(0).first_use("signature#a", until).await.unwrap());
+        assert!(!at(1).first_use("signature#a", until).await.unwrap());
+        assert!(!at(300).first_use("signature#a", until).await.unwrap());
+        assert!(at(0).first_use("signature#b", until).await.unwrap());
+        // Past its expiry the record no longer counts (DynamoDB's TTL deletes it later).
+        assert!(at(301).first_use("signature#a", until + 301).await.unwrap());
     }
 
     fn inv() -> Invocation {

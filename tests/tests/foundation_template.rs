@@ -297,6 +297,7 @@ fn key_names() -> BTreeSet<&'static str> {
         keys::EVENT_BUS_NAME,
         keys::SPAPI_SECRET_ARN,
         keys::WAREHOUSE_SECRET_ARN,
+        keys::WAREHOUSE_ACCEPT_V1_SIGNATURES,
         keys::WEBHOOK_SECRET_ARN,
         keys::WEBHOOK_URL,
         keys::SPAPI_REGION,

@@ -436,17 +436,15 @@ async fn warehouse(
         .request(method.parse()?, format!("{base}{path}"))
         .header("content-type", "application/json")
         .body(body.clone());
-    for (k, v) in signing::signed_headers(
-        w.t.seller.warehouse_key.as_bytes(),
-        now,
-        method,
-        path,
-        body.as_bytes(),
-    ) {
-        req = req.header(k, v);
-    }
+    let key = uuid::Uuid::new_v4().to_string();
+    let mut signed =
+        signing::Signed::new(method, path, body.as_bytes()).content_type("application/json");
     if method == "POST" {
-        req = req.header("Idempotency-Key", uuid::Uuid::new_v4().to_string());
+        signed = signed.idempotency_key(&key);
+        req = req.header("Idempotency-Key", &key);
+    }
+    for (k, v) in signing::signed_headers(w.t.seller.warehouse_key.as_bytes(), now, &signed) {
+        req = req.header(k, v);
     }
     let resp = req.send().await?;
     let status = resp.status().as_u16();

@@ -4,6 +4,7 @@
 //! bus → OutboundQueue → outbound-webhook → a local webhook, with retries and the DLQ.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,7 @@ struct Client {
     base: String,
     key: String,
     http: reqwest::Client,
+    sent: AtomicI64,
 }
 
 struct Reply {
@@ -56,6 +58,7 @@ impl Client {
             base: base.to_string(),
             key: key.to_string(),
             http: reqwest::Client::new(),
+            sent: AtomicI64::new(0),
         }
     }
 
@@ -72,19 +75,22 @@ impl Client {
             .request(method.parse()?, format!("{}{path}", self.base))
             .header("content-type", "application/json")
             .body(body.to_string());
-        for (name, value) in signing::signed_headers(
-            self.key.as_bytes(),
-            timestamp,
-            method,
-            path,
-            body.as_bytes(),
-        ) {
+        let mut signed =
+            signing::Signed::new(method, path, body.as_bytes()).content_type("application/json");
+        signed.idempotency_key = idempotency_key;
+        for (name, value) in signing::signed_headers(self.key.as_bytes(), timestamp, &signed) {
             req = req.header(name, value);
         }
         if let Some(k) = idempotency_key {
             req = req.header("Idempotency-Key", k);
         }
         Self::reply(req.send().await?).await
+    }
+
+    /// A timestamp no earlier request of this client used: every request is signed afresh
+    /// (a signature is good once), as a warehouse signs each attempt.
+    fn fresh_timestamp(&self) -> i64 {
+        signing::now_unix() - self.sent.fetch_add(1, Ordering::SeqCst)
     }
 
     async fn reply(resp: reqwest::Response) -> Result<Reply> {
@@ -99,7 +105,7 @@ impl Client {
     }
 
     async fn post(&self, path: &str, body: &str, key: &str) -> Result<Reply> {
-        self.send("POST", path, body, Some(key), signing::now_unix())
+        self.send("POST", path, body, Some(key), self.fresh_timestamp())
             .await
     }
 }
@@ -113,6 +119,22 @@ async fn item_count(t: &TestStack, table_logical_id: &str) -> Result<i32> {
         .send()
         .await?;
     Ok(out.count())
+}
+
+/// Idempotency claims of warehouse requests (the table also holds used signatures).
+async fn claim_count(t: &TestStack) -> Result<usize> {
+    let out = t
+        .dynamodb
+        .scan()
+        .table_name(t.stack.table("IdempotencyTable"))
+        .consistent_read(true)
+        .send()
+        .await?;
+    Ok(out
+        .items()
+        .iter()
+        .filter(|i| i["id"].as_s().is_ok_and(|id| id.starts_with("warehouse#")))
+        .count())
 }
 
 const REPORT: &str = r#"{"items":[{"hub":"BER1","sku":"MUG-01","onHand":12},{"hub":"BER1","sku":"TEE-M","onHand":0}]}"#;
@@ -149,13 +171,10 @@ async fn signed_requests_are_accepted_bad_ones_refused_and_nothing_is_written() 
     )
     .await?;
     let tampered = {
-        let [(tn, tv), (sn, sv)] = signing::signed_headers(
-            t.seller.warehouse_key.as_bytes(),
-            now,
-            "POST",
-            "/v1/inventory",
-            REPORT.as_bytes(),
-        );
+        let signed = signing::Signed::new("POST", "/v1/inventory", REPORT.as_bytes())
+            .idempotency_key("k-tampered");
+        let [(tn, tv), (sn, sv)] =
+            signing::signed_headers(t.seller.warehouse_key.as_bytes(), now, &signed);
         Client::reply(
             raw.post(format!("{base}/v1/inventory"))
                 .header(tn, tv)
@@ -185,7 +204,8 @@ async fn signed_requests_are_accepted_bad_ones_refused_and_nothing_is_written() 
         ),
         (
             "missing Idempotency-Key",
-            api.send("POST", "/v1/inventory", REPORT, None, now).await?,
+            api.send("POST", "/v1/inventory", REPORT, None, api.fresh_timestamp())
+                .await?,
             400,
             "missing_idempotency_key",
         ),
@@ -247,9 +267,9 @@ async fn signed_requests_are_accepted_bad_ones_refused_and_nothing_is_written() 
         "a refusal wrote stock"
     );
     assert_eq!(
-        item_count(&t, "IdempotencyTable").await?,
+        claim_count(&t).await?,
         0,
-        "a refusal left an idempotency record"
+        "a refusal left an idempotency claim"
     );
 
     // The good request, then its replay, then the key reused for something else.
@@ -279,8 +299,106 @@ async fn signed_requests_are_accepted_bad_ones_refused_and_nothing_is_written() 
     let reused = api.post("/v1/inventory", newer, "report-0001").await?;
     assert_eq!(reused.status, 422, "{}", reused.body);
     assert_eq!(reused.body["error"]["code"], "idempotency_key_reused");
-    assert_eq!(item_count(&t, "IdempotencyTable").await?, 2);
+    assert_eq!(claim_count(&t).await?, 2);
 
+    runner.stop().await;
+    Ok(())
+}
+
+/// Sends `POST /v1/events/test` exactly as given: the headers of a signed request someone
+/// captured, with the `Idempotency-Key` they choose.
+async fn resend(base: &str, headers: &[(&str, String)], key: &str, body: &str) -> Result<Reply> {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/v1/events/test"))
+        .header("content-type", "application/json")
+        .header("Idempotency-Key", key)
+        .body(body.to_string());
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    Client::reply(req.send().await?).await
+}
+
+#[tokio::test]
+async fn a_captured_request_runs_once_and_v1_is_refused_by_default() -> Result<()> {
+    let t = stack("warehouse_api_replays", vec![]).await?;
+    let runner = t
+        .runner(RunnerOptions {
+            only: only(&[API]),
+            run_schedules: false,
+            poll_queues: false,
+            ..Default::default()
+        })
+        .await?;
+    let base = runner.function_url(API).expect("Function URL served");
+    let secret = t.seller.warehouse_key.as_bytes();
+    let body = r#"{"message":"once"}"#;
+    let now = signing::now_unix();
+    let signed = signing::Signed::new("POST", "/v1/events/test", body.as_bytes())
+        .content_type("application/json")
+        .idempotency_key("capture-1");
+    let captured = signing::signed_headers(secret, now, &signed);
+
+    let first = resend(base, &captured, "capture-1", body).await?;
+    assert_eq!(first.status, 202, "{}", first.body);
+    // The same signed request with a fresh key: the key is signed, so it no longer matches.
+    let fresh_key = resend(base, &captured, "capture-2", body).await?;
+    assert_eq!(fresh_key.status, 401, "{}", fresh_key.body);
+    assert_eq!(fresh_key.body["error"]["code"], "invalid_signature");
+    // The same signed request again, unchanged: a signature is good once.
+    let again = resend(base, &captured, "capture-1", body).await?;
+    assert_eq!(again.status, 401, "{}", again.body);
+    assert_eq!(again.body["error"]["code"], "signature_reused");
+    // v1 is refused unless the stack's setting accepts it.
+    let v1 = [
+        (signing::TIMESTAMP_HEADER, (now - 1).to_string()),
+        (
+            signing::SIGNATURE_HEADER,
+            signing::sign_v1(secret, now - 1, &signed),
+        ),
+    ];
+    let refused = resend(base, &v1, "capture-3", body).await?;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "signature_v1_refused");
+    assert_eq!(claim_count(&t).await?, 1, "the route ran once");
+    runner.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn v1_is_accepted_while_migrating_but_still_only_once() -> Result<()> {
+    let t = stack(
+        "warehouse_api_v1",
+        vec![("WarehouseAcceptV1Signatures".into(), "true".into())],
+    )
+    .await?;
+    let runner = t
+        .runner(RunnerOptions {
+            only: only(&[API]),
+            run_schedules: false,
+            poll_queues: false,
+            ..Default::default()
+        })
+        .await?;
+    let base = runner.function_url(API).expect("Function URL served");
+    let body = r#"{"message":"legacy"}"#;
+    let now = signing::now_unix();
+    let signed = signing::Signed::new("POST", "/v1/events/test", body.as_bytes());
+    let v1 = [
+        (signing::TIMESTAMP_HEADER, now.to_string()),
+        (
+            signing::SIGNATURE_HEADER,
+            signing::sign_v1(t.seller.warehouse_key.as_bytes(), now, &signed),
+        ),
+    ];
+    let first = resend(base, &v1, "legacy-1", body).await?;
+    assert_eq!(first.status, 202, "{}", first.body);
+    // v1 does not cover the key, so a fresh key keeps the signature valid: the one-use rule is
+    // what stops the replay.
+    let replay = resend(base, &v1, "legacy-2", body).await?;
+    assert_eq!(replay.status, 401, "{}", replay.body);
+    assert_eq!(replay.body["error"]["code"], "signature_reused");
+    assert_eq!(claim_count(&t).await?, 1, "the route ran once");
     runner.stop().await;
     Ok(())
 }
@@ -350,16 +468,19 @@ async fn a_test_event_reaches_the_bus_and_the_webhook_signed() -> Result<()> {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     assert_eq!(h("x-flexbridge-event"), Some("WebhookTest"));
     assert_eq!(h("x-flexbridge-event-id"), Some(event_id.as_str()));
+    assert_eq!(h("idempotency-key"), Some(event_id.as_str()));
+    let signed = signing::Signed::new("POST", "/flexbridge/events", body.as_bytes())
+        .content_type(h("content-type").unwrap_or_default())
+        .idempotency_key(h("idempotency-key").unwrap_or_default());
     signing::verify(
         t.seller.webhook_key.as_bytes(),
         h("x-flexbridge-timestamp"),
         h("x-flexbridge-signature"),
-        "POST",
-        "/flexbridge/events",
-        body.as_bytes(),
+        &signed,
         signing::now_unix(),
+        false,
     )
-    .expect("the delivery is signed with the webhook secret");
+    .expect("the delivery is signed (v2) with the webhook secret");
     let body: Value = serde_json::from_str(&body)?;
     assert_eq!(body["event"], "WebhookTest");
     assert_eq!(body["version"], "1");

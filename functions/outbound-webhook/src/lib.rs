@@ -2,9 +2,10 @@
 //!
 //! Consumes `OutboundQueue`, which the `EventBus` rule fills: each SQS message body is an
 //! EventBridge event (`detail-type` = event name, `detail` = the versioned envelope). Each is
-//! POSTed to `WEBHOOK_URL` as `{"event": "<name>", ...detail}`, signed like inbound requests
-//! (`flexbridge::warehouse::signing`, key from `WEBHOOK_SECRET_ARN`), with `X-Flexbridge-Event`
-//! and `X-Flexbridge-Event-Id` headers. Receivers drop duplicates by event ID: delivery is at
+//! POSTed to `WEBHOOK_URL` as `{"event": "<name>", ...detail}`, signed `v2` like inbound requests
+//! (`flexbridge::warehouse::signing`, key from `WEBHOOK_SECRET_ARN`; the event ID is sent and
+//! signed as the `Idempotency-Key`), with `X-Flexbridge-Event` and `X-Flexbridge-Event-Id`
+//! headers. Receivers drop duplicates by event ID: delivery is at
 //! least once.
 //!
 //! Outcomes per message (settled by `flexbridge::runtime::handle_sqs_batch`):
@@ -33,6 +34,8 @@ use serde_json::{Map, Value};
 
 pub const EVENT_HEADER: &str = "x-flexbridge-event";
 pub const EVENT_ID_HEADER: &str = "x-flexbridge-event-id";
+/// Every delivery's body is JSON; the content type is signed (`v2`).
+pub const CONTENT_TYPE: &str = "application/json";
 /// Longest we wait for the webhook to answer one delivery.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 const CONCURRENCY: usize = 5;
@@ -162,13 +165,13 @@ impl OutboundWebhook {
             Some(q) => format!("{}?{q}", webhook.url.path()),
             None => webhook.url.path().to_string(),
         };
-        let headers = signing::signed_headers(
-            secret.expose().as_bytes(),
-            signing::now_unix(),
-            "POST",
-            &path_and_query,
-            body.as_bytes(),
-        );
+        // v2, like inbound requests: the event ID travels as the Idempotency-Key, so the key a
+        // receiver deduplicates by is signed along with the body.
+        let signed = signing::Signed::new("POST", &path_and_query, body.as_bytes())
+            .content_type(CONTENT_TYPE)
+            .idempotency_key(&event_id);
+        let headers =
+            signing::signed_headers(secret.expose().as_bytes(), signing::now_unix(), &signed);
         // Never wait past the invocation: an unanswered delivery is retried, not lost.
         let timeout = DELIVERY_TIMEOUT.min(
             invocation
@@ -184,7 +187,8 @@ impl OutboundWebhook {
             .http
             .post(webhook.url.clone())
             .timeout(timeout)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .header(signing::IDEMPOTENCY_KEY_HEADER, &event_id)
             .header(EVENT_HEADER, &event.detail_type)
             .header(EVENT_ID_HEADER, &event_id);
         for (name, value) in headers {

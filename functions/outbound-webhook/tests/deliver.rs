@@ -95,16 +95,31 @@ async fn delivers_signed_with_event_headers() {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     assert_eq!(h("x-flexbridge-event"), Some("WebhookTest"));
     assert_eq!(h("x-flexbridge-event-id"), Some(event.event_id.as_str()));
-    signing::verify(
+    // The event ID travels as the Idempotency-Key and is signed (v2) with the content type.
+    assert_eq!(h("idempotency-key"), Some(event.event_id.as_str()));
+    let signed = signing::Signed::new("POST", "/hook?tenant=a", body.as_bytes())
+        .content_type(h("content-type").unwrap())
+        .idempotency_key(h("idempotency-key").unwrap());
+    let verified = signing::verify(
         SECRET.as_bytes(),
         h("x-flexbridge-timestamp"),
         h("x-flexbridge-signature"),
-        "POST",
-        "/hook?tenant=a",
-        body.as_bytes(),
+        &signed,
         signing::now_unix(),
+        false,
     )
     .expect("signature verifies with the webhook secret");
+    assert_eq!(verified.scheme, signing::Scheme::V2);
+    // Another event ID in the key header would not verify.
+    assert!(signing::verify(
+        SECRET.as_bytes(),
+        h("x-flexbridge-timestamp"),
+        h("x-flexbridge-signature"),
+        &signed.idempotency_key("another-event"),
+        signing::now_unix(),
+        false,
+    )
+    .is_err());
     let body: Value = serde_json::from_str(body).unwrap();
     assert_eq!(body["event"], "WebhookTest");
     assert_eq!(body["version"], "1");

@@ -1,53 +1,83 @@
-//! What every request passes before a route sees it, in this order (each refusal writes nothing):
+//! What every request passes before a route sees it, in this order:
 //! 1. body size (413 `body_too_large`);
-//! 2. signature and timestamp window (401, one code per reason);
-//! 3. for POST (and any other method but GET/HEAD/OPTIONS): an `Idempotency-Key` (400) and a
-//!    JSON body (400 `malformed_json`);
-//! 4. for those: the idempotency claim: a repeat with the same key and request replays the saved
-//!    response without running the route again (`Idempotent-Replayed: true`), the same key with
-//!    another request is 422, a repeat while the first still runs is 409.
+//! 2. signature and timestamp window (401, one code per reason; `v1` only while the setting
+//!    `WAREHOUSE_ACCEPT_V1_SIGNATURES` allows it);
+//! 3. for POST (and any other method but GET/HEAD/OPTIONS, which change nothing): one use per
+//!    signature: its hash is recorded (`signature#<hash>` in the idempotency table, until the
+//!    timestamp leaves the window) and a second use is 401 `signature_reused`;
+//! 4. for those: an `Idempotency-Key` (400) and a JSON body (400 `malformed_json`);
+//! 5. for those: the idempotency claim: a repeat with the same key and request replays the saved
+//!    response (status, headers and raw body) without running the route again
+//!    (`Idempotent-Replayed: true`), the same key with another request is 422, a repeat while
+//!    the first still runs is 409.
 //!
-//! Only 2xx responses are saved; any other response releases the claim, so a corrected or
-//! retried request can use the key again.
+//! Refusals write nothing but the signature's use. Every request carries an [`Invocation`] (the
+//! Lambda request ID and deadline, inserted by `main.rs` or the local runner); routes with
+//! effects take [`Effect`]. Only 2xx responses are saved; any other response releases the claim,
+//! so a corrected or retried request can use the key again.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use flexbridge::idempotency::{hash_bytes, Begin, Claim};
+use base64::Engine;
+use flexbridge::idempotency::{hash_bytes, Begin, Claim, ClaimToken};
 use flexbridge::runtime::Invocation;
-use flexbridge::warehouse::signing::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use flexbridge::warehouse::signing::{
+    self, SignatureError, Signed, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::AppState;
 
-pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+pub use flexbridge::warehouse::signing::IDEMPOTENCY_KEY_HEADER;
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// Largest request body accepted (a Function URL allows 6 MB; the warehouse never needs that).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
-/// Largest saved response; bigger ones are not replayable, so they are refused up front by routes.
-const MAX_SAVED_RESPONSE_BYTES: usize = 256 * 1024;
+/// Largest response body kept for replay: base64 of it still fits a DynamoDB item (400 KB).
+pub const MAX_SAVED_RESPONSE_BYTES: usize = 256 * 1024;
 const MAX_KEY_LEN: usize = 255;
-/// Used when nothing told us the invocation's deadline (local runner without one).
+/// Used when nothing told us the invocation's deadline (tests calling the router directly).
 const DEFAULT_BUDGET: std::time::Duration = std::time::Duration::from_secs(29);
+/// Response headers the transport computes; every other header is saved and replayed.
+const UNSAVED_HEADERS: [HeaderName; 4] = [
+    header::CONTENT_LENGTH,
+    header::DATE,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+];
 
-/// The response saved under an idempotency key.
+/// The response saved under an idempotency key: enough to answer a repeat exactly.
 #[derive(Debug, Serialize, Deserialize)]
 struct SavedResponse {
     status: u16,
-    body: serde_json::Value,
+    headers: Vec<(String, String)>,
+    /// The raw body, base64 (bodies need not be JSON, nor UTF-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body_base64: Option<String>,
+    /// Set instead of the body when it was too large to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    omitted_bytes: Option<usize>,
 }
 
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let resp = match check_and_run(state, req, next).await {
+    // Every request carries its invocation; without one (tests), a local stand-in.
+    let invocation = req
+        .extensions()
+        .get::<Invocation>()
+        .cloned()
+        .unwrap_or_else(|| Invocation::new(uuid::Uuid::new_v4().to_string(), DEFAULT_BUDGET));
+    let resp = match check_and_run(state, req, next, &invocation).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     };
     tracing::info!(
+        request_id = %invocation.request_id,
         %method,
         path,
         status = resp.status().as_u16(),
@@ -70,7 +100,21 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn check_and_run(state: AppState, req: Request, next: Next) -> Result<Response, ApiError> {
+fn unauthorized(e: SignatureError, path: &str) -> ApiError {
+    tracing::info!(
+        code = e.code(),
+        path,
+        "refused unsigned or badly signed request"
+    );
+    ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
+}
+
+async fn check_and_run(
+    state: AppState,
+    req: Request,
+    next: Next,
+    invocation: &Invocation,
+) -> Result<Response, ApiError> {
     let (mut parts, body) = req.into_parts();
 
     // 1. size, before reading more than the limit
@@ -99,36 +143,51 @@ async fn check_and_run(state: AppState, req: Request, next: Next) -> Result<Resp
         .map(|p| p.as_str())
         .unwrap_or("/")
         .to_string();
-    signing::verify(
+    let path = parts.uri.path().to_string();
+    let key_header = header_str(&parts.headers, IDEMPOTENCY_KEY_HEADER).map(str::to_string);
+    let mut signed = Signed::new(parts.method.as_str(), &path_and_query, &bytes);
+    signed.content_type = header_str(&parts.headers, header::CONTENT_TYPE.as_str());
+    signed.idempotency_key = key_header.as_deref();
+    let verified = signing::verify(
         secret.expose().as_bytes(),
         header_str(&parts.headers, TIMESTAMP_HEADER),
         header_str(&parts.headers, SIGNATURE_HEADER),
-        parts.method.as_str(),
-        &path_and_query,
-        &bytes,
+        &signed,
         signing::now_unix(),
+        state.accept_v1_signatures,
     )
-    .map_err(|e| {
-        tracing::info!(code = e.code(), path = %parts.uri.path(), "refused unsigned or badly signed request");
-        ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
-    })?;
+    .map_err(|e| unauthorized(e, &path))?;
+    if verified.scheme == signing::Scheme::V1 {
+        tracing::warn!(
+            path,
+            "accepted a v1 signature; the warehouse should move to v2"
+        );
+    }
 
-    // Routes read the invocation (and its deadline) from the extensions, as the guard does.
-    let invocation = parts
-        .extensions
-        .get::<Invocation>()
-        .cloned()
-        .unwrap_or_else(|| Invocation::new(uuid::Uuid::new_v4().to_string(), DEFAULT_BUDGET));
     parts.extensions.insert(invocation.clone());
 
-    // Reads need no key; every method that can change something does (POST today).
+    // Reads change nothing: they need no key, and repeating one (a poll twice in a second has
+    // the same signature) is harmless.
     if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
         let req = Request::from_parts(parts, Body::from(bytes));
         return Ok(next.run(req).await);
     }
 
-    // 3. POST: key and JSON
-    let key = header_str(&parts.headers, IDEMPOTENCY_KEY_HEADER)
+    // 3. one use per signature for everything else (POST today)
+    let first = state
+        .idempotency
+        .first_use(
+            &format!("signature#{}", verified.signature_id),
+            verified.valid_until() + 1,
+        )
+        .await?;
+    if !first {
+        return Err(unauthorized(SignatureError::Reused, &path));
+    }
+
+    // 4. POST: key and JSON
+    let key = key_header
+        .as_deref()
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .ok_or_else(|| {
@@ -157,7 +216,7 @@ async fn check_and_run(state: AppState, req: Request, next: Next) -> Result<Resp
         ));
     }
 
-    // 4. claim
+    // 5. claim
     let mut fingerprint = Vec::with_capacity(bytes.len() + path_and_query.len() + 8);
     fingerprint.extend_from_slice(parts.method.as_str().as_bytes());
     fingerprint.push(b'\n');
@@ -168,7 +227,7 @@ async fn check_and_run(state: AppState, req: Request, next: Next) -> Result<Resp
     let record_key = format!("warehouse#{key}");
     let token = match state
         .idempotency
-        .begin(&record_key, &validation, &invocation)
+        .begin(&record_key, &validation, invocation)
         .await?
     {
         Begin::Claimed(token) => token,
@@ -201,27 +260,97 @@ async fn check_and_run(state: AppState, req: Request, next: Next) -> Result<Resp
         }
         return Ok(resp);
     }
-    let (resp_parts, resp_body) = resp.into_parts();
-    let body = axum::body::to_bytes(resp_body, MAX_SAVED_RESPONSE_BYTES)
-        .await
-        .map_err(|e| flexbridge::Error::Internal(format!("response body: {e}")))?;
+    save(&state, &token, resp).await
+}
+
+/// Completes the claim with the route's response and answers with it. The route's effects are
+/// done, so the claim is always completed (never released): with the response, or, when that
+/// cannot be kept, with a record saying so.
+async fn save(state: &AppState, token: &ClaimToken, resp: Response) -> Result<Response, ApiError> {
+    let (parts, body) = resp.into_parts();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| !UNSAVED_HEADERS.contains(name))
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+        .collect();
+    // Our own routes build their bodies in memory: reading one whole cannot run away.
+    let body = axum::body::to_bytes(body, usize::MAX).await;
     let saved = SavedResponse {
-        status: resp_parts.status.as_u16(),
-        body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        status: parts.status.as_u16(),
+        headers,
+        body_base64: match &body {
+            Ok(b) if b.len() <= MAX_SAVED_RESPONSE_BYTES => {
+                Some(base64::engine::general_purpose::STANDARD.encode(b))
+            }
+            _ => None,
+        },
+        omitted_bytes: match &body {
+            Ok(b) if b.len() > MAX_SAVED_RESPONSE_BYTES => Some(b.len()),
+            Ok(_) => None,
+            Err(_) => Some(0),
+        },
     };
-    // The route's effects are done; failing to record them must not turn success into an error.
-    let saved = serde_json::to_value(&saved).unwrap_or_default();
-    if let Err(e) = state.idempotency.complete(&token, &saved).await {
-        tracing::warn!(error = %e, "could not save idempotent response; a repeat will run again");
+    if saved.omitted_bytes.is_some() {
+        tracing::error!(
+            key = token.key,
+            bytes = saved.omitted_bytes,
+            "response too large to keep for replay; a repeat of this key is answered 410"
+        );
     }
-    Ok(Response::from_parts(resp_parts, Body::from(body)))
+    let value = serde_json::to_value(&saved).map_err(|e| {
+        flexbridge::Error::Internal(format!("saved response is not serializable: {e}"))
+    });
+    let stored = match value {
+        Ok(v) => state.idempotency.complete(token, &v).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = stored {
+        // Unsaved, the claim expires at the invocation's deadline and a repeat is `Retaken`,
+        // which routes reconcile; failing now would invite a retry of done work.
+        tracing::error!(key = token.key, error = %e, "could not save the response of a completed request");
+    }
+    match body {
+        Ok(b) => Ok(Response::from_parts(parts, Body::from(b))),
+        Err(e) => Err(flexbridge::Error::Internal(format!(
+            "the request was applied but its response could not be read: {e}"
+        ))
+        .into()),
+    }
 }
 
 fn replay(saved: serde_json::Value) -> Result<Response, ApiError> {
     let saved: SavedResponse = serde_json::from_value(saved)
         .map_err(|e| flexbridge::Error::Internal(format!("saved response: {e}")))?;
-    let status = StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK);
-    let mut resp = (status, axum::Json(saved.body)).into_response();
+    let Some(encoded) = saved.body_base64 else {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "response_not_replayable",
+            format!(
+                "the request with this Idempotency-Key succeeded (status {}), but its response ({} bytes) was too large to keep; read the result with a GET route",
+                saved.status,
+                saved.omitted_bytes.unwrap_or(0)
+            ),
+        ));
+    };
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| flexbridge::Error::Internal(format!("saved response body: {e}")))?;
+    let status = StatusCode::from_u16(saved.status)
+        .map_err(|e| flexbridge::Error::Internal(format!("saved response status: {e}")))?;
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    for (name, value) in saved.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) else {
+            return Err(
+                flexbridge::Error::Internal(format!("saved response header {name}")).into(),
+            );
+        };
+        resp.headers_mut().append(name, value);
+    }
     resp.headers_mut()
         .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     Ok(resp)
@@ -231,12 +360,37 @@ fn replay(saved: serde_json::Value) -> Result<Response, ApiError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(pub String);
 
-/// Routes read how they got their claim: `Claim::Retaken` means an earlier attempt with this key
-/// may have applied part of its effects, so the route must make its writes idempotent or check.
-pub fn claim_of(parts: &axum::http::request::Parts) -> Claim {
-    parts
-        .extensions
-        .get::<Claim>()
-        .copied()
-        .unwrap_or(Claim::Fresh)
+/// What a route with effects (any POST) gets from the guard: the Lambda invocation (request ID
+/// and real deadline, for every claim and call it makes), how it got the request's idempotency
+/// claim, and the key. `claim` is [`Claim::Retaken`] when an earlier attempt with this key died
+/// after it may have acted: the route reads its state back (reconciles) before acting again.
+#[derive(Debug, Clone)]
+pub struct Effect {
+    pub invocation: Invocation,
+    pub claim: Claim,
+    pub key: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Effect {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let found = (
+            parts.extensions.get::<Invocation>(),
+            parts.extensions.get::<Claim>(),
+            parts.extensions.get::<IdempotencyKey>(),
+        );
+        match found {
+            (Some(inv), Some(claim), Some(key)) => Ok(Effect {
+                invocation: inv.clone(),
+                claim: *claim,
+                key: key.0.clone(),
+            }),
+            // Only a route registered for GET can get here: a programming error.
+            _ => Err(flexbridge::Error::Internal(
+                "route with effects reached without the guard's idempotency claim".into(),
+            )
+            .into()),
+        }
+    }
 }

@@ -17,6 +17,7 @@ use axum::Router;
 use flexbridge::config::keys;
 use flexbridge::events::{EventBridgeSink, EventSink};
 use flexbridge::idempotency::Idempotency;
+use flexbridge::orders::Orders;
 use flexbridge::secrets::{SecretCache, SecretString};
 use flexbridge::store::inventory::{DynamoInventoryStore, OnHandStore};
 use flexbridge::Env;
@@ -33,6 +34,11 @@ pub struct AppState {
     pub events: Arc<dyn EventSink>,
     pub on_hand: Arc<dyn OnHandStore>,
     pub env: Env,
+    /// Whether legacy `v1` signatures still count (setting `WAREHOUSE_ACCEPT_V1_SIGNATURES`).
+    pub accept_v1_signatures: bool,
+    /// The orders capability, built from `env` on first use (shipment and return routes only);
+    /// tests may fill it beforehand.
+    pub orders: Arc<tokio::sync::OnceCell<Arc<Orders>>>,
 }
 
 impl AppState {
@@ -58,7 +64,17 @@ impl AppState {
                 env.require(keys::INVENTORY_TABLE)?,
             )),
             env: env.clone(),
+            accept_v1_signatures: env.parse_or(keys::WAREHOUSE_ACCEPT_V1_SIGNATURES, false)?,
+            orders: Default::default(),
         })
+    }
+
+    /// The orders capability of this stack (see [`AppState::orders`]).
+    pub async fn orders(&self) -> flexbridge::Result<Arc<Orders>> {
+        self.orders
+            .get_or_try_init(|| async { Orders::from_env(&self.env).await.map(Arc::new) })
+            .await
+            .cloned()
     }
 
     /// The HMAC key the warehouse signs with (the secret's whole string), cached by the
@@ -70,7 +86,13 @@ impl AppState {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    routes::v1()
+    guarded(routes::v1(), state)
+}
+
+/// `routes` behind the guard, with the API's fallbacks: every route of [`router`] is served
+/// this way (tests use it to add a probe route).
+pub fn guarded(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -78,6 +100,18 @@ pub fn router(state: AppState) -> Router {
             guard::guard,
         ))
         .with_state(state)
+}
+
+/// Puts Lambda's invocation (its request ID and deadline, from lambda_http's context) into the
+/// request as the [`Invocation`](flexbridge::runtime::Invocation) the guard and routes use.
+/// The local runner does the same for the router it serves.
+pub fn lambda_invocation(mut req: lambda_http::Request) -> lambda_http::Request {
+    use lambda_http::RequestExt;
+    if let Some(ctx) = req.lambda_context_ref() {
+        let invocation = flexbridge::runtime::Invocation::from(ctx);
+        req.extensions_mut().insert(invocation);
+    }
+    req
 }
 
 /// [`router`] over [`AppState::from_env`].

@@ -12,23 +12,41 @@ use flexbridge::store::inventory::MemoryOnHandStore;
 use flexbridge::warehouse::signing;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use warehouse_api::{router, AppState};
+use warehouse_api::guard::Effect;
+use warehouse_api::{guarded, lambda_invocation, routes, AppState};
 
 const ARN: &str = "arn:warehouse";
 const SECRET: &str = "whsec_lambda";
 
 fn app() -> axum::Router {
-    router(AppState {
-        secrets: SecretCache::from_static(HashMap::from([(ARN.to_string(), SECRET.to_string())])),
-        warehouse_secret_arn: ARN.into(),
-        idempotency: Idempotency::new(
-            Arc::new(MemoryIdempotencyStore::new()),
-            Duration::from_secs(60),
-        ),
-        events: Arc::new(MemoryEventSink::new()),
-        on_hand: Arc::new(MemoryOnHandStore::new()),
-        env: flexbridge::Env::default(),
-    })
+    let probe = axum::Router::new().route(
+        "/v1/probe/invocation",
+        axum::routing::post(|effect: Effect| async move {
+            axum::Json(json!({
+                "requestId": effect.invocation.request_id,
+                "remainingMs": effect.invocation.remaining().as_millis() as u64,
+            }))
+        }),
+    );
+    guarded(
+        routes::v1().merge(probe),
+        AppState {
+            secrets: SecretCache::from_static(HashMap::from([(
+                ARN.to_string(),
+                SECRET.to_string(),
+            )])),
+            warehouse_secret_arn: ARN.into(),
+            idempotency: Idempotency::new(
+                Arc::new(MemoryIdempotencyStore::new()),
+                Duration::from_secs(60),
+            ),
+            events: Arc::new(MemoryEventSink::new()),
+            on_hand: Arc::new(MemoryOnHandStore::new()),
+            env: flexbridge::Env::default(),
+            accept_v1_signatures: false,
+            orders: Default::default(),
+        },
+    )
 }
 
 fn function_url_event(method: &str, path: &str, query: &str, body: &str, key: &str) -> String {
@@ -38,7 +56,10 @@ fn function_url_event(method: &str, path: &str, query: &str, body: &str, key: &s
         format!("{path}?{query}")
     };
     let ts = signing::now_unix();
-    let sig = signing::sign(SECRET.as_bytes(), ts, method, &pq, body.as_bytes());
+    let signed = signing::Signed::new(method, &pq, body.as_bytes())
+        .content_type("application/json")
+        .idempotency_key(key);
+    let sig = signing::sign(SECRET.as_bytes(), ts, &signed);
     json!({
         "version": "2.0",
         "routeKey": "$default",
@@ -72,7 +93,10 @@ fn function_url_event(method: &str, path: &str, query: &str, body: &str, key: &s
 }
 
 async fn call(event: &str) -> (u16, Value) {
-    let req = lambda_http::request::from_str(event).expect("a Function URL event");
+    call_with(lambda_http::request::from_str(event).expect("a Function URL event")).await
+}
+
+async fn call_with(req: lambda_http::Request) -> (u16, Value) {
     let resp = app().oneshot(req).await.unwrap();
     let status = resp.status().as_u16();
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
@@ -111,4 +135,25 @@ async fn a_query_changed_in_transit_is_refused() {
     let (status, reply) = call(&event.replace("probe=1", "probe=2")).await;
     assert_eq!(status, 401);
     assert_eq!(reply["error"]["code"], "invalid_signature");
+}
+
+#[tokio::test]
+async fn the_lambda_request_id_and_deadline_reach_the_route() {
+    use lambda_http::RequestExt;
+    let event = function_url_event("POST", "/v1/probe/invocation", "", "{}", "k-inv");
+    let mut ctx = lambda_http::Context::default();
+    ctx.request_id = "8f5e2c1a-lambda".into();
+    ctx.deadline = (chrono::Utc::now().timestamp_millis() + 9_000) as u64;
+    let req = lambda_http::request::from_str(&event)
+        .unwrap()
+        .with_lambda_context(ctx);
+    // What main.rs does to every request.
+    let (status, reply) = call_with(lambda_invocation(req)).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["requestId"], "8f5e2c1a-lambda");
+    let left = reply["remainingMs"].as_u64().unwrap();
+    assert!(
+        (1..=9_000).contains(&left),
+        "the real deadline, not a fixed budget: {left}"
+    );
 }

@@ -2,19 +2,26 @@
 //! request is served; a repeat replays.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::Json;
 use flexbridge::events::{EventName, MemoryEventSink};
+use flexbridge::idempotency::{Claim, Record, Status};
 use flexbridge::idempotency::{Idempotency, MemoryIdempotencyStore};
+use flexbridge::runtime::Invocation;
 use flexbridge::secrets::SecretCache;
 use flexbridge::store::inventory::{MemoryOnHandStore, OnHandStore};
-use flexbridge::warehouse::signing;
+use flexbridge::warehouse::signing::{self, Signed};
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use warehouse_api::{router, AppState};
+use warehouse_api::guard::Effect;
+use warehouse_api::{guarded, routes, AppState};
 
 const ARN: &str = "arn:aws:secretsmanager:us-east-1:000000000000:secret:warehouse";
 const SECRET: &str = "whsec_unit";
@@ -27,6 +34,10 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(false)
+}
+
+fn fixture_with(accept_v1_signatures: bool) -> Fixture {
     let idem = Arc::new(MemoryIdempotencyStore::new());
     let events = Arc::new(MemoryEventSink::new());
     let on_hand = Arc::new(MemoryOnHandStore::new());
@@ -37,9 +48,11 @@ fn fixture() -> Fixture {
         events: events.clone(),
         on_hand: on_hand.clone(),
         env: flexbridge::Env::default(),
+        accept_v1_signatures,
+        orders: Default::default(),
     };
     Fixture {
-        app: router(state),
+        app: guarded(routes::v1().merge(probe_routes()), state),
         idem,
         events,
         on_hand,
@@ -48,9 +61,9 @@ fn fixture() -> Fixture {
 
 fn signed(method: &str, path: &str, body: &str, key: Option<&str>, ts: i64) -> Request<Body> {
     let mut req = Request::builder().method(method).uri(path);
-    for (name, value) in
-        signing::signed_headers(SECRET.as_bytes(), ts, method, path, body.as_bytes())
-    {
+    let mut what = Signed::new(method, path, body.as_bytes());
+    what.idempotency_key = key;
+    for (name, value) in signing::signed_headers(SECRET.as_bytes(), ts, &what) {
         req = req.header(name, value);
     }
     if let Some(key) = key {
@@ -70,8 +83,11 @@ async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value, boo
     (status, body, replayed)
 }
 
+/// A timestamp no earlier call returned: every request is signed afresh (a signature is good
+/// once), as a warehouse signs each attempt.
 fn now() -> i64 {
-    signing::now_unix()
+    static SENT: AtomicI64 = AtomicI64::new(0);
+    signing::now_unix() - SENT.fetch_add(1, Ordering::SeqCst) % 200
 }
 
 const REPORT: &str = r#"{"items":[{"hub":"BER1","sku":"MUG-01","onHand":12}]}"#;
@@ -148,9 +164,7 @@ async fn every_bad_request_is_refused_with_its_code_and_writes_nothing() {
         signing::sign(
             SECRET.as_bytes(),
             t,
-            "POST",
-            "/v1/inventory",
-            body.as_bytes(),
+            &Signed::new("POST", "/v1/inventory", body.as_bytes()).idempotency_key("a"),
         )
     };
 
@@ -159,7 +173,7 @@ async fn every_bad_request_is_refused_with_its_code_and_writes_nothing() {
             "wrong signature",
             Request::post("/v1/inventory")
                 .header("x-flexbridge-timestamp", t.to_string())
-                .header("x-flexbridge-signature", "0".repeat(64))
+                .header("x-flexbridge-signature", format!("v2={}", "0".repeat(64)))
                 .header("Idempotency-Key", "a")
                 .body(Body::from(REPORT))
                 .unwrap(),
@@ -169,7 +183,9 @@ async fn every_bad_request_is_refused_with_its_code_and_writes_nothing() {
         (
             "signed with another secret",
             {
-                let sig = signing::sign(b"other", t, "POST", "/v1/inventory", REPORT.as_bytes());
+                let what =
+                    Signed::new("POST", "/v1/inventory", REPORT.as_bytes()).idempotency_key("a");
+                let sig = signing::sign(b"other", t, &what);
                 Request::post("/v1/inventory")
                     .header("x-flexbridge-timestamp", t.to_string())
                     .header("x-flexbridge-signature", sig)
@@ -328,7 +344,10 @@ async fn every_bad_request_is_refused_with_its_code_and_writes_nothing() {
                 .is_some_and(|m| !m.is_empty()),
             "{name}"
         );
-        assert!(f.idem.is_empty(), "{name}: idempotency record left behind");
+        assert!(
+            f.idem.record("warehouse#a").is_none(),
+            "{name}: idempotency claim left behind"
+        );
         assert!(
             f.on_hand.on_hand("BER1", "MUG-01").await.unwrap().is_none(),
             "{name}"
@@ -407,7 +426,7 @@ fn in_flight_record(body: &str, until_ms: i64) -> flexbridge::idempotency::Recor
     flexbridge::idempotency::Record {
         id: "warehouse#busy".into(),
         status: flexbridge::idempotency::Status::InProgress,
-        expiration: now() + 3600,
+        expiration: signing::now_unix() + 3600,
         in_progress_expiration: Some(until_ms),
         data: None,
         validation: Some(flexbridge::idempotency::hash_bytes(fingerprint.as_bytes())),
@@ -418,8 +437,10 @@ fn in_flight_record(body: &str, until_ms: i64) -> flexbridge::idempotency::Recor
 async fn a_repeat_while_the_first_still_runs_is_409_and_runs_after_it_died() {
     let f = fixture();
     // Another invocation holds the key for 20 more seconds.
-    f.idem
-        .insert(in_flight_record(REPORT, now() * 1000 + 20_000));
+    f.idem.insert(in_flight_record(
+        REPORT,
+        signing::now_unix() * 1000 + 20_000,
+    ));
     let resp = f
         .app
         .clone()
@@ -436,7 +457,8 @@ async fn a_repeat_while_the_first_still_runs_is_409_and_runs_after_it_died() {
     assert!(f.on_hand.on_hand("BER1", "MUG-01").await.unwrap().is_none());
 
     // That invocation died (its deadline passed): the repeat runs and completes the key.
-    f.idem.insert(in_flight_record(REPORT, now() * 1000 - 1));
+    f.idem
+        .insert(in_flight_record(REPORT, signing::now_unix() * 1000 - 1));
     let (status, body, replayed) = send(
         &f.app,
         signed("POST", "/v1/inventory", REPORT, Some("busy"), now()),
@@ -446,4 +468,282 @@ async fn a_repeat_while_the_first_still_runs_is_409_and_runs_after_it_died() {
     assert!(!replayed);
     let rec = f.idem.record("warehouse#busy").unwrap();
     assert_eq!(rec.status, flexbridge::idempotency::Status::Completed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Probe routes: what a route gets from the guard, and how its response is kept.
+
+static RAW_RUNS: AtomicI64 = AtomicI64::new(0);
+static BIG_RUNS: AtomicI64 = AtomicI64::new(0);
+const RAW_BODY: &[u8] = b"sku;qty\nMUG-01;3\n\xff\xfe not UTF-8";
+const BIG_BYTES: usize = 300 * 1024;
+
+fn probe_routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route(
+            "/v1/probe/invocation",
+            post(|effect: Effect| async move {
+                Json(json!({
+                    "requestId": effect.invocation.request_id,
+                    "remainingMs": effect.invocation.remaining().as_millis() as u64,
+                    "retaken": effect.claim == Claim::Retaken,
+                    "key": effect.key,
+                }))
+            }),
+        )
+        .route(
+            "/v1/probe/raw",
+            post(|| async {
+                RAW_RUNS.fetch_add(1, Ordering::SeqCst);
+                let mut resp = (
+                    StatusCode::CREATED,
+                    [
+                        ("content-type", "text/csv; charset=utf-8"),
+                        ("location", "/v1/probe/raw/1"),
+                    ],
+                    RAW_BODY,
+                )
+                    .into_response();
+                // A header given twice is kept twice.
+                for v in ["a", "b"] {
+                    resp.headers_mut().append("x-probe", v.parse().unwrap());
+                }
+                resp
+            }),
+        )
+        .route(
+            "/v1/probe/big",
+            post(|| async {
+                BIG_RUNS.fetch_add(1, Ordering::SeqCst);
+                "x".repeat(BIG_BYTES)
+            }),
+        )
+}
+
+async fn send_raw(app: &axum::Router, req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 22).await.unwrap();
+    (parts.status, parts.headers, bytes.to_vec())
+}
+
+/// `req` with the headers replaced as someone who captured it would.
+fn with_header(mut req: Request<Body>, name: &'static str, value: &str) -> Request<Body> {
+    req.headers_mut().insert(name, value.parse().unwrap());
+    req
+}
+
+/// The same request again: same method, path, headers and body.
+fn copy(method: &str, path: &str, body: &str, headers: &HeaderMap) -> Request<Body> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    *req.headers_mut() = headers.clone();
+    req
+}
+
+#[tokio::test]
+async fn a_captured_request_sent_again_with_a_fresh_key_is_refused() {
+    let f = fixture();
+    let body = r#"{"message":"once"}"#;
+    let original = signed("POST", "/v1/events/test", body, Some("k1"), now());
+    let headers = original.headers().clone();
+    let (status, reply, _) = send(&f.app, original).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+
+    let replay = with_header(
+        copy("POST", "/v1/events/test", body, &headers),
+        "idempotency-key",
+        "k2",
+    );
+    let (status, reply, _) = send(&f.app, replay).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
+    assert_eq!(reply["error"]["code"], "invalid_signature");
+    assert_eq!(f.events.events().len(), 1, "the captured request ran again");
+    assert!(f.idem.record("warehouse#k2").is_none());
+}
+
+#[tokio::test]
+async fn a_second_use_of_one_signature_is_refused_but_reads_may_repeat() {
+    let f = fixture();
+    let body = r#"{"message":"once"}"#;
+    let original = signed("POST", "/v1/events/test", body, Some("k1"), now());
+    let headers = original.headers().clone();
+    assert_eq!(send(&f.app, original).await.0, StatusCode::ACCEPTED);
+    let (status, reply, replayed) =
+        send(&f.app, copy("POST", "/v1/events/test", body, &headers)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
+    assert_eq!(reply["error"]["code"], "signature_reused");
+    assert!(!replayed);
+    assert_eq!(f.events.events().len(), 1);
+    // The hex's case does not make it another signature.
+    let sig = headers["x-flexbridge-signature"]
+        .to_str()
+        .unwrap()
+        .to_uppercase()
+        .replace("V2=", "v2=");
+    let upper = with_header(
+        copy("POST", "/v1/events/test", body, &headers),
+        "x-flexbridge-signature",
+        &sig,
+    );
+    assert_eq!(
+        send(&f.app, upper).await.1["error"]["code"],
+        "signature_reused"
+    );
+    // Signed afresh, the retry (same key) is answered from the saved response.
+    let (status, _, replayed) = send(
+        &f.app,
+        signed("POST", "/v1/events/test", body, Some("k1"), now()),
+    )
+    .await;
+    assert_eq!((status, replayed), (StatusCode::ACCEPTED, true));
+
+    // A read changes nothing: the same signed GET twice (a poll within one second) is served.
+    let t = now();
+    for _ in 0..2 {
+        let (status, body, _) = send(&f.app, signed("GET", "/v1/health", "", None, t)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+fn signed_v1(path: &str, body: &str, key: &str, ts: i64) -> Request<Body> {
+    let sig = signing::sign_v1(
+        SECRET.as_bytes(),
+        ts,
+        &Signed::new("POST", path, body.as_bytes()),
+    );
+    Request::post(path)
+        .header("x-flexbridge-timestamp", ts.to_string())
+        .header("x-flexbridge-signature", sig)
+        .header("idempotency-key", key)
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn v1_signatures_only_while_the_setting_accepts_them() {
+    let body = r#"{"message":"legacy"}"#;
+    let refused = fixture_with(false);
+    let (status, reply, _) = send(
+        &refused.app,
+        signed_v1("/v1/events/test", body, "k1", now()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
+    assert_eq!(reply["error"]["code"], "signature_v1_refused");
+    assert!(refused.events.events().is_empty());
+
+    let migrating = fixture_with(true);
+    let t = now();
+    let (status, reply, _) =
+        send(&migrating.app, signed_v1("/v1/events/test", body, "k1", t)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    // v1 does not cover the key; the one-use rule still stops a replay with a fresh key.
+    let (status, reply, _) =
+        send(&migrating.app, signed_v1("/v1/events/test", body, "k2", t)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{reply}");
+    assert_eq!(reply["error"]["code"], "signature_reused");
+    assert_eq!(migrating.events.events().len(), 1);
+    // v2 keeps working while v1 is accepted.
+    let (status, _, _) = send(
+        &migrating.app,
+        signed("POST", "/v1/events/test", body, Some("k3"), now()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn a_replay_repeats_status_headers_and_raw_body_exactly() {
+    let f = fixture();
+    let (status, headers, body) = send_raw(
+        &f.app,
+        signed("POST", "/v1/probe/raw", "{}", Some("r1"), now()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body, RAW_BODY);
+    let (status2, headers2, body2) = send_raw(
+        &f.app,
+        signed("POST", "/v1/probe/raw", "{}", Some("r1"), now()),
+    )
+    .await;
+    assert_eq!(RAW_RUNS.load(Ordering::SeqCst), 1, "the route ran again");
+    assert_eq!(status2, status);
+    assert_eq!(body2, body, "raw body");
+    assert_eq!(headers2["idempotent-replayed"], "true");
+    for name in ["content-type", "location"] {
+        assert_eq!(headers2[name], headers[name], "{name}");
+    }
+    let probes = |h: &HeaderMap| {
+        h.get_all("x-probe")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(probes(&headers2), vec!["a", "b"]);
+    assert_eq!(probes(&headers2), probes(&headers));
+}
+
+#[tokio::test]
+async fn a_response_too_large_to_keep_is_answered_and_its_claim_completed() {
+    let f = fixture();
+    let (status, _, body) = send_raw(
+        &f.app,
+        signed("POST", "/v1/probe/big", "{}", Some("b1"), now()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body.len(),
+        BIG_BYTES,
+        "the first caller gets the whole answer"
+    );
+    let rec = f.idem.record("warehouse#b1").expect("claim kept");
+    assert_eq!(rec.status, Status::Completed, "the claim must not dangle");
+
+    let (status, reply, _) = send(
+        &f.app,
+        signed("POST", "/v1/probe/big", "{}", Some("b1"), now()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::GONE, "{reply}");
+    assert_eq!(reply["error"]["code"], "response_not_replayable");
+    assert_eq!(BIG_RUNS.load(Ordering::SeqCst), 1, "the route ran again");
+}
+
+#[tokio::test]
+async fn the_route_gets_the_request_id_deadline_and_claim() {
+    let f = fixture();
+    let mut req = signed("POST", "/v1/probe/invocation", "{}", Some("i1"), now());
+    req.extensions_mut()
+        .insert(Invocation::new("lambda-req-42", Duration::from_secs(7)));
+    let (status, reply, _) = send(&f.app, req).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["requestId"], "lambda-req-42");
+    assert!(reply["remainingMs"].as_u64().unwrap() <= 7000, "{reply}");
+    assert_eq!(reply["retaken"], false);
+    assert_eq!(reply["key"], "i1");
+
+    // An earlier attempt with this key died mid-way: the route is told so it can reconcile.
+    f.idem.insert(Record {
+        id: "warehouse#i2".into(),
+        status: Status::InProgress,
+        expiration: signing::now_unix() + 3600,
+        in_progress_expiration: Some(signing::now_unix() * 1000 - 5_000),
+        data: None,
+        validation: Some(flexbridge::idempotency::hash_bytes(
+            b"POST\n/v1/probe/invocation\n{}",
+        )),
+    });
+    let (status, reply, _) = send(
+        &f.app,
+        signed("POST", "/v1/probe/invocation", "{}", Some("i2"), now()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["retaken"], true);
 }

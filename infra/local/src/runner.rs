@@ -214,7 +214,7 @@ impl Runner {
                         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                         let addr = listener.local_addr()?;
                         urls.insert(id.clone(), format!("http://{addr}"));
-                        let router = router.clone();
+                        let router = with_invocation(router.clone(), spec.timeout());
                         let mut stop_rx = stop_rx.clone();
                         tasks.push(tokio::spawn(async move {
                             let shutdown = async move {
@@ -325,6 +325,25 @@ impl Drop for Runner {
             t.abort();
         }
     }
+}
+
+/// What Lambda gives a Function URL request: a request ID and the deadline of the function's
+/// template timeout, as an [`Invocation`] in the request's extensions (lambda_http's context in
+/// AWS, turned into an `Invocation` by the function's `main.rs`); the answer carries the ID in
+/// `x-amzn-RequestId`, as a Function URL's does.
+pub fn with_invocation(router: axum::Router, timeout: Duration) -> axum::Router {
+    router.layer(axum::middleware::from_fn(
+        move |mut req: axum::extract::Request, next: axum::middleware::Next| async move {
+            let request_id = uuid::Uuid::new_v4().to_string();
+            req.extensions_mut()
+                .insert(Invocation::new(request_id.clone(), timeout));
+            let mut resp = next.run(req).await;
+            if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
+                resp.headers_mut().insert("x-amzn-requestid", v);
+            }
+            resp
+        },
+    ))
 }
 
 /// One function as the runner invokes it.

@@ -1,6 +1,6 @@
 //! A stateful simulator of the parts of Amazon's Selling Partner API that flexbridge uses:
-//! Login with Amazon, External Fulfillment (Shipments, Inventory, Returns 2024-09-11) and
-//! Listings Items 2021-08-01, plus an admin API under `/_sim/` that Amazon does not have.
+//! Login with Amazon, External Fulfillment (Shipments, Inventory, Returns 2024-09-11),
+//! Listings Items 2021-08-01 and Notifications v1 (destinations, subscriptions), plus an admin API under `/_sim/` that Amazon does not have.
 //!
 //! It is written from the official models on its own (JSON values checked against the
 //! models' schemas) and shares no types with the flexbridge client, so that a field misread
@@ -15,6 +15,7 @@ pub mod gen;
 pub mod inventory;
 pub mod listings;
 pub mod lwa;
+pub mod notifications_api;
 pub mod notify;
 pub mod ratelimit;
 pub mod returns;

@@ -1,4 +1,5 @@
-//! Login with Amazon: `POST /auth/o2/token` with `grant_type=refresh_token`.
+//! Login with Amazon: `POST /auth/o2/token` with `grant_type=refresh_token` (a seller's token)
+//! or `grant_type=client_credentials` with a scope (a grantless token, e.g. for notifications).
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State as AxState};
@@ -115,6 +116,9 @@ fn issue(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
             "The request is missing a required parameter : grant_type",
         );
     };
+    if grant == "client_credentials" {
+        return grantless(shared, get("client_id"), get("client_secret"), get("scope"));
+    }
     if grant != "refresh_token" {
         return bad(
             StatusCode::BAD_REQUEST,
@@ -171,6 +175,72 @@ fn issue(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
         Json(json!({
             "access_token": token,
             "refresh_token": rt,
+            "token_type": "bearer",
+            "expires_in": expires_in,
+        })),
+    )
+        .into_response()
+}
+
+/// Scopes a grantless (`client_credentials`) token may be issued for.
+pub const GRANTLESS_SCOPES: [&str; 2] = [
+    "sellingpartnerapi::notifications",
+    "sellingpartnerapi::client_credential:rotation",
+];
+
+/// `grant_type=client_credentials`: a token for the app itself, without a seller.
+fn grantless(
+    shared: &Shared,
+    client_id: Option<&str>,
+    client_secret: Option<&str>,
+    scope: Option<&str>,
+) -> Response {
+    for (k, v) in [
+        ("client_id", client_id),
+        ("client_secret", client_secret),
+        ("scope", scope),
+    ] {
+        if v.unwrap_or("").is_empty() {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("The request is missing a required parameter : {k}"),
+            );
+        }
+    }
+    let scope = scope.unwrap_or("");
+    if !GRANTLESS_SCOPES.contains(&scope) {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "The request has an invalid parameter : scope",
+        );
+    }
+    let mut st = shared.lock();
+    let known = st.credentials.iter().any(|c| {
+        Some(c.client_id.as_str()) == client_id && Some(c.client_secret.as_str()) == client_secret
+    });
+    if !known {
+        return bad(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Client authentication failed",
+        );
+    }
+    let bytes: [u8; 24] = st.rng.random();
+    let token = format!("Atc|sim{}", hex_encode(&bytes));
+    let ttl = st.token_ttl;
+    st.tokens.insert(token.clone(), Utc::now() + ttl);
+    st.grantless_tokens.insert(token.clone());
+    st.tokens_issued += 1;
+    let expires_in = ttl.num_seconds();
+    drop(st);
+    (
+        StatusCode::OK,
+        [("cache-control", "no-store")],
+        Json(json!({
+            "access_token": token,
+            "scope": scope,
             "token_type": "bearer",
             "expires_in": expires_in,
         })),

@@ -13,12 +13,14 @@ pub struct RateLimit {
 }
 
 /// Amazon's defaults: batchInventory 50/100, listReturns & getReturn 10/20,
-/// patchListingsItem 5/5; Shipments limits are unpublished, we use 1 rps / burst 2.
+/// patchListingsItem 5/5, every Notifications operation 1/5; Shipments limits are unpublished,
+/// we use 1 rps / burst 2.
 pub fn default_limit(operation: &str) -> RateLimit {
     let (rate, burst) = match operation {
         "batchInventory" => (50.0, 100.0),
         "listReturns" | "getReturn" => (10.0, 20.0),
         "patchListingsItem" => (5.0, 5.0),
+        op if crate::notifications_api::OPERATIONS.contains(&op) => (1.0, 5.0),
         _ => (1.0, 2.0),
     };
     RateLimit { rate, burst }

@@ -151,7 +151,9 @@ async fn amazon(
     let query: Vec<(String, String)> = form_urlencoded::parse(raw_query.as_bytes())
         .into_owned()
         .collect();
-    let is_listings = op.file.starts_with("listings");
+    // Listings and Notifications answer bad input with `InvalidInput`, External Fulfillment
+    // with `SC_00002`.
+    let is_listings = op.file.starts_with("listings") || op.file.starts_with("notifications");
 
     // Gateway: User-Agent, token, throttle; then the fault draw.
     let (limit, decision) = {
@@ -186,7 +188,21 @@ async fn amazon(
                     Some(exp) if *exp <= Utc::now() => Some(ApiError::unauthorized(
                         "The access token you provided has expired.",
                     )),
-                    Some(_) => None,
+                    Some(_) => {
+                        let grantless = st.grantless_tokens.contains(t);
+                        match (
+                            crate::notifications_api::GRANTLESS.contains(&operation.as_str()),
+                            grantless,
+                        ) {
+                            (true, false) => Some(ApiError::unauthorized(
+                                "This operation needs a grantless access token (LWA client_credentials, scope sellingpartnerapi::notifications).",
+                            )),
+                            (false, true) => Some(ApiError::unauthorized(
+                                "A grantless access token cannot call this operation; use the seller's (refresh_token) access token.",
+                            )),
+                            _ => None,
+                        }
+                    }
                 },
             }
         };
@@ -361,6 +377,14 @@ fn dispatch(st: &mut State, req: &Req) -> HResult {
         "getReturn" => crate::returns::get_return(st, req),
         "patchListingsItem" => crate::listings::patch_listings_item(st, req),
         "getListingsItem" => crate::listings::get_listings_item(st, req),
+        "getDestinations" => crate::notifications_api::get_destinations(st, req),
+        "createDestination" => crate::notifications_api::create_destination(st, req),
+        "getDestination" => crate::notifications_api::get_destination(st, req),
+        "deleteDestination" => crate::notifications_api::delete_destination(st, req),
+        "getSubscription" => crate::notifications_api::get_subscription(st, req),
+        "createSubscription" => crate::notifications_api::create_subscription(st, req),
+        "getSubscriptionById" => crate::notifications_api::get_subscription_by_id(st, req),
+        "deleteSubscriptionById" => crate::notifications_api::delete_subscription_by_id(st, req),
         other => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "SC_00003",

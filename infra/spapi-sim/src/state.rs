@@ -1,6 +1,6 @@
 //! The simulator's whole state, behind one mutex that is never held across an await.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -146,6 +146,8 @@ pub struct State {
     pub credentials: Vec<LwaCredentials>,
     /// access token -> expiry
     pub tokens: HashMap<String, DateTime<Utc>>,
+    /// The tokens of `tokens` issued by `client_credentials` (grantless).
+    pub grantless_tokens: HashSet<String>,
     pub tokens_issued: u64,
     pub locations: BTreeMap<String, Location>,
     pub skus: BTreeSet<String>,
@@ -153,6 +155,10 @@ pub struct State {
     pub inventory: BTreeMap<(String, String), InventoryRec>,
     pub returns: BTreeMap<String, Value>,
     pub listings: BTreeMap<String, ListingRec>,
+    /// Notifications API: destinationId -> Destination.
+    pub destinations: BTreeMap<String, Value>,
+    /// Notifications API: notificationType -> Subscription (one per type).
+    pub subscriptions: BTreeMap<String, Value>,
     pub calls: Vec<CallRecord>,
     pub limiter: Limiter,
     pub faults: FaultState,
@@ -179,6 +185,7 @@ impl State {
             rng: StdRng::seed_from_u64(opts.seed),
             credentials: vec![LwaCredentials::default()],
             tokens: HashMap::new(),
+            grantless_tokens: HashSet::new(),
             tokens_issued: 0,
             locations: BTreeMap::new(),
             skus: BTreeSet::new(),
@@ -186,6 +193,8 @@ impl State {
             inventory: BTreeMap::new(),
             returns: BTreeMap::new(),
             listings: BTreeMap::new(),
+            destinations: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
             calls: Vec::new(),
             limiter: Limiter::new(opts.rate_limits, &opts.rate_limit_overrides),
             faults: FaultState::new(opts.faults.clone(), opts.seed),
@@ -277,6 +286,8 @@ impl State {
             "inventory": inventory,
             "returns": self.returns.values().collect::<Vec<_>>(),
             "listings": self.listings,
+            "destinations": self.destinations.values().collect::<Vec<_>>(),
+            "subscriptions": self.subscriptions,
             "callCounts": op_counts,
             "tokensIssued": self.tokens_issued,
             "responseViolations": self.response_violations,

@@ -12,15 +12,16 @@ use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
 /// The model files the simulator needs, relative to the models folder.
-pub const MODEL_FILES: [&str; 4] = [
+pub const MODEL_FILES: [&str; 5] = [
     "externalFulfillmentShipments_2024-09-11.json",
     "externalFulfillmentInventory_2024-09-11.json",
     "externalFulfillmentReturns_2024-09-11.json",
     "listingsItems_2021-08-01.json",
+    "notifications.json",
 ];
 
 /// The operations the simulator serves (others in the models answer 404).
-pub const SERVED: [&str; 15] = [
+pub const SERVED: [&str; 23] = [
     "getShipments",
     "getShipment",
     "processShipment",
@@ -36,6 +37,14 @@ pub const SERVED: [&str; 15] = [
     "getReturn",
     "patchListingsItem",
     "getListingsItem",
+    "getDestinations",
+    "createDestination",
+    "getDestination",
+    "deleteDestination",
+    "getSubscription",
+    "createSubscription",
+    "getSubscriptionById",
+    "deleteSubscriptionById",
 ];
 
 pub struct Operation {

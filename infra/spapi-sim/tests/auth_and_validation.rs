@@ -39,13 +39,16 @@ async fn lwa_token_exchange_and_errors() {
     assert_eq!((s, v["error"].as_str()), (400, Some("invalid_request")));
     let (s, v) = lwa(
         &base,
-        &[("grant_type", "client_credentials"), ok[1], ok[2], ok[3]],
+        &[("grant_type", "authorization_code"), ok[1], ok[2], ok[3]],
     )
     .await;
     assert_eq!(
         (s, v["error"].as_str()),
         (400, Some("unsupported_grant_type"))
     );
+    // client_credentials (grantless) needs a scope.
+    let (s, v) = lwa(&base, &[("grant_type", "client_credentials"), ok[2], ok[3]]).await;
+    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_request")));
     let (s, v) = lwa(&base, &[ok[0], ok[1], ok[2], ("client_secret", "wrong")]).await;
     assert_eq!((s, v["error"].as_str()), (401, Some("invalid_client")));
     assert!(v["error_description"].is_string());

@@ -4,14 +4,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use flexbridge::events::{EventName, OutboundEvent, WebhookTest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::guard::IdempotencyKey;
+use crate::guard::Effect;
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -27,7 +27,7 @@ struct TestEventRequest {
 
 async fn test_event(
     State(state): State<AppState>,
-    Extension(IdempotencyKey(key)): Extension<IdempotencyKey>,
+    effect: Effect,
     JsonBody(req): JsonBody<TestEventRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let message = req
@@ -39,10 +39,17 @@ async fn test_event(
             "message must be at most 500 characters",
         ));
     }
-    // Keyed on the request's Idempotency-Key: a retried request re-publishes the same event ID.
+    // Keyed on the request's Idempotency-Key: a retried request (and a retaken claim, whose
+    // earlier attempt may have published) re-publishes the same event ID, which receivers drop.
+    if effect.claim.is_retaken() {
+        tracing::info!(
+            key = effect.key,
+            "retaken claim: publishing the same test event again"
+        );
+    }
     let event = OutboundEvent::new(
         EventName::WebhookTest,
-        &key,
+        &effect.key,
         chrono::Utc::now(),
         WebhookTest { message },
     )?;

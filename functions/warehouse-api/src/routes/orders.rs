@@ -13,28 +13,20 @@
 //! - `POST /v1/notifications`: a relayed `EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE` envelope
 //!   (either casing), signed like every warehouse request; handled like the SQS queue's.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
-
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use flexbridge::config::keys;
 use flexbridge::orders::notifications::NotificationHandler;
 use flexbridge::orders::ports::RejectReason;
-use flexbridge::orders::{Orders, Stage};
-use flexbridge::runtime::Invocation;
+use flexbridge::orders::Stage;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::extract::JsonBody;
+use crate::guard::Effect;
 use crate::{reply, AppState};
-
-/// Work a request may do before the Function URL's 30 s timeout.
-pub(crate) const REQUEST_BUDGET: Duration = Duration::from_secs(25);
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -43,28 +35,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/shipments/{shipment_id}/release", post(release))
         .route("/v1/shipments/{shipment_id}/reject", post(reject))
         .route("/v1/notifications", post(relay_notification))
-}
-
-/// The orders capability for this function's environment, built once per stack (the local
-/// runner serves several stacks from one process, so it is keyed by the shipments table).
-pub(crate) async fn orders(state: &AppState) -> Result<Arc<Orders>, ApiError> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Orders>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let key = state.env.require(keys::SHIPMENTS_TABLE)?.to_string();
-    if let Some(o) = cache.lock().expect("orders cache").get(&key) {
-        return Ok(o.clone());
-    }
-    let built = Arc::new(Orders::from_env(&state.env).await?);
-    Ok(cache
-        .lock()
-        .expect("orders cache")
-        .entry(key)
-        .or_insert(built)
-        .clone())
-}
-
-pub(crate) fn invocation() -> Invocation {
-    Invocation::new(uuid::Uuid::new_v4().to_string(), REQUEST_BUDGET)
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,7 +94,7 @@ async fn list_shipments(
     })?;
     let stage =
         Stage::parse(raw).map_err(|e| ApiError::bad_request("invalid_stage", e.to_string()))?;
-    let orders = orders(&state).await?;
+    let orders = state.orders().await?;
     let page = orders
         .shipments
         .list(stage, q.since()?, q.limit()?, q.next_token.as_deref())
@@ -136,18 +106,27 @@ async fn get_shipment(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let orders = orders(&state).await?;
+    let orders = state.orders().await?;
     let r = orders.shipments.get(&id).await?;
     reply::found(r, || format!("shipment {id}"))
 }
 
 async fn release(
     State(state): State<AppState>,
+    effect: Effect,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let orders = orders(&state).await?;
-    let inv = invocation();
-    let r = orders.processor(&inv).release_hold(&id, &inv).await?;
+    let orders = state.orders().await?;
+    if effect.claim.is_retaken() {
+        // An earlier attempt may have released it: if so, answer with where it got to.
+        if let Some(r) = orders.shipments.get(&id).await? {
+            if r.released && r.stage != Stage::Held {
+                return reply::body(r);
+            }
+        }
+    }
+    let inv = &effect.invocation;
+    let r = orders.processor(inv).release_hold(&id, inv).await?;
     reply::body(r)
 }
 
@@ -160,29 +139,41 @@ struct RejectRequest {
 
 async fn reject(
     State(state): State<AppState>,
+    effect: Effect,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<RejectRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let orders = orders(&state).await?;
-    let inv = invocation();
+    let orders = state.orders().await?;
+    if effect.claim.is_retaken() {
+        // An earlier attempt may have rejected it: if so, answer with the stored result.
+        if let Some(r) = orders.shipments.get(&id).await? {
+            if r.stage == Stage::Rejected {
+                return reply::body(r);
+            }
+        }
+    }
+    let inv = &effect.invocation;
     let r = orders
-        .processor(&inv)
-        .reject_held(&id, req.reason.unwrap_or(RejectReason::OutOfStock), &inv)
+        .processor(inv)
+        .reject_held(&id, req.reason.unwrap_or(RejectReason::OutOfStock), inv)
         .await?;
     reply::body(r)
 }
 
 async fn relay_notification(
     State(state): State<AppState>,
+    effect: Effect,
     body: String,
 ) -> Result<Json<Value>, ApiError> {
-    let orders = orders(&state).await?;
-    let inv = invocation();
-    let processor = orders.processor(&inv);
+    let orders = state.orders().await?;
+    // A retaken claim needs no read-back here: the handler claims each notification by its
+    // own ID and reconciles with Amazon itself.
+    let inv = &effect.invocation;
+    let processor = orders.processor(inv);
     let handler = NotificationHandler {
         processor: &processor,
         idempotency: &orders.idempotency,
     };
-    let outcome = handler.handle(&body, &inv).await?;
+    let outcome = handler.handle(&body, inv).await?;
     reply::body(outcome)
 }

@@ -45,14 +45,16 @@ impl WebhookReceiver {
                     .map(|p| p.as_str().to_string())
                     .unwrap_or_default();
                 let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+                let mut signed = signing::Signed::new("POST", &path, &body);
+                signed.content_type = h("content-type");
+                signed.idempotency_key = h(signing::IDEMPOTENCY_KEY_HEADER);
                 let signed_ok = signing::verify(
                     &key,
                     h(signing::TIMESTAMP_HEADER),
                     h(signing::SIGNATURE_HEADER),
-                    "POST",
-                    &path,
-                    &body,
+                    &signed,
                     signing::now_unix(),
+                    false,
                 )
                 .is_ok();
                 store.lock().expect("deliveries").push(Delivery {
@@ -134,16 +136,18 @@ impl Foundation {
             ("no signature", now, b"", false),
         ];
         for (what, ts, secret, should_pass) in cases {
+            let idempotency_key =
+                format!("local-run-{}-{}", ctx.stack.name, what.replace(' ', "-"));
             let mut req = http
                 .post(format!("{url}{path}"))
                 .header("content-type", "application/json")
-                .header(
-                    "idempotency-key",
-                    format!("local-run-{}-{}", ctx.stack.name, what.replace(' ', "-")),
-                )
+                .header(signing::IDEMPOTENCY_KEY_HEADER, &idempotency_key)
                 .body(body.clone());
             if !secret.is_empty() {
-                for (h, v) in signing::signed_headers(secret, ts, "POST", path, body.as_bytes()) {
+                let signed = signing::Signed::new("POST", path, body.as_bytes())
+                    .content_type("application/json")
+                    .idempotency_key(&idempotency_key);
+                for (h, v) in signing::signed_headers(secret, ts, &signed) {
                     req = req.header(h, v);
                 }
             }

@@ -77,15 +77,46 @@ pub async fn token(http: &reqwest::Client, base: &str) -> String {
     v["access_token"].as_str().unwrap().to_string()
 }
 
+/// A grantless token (LWA `client_credentials`) for `scope`.
+pub async fn grantless_token(http: &reqwest::Client, base: &str, scope: &str) -> (u16, Value) {
+    let r = http
+        .post(format!("{base}/auth/o2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("grant_type", "client_credentials")
+                .append_pair("scope", scope)
+                .append_pair("client_id", DEFAULT_CLIENT_ID)
+                .append_pair("client_secret", DEFAULT_CLIENT_SECRET)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
 impl Sim {
     pub async fn call(&self, method: Method, path_and_query: &str, body: Option<Value>) -> Res {
+        self.call_as(&self.token, method, path_and_query, body)
+            .await
+    }
+
+    /// [`Sim::call`] with another access token.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Value>,
+    ) -> Res {
         let mut req = self
             .http
             .request(
                 method,
                 format!("{}{}", self.handle.base_url, path_and_query),
             )
-            .header("x-amz-access-token", &self.token)
+            .header("x-amz-access-token", token)
             .header("user-agent", "spapi-sim-tests/1.0 (Language=Rust)");
         if let Some(b) = body {
             req = req
