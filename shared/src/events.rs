@@ -222,7 +222,7 @@ pub struct LabelReady {
     /// Short-lived presigned GET link to the label file (print it promptly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_url: Option<String>,
-    /// `application/zpl`, `application/pdf`, `image/png` or `text/plain`.
+    /// `x.application/zpl` (as Amazon names it), `application/pdf`, `image/png` or `text/plain`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
     /// When `label_url` (and `invoice_url`) stop working (RFC 3339).

@@ -32,6 +32,25 @@ pub fn init() {
     let _ = result;
 }
 
+/// Emits one CloudWatch metric in the Embedded Metric Format (a JSON line on stdout, which
+/// Lambda's log stream turns into a metric in namespace `flexbridge`), with one dimension.
+pub fn emit_metric(name: &str, dimension: (&str, &str), value: f64) {
+    let (dim, dim_value) = dimension;
+    let mut doc = serde_json::json!({
+        "_aws": {
+            "Timestamp": chrono::Utc::now().timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": "flexbridge",
+                "Dimensions": [[dim]],
+                "Metrics": [{"Name": name, "Unit": "Count"}]
+            }]
+        }
+    });
+    doc[dim] = dim_value.into();
+    doc[name] = value.into();
+    println!("{doc}");
+}
+
 /// A value that prints as `***` in `Debug` and `Display`, so it cannot leak into logs.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Redacted<T>(pub T);

@@ -6,10 +6,13 @@
 //! off, Amazon cancelling mid-job).
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use base64::Engine;
+use flexbridge::fulfilment::ports::JobQueue;
+use flexbridge::fulfilment::worker::JobOutcome;
 use flexbridge::fulfilment::{FulfilmentService, LabelJob};
 use flexbridge::orders::poller::OrderPoller;
 use flexbridge::orders::{Orders, Stage};
@@ -266,6 +269,18 @@ impl World {
                     .await?;
             }
         }
+    }
+}
+
+/// A labels queue that keeps the jobs (the test runs them itself).
+#[derive(Default)]
+struct Parked(Mutex<Vec<Value>>);
+
+#[async_trait::async_trait]
+impl JobQueue for Parked {
+    async fn send(&self, body: &Value) -> flexbridge::Result<()> {
+        self.0.lock().unwrap().push(body.clone());
+        Ok(())
     }
 }
 
@@ -570,21 +585,43 @@ async fn cancellations_both_ways() -> Result<()> {
     assert_eq!(w.inventory().position(MFN, "MUG-01").await?.reserved, 0);
 
     // Amazon cancels while the label job is queued: it stops at its first step boundary and
-    // the warehouse is told.
-    w.runner.stop().await;
+    // the warehouse is told. (The job is run here, so the cancellation surely comes first.)
     let mid = w.handed_over(FLEX, one.clone()).await?;
+    let mut service = w.service().await?;
+    service.labels_queue = Arc::new(Parked::default());
+    let i = inv();
     let packed = json!({"packages": [package("M1", "500", json!([{"packageLineItemId": "1", "quantity": 2}]))]});
-    let (status, _) = w.call("POST", &format!("/v1/shipments/{mid}/packed"), packed).await?;
-    assert_eq!(status, 202);
+    service.fulfiller(&i).packed(&mid, serde_json::from_value(packed)?).await?;
     w.admin.cancel_shipment(&mid).await?;
-    let outcomes = w.drain_labels().await?;
-    assert_eq!(outcomes.len(), 1);
-    assert_eq!(outcomes[0]["outcome"], "stopped", "{outcomes:?}");
+    let job = LabelJob {
+        shipment_id: mid.clone(),
+        pack_version: 1,
+    };
+    let outcome = service.fulfiller(&i).run_label_job(&job, &i).await?;
+    assert!(matches!(outcome, JobOutcome::Stopped { .. }), "{outcome:?}");
     assert_eq!(w.stage(&mid).await?, Stage::Cancelled);
     assert_eq!(w.applied("createPackages", &mid).await?, 0);
     w.events(&mut events).await?;
     let c = facts(&events, "ShipmentCancelled", &mid);
     assert_eq!(c.len(), 1, "{events:?}");
     assert_eq!(c[0]["cancelledBy"], "amazon");
+
+    // Ship-by awareness: an unlabelled shipment inside the alert window raises it once.
+    settings
+        .put(
+            flexbridge::fulfilment::policy::SHIP_BY_ALERT_MINUTES,
+            json!(100_000),
+            None,
+            "test",
+        )
+        .await?;
+    let raised = service.fulfiller(&i).ship_by_sweep(chrono::Utc::now(), &i).await?;
+    assert_eq!(raised, 1, "only {b} is unlabelled and open");
+    let again = service.fulfiller(&i).ship_by_sweep(chrono::Utc::now(), &i).await?;
+    assert_eq!(again, 0, "raised once");
+    w.events(&mut events).await?;
+    let alert = facts(&events, "ShipByAtRisk", &b);
+    assert_eq!(alert.len(), 1, "{events:?}");
+    assert_eq!(alert[0]["hub"], "HUB-NJ");
     Ok(())
 }

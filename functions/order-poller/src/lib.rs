@@ -3,10 +3,12 @@
 //! status's cursor (minus the overlap), stores them, moves the cursor, then confirms and hands
 //! them over; finally sweeps shipments an earlier run left half-way. Storing and confirming
 //! stay in one function: the same `OrderProcessor` serves the notification consumer, and the
-//! sweep makes a separate confirm queue unnecessary.
+//! sweep makes a separate confirm queue unnecessary. Each run also raises `ShipByAtRisk` for
+//! shipments not labelled close to their ship-by time (`fulfilment::shipby`).
 
 use async_trait::async_trait;
 use flexbridge::orders::poller::OrderPoller as Poll;
+use flexbridge::fulfilment::FulfilmentService;
 use flexbridge::orders::Orders;
 use flexbridge::runtime::{Function, Invocation};
 use flexbridge::{Env, Result};
@@ -14,12 +16,15 @@ use serde_json::Value;
 
 pub struct OrderPoller {
     pub orders: Orders,
+    pub fulfilment: FulfilmentService,
 }
 
 impl OrderPoller {
     pub async fn from_env(env: &Env) -> Result<Self> {
+        let orders = Orders::from_env(env).await?;
         Ok(Self {
-            orders: Orders::from_env(env).await?,
+            fulfilment: FulfilmentService::with_orders(env, orders.clone()).await?,
+            orders,
         })
     }
 }
@@ -34,6 +39,13 @@ impl Function for OrderPoller {
             settings: self.orders.poll_settings().await?,
         };
         let report = poller.run(&inv).await?;
-        Ok(serde_json::to_value(report)?)
+        let at_risk = self
+            .fulfilment
+            .fulfiller(&inv)
+            .ship_by_sweep(chrono::Utc::now(), &inv)
+            .await?;
+        let mut out = serde_json::to_value(report)?;
+        out["shipByAtRisk"] = at_risk.into();
+        Ok(out)
     }
 }

@@ -20,6 +20,7 @@ pub mod cancel;
 pub mod packing;
 pub mod policy;
 pub mod ports;
+pub mod shipby;
 pub mod wiring;
 pub mod worker;
 

@@ -259,7 +259,7 @@ impl Fulfiller {
         R: std::future::Future<Output = Result<T>> + Send,
     {
         self.idempotency
-            .run(key, key, inv, |claim| async move {
+            .run(key, shipment_id, inv, |claim| async move {
                 if claim.is_retaken() {
                     let s = self.read_back(shipment_id, inv).await?;
                     if applied(&s) {
