@@ -106,7 +106,10 @@ impl World {
         let mut spec = spec;
         spec["locationId"] = location.into();
         let s = self.admin.create_shipment(spec).await?;
-        let id = s["id"].as_str().ok_or_else(|| anyhow!("no id"))?.to_string();
+        let id = s["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no id"))?
+            .to_string();
         let processor = self.orders.processor(&inv());
         let mut settings = self.orders.poll_settings().await?;
         settings.pass_interval = Duration::ZERO;
@@ -132,9 +135,11 @@ impl World {
     }
 
     async fn wait_stage(&self, id: &str, stage: Stage) -> Result<()> {
-        eventually(Duration::from_secs(60), &format!("{id} {stage:?}"), || async {
-            Ok((self.stage(id).await? == stage).then_some(()))
-        })
+        eventually(
+            Duration::from_secs(60),
+            &format!("{id} {stage:?}"),
+            || async { Ok((self.stage(id).await? == stage).then_some(())) },
+        )
         .await
     }
 
@@ -165,7 +170,10 @@ impl World {
         let resp = req.send().await?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 
     /// Calls of one operation on one shipment at the simulator: (status, query, note).
@@ -230,7 +238,10 @@ impl World {
     }
 
     fn inventory(&self) -> DynamoInventoryStore {
-        DynamoInventoryStore::new(self.t.dynamodb.clone(), self.t.stack.table("InventoryTable"))
+        DynamoInventoryStore::new(
+            self.t.dynamodb.clone(),
+            self.t.stack.table("InventoryTable"),
+        )
     }
 
     async fn service(&self) -> Result<FulfilmentService> {
@@ -322,8 +333,7 @@ async fn packed_to_shipped_through_the_queue() -> Result<()> {
     let mut short = good.clone();
     short["packages"][0]["packageLineItems"][0]["quantity"] = 1.into();
     let mut twice = good.clone();
-    twice["packages"][1]["packageLineItems"] =
-        json!([{"packageLineItemId": "2", "quantity": 1, "serialNumbers": ["SN-1"]}, {"packageLineItemId": "1", "quantity": 1}]);
+    twice["packages"][1]["packageLineItems"] = json!([{"packageLineItemId": "2", "quantity": 1, "serialNumbers": ["SN-1"]}, {"packageLineItemId": "1", "quantity": 1}]);
     let mut no_serial = good.clone();
     no_serial["packages"][1]["packageLineItems"][0]["serialNumbers"] = json!([]);
     let mut stranger = good.clone();
@@ -340,7 +350,13 @@ async fn packed_to_shipped_through_the_queue() -> Result<()> {
     ] {
         let (status, out) = w.call("POST", &path, body.clone()).await?;
         assert_eq!(status, 422, "{out}");
-        assert!(out["error"]["message"].as_str().unwrap_or("").contains(expect), "{expect}: {out}");
+        assert!(
+            out["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(expect),
+            "{expect}: {out}"
+        );
     }
     let stored = w.orders.shipments.get(&id).await?.unwrap();
     assert!(stored.fulfilment.is_none() && stored.stage == Stage::HandedOver);
@@ -356,12 +372,25 @@ async fn packed_to_shipped_through_the_queue() -> Result<()> {
     assert_eq!(f.labels.len(), 2);
     for (pid, l) in &f.labels {
         let key = l.key.clone().unwrap();
-        assert!(key.starts_with(&format!("labels/{FLEX}/{id}/{pid}-label-1.")), "{key}");
+        assert!(
+            key.starts_with(&format!("labels/{FLEX}/{id}/{pid}-label-1.")),
+            "{key}"
+        );
         assert!(key.ends_with(".zpl"), "Seller Flex labels are ZPL: {key}");
         assert!(l.tracking_id.starts_with("SIM"), "{l:?}");
     }
     let steps: Vec<&str> = f.steps.iter().map(|s| s.step.as_str()).collect();
-    assert_eq!(steps, ["packed", "packages", "labels", "download", "download", "label_ready"]);
+    assert_eq!(
+        steps,
+        [
+            "packed",
+            "packages",
+            "labels",
+            "download",
+            "download",
+            "label_ready"
+        ]
+    );
 
     // LabelReady per package, with a link that serves the stored file.
     let mut events = Vec::new();
@@ -369,8 +398,16 @@ async fn packed_to_shipped_through_the_queue() -> Result<()> {
     let ready = facts(&events, "LabelReady", &id);
     assert_eq!(ready.len(), 2, "{events:?}");
     let link = ready[0]["labelUrl"].as_str().unwrap();
-    let bytes = reqwest::get(link).await?.error_for_status()?.bytes().await?;
-    assert!(bytes.starts_with(b"^XA"), "a ZPL label: {:?}", &bytes[..8.min(bytes.len())]);
+    let bytes = reqwest::get(link)
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    assert!(
+        bytes.starts_with(b"^XA"),
+        "a ZPL label: {:?}",
+        &bytes[..8.min(bytes.len())]
+    );
     assert_eq!(ready[0]["hub"], "HUB-NJ");
 
     // The same packing again and a redelivered job: nothing happens twice at Amazon.
@@ -382,23 +419,34 @@ async fn packed_to_shipped_through_the_queue() -> Result<()> {
         .message_body(json!({"shipmentId": id, "packVersion": 1}).to_string())
         .send()
         .await?;
-    eventually(Duration::from_secs(30), "redelivered jobs handled", || async {
-        Ok((w.runner.function_stats("LabelWorkerFunction").messages_ok >= 2).then_some(()))
-    })
+    eventually(
+        Duration::from_secs(30),
+        "redelivered jobs handled",
+        || async {
+            Ok((w.runner.function_stats("LabelWorkerFunction").messages_ok >= 2).then_some(()))
+        },
+    )
     .await?;
     assert_eq!(w.applied("createPackages", &id).await?, 1);
     assert_eq!(w.applied("generateShipLabels", &id).await?, 1);
 
     // Shipped: Amazon told per package, reservation released, ShipmentShipped.
     assert_eq!(w.inventory().position(FLEX, "MUG-01").await?.reserved, 2);
-    let (status, out) = w.call("POST", &format!("/v1/shipments/{id}/shipped"), json!({})).await?;
+    let (status, out) = w
+        .call("POST", &format!("/v1/shipments/{id}/shipped"), json!({}))
+        .await?;
     assert_eq!(status, 200, "{out}");
     assert_eq!(out["stage"], "shipped");
-    assert_eq!(w.admin.shipment(&id).await?["shipment"]["status"], "SHIPPED");
+    assert_eq!(
+        w.admin.shipment(&id).await?["shipment"]["status"],
+        "SHIPPED"
+    );
     assert_eq!(w.applied("updatePackageStatus", &id).await?, 2);
     assert_eq!(w.inventory().position(FLEX, "MUG-01").await?.reserved, 0);
     assert_eq!(w.inventory().position(FLEX, "TEE-02").await?.reserved, 0);
-    let (status, _) = w.call("POST", &format!("/v1/shipments/{id}/shipped"), json!({})).await?;
+    let (status, _) = w
+        .call("POST", &format!("/v1/shipments/{id}/shipped"), json!({}))
+        .await?;
     assert_eq!(status, 200, "reporting it twice is fine");
     assert_eq!(w.applied("updatePackageStatus", &id).await?, 2);
     w.events(&mut events).await?;
@@ -424,55 +472,86 @@ async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
         )
         .await?;
     let packed = json!({"packages": [package("P1", "250", json!([{"packageLineItemId": "1", "quantity": 1}]))]});
-    let (status, out) = w.call("POST", &format!("/v1/shipments/{id}/packed"), packed).await?;
+    let (status, out) = w
+        .call("POST", &format!("/v1/shipments/{id}/packed"), packed)
+        .await?;
     assert_eq!(status, 202, "{out}");
     // Every step with an effect is applied at Amazon and then answered with a 500.
     for op in ["createPackages", "generateInvoice", "generateShipLabels"] {
-        w.admin.script_faults(op, &[FaultKind::ApplyThenFail]).await?;
+        w.admin
+            .script_faults(op, &[FaultKind::ApplyThenFail])
+            .await?;
     }
     let outcomes = w.drain_labels().await?;
-    assert_eq!(outcomes, [json!({"outcome": "labelled", "steps": 6})], "{outcomes:?}");
+    assert_eq!(
+        outcomes,
+        [json!({"outcome": "labelled", "steps": 6})],
+        "{outcomes:?}"
+    );
     assert_eq!(w.stage(&id).await?, Stage::Labelled);
-    assert_eq!(w.applied("createPackages", &id).await?, 1, "read back, never sent again");
+    assert_eq!(
+        w.applied("createPackages", &id).await?,
+        1,
+        "read back, never sent again"
+    );
     assert_eq!(w.applied("generateInvoice", &id).await?, 1);
     assert_eq!(w.applied("retrieveInvoice", &id).await?, 1);
     let labels = w.calls("generateShipLabels", &id).await?;
     // GENERATE applied but its answer lost: the files come from one REGENERATE.
     assert_eq!(labels.len(), 2, "{labels:?}");
     assert!(labels[1].1.contains("REGENERATE"), "{labels:?}");
-    let f = w.orders.shipments.get(&id).await?.unwrap().fulfilment.unwrap();
+    let f = w
+        .orders
+        .shipments
+        .get(&id)
+        .await?
+        .unwrap()
+        .fulfilment
+        .unwrap();
     assert_eq!(f.shipping_options["P1"].policy, "recommended");
     let invoice = f.invoice.clone().unwrap();
     assert_eq!(invoice.source, "amazon");
-    let bytes = w
-        .t
-        .s3
-        .get_object()
-        .bucket(w.t.stack.bucket("UploadsBucket"))
-        .key(&invoice.key)
-        .send()
-        .await?
-        .body
-        .collect()
-        .await?
-        .into_bytes();
+    let bytes =
+        w.t.s3
+            .get_object()
+            .bucket(w.t.stack.bucket("UploadsBucket"))
+            .key(&invoice.key)
+            .send()
+            .await?
+            .body
+            .collect()
+            .await?
+            .into_bytes();
     assert!(bytes.starts_with(b"%PDF"), "{}", invoice.key);
     assert!(f.labels["P1"].key.as_ref().unwrap().ends_with(".pdf"));
 
     // A reprint: REGENERATE with the reason recorded, a second label file.
     let (status, out) = w
-        .call("POST", &format!("/v1/shipments/{id}/reprint"), json!({"reason": "printer jam"}))
+        .call(
+            "POST",
+            &format!("/v1/shipments/{id}/reprint"),
+            json!({"reason": "printer jam"}),
+        )
         .await?;
     assert_eq!(status, 202, "{out}");
     w.drain_labels().await?;
-    let f = w.orders.shipments.get(&id).await?.unwrap().fulfilment.unwrap();
+    let f = w
+        .orders
+        .shipments
+        .get(&id)
+        .await?
+        .unwrap()
+        .fulfilment
+        .unwrap();
     assert_eq!(f.labels["P1"].generation, 2);
     assert!(f.reprints.iter().any(|r| r.reason == "printer jam"));
     assert_eq!(w.stage(&id).await?, Stage::Labelled);
 
     // A re-pack: updatePackage, then options, invoice and labels again.
     let repacked = json!({"packages": [package("P1", "900", json!([{"packageLineItemId": "1", "quantity": 1}]))]});
-    let (status, out) = w.call("POST", &format!("/v1/shipments/{id}/packed"), repacked).await?;
+    let (status, out) = w
+        .call("POST", &format!("/v1/shipments/{id}/packed"), repacked)
+        .await?;
     assert_eq!(status, 202, "{out}");
     assert_eq!(out["packVersion"], 2);
     let (status, _) = w
@@ -485,7 +564,14 @@ async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
     assert_eq!(w.applied("updatePackage", &id).await?, 1);
     assert_eq!(w.applied("createPackages", &id).await?, 1);
     assert_eq!(w.applied("generateInvoice", &id).await?, 2);
-    let f = w.orders.shipments.get(&id).await?.unwrap().fulfilment.unwrap();
+    let f = w
+        .orders
+        .shipments
+        .get(&id)
+        .await?
+        .unwrap()
+        .fulfilment
+        .unwrap();
     assert_eq!(f.packages_at_amazon, Some(2));
     let sim = w.admin.shipment(&id).await?;
     assert_eq!(sim["shipment"]["packages"][0]["weight"]["value"], "900");
@@ -496,23 +582,38 @@ async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
         .await?;
     let pdf = base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.4 seller invoice");
     let (status, out) = w
-        .call("PUT", &format!("/v1/shipments/{own}/invoice"), json!({"format": "PDF", "content": pdf}))
+        .call(
+            "PUT",
+            &format!("/v1/shipments/{own}/invoice"),
+            json!({"format": "PDF", "content": pdf}),
+        )
         .await?;
     assert_eq!(status, 200, "{out}");
     let (status, _) = w
-        .call("PUT", &format!("/v1/shipments/{id}/invoice"), json!({"content": pdf}))
+        .call(
+            "PUT",
+            &format!("/v1/shipments/{id}/invoice"),
+            json!({"content": pdf}),
+        )
         .await?;
     assert_eq!(status, 409, "Amazon's own invoice is required there");
     let packed = json!({"packages": [package("Q1", "100", json!([{"packageLineItemId": "1", "quantity": 1}]))]});
-    w.call("POST", &format!("/v1/shipments/{own}/packed"), packed).await?;
+    w.call("POST", &format!("/v1/shipments/{own}/packed"), packed)
+        .await?;
     w.drain_labels().await?;
     assert_eq!(w.stage(&own).await?, Stage::Labelled);
     assert_eq!(w.applied("generateInvoice", &own).await?, 0);
     let mut events = Vec::new();
     w.events(&mut events).await?;
     let ready = facts(&events, "LabelReady", &own);
-    assert_eq!(ready[0]["invoiceKey"], format!("labels/{MFN}/{own}/invoice-seller.pdf"));
-    let served = reqwest::get(ready[0]["invoiceUrl"].as_str().unwrap()).await?.bytes().await?;
+    assert_eq!(
+        ready[0]["invoiceKey"],
+        format!("labels/{MFN}/{own}/invoice-seller.pdf")
+    );
+    let served = reqwest::get(ready[0]["invoiceUrl"].as_str().unwrap())
+        .await?
+        .bytes()
+        .await?;
     assert_eq!(&served[..], b"%PDF-1.4 seller invoice");
     w.runner.stop().await;
     Ok(())
@@ -527,7 +628,11 @@ async fn cancellations_both_ways() -> Result<()> {
     let a = w.handed_over(FLEX, one.clone()).await?;
     assert_eq!(w.inventory().position(FLEX, "MUG-01").await?.reserved, 2);
     let (status, out) = w
-        .call("POST", &format!("/v1/shipments/{a}/cancel"), json!({"reason": "CUSTOMER_REQUESTED"}))
+        .call(
+            "POST",
+            &format!("/v1/shipments/{a}/cancel"),
+            json!({"reason": "CUSTOMER_REQUESTED"}),
+        )
         .await?;
     assert_eq!(status, 202, "{out}");
     w.wait_stage(&a, Stage::Rejected).await?;
@@ -545,8 +650,11 @@ async fn cancellations_both_ways() -> Result<()> {
     // Partial cancellation is not something Amazon supports: refused, naming the line.
     let b = w.handed_over(FLEX, one.clone()).await?;
     let (status, out) = w
-        .call("POST", &format!("/v1/shipments/{b}/cancel"),
-            json!({"reason": "OUT_OF_STOCK", "lines": [{"lineId": "1", "quantity": 1}]}))
+        .call(
+            "POST",
+            &format!("/v1/shipments/{b}/cancel"),
+            json!({"reason": "OUT_OF_STOCK", "lines": [{"lineId": "1", "quantity": 1}]}),
+        )
         .await?;
     assert_eq!(status, 422, "{out}");
     // Refused: Amazon's status no longer allows rejection once labels exist.
@@ -554,10 +662,20 @@ async fn cancellations_both_ways() -> Result<()> {
     let processor = w.orders.processor(&inv());
     processor.refresh(&b, &inv()).await?;
     let (status, out) = w
-        .call("POST", &format!("/v1/shipments/{b}/cancel"), json!({"reason": "OUT_OF_STOCK"}))
+        .call(
+            "POST",
+            &format!("/v1/shipments/{b}/cancel"),
+            json!({"reason": "OUT_OF_STOCK"}),
+        )
         .await?;
     assert_eq!(status, 409, "{out}");
-    assert!(out["error"]["message"].as_str().unwrap().contains("does not allow rejection"), "{out}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not allow rejection"),
+        "{out}"
+    );
 
     // Auto-cancel off for the location: kept local, held for a person, nothing sent.
     let settings = DynamoSettingsStore::new(w.t.dynamodb.clone(), w.t.stack.table("SettingsTable"));
@@ -571,17 +689,32 @@ async fn cancellations_both_ways() -> Result<()> {
         .await?;
     let local = w.handed_over(MFN, one.clone()).await?;
     let (status, out) = w
-        .call("POST", &format!("/v1/shipments/{local}/cancel"), json!({"reason": "OUT_OF_STOCK"}))
+        .call(
+            "POST",
+            &format!("/v1/shipments/{local}/cancel"),
+            json!({"reason": "OUT_OF_STOCK"}),
+        )
         .await?;
     assert_eq!(status, 202, "{out}");
     assert_eq!(out["stage"], "held");
-    assert_eq!(w.applied("processShipment", &local).await?, 1, "only the CONFIRM");
+    assert_eq!(
+        w.applied("processShipment", &local).await?,
+        1,
+        "only the CONFIRM"
+    );
     // A person then rejects it: the units come back.
     let (status, out) = w
-        .call("POST", &format!("/v1/shipments/{local}/reject"), json!({"reason": "OUT_OF_STOCK"}))
+        .call(
+            "POST",
+            &format!("/v1/shipments/{local}/reject"),
+            json!({"reason": "OUT_OF_STOCK"}),
+        )
         .await?;
     assert_eq!(status, 200, "{out}");
-    assert_eq!(w.admin.shipment(&local).await?["shipment"]["status"], "CANCELLED");
+    assert_eq!(
+        w.admin.shipment(&local).await?["shipment"]["status"],
+        "CANCELLED"
+    );
     assert_eq!(w.inventory().position(MFN, "MUG-01").await?.reserved, 0);
 
     // Amazon cancels while the label job is queued: it stops at its first step boundary and
@@ -591,7 +724,10 @@ async fn cancellations_both_ways() -> Result<()> {
     service.labels_queue = Arc::new(Parked::default());
     let i = inv();
     let packed = json!({"packages": [package("M1", "500", json!([{"packageLineItemId": "1", "quantity": 2}]))]});
-    service.fulfiller(&i).packed(&mid, serde_json::from_value(packed)?).await?;
+    service
+        .fulfiller(&i)
+        .packed(&mid, serde_json::from_value(packed)?)
+        .await?;
     w.admin.cancel_shipment(&mid).await?;
     let job = LabelJob {
         shipment_id: mid.clone(),
@@ -615,9 +751,15 @@ async fn cancellations_both_ways() -> Result<()> {
             "test",
         )
         .await?;
-    let raised = service.fulfiller(&i).ship_by_sweep(chrono::Utc::now(), &i).await?;
+    let raised = service
+        .fulfiller(&i)
+        .ship_by_sweep(chrono::Utc::now(), &i)
+        .await?;
     assert_eq!(raised, 1, "only {b} is unlabelled and open");
-    let again = service.fulfiller(&i).ship_by_sweep(chrono::Utc::now(), &i).await?;
+    let again = service
+        .fulfiller(&i)
+        .ship_by_sweep(chrono::Utc::now(), &i)
+        .await?;
     assert_eq!(again, 0, "raised once");
     w.events(&mut events).await?;
     let alert = facts(&events, "ShipByAtRisk", &b);

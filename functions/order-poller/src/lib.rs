@@ -7,8 +7,8 @@
 //! shipments not labelled close to their ship-by time (`fulfilment::shipby`).
 
 use async_trait::async_trait;
-use flexbridge::orders::poller::OrderPoller as Poll;
 use flexbridge::fulfilment::FulfilmentService;
+use flexbridge::orders::poller::OrderPoller as Poll;
 use flexbridge::orders::Orders;
 use flexbridge::runtime::{Function, Invocation};
 use flexbridge::{Env, Result};

@@ -127,7 +127,11 @@ impl Fulfiller {
             f.invoice = f.seller_invoice.clone();
             f.label_ready_sent = false;
             f.job = JobState::Queued;
-            let note = format!("packing {} with {} packages", f.pack_version, f.packages.len());
+            let note = format!(
+                "packing {} with {} packages",
+                f.pack_version,
+                f.packages.len()
+            );
             f.record_step("packed", Some(note));
             let version = f.pack_version;
             r.fulfilment = Some(f);
@@ -221,7 +225,8 @@ impl Fulfiller {
                  (shipmentRequirements.invoice REQUIRED); flexbridge generates it"
             )));
         }
-        if !matches!(r.stage, Stage::HandedOver | Stage::Packed) || r.fulfilment().label_ready_sent {
+        if !matches!(r.stage, Stage::HandedOver | Stage::Packed) || r.fulfilment().label_ready_sent
+        {
             return Err(conflict(format!(
                 "shipment {id} is {}; an invoice can be uploaded until its labels are ready",
                 r.stage.as_str()
@@ -232,7 +237,11 @@ impl Fulfiller {
             crate::config::prefixes::LABELS,
             r.location_id,
             id,
-            if content_type == "image/png" { "png" } else { "pdf" }
+            if content_type == "image/png" {
+                "png"
+            } else {
+                "pdf"
+            }
         );
         self.files.put(&key, bytes, content_type).await?;
         for _ in 0..MAX_CONFLICTS {
@@ -338,7 +347,9 @@ impl Fulfiller {
                 return Err(conflict(format!("shipment {id} is already cancelled")));
             }
             if r.stage == Stage::Shipped || is_shipped(&r.status) {
-                return Err(conflict(format!("shipment {id} has shipped; it cannot be cancelled")));
+                return Err(conflict(format!(
+                    "shipment {id} has shipped; it cannot be cancelled"
+                )));
             }
             if !r.eligible_for_rejection.contains(&r.status) {
                 return Err(conflict(format!(
@@ -427,7 +438,9 @@ impl Fulfiller {
                 "url": self.files.link(&d.key, self.link_ttl).await?})),
             None => None,
         };
-        Ok(json!({"shipmentId": id, "stage": r.stage.as_str(), "labels": labels, "invoice": invoice}))
+        Ok(
+            json!({"shipmentId": id, "stage": r.stage.as_str(), "labels": labels, "invoice": invoice}),
+        )
     }
 }
 

@@ -20,9 +20,13 @@ use crate::spapi::ShipmentStatus;
 pub enum CancelOutcome {
     Rejected,
     /// Amazon's status no longer allowed it; the warehouse was told (ShipmentHeld).
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
     /// Nothing to do (already done, or not asked for any more).
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }
 
 const MAX_CONFLICTS: usize = 8;
@@ -37,7 +41,11 @@ impl Fulfiller {
         let id = job.shipment_id.as_str();
         let r = self.stored(id).await?;
         let f = r.fulfilment();
-        let Some(c) = f.cancellation.clone().filter(|c| c.reference_id == job.reference_id) else {
+        let Some(c) = f
+            .cancellation
+            .clone()
+            .filter(|c| c.reference_id == job.reference_id)
+        else {
             return Ok(CancelOutcome::Skipped {
                 reason: "no such cancellation request on the shipment".into(),
             });

@@ -189,8 +189,7 @@ mod tests {
             &[("A", 2), ("B", 1)],
         );
         v["lineItems"][1]["complianceAttributes"]["serialNumberRequirement"] = "REQUIRED".into();
-        v["lineItems"][1]["complianceAttributes"]["countryOfOriginRequirement"] =
-            "REQUIRED".into();
+        v["lineItems"][1]["complianceAttributes"]["countryOfOriginRequirement"] = "REQUIRED".into();
         let mut r = AmazonShipment::from_json(&v).unwrap().record;
         r.stage = Stage::HandedOver;
         r
@@ -220,17 +219,27 @@ mod tests {
         let mut v = good();
         v[0]["weight"] = json!({"value": "3", "weightUnit": "G"});
         let p = problems(&r, &pkg(v));
-        assert!(p.iter().any(|m| m.contains("below Amazon's minimum")), "{p:?}");
+        assert!(
+            p.iter().any(|m| m.contains("below Amazon's minimum")),
+            "{p:?}"
+        );
 
         let mut v = good();
         v[0]["packageLineItems"][0]["quantity"] = 1.into();
         let p = problems(&r, &pkg(v));
-        assert!(p.iter().any(|m| m.starts_with("line 1 (A): 1 units packed, 2 open")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("line 1 (A): 1 units packed, 2 open")),
+            "{p:?}"
+        );
 
         let mut v = good();
         v[0]["packageLineItems"][1]["serialNumbers"] = json!([]);
         let p = problems(&r, &pkg(v));
-        assert!(p.iter().any(|m| m.contains("0 serial numbers for 1 units")), "{p:?}");
+        assert!(
+            p.iter().any(|m| m.contains("0 serial numbers for 1 units")),
+            "{p:?}"
+        );
 
         let mut v = good();
         v[0]["packageLineItems"][1]
@@ -238,19 +247,29 @@ mod tests {
             .unwrap()
             .remove("countryOfOrigin");
         let p = problems(&r, &pkg(v));
-        assert!(p.iter().any(|m| m.contains("countryOfOrigin is required")), "{p:?}");
+        assert!(
+            p.iter().any(|m| m.contains("countryOfOrigin is required")),
+            "{p:?}"
+        );
 
         let mut v = good();
         v[0]["packageLineItems"][0]["packageLineItemId"] = "9".into();
         let p = problems(&r, &pkg(v));
-        assert!(p.iter().any(|m| m.contains("line 9 is not a line of shipment S1")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.contains("line 9 is not a line of shipment S1")),
+            "{p:?}"
+        );
 
         let mut v = good();
         let second = v[0].clone();
         v.as_array_mut().unwrap().push(second);
         let p = problems(&r, &pkg(v));
         assert!(p.iter().any(|m| m.contains("id used twice")), "{p:?}");
-        assert!(p.iter().any(|m| m.contains("4 units packed, 2 open")), "{p:?}");
+        assert!(
+            p.iter().any(|m| m.contains("4 units packed, 2 open")),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -86,7 +86,10 @@ pub fn choose<'a>(
     let recommended = offered
         .recommended_shipping_option
         .as_ref()
-        .and_then(|r| all.iter().find(|o| o.shipping_option_id == r.shipping_option_id))
+        .and_then(|r| {
+            all.iter()
+                .find(|o| o.shipping_option_id == r.shipping_option_id)
+        })
         .or(offered.recommended_shipping_option.as_ref())
         .or(all.first());
     match policy {
@@ -137,28 +140,58 @@ mod tests {
     #[test]
     fn each_policy_picks_its_option() {
         let o = offered();
-        assert_eq!(choose(&OptionPolicy::Recommended, &o).unwrap().shipping_option_id, "A");
-        assert_eq!(choose(&OptionPolicy::EarliestPickup, &o).unwrap().shipping_option_id, "B");
+        assert_eq!(
+            choose(&OptionPolicy::Recommended, &o)
+                .unwrap()
+                .shipping_option_id,
+            "A"
+        );
+        assert_eq!(
+            choose(&OptionPolicy::EarliestPickup, &o)
+                .unwrap()
+                .shipping_option_id,
+            "B"
+        );
         let costs = HashMap::from([("FAST".to_string(), 9.0), ("SLOW".to_string(), 4.0)]);
-        assert_eq!(choose(&OptionPolicy::Cheapest(costs), &o).unwrap().shipping_option_id, "B");
-        assert!(choose(&OptionPolicy::Recommended, &ShippingOptionsResponse::default()).is_none());
+        assert_eq!(
+            choose(&OptionPolicy::Cheapest(costs), &o)
+                .unwrap()
+                .shipping_option_id,
+            "B"
+        );
+        assert!(choose(
+            &OptionPolicy::Recommended,
+            &ShippingOptionsResponse::default()
+        )
+        .is_none());
     }
 
     #[tokio::test]
     async fn settings_apply_per_location() {
         let s = MemorySettingsStore::new();
         assert!(for_location(&s, AUTO_CANCEL, "L1", true).await.unwrap());
-        s.put(AUTO_CANCEL, json!({"default": true, "locations": {"L2": false}}), None, "t")
-            .await
-            .unwrap();
+        s.put(
+            AUTO_CANCEL,
+            json!({"default": true, "locations": {"L2": false}}),
+            None,
+            "t",
+        )
+        .await
+        .unwrap();
         assert!(for_location(&s, AUTO_CANCEL, "L1", true).await.unwrap());
         assert!(!for_location(&s, AUTO_CANCEL, "L2", true).await.unwrap());
-        s.put(SHIPPING_OPTION_POLICY, json!({"cheapest": {"X": 1.0}}), None, "t")
-            .await
-            .unwrap();
-        let p: OptionPolicy = for_location(&s, SHIPPING_OPTION_POLICY, "L1", OptionPolicy::Recommended)
-            .await
-            .unwrap();
+        s.put(
+            SHIPPING_OPTION_POLICY,
+            json!({"cheapest": {"X": 1.0}}),
+            None,
+            "t",
+        )
+        .await
+        .unwrap();
+        let p: OptionPolicy =
+            for_location(&s, SHIPPING_OPTION_POLICY, "L1", OptionPolicy::Recommended)
+                .await
+                .unwrap();
         assert_eq!(p.name(), "cheapest");
     }
 }

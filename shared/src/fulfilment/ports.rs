@@ -9,8 +9,8 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use crate::error::{Error, Result};
 use crate::spapi::{
-    InvoiceResponse, LabelOperation, Package, PackageDeliveryStatus, PackageStatus, ShipLabelsInput,
-    ShipLabelsResponse, Shipment, ShippingOptionsResponse, SpApiClient,
+    InvoiceResponse, LabelOperation, Package, PackageDeliveryStatus, PackageStatus,
+    ShipLabelsInput, ShipLabelsResponse, Shipment, ShippingOptionsResponse, SpApiClient,
 };
 
 /// Amazon's shipment operations the label job, shipping and cancellation use.
@@ -163,10 +163,15 @@ impl LabelFiles for S3LabelFiles {
     }
 
     async fn download(&self, url: &str) -> Result<(Vec<u8>, String)> {
-        let resp = self.http.get(url).send().await.map_err(|e| Error::Transient {
-            message: format!("label download: {e}"),
-            after: None,
-        })?;
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| Error::Transient {
+                message: format!("label download: {e}"),
+                after: None,
+            })?;
         let status = resp.status();
         if status.as_u16() == 403 || status.as_u16() == 404 {
             return Err(Error::NotFound(format!(

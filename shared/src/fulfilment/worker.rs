@@ -25,7 +25,7 @@ use crate::orders::ports::LocationDirectory;
 use crate::orders::{OrderProcessor, ShipmentRecord, Stage};
 use crate::runtime::Invocation;
 use crate::spapi::{
-    DocumentFormat, LabelOperation, LabelStatus, PackageStatus, PackageShipLabel, Shipment,
+    DocumentFormat, LabelOperation, LabelStatus, PackageShipLabel, PackageStatus, Shipment,
     ShipmentStatus,
 };
 use crate::store::inventory::InventoryStore;
@@ -55,9 +55,13 @@ pub struct Fulfiller {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
 pub enum JobOutcome {
-    Labelled { steps: usize },
+    Labelled {
+        steps: usize,
+    },
     /// Stopped at a step boundary (cancelled, shipped, re-packed): nothing more to do.
-    Stopped { reason: String },
+    Stopped {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -461,7 +465,9 @@ impl Fulfiller {
                         &format!("fulfil#{id}#generateInvoice#v{v}"),
                         id,
                         inv,
-                        |s| s.invoice_info.is_some() || s.status == ShipmentStatus::InvoiceGenerated,
+                        |s| {
+                            s.invoice_info.is_some() || s.status == ShipmentStatus::InvoiceGenerated
+                        },
                         async { store(self.amazon.generate_invoice(id).await?).await },
                         async { store(self.amazon.retrieve_invoice(id).await?).await },
                     )
@@ -501,15 +507,17 @@ impl Fulfiller {
                         };
                         f.reprints.push(rp.clone());
                         f.reprint = Some(rp);
-                        Ok(Done::ok(format!("{pid}: {why}; a new label will be asked for")))
+                        Ok(Done::ok(format!(
+                            "{pid}: {why}; a new label will be asked for"
+                        )))
                     }
                     Err(e) => Err(e),
                 }
             }
             Step::Announce => {
                 let hub = self.hub(&r.location_id).await?;
-                let expires = Utc::now()
-                    + chrono::Duration::from_std(self.link_ttl).unwrap_or_default();
+                let expires =
+                    Utc::now() + chrono::Duration::from_std(self.link_ttl).unwrap_or_default();
                 let invoice = match f.invoice.as_ref().or(f.seller_invoice.as_ref()) {
                     Some(d) => Some((d.key.clone(), self.files.link(&d.key, self.link_ttl).await?)),
                     None => None,
@@ -619,7 +627,12 @@ impl Fulfiller {
                             .run(&recover_key, &recover_key, inv, |_| async move {
                                 Ok(self
                                     .amazon
-                                    .ship_labels(id, LabelOperation::Regenerate, option_ref, ids_ref)
+                                    .ship_labels(
+                                        id,
+                                        LabelOperation::Regenerate,
+                                        option_ref,
+                                        ids_ref,
+                                    )
                                     .await?
                                     .package_ship_label_list)
                             })

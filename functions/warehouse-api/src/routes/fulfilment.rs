@@ -90,7 +90,10 @@ async fn invoice(
     JsonBody(req): JsonBody<InvoiceUpload>,
 ) -> Answer {
     let f = service(&state).await?.fulfiller(&invocation());
-    Ok((StatusCode::OK, reply::body(f.upload_invoice(&id, req).await?)?))
+    Ok((
+        StatusCode::OK,
+        reply::body(f.upload_invoice(&id, req).await?)?,
+    ))
 }
 
 async fn reprint(

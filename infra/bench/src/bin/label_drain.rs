@@ -93,7 +93,10 @@ async fn main() -> Result<()> {
         ids.push(id);
     }
     let setup = started.elapsed().as_secs_f64();
-    println!("setup {setup:.1} s: {} shipments packed and queued", ids.len());
+    println!(
+        "setup {setup:.1} s: {} shipments packed and queued",
+        ids.len()
+    );
 
     // Drain: the label worker alone, as Lambda's SQS event source would run it.
     let t0 = Instant::now();

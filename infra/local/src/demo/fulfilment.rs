@@ -47,7 +47,14 @@ impl Fulfilment {
     }
 
     /// Sends one signed warehouse request once (per `what`).
-    async fn once(&self, ctx: &Ctx, runner: &Runner, what: &str, path: &str, body: Value) -> Result<()> {
+    async fn once(
+        &self,
+        ctx: &Ctx,
+        runner: &Runner,
+        what: &str,
+        path: &str,
+        body: Value,
+    ) -> Result<()> {
         if self.sent.lock().expect("sent").iter().any(|s| s == what) {
             return Ok(());
         }
@@ -60,10 +67,15 @@ impl Fulfilment {
         let mut req = reqwest::Client::new()
             .post(format!("{url}{path}"))
             .header("content-type", "application/json")
-            .header("idempotency-key", format!("local-run-{}-{what}", ctx.stack.name))
+            .header(
+                "idempotency-key",
+                format!("local-run-{}-{what}", ctx.stack.name),
+            )
             .body(body.clone());
         let key = ctx.seller.warehouse_key.as_bytes();
-        for (h, v) in signing::signed_headers(key, signing::now_unix(), "POST", path, body.as_bytes()) {
+        for (h, v) in
+            signing::signed_headers(key, signing::now_unix(), "POST", path, body.as_bytes())
+        {
             req = req.header(h, v);
         }
         let resp = req.send().await?;
@@ -108,7 +120,9 @@ impl Scenario for Fulfilment {
         for units in [1, 2, 1] {
             let s = ctx
                 .sim
-                .create_shipment(json!({"locationId": loc, "lineItems": [{"sku": SKU, "quantity": units}]}))
+                .create_shipment(
+                    json!({"locationId": loc, "lineItems": [{"sku": SKU, "quantity": units}]}),
+                )
                 .await?;
             ids.push(
                 s["id"]
@@ -129,8 +143,14 @@ impl Scenario for Fulfilment {
             match (ids.iter().position(|i| *i == r.id), r.stage) {
                 (Some(0 | 1), Stage::HandedOver) => {
                     let path = format!("/v1/shipments/{}/packed", r.id);
-                    self.once(ctx, runner, &format!("packed-{}", r.id), &path, packing(units))
-                        .await?
+                    self.once(
+                        ctx,
+                        runner,
+                        &format!("packed-{}", r.id),
+                        &path,
+                        packing(units),
+                    )
+                    .await?
                 }
                 (Some(0 | 1), Stage::Labelled) => {
                     let path = format!("/v1/shipments/{}/shipped", r.id);
@@ -139,8 +159,14 @@ impl Scenario for Fulfilment {
                 }
                 (Some(2), Stage::HandedOver) => {
                     let path = format!("/v1/shipments/{}/cancel", r.id);
-                    self.once(ctx, runner, &format!("cancel-{}", r.id), &path, json!({"reason": "OUT_OF_STOCK"}))
-                        .await?
+                    self.once(
+                        ctx,
+                        runner,
+                        &format!("cancel-{}", r.id),
+                        &path,
+                        json!({"reason": "OUT_OF_STOCK"}),
+                    )
+                    .await?
                 }
                 _ => {}
             }
@@ -189,8 +215,16 @@ impl Scenario for Fulfilment {
                     "stage {}, Amazon {}; label {}; steps {}",
                     r.stage.as_str(),
                     amazon["shipment"]["status"].as_str().unwrap_or("?"),
-                    if files.is_empty() { "none".to_string() } else { files.join(", ") },
-                    f.steps.iter().map(|s| s.step.as_str()).collect::<Vec<_>>().join(" → ")
+                    if files.is_empty() {
+                        "none".to_string()
+                    } else {
+                        files.join(", ")
+                    },
+                    f.steps
+                        .iter()
+                        .map(|s| s.step.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" → ")
                 ),
             ));
             if r.stage != Stage::Shipped {
