@@ -699,3 +699,103 @@ impl Fulfiller {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orders::model::fixtures;
+    use crate::spapi::Package;
+
+    fn packed(channel: &str, invoice: bool) -> (ShipmentRecord, Fulfilment) {
+        let v = fixtures::shipment("S1", "CONFIRMED", "2026-11-21T08:00:00Z", &[("A", 1)]);
+        let mut r = AmazonShipment::from_json(&v).unwrap().record;
+        r.channel = channel.into();
+        r.invoice_required = invoice;
+        r.stage = Stage::Packed;
+        let f = Fulfilment {
+            pack_version: 1,
+            packages: vec![Package {
+                id: "P1".into(),
+                ..Default::default()
+            }],
+            job: JobState::Queued,
+            ..Default::default()
+        };
+        (r, f)
+    }
+
+    fn label() -> StoredLabel {
+        StoredLabel {
+            tracking_id: "T".into(),
+            carrier: "C".into(),
+            shipping_option_id: None,
+            pickup_window: None,
+            url: "http://x".into(),
+            generation: 1,
+            key: None,
+            content_type: None,
+        }
+    }
+
+    #[test]
+    fn steps_follow_the_channel_and_resume_where_left() {
+        let (r, mut f) = packed("MFN", true);
+        assert_eq!(next_step(&r, &f), Some(Step::Packages));
+        f.packages_at_amazon = Some(1);
+        assert_eq!(next_step(&r, &f), Some(Step::ShippingOptions("P1".into())));
+        f.shipping_options.insert(
+            "P1".into(),
+            ChosenOption {
+                shipping_option_id: "O".into(),
+                carrier: None,
+                pickup_window: None,
+                policy: "recommended".into(),
+            },
+        );
+        assert_eq!(next_step(&r, &f), Some(Step::Invoice));
+        f.invoice = Some(StoredDocument {
+            key: "k".into(),
+            content_type: "application/pdf".into(),
+            source: "amazon".into(),
+        });
+        assert!(matches!(
+            next_step(&r, &f),
+            Some(Step::Labels {
+                regenerate: None,
+                ..
+            })
+        ));
+        f.labels.insert("P1".into(), label());
+        assert_eq!(next_step(&r, &f), Some(Step::Download("P1".into())));
+        f.labels.get_mut("P1").unwrap().key = Some("labels/x".into());
+        assert_eq!(next_step(&r, &f), Some(Step::Announce));
+        f.label_ready_sent = true;
+        assert_eq!(next_step(&r, &f), None);
+
+        // Seller Flex: no shipping options; no invoice unless required.
+        let (r, mut f) = packed("FBA", false);
+        f.packages_at_amazon = Some(1);
+        assert!(matches!(next_step(&r, &f), Some(Step::Labels { .. })));
+        // A re-pack (newer pack version) goes back to the packages.
+        f.pack_version = 2;
+        assert_eq!(next_step(&r, &f), Some(Step::Packages));
+    }
+
+    #[test]
+    fn a_job_stops_when_superseded_or_cancelled() {
+        let (mut r, mut f) = packed("FBA", false);
+        let job = LabelJob {
+            shipment_id: "S1".into(),
+            pack_version: 1,
+        };
+        assert_eq!(stop_reason(&r, &f, &job), None);
+        f.pack_version = 2;
+        assert!(stop_reason(&r, &f, &job).unwrap().contains("superseded"));
+        f.pack_version = 1;
+        r.status = "CANCELLED".into();
+        assert!(stop_reason(&r, &f, &job).unwrap().contains("cancelled"));
+        r.status = "CONFIRMED".into();
+        r.stage = Stage::Shipped;
+        assert!(stop_reason(&r, &f, &job).unwrap().contains("shipped"));
+    }
+}
