@@ -32,25 +32,6 @@ pub fn init() {
     let _ = result;
 }
 
-/// Emits one CloudWatch metric in the Embedded Metric Format (a JSON line on stdout, which
-/// Lambda's log stream turns into a metric in namespace `flexbridge`), with one dimension.
-pub fn emit_metric(name: &str, dimension: (&str, &str), value: f64) {
-    let (dim, dim_value) = dimension;
-    let mut doc = serde_json::json!({
-        "_aws": {
-            "Timestamp": chrono::Utc::now().timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": "flexbridge",
-                "Dimensions": [[dim]],
-                "Metrics": [{"Name": name, "Unit": "Count"}]
-            }]
-        }
-    });
-    doc[dim] = dim_value.into();
-    doc[name] = value.into();
-    println!("{doc}");
-}
-
 /// A value that prints as `***` in `Debug` and `Display`, so it cannot leak into logs.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Redacted<T>(pub T);
@@ -85,8 +66,18 @@ mod tests {
     }
 
     #[test]
-    fn init_twice_is_harmless() {
+    fn init_installs_the_global_subscriber_and_a_second_call_is_harmless() {
         init();
-        init();
+        assert!(
+            tracing::dispatcher::has_been_set(),
+            "init() must install a global subscriber"
+        );
+        init(); // must neither panic nor replace the first one
+        assert!(tracing::dispatcher::has_been_set());
+        if std::env::var_os("RUST_LOG").is_none() {
+            // The default level is info: info lines are written, debug lines are not.
+            assert!(tracing::enabled!(tracing::Level::INFO));
+            assert!(!tracing::enabled!(tracing::Level::DEBUG));
+        }
     }
 }

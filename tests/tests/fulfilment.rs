@@ -110,6 +110,13 @@ impl World {
             .as_str()
             .ok_or_else(|| anyhow!("no id"))?
             .to_string();
+        self.poll().await?;
+        assert_eq!(self.stage(&id).await?, Stage::HandedOver, "{id}");
+        Ok(id)
+    }
+
+    /// One order poll: new shipments are stored, confirmed and handed over.
+    async fn poll(&self) -> Result<()> {
         let processor = self.orders.processor(&inv());
         let mut settings = self.orders.poll_settings().await?;
         settings.pass_interval = Duration::ZERO;
@@ -120,8 +127,7 @@ impl World {
         }
         .run(&inv())
         .await?;
-        assert_eq!(self.stage(&id).await?, Stage::HandedOver, "{id}");
-        Ok(id)
+        Ok(())
     }
 
     async fn stage(&self, id: &str) -> Result<Stage> {
@@ -457,6 +463,75 @@ async fn packed_to_shipped_through_the_queue() -> Result<()> {
     // A packed shipment can no longer be packed once shipped.
     let (status, _) = w.call("POST", &path, good).await?;
     assert_eq!(status, 409);
+
+    // A job for a shipment flexbridge does not have: parked in LabelsDLQ with the reason;
+    // redriven once the shipment is there, it is handled (and nothing is done twice).
+    let s = w
+        .admin
+        .create_shipment(json!({"locationId": FLEX, "lineItems": [{"sku": "CAP-03", "quantity": 1, "unitPrice": "3.00"}]}))
+        .await?;
+    let late = s["id"].as_str().unwrap().to_string();
+    let body = json!({"shipmentId": late, "packVersion": 1}).to_string();
+    w.t.sqs
+        .send_message()
+        .queue_url(w.t.stack.queue_url("LabelsQueue"))
+        .message_body(&body)
+        .send()
+        .await?;
+    let dlq = w.t.stack.queue_url("LabelsDLQ");
+    let parked = eventually(Duration::from_secs(30), "the job in LabelsDLQ", || async {
+        let out =
+            w.t.sqs
+                .receive_message()
+                .queue_url(dlq)
+                .message_attribute_names("All")
+                .wait_time_seconds(1)
+                .send()
+                .await?;
+        Ok(out.messages.unwrap_or_default().pop())
+    })
+    .await?;
+    let reason = parked
+        .message_attributes()
+        .and_then(|a| a.get(flexbridge::runtime::parked_attributes::REASON))
+        .and_then(|v| v.string_value())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains(&format!("shipment {late} is not stored")),
+        "{reason}"
+    );
+    w.poll().await?;
+    assert_eq!(w.stage(&late).await?, Stage::HandedOver);
+    let packed = json!({"packages": [package("L1", "200", json!([{"packageLineItemId": "1", "quantity": 1}]))]});
+    let (status, _) = w
+        .call("POST", &format!("/v1/shipments/{late}/packed"), packed)
+        .await?;
+    assert_eq!(status, 202);
+    w.wait_stage(&late, Stage::Labelled).await?;
+    let before = w.runner.function_stats("LabelWorkerFunction").messages_ok;
+    w.t.sqs
+        .send_message()
+        .queue_url(w.t.stack.queue_url("LabelsQueue"))
+        .message_body(parked.body().unwrap_or_default())
+        .send()
+        .await?;
+    w.t.sqs
+        .delete_message()
+        .queue_url(dlq)
+        .receipt_handle(parked.receipt_handle().unwrap_or_default())
+        .send()
+        .await?;
+    eventually(
+        Duration::from_secs(30),
+        "the redriven job handled",
+        || async {
+            Ok((w.runner.function_stats("LabelWorkerFunction").messages_ok > before).then_some(()))
+        },
+    )
+    .await?;
+    assert_eq!(w.t.queue_depth("LabelsDLQ").await?, 0);
+    assert_eq!(w.applied("createPackages", &late).await?, 1);
     w.runner.stop().await;
     Ok(())
 }

@@ -5,18 +5,20 @@
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsEvent;
 use flexbridge::fulfilment::{CancelJob, FulfilmentService};
-use flexbridge::runtime::{handle_sqs_batch, Function, Invocation};
+use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
 use flexbridge::{Env, Error, Result};
 use serde_json::Value;
 
 pub struct CancellationWorker {
     pub service: FulfilmentService,
+    pub consumer: SqsConsumer,
 }
 
 impl CancellationWorker {
     pub async fn from_env(env: &Env) -> Result<Self> {
         Ok(Self {
             service: FulfilmentService::from_env(env).await?,
+            consumer: SqsConsumer::from_env(env).await?,
         })
     }
 }
@@ -29,7 +31,7 @@ impl Function for CancellationWorker {
         let fulfiller = self.service.fulfiller(&inv);
         let amazon = self.service.orders.amazon(&inv);
         let (fulfiller, amazon, inv) = (&fulfiller, &amazon, &inv);
-        let response = handle_sqs_batch(event, "cancellation", 2, |msg| async move {
+        let response = handle_sqs_batch(&self.consumer, event, "cancellation", 2, |msg| async move {
             let job: CancelJob = serde_json::from_str(msg.body.as_deref().unwrap_or_default())
                 .map_err(|e| Error::InvalidInput(format!("not a cancellation job: {e}")))?;
             let outcome = fulfiller.run_cancel_job(&job, amazon.as_ref(), inv).await?;

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsEvent;
 use flexbridge::fulfilment::{FulfilmentService, LabelJob};
-use flexbridge::runtime::{handle_sqs_batch, Function, Invocation};
+use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
 use flexbridge::{Env, Error, Result};
 use serde_json::Value;
 
@@ -16,12 +16,14 @@ pub const CONCURRENCY: usize = 10;
 
 pub struct LabelWorker {
     pub service: FulfilmentService,
+    pub consumer: SqsConsumer,
 }
 
 impl LabelWorker {
     pub async fn from_env(env: &Env) -> Result<Self> {
         Ok(Self {
             service: FulfilmentService::from_env(env).await?,
+            consumer: SqsConsumer::from_env(env).await?,
         })
     }
 }
@@ -33,7 +35,7 @@ impl Function for LabelWorker {
             .map_err(|e| Error::InvalidInput(format!("not an SQS event: {e}")))?;
         let fulfiller = self.service.fulfiller(&inv);
         let (fulfiller, inv) = (&fulfiller, &inv);
-        let response = handle_sqs_batch(event, "label job", CONCURRENCY, |msg| async move {
+        let response = handle_sqs_batch(&self.consumer, event, "label job", CONCURRENCY, |msg| async move {
             let job: LabelJob = serde_json::from_str(msg.body.as_deref().unwrap_or_default())
                 .map_err(|e| Error::InvalidInput(format!("not a label job: {e}")))?;
             let outcome = fulfiller.run_label_job(&job, inv).await?;

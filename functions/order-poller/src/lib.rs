@@ -5,18 +5,33 @@
 //! stay in one function: the same `OrderProcessor` serves the notification consumer, and the
 //! sweep makes a separate confirm queue unnecessary. Each run also raises `ShipByAtRisk` for
 //! shipments not labelled close to their ship-by time (`fulfilment::shipby`).
+//!
+//! A run where any location failed still polls the others, then ends as a failure
+//! (`flexbridge::runtime::finish_run`: the `RunsFailed` metric, alarmed, and a function error).
 
 use async_trait::async_trait;
 use flexbridge::fulfilment::FulfilmentService;
+use flexbridge::metrics::Metrics;
 use flexbridge::orders::poller::OrderPoller as Poll;
+use flexbridge::orders::poller::PollReport;
 use flexbridge::orders::Orders;
-use flexbridge::runtime::{Function, Invocation};
+use flexbridge::runtime::{finish_run, Function, Invocation};
 use flexbridge::{Env, Result};
 use serde_json::Value;
 
 pub struct OrderPoller {
     pub orders: Orders,
     pub fulfilment: FulfilmentService,
+    pub metrics: Metrics,
+}
+
+/// One run: the poll's report and the ship-by alerts raised.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PollRun {
+    #[serde(flatten)]
+    report: PollReport,
+    ship_by_at_risk: usize,
 }
 
 impl OrderPoller {
@@ -25,6 +40,7 @@ impl OrderPoller {
         Ok(Self {
             fulfilment: FulfilmentService::with_orders(env, orders.clone()).await?,
             orders,
+            metrics: Metrics::from_env(env),
         })
     }
 }
@@ -33,19 +49,25 @@ impl OrderPoller {
 impl Function for OrderPoller {
     async fn invoke(&self, _payload: Value, inv: Invocation) -> Result<Value> {
         let processor = self.orders.processor(&inv);
-        let poller = Poll {
-            processor: &processor,
-            cursors: self.orders.cursors.as_ref(),
-            settings: self.orders.poll_settings().await?,
+        let run = async {
+            let poller = Poll {
+                processor: &processor,
+                cursors: self.orders.cursors.as_ref(),
+                settings: self.orders.poll_settings().await?,
+            };
+            let report = poller.run(&inv).await?;
+            let ship_by_at_risk = self
+                .fulfilment
+                .fulfiller(&inv)
+                .ship_by_sweep(chrono::Utc::now(), &inv)
+                .await?;
+            Ok(PollRun {
+                report,
+                ship_by_at_risk,
+            })
         };
-        let report = poller.run(&inv).await?;
-        let at_risk = self
-            .fulfilment
-            .fulfiller(&inv)
-            .ship_by_sweep(chrono::Utc::now(), &inv)
-            .await?;
-        let mut out = serde_json::to_value(report)?;
-        out["shipByAtRisk"] = at_risk.into();
-        Ok(out)
+        finish_run(&self.metrics, "order poll", run.await, |r| {
+            r.report.failed_polls.clone()
+        })
     }
 }

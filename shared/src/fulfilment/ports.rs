@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 
@@ -82,6 +83,23 @@ impl FulfilmentApi for SpApiClient {
     }
 }
 
+/// An S3 or SQS failure: their 5xx, timeouts and dropped connections may heal; any other answer
+/// (AccessDenied, a missing bucket or queue) is the deployment's.
+fn aws_error<E>(
+    service: &'static str,
+    e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let retryable = match &e {
+        SdkError::ServiceError(se) => se.raw().status().is_server_error(),
+        SdkError::ConstructionFailure(_) => false,
+        _ => true,
+    };
+    Error::aws(service, DisplayErrorContext(&e), retryable)
+}
+
 /// Label and invoice files: stored under `labels/`, handed out as presigned links, and
 /// fetched from Amazon's own presigned URLs.
 #[async_trait]
@@ -127,7 +145,7 @@ impl LabelFiles for S3LabelFiles {
             .body(ByteStream::from(bytes))
             .send()
             .await
-            .map_err(|e| Error::aws("s3", aws_sdk_s3::error::DisplayErrorContext(e), true))?;
+            .map_err(|e| aws_error("s3", e))?;
         Ok(())
     }
 
@@ -139,7 +157,7 @@ impl LabelFiles for S3LabelFiles {
             .key(key)
             .send()
             .await
-            .map_err(|e| Error::aws("s3", aws_sdk_s3::error::DisplayErrorContext(e), true))?;
+            .map_err(|e| aws_error("s3", e))?;
         let body = out
             .body
             .collect()
@@ -158,7 +176,7 @@ impl LabelFiles for S3LabelFiles {
             .key(key)
             .presigned(config)
             .await
-            .map_err(|e| Error::aws("s3", aws_sdk_s3::error::DisplayErrorContext(e), false))?;
+            .map_err(|e| aws_error("s3", e))?;
         Ok(req.uri().to_string())
     }
 
@@ -235,7 +253,7 @@ impl JobQueue for SqsJobQueue {
             .message_body(body.to_string())
             .send()
             .await
-            .map_err(|e| Error::aws("sqs", aws_sdk_sqs::error::DisplayErrorContext(e), true))?;
+            .map_err(|e| aws_error("sqs", e))?;
         Ok(())
     }
 }

@@ -12,6 +12,8 @@ use crate::orders::model::parse_amazon_time;
 use crate::orders::Stage;
 use crate::runtime::Invocation;
 
+pub use crate::metrics::names::SHIP_BY_AT_RISK;
+
 /// Default minutes before ship-by.
 pub const DEFAULT_ALERT_MINUTES: i64 = 120;
 
@@ -67,11 +69,8 @@ impl Fulfiller {
                     r.fulfilment = Some(f);
                     // A lost race means another writer moved it on; the event ID is stable.
                     if self.save(&mut r).await? {
-                        crate::telemetry::emit_metric(
-                            "ShipByAtRisk",
-                            ("Location", &r.location_id),
-                            1.0,
-                        );
+                        self.metrics
+                            .count(SHIP_BY_AT_RISK, &[("Location", &r.location_id)]);
                         tracing::warn!(shipment_id = %r.id, ship_by = %ship_by, alert = "ship_by_at_risk", "shipment not labelled close to its ship-by time");
                         raised += 1;
                     }

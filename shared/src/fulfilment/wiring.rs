@@ -24,6 +24,7 @@ pub struct FulfilmentService {
     pub files: Arc<dyn LabelFiles>,
     pub labels_queue: Arc<dyn JobQueue>,
     pub cancellations_queue: Arc<dyn JobQueue>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl FulfilmentService {
@@ -53,6 +54,7 @@ impl FulfilmentService {
             cancellations_queue: queue(keys::CANCELLATIONS_QUEUE_URL),
             files,
             orders,
+            metrics: crate::metrics::Metrics::from_env(env),
         })
     }
 
@@ -71,6 +73,7 @@ impl FulfilmentService {
             labels_queue: self.labels_queue.clone(),
             cancellations_queue: self.cancellations_queue.clone(),
             link_ttl: LINK_TTL,
+            metrics: self.metrics.clone(),
         }
     }
 }

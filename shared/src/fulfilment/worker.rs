@@ -49,6 +49,7 @@ pub struct Fulfiller {
     pub cancellations_queue: Arc<dyn JobQueue>,
     /// How long the links in `LabelReady` work.
     pub link_ttl: Duration,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// What a label job did.
