@@ -33,6 +33,10 @@ pub enum EventName {
     ShipmentCancelled,
     ShipmentHeld,
     LabelReady,
+    /// The shipment left the warehouse (reported by the warehouse, or seen at Amazon).
+    ShipmentShipped,
+    /// A shipment is not labelled within the configured time before its ship-by time.
+    ShipByAtRisk,
     ReturnCreated,
     ReturnStatusChanged,
     UploadProcessed,
@@ -42,11 +46,13 @@ pub enum EventName {
 }
 
 impl EventName {
-    pub const ALL: [EventName; 9] = [
+    pub const ALL: [EventName; 11] = [
         EventName::ShipmentAccepted,
         EventName::ShipmentCancelled,
         EventName::ShipmentHeld,
         EventName::LabelReady,
+        EventName::ShipmentShipped,
+        EventName::ShipByAtRisk,
         EventName::ReturnCreated,
         EventName::ReturnStatusChanged,
         EventName::UploadProcessed,
@@ -60,6 +66,8 @@ impl EventName {
             EventName::ShipmentCancelled => "ShipmentCancelled",
             EventName::ShipmentHeld => "ShipmentHeld",
             EventName::LabelReady => "LabelReady",
+            EventName::ShipmentShipped => "ShipmentShipped",
+            EventName::ShipByAtRisk => "ShipByAtRisk",
             EventName::ReturnCreated => "ReturnCreated",
             EventName::ReturnStatusChanged => "ReturnStatusChanged",
             EventName::UploadProcessed => "UploadProcessed",
@@ -211,6 +219,36 @@ pub struct LabelReady {
     pub carrier: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracking_number: Option<String>,
+    /// Short-lived presigned GET link to the label file (print it promptly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_url: Option<String>,
+    /// `x.application/zpl` (as Amazon names it), `application/pdf`, `image/png` or `text/plain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// When `label_url` (and `invoice_url`) stop working (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links_expire_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice_url: Option<String>,
+    /// The pickup window (epoch seconds) when Amazon gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pickup_window: Option<serde_json::Value>,
+    /// 1 for the first label of the package, +1 per reprint.
+    #[serde(default)]
+    pub generation: u32,
+}
+
+/// A shipment not labelled `minutesBefore` its ship-by time (raised once per shipment).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShipByAtRisk {
+    pub shipment_id: String,
+    pub hub: String,
+    pub ship_by: String,
+    pub stage: String,
+    pub minutes_before: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod fulfilment;
 pub mod idempotency;
 pub mod metrics;
 pub mod orders;

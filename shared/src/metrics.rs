@@ -28,6 +28,8 @@ pub mod names {
     pub const ENVIRONMENT_FAILURES: &str = "EnvironmentFailures";
     /// A scheduled run (order poller, returns poller) that failed anywhere.
     pub const RUNS_FAILED: &str = "RunsFailed";
+    /// A shipment not labelled close to its ship-by time (dimension `Location`).
+    pub const SHIP_BY_AT_RISK: &str = "ShipByAtRisk";
 }
 
 /// CloudWatch units (the subset flexbridge uses; add more as needed).

@@ -14,7 +14,7 @@ use flexbridge_e2e::{eventually, TestOptions, TestStack};
 use serde_json::json;
 
 /// Each SQS consumer, its queue, its DLQ, a body it can never handle, and words its reason has.
-const CONSUMERS: [(&str, &str, &str, &str, &str); 4] = [
+const CONSUMERS: [(&str, &str, &str, &str, &str); 6] = [
     (
         "UploadIngestFunction",
         "UploadsQueue",
@@ -42,6 +42,20 @@ const CONSUMERS: [(&str, &str, &str, &str, &str); 4] = [
         "OutboundDLQ",
         "{\"source\": \"someone-else\"}",
         "not an EventBridge event",
+    ),
+    (
+        "LabelWorkerFunction",
+        "LabelsQueue",
+        "LabelsDLQ",
+        "{\"job\": \"not a label job\"}",
+        "not a label job",
+    ),
+    (
+        "CancellationWorkerFunction",
+        "CancellationsQueue",
+        "CancellationsDLQ",
+        "cancel everything",
+        "not a cancellation job",
     ),
 ];
 

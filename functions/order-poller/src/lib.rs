@@ -3,14 +3,17 @@
 //! status's cursor (minus the overlap), stores them, moves the cursor, then confirms and hands
 //! them over; finally sweeps shipments an earlier run left half-way. Storing and confirming
 //! stay in one function: the same `OrderProcessor` serves the notification consumer, and the
-//! sweep makes a separate confirm queue unnecessary.
+//! sweep makes a separate confirm queue unnecessary. Each run also raises `ShipByAtRisk` for
+//! shipments not labelled close to their ship-by time (`fulfilment::shipby`).
 //!
 //! A run where any location failed still polls the others, then ends as a failure
 //! (`flexbridge::runtime::finish_run`: the `RunsFailed` metric, alarmed, and a function error).
 
 use async_trait::async_trait;
+use flexbridge::fulfilment::FulfilmentService;
 use flexbridge::metrics::Metrics;
 use flexbridge::orders::poller::OrderPoller as Poll;
+use flexbridge::orders::poller::PollReport;
 use flexbridge::orders::Orders;
 use flexbridge::runtime::{finish_run, Function, Invocation};
 use flexbridge::{Env, Result};
@@ -18,13 +21,25 @@ use serde_json::Value;
 
 pub struct OrderPoller {
     pub orders: Orders,
+    pub fulfilment: FulfilmentService,
     pub metrics: Metrics,
+}
+
+/// One run: the poll's report and the ship-by alerts raised.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PollRun {
+    #[serde(flatten)]
+    report: PollReport,
+    ship_by_at_risk: usize,
 }
 
 impl OrderPoller {
     pub async fn from_env(env: &Env) -> Result<Self> {
+        let orders = Orders::from_env(env).await?;
         Ok(Self {
-            orders: Orders::from_env(env).await?,
+            fulfilment: FulfilmentService::with_orders(env, orders.clone()).await?,
+            orders,
             metrics: Metrics::from_env(env),
         })
     }
@@ -40,10 +55,19 @@ impl Function for OrderPoller {
                 cursors: self.orders.cursors.as_ref(),
                 settings: self.orders.poll_settings().await?,
             };
-            poller.run(&inv).await
+            let report = poller.run(&inv).await?;
+            let ship_by_at_risk = self
+                .fulfilment
+                .fulfiller(&inv)
+                .ship_by_sweep(chrono::Utc::now(), &inv)
+                .await?;
+            Ok(PollRun {
+                report,
+                ship_by_at_risk,
+            })
         };
         finish_run(&self.metrics, "order poll", run.await, |r| {
-            r.failed_polls.clone()
+            r.report.failed_polls.clone()
         })
     }
 }

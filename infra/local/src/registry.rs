@@ -75,6 +75,22 @@ pub fn constructors() -> BTreeMap<&'static str, Constructor> {
         })
     });
 
+    // Fulfilment
+    r.insert("LabelWorkerFunction", |env| {
+        Box::pin(async move {
+            Ok(Handler::function(
+                label_worker::LabelWorker::from_env(&env).await?,
+            ))
+        })
+    });
+    r.insert("CancellationWorkerFunction", |env| {
+        Box::pin(async move {
+            Ok(Handler::function(
+                cancellation_worker::CancellationWorker::from_env(&env).await?,
+            ))
+        })
+    });
+
     // Uploads
     r.insert("UploadIngestFunction", |env| {
         Box::pin(async move {

@@ -1016,7 +1016,7 @@ pub fn generate_ship_labels(st: &mut State, req: &Req) -> HResult {
             )
         } else {
             (
-                "application/zpl",
+                "x.application/zpl",
                 docs::zpl(&carrier, &tracking, &id, pid, &city),
             )
         };

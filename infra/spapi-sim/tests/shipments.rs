@@ -87,7 +87,7 @@ async fn seller_flex_happy_path_to_delivered() {
     let url = l["fileData"]["url"].as_str().unwrap();
     let doc = sim.http.get(url).send().await.unwrap();
     assert_eq!(doc.status(), 200);
-    assert_eq!(doc.headers()["content-type"], "application/zpl");
+    assert_eq!(doc.headers()["content-type"], "x.application/zpl");
     let zpl = doc.text().await.unwrap();
     assert!(zpl.starts_with("^XA") && zpl.contains(&tracking));
     // a tampered signature is refused like S3 would

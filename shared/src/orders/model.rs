@@ -58,6 +58,10 @@ pub enum Stage {
     Rejected,
     /// Amazon cancelled the whole shipment.
     Cancelled,
+    /// The warehouse reported it packed; the label job (LabelsQueue) is queued or running.
+    Packed,
+    /// Labels (and the invoice, where required) are stored and `LabelReady` was sent.
+    Labelled,
     /// Shipped or delivered; reservation released.
     Shipped,
     /// Amazon's data for it could not be read, not even alone with getShipment: nothing is done
@@ -67,11 +71,13 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 8] = [
+    pub const ALL: [Stage; 10] = [
         Stage::Received,
         Stage::Held,
         Stage::Confirmed,
         Stage::HandedOver,
+        Stage::Packed,
+        Stage::Labelled,
         Stage::Rejected,
         Stage::Cancelled,
         Stage::Shipped,
@@ -84,6 +90,8 @@ impl Stage {
             Stage::Held => "held",
             Stage::Confirmed => "confirmed",
             Stage::HandedOver => "handed_over",
+            Stage::Packed => "packed",
+            Stage::Labelled => "labelled",
             Stage::Rejected => "rejected",
             Stage::Cancelled => "cancelled",
             Stage::Shipped => "shipped",
@@ -134,6 +142,9 @@ pub struct LineItem {
     pub gift_wrap: bool,
     pub gift_message: bool,
     pub serial_numbers_required: bool,
+    /// `complianceAttributes`: what each packed unit of this line must (or must not) carry.
+    #[serde(default)]
+    pub compliance: Compliance,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hazmat_labels: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -144,6 +155,21 @@ pub struct LineItem {
     /// Units the warehouse has been told are cancelled (progress marker).
     #[serde(default)]
     pub announced_cancelled_units: u32,
+}
+
+/// A line's `complianceAttributes` (REQUIRED → `Some(true)`, DISALLOWED → `Some(false)`,
+/// absent → `None`: either is accepted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Compliance {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_numbers: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country_of_origin: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_value: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hazmat_labels: Option<bool>,
 }
 
 impl LineItem {
@@ -208,6 +234,12 @@ pub struct ShipmentRecord {
     /// Stage `unreadable`: the stage to go back to once readable (`None`: never handled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantined_from: Option<Stage>,
+    /// `shipmentRequirements.invoice.requirement` is REQUIRED.
+    #[serde(default)]
+    pub invoice_required: bool,
+    /// Packing, labels, invoice, shipping and seller cancellation (ours; see `fulfilment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fulfilment: Option<crate::fulfilment::Fulfilment>,
 }
 
 /// Formats a time the way the store sorts it (fixed width, so strings order like times).
@@ -327,6 +359,19 @@ impl AmazonShipment {
                 )
                 .as_deref()
                     == Some("REQUIRED"),
+                compliance: {
+                    let req = |k: &str| match s(li, &["complianceAttributes", k]).as_deref() {
+                        Some("REQUIRED") => Some(true),
+                        Some("DISALLOWED") => Some(false),
+                        _ => None,
+                    };
+                    Compliance {
+                        serial_numbers: req("serialNumberRequirement"),
+                        country_of_origin: req("countryOfOriginRequirement"),
+                        item_value: req("itemValueRequirement"),
+                        hazmat_labels: req("hazmatLabelsRequirement"),
+                    }
+                },
                 hazmat_labels: strings(li.get("hazmatLabels")),
                 charges: li
                     .get("charges")
@@ -381,6 +426,10 @@ impl AmazonShipment {
                 version: 0,
                 unreadable: None,
                 quarantined_from: None,
+                invoice_required: s(v, &["shipmentRequirements", "invoice", "requirement"])
+                    .as_deref()
+                    == Some("REQUIRED"),
+                fulfilment: None,
             },
         })
     }
@@ -423,6 +472,8 @@ impl ShipmentRecord {
             version: 0,
             unreadable: Some(error.to_string()),
             quarantined_from: None,
+            invoice_required: false,
+            fulfilment: None,
         }
     }
 
@@ -444,6 +495,7 @@ impl ShipmentRecord {
         self.first_seen_at = keep.first_seen_at;
         self.changed_at = keep.changed_at;
         self.version = keep.version;
+        self.fulfilment = keep.fulfilment;
         for line in &mut self.line_items {
             if let Some((_, announced)) = markers.iter().find(|(id, _)| *id == line.id) {
                 line.announced_cancelled_units = *announced;

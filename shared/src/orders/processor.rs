@@ -445,14 +445,20 @@ impl OrderProcessor {
                     }
                     continue;
                 }
-                Stage::HandedOver if is_shipped(&r.status) => {
+                // Amazon says shipped (its own carrier scan, or our updatePackageStatus): no call.
+                Stage::HandedOver | Stage::Packed | Stage::Labelled if is_shipped(&r.status) => {
                     self.release(&r, &loc).await?;
+                    self.events
+                        .publish(&[crate::fulfilment::shipped_event(&r, &loc.hub)?])
+                        .await?;
                     r.stage = Stage::Shipped;
                     r.reservation_released = true;
                     self.save(&mut r).await?;
                     continue;
                 }
                 Stage::HandedOver
+                | Stage::Packed
+                | Stage::Labelled
                 | Stage::Held
                 | Stage::Rejected
                 | Stage::Cancelled
@@ -497,7 +503,10 @@ impl OrderProcessor {
         loc: &OrderLocation,
         whole: bool,
     ) -> Result<()> {
-        let reserved = matches!(r.stage, Stage::Confirmed | Stage::HandedOver);
+        let reserved = matches!(
+            r.stage,
+            Stage::Confirmed | Stage::HandedOver | Stage::Packed | Stage::Labelled
+        );
         if whole {
             self.release(r, loc).await?;
             r.reservation_released = true;
@@ -672,6 +681,12 @@ impl OrderProcessor {
                 )));
             }
             self.act_once(&r, Act::Reject(reason), inv).await?;
+            if r.handed_over_at.is_some() {
+                // Held after hand-over (a warehouse cancellation kept local): units go back.
+                let loc = self.location_of(&r.location_id).await?;
+                self.release(&r, &loc).await?;
+                r.reservation_released = true;
+            }
             r.stage = Stage::Rejected;
             r.status = "CANCELLED".into();
             r.rejection_reason = Some(format!(

@@ -108,6 +108,11 @@ impl Orders {
         })
     }
 
+    /// The SP-API client this capability uses (bound it with `with_deadline`).
+    pub fn client(&self) -> &SpApiClient {
+        &self.client
+    }
+
     /// Amazon, bounded by this invocation's deadline.
     pub fn amazon(&self, inv: &Invocation) -> Arc<dyn ShipmentsApi> {
         Arc::new(self.client.with_deadline(inv))

@@ -3,6 +3,7 @@
 //! already checked the signature, size, JSON and idempotency before a handler runs.
 
 pub mod events;
+pub mod fulfilment;
 pub mod health;
 pub mod inventory;
 pub mod orders;
@@ -18,5 +19,6 @@ pub fn v1() -> Router<AppState> {
         .merge(inventory::routes())
         .merge(events::routes())
         .merge(orders::routes())
+        .merge(fulfilment::routes())
         .merge(returns::routes())
 }

@@ -4,7 +4,7 @@
 //! - `GET /v1/shipments/{shipmentId}`: the stored shipment (lines, units, ship-by, priority,
 //!   stage, hold reasons; never the buyer's address).
 //! - `GET /v1/shipments?stage=<stage>&since=<RFC 3339>&limit=<1..100>&nextToken=<token>`: by
-//!   stage (`received`, `held`, `confirmed`, `handed_over`, `rejected`, `cancelled`, `shipped`,
+//!   stage (`received`, `held`, `confirmed`, `handed_over`, `packed`, `labelled`, `rejected`, `cancelled`, `shipped`,
 //!   `unreadable`: Amazon's data could not be read, the `unreadable` field says why;
 //!   `status` is accepted as the parameter name too) and time of our last change, oldest first.
 //! - `POST /v1/shipments/{shipmentId}/release`: confirm a held shipment anyway.
@@ -89,7 +89,7 @@ async fn list_shipments(
     let raw = q.stage.as_deref().or(q.status.as_deref()).ok_or_else(|| {
         ApiError::bad_request(
             "missing_stage",
-            "give stage=received|held|confirmed|handed_over|rejected|cancelled|shipped|unreadable",
+            "give stage=received|held|confirmed|handed_over|packed|labelled|rejected|cancelled|shipped|unreadable",
         )
     })?;
     let stage =

@@ -4,6 +4,7 @@
 //! scenario's `summary`.
 
 pub mod foundation;
+pub mod fulfilment;
 pub mod orders;
 pub mod uploads;
 
@@ -76,6 +77,7 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
     vec![
         Box::new(foundation::Foundation::default()),
         Box::new(orders::Orders::default()),
+        Box::new(fulfilment::Fulfilment::default()),
         Box::new(uploads::Uploads::default()),
         // Warehouse interface, orders, uploads: add yours here.
     ]

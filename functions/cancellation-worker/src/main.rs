@@ -1,0 +1,8 @@
+use cancellation_worker::CancellationWorker;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    flexbridge::telemetry::init();
+    let f = CancellationWorker::from_env(&flexbridge::Env::from_process()).await?;
+    flexbridge::runtime::run_lambda(f).await
+}

@@ -1,0 +1,490 @@
+//! What the warehouse API's fulfilment routes do (the route files only parse and answer).
+
+use base64::Engine;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::fulfilment::packing;
+use crate::fulfilment::policy;
+use crate::fulfilment::worker::Fulfiller;
+use crate::fulfilment::{
+    CancelJob, CancellationState, JobState, LabelJob, Reprint, SellerCancellation, StoredDocument,
+};
+use crate::orders::model::is_shipped;
+use crate::orders::ports::RejectReason;
+use crate::orders::{ShipmentRecord, Stage};
+use crate::runtime::Invocation;
+use crate::spapi::{Package, PackageStatus, Shipment};
+
+/// `POST /v1/shipments/{id}/packed` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PackedRequest {
+    pub packages: Vec<Package>,
+}
+
+/// `POST /v1/shipments/{id}/cancel` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CancelRequest {
+    pub reason: RejectReason,
+    /// Lines to cancel (`{lineId, quantity}`); absent = the whole shipment. Amazon supports
+    /// whole-shipment rejection only, so the lines must cover every open unit.
+    #[serde(default)]
+    pub lines: Option<Vec<CancelLine>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CancelLine {
+    pub line_id: String,
+    pub quantity: u32,
+}
+
+/// `PUT /v1/shipments/{id}/invoice` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InvoiceUpload {
+    /// `PDF` (default) or `PNG`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// The file, base64.
+    pub content: String,
+}
+
+/// `POST /v1/shipments/{id}/reprint` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReprintRequest {
+    /// Why a new label is needed (recorded).
+    pub reason: String,
+    /// Packages to relabel; absent = every package.
+    #[serde(default)]
+    pub package_ids: Option<Vec<String>>,
+}
+
+/// What an accepted request answers.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    pub shipment_id: String,
+    pub stage: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pack_version: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+const MAX_CONFLICTS: usize = 8;
+
+fn conflict(msg: String) -> Error {
+    Error::Conflict(msg)
+}
+
+impl Fulfiller {
+    /// The warehouse packed the shipment: validate (nothing is written when it does not fit),
+    /// record the packages and queue the label job. The same packages again re-queue the
+    /// same job; other packages after packages exist at Amazon are a re-pack.
+    pub async fn packed(&self, id: &str, req: PackedRequest) -> Result<Accepted> {
+        for _ in 0..MAX_CONFLICTS {
+            let mut r = self.stored(id).await?;
+            if let Some(why) = packing::not_packable(&r) {
+                return Err(conflict(why));
+            }
+            let problems = packing::problems(&r, &req.packages);
+            if !problems.is_empty() {
+                return Err(Error::InvalidInput(problems.join("; ")));
+            }
+            let mut f = r.fulfilment();
+            if f.pack_version > 0 && f.packages == req.packages {
+                // Same packing again (a retried request): make sure its job is on the queue.
+                if f.job != JobState::Done {
+                    self.queue_label_job(&r.id, f.pack_version).await?;
+                }
+                return Ok(accepted(&r, Some("same packing as before".into())));
+            }
+            if f.packages_at_amazon.is_some() {
+                let mut old: Vec<&str> = f.packages.iter().map(|p| p.id.as_str()).collect();
+                let mut new: Vec<&str> = req.packages.iter().map(|p| p.id.as_str()).collect();
+                old.sort();
+                new.sort();
+                if old != new {
+                    return Err(Error::InvalidInput(format!(
+                        "packages {} exist at Amazon; a re-pack must keep these package IDs \
+                         (Amazon has no operation to add or remove packages)",
+                        old.join(", ")
+                    )));
+                }
+            }
+            f.pack_version += 1;
+            f.packages = req.packages.clone();
+            // A re-pack voids shipping options, labels and Amazon's invoice (Amazon does too).
+            f.shipping_options.clear();
+            f.labels.clear();
+            f.reprint = None;
+            f.invoice = f.seller_invoice.clone();
+            f.label_ready_sent = false;
+            f.job = JobState::Queued;
+            let note = format!(
+                "packing {} with {} packages",
+                f.pack_version,
+                f.packages.len()
+            );
+            f.record_step("packed", Some(note));
+            let version = f.pack_version;
+            r.fulfilment = Some(f);
+            r.stage = Stage::Packed;
+            if self.save(&mut r).await? {
+                self.queue_label_job(&r.id, version).await?;
+                return Ok(accepted(&r, None));
+            }
+        }
+        Err(busy(id))
+    }
+
+    async fn queue_label_job(&self, id: &str, pack_version: u32) -> Result<()> {
+        let job = LabelJob {
+            shipment_id: id.to_string(),
+            pack_version,
+        };
+        self.labels_queue.send(&serde_json::to_value(&job)?).await
+    }
+
+    /// A person asks for new labels (REGENERATE), with the reason recorded.
+    pub async fn reprint(&self, id: &str, req: ReprintRequest) -> Result<Accepted> {
+        let reason = req.reason.trim().to_string();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(Error::InvalidInput(
+                "reason must be 1-500 characters saying why a new label is needed".into(),
+            ));
+        }
+        for _ in 0..MAX_CONFLICTS {
+            let mut r = self.stored(id).await?;
+            if r.stage != Stage::Labelled {
+                return Err(conflict(format!(
+                    "shipment {id} is {}; a reprint needs labelled shipments",
+                    r.stage.as_str()
+                )));
+            }
+            let mut f = r.fulfilment();
+            let ids = match &req.package_ids {
+                Some(ids) => {
+                    if let Some(bad) = ids.iter().find(|i| !f.labels.contains_key(*i)) {
+                        return Err(Error::InvalidInput(format!(
+                            "package {bad} has no label on shipment {id}"
+                        )));
+                    }
+                    ids.clone()
+                }
+                None => f.labels.keys().cloned().collect(),
+            };
+            let rp = Reprint {
+                package_ids: ids,
+                reason: reason.clone(),
+                requested_at: Utc::now(),
+                number: f.reprints.len() as u32 + 1,
+            };
+            f.reprints.push(rp.clone());
+            f.reprint = Some(rp);
+            f.job = JobState::Queued;
+            f.record_step("reprint_requested", Some(reason.clone()));
+            let version = f.pack_version;
+            r.fulfilment = Some(f);
+            r.stage = Stage::Packed;
+            if self.save(&mut r).await? {
+                self.queue_label_job(id, version).await?;
+                return Ok(accepted(&r, None));
+            }
+        }
+        Err(busy(id))
+    }
+
+    /// The seller's own invoice, used instead of generating one.
+    pub async fn upload_invoice(&self, id: &str, req: InvoiceUpload) -> Result<Accepted> {
+        let content_type = match req.format.as_deref().unwrap_or("PDF") {
+            "PDF" => "application/pdf",
+            "PNG" => "image/png",
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "format {other:?} is not PDF or PNG"
+                )))
+            }
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(req.content.trim())
+            .map_err(|e| Error::InvalidInput(format!("content is not base64: {e}")))?;
+        if bytes.is_empty() {
+            return Err(Error::InvalidInput("content is empty".into()));
+        }
+        let r = self.stored(id).await?;
+        if r.invoice_required {
+            return Err(conflict(format!(
+                "Amazon requires its own invoice for shipment {id} \
+                 (shipmentRequirements.invoice REQUIRED); flexbridge generates it"
+            )));
+        }
+        if !matches!(r.stage, Stage::HandedOver | Stage::Packed) || r.fulfilment().label_ready_sent
+        {
+            return Err(conflict(format!(
+                "shipment {id} is {}; an invoice can be uploaded until its labels are ready",
+                r.stage.as_str()
+            )));
+        }
+        let key = format!(
+            "{}{}/{}/invoice-seller.{}",
+            crate::config::prefixes::LABELS,
+            r.location_id,
+            id,
+            if content_type == "image/png" {
+                "png"
+            } else {
+                "pdf"
+            }
+        );
+        self.files.put(&key, bytes, content_type).await?;
+        for _ in 0..MAX_CONFLICTS {
+            let mut r = self.stored(id).await?;
+            let mut f = r.fulfilment();
+            let doc = StoredDocument {
+                key: key.clone(),
+                content_type: content_type.into(),
+                source: "seller".into(),
+            };
+            f.seller_invoice = Some(doc.clone());
+            f.invoice = Some(doc);
+            f.record_step("invoice_uploaded", Some(key.clone()));
+            r.fulfilment = Some(f);
+            if self.save(&mut r).await? {
+                return Ok(accepted(&r, Some(format!("stored at {key}"))));
+            }
+        }
+        Err(busy(id))
+    }
+
+    /// The warehouse handed the packages to the carrier: updatePackageStatus SHIPPED per
+    /// package (once each), reservation released, `ShipmentShipped`.
+    pub async fn shipped(&self, id: &str, inv: &Invocation) -> Result<Accepted> {
+        let r = self.stored(id).await?;
+        if r.stage == Stage::Shipped {
+            return Ok(accepted(&r, Some("already shipped".into())));
+        }
+        if r.stage != Stage::Labelled {
+            return Err(conflict(format!(
+                "shipment {id} is {}; only labelled shipments can be reported shipped",
+                r.stage.as_str()
+            )));
+        }
+        let f = r.fulfilment();
+        if !is_shipped(&r.status) {
+            for p in &f.packages {
+                let pid = p.id.clone();
+                self.once(
+                    &format!("fulfil#{id}#shipped#{}", p.id),
+                    id,
+                    inv,
+                    move |s: &Shipment| {
+                        s.packages.iter().any(|a| {
+                            a.id == pid
+                                && matches!(
+                                    a.status,
+                                    Some(PackageStatus::Shipped | PackageStatus::Delivered)
+                                )
+                        })
+                    },
+                    self.amazon.mark_shipped(id, &p.id),
+                    async { Ok(()) },
+                )
+                .await?;
+            }
+        }
+        let hub = self.hub(&r.location_id).await?;
+        for _ in 0..MAX_CONFLICTS {
+            let mut r = self.stored(id).await?;
+            if r.stage == Stage::Shipped {
+                return Ok(accepted(&r, None));
+            }
+            for l in &r.line_items {
+                self.inventory
+                    .set_reservation(&r.location_id, &l.sku, &r.id, &l.id, 0)
+                    .await?;
+            }
+            if !is_shipped(&r.status) {
+                r.status = "SHIPPED".into();
+            }
+            self.events
+                .publish(&[crate::fulfilment::shipped_event(&r, &hub)?])
+                .await?;
+            let mut f = r.fulfilment();
+            f.shipped_at = Some(Utc::now());
+            f.record_step("shipped", None);
+            r.fulfilment = Some(f);
+            r.stage = Stage::Shipped;
+            r.reservation_released = true;
+            if self.save(&mut r).await? {
+                return Ok(accepted(&r, None));
+            }
+        }
+        Err(busy(id))
+    }
+
+    /// The warehouse cancels: refused (409) unless Amazon's status allows rejection; queued for
+    /// REJECT when the location cancels on Amazon automatically, else kept local and held.
+    pub async fn cancel(&self, id: &str, req: CancelRequest) -> Result<Accepted> {
+        for _ in 0..MAX_CONFLICTS {
+            let mut r = self.stored(id).await?;
+            let mut f = r.fulfilment();
+            if let Some(c) = &f.cancellation {
+                if c.state != CancellationState::Refused {
+                    return Ok(accepted(
+                        &r,
+                        Some(format!("cancellation already {:?}", c.state).to_lowercase()),
+                    ));
+                }
+            }
+            if matches!(r.stage, Stage::Cancelled | Stage::Rejected) {
+                return Err(conflict(format!("shipment {id} is already cancelled")));
+            }
+            if r.stage == Stage::Shipped || is_shipped(&r.status) {
+                return Err(conflict(format!(
+                    "shipment {id} has shipped; it cannot be cancelled"
+                )));
+            }
+            if !r.eligible_for_rejection.contains(&r.status) {
+                return Err(conflict(format!(
+                    "shipment {id} is {} at Amazon, which does not allow rejection (allowed: {})",
+                    r.status,
+                    r.eligible_for_rejection.join(", ")
+                )));
+            }
+            if let Some(lines) = &req.lines {
+                check_whole(&r, lines)?;
+            }
+            let auto = policy::for_location(
+                self.settings.as_ref(),
+                policy::AUTO_CANCEL,
+                &r.location_id,
+                true,
+            )
+            .await?;
+            let reason = crate::orders::ports::reject_reason_str(req.reason).to_string();
+            let reference_id = format!("flexbridge-cancel-{id}-{}", uuid::Uuid::new_v4().simple());
+            f.cancellation = Some(SellerCancellation {
+                reference_id: reference_id.clone(),
+                reason: reason.clone(),
+                requested_at: Utc::now(),
+                state: if auto {
+                    CancellationState::Queued
+                } else {
+                    CancellationState::LocalOnly
+                },
+                note: None,
+            });
+            f.record_step("cancel_requested", Some(reason.clone()));
+            r.fulfilment = Some(f);
+            if !auto {
+                let why = format!(
+                    "the warehouse cancelled it ({reason}) and auto-cancel is off for location {}: \
+                     reject it (POST /v1/shipments/{id}/reject) or cancel it in Seller Central",
+                    r.location_id
+                );
+                r.hold_reasons = vec![why.clone()];
+                r.stage = Stage::Held;
+                let hub = self.hub(&r.location_id).await?;
+                let ev = crate::events::OutboundEvent::new(
+                    crate::events::EventName::ShipmentHeld,
+                    &format!("{id}#seller-cancel"),
+                    Utc::now(),
+                    crate::events::ShipmentHeld {
+                        shipment_id: id.to_string(),
+                        hub,
+                        reason: why,
+                    },
+                )?;
+                self.events.publish(&[ev]).await?;
+            }
+            if self.save(&mut r).await? {
+                if auto {
+                    let job = CancelJob {
+                        shipment_id: id.to_string(),
+                        reference_id,
+                    };
+                    self.cancellations_queue
+                        .send(&serde_json::to_value(&job)?)
+                        .await?;
+                }
+                return Ok(accepted(&r, None));
+            }
+        }
+        Err(busy(id))
+    }
+
+    /// Fresh links to a labelled shipment's files.
+    pub async fn links(&self, id: &str) -> Result<Value> {
+        let r = self.stored(id).await?;
+        let f = r.fulfilment();
+        let mut labels = Vec::new();
+        for (pid, l) in &f.labels {
+            let url = match &l.key {
+                Some(k) => Some(self.files.link(k, self.link_ttl).await?),
+                None => None,
+            };
+            labels.push(json!({"packageId": pid, "key": l.key, "url": url, "carrier": l.carrier,
+                "trackingId": l.tracking_id, "generation": l.generation, "contentType": l.content_type}));
+        }
+        let invoice = match f.invoice.as_ref().or(f.seller_invoice.as_ref()) {
+            Some(d) => Some(json!({"key": d.key, "source": d.source,
+                "url": self.files.link(&d.key, self.link_ttl).await?})),
+            None => None,
+        };
+        Ok(
+            json!({"shipmentId": id, "stage": r.stage.as_str(), "labels": labels, "invoice": invoice}),
+        )
+    }
+}
+
+fn check_whole(r: &ShipmentRecord, lines: &[CancelLine]) -> Result<()> {
+    for l in &r.line_items {
+        let asked: u32 = lines
+            .iter()
+            .filter(|c| c.line_id == l.id)
+            .map(|c| c.quantity)
+            .sum();
+        if asked != l.open_units() {
+            return Err(Error::InvalidInput(format!(
+                "line {} ({}): {asked} of {} open units asked; Amazon rejects whole shipments only \
+                 (no partial cancellation), so list every line with all its open units or omit lines",
+                l.id,
+                l.sku,
+                l.open_units()
+            )));
+        }
+    }
+    if let Some(bad) = lines
+        .iter()
+        .find(|c| !r.line_items.iter().any(|l| l.id == c.line_id))
+    {
+        return Err(Error::InvalidInput(format!(
+            "line {} is not a line of shipment {}",
+            bad.line_id, r.id
+        )));
+    }
+    Ok(())
+}
+
+fn accepted(r: &ShipmentRecord, message: Option<String>) -> Accepted {
+    Accepted {
+        shipment_id: r.id.clone(),
+        stage: r.stage.as_str().to_string(),
+        pack_version: r.fulfilment.as_ref().map(|f| f.pack_version),
+        message,
+    }
+}
+
+fn busy(id: &str) -> Error {
+    Error::Transient {
+        message: format!("shipment {id} kept changing while being processed"),
+        after: None,
+    }
+}

@@ -1,0 +1,844 @@
+//! Fulfilment end to end, on a stack from template.yaml in moto and the SP-API simulator: packed
+//! (invalid packings refused, nothing written) → LabelsQueue → label worker (through the local
+//! runner) → labels in S3 and `LabelReady` → shipped at Amazon, reservation released,
+//! `ShipmentShipped`; a redelivered job; apply-then-fail at each step with an effect; a reprint; a
+//! re-pack; a seller-uploaded invoice; cancellations (REJECT allowed and refused, auto-cancel
+//! off, Amazon cancelling mid-job).
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use base64::Engine;
+use flexbridge::fulfilment::ports::JobQueue;
+use flexbridge::fulfilment::worker::JobOutcome;
+use flexbridge::fulfilment::{FulfilmentService, LabelJob};
+use flexbridge::orders::poller::OrderPoller;
+use flexbridge::orders::{Orders, Stage};
+use flexbridge::runtime::Invocation;
+use flexbridge::store::catalog::{CatalogItem, CatalogStore, DynamoCatalogStore};
+use flexbridge::store::inventory::{DynamoInventoryStore, InventoryStore};
+use flexbridge::store::settings::{DynamoSettingsStore, SettingsStore};
+use flexbridge::warehouse::signing;
+use flexbridge_e2e::flexbridge_local::{Runner, RunnerOptions};
+use flexbridge_e2e::spapi_sim::{AdminClient, FaultKind};
+use flexbridge_e2e::{eventually, TestStack};
+use serde_json::{json, Value};
+
+const FLEX: &str = "SIMLOC-EAST-1";
+const MFN: &str = "SIMLOC-WEST-1";
+const MARKETPLACE: &str = "ATVPDKIKX0DER";
+const SKUS: [&str; 3] = ["MUG-01", "TEE-02", "CAP-03"];
+
+struct World {
+    t: TestStack,
+    admin: AdminClient,
+    orders: Orders,
+    runner: Runner,
+    api: String,
+}
+
+fn inv() -> Invocation {
+    Invocation::new("test", Duration::from_secs(60))
+}
+
+/// `consume`: whether the runner delivers LabelsQueue/CancellationsQueue to the workers (else
+/// the test runs the jobs itself, deterministically).
+async fn world(name: &str, consume: bool) -> Result<World> {
+    flexbridge_e2e::init_logging();
+    let t = TestStack::start(name).await?;
+    let admin = AdminClient::new(&t.sim().base_url);
+    admin.create_location(FLEX, MARKETPLACE, "FBA").await?;
+    admin.create_location(MFN, MARKETPLACE, "MFN").await?;
+    for sku in SKUS {
+        admin.set_inventory(MFN, sku, 100).await?;
+    }
+    let catalog = DynamoCatalogStore::new(t.dynamodb.clone(), t.stack.table("CatalogTable"));
+    let items: Vec<CatalogItem> = SKUS
+        .iter()
+        .enumerate()
+        .map(|(i, sku)| CatalogItem {
+            sku: sku.to_string(),
+            asin: format!("B0000000{i:02}"),
+            title: None,
+            product_type: Some("HOME".into()),
+            enabled: true,
+            safety_stock: None,
+            max_quantity: None,
+            updated_at: "2026-11-21T08:00:00.000Z".into(),
+            source: "test".into(),
+        })
+        .collect();
+    catalog.put_items(&items).await?;
+    let orders = Orders::from_env(&t.env_for("OrderPollerFunction")?).await?;
+    let mut only: BTreeSet<String> = ["WarehouseApiFunction".to_string()].into();
+    if consume {
+        only.insert("LabelWorkerFunction".into());
+        only.insert("CancellationWorkerFunction".into());
+    }
+    let runner = t
+        .runner(RunnerOptions {
+            run_schedules: false,
+            poll_queues: consume,
+            only: Some(only),
+            receive_wait: Duration::from_millis(200),
+            ..Default::default()
+        })
+        .await?;
+    let api = runner
+        .function_url("WarehouseApiFunction")
+        .ok_or_else(|| anyhow!("warehouse API not served"))?
+        .trim_end_matches('/')
+        .to_string();
+    Ok(World {
+        t,
+        admin,
+        orders,
+        runner,
+        api,
+    })
+}
+
+impl World {
+    /// A shipment at Amazon, polled, confirmed and handed over to the warehouse.
+    async fn handed_over(&self, location: &str, spec: Value) -> Result<String> {
+        let mut spec = spec;
+        spec["locationId"] = location.into();
+        let s = self.admin.create_shipment(spec).await?;
+        let id = s["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no id"))?
+            .to_string();
+        self.poll().await?;
+        assert_eq!(self.stage(&id).await?, Stage::HandedOver, "{id}");
+        Ok(id)
+    }
+
+    /// One order poll: new shipments are stored, confirmed and handed over.
+    async fn poll(&self) -> Result<()> {
+        let processor = self.orders.processor(&inv());
+        let mut settings = self.orders.poll_settings().await?;
+        settings.pass_interval = Duration::ZERO;
+        OrderPoller {
+            processor: &processor,
+            cursors: self.orders.cursors.as_ref(),
+            settings,
+        }
+        .run(&inv())
+        .await?;
+        Ok(())
+    }
+
+    async fn stage(&self, id: &str) -> Result<Stage> {
+        Ok(self
+            .orders
+            .shipments
+            .get(id)
+            .await?
+            .ok_or_else(|| anyhow!("{id} not stored"))?
+            .stage)
+    }
+
+    async fn wait_stage(&self, id: &str, stage: Stage) -> Result<()> {
+        eventually(
+            Duration::from_secs(60),
+            &format!("{id} {stage:?}"),
+            || async { Ok((self.stage(id).await? == stage).then_some(())) },
+        )
+        .await
+    }
+
+    /// A signed warehouse request.
+    async fn call(&self, method: &str, path: &str, body: Value) -> Result<(u16, Value)> {
+        let body = if method == "GET" {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let mut req = reqwest::Client::new()
+            .request(method.parse()?, format!("{}{path}", self.api))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        let now = chrono::Utc::now().timestamp();
+        for (k, v) in signing::signed_headers(
+            self.t.seller.warehouse_key.as_bytes(),
+            now,
+            method,
+            path,
+            body.as_bytes(),
+        ) {
+            req = req.header(k, v);
+        }
+        if method != "GET" {
+            req = req.header("Idempotency-Key", uuid::Uuid::new_v4().to_string());
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    /// Calls of one operation on one shipment at the simulator: (status, query, note).
+    async fn calls(&self, op: &str, id: &str) -> Result<Vec<(u64, String, String)>> {
+        Ok(self
+            .admin
+            .calls(Some(op))
+            .await?
+            .into_iter()
+            .filter(|c| c["path"].as_str().unwrap_or("").contains(id))
+            .map(|c| {
+                (
+                    c["status"].as_u64().unwrap_or(0),
+                    c["query"].to_string(),
+                    c["note"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect())
+    }
+
+    /// Calls that reached Amazon's state machine (answered, or applied then failed).
+    async fn applied(&self, op: &str, id: &str) -> Result<usize> {
+        Ok(self
+            .calls(op, id)
+            .await?
+            .iter()
+            .filter(|(s, _, note)| (200..300).contains(s) || note.contains("ApplyThenFail"))
+            .count())
+    }
+
+    /// Every event published so far (read off OutboundQueue, where the bus rule puts them).
+    async fn events(&self, seen: &mut Vec<(String, Value)>) -> Result<()> {
+        let url = self.t.stack.queue_url("OutboundQueue");
+        loop {
+            let out = self
+                .t
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await?;
+            if out.messages().is_empty() {
+                return Ok(());
+            }
+            for m in out.messages() {
+                let v: Value = serde_json::from_str(m.body().unwrap_or("{}"))?;
+                seen.push((
+                    v["detail-type"].as_str().unwrap_or("").to_string(),
+                    v["detail"].clone(),
+                ));
+                self.t
+                    .sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap_or(""))
+                    .send()
+                    .await?;
+            }
+        }
+    }
+
+    fn inventory(&self) -> DynamoInventoryStore {
+        DynamoInventoryStore::new(
+            self.t.dynamodb.clone(),
+            self.t.stack.table("InventoryTable"),
+        )
+    }
+
+    async fn service(&self) -> Result<FulfilmentService> {
+        Ok(FulfilmentService::from_env(&self.t.env_for("LabelWorkerFunction")?).await?)
+    }
+
+    /// Runs every label job on LabelsQueue (as the worker would), deleting each handled one.
+    async fn drain_labels(&self) -> Result<Vec<Value>> {
+        let url = self.t.stack.queue_url("LabelsQueue");
+        let service = self.service().await?;
+        let mut outcomes = Vec::new();
+        loop {
+            let out = self
+                .t
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await?;
+            if out.messages().is_empty() {
+                return Ok(outcomes);
+            }
+            for m in out.messages() {
+                let job: LabelJob = serde_json::from_str(m.body().unwrap_or(""))?;
+                let i = inv();
+                let o = service.fulfiller(&i).run_label_job(&job, &i).await?;
+                outcomes.push(serde_json::to_value(o)?);
+                self.t
+                    .sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap_or(""))
+                    .send()
+                    .await?;
+            }
+        }
+    }
+}
+
+/// A labels queue that keeps the jobs (the test runs them itself).
+#[derive(Default)]
+struct Parked(Mutex<Vec<Value>>);
+
+#[async_trait::async_trait]
+impl JobQueue for Parked {
+    async fn send(&self, body: &Value) -> flexbridge::Result<()> {
+        self.0.lock().unwrap().push(body.clone());
+        Ok(())
+    }
+}
+
+fn package(id: &str, grams: &str, lines: Value) -> Value {
+    json!({"id": id,
+        "dimensions": {"length": {"value": "30", "dimensionUnit": "CM"}, "width": {"value": "20", "dimensionUnit": "CM"}, "height": {"value": "10", "dimensionUnit": "CM"}},
+        "weight": {"value": grams, "weightUnit": "G"},
+        "packageLineItems": lines})
+}
+
+fn facts(events: &[(String, Value)], kind: &str, id: &str) -> Vec<Value> {
+    let mut ids = BTreeSet::new();
+    events
+        .iter()
+        .filter(|(k, d)| k == kind && d["shipmentId"] == id)
+        .filter(|(_, d)| ids.insert(d["eventId"].as_str().unwrap_or("").to_string()))
+        .map(|(_, d)| d.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn packed_to_shipped_through_the_queue() -> Result<()> {
+    let w = world("fulfil_path", true).await?;
+    let id = w
+        .handed_over(
+            FLEX,
+            json!({"lineItems": [{"sku": "MUG-01", "quantity": 2, "unitPrice": "9.50"},
+                {"sku": "TEE-02", "quantity": 1, "unitPrice": "15.00", "serialNumbersRequired": true}]}),
+        )
+        .await?;
+    let path = format!("/v1/shipments/{id}/packed");
+
+    // Each invalid packing: 422 naming the problem, nothing written, nothing queued.
+    let good = json!({"packages": [
+        package("BOX-1", "450", json!([{"packageLineItemId": "1", "quantity": 2}])),
+        package("BOX-2", "300", json!([{"packageLineItemId": "2", "quantity": 1, "serialNumbers": ["SN-1"]}]))]});
+    let mut light = good.clone();
+    light["packages"][0]["weight"]["value"] = "4".into();
+    let mut short = good.clone();
+    short["packages"][0]["packageLineItems"][0]["quantity"] = 1.into();
+    let mut twice = good.clone();
+    twice["packages"][1]["packageLineItems"] = json!([{"packageLineItemId": "2", "quantity": 1, "serialNumbers": ["SN-1"]}, {"packageLineItemId": "1", "quantity": 1}]);
+    let mut no_serial = good.clone();
+    no_serial["packages"][1]["packageLineItems"][0]["serialNumbers"] = json!([]);
+    let mut stranger = good.clone();
+    stranger["packages"][0]["packageLineItems"][0]["packageLineItemId"] = "7".into();
+    let mut unit = good.clone();
+    unit["packages"][0]["dimensions"]["height"]["dimensionUnit"] = "FT".into();
+    for (body, expect) in [
+        (&light, "below Amazon's minimum of 5 g"),
+        (&short, "line 1 (MUG-01): 1 units packed, 2 open units"),
+        (&twice, "line 1 (MUG-01): 3 units packed"),
+        (&no_serial, "0 serial numbers for 1 units"),
+        (&stranger, "line 7 is not a line of shipment"),
+        (&unit, "height must be a positive value in CM, M or IN"),
+    ] {
+        let (status, out) = w.call("POST", &path, body.clone()).await?;
+        assert_eq!(status, 422, "{out}");
+        assert!(
+            out["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains(expect),
+            "{expect}: {out}"
+        );
+    }
+    let stored = w.orders.shipments.get(&id).await?.unwrap();
+    assert!(stored.fulfilment.is_none() && stored.stage == Stage::HandedOver);
+    assert_eq!(w.t.queue_depth("LabelsQueue").await?, 0);
+
+    // Valid: 202 at once, then the worker takes it to labelled.
+    let (status, out) = w.call("POST", &path, good.clone()).await?;
+    assert_eq!(status, 202, "{out}");
+    assert_eq!(out["stage"], "packed");
+    w.wait_stage(&id, Stage::Labelled).await?;
+    let r = w.orders.shipments.get(&id).await?.unwrap();
+    let f = r.fulfilment.clone().unwrap();
+    assert_eq!(f.labels.len(), 2);
+    for (pid, l) in &f.labels {
+        let key = l.key.clone().unwrap();
+        assert!(
+            key.starts_with(&format!("labels/{FLEX}/{id}/{pid}-label-1.")),
+            "{key}"
+        );
+        assert!(key.ends_with(".zpl"), "Seller Flex labels are ZPL: {key}");
+        assert!(l.tracking_id.starts_with("SIM"), "{l:?}");
+    }
+    let steps: Vec<&str> = f.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(
+        steps,
+        [
+            "packed",
+            "packages",
+            "labels",
+            "download",
+            "download",
+            "label_ready"
+        ]
+    );
+
+    // LabelReady per package, with a link that serves the stored file.
+    let mut events = Vec::new();
+    w.events(&mut events).await?;
+    let ready = facts(&events, "LabelReady", &id);
+    assert_eq!(ready.len(), 2, "{events:?}");
+    let link = ready[0]["labelUrl"].as_str().unwrap();
+    let bytes = reqwest::get(link)
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    assert!(
+        bytes.starts_with(b"^XA"),
+        "a ZPL label: {:?}",
+        &bytes[..8.min(bytes.len())]
+    );
+    assert_eq!(ready[0]["hub"], "HUB-NJ");
+
+    // The same packing again and a redelivered job: nothing happens twice at Amazon.
+    let (status, _) = w.call("POST", &path, good.clone()).await?;
+    assert_eq!(status, 202);
+    w.t.sqs
+        .send_message()
+        .queue_url(w.t.stack.queue_url("LabelsQueue"))
+        .message_body(json!({"shipmentId": id, "packVersion": 1}).to_string())
+        .send()
+        .await?;
+    eventually(
+        Duration::from_secs(30),
+        "redelivered jobs handled",
+        || async {
+            Ok((w.runner.function_stats("LabelWorkerFunction").messages_ok >= 2).then_some(()))
+        },
+    )
+    .await?;
+    assert_eq!(w.applied("createPackages", &id).await?, 1);
+    assert_eq!(w.applied("generateShipLabels", &id).await?, 1);
+
+    // Shipped: Amazon told per package, reservation released, ShipmentShipped.
+    assert_eq!(w.inventory().position(FLEX, "MUG-01").await?.reserved, 2);
+    let (status, out) = w
+        .call("POST", &format!("/v1/shipments/{id}/shipped"), json!({}))
+        .await?;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["stage"], "shipped");
+    assert_eq!(
+        w.admin.shipment(&id).await?["shipment"]["status"],
+        "SHIPPED"
+    );
+    assert_eq!(w.applied("updatePackageStatus", &id).await?, 2);
+    assert_eq!(w.inventory().position(FLEX, "MUG-01").await?.reserved, 0);
+    assert_eq!(w.inventory().position(FLEX, "TEE-02").await?.reserved, 0);
+    let (status, _) = w
+        .call("POST", &format!("/v1/shipments/{id}/shipped"), json!({}))
+        .await?;
+    assert_eq!(status, 200, "reporting it twice is fine");
+    assert_eq!(w.applied("updatePackageStatus", &id).await?, 2);
+    w.events(&mut events).await?;
+    let shipped = facts(&events, "ShipmentShipped", &id);
+    assert_eq!(shipped.len(), 1, "{events:?}");
+    assert_eq!(shipped[0]["packages"].as_array().unwrap().len(), 2);
+
+    // A packed shipment can no longer be packed once shipped.
+    let (status, _) = w.call("POST", &path, good).await?;
+    assert_eq!(status, 409);
+
+    // A job for a shipment flexbridge does not have: parked in LabelsDLQ with the reason;
+    // redriven once the shipment is there, it is handled (and nothing is done twice).
+    let s = w
+        .admin
+        .create_shipment(json!({"locationId": FLEX, "lineItems": [{"sku": "CAP-03", "quantity": 1, "unitPrice": "3.00"}]}))
+        .await?;
+    let late = s["id"].as_str().unwrap().to_string();
+    let body = json!({"shipmentId": late, "packVersion": 1}).to_string();
+    w.t.sqs
+        .send_message()
+        .queue_url(w.t.stack.queue_url("LabelsQueue"))
+        .message_body(&body)
+        .send()
+        .await?;
+    let dlq = w.t.stack.queue_url("LabelsDLQ");
+    let parked = eventually(Duration::from_secs(30), "the job in LabelsDLQ", || async {
+        let out =
+            w.t.sqs
+                .receive_message()
+                .queue_url(dlq)
+                .message_attribute_names("All")
+                .wait_time_seconds(1)
+                .send()
+                .await?;
+        Ok(out.messages.unwrap_or_default().pop())
+    })
+    .await?;
+    let reason = parked
+        .message_attributes()
+        .and_then(|a| a.get(flexbridge::runtime::parked_attributes::REASON))
+        .and_then(|v| v.string_value())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains(&format!("shipment {late} is not stored")),
+        "{reason}"
+    );
+    w.poll().await?;
+    assert_eq!(w.stage(&late).await?, Stage::HandedOver);
+    let packed = json!({"packages": [package("L1", "200", json!([{"packageLineItemId": "1", "quantity": 1}]))]});
+    let (status, _) = w
+        .call("POST", &format!("/v1/shipments/{late}/packed"), packed)
+        .await?;
+    assert_eq!(status, 202);
+    w.wait_stage(&late, Stage::Labelled).await?;
+    let before = w.runner.function_stats("LabelWorkerFunction").messages_ok;
+    w.t.sqs
+        .send_message()
+        .queue_url(w.t.stack.queue_url("LabelsQueue"))
+        .message_body(parked.body().unwrap_or_default())
+        .send()
+        .await?;
+    w.t.sqs
+        .delete_message()
+        .queue_url(dlq)
+        .receipt_handle(parked.receipt_handle().unwrap_or_default())
+        .send()
+        .await?;
+    eventually(
+        Duration::from_secs(30),
+        "the redriven job handled",
+        || async {
+            Ok((w.runner.function_stats("LabelWorkerFunction").messages_ok > before).then_some(()))
+        },
+    )
+    .await?;
+    assert_eq!(w.t.queue_depth("LabelsDLQ").await?, 0);
+    assert_eq!(w.applied("createPackages", &late).await?, 1);
+    w.runner.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
+    let w = world("fulfil_faults", false).await?;
+    // MFN with an invoice Amazon requires: packages, options, invoice, labels (PDF).
+    let id = w
+        .handed_over(
+            MFN,
+            json!({"invoiceRequired": true, "lineItems": [{"sku": "CAP-03", "quantity": 1, "unitPrice": "20.00"}]}),
+        )
+        .await?;
+    let packed = json!({"packages": [package("P1", "250", json!([{"packageLineItemId": "1", "quantity": 1}]))]});
+    let (status, out) = w
+        .call("POST", &format!("/v1/shipments/{id}/packed"), packed)
+        .await?;
+    assert_eq!(status, 202, "{out}");
+    // Every step with an effect is applied at Amazon and then answered with a 500.
+    for op in ["createPackages", "generateInvoice", "generateShipLabels"] {
+        w.admin
+            .script_faults(op, &[FaultKind::ApplyThenFail])
+            .await?;
+    }
+    let outcomes = w.drain_labels().await?;
+    assert_eq!(
+        outcomes,
+        [json!({"outcome": "labelled", "steps": 6})],
+        "{outcomes:?}"
+    );
+    assert_eq!(w.stage(&id).await?, Stage::Labelled);
+    assert_eq!(
+        w.applied("createPackages", &id).await?,
+        1,
+        "read back, never sent again"
+    );
+    assert_eq!(w.applied("generateInvoice", &id).await?, 1);
+    assert_eq!(w.applied("retrieveInvoice", &id).await?, 1);
+    let labels = w.calls("generateShipLabels", &id).await?;
+    // GENERATE applied but its answer lost: the files come from one REGENERATE.
+    assert_eq!(labels.len(), 2, "{labels:?}");
+    assert!(labels[1].1.contains("REGENERATE"), "{labels:?}");
+    let f = w
+        .orders
+        .shipments
+        .get(&id)
+        .await?
+        .unwrap()
+        .fulfilment
+        .unwrap();
+    assert_eq!(f.shipping_options["P1"].policy, "recommended");
+    let invoice = f.invoice.clone().unwrap();
+    assert_eq!(invoice.source, "amazon");
+    let bytes =
+        w.t.s3
+            .get_object()
+            .bucket(w.t.stack.bucket("UploadsBucket"))
+            .key(&invoice.key)
+            .send()
+            .await?
+            .body
+            .collect()
+            .await?
+            .into_bytes();
+    assert!(bytes.starts_with(b"%PDF"), "{}", invoice.key);
+    assert!(f.labels["P1"].key.as_ref().unwrap().ends_with(".pdf"));
+
+    // A reprint: REGENERATE with the reason recorded, a second label file.
+    let (status, out) = w
+        .call(
+            "POST",
+            &format!("/v1/shipments/{id}/reprint"),
+            json!({"reason": "printer jam"}),
+        )
+        .await?;
+    assert_eq!(status, 202, "{out}");
+    w.drain_labels().await?;
+    let f = w
+        .orders
+        .shipments
+        .get(&id)
+        .await?
+        .unwrap()
+        .fulfilment
+        .unwrap();
+    assert_eq!(f.labels["P1"].generation, 2);
+    assert!(f.reprints.iter().any(|r| r.reason == "printer jam"));
+    assert_eq!(w.stage(&id).await?, Stage::Labelled);
+
+    // A re-pack: updatePackage, then options, invoice and labels again.
+    let repacked = json!({"packages": [package("P1", "900", json!([{"packageLineItemId": "1", "quantity": 1}]))]});
+    let (status, out) = w
+        .call("POST", &format!("/v1/shipments/{id}/packed"), repacked)
+        .await?;
+    assert_eq!(status, 202, "{out}");
+    assert_eq!(out["packVersion"], 2);
+    let (status, _) = w
+        .call("POST", &format!("/v1/shipments/{id}/packed"),
+            json!({"packages": [package("P9", "900", json!([{"packageLineItemId": "1", "quantity": 1}]))]}))
+        .await?;
+    assert_eq!(status, 422, "a re-pack keeps the package IDs");
+    w.drain_labels().await?;
+    assert_eq!(w.stage(&id).await?, Stage::Labelled);
+    assert_eq!(w.applied("updatePackage", &id).await?, 1);
+    assert_eq!(w.applied("createPackages", &id).await?, 1);
+    assert_eq!(w.applied("generateInvoice", &id).await?, 2);
+    let f = w
+        .orders
+        .shipments
+        .get(&id)
+        .await?
+        .unwrap()
+        .fulfilment
+        .unwrap();
+    assert_eq!(f.packages_at_amazon, Some(2));
+    let sim = w.admin.shipment(&id).await?;
+    assert_eq!(sim["shipment"]["packages"][0]["weight"]["value"], "900");
+
+    // A seller-uploaded invoice (Amazon does not require one here): stored, used, not generated.
+    let own = w
+        .handed_over(MFN, json!({"invoiceRequired": false, "lineItems": [{"sku": "MUG-01", "quantity": 1, "unitPrice": "5.00"}]}))
+        .await?;
+    let pdf = base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.4 seller invoice");
+    let (status, out) = w
+        .call(
+            "PUT",
+            &format!("/v1/shipments/{own}/invoice"),
+            json!({"format": "PDF", "content": pdf}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{out}");
+    let (status, _) = w
+        .call(
+            "PUT",
+            &format!("/v1/shipments/{id}/invoice"),
+            json!({"content": pdf}),
+        )
+        .await?;
+    assert_eq!(status, 409, "Amazon's own invoice is required there");
+    let packed = json!({"packages": [package("Q1", "100", json!([{"packageLineItemId": "1", "quantity": 1}]))]});
+    w.call("POST", &format!("/v1/shipments/{own}/packed"), packed)
+        .await?;
+    w.drain_labels().await?;
+    assert_eq!(w.stage(&own).await?, Stage::Labelled);
+    assert_eq!(w.applied("generateInvoice", &own).await?, 0);
+    let mut events = Vec::new();
+    w.events(&mut events).await?;
+    let ready = facts(&events, "LabelReady", &own);
+    assert_eq!(
+        ready[0]["invoiceKey"],
+        format!("labels/{MFN}/{own}/invoice-seller.pdf")
+    );
+    let served = reqwest::get(ready[0]["invoiceUrl"].as_str().unwrap())
+        .await?
+        .bytes()
+        .await?;
+    assert_eq!(&served[..], b"%PDF-1.4 seller invoice");
+    w.runner.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancellations_both_ways() -> Result<()> {
+    let w = world("fulfil_cancel", true).await?;
+    let one = json!({"lineItems": [{"sku": "MUG-01", "quantity": 2, "unitPrice": "9.50"}]});
+
+    // Allowed: REJECT with a unique referenceId, reservation released, ShipmentCancelled (seller).
+    let a = w.handed_over(FLEX, one.clone()).await?;
+    assert_eq!(w.inventory().position(FLEX, "MUG-01").await?.reserved, 2);
+    let (status, out) = w
+        .call(
+            "POST",
+            &format!("/v1/shipments/{a}/cancel"),
+            json!({"reason": "CUSTOMER_REQUESTED"}),
+        )
+        .await?;
+    assert_eq!(status, 202, "{out}");
+    w.wait_stage(&a, Stage::Rejected).await?;
+    let sim = w.admin.shipment(&a).await?;
+    assert_eq!(sim["shipment"]["status"], "CANCELLED");
+    assert_eq!(sim["rejectApplied"], 1);
+    assert_eq!(w.inventory().position(FLEX, "MUG-01").await?.reserved, 0);
+    let mut events = Vec::new();
+    w.events(&mut events).await?;
+    let c = facts(&events, "ShipmentCancelled", &a);
+    assert_eq!(c.len(), 1, "{events:?}");
+    assert_eq!(c[0]["cancelledBy"], "seller");
+    assert_eq!(c[0]["reason"], "CUSTOMER_REQUESTED");
+
+    // Partial cancellation is not something Amazon supports: refused, naming the line.
+    let b = w.handed_over(FLEX, one.clone()).await?;
+    let (status, out) = w
+        .call(
+            "POST",
+            &format!("/v1/shipments/{b}/cancel"),
+            json!({"reason": "OUT_OF_STOCK", "lines": [{"lineId": "1", "quantity": 1}]}),
+        )
+        .await?;
+    assert_eq!(status, 422, "{out}");
+    // Refused: Amazon's status no longer allows rejection once labels exist.
+    w.admin.advance_shipment(&b, "SHIPLABEL_GENERATED").await?;
+    let processor = w.orders.processor(&inv());
+    processor.refresh(&b, &inv()).await?;
+    let (status, out) = w
+        .call(
+            "POST",
+            &format!("/v1/shipments/{b}/cancel"),
+            json!({"reason": "OUT_OF_STOCK"}),
+        )
+        .await?;
+    assert_eq!(status, 409, "{out}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not allow rejection"),
+        "{out}"
+    );
+
+    // Auto-cancel off for the location: kept local, held for a person, nothing sent.
+    let settings = DynamoSettingsStore::new(w.t.dynamodb.clone(), w.t.stack.table("SettingsTable"));
+    settings
+        .put(
+            flexbridge::fulfilment::policy::AUTO_CANCEL,
+            json!({"default": true, "locations": {MFN: false}}),
+            None,
+            "test",
+        )
+        .await?;
+    let local = w.handed_over(MFN, one.clone()).await?;
+    let (status, out) = w
+        .call(
+            "POST",
+            &format!("/v1/shipments/{local}/cancel"),
+            json!({"reason": "OUT_OF_STOCK"}),
+        )
+        .await?;
+    assert_eq!(status, 202, "{out}");
+    assert_eq!(out["stage"], "held");
+    assert_eq!(
+        w.applied("processShipment", &local).await?,
+        1,
+        "only the CONFIRM"
+    );
+    // A person then rejects it: the units come back.
+    let (status, out) = w
+        .call(
+            "POST",
+            &format!("/v1/shipments/{local}/reject"),
+            json!({"reason": "OUT_OF_STOCK"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(
+        w.admin.shipment(&local).await?["shipment"]["status"],
+        "CANCELLED"
+    );
+    assert_eq!(w.inventory().position(MFN, "MUG-01").await?.reserved, 0);
+
+    // Amazon cancels while the label job is queued: it stops at its first step boundary and
+    // the warehouse is told. (The job is run here, so the cancellation surely comes first.)
+    let mid = w.handed_over(FLEX, one.clone()).await?;
+    let mut service = w.service().await?;
+    service.labels_queue = Arc::new(Parked::default());
+    let i = inv();
+    let packed = json!({"packages": [package("M1", "500", json!([{"packageLineItemId": "1", "quantity": 2}]))]});
+    service
+        .fulfiller(&i)
+        .packed(&mid, serde_json::from_value(packed)?)
+        .await?;
+    w.admin.cancel_shipment(&mid).await?;
+    let job = LabelJob {
+        shipment_id: mid.clone(),
+        pack_version: 1,
+    };
+    let outcome = service.fulfiller(&i).run_label_job(&job, &i).await?;
+    assert!(matches!(outcome, JobOutcome::Stopped { .. }), "{outcome:?}");
+    assert_eq!(w.stage(&mid).await?, Stage::Cancelled);
+    assert_eq!(w.applied("createPackages", &mid).await?, 0);
+    w.events(&mut events).await?;
+    let c = facts(&events, "ShipmentCancelled", &mid);
+    assert_eq!(c.len(), 1, "{events:?}");
+    assert_eq!(c[0]["cancelledBy"], "amazon");
+
+    // Ship-by awareness: an unlabelled shipment inside the alert window raises it once.
+    settings
+        .put(
+            flexbridge::fulfilment::policy::SHIP_BY_ALERT_MINUTES,
+            json!(100_000),
+            None,
+            "test",
+        )
+        .await?;
+    let raised = service
+        .fulfiller(&i)
+        .ship_by_sweep(chrono::Utc::now(), &i)
+        .await?;
+    assert_eq!(raised, 1, "only {b} is unlabelled and open");
+    let again = service
+        .fulfiller(&i)
+        .ship_by_sweep(chrono::Utc::now(), &i)
+        .await?;
+    assert_eq!(again, 0, "raised once");
+    w.events(&mut events).await?;
+    let alert = facts(&events, "ShipByAtRisk", &b);
+    assert_eq!(alert.len(), 1, "{events:?}");
+    assert_eq!(alert[0]["hub"], "HUB-NJ");
+    Ok(())
+}
