@@ -156,22 +156,21 @@ impl World {
         } else {
             body.to_string()
         };
+        let idempotency_key = uuid::Uuid::new_v4().to_string();
         let mut req = reqwest::Client::new()
             .request(method.parse()?, format!("{}{path}", self.api))
             .header("content-type", "application/json")
             .body(body.clone());
-        let now = chrono::Utc::now().timestamp();
-        for (k, v) in signing::signed_headers(
-            self.t.seller.warehouse_key.as_bytes(),
-            now,
-            method,
-            path,
-            body.as_bytes(),
-        ) {
-            req = req.header(k, v);
-        }
+        let mut signed =
+            signing::Signed::new(method, path, body.as_bytes()).content_type("application/json");
         if method != "GET" {
-            req = req.header("Idempotency-Key", uuid::Uuid::new_v4().to_string());
+            req = req.header("Idempotency-Key", &idempotency_key);
+            signed = signed.idempotency_key(&idempotency_key);
+        }
+        let now = chrono::Utc::now().timestamp();
+        for (k, v) in signing::signed_headers(self.t.seller.warehouse_key.as_bytes(), now, &signed)
+        {
+            req = req.header(k, v);
         }
         let resp = req.send().await?;
         let status = resp.status().as_u16();

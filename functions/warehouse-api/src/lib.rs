@@ -16,6 +16,7 @@ use std::time::Duration;
 use axum::Router;
 use flexbridge::config::keys;
 use flexbridge::events::{EventBridgeSink, EventSink};
+use flexbridge::fulfilment::FulfilmentService;
 use flexbridge::idempotency::Idempotency;
 use flexbridge::orders::Orders;
 use flexbridge::secrets::{SecretCache, SecretString};
@@ -39,6 +40,9 @@ pub struct AppState {
     /// The orders capability, built from `env` on first use (shipment and return routes only);
     /// tests may fill it beforehand.
     pub orders: Arc<tokio::sync::OnceCell<Arc<Orders>>>,
+    /// The fulfilment capability (packed, shipped, cancel, invoice, reprint routes), built on
+    /// first use over the same orders capability.
+    pub fulfilment: Arc<tokio::sync::OnceCell<Arc<FulfilmentService>>>,
 }
 
 impl AppState {
@@ -66,6 +70,7 @@ impl AppState {
             env: env.clone(),
             accept_v1_signatures: env.parse_or(keys::WAREHOUSE_ACCEPT_V1_SIGNATURES, false)?,
             orders: Default::default(),
+            fulfilment: Default::default(),
         })
     }
 
@@ -73,6 +78,19 @@ impl AppState {
     pub async fn orders(&self) -> flexbridge::Result<Arc<Orders>> {
         self.orders
             .get_or_try_init(|| async { Orders::from_env(&self.env).await.map(Arc::new) })
+            .await
+            .cloned()
+    }
+
+    /// The fulfilment capability of this stack, sharing [`AppState::orders`].
+    pub async fn fulfilment(&self) -> flexbridge::Result<Arc<FulfilmentService>> {
+        self.fulfilment
+            .get_or_try_init(|| async {
+                let orders = self.orders().await?.as_ref().clone();
+                FulfilmentService::with_orders(&self.env, orders)
+                    .await
+                    .map(Arc::new)
+            })
             .await
             .cloned()
     }

@@ -45,6 +45,7 @@ fn app() -> axum::Router {
             env: flexbridge::Env::default(),
             accept_v1_signatures: false,
             orders: Default::default(),
+            fulfilment: Default::default(),
         },
     )
 }

@@ -50,6 +50,7 @@ fn fixture_with(accept_v1_signatures: bool) -> Fixture {
         env: flexbridge::Env::default(),
         accept_v1_signatures,
         orders: Default::default(),
+        fulfilment: Default::default(),
     };
     Fixture {
         app: guarded(routes::v1().merge(probe_routes()), state),

@@ -10,21 +10,17 @@
 //! - `POST /v1/shipments/{id}/reprint` `{reason, packageIds?}` → 202; new labels (REGENERATE).
 //! - `GET /v1/shipments/{id}/labels` → fresh links to the label and invoice files.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
-use flexbridge::config::keys;
+use axum::{Extension, Json, Router};
 use flexbridge::fulfilment::api::{CancelRequest, InvoiceUpload, PackedRequest, ReprintRequest};
-use flexbridge::fulfilment::FulfilmentService;
+use flexbridge::runtime::Invocation;
 use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::routes::orders::{invocation, orders};
+use crate::guard::Effect;
 use crate::{reply, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -37,23 +33,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/shipments/{shipment_id}/labels", get(labels))
 }
 
-async fn service(state: &AppState) -> Result<Arc<FulfilmentService>, ApiError> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<FulfilmentService>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let key = state.env.require(keys::SHIPMENTS_TABLE)?.to_string();
-    if let Some(s) = cache.lock().expect("fulfilment cache").get(&key) {
-        return Ok(s.clone());
-    }
-    let orders = orders(state).await?.as_ref().clone();
-    let built = Arc::new(FulfilmentService::with_orders(&state.env, orders).await?);
-    Ok(cache
-        .lock()
-        .expect("fulfilment cache")
-        .entry(key)
-        .or_insert(built)
-        .clone())
-}
-
 type Answer = Result<(StatusCode, Json<Value>), ApiError>;
 
 fn accepted(v: impl serde::Serialize) -> Answer {
@@ -62,34 +41,37 @@ fn accepted(v: impl serde::Serialize) -> Answer {
 
 async fn packed(
     State(state): State<AppState>,
+    effect: Effect,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<PackedRequest>,
 ) -> Answer {
-    let f = service(&state).await?.fulfiller(&invocation());
+    let f = state.fulfilment().await?.fulfiller(&effect.invocation);
     accepted(f.packed(&id, req).await?)
 }
 
-async fn shipped(State(state): State<AppState>, Path(id): Path<String>) -> Answer {
-    let inv = invocation();
-    let f = service(&state).await?.fulfiller(&inv);
-    Ok((StatusCode::OK, reply::body(f.shipped(&id, &inv).await?)?))
+async fn shipped(State(state): State<AppState>, effect: Effect, Path(id): Path<String>) -> Answer {
+    let inv = &effect.invocation;
+    let f = state.fulfilment().await?.fulfiller(inv);
+    Ok((StatusCode::OK, reply::body(f.shipped(&id, inv).await?)?))
 }
 
 async fn cancel(
     State(state): State<AppState>,
+    effect: Effect,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<CancelRequest>,
 ) -> Answer {
-    let f = service(&state).await?.fulfiller(&invocation());
+    let f = state.fulfilment().await?.fulfiller(&effect.invocation);
     accepted(f.cancel(&id, req).await?)
 }
 
 async fn invoice(
     State(state): State<AppState>,
+    effect: Effect,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<InvoiceUpload>,
 ) -> Answer {
-    let f = service(&state).await?.fulfiller(&invocation());
+    let f = state.fulfilment().await?.fulfiller(&effect.invocation);
     Ok((
         StatusCode::OK,
         reply::body(f.upload_invoice(&id, req).await?)?,
@@ -98,14 +80,19 @@ async fn invoice(
 
 async fn reprint(
     State(state): State<AppState>,
+    effect: Effect,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<ReprintRequest>,
 ) -> Answer {
-    let f = service(&state).await?.fulfiller(&invocation());
+    let f = state.fulfilment().await?.fulfiller(&effect.invocation);
     accepted(f.reprint(&id, req).await?)
 }
 
-async fn labels(State(state): State<AppState>, Path(id): Path<String>) -> Answer {
-    let f = service(&state).await?.fulfiller(&invocation());
+async fn labels(
+    State(state): State<AppState>,
+    Extension(inv): Extension<Invocation>,
+    Path(id): Path<String>,
+) -> Answer {
+    let f = state.fulfilment().await?.fulfiller(&inv);
     Ok((StatusCode::OK, Json(f.links(&id).await?)))
 }

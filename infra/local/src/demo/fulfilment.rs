@@ -64,18 +64,17 @@ impl Fulfilment {
             .trim_end_matches('/')
             .to_string();
         let body = body.to_string();
+        let idempotency_key = format!("local-run-{}-{what}", ctx.stack.name);
         let mut req = reqwest::Client::new()
             .post(format!("{url}{path}"))
             .header("content-type", "application/json")
-            .header(
-                "idempotency-key",
-                format!("local-run-{}-{what}", ctx.stack.name),
-            )
+            .header("idempotency-key", &idempotency_key)
             .body(body.clone());
         let key = ctx.seller.warehouse_key.as_bytes();
-        for (h, v) in
-            signing::signed_headers(key, signing::now_unix(), "POST", path, body.as_bytes())
-        {
+        let signed = signing::Signed::new("POST", path, body.as_bytes())
+            .content_type("application/json")
+            .idempotency_key(&idempotency_key);
+        for (h, v) in signing::signed_headers(key, signing::now_unix(), &signed) {
             req = req.header(h, v);
         }
         let resp = req.send().await?;
