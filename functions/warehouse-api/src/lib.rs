@@ -17,6 +17,7 @@ use axum::Router;
 use flexbridge::config::keys;
 use flexbridge::events::{EventBridgeSink, EventSink};
 use flexbridge::idempotency::Idempotency;
+use flexbridge::inventory::changes::StockChanges;
 use flexbridge::secrets::{SecretCache, SecretString};
 use flexbridge::store::inventory::{DynamoInventoryStore, OnHandStore};
 use flexbridge::Env;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub idempotency: Idempotency,
     pub events: Arc<dyn EventSink>,
     pub on_hand: Arc<dyn OnHandStore>,
+    /// Stock changes and halted pushes (`flexbridge::inventory::changes`).
+    pub stock: Arc<StockChanges>,
     pub env: Env,
 }
 
@@ -57,6 +60,7 @@ impl AppState {
                 dynamodb,
                 env.require(keys::INVENTORY_TABLE)?,
             )),
+            stock: Arc::new(StockChanges::from_env(env).await?),
             env: env.clone(),
         })
     }

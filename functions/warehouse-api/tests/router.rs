@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use flexbridge::events::{EventName, MemoryEventSink};
 use flexbridge::idempotency::{Idempotency, MemoryIdempotencyStore};
+use flexbridge::inventory::changes::StockChanges;
 use flexbridge::secrets::SecretCache;
 use flexbridge::store::inventory::{MemoryOnHandStore, OnHandStore};
 use flexbridge::warehouse::signing;
@@ -36,6 +37,7 @@ fn fixture() -> Fixture {
         idempotency: Idempotency::new(idem.clone(), Duration::from_secs(3600)),
         events: events.clone(),
         on_hand: on_hand.clone(),
+        stock: Arc::new(StockChanges::in_memory(on_hand.clone(), &["BER1"])),
         env: flexbridge::Env::default(),
     };
     Fixture {

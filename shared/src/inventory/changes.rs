@@ -54,6 +54,29 @@ impl StockChanges {
         }
     }
 
+    /// In-memory twin (tests): `hubs` are mapped to one location each (`LOC-<hub>`).
+    pub fn in_memory(on_hand: Arc<dyn OnHandStore>, hubs: &[&str]) -> Self {
+        let locations = hubs
+            .iter()
+            .map(|hub| Location {
+                location_id: format!("LOC-{hub}"),
+                hub_id: hub.to_string(),
+                name: hub.to_string(),
+                marketplace_id: "ATVPDKIKX0DER".into(),
+                channel: "FBA".into(),
+                orders_enabled: true,
+                inventory_enabled: true,
+                returns_enabled: true,
+            })
+            .collect();
+        Self::new(
+            on_hand,
+            Arc::new(crate::store::inventory::MemoryInventoryStore::new()),
+            Arc::new(crate::store::locations::MemoryLocationStore::with(locations)),
+            Arc::new(super::MemoryNudge::default()),
+        )
+    }
+
     /// The locations with inventory sync on that a hub serves.
     pub async fn synced_locations(&self, hub: &str) -> Result<Vec<Location>> {
         Ok(self

@@ -13,6 +13,7 @@
 pub mod changes;
 pub mod pusher;
 pub mod reconcile;
+pub mod wiring;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

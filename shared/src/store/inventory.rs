@@ -60,6 +60,7 @@ fn loc_pk(location_id: &str) -> AttributeValue {
 pub struct DynamoInventoryStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    nudge: Option<std::sync::Arc<dyn crate::inventory::PushNudge>>,
 }
 
 impl DynamoInventoryStore {
@@ -67,6 +68,21 @@ impl DynamoInventoryStore {
         Self {
             client,
             table: table.into(),
+            nudge: None,
+        }
+    }
+
+    /// Reservation changes and return credits also wake the inventory pusher (fast path).
+    pub fn with_nudge(mut self, nudge: std::sync::Arc<dyn crate::inventory::PushNudge>) -> Self {
+        self.nudge = Some(nudge);
+        self
+    }
+
+    async fn nudge(&self, location_id: &str) {
+        if let Some(n) = &self.nudge {
+            if let Err(e) = n.nudge(&[location_id.to_string()]).await {
+                tracing::warn!(error = %e, "could not nudge the inventory pusher; the sweep will push");
+            }
         }
     }
 
@@ -165,7 +181,10 @@ impl InventoryStore for DynamoInventoryStore {
                 .send()
                 .await;
             match res {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.nudge(location_id).await;
+                    return Ok(());
+                }
                 Err(e) if is_transaction_cancelled(&e) => continue,
                 Err(e) => return Err(ddb_error("TransactWriteItems", e)),
             }
@@ -205,7 +224,10 @@ impl InventoryStore for DynamoInventoryStore {
             .send()
             .await;
         match res {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.nudge(location_id).await;
+                Ok(())
+            }
             // The credit marker exists: this return was credited already.
             Err(e) if is_transaction_cancelled(&e) => Ok(()),
             Err(e) => Err(ddb_error("TransactWriteItems", e)),
