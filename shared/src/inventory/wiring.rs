@@ -52,18 +52,31 @@ impl StockChanges {
 }
 
 impl Pusher {
-    /// `INVENTORY_TABLE`, `LOCATIONS_TABLE`, `CATALOG_TABLE`, `SETTINGS_TABLE`, `CURSORS_TABLE`
-    /// (the shared rate-limit bucket), `EVENT_BUS_NAME` and the SP-API client's variables.
+    /// [`Pusher::with_client`] over the SP-API client of `env`.
     pub async fn from_env(env: &Env) -> Result<Self> {
         let sdk = crate::aws::config(env).await;
-        let ddb = crate::aws::dynamodb_client(&sdk);
         let client = SpApiClient::from_env(env, &SecretCache::from_sdk_config(&sdk)).await?;
+        Self::with_client(env, client, None).await
+    }
+
+    /// `INVENTORY_TABLE`, `LOCATIONS_TABLE`, `CATALOG_TABLE`, `SETTINGS_TABLE`, `CURSORS_TABLE`
+    /// (the shared rate-limit bucket), `EVENT_BUS_NAME` and the SP-API client's variables.
+    /// `limit` overrides batchInventory's limit (tests and the benchmark against a simulator
+    /// set to other numbers).
+    pub async fn with_client(
+        env: &Env,
+        client: SpApiClient,
+        limit: Option<crate::ratelimit::Limit>,
+    ) -> Result<Self> {
+        let sdk = crate::aws::config(env).await;
+        let ddb = crate::aws::dynamodb_client(&sdk);
         client.share_rate_limit(
             Operation::BatchInventory,
             Arc::new(DynamoBucketStore::new(
                 ddb.clone(),
                 env.require(keys::CURSORS_TABLE)?,
             )),
+            limit,
             SHARED_BUCKET_CHUNK,
         );
         Ok(Pusher {

@@ -424,13 +424,15 @@ impl SpApiClient {
     /// Makes every call of `op` (by any clone of this client) wait on a bucket shared with
     /// every other process using the same `store`, so Amazon's per-seller limit holds however
     /// many Lambda instances run. `chunk`: tokens reserved per store round trip.
+    /// `limit`: the operation's configured limit when `None`.
     pub fn share_rate_limit(
         &self,
         op: Operation,
         store: Arc<dyn crate::ratelimit::SharedBucketStore>,
+        limit: Option<Limit>,
         chunk: u32,
     ) {
-        let limit = self.inner.limiters.default_limit(op.id());
+        let limit = limit.unwrap_or_else(|| self.inner.limiters.default_limit(op.id()));
         self.inner.limiters.share(
             op.id(),
             Arc::new(crate::ratelimit::SharedBucket::new(
