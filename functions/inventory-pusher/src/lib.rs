@@ -83,8 +83,7 @@ impl Function for InventoryPusher {
             None
         };
         let reconcile_failed = reconciled.as_ref().is_some_and(|r| {
-            r.locations.iter().any(|l| l.failed_calls > 0)
-                || r.push.as_ref().is_some_and(failed)
+            r.locations.iter().any(|l| l.failed_calls > 0) || r.push.as_ref().is_some_and(failed)
         });
         if failed(&report) || reconcile_failed {
             return Err(Error::Transient {

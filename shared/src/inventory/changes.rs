@@ -72,7 +72,9 @@ impl StockChanges {
         Self::new(
             on_hand,
             Arc::new(crate::store::inventory::MemoryInventoryStore::new()),
-            Arc::new(crate::store::locations::MemoryLocationStore::with(locations)),
+            Arc::new(crate::store::locations::MemoryLocationStore::with(
+                locations,
+            )),
             Arc::new(super::MemoryNudge::default()),
         )
     }

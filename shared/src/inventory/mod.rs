@@ -312,7 +312,11 @@ mod tests {
             enabled: false,
             ..ON
         };
-        assert_eq!(advertised(10, 0, off, r), 0, "a disabled SKU is pushed as 0");
+        assert_eq!(
+            advertised(10, 0, off, r),
+            0,
+            "a disabled SKU is pushed as 0"
+        );
         assert_eq!(advertised(10, 3, ON, QuantityReading::OnHand), 10);
         assert_eq!(advertised(10, 3, capped, QuantityReading::OnHand), 7);
     }

@@ -270,7 +270,11 @@ impl Pusher {
                     self.ledger.finish(id, &p.sku, p.pending_gen, None).await?;
                 }
                 self.ledger.delete_halt(id).await?;
-                tracing::warn!(location = id, skus = pending.len(), "halted inventory push discarded; Amazon keeps its quantities");
+                tracing::warn!(
+                    location = id,
+                    skus = pending.len(),
+                    "halted inventory push discarded; Amazon keeps its quantities"
+                );
                 r.status = "discarded".into();
                 r.halt = halt;
                 return Ok(r);
@@ -584,11 +588,7 @@ impl Pusher {
                             error = %error,
                             "Amazon refused the stock update of a SKU; fix it (not retried until it changes)"
                         );
-                        crate::telemetry::metric(
-                            "InventoryItemErrors",
-                            1.0,
-                            &[("LocationId", id)],
-                        );
+                        crate::telemetry::metric("InventoryItemErrors", 1.0, &[("LocationId", id)]);
                         self.ledger.finish(id, &u.sku, u.gen, Some(&error)).await?;
                         r.error(&u.sku, error);
                     }

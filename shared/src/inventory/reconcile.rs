@@ -64,19 +64,25 @@ pub struct ReconcileReport {
 pub async fn due(p: &Pusher) -> Result<bool> {
     let minutes: i64 = get_or(p.settings.as_ref(), names::RECONCILE_MINUTES, 60).await?;
     let last = p.settings.status(STATUS).await?;
-    Ok(match last.and_then(|(_, at)| {
-        chrono::DateTime::parse_from_rfc3339(&at)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    }) {
-        None => true,
-        Some(at) => Utc::now() - at >= chrono::Duration::minutes(minutes),
-    })
+    Ok(
+        match last.and_then(|(_, at)| {
+            chrono::DateTime::parse_from_rfc3339(&at)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        }) {
+            None => true,
+            Some(at) => Utc::now() - at >= chrono::Duration::minutes(minutes),
+        },
+    )
 }
 
 pub async fn reconcile(p: &Pusher, deadline: Option<Deadline>) -> Result<ReconcileReport> {
-    let reading: QuantityReading =
-        get_or(p.settings.as_ref(), names::QUANTITY_READING, QuantityReading::default()).await?;
+    let reading: QuantityReading = get_or(
+        p.settings.as_ref(),
+        names::QUANTITY_READING,
+        QuantityReading::default(),
+    )
+    .await?;
     let mut report = ReconcileReport {
         configured_reading: Some(reading),
         ..Default::default()

@@ -697,7 +697,10 @@ impl DynamoInventoryStore {
 impl PushLedger for DynamoInventoryStore {
     async fn mark_pending(&self, location_id: &str, skus: &[String]) -> Result<()> {
         use futures::{StreamExt, TryStreamExt};
-        let marks: Vec<_> = skus.iter().map(|sku| self.mark_one(location_id, sku)).collect();
+        let marks: Vec<_> = skus
+            .iter()
+            .map(|sku| self.mark_one(location_id, sku))
+            .collect();
         futures::stream::iter(marks)
             .buffer_unordered(16)
             .try_collect::<Vec<()>>()

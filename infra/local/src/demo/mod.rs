@@ -4,6 +4,7 @@
 //! scenario's `summary`.
 
 pub mod foundation;
+pub mod inventory;
 pub mod orders;
 pub mod uploads;
 
@@ -77,6 +78,7 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
         Box::new(foundation::Foundation::default()),
         Box::new(orders::Orders::default()),
         Box::new(uploads::Uploads::default()),
+        Box::new(inventory::Inventory::default()),
         // Warehouse interface, orders, uploads: add yours here.
     ]
 }

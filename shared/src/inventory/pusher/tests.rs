@@ -229,9 +229,16 @@ async fn skipped_disabled_and_refused_skus_are_reported() {
     assert_eq!(r.errors_count, 1);
     assert!(r.errors[0].note.contains("INVALID_SKU"));
     assert_eq!(r.skipped[0].sku, "NOPE");
-    assert!(w.inv.pending(L).await.unwrap().is_empty(), "not retried blindly");
+    assert!(
+        w.inv.pending(L).await.unwrap().is_empty(),
+        "not retried blindly"
+    );
     let stored = w.inv.positions(L, &["B".into()]).await.unwrap();
-    assert!(stored[0].push_error.as_deref().unwrap().contains("INVALID_SKU"));
+    assert!(stored[0]
+        .push_error
+        .as_deref()
+        .unwrap()
+        .contains("INVALID_SKU"));
     // Disabled: pushed as 0.
     let mut a = w.catalog.get_items(&["A".into()]).await.unwrap();
     a[0].enabled = false;
