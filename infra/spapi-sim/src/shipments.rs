@@ -114,9 +114,11 @@ pub fn reserve(st: &mut State, id: &str) {
     }
     per_sku.retain(|_, u| *u > 0);
     rec.reserved = per_sku.clone();
+    // Only stock on record moves (a pair nobody ever pushed stays untracked).
     for (sku, units) in per_sku {
-        let inv = st.inventory.entry((loc.clone(), sku)).or_default();
-        inv.sellable_quantity = (inv.sellable_quantity - units).max(0);
+        if let Some(inv) = st.inventory.get_mut(&(loc.clone(), sku)) {
+            inv.sellable_quantity = (inv.sellable_quantity - units).max(0);
+        }
     }
 }
 
