@@ -53,7 +53,7 @@ impl Function for InventoryPusher {
                     None => {
                         let report = self
                             .pusher
-                            .push(Some(&[nudge.location_id.clone()]), deadline)
+                            .push(Some(std::slice::from_ref(&nudge.location_id)), deadline)
                             .await?;
                         tracing::info!(report = %json!(report), "inventory push (fast path)");
                         let ok = !failed(&report);

@@ -336,10 +336,7 @@ impl Pusher {
                 break;
             }
             if round + 1 == ROUNDS {
-                updates = updates
-                    .into_iter()
-                    .filter(|u| again.contains_key(&u.sku))
-                    .collect();
+                updates.retain(|u| again.contains_key(&u.sku));
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100 << round)).await;
