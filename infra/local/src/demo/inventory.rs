@@ -27,7 +27,7 @@ fn sku(i: usize) -> String {
 
 #[derive(Default)]
 pub struct Inventory {
-    /// 0 seeded, 1 stock at Amazon + orders placed, 2 wipe reported, 3 halt discarded.
+    /// 0 seeded, 1 stock at Amazon and orders placed, 2 wipe reported, 3 halt discarded.
     step: AtomicU8,
     halt_reason: std::sync::Mutex<String>,
 }
@@ -114,11 +114,19 @@ impl Scenario for Inventory {
                             .create_shipment(json!({"locationId": LOCATION, "lineItems": [{"sku": sku(i), "quantity": 2, "unitPrice": "9.00"}]}))
                             .await?;
                     }
-                    // A broken export: every SKU reported as zero.
+                    self.step.store(1, Ordering::SeqCst);
+                }
+                format!("inventory {there}/{SKUS} SKUs at Amazon")
+            }
+            1 => {
+                // Once the orders' reservations went out, a broken export reports every SKU
+                // as zero.
+                let stock = changes(ctx).await?;
+                if stock.ledger.pending(LOCATION).await?.is_empty() {
                     report(ctx, 0).await?;
                     self.step.store(2, Ordering::SeqCst);
                 }
-                format!("inventory {there}/{SKUS} SKUs at Amazon")
+                "inventory: orders placed, waiting for their push".into()
             }
             _ => {
                 let stock = changes(ctx).await?;
