@@ -159,7 +159,7 @@ impl Scenario for Inventory {
                 .unwrap_or(0);
         }
         s.lines.push(SummaryLine::new(
-            "inventory: units Amazon offers (after 3 orders of 2)",
+            "inventory: units Amazon offers (12 SKUs reported at 20)",
             format!("{held} of {}", SKUS as u32 * STOCK),
         ));
         let reason = self.halt_reason.lock().expect("lock").clone();
