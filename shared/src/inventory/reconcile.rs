@@ -7,6 +7,9 @@
 //!   our next push, after the reservation, says the same);
 //! - on-hand reading: Amazon subtracts its reservations itself, so `S = P − R`.
 //!
+//! Units Amazon reserves that we have not reserved yet (orders not polled yet) are expected to be
+//! missing from `S` under the sellable reading, so they are never mistaken for drift.
+//!
 //! Where `R > 0` the two readings predict different numbers, so each such SKU is a vote
 //! (SKUs still pending are left out: our push may simply not have gone out yet). Whatever does
 //! not match the configured reading is drift: the ledger takes what Amazon really holds, the
@@ -133,15 +136,18 @@ pub async fn reconcile(p: &Pusher, deadline: Option<Deadline>) -> Result<Reconci
                 let r = item.body.reserved_quantity.unwrap_or(0);
                 let pushed = pos.pushed_qty.unwrap_or(0);
                 let settled = pos.pending_gen <= pos.done_gen;
-                if r > 0 && settled {
+                if r > 0 && settled && r == pos.reserved {
                     if s == pushed {
                         report.votes_sellable += 1;
                     } else if s + r == pushed {
                         report.votes_on_hand += 1;
                     }
                 }
+                // Orders Amazon has and we have not reserved yet (not polled yet) already
+                // lowered Amazon's sellable: that is not drift.
+                let unseen = (r - pos.reserved).max(0);
                 let expected = match reading {
-                    QuantityReading::Sellable => pushed,
+                    QuantityReading::Sellable => (pushed - unseen).max(0),
                     QuantityReading::OnHand => (pushed - r).max(0),
                 };
                 if settled && s != expected {
