@@ -32,34 +32,6 @@ pub fn init() {
     let _ = result;
 }
 
-/// Publishes one CloudWatch metric in the Embedded Metric Format (a JSON line on stdout that
-/// Lambda's log agent turns into a metric in namespace `flexbridge`; alarms in template.yaml
-/// watch them). `dimensions` are (name, value) pairs.
-pub fn metric(name: &str, value: f64, dimensions: &[(&str, &str)]) {
-    let mut root = serde_json::Map::new();
-    let dims: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
-    root.insert(
-        "_aws".into(),
-        serde_json::json!({
-            "Timestamp": chrono::Utc::now().timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": "flexbridge",
-                "Dimensions": [dims],
-                "Metrics": [{"Name": name, "Unit": "Count"}],
-            }],
-        }),
-    );
-    for (k, v) in dimensions {
-        root.insert((*k).into(), serde_json::Value::from(*v));
-    }
-    root.insert(name.into(), serde_json::Value::from(value));
-    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
-        println!("{}", serde_json::Value::Object(root));
-    } else {
-        tracing::info!(metric = name, value, emf = %serde_json::Value::Object(root), "metric");
-    }
-}
-
 /// A value that prints as `***` in `Debug` and `Display`, so it cannot leak into logs.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Redacted<T>(pub T);
@@ -94,8 +66,18 @@ mod tests {
     }
 
     #[test]
-    fn init_twice_is_harmless() {
+    fn init_installs_the_global_subscriber_and_a_second_call_is_harmless() {
         init();
-        init();
+        assert!(
+            tracing::dispatcher::has_been_set(),
+            "init() must install a global subscriber"
+        );
+        init(); // must neither panic nor replace the first one
+        assert!(tracing::dispatcher::has_been_set());
+        if std::env::var_os("RUST_LOG").is_none() {
+            // The default level is info: info lines are written, debug lines are not.
+            assert!(tracing::enabled!(tracing::Level::INFO));
+            assert!(!tracing::enabled!(tracing::Level::DEBUG));
+        }
     }
 }

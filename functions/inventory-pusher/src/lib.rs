@@ -15,18 +15,20 @@ use aws_lambda_events::sqs::SqsEvent;
 use flexbridge::inventory::pusher::{PushReport, Pusher};
 use flexbridge::inventory::{reconcile, Nudge};
 use flexbridge::retry::Deadline;
-use flexbridge::runtime::{handle_sqs_batch, Function, Invocation};
+use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
 use flexbridge::{Env, Error, Result};
 use serde_json::{json, Value};
 
 pub struct InventoryPusher {
     pub pusher: Pusher,
+    consumer: SqsConsumer,
 }
 
 impl InventoryPusher {
     pub async fn from_env(env: &Env) -> Result<Self> {
         Ok(Self {
             pusher: Pusher::from_env(env).await?,
+            consumer: SqsConsumer::from_env(env).await?,
         })
     }
 }
@@ -44,32 +46,38 @@ impl Function for InventoryPusher {
             // One push per location, however many nudges the batch holds.
             let done: Mutex<HashMap<String, bool>> = Mutex::new(HashMap::new());
             let done = &done;
-            let response = handle_sqs_batch(event, "inventory push nudge", 1, |m| async move {
-                let nudge: Nudge = serde_json::from_str(m.body.as_deref().unwrap_or(""))
-                    .map_err(|e| Error::InvalidInput(format!("not an inventory nudge: {e}")))?;
-                let known = done.lock().expect("lock").get(&nudge.location_id).copied();
-                let ok = match known {
-                    Some(ok) => ok,
-                    None => {
-                        let report = self
-                            .pusher
-                            .push(Some(std::slice::from_ref(&nudge.location_id)), deadline)
-                            .await?;
-                        tracing::info!(report = %json!(report), "inventory push (fast path)");
-                        let ok = !failed(&report);
-                        done.lock().expect("lock").insert(nudge.location_id, ok);
-                        ok
+            let response = handle_sqs_batch(
+                &self.consumer,
+                event,
+                "inventory push nudge",
+                1,
+                |m: aws_lambda_events::sqs::SqsMessage| async move {
+                    let nudge: Nudge = serde_json::from_str(m.body.as_deref().unwrap_or(""))
+                        .map_err(|e| Error::InvalidInput(format!("not an inventory nudge: {e}")))?;
+                    let known = done.lock().expect("lock").get(&nudge.location_id).copied();
+                    let ok = match known {
+                        Some(ok) => ok,
+                        None => {
+                            let report = self
+                                .pusher
+                                .push(Some(std::slice::from_ref(&nudge.location_id)), deadline)
+                                .await?;
+                            tracing::info!(report = %json!(report), "inventory push (fast path)");
+                            let ok = !failed(&report);
+                            done.lock().expect("lock").insert(nudge.location_id, ok);
+                            ok
+                        }
+                    };
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(Error::Transient {
+                            message: "Amazon failed some updates; they stay pending".into(),
+                            after: None,
+                        })
                     }
-                };
-                if ok {
-                    Ok(())
-                } else {
-                    Err(Error::Transient {
-                        message: "Amazon failed some updates; they stay pending".into(),
-                        after: None,
-                    })
-                }
-            })
+                },
+            )
             .await;
             return Ok(serde_json::to_value(response)?);
         }

@@ -60,6 +60,7 @@ pub struct Pusher {
     /// batchInventory calls in flight at once (the rate limiter paces them).
     pub concurrency: usize,
     pub crash_after_send: Option<CrashAfterSend>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -477,9 +478,8 @@ impl Pusher {
             reason = %reason,
             "inventory push halted by the safety breaker; release or discard it"
         );
-        crate::telemetry::metric(
-            "InventoryPushHalted",
-            1.0,
+        self.metrics.count(
+            crate::metrics::names::INVENTORY_PUSH_HALTED,
             &[("LocationId", &loc.location_id)],
         );
         let event = OutboundEvent::new(
@@ -567,6 +567,10 @@ impl Pusher {
                         if let Some(t) = run.low_stock.threshold(id, &u.sku) {
                             if u.qty <= t && u.old.is_none_or(|o| o > t) {
                                 r.low_stock += 1;
+                                self.metrics.count(
+                                    crate::metrics::names::INVENTORY_LOW_STOCK,
+                                    &[("LocationId", id)],
+                                );
                                 events_out.push(low_stock_event(loc, &u.sku, u.qty, t)?);
                             }
                         }
@@ -585,7 +589,10 @@ impl Pusher {
                             error = %error,
                             "Amazon refused the stock update of a SKU; fix it (not retried until it changes)"
                         );
-                        crate::telemetry::metric("InventoryItemErrors", 1.0, &[("LocationId", id)]);
+                        self.metrics.count(
+                            crate::metrics::names::INVENTORY_ITEM_ERRORS,
+                            &[("LocationId", id)],
+                        );
                         self.ledger.finish(id, &u.sku, u.gen, Some(&error)).await?;
                         r.error(&u.sku, error);
                     }
@@ -600,11 +607,6 @@ impl Pusher {
 }
 
 fn low_stock_event(loc: &Location, sku: &str, qty: i64, threshold: i64) -> Result<OutboundEvent> {
-    crate::telemetry::metric(
-        "InventoryLowStock",
-        1.0,
-        &[("LocationId", &loc.location_id)],
-    );
     OutboundEvent::new(
         EventName::InventoryLowStock,
         &format!(

@@ -103,6 +103,7 @@ impl Pusher {
             )),
             concurrency: PUSH_CONCURRENCY,
             crash_after_send: None,
+            metrics: crate::metrics::Metrics::from_env(env),
         })
     }
 }

@@ -153,6 +153,7 @@ async fn world(skus: &[&str]) -> World {
             events: events.clone(),
             concurrency: 2,
             crash_after_send: None,
+            metrics: crate::metrics::Metrics::memory("test", "pusher").0,
         },
         inv,
         amazon,
