@@ -23,6 +23,7 @@ pub mod keys {
     pub const PRICE_UPDATES_QUEUE_URL: &str = "PRICE_UPDATES_QUEUE_URL";
     pub const NOTIFICATIONS_QUEUE_URL: &str = "NOTIFICATIONS_QUEUE_URL";
     pub const OUTBOUND_QUEUE_URL: &str = "OUTBOUND_QUEUE_URL";
+    pub const INVENTORY_PUSH_QUEUE_URL: &str = "INVENTORY_PUSH_QUEUE_URL";
     pub const BUCKET_NAME: &str = "BUCKET_NAME";
     pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
     pub const SPAPI_SECRET_ARN: &str = "SPAPI_SECRET_ARN";

@@ -41,12 +41,14 @@ pub enum EventName {
     ReturnStatusChanged,
     UploadProcessed,
     InventoryPushHalted,
+    /// Advertised stock of a SKU at a location fell to its low-stock threshold.
+    InventoryLowStock,
     /// Sent on request (`POST /v1/events/test`) so a seller can check their webhook.
     WebhookTest,
 }
 
 impl EventName {
-    pub const ALL: [EventName; 11] = [
+    pub const ALL: [EventName; 12] = [
         EventName::ShipmentAccepted,
         EventName::ShipmentCancelled,
         EventName::ShipmentHeld,
@@ -57,6 +59,7 @@ impl EventName {
         EventName::ReturnStatusChanged,
         EventName::UploadProcessed,
         EventName::InventoryPushHalted,
+        EventName::InventoryLowStock,
         EventName::WebhookTest,
     ];
 
@@ -72,6 +75,7 @@ impl EventName {
             EventName::ReturnStatusChanged => "ReturnStatusChanged",
             EventName::UploadProcessed => "UploadProcessed",
             EventName::InventoryPushHalted => "InventoryPushHalted",
+            EventName::InventoryLowStock => "InventoryLowStock",
             EventName::WebhookTest => "WebhookTest",
         }
     }
@@ -291,6 +295,30 @@ pub struct InventoryPushHalted {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sku: Option<String>,
     pub reason: String,
+    /// The Amazon location whose push stopped, and the breaker's numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skus_in_push: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skus_zeroed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skus_advertised_before: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units_before: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units_after: Option<i64>,
+}
+
+/// Advertised stock of a SKU at a location fell to (or below) its low-stock threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryLowStock {
+    pub hub: String,
+    pub location_id: String,
+    pub sku: String,
+    pub advertised: i64,
+    pub threshold: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod fulfilment;
 pub mod idempotency;
+pub mod inventory;
 pub mod metrics;
 pub mod orders;
 pub mod ratelimit;

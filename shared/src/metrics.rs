@@ -30,6 +30,12 @@ pub mod names {
     pub const RUNS_FAILED: &str = "RunsFailed";
     /// A shipment not labelled close to its ship-by time (dimension `Location`).
     pub const SHIP_BY_AT_RISK: &str = "ShipByAtRisk";
+    /// The inventory safety breaker stopped a push (a person must release or discard it).
+    pub const INVENTORY_PUSH_HALTED: &str = "InventoryPushHalted";
+    /// Amazon refused a SKU's stock update for a reason a person must fix (`INVALID_SKU`...).
+    pub const INVENTORY_ITEM_ERRORS: &str = "InventoryItemErrors";
+    /// Advertised stock of a SKU fell to its low-stock threshold.
+    pub const INVENTORY_LOW_STOCK: &str = "InventoryLowStock";
 }
 
 /// CloudWatch units (the subset flexbridge uses; add more as needed).

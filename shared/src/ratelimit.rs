@@ -1,5 +1,13 @@
 //! The one token bucket of the project (the SP-API client keeps one per operation).
 //!
+//! Amazon's limits hold per seller account and application, not per Lambda instance. For an
+//! operation that several invocations call at once (batchInventory: the fast path, the sweep,
+//! reconciliation), the client can share its bucket across processes: [`SharedBucket`] keeps
+//! the bucket's state in a store ([`SharedBucketStore`]; DynamoDB in Lambda, see
+//! `store::ratelimit`) as GCRA's "theoretical arrival time", and each process reserves a few
+//! tokens at a time with one conditional write, then hands them out locally. Any operation
+//! can use it (`SpApiClient::share_rate_limit`).
+//!
 //! `acquire` reserves a token and sleeps until it is due, so callers queue in arrival order
 //! without polling: with rate `r`, the n-th waiting caller is released `n / r` seconds after the
 //! bucket ran dry. A bucket is shared by all tasks of the process (wrap it in an `Arc`, or share
@@ -177,12 +185,14 @@ fn sane_rate(rate: f64) -> f64 {
     }
 }
 
-/// Named buckets (one per operation), created on first use from defaults.
+/// Named buckets (one per operation), created on first use from defaults; an operation may
+/// instead use a bucket shared across processes ([`RateLimiters::share`]).
 #[derive(Debug, Default)]
 pub struct RateLimiters {
     defaults: HashMap<String, Limit>,
     fallback: Option<Limit>,
     buckets: Mutex<HashMap<String, Arc<TokenBucket>>>,
+    shared: Mutex<HashMap<String, Arc<SharedBucket>>>,
 }
 
 impl RateLimiters {
@@ -191,7 +201,33 @@ impl RateLimiters {
             defaults,
             fallback: Some(fallback),
             buckets: Mutex::new(HashMap::new()),
+            shared: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// From now on `name` waits on `bucket` (shared across processes) instead of its own.
+    pub fn share(&self, name: &str, bucket: Arc<SharedBucket>) {
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), bucket);
+    }
+
+    pub fn shared(&self, name: &str) -> Option<Arc<SharedBucket>> {
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The default limit of `name`.
+    pub fn default_limit(&self, name: &str) -> Limit {
+        self.defaults
+            .get(name)
+            .copied()
+            .or(self.fallback)
+            .unwrap_or(Limit::new(1.0, 1))
     }
 
     /// The bucket for `name`, created on first use from its default (or the fallback).
@@ -212,9 +248,167 @@ impl RateLimiters {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// A bucket shared by several processes.
+
+/// GCRA: reserving `n` tokens at `now_ms` against the stored theoretical arrival time `tat_ms`
+/// gives the new `tat_ms` and when the last of the `n` tokens is due (never before `now_ms`).
+pub fn gcra_reserve(tat_ms: Option<f64>, now_ms: f64, limit: Limit, n: u32) -> (f64, f64) {
+    let interval = 1000.0 / sane_rate(limit.rate);
+    let window = f64::from(limit.burst.max(1)) * interval;
+    let tat = tat_ms.unwrap_or(now_ms).max(now_ms);
+    let new_tat = tat + f64::from(n) * interval;
+    (new_tat, (new_tat - window).max(now_ms))
+}
+
+/// Where a shared bucket's state lives.
+#[async_trait::async_trait]
+pub trait SharedBucketStore: Send + Sync {
+    /// Reserves `n` tokens of bucket `name`; returns when (unix ms) they are all due.
+    async fn reserve(&self, name: &str, limit: Limit, n: u32) -> crate::Result<f64>;
+}
+
+/// Shared state in memory (tests: several "processes" in one).
+#[derive(Debug, Default)]
+pub struct MemoryBucketStore {
+    tats: Mutex<HashMap<String, f64>>,
+}
+
+#[async_trait::async_trait]
+impl SharedBucketStore for MemoryBucketStore {
+    async fn reserve(&self, name: &str, limit: Limit, n: u32) -> crate::Result<f64> {
+        let mut tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
+        let (tat, due) = gcra_reserve(tats.get(name).copied(), unix_ms(), limit, n);
+        tats.insert(name.to_string(), tat);
+        Ok(due)
+    }
+}
+
+pub fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+/// A bucket whose tokens are reserved in a shared store, `chunk` at a time.
+pub struct SharedBucket {
+    store: Arc<dyn SharedBucketStore>,
+    name: String,
+    limit: Limit,
+    chunk: u32,
+    /// Tokens reserved but not handed out yet, and when they are due.
+    local: tokio::sync::Mutex<(u32, f64)>,
+    /// Used when the store cannot be reached (still limits this process).
+    fallback: TokenBucket,
+}
+
+impl std::fmt::Debug for SharedBucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedBucket")
+            .field("name", &self.name)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedBucket {
+    /// `chunk`: tokens reserved per store write (more = fewer writes, coarser sharing).
+    pub fn new(
+        store: Arc<dyn SharedBucketStore>,
+        name: impl Into<String>,
+        limit: Limit,
+        chunk: u32,
+    ) -> Self {
+        Self {
+            store,
+            name: name.into(),
+            limit,
+            chunk: chunk.clamp(1, limit.burst.max(1)),
+            local: tokio::sync::Mutex::new((0, 0.0)),
+            fallback: TokenBucket::new(limit),
+        }
+    }
+
+    pub fn limit(&self) -> Limit {
+        self.limit
+    }
+
+    /// Takes a token, waiting until it is due, unless that would end after `deadline`.
+    pub async fn acquire_before(
+        &self,
+        deadline: Option<Deadline>,
+    ) -> Result<(), WouldExceedDeadline> {
+        // Held across the wait: this process's callers queue behind the one reserving.
+        let mut local = self.local.lock().await;
+        if local.0 == 0 {
+            match self.store.reserve(&self.name, self.limit, self.chunk).await {
+                Ok(due) => *local = (self.chunk, due),
+                Err(e) => {
+                    drop(local);
+                    tracing::warn!(bucket = %self.name, error = %e, "shared rate limit unavailable; limiting this process only");
+                    return self.fallback.acquire_before(deadline).await;
+                }
+            }
+        }
+        let wait = Duration::from_secs_f64(((local.1 - unix_ms()) / 1000.0).max(0.0));
+        if let Some(d) = deadline {
+            if Instant::now() + wait > d.instant() {
+                return Err(WouldExceedDeadline { wait });
+            }
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        local.0 -= 1;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gcra_gives_the_burst_then_the_rate() {
+        let l = Limit::new(50.0, 100);
+        let mut tat = None;
+        for _ in 0..100 {
+            let (t, due) = gcra_reserve(tat, 0.0, l, 1);
+            assert_eq!(due, 0.0);
+            tat = Some(t);
+        }
+        let (t, due) = gcra_reserve(tat, 0.0, l, 1);
+        assert!((due - 20.0).abs() < 1e-9, "{due}");
+        let (_, due) = gcra_reserve(Some(t), 0.0, l, 5);
+        assert!((due - 120.0).abs() < 1e-9, "{due}");
+        // Idle time refills: a second later, 50 tokens are free again.
+        let (_, due) = gcra_reserve(Some(t), 1000.0, l, 49);
+        assert_eq!(due, 1000.0);
+    }
+
+    #[tokio::test]
+    async fn processes_sharing_a_store_stay_within_the_limit_together() {
+        let store: Arc<dyn SharedBucketStore> = Arc::new(MemoryBucketStore::default());
+        let limit = Limit::new(100.0, 10);
+        let a = Arc::new(SharedBucket::new(store.clone(), "op", limit, 5));
+        let b = Arc::new(SharedBucket::new(store, "op", limit, 5));
+        let start = std::time::Instant::now();
+        let run = |bucket: Arc<SharedBucket>| {
+            tokio::spawn(async move {
+                for _ in 0..30 {
+                    bucket.acquire_before(None).await.unwrap();
+                }
+            })
+        };
+        let (x, y) = (run(a), run(b));
+        x.await.unwrap();
+        y.await.unwrap();
+        // 60 tokens: 10 at once, 50 more at 100/s = 0.5 s (one process alone would take 0.2 s).
+        let took = start.elapsed().as_secs_f64();
+        assert!(took >= 0.45, "took {took}");
+        assert!(took < 1.5, "took {took}");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn burst_then_steady_rate() {

@@ -28,7 +28,7 @@ async fn every_declared_resource_exists_in_moto() -> anyhow::Result<()> {
     let t = TestStack::start_with("resources_exist", no_sim()).await?;
     let st = &t.stack;
     assert_eq!(st.tables.len(), 7, "{:?}", st.tables.keys());
-    assert_eq!(st.queues.len(), 12, "{:?}", st.queues.keys());
+    assert_eq!(st.queues.len(), 14, "{:?}", st.queues.keys());
 
     for (logical, name) in &st.tables {
         let d = t

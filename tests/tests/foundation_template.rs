@@ -93,7 +93,7 @@ fn tables_have_the_designed_keys_and_are_on_demand_with_pitr_and_sse() {
         ("LocationsTable", (&["pk", "sk"][..], &[][..])),
         ("SettingsTable", (&["pk", "sk"][..], &[][..])),
         ("ShipmentsTable", (&["pk", "sk"][..], &["gsi1"][..])),
-        ("InventoryTable", (&["pk", "sk"][..], &[][..])),
+        ("InventoryTable", (&["pk", "sk"][..], &["gsi1"][..])),
         ("IdempotencyTable", (&["id"][..], &[][..])),
         ("CursorsTable", (&["pk", "sk"][..], &[][..])),
     ]

@@ -137,7 +137,7 @@ async fn claim_count(t: &TestStack) -> Result<usize> {
         .count())
 }
 
-const REPORT: &str = r#"{"items":[{"hub":"BER1","sku":"MUG-01","onHand":12},{"hub":"BER1","sku":"TEE-M","onHand":0}]}"#;
+const REPORT: &str = r#"{"items":[{"hub":"HUB-NJ","sku":"MUG-01","onHand":12},{"hub":"HUB-NJ","sku":"TEE-M","onHand":0}]}"#;
 
 #[tokio::test]
 async fn signed_requests_are_accepted_bad_ones_refused_and_nothing_is_written() -> Result<()> {
@@ -211,7 +211,7 @@ async fn signed_requests_are_accepted_bad_ones_refused_and_nothing_is_written() 
         ),
         (
             "malformed JSON",
-            api.post("/v1/inventory", r#"{"items":[{"hub":"BER1""#, "k-malformed")
+            api.post("/v1/inventory", r#"{"items":[{"hub":"HUB-NJ""#, "k-malformed")
                 .await?,
             400,
             "malformed_json",
@@ -220,7 +220,7 @@ async fn signed_requests_are_accepted_bad_ones_refused_and_nothing_is_written() 
             "wrong field type",
             api.post(
                 "/v1/inventory",
-                r#"{"items":[{"hub":"BER1","sku":"MUG-01","onHand":"twelve"}]}"#,
+                r#"{"items":[{"hub":"HUB-NJ","sku":"MUG-01","onHand":"twelve"}]}"#,
                 "k-type",
             )
             .await?,
@@ -231,7 +231,7 @@ async fn signed_requests_are_accepted_bad_ones_refused_and_nothing_is_written() 
             "duplicate item",
             api.post(
                 "/v1/inventory",
-                r#"{"items":[{"hub":"BER1","sku":"MUG-01","onHand":1},{"hub":"BER1","sku":"MUG-01","onHand":2}]}"#,
+                r#"{"items":[{"hub":"HUB-NJ","sku":"MUG-01","onHand":1},{"hub":"HUB-NJ","sku":"MUG-01","onHand":2}]}"#,
                 "k-dup",
             )
             .await?,
@@ -278,12 +278,12 @@ async fn signed_requests_are_accepted_bad_ones_refused_and_nothing_is_written() 
     assert_eq!(first.body["accepted"], 2);
     assert!(!first.replayed);
     let store = DynamoInventoryStore::new(t.dynamodb.clone(), t.stack.table("InventoryTable"));
-    let mug = store.on_hand("BER1", "MUG-01").await?.expect("stored");
+    let mug = store.on_hand("HUB-NJ", "MUG-01").await?.expect("stored");
     assert_eq!(mug.on_hand, 12);
-    assert_eq!(store.on_hand("BER1", "TEE-M").await?.unwrap().on_hand, 0);
+    assert_eq!(store.on_hand("HUB-NJ", "TEE-M").await?.unwrap().on_hand, 0);
 
     // The warehouse changes stock meanwhile; a replay of the old request must not undo it.
-    let newer = r#"{"items":[{"hub":"BER1","sku":"MUG-01","onHand":7}]}"#;
+    let newer = r#"{"items":[{"hub":"HUB-NJ","sku":"MUG-01","onHand":7}]}"#;
     assert_eq!(
         api.post("/v1/inventory", newer, "report-0002")
             .await?
@@ -294,7 +294,7 @@ async fn signed_requests_are_accepted_bad_ones_refused_and_nothing_is_written() 
     assert_eq!(again.status, 200);
     assert!(again.replayed, "the saved response is replayed");
     assert_eq!(again.body, first.body);
-    assert_eq!(store.on_hand("BER1", "MUG-01").await?.unwrap().on_hand, 7);
+    assert_eq!(store.on_hand("HUB-NJ", "MUG-01").await?.unwrap().on_hand, 7);
 
     let reused = api.post("/v1/inventory", newer, "report-0001").await?;
     assert_eq!(reused.status, 422, "{}", reused.body);

@@ -18,6 +18,7 @@ use flexbridge::config::keys;
 use flexbridge::events::{EventBridgeSink, EventSink};
 use flexbridge::fulfilment::FulfilmentService;
 use flexbridge::idempotency::Idempotency;
+use flexbridge::inventory::changes::StockChanges;
 use flexbridge::orders::Orders;
 use flexbridge::secrets::{SecretCache, SecretString};
 use flexbridge::store::inventory::{DynamoInventoryStore, OnHandStore};
@@ -34,6 +35,8 @@ pub struct AppState {
     pub idempotency: Idempotency,
     pub events: Arc<dyn EventSink>,
     pub on_hand: Arc<dyn OnHandStore>,
+    /// Stock changes and halted pushes (`flexbridge::inventory::changes`).
+    pub stock: Arc<StockChanges>,
     pub env: Env,
     /// Whether legacy `v1` signatures still count (setting `WAREHOUSE_ACCEPT_V1_SIGNATURES`).
     pub accept_v1_signatures: bool,
@@ -67,6 +70,7 @@ impl AppState {
                 dynamodb,
                 env.require(keys::INVENTORY_TABLE)?,
             )),
+            stock: Arc::new(StockChanges::from_env(env).await?),
             env: env.clone(),
             accept_v1_signatures: env.parse_or(keys::WAREHOUSE_ACCEPT_V1_SIGNATURES, false)?,
             orders: Default::default(),

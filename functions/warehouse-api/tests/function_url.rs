@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use flexbridge::events::MemoryEventSink;
 use flexbridge::idempotency::{Idempotency, MemoryIdempotencyStore};
+use flexbridge::inventory::changes::StockChanges;
 use flexbridge::secrets::SecretCache;
 use flexbridge::store::inventory::MemoryOnHandStore;
 use flexbridge::warehouse::signing;
@@ -42,6 +43,10 @@ fn app() -> axum::Router {
             ),
             events: Arc::new(MemoryEventSink::new()),
             on_hand: Arc::new(MemoryOnHandStore::new()),
+            stock: Arc::new(StockChanges::in_memory(
+                Arc::new(MemoryOnHandStore::new()),
+                &["BER1"],
+            )),
             env: flexbridge::Env::default(),
             accept_v1_signatures: false,
             orders: Default::default(),

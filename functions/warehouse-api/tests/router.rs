@@ -14,6 +14,7 @@ use axum::Json;
 use flexbridge::events::{EventName, MemoryEventSink};
 use flexbridge::idempotency::{Claim, Record, Status};
 use flexbridge::idempotency::{Idempotency, MemoryIdempotencyStore};
+use flexbridge::inventory::changes::StockChanges;
 use flexbridge::runtime::Invocation;
 use flexbridge::secrets::SecretCache;
 use flexbridge::store::inventory::{MemoryOnHandStore, OnHandStore};
@@ -47,6 +48,7 @@ fn fixture_with(accept_v1_signatures: bool) -> Fixture {
         idempotency: Idempotency::new(idem.clone(), Duration::from_secs(3600)),
         events: events.clone(),
         on_hand: on_hand.clone(),
+        stock: Arc::new(StockChanges::in_memory(on_hand.clone(), &["BER1"])),
         env: flexbridge::Env::default(),
         accept_v1_signatures,
         orders: Default::default(),

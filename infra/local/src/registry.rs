@@ -107,5 +107,14 @@ pub fn constructors() -> BTreeMap<&'static str, Constructor> {
         })
     });
 
+    // Inventory sync
+    r.insert("InventoryPusherFunction", |env| {
+        Box::pin(async move {
+            Ok(Handler::function(
+                inventory_pusher::InventoryPusher::from_env(&env).await?,
+            ))
+        })
+    });
+
     r
 }

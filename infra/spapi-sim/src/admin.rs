@@ -30,6 +30,8 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/skus", post(add_skus))
         .route("/product-types", post(add_product_types))
         .route("/inventory", put(set_inventory).get(get_inventory))
+        .route("/truth", put(set_truth))
+        .route("/oversold", get(oversold))
         .route("/shipments", post(create_shipment))
         .route("/shipments/random", post(random_shipments))
         .route("/shipments/{id}", get(get_shipment))
@@ -70,6 +72,8 @@ async fn reset(AxState(shared): S) -> Response {
     st.shipments.clear();
     st.returns.clear();
     st.inventory.clear();
+    st.truth.clear();
+    st.oversold.clear();
     st.listings.clear();
     st.calls.clear();
     st.tokens.clear();
@@ -173,6 +177,23 @@ async fn set_inventory(AxState(shared): S, Json(body): Json<Value>) -> Response 
     Json(inventory_view(&st, loc, sku)).into_response()
 }
 
+async fn set_truth(AxState(shared): S, Json(body): Json<Value>) -> Response {
+    let (Some(loc), Some(sku), Some(units)) = (
+        body["locationId"].as_str(),
+        body["skuId"].as_str(),
+        body["units"].as_i64(),
+    ) else {
+        return bad("body must be {locationId, skuId, units}");
+    };
+    let mut st = shared.lock();
+    st.truth.insert((loc.to_string(), sku.to_string()), units);
+    Json(json!({"locationId": loc, "skuId": sku, "units": units})).into_response()
+}
+
+async fn oversold(AxState(shared): S) -> Json<Value> {
+    Json(shared.lock().oversold_view())
+}
+
 fn inventory_view(st: &crate::state::State, loc: &str, sku: &str) -> Value {
     let rec = st
         .inventory
@@ -216,13 +237,16 @@ async fn random_shipments(AxState(shared): S, Json(spec): Json<Value>) -> Respon
         o.remove("count");
         o.remove("id");
     }
+    let mut refused = 0;
     for _ in 0..count {
         match shipments::create(&mut st, &base) {
             Ok(doc) => ids.push(doc["id"].clone()),
+            // A buyer could not buy it: nothing sellable. Not an error for a random batch.
+            Err(e) if e.code == shipments::NOTHING_SELLABLE => refused += 1,
             Err(e) => return reply(Err(e)),
         }
     }
-    Json(json!({"shipmentIds": ids})).into_response()
+    Json(json!({"shipmentIds": ids, "refusedNothingSellable": refused})).into_response()
 }
 
 async fn get_shipment(AxState(shared): S, Path(id): Path<String>) -> Response {

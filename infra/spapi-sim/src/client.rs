@@ -130,6 +130,22 @@ impl AdminClient {
         .map(|_| ())
     }
 
+    /// Sets what the warehouse really has (`PUT /_sim/truth`): orders beyond it count as oversold.
+    pub async fn set_truth(&self, location_id: &str, sku: &str, units: i64) -> anyhow::Result<()> {
+        self.call(
+            Method::PUT,
+            "truth",
+            Some(json!({"locationId": location_id, "skuId": sku, "units": units})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `{oversoldOrders, oversoldUnits, lines}` (`GET /_sim/oversold`).
+    pub async fn oversold(&self) -> anyhow::Result<Value> {
+        self.call(Method::GET, "oversold", None).await
+    }
+
     /// `{locationId, skuId, sellableQuantity, reservedQuantity, clientSequenceNumber, updatesApplied, updatesRejected}`.
     pub async fn inventory(&self, location_id: &str, sku: &str) -> anyhow::Result<Value> {
         let q: String = form_urlencoded::Serializer::new(String::new())

@@ -63,11 +63,39 @@ pub fn change(st: &mut State, id: &str, status: Option<&str>, what: &str) {
     let doc = rec.doc.clone();
     // Cancelled units go back to what Amazon can sell (our assumption, see README).
     for (sku, units) in give_back {
+        if let Some(have) = st.truth.get_mut(&(loc.clone(), sku.clone())) {
+            *have += units;
+        }
         if let Some(inv) = st.inventory.get_mut(&(loc.clone(), sku)) {
             inv.sellable_quantity += units;
         }
     }
     notify::shipment_changed(st, &doc);
+}
+
+/// Error code of an order refused because nothing (or not enough) is sellable.
+pub const NOTHING_SELLABLE: &str = "NOTHING_SELLABLE";
+
+/// Takes a new shipment's units from the warehouse truth (when one is set) and records every
+/// unit beyond it as oversold.
+fn take_from_truth(st: &mut State, id: &str, doc: &Value) {
+    let loc = doc["locationId"].as_str().unwrap_or("").to_string();
+    for l in doc["lineItems"].as_array().into_iter().flatten() {
+        let sku = l["merchantSku"].as_str().unwrap_or("").to_string();
+        let units = open_units(l);
+        let Some(have) = st.truth.get_mut(&(loc.clone(), sku.clone())) else {
+            continue;
+        };
+        let before = *have;
+        *have -= units;
+        let beyond = units - before.max(0);
+        if beyond > 0 {
+            st.oversold.push(json!({
+                "shipmentId": id, "locationId": loc, "sku": sku,
+                "units": units, "truthBefore": before, "oversoldUnits": beyond.min(units),
+            }));
+        }
+    }
 }
 
 /// Reserves a shipment's open units and takes them off sellable.
@@ -86,9 +114,11 @@ pub fn reserve(st: &mut State, id: &str) {
     }
     per_sku.retain(|_, u| *u > 0);
     rec.reserved = per_sku.clone();
+    // Only stock on record moves (a pair nobody ever pushed stays untracked).
     for (sku, units) in per_sku {
-        let inv = st.inventory.entry((loc.clone(), sku)).or_default();
-        inv.sellable_quantity = (inv.sellable_quantity - units).max(0);
+        if let Some(inv) = st.inventory.get_mut(&(loc.clone(), sku)) {
+            inv.sellable_quantity = (inv.sellable_quantity - units).max(0);
+        }
     }
 }
 
@@ -119,6 +149,33 @@ pub fn create(st: &mut State, spec: &Value) -> Result<Value, ApiError> {
         }
     }
     let mut doc = gen::shipment(st, &loc, spec)?;
+    // Amazon's side of stock: a buyer cannot order what is not offered. Only (location, sku)
+    // pairs with stock on record are checked (an update or `/_sim/inventory` made them known);
+    // Seller Flex (FBA) needs every unit sellable, MFN at least one (short MFN orders are
+    // CREATED, below).
+    if spec["status"].is_null() {
+        for l in doc["lineItems"].as_array().into_iter().flatten() {
+            let sku = l["merchantSku"].as_str().unwrap_or("");
+            let units = l["numberOfUnits"].as_i64().unwrap_or(0);
+            if let Some(inv) = st.inventory.get(&(loc_id.to_string(), sku.to_string())) {
+                let short = if loc.channel_name == "MFN" {
+                    inv.sellable_quantity <= 0
+                } else {
+                    inv.sellable_quantity < units
+                };
+                if short {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        NOTHING_SELLABLE,
+                        format!(
+                            "SKU {sku} has {} sellable at {loc_id}; a buyer cannot order {units}",
+                            inv.sellable_quantity
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     let status = match spec["status"].as_str() {
         Some(s) if rank(s).is_some() || s == "CANCELLED" => s.to_string(),
         Some(s) => return Err(ApiError::invalid_input(format!("unknown status {s}"))),
@@ -166,6 +223,7 @@ pub fn create(st: &mut State, spec: &Value) -> Result<Value, ApiError> {
     if rank(&status).is_some_and(|k| k >= 1 && k < r("SHIPPED")) {
         reserve(st, &id);
     }
+    take_from_truth(st, &id, &doc);
     if status != "CREATED" {
         notify::shipment_changed(st, &doc);
     }

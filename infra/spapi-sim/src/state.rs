@@ -153,6 +153,11 @@ pub struct State {
     pub skus: BTreeSet<String>,
     pub shipments: BTreeMap<String, ShipmentRec>,
     pub inventory: BTreeMap<(String, String), InventoryRec>,
+    /// What the warehouse really has per (location, sku), when a test or the demo says so
+    /// (`PUT /_sim/truth`); orders take from it, cancellations give back.
+    pub truth: BTreeMap<(String, String), i64>,
+    /// Every order line created beyond the warehouse truth.
+    pub oversold: Vec<Value>,
     pub returns: BTreeMap<String, Value>,
     pub listings: BTreeMap<String, ListingRec>,
     /// Notifications API: destinationId -> Destination.
@@ -191,6 +196,8 @@ impl State {
             skus: BTreeSet::new(),
             shipments: BTreeMap::new(),
             inventory: BTreeMap::new(),
+            truth: BTreeMap::new(),
+            oversold: Vec::new(),
             returns: BTreeMap::new(),
             listings: BTreeMap::new(),
             destinations: BTreeMap::new(),
@@ -242,6 +249,21 @@ impl State {
             .sum()
     }
 
+    /// `GET /_sim/oversold`: orders created beyond what the warehouse truth allowed.
+    pub fn oversold_view(&self) -> Value {
+        let orders: BTreeSet<&str> = self
+            .oversold
+            .iter()
+            .filter_map(|o| o["shipmentId"].as_str())
+            .collect();
+        let units: i64 = self
+            .oversold
+            .iter()
+            .filter_map(|o| o["oversoldUnits"].as_i64())
+            .sum();
+        json!({"oversoldOrders": orders.len(), "oversoldUnits": units, "lines": self.oversold})
+    }
+
     /// Everything, for GET /_sim/state.
     pub fn snapshot(&self) -> Value {
         let shipments: Vec<Value> = self
@@ -284,6 +306,7 @@ impl State {
             "skus": self.skus,
             "shipments": shipments,
             "inventory": inventory,
+            "oversold": self.oversold_view(),
             "returns": self.returns.values().collect::<Vec<_>>(),
             "listings": self.listings,
             "destinations": self.destinations.values().collect::<Vec<_>>(),

@@ -318,3 +318,43 @@ async fn listings_prices_accepted_or_invalid() {
         "EUR"
     );
 }
+
+#[tokio::test]
+async fn orders_take_sellable_stock_and_orders_beyond_the_truth_count_as_oversold() {
+    let sim = start().await;
+    sim.setup_locations().await;
+    let a = sim.handle.admin();
+    a.add_skus(&["LAMP"]).await.unwrap();
+    a.set_inventory("FLEX", "LAMP", 3).await.unwrap();
+    a.set_truth("FLEX", "LAMP", 2).await.unwrap();
+    let line = |q: i64| json!({"locationId": "FLEX", "lineItems": [{"sku": "LAMP", "quantity": q, "unitPrice": "5.00"}]});
+    // More than sellable: a buyer cannot order it.
+    let err = a.create_shipment(line(4)).await.unwrap_err().to_string();
+    assert!(err.contains("NOTHING_SELLABLE"), "{err}");
+    // Amazon offered 3 while the warehouse had 2: the third unit is oversold.
+    a.create_shipment(line(2)).await.unwrap();
+    let v = a.inventory("FLEX", "LAMP").await.unwrap();
+    assert_eq!(
+        (
+            v["sellableQuantity"].as_i64(),
+            v["reservedQuantity"].as_i64()
+        ),
+        (Some(1), Some(2))
+    );
+    assert_eq!(a.oversold().await.unwrap()["oversoldUnits"], 0);
+    let id = a.create_shipment(line(1)).await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = a.oversold().await.unwrap();
+    assert_eq!(
+        (o["oversoldOrders"].as_i64(), o["oversoldUnits"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(o["lines"][0]["shipmentId"], id.as_str());
+    // Nothing sellable left: refused; an untracked SKU is not checked.
+    assert!(a.create_shipment(line(1)).await.is_err());
+    a.create_shipment(json!({"locationId": "FLEX", "lineItems": [{"sku": "OTHER", "quantity": 1, "unitPrice": "5.00"}]}))
+        .await
+        .unwrap();
+}

@@ -67,10 +67,13 @@ impl Orders {
                 ddb.clone(),
                 env.require(keys::SHIPMENTS_TABLE)?,
             )),
-            inventory: Arc::new(DynamoInventoryStore::new(
-                ddb.clone(),
-                env.require(keys::INVENTORY_TABLE)?,
-            )),
+            inventory: Arc::new(
+                DynamoInventoryStore::new(ddb.clone(), env.require(keys::INVENTORY_TABLE)?)
+                    .with_nudge(crate::inventory::wiring::nudge_from_env(
+                        env,
+                        crate::aws::sqs_client(&sdk),
+                    )),
+            ),
             cursors: Arc::new(DynamoCursorStore::new(
                 ddb.clone(),
                 env.require(keys::CURSORS_TABLE)?,

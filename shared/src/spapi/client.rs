@@ -421,6 +421,29 @@ impl SpApiClient {
         self.inner.limiters.bucket(op.id())
     }
 
+    /// Makes every call of `op` (by any clone of this client) wait on a bucket shared with
+    /// every other process using the same `store`, so Amazon's per-seller limit holds however
+    /// many Lambda instances run. `chunk`: tokens reserved per store round trip.
+    /// `limit`: the operation's configured limit when `None`.
+    pub fn share_rate_limit(
+        &self,
+        op: Operation,
+        store: Arc<dyn crate::ratelimit::SharedBucketStore>,
+        limit: Option<Limit>,
+        chunk: u32,
+    ) {
+        let limit = limit.unwrap_or_else(|| self.inner.limiters.default_limit(op.id()));
+        self.inner.limiters.share(
+            op.id(),
+            Arc::new(crate::ratelimit::SharedBucket::new(
+                store,
+                op.id(),
+                limit,
+                chunk,
+            )),
+        );
+    }
+
     /// How many seller access tokens this client obtained from LWA so far.
     pub fn tokens_issued(&self) -> u64 {
         self.inner.tokens.issued()
@@ -977,10 +1000,11 @@ impl SpApiClient {
         if self.deadline.is_some_and(|d| d.is_past()) {
             return Err(deadline_err("to send"));
         }
-        bucket
-            .acquire_before(self.deadline)
-            .await
-            .map_err(|e| deadline_err(&format!("(rate limit: next slot in {:?})", e.wait)))?;
+        match self.inner.limiters.shared(op.id()) {
+            Some(shared) => shared.acquire_before(self.deadline).await,
+            None => bucket.acquire_before(self.deadline).await,
+        }
+        .map_err(|e| deadline_err(&format!("(rate limit: next slot in {:?})", e.wait)))?;
         let token = self
             .token_cache(op)
             .token()

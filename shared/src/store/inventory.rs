@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Up
 
 use crate::error::{Error, Result};
 use crate::store::dynamo::{
-    ddb_error, get_n, get_s, is_condition_failed, is_transaction_cancelled, n, s,
+    ddb_error, get_n, get_s, is_condition_failed, is_transaction_cancelled, n, s, Item,
 };
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,6 +60,7 @@ fn loc_pk(location_id: &str) -> AttributeValue {
 pub struct DynamoInventoryStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    nudge: Option<std::sync::Arc<dyn crate::inventory::PushNudge>>,
 }
 
 impl DynamoInventoryStore {
@@ -67,6 +68,21 @@ impl DynamoInventoryStore {
         Self {
             client,
             table: table.into(),
+            nudge: None,
+        }
+    }
+
+    /// Reservation changes and return credits also wake the inventory pusher (fast path).
+    pub fn with_nudge(mut self, nudge: std::sync::Arc<dyn crate::inventory::PushNudge>) -> Self {
+        self.nudge = Some(nudge);
+        self
+    }
+
+    async fn nudge(&self, location_id: &str) {
+        if let Some(n) = &self.nudge {
+            if let Err(e) = n.nudge(&[location_id.to_string()]).await {
+                tracing::warn!(error = %e, "could not nudge the inventory pusher; the sweep will push");
+            }
         }
     }
 
@@ -95,9 +111,14 @@ impl DynamoInventoryStore {
             .table_name(&self.table)
             .key("pk", loc_pk(location_id))
             .key("sk", s(format!("SKU#{sku}")))
-            .update_expression("ADD #a :d")
+            // Any change of what is reserved or returned changes what we advertise: mark it
+            // pending for the inventory sync in the same write.
+            .update_expression("ADD #a :d, pending_gen :one SET gsi1pk = :p, gsi1sk = :s")
             .expression_attribute_names("#a", attr)
             .expression_attribute_values(":d", n(delta))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":p", s(format!("PENDING#{location_id}")))
+            .expression_attribute_values(":s", s(sku))
             .build()
             .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(TransactWriteItem::builder().update(update).build())
@@ -160,7 +181,10 @@ impl InventoryStore for DynamoInventoryStore {
                 .send()
                 .await;
             match res {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.nudge(location_id).await;
+                    return Ok(());
+                }
                 Err(e) if is_transaction_cancelled(&e) => continue,
                 Err(e) => return Err(ddb_error("TransactWriteItems", e)),
             }
@@ -200,7 +224,10 @@ impl InventoryStore for DynamoInventoryStore {
             .send()
             .await;
         match res {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.nudge(location_id).await;
+                Ok(())
+            }
             // The credit marker exists: this return was credited already.
             Err(e) if is_transaction_cancelled(&e) => Ok(()),
             Err(e) => Err(ddb_error("TransactWriteItems", e)),
@@ -238,11 +265,38 @@ struct MemoryInventory {
     positions: HashMap<(String, String), SkuPosition>,
     reservations: HashMap<(String, String, String), u32>,
     credits: HashMap<(String, String), u32>,
+    ledger: HashMap<(String, String), PushPosition>,
+    on_hand: HashMap<(String, String), i64>,
+    halts: HashMap<String, PushHalt>,
+}
+
+impl MemoryInventory {
+    fn ledger_mut(&mut self, location_id: &str, sku: &str) -> &mut PushPosition {
+        self.ledger
+            .entry((location_id.to_string(), sku.to_string()))
+            .or_insert_with(|| PushPosition {
+                sku: sku.to_string(),
+                ..Default::default()
+            })
+    }
+
+    fn mark(&mut self, location_id: &str, sku: &str) {
+        self.ledger_mut(location_id, sku).pending_gen += 1;
+    }
 }
 
 impl MemoryInventoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets a hub's on-hand figure (tests; the warehouse API writes the Dynamo twin).
+    pub fn set_on_hand(&self, hub: &str, sku: &str, on_hand: i64) {
+        self.inner
+            .lock()
+            .expect("inventory lock")
+            .on_hand
+            .insert((hub.to_string(), sku.to_string()), on_hand);
     }
 }
 
@@ -264,6 +318,9 @@ impl InventoryStore for MemoryInventoryStore {
         );
         let old = inv.reservations.get(&key).copied().unwrap_or(0);
         inv.reservations.insert(key, units);
+        if old != units {
+            inv.mark(location_id, sku);
+        }
         inv.positions
             .entry((location_id.to_string(), sku.to_string()))
             .or_default()
@@ -288,6 +345,7 @@ impl InventoryStore for MemoryInventoryStore {
                 .entry((location_id.to_string(), sku.to_string()))
                 .or_default()
                 .returned_sellable += units as i64;
+            inv.mark(location_id, sku);
         }
         Ok(())
     }
@@ -327,7 +385,16 @@ pub struct OnHand {
 #[async_trait]
 pub trait OnHandStore: Send + Sync {
     /// Stores each figure unless a newer one is stored; returns how many were stored.
-    async fn record_on_hand(&self, figures: &[OnHand]) -> Result<usize>;
+    async fn record_on_hand(&self, figures: &[OnHand]) -> Result<usize> {
+        Ok(self
+            .record_each(figures)
+            .await?
+            .into_iter()
+            .filter(|s| *s)
+            .count())
+    }
+    /// Like `record_on_hand`, saying for each figure (in order) whether it was stored.
+    async fn record_each(&self, figures: &[OnHand]) -> Result<Vec<bool>>;
     async fn on_hand(&self, hub: &str, sku: &str) -> Result<Option<OnHand>>;
 }
 
@@ -361,16 +428,11 @@ impl DynamoInventoryStore {
 
 #[async_trait]
 impl OnHandStore for DynamoInventoryStore {
-    async fn record_on_hand(&self, figures: &[OnHand]) -> Result<usize> {
-        use futures::StreamExt;
+    async fn record_each(&self, figures: &[OnHand]) -> Result<Vec<bool>> {
+        use futures::{StreamExt, TryStreamExt};
         // Collected first: a lazy map closure inside the stream trips async_trait's Send check.
         let puts: Vec<_> = figures.iter().map(|f| self.put_on_hand(f)).collect();
-        let mut results = futures::stream::iter(puts).buffer_unordered(8);
-        let mut stored = 0;
-        while let Some(r) = results.next().await {
-            stored += usize::from(r?);
-        }
-        Ok(stored)
+        futures::stream::iter(puts).buffered(8).try_collect().await
     }
 
     async fn on_hand(&self, hub: &str, sku: &str) -> Result<Option<OnHand>> {
@@ -418,19 +480,20 @@ impl MemoryOnHandStore {
 
 #[async_trait]
 impl OnHandStore for MemoryOnHandStore {
-    async fn record_on_hand(&self, figures: &[OnHand]) -> Result<usize> {
+    async fn record_each(&self, figures: &[OnHand]) -> Result<Vec<bool>> {
         let mut map = self.figures.lock().expect("lock");
-        let mut stored = 0;
+        let mut stored = Vec::with_capacity(figures.len());
         for f in figures {
             let key = (f.hub.clone(), f.sku.clone());
             if map
                 .get(&key)
                 .is_some_and(|old| old.reported_at > f.reported_at)
             {
+                stored.push(false);
                 continue;
             }
             map.insert(key, f.clone());
-            stored += 1;
+            stored.push(true);
         }
         Ok(stored)
     }
@@ -467,5 +530,604 @@ mod tests {
         inv.credit_return("L", "A", "R1", 2).await.unwrap();
         inv.credit_return("L", "A", "R1", 2).await.unwrap();
         assert_eq!(inv.position("L", "A").await.unwrap().returned_sellable, 2);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The push ledger (the inventory sync), on the same position item:
+//
+// | attribute | meaning |
+// |---|---|
+// | `pushed_qty` N, `pushed_seq` N, `pushed_at` S | the last quantity Amazon accepted and its `clientSequenceNumber` |
+// | `pending_gen` N | bumped by every change that may alter what we advertise (`ADD`, so concurrent marks never lose one) |
+// | `done_gen` N | the `pending_gen` the pusher last finished |
+// | `gsi1pk` = `PENDING#<locationId>`, `gsi1sk` = `<sku>` | present only while pending (sparse index `gsi1`: the sweep's list) |
+// | `push_error` S, `push_error_at` S | Amazon's actionable error for this SKU (e.g. `INVALID_SKU`), until a push succeeds |
+//
+// and one item per location for the safety breaker:
+//
+// | item | `pk` | `sk` | attributes |
+// |---|---|---|---|
+// | halted push | `LOC#<locationId>` | `HALT` | `halt` (JSON of [`PushHalt`]) |
+//
+// A finished push clears the mark only if no new change arrived meanwhile (`pending_gen` still
+// the one it read), so a change racing a push is never lost; the ledger is written only with
+// a higher sequence number than stored, so a late writer never rolls it back.
+
+/// One (location, SKU) as the pusher sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushPosition {
+    pub sku: String,
+    pub reserved: i64,
+    pub pushed_qty: Option<i64>,
+    pub pushed_seq: Option<i64>,
+    pub pending_gen: i64,
+    pub done_gen: i64,
+    pub push_error: Option<String>,
+}
+
+/// A push the safety breaker stopped, waiting for a person.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushHalt {
+    pub location_id: String,
+    pub hub: String,
+    /// `halted`, then `released` (push it anyway, once) or `discarded` (drop the pending changes).
+    pub status: String,
+    pub reason: String,
+    pub skus_in_push: u64,
+    pub skus_zeroed: u64,
+    pub skus_advertised_before: u64,
+    pub units_before: i64,
+    pub units_after: i64,
+    pub halted_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+}
+
+#[async_trait]
+pub trait PushLedger: Send + Sync {
+    /// Marks (location, sku) pending: something changed that may alter what we advertise.
+    async fn mark_pending(&self, location_id: &str, skus: &[String]) -> Result<()>;
+    /// The SKUs pending at a location (the sweep's list).
+    async fn pending(&self, location_id: &str) -> Result<Vec<String>>;
+    /// Positions of these SKUs (a SKU never seen has a default position).
+    async fn positions(&self, location_id: &str, skus: &[String]) -> Result<Vec<PushPosition>>;
+    /// Every position of a location with a ledger entry (reconciliation, breaker totals).
+    async fn ledger(&self, location_id: &str) -> Result<Vec<PushPosition>>;
+    /// On hand per SKU of a hub (absent = never reported).
+    async fn on_hand_many(&self, hub: &str, skus: &[String]) -> Result<HashMap<String, i64>>;
+    /// Amazon accepted `qty` with `seq`: the ledger moves (only forward), and the mark is
+    /// cleared if it is still at `gen`.
+    async fn record_accepted(
+        &self,
+        location_id: &str,
+        sku: &str,
+        qty: i64,
+        seq: i64,
+        gen: i64,
+    ) -> Result<()>;
+    /// Nothing (more) to send for `gen`: clears the mark if no newer change arrived; stores
+    /// `error` against the SKU when given.
+    async fn finish(
+        &self,
+        location_id: &str,
+        sku: &str,
+        gen: i64,
+        error: Option<&str>,
+    ) -> Result<()>;
+    /// Reconciliation found Amazon holding `amazon_has`: the ledger says so, and the SKU is
+    /// pending so the pusher sends the right quantity.
+    async fn correct(&self, location_id: &str, sku: &str, amazon_has: i64) -> Result<()>;
+    async fn halt(&self, location_id: &str) -> Result<Option<PushHalt>>;
+    async fn put_halt(&self, halt: &PushHalt) -> Result<()>;
+    /// Moves a `halted` push to `released` or `discarded`; `None` when there is none.
+    async fn decide_halt(
+        &self,
+        location_id: &str,
+        status: &str,
+        by: &str,
+    ) -> Result<Option<PushHalt>>;
+    async fn delete_halt(&self, location_id: &str) -> Result<()>;
+}
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn position_from(sku: &str, i: &Item) -> PushPosition {
+    PushPosition {
+        sku: sku.to_string(),
+        reserved: get_n(i, "reserved").unwrap_or(0),
+        pushed_qty: get_n(i, "pushed_qty"),
+        pushed_seq: get_n(i, "pushed_seq"),
+        pending_gen: get_n(i, "pending_gen").unwrap_or(0),
+        done_gen: get_n(i, "done_gen").unwrap_or(0),
+        push_error: get_s(i, "push_error").map(str::to_string),
+    }
+}
+
+fn sku_of(i: &Item) -> Option<String> {
+    get_s(i, "sk")
+        .and_then(|sk| sk.strip_prefix("SKU#"))
+        .map(str::to_string)
+}
+
+impl DynamoInventoryStore {
+    async fn mark_one(&self, location_id: &str, sku: &str) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", loc_pk(location_id))
+            .key("sk", s(format!("SKU#{sku}")))
+            .update_expression("ADD pending_gen :one SET gsi1pk = :p, gsi1sk = :s")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":p", s(format!("PENDING#{location_id}")))
+            .expression_attribute_values(":s", s(sku))
+            .send()
+            .await
+            .map_err(|e| ddb_error("UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// Clears the mark when it is still `gen`; false when a newer change arrived.
+    async fn clear_mark(&self, location_id: &str, sku: &str, gen: i64) -> Result<bool> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", loc_pk(location_id))
+            .key("sk", s(format!("SKU#{sku}")))
+            .update_expression("SET done_gen = :g REMOVE gsi1pk, gsi1sk")
+            .condition_expression("attribute_not_exists(pending_gen) OR pending_gen = :g")
+            .expression_attribute_values(":g", n(gen))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(ddb_error("UpdateItem", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl PushLedger for DynamoInventoryStore {
+    async fn mark_pending(&self, location_id: &str, skus: &[String]) -> Result<()> {
+        use futures::{StreamExt, TryStreamExt};
+        let marks: Vec<_> = skus
+            .iter()
+            .map(|sku| self.mark_one(location_id, sku))
+            .collect();
+        futures::stream::iter(marks)
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn pending(&self, location_id: &str) -> Result<Vec<String>> {
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :p")
+            .expression_attribute_values(":p", s(format!("PENDING#{location_id}")))
+            .projection_expression("gsi1sk");
+        crate::store::dynamo::query_all(q, |i| {
+            get_s(i, "gsi1sk")
+                .map(str::to_string)
+                .ok_or_else(|| Error::Internal("pending mark without gsi1sk".into()))
+        })
+        .await
+    }
+
+    async fn positions(&self, location_id: &str, skus: &[String]) -> Result<Vec<PushPosition>> {
+        let keys = skus
+            .iter()
+            .map(|sku| {
+                HashMap::from([
+                    ("pk".to_string(), loc_pk(location_id)),
+                    ("sk".to_string(), s(format!("SKU#{sku}"))),
+                ])
+            })
+            .collect();
+        let found = crate::store::dynamo::batch_get(
+            &self.client,
+            &self.table,
+            keys,
+            None,
+            Default::default(),
+        )
+        .await?;
+        let mut by_sku: HashMap<String, PushPosition> = found
+            .iter()
+            .filter_map(|i| sku_of(i).map(|sku| (sku.clone(), position_from(&sku, i))))
+            .collect();
+        Ok(skus
+            .iter()
+            .map(|sku| {
+                by_sku.remove(sku).unwrap_or_else(|| PushPosition {
+                    sku: sku.clone(),
+                    ..Default::default()
+                })
+            })
+            .collect())
+    }
+
+    async fn ledger(&self, location_id: &str) -> Result<Vec<PushPosition>> {
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+            .filter_expression("attribute_exists(pushed_seq)")
+            .expression_attribute_values(":p", loc_pk(location_id))
+            .expression_attribute_values(":s", s("SKU#"));
+        let items = crate::store::dynamo::query_all(q, |i| Ok(i.clone())).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| sku_of(i).map(|sku| position_from(&sku, i)))
+            .collect())
+    }
+
+    async fn on_hand_many(&self, hub: &str, skus: &[String]) -> Result<HashMap<String, i64>> {
+        let keys = skus
+            .iter()
+            .map(|sku| {
+                HashMap::from([
+                    ("pk".to_string(), s(format!("HUB#{hub}"))),
+                    ("sk".to_string(), s(format!("SKU#{sku}"))),
+                ])
+            })
+            .collect();
+        let found = crate::store::dynamo::batch_get(
+            &self.client,
+            &self.table,
+            keys,
+            Some("sk, on_hand"),
+            Default::default(),
+        )
+        .await?;
+        Ok(found
+            .iter()
+            .filter_map(|i| Some((sku_of(i)?, get_n::<i64>(i, "on_hand")?)))
+            .collect())
+    }
+
+    async fn record_accepted(
+        &self,
+        location_id: &str,
+        sku: &str,
+        qty: i64,
+        seq: i64,
+        gen: i64,
+    ) -> Result<()> {
+        let update = |clear: bool| {
+            let mut u = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", loc_pk(location_id))
+                .key("sk", s(format!("SKU#{sku}")))
+                .expression_attribute_values(":q", n(qty))
+                .expression_attribute_values(":s", n(seq))
+                .expression_attribute_values(":t", s(now_text()));
+            if clear {
+                u = u
+                    .update_expression(
+                        "SET pushed_qty = :q, pushed_seq = :s, pushed_at = :t, done_gen = :g \
+                         REMOVE push_error, push_error_at, gsi1pk, gsi1sk",
+                    )
+                    .condition_expression(
+                        "(attribute_not_exists(pushed_seq) OR pushed_seq < :s) AND \
+                         (attribute_not_exists(pending_gen) OR pending_gen = :g)",
+                    )
+                    .expression_attribute_values(":g", n(gen));
+            } else {
+                u = u
+                    .update_expression(
+                        "SET pushed_qty = :q, pushed_seq = :s, pushed_at = :t \
+                         REMOVE push_error, push_error_at",
+                    )
+                    .condition_expression("attribute_not_exists(pushed_seq) OR pushed_seq < :s");
+            }
+            u.send()
+        };
+        match update(true).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_condition_failed(&e) => {}
+            Err(e) => return Err(ddb_error("UpdateItem", e)),
+        }
+        // A newer change arrived (keep the mark), or a newer push was recorded (keep that).
+        match update(false).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(ddb_error("UpdateItem", e)),
+        }
+    }
+
+    async fn finish(
+        &self,
+        location_id: &str,
+        sku: &str,
+        gen: i64,
+        error: Option<&str>,
+    ) -> Result<()> {
+        if let Some(error) = error {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", loc_pk(location_id))
+                .key("sk", s(format!("SKU#{sku}")))
+                .update_expression("SET push_error = :e, push_error_at = :t")
+                .expression_attribute_values(":e", s(error))
+                .expression_attribute_values(":t", s(now_text()))
+                .send()
+                .await
+                .map_err(|e| ddb_error("UpdateItem", e))?;
+        }
+        self.clear_mark(location_id, sku, gen).await?;
+        Ok(())
+    }
+
+    async fn correct(&self, location_id: &str, sku: &str, amazon_has: i64) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", loc_pk(location_id))
+            .key("sk", s(format!("SKU#{sku}")))
+            .update_expression("SET pushed_qty = :q, gsi1pk = :p, gsi1sk = :s ADD pending_gen :one")
+            .expression_attribute_values(":q", n(amazon_has))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":p", s(format!("PENDING#{location_id}")))
+            .expression_attribute_values(":s", s(sku))
+            .send()
+            .await
+            .map_err(|e| ddb_error("UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn halt(&self, location_id: &str) -> Result<Option<PushHalt>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", loc_pk(location_id))
+            .key("sk", s("HALT"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| ddb_error("GetItem", e))?;
+        out.item
+            .and_then(|i| get_s(&i, "halt").map(str::to_string))
+            .map(|raw| {
+                serde_json::from_str(&raw)
+                    .map_err(|e| Error::Internal(format!("stored halt is not valid: {e}")))
+            })
+            .transpose()
+    }
+
+    async fn put_halt(&self, halt: &PushHalt) -> Result<()> {
+        let raw = serde_json::to_string(halt).map_err(|e| Error::Internal(e.to_string()))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", loc_pk(&halt.location_id))
+            .item("sk", s("HALT"))
+            .item("halt", s(raw))
+            .item("status", s(&halt.status))
+            .send()
+            .await
+            .map_err(|e| ddb_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn decide_halt(
+        &self,
+        location_id: &str,
+        status: &str,
+        by: &str,
+    ) -> Result<Option<PushHalt>> {
+        let Some(mut halt) = self.halt(location_id).await? else {
+            return Ok(None);
+        };
+        if halt.status != "halted" {
+            return Ok(Some(halt));
+        }
+        halt.status = status.to_string();
+        halt.decided_by = Some(by.to_string());
+        halt.decided_at = Some(now_text());
+        let raw = serde_json::to_string(&halt).map_err(|e| Error::Internal(e.to_string()))?;
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", loc_pk(location_id))
+            .item("sk", s("HALT"))
+            .item("halt", s(raw))
+            .item("status", s(status))
+            .condition_expression("#st = :h")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":h", s("halted"))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Some(halt)),
+            // Someone decided first: answer with what they decided.
+            Err(e) if is_condition_failed(&e) => self.halt(location_id).await,
+            Err(e) => Err(ddb_error("PutItem", e)),
+        }
+    }
+
+    async fn delete_halt(&self, location_id: &str) -> Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", loc_pk(location_id))
+            .key("sk", s("HALT"))
+            .send()
+            .await
+            .map_err(|e| ddb_error("DeleteItem", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PushLedger for MemoryInventoryStore {
+    async fn mark_pending(&self, location_id: &str, skus: &[String]) -> Result<()> {
+        let mut inv = self.inner.lock().expect("inventory lock");
+        for sku in skus {
+            inv.mark(location_id, sku);
+        }
+        Ok(())
+    }
+
+    async fn pending(&self, location_id: &str) -> Result<Vec<String>> {
+        let inv = self.inner.lock().expect("inventory lock");
+        let mut skus: Vec<String> = inv
+            .ledger
+            .iter()
+            .filter(|((l, _), p)| l == location_id && p.pending_gen > p.done_gen)
+            .map(|((_, sku), _)| sku.clone())
+            .collect();
+        skus.sort();
+        Ok(skus)
+    }
+
+    async fn positions(&self, location_id: &str, skus: &[String]) -> Result<Vec<PushPosition>> {
+        let inv = self.inner.lock().expect("inventory lock");
+        Ok(skus
+            .iter()
+            .map(|sku| {
+                let key = (location_id.to_string(), sku.clone());
+                let mut p = inv.ledger.get(&key).cloned().unwrap_or(PushPosition {
+                    sku: sku.clone(),
+                    ..Default::default()
+                });
+                p.reserved = inv.positions.get(&key).map(|p| p.reserved).unwrap_or(0);
+                p
+            })
+            .collect())
+    }
+
+    async fn ledger(&self, location_id: &str) -> Result<Vec<PushPosition>> {
+        let skus: Vec<String> = {
+            let inv = self.inner.lock().expect("inventory lock");
+            inv.ledger
+                .iter()
+                .filter(|((l, _), p)| l == location_id && p.pushed_seq.is_some())
+                .map(|((_, sku), _)| sku.clone())
+                .collect()
+        };
+        self.positions(location_id, &skus).await
+    }
+
+    async fn on_hand_many(&self, hub: &str, skus: &[String]) -> Result<HashMap<String, i64>> {
+        let inv = self.inner.lock().expect("inventory lock");
+        Ok(skus
+            .iter()
+            .filter_map(|sku| {
+                inv.on_hand
+                    .get(&(hub.to_string(), sku.clone()))
+                    .map(|q| (sku.clone(), *q))
+            })
+            .collect())
+    }
+
+    async fn record_accepted(
+        &self,
+        location_id: &str,
+        sku: &str,
+        qty: i64,
+        seq: i64,
+        gen: i64,
+    ) -> Result<()> {
+        let mut inv = self.inner.lock().expect("inventory lock");
+        let p = inv.ledger_mut(location_id, sku);
+        if p.pushed_seq.is_none_or(|s| s < seq) {
+            p.pushed_qty = Some(qty);
+            p.pushed_seq = Some(seq);
+            p.push_error = None;
+        }
+        if p.pending_gen == gen {
+            p.done_gen = gen;
+        }
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        location_id: &str,
+        sku: &str,
+        gen: i64,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let mut inv = self.inner.lock().expect("inventory lock");
+        let p = inv.ledger_mut(location_id, sku);
+        if let Some(e) = error {
+            p.push_error = Some(e.to_string());
+        }
+        if p.pending_gen == gen {
+            p.done_gen = gen;
+        }
+        Ok(())
+    }
+
+    async fn correct(&self, location_id: &str, sku: &str, amazon_has: i64) -> Result<()> {
+        let mut inv = self.inner.lock().expect("inventory lock");
+        let p = inv.ledger_mut(location_id, sku);
+        p.pushed_qty = Some(amazon_has);
+        p.pending_gen += 1;
+        Ok(())
+    }
+
+    async fn halt(&self, location_id: &str) -> Result<Option<PushHalt>> {
+        Ok(self
+            .inner
+            .lock()
+            .expect("inventory lock")
+            .halts
+            .get(location_id)
+            .cloned())
+    }
+
+    async fn put_halt(&self, halt: &PushHalt) -> Result<()> {
+        self.inner
+            .lock()
+            .expect("inventory lock")
+            .halts
+            .insert(halt.location_id.clone(), halt.clone());
+        Ok(())
+    }
+
+    async fn decide_halt(
+        &self,
+        location_id: &str,
+        status: &str,
+        by: &str,
+    ) -> Result<Option<PushHalt>> {
+        let mut inv = self.inner.lock().expect("inventory lock");
+        let Some(h) = inv.halts.get_mut(location_id) else {
+            return Ok(None);
+        };
+        if h.status == "halted" {
+            h.status = status.to_string();
+            h.decided_by = Some(by.to_string());
+            h.decided_at = Some(now_text());
+        }
+        Ok(Some(h.clone()))
+    }
+
+    async fn delete_halt(&self, location_id: &str) -> Result<()> {
+        self.inner
+            .lock()
+            .expect("inventory lock")
+            .halts
+            .remove(location_id);
+        Ok(())
     }
 }

@@ -193,6 +193,18 @@ impl MemoryLocationStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A store holding these locations (tests).
+    pub fn with(locations: Vec<Location>) -> Self {
+        Self {
+            map: Mutex::new(
+                locations
+                    .into_iter()
+                    .map(|l| (l.location_id.clone(), l))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 #[async_trait]

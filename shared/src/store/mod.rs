@@ -6,5 +6,6 @@ pub mod cursors;
 pub mod dynamo;
 pub mod inventory;
 pub mod locations;
+pub mod ratelimit;
 pub mod settings;
 pub mod shipments;

@@ -1,14 +1,19 @@
-//! `POST /v1/inventory`: the warehouse reports what it has on hand, per hub and SKU.
+//! Stock from the warehouse (logic in `flexbridge::inventory::changes`).
 //!
-//! Body: `{"items": [{"hub": "BER1", "sku": "MUG-01", "onHand": 12}], "asOf": "<RFC 3339>"?}`.
-//! The whole request is checked before anything is stored; one bad item refuses the request
-//! with the item's index. A figure older than the stored one (by `asOf`, default: now) is
-//! skipped, so a late delivery never rolls stock back.
+//! - `POST /v1/inventory`: what the warehouse has on hand, per hub and SKU.
+//!   Body: `{"items": [{"hub": "BER1", "sku": "MUG-01", "onHand": 12}], "asOf": "<RFC 3339>"?}`.
+//!   The whole request is checked before anything is stored; one malformed item refuses the
+//!   request with the item's index. A figure for a hub not mapped to a location with inventory
+//!   sync on is refused on its own (`refused[]`, with the reason). A figure older than the
+//!   stored one (by `asOf`, default: now) is skipped, so a late delivery never rolls stock back.
+//!   What is stored goes to Amazon within seconds.
+//! - `GET /v1/inventory/halts`: pushes the safety breaker stopped.
+//! - `POST /v1/inventory/halts/{locationId}/release` | `/discard`: a person's decision.
 
 use std::collections::HashSet;
 
-use axum::extract::State;
-use axum::routing::post;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use flexbridge::store::inventory::OnHand;
@@ -24,7 +29,11 @@ const MAX_SKU_CHARS: usize = 40;
 const MAX_HUB_CHARS: usize = 64;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/inventory", post(report_on_hand))
+    Router::new()
+        .route("/v1/inventory", post(report_on_hand))
+        .route("/v1/inventory/halts", get(halts))
+        .route("/v1/inventory/halts/{location_id}/release", post(release))
+        .route("/v1/inventory/halts/{location_id}/discard", post(discard))
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,15 +116,49 @@ async fn report_on_hand(
             reported_at,
         });
     }
-    let stored = state.on_hand.record_on_hand(&figures).await?;
+    let outcome = state.stock.report_on_hand(figures).await?;
     tracing::info!(
-        items = figures.len(),
-        stored,
+        accepted = outcome.accepted,
+        stored = outcome.stored,
+        refused = outcome.refused.len(),
         "warehouse on-hand report stored"
     );
-    Ok(Json(json!({
-        "accepted": figures.len(),
-        "stored": stored,
-        "skippedAsOlder": figures.len() - stored,
-    })))
+    crate::reply::body(outcome)
+}
+
+async fn halts(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "halts": state.stock.halts().await? })))
+}
+
+async fn release(
+    State(state): State<AppState>,
+    Path(location_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    decide(state, location_id, true).await
+}
+
+async fn discard(
+    State(state): State<AppState>,
+    Path(location_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    decide(state, location_id, false).await
+}
+
+async fn decide(
+    state: AppState,
+    location_id: String,
+    release: bool,
+) -> Result<Json<Value>, ApiError> {
+    match state
+        .stock
+        .decide_halt(&location_id, release, "warehouse-api")
+        .await?
+    {
+        Some(halt) => Ok(Json(json!({ "halt": halt }))),
+        None => Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "halt_not_found",
+            format!("no halted inventory push for location {location_id}"),
+        )),
+    }
 }

@@ -5,6 +5,7 @@
 
 pub mod foundation;
 pub mod fulfilment;
+pub mod inventory;
 pub mod orders;
 pub mod uploads;
 
@@ -79,6 +80,7 @@ pub fn scenarios() -> Vec<Box<dyn Scenario>> {
         Box::new(orders::Orders::default()),
         Box::new(fulfilment::Fulfilment::default()),
         Box::new(uploads::Uploads::default()),
+        Box::new(inventory::Inventory::default()),
         // Warehouse interface, orders, uploads: add yours here.
     ]
 }
