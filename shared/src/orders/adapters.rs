@@ -1,6 +1,6 @@
-//! The production side of `ports`: the SP-API client as `ShipmentsApi`. Amazon's typed objects are
-//! handed to `orders::model` as the model's JSON, which it reads tolerantly (and without the
-//! ship-to address).
+//! The production side of `ports`: the SP-API client as `ShipmentsApi`. Shipments are handed on
+//! as the client decoded them (once, tolerantly); returns as the model's JSON, which
+//! `orders::model` reads tolerantly.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -8,18 +8,17 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::orders::ports::{AmazonPage, RejectReason, ReturnsQuery, ShipmentsApi, ShipmentsQuery};
 use crate::spapi::{
-    GetShipmentsQuery, LineItem, LineItemWithReason, ListReturnsQuery,
+    GetShipmentsQuery, LineItem, LineItemWithReason, ListReturnsQuery, Shipment,
     ShipmentAcknowledgementRequest, ShipmentOperation, SpApiClient, Timestamp,
 };
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<Value> {
-    serde_json::to_value(v)
-        .map_err(|e| Error::Internal(format!("shipment does not serialize: {e}")))
+    serde_json::to_value(v).map_err(|e| Error::Internal(format!("return does not serialize: {e}")))
 }
 
 #[async_trait]
 impl ShipmentsApi for SpApiClient {
-    async fn get_shipments(&self, q: &ShipmentsQuery) -> Result<AmazonPage> {
+    async fn get_shipments(&self, q: &ShipmentsQuery) -> Result<AmazonPage<Shipment>> {
         let page = SpApiClient::get_shipments(
             self,
             &GetShipmentsQuery {
@@ -33,14 +32,14 @@ impl ShipmentsApi for SpApiClient {
         )
         .await?;
         Ok(AmazonPage {
-            items: page.shipments.iter().map(to_json).collect::<Result<_>>()?,
+            items: page.shipments,
             next_token: page.next_token,
             unreadable: page.unreadable,
         })
     }
 
-    async fn get_shipment(&self, shipment_id: &str) -> Result<Value> {
-        to_json(&SpApiClient::get_shipment(self, shipment_id).await?)
+    async fn get_shipment(&self, shipment_id: &str) -> Result<Shipment> {
+        Ok(SpApiClient::get_shipment(self, shipment_id).await?)
     }
 
     async fn confirm(&self, shipment_id: &str) -> Result<()> {

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::spapi::{
+    Charge, DocumentRequirement, PresenceStatus, RequirementLevel, Shipment, Timestamp,
+};
 
 /// Amazon's shipment statuses in lifecycle order ([M-S] `status`).
 pub const LIFECYCLE: [&str; 10] = [
@@ -148,7 +151,7 @@ pub struct LineItem {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hazmat_labels: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub charges: Vec<Value>,
+    pub charges: Vec<Charge>,
     /// Amazon's `cancellationType` (and `cancellationReason`) of the line's latest cancellation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancellation_reason: Option<String>,
@@ -205,7 +208,7 @@ pub struct ShipmentRecord {
     pub number_of_units: u32,
     pub line_items: Vec<LineItem>,
     #[serde(default)]
-    pub charges: Vec<Value>,
+    pub charges: Vec<Charge>,
     pub created_at_amazon: Option<DateTime<Utc>>,
     /// Amazon's `lastUpdatedDateTime`: a notification or page older than this changes nothing.
     pub amazon_updated_at: DateTime<Utc>,
@@ -288,132 +291,133 @@ fn u(v: &Value, path: &[&str]) -> Option<u32> {
         .map(|n| n as u32)
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Amazon's view of a shipment, read from a getShipment(s) JSON object (the model's field names).
-/// Unknown fields and enum values pass through; the ship-to address is deliberately not read.
+/// Amazon's view of a shipment, taken from the SP-API client's typed `Shipment`: the one tolerant
+/// decode (unknown enum values kept, lenient dates and numbers, unknown fields ignored) happens in
+/// the client; this is a plain conversion that checks what flexbridge cannot do without. The
+/// ship-to address is deliberately not copied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AmazonShipment {
     pub record: ShipmentRecord,
 }
 
+/// An enum value as a string, `None` when Amazon sent nothing.
+fn named(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+fn units(n: Option<i64>) -> u32 {
+    n.unwrap_or(0).clamp(0, u32::MAX as i64) as u32
+}
+
 impl AmazonShipment {
-    pub fn from_json(v: &Value) -> Result<Self> {
-        let id = s(v, &["id"]).ok_or_else(|| Error::InvalidInput("shipment without id".into()))?;
+    pub fn from_shipment(v: &Shipment) -> Result<Self> {
+        let id = named(&v.id).ok_or_else(|| Error::InvalidInput("shipment without id".into()))?;
         let bad = |what: &str| Error::InvalidInput(format!("shipment {id}: {what}"));
-        let location_id = s(v, &["locationId"]).ok_or_else(|| bad("no locationId"))?;
-        let status = s(v, &["status"]).ok_or_else(|| bad("no status"))?;
-        let updated_raw =
-            s(v, &["lastUpdatedDateTime"]).ok_or_else(|| bad("no lastUpdatedDateTime"))?;
-        let amazon_updated_at = parse_amazon_time(&updated_raw)
-            .ok_or_else(|| bad(&format!("unreadable lastUpdatedDateTime {updated_raw:?}")))?;
-        let custom_attributes = strings(v.pointer("/marketplaceAttributes/customAttributes"));
-        let mut line_items = Vec::new();
-        for li in v
-            .get("lineItems")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            let line_id = s(li, &["shipmentLineItemId"])
+        let location_id = named(&v.location_id).ok_or_else(|| bad("no locationId"))?;
+        let status = named(v.status.as_str()).ok_or_else(|| bad("no status"))?;
+        let amazon_updated_at = v
+            .last_updated_date_time
+            .as_ref()
+            .map(|t| t.0)
+            .ok_or_else(|| bad("no readable lastUpdatedDateTime"))?;
+        let custom_attributes: Vec<String> = v
+            .marketplace_attributes
+            .custom_attributes
+            .iter()
+            .map(|a| a.as_str().to_string())
+            .collect();
+        let mut line_items = Vec::with_capacity(v.line_items.len());
+        for li in &v.line_items {
+            let line_id = named(&li.shipment_line_item_id)
                 .ok_or_else(|| bad("line without shipmentLineItemId"))?;
-            let sku = s(li, &["merchantSku"])
+            let sku = named(&li.merchant_sku)
                 .ok_or_else(|| bad(&format!("line {line_id} without merchantSku")))?;
-            let cancelled_units = li
-                .get("cancellations")
-                .and_then(Value::as_array)
-                .map(|cs| cs.iter().filter_map(|c| u(c, &["cancelledQuantity"])).sum())
-                .unwrap_or(0);
-            let units = u(li, &["numberOfUnits"]).unwrap_or(0);
-            let cancellation_reason = li
-                .get("cancellations")
-                .and_then(Value::as_array)
-                .and_then(|cs| cs.last())
-                .and_then(|c| {
-                    let kind = s(c, &["cancellationType"])?;
-                    Some(match s(c, &["cancellationReason"]) {
-                        Some(why) => format!("{kind}: {why}"),
-                        None => kind,
-                    })
-                });
+            let units_ordered = units(li.number_of_units);
+            let cancelled_units: u32 = li
+                .cancellations
+                .iter()
+                .map(|c| units(c.cancelled_quantity))
+                .sum();
+            let cancellation_reason = li.cancellations.last().and_then(|c| {
+                let kind = named(c.cancellation_type.as_str())?;
+                Some(match &c.cancellation_reason {
+                    Some(why) => format!("{kind}: {why}"),
+                    None => kind,
+                })
+            });
+            let gift = li.gift_attributes.as_ref();
             line_items.push(LineItem {
                 id: line_id,
                 sku,
-                units,
-                cancelled_units: cancelled_units.min(units),
-                gift_wrap: s(li, &["giftAttributes", "giftWrapRequirement"]).as_deref()
-                    == Some("REQUIRED"),
-                gift_message: s(li, &["giftAttributes", "giftMessagePresence"]).as_deref()
-                    == Some("PRESENT"),
-                serial_numbers_required: s(
-                    li,
-                    &["complianceAttributes", "serialNumberRequirement"],
-                )
-                .as_deref()
-                    == Some("REQUIRED"),
+                units: units_ordered,
+                cancelled_units: cancelled_units.min(units_ordered),
+                gift_wrap: gift.and_then(|g| g.gift_wrap_requirement.as_ref())
+                    == Some(&RequirementLevel::Required),
+                gift_message: gift.and_then(|g| g.gift_message_presence.as_ref())
+                    == Some(&PresenceStatus::Present),
+                serial_numbers_required: li.compliance_attributes.serial_number_requirement
+                    == Some(RequirementLevel::Required),
                 compliance: {
-                    let req = |k: &str| match s(li, &["complianceAttributes", k]).as_deref() {
-                        Some("REQUIRED") => Some(true),
-                        Some("DISALLOWED") => Some(false),
+                    let c = &li.compliance_attributes;
+                    let req = |level: &Option<RequirementLevel>| match level {
+                        Some(RequirementLevel::Required) => Some(true),
+                        Some(RequirementLevel::Disallowed) => Some(false),
                         _ => None,
                     };
                     Compliance {
-                        serial_numbers: req("serialNumberRequirement"),
-                        country_of_origin: req("countryOfOriginRequirement"),
-                        item_value: req("itemValueRequirement"),
-                        hazmat_labels: req("hazmatLabelsRequirement"),
+                        serial_numbers: req(&c.serial_number_requirement),
+                        country_of_origin: req(&c.country_of_origin_requirement),
+                        item_value: req(&c.item_value_requirement),
+                        hazmat_labels: req(&c.hazmat_labels_requirement),
                     }
                 },
-                hazmat_labels: strings(li.get("hazmatLabels")),
-                charges: li
-                    .get("charges")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default(),
+                hazmat_labels: li.hazmat_labels.clone(),
+                charges: li.charges.clone(),
                 cancellation_reason,
                 announced_cancelled_units: 0,
             });
         }
+        let info = &v.shipment_info;
         let now = Utc::now();
         Ok(Self {
             record: ShipmentRecord {
                 id,
                 location_id,
-                marketplace_id: s(v, &["marketplaceAttributes", "marketplaceId"])
-                    .unwrap_or_default(),
-                channel: s(v, &["marketplaceAttributes", "channelName"]).unwrap_or_default(),
-                shipping_type: s(v, &["shippingInfo", "shippingType"]),
+                marketplace_id: v.marketplace_attributes.marketplace_id.clone(),
+                channel: v.marketplace_attributes.channel_name.clone(),
+                shipping_type: v
+                    .shipping_info
+                    .shipping_type
+                    .as_ref()
+                    .and_then(|t| named(t.as_str())),
                 status,
-                sub_status: s(v, &["subStatus"]),
-                priority: s(v, &["shipmentInfo", "priority"]),
-                prime: custom_attributes.iter().any(|a| a == "PRIME"),
+                sub_status: v.sub_status.as_ref().and_then(|s| named(s.as_str())),
+                priority: named(info.priority.as_str()),
+                prime: v.is_prime(),
                 custom_attributes,
-                shipment_type: s(v, &["shipmentInfo", "shipmentType"]),
-                buyer_order_id: s(v, &["shipmentInfo", "buyerOrderId"]),
-                eligible_for_rejection: strings(
-                    v.pointer("/shipmentInfo/orderStatesEligibleForRejection"),
-                ),
-                ship_by: s(v, &["shippingInfo", "expectedShippingDateTimeInUTC"]),
-                earliest_pack_at: s(v, &["earliestPackDateTime"]),
-                number_of_units: u(v, &["shipmentInfo", "numberOfUnits"])
+                shipment_type: named(info.shipment_type.as_str()),
+                buyer_order_id: named(&info.buyer_order_id),
+                eligible_for_rejection: info
+                    .order_states_eligible_for_rejection
+                    .iter()
+                    .map(|s| s.as_str().to_string())
+                    .collect(),
+                ship_by: v
+                    .shipping_info
+                    .expected_shipping_date_time_in_utc
+                    .as_ref()
+                    .map(Timestamp::to_rfc3339),
+                earliest_pack_at: v
+                    .earliest_pack_date_time
+                    .as_ref()
+                    .map(Timestamp::to_rfc3339),
+                number_of_units: info
+                    .number_of_units
+                    .map(|n| units(Some(n)))
                     .unwrap_or_else(|| line_items.iter().map(|l| l.units).sum()),
                 line_items,
-                charges: v
-                    .get("charges")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default(),
-                created_at_amazon: s(v, &["creationDateTime"])
-                    .as_deref()
-                    .and_then(parse_amazon_time),
+                charges: v.charges.clone(),
+                created_at_amazon: v.creation_date_time.as_ref().map(|t| t.0),
                 amazon_updated_at,
                 stage: Stage::Received,
                 hold_reasons: Vec::new(),
@@ -426,13 +430,23 @@ impl AmazonShipment {
                 version: 0,
                 unreadable: None,
                 quarantined_from: None,
-                invoice_required: s(v, &["shipmentRequirements", "invoice", "requirement"])
-                    .as_deref()
-                    == Some("REQUIRED"),
+                invoice_required: v.shipment_requirements.invoice.requirement.as_ref()
+                    == Some(&DocumentRequirement::Required),
                 fulfilment: None,
             },
         })
     }
+
+    /// Decodes a getShipment(s) JSON object with the client's own decoder, then converts it
+    /// (in-memory twins and fixtures hold Amazon's JSON).
+    pub fn from_json(v: &Value) -> Result<Self> {
+        Self::from_shipment(&decode_shipment(v.clone())?)
+    }
+}
+
+/// Amazon's JSON for one shipment read exactly as the SP-API client reads it.
+pub fn decode_shipment(v: Value) -> Result<Shipment> {
+    serde_json::from_value(v).map_err(|e| Error::InvalidInput(format!("shipment: {e}")))
 }
 
 impl ShipmentRecord {
@@ -711,7 +725,7 @@ pub(crate) mod fixtures {
                     "giftAttributes": {"giftWrapRequirement": "REQUIRED", "giftMessagePresence": "ABSENT"},
                     "complianceAttributes": {"serialNumberRequirement": "DISALLOWED", "hazmatLabelsRequirement": "DISALLOWED",
                         "countryOfOriginRequirement": "DISALLOWED", "itemValueRequirement": "DISALLOWED"},
-                    "charges": [{"chargeType": "PRODUCT", "totalCharge": {"value": "10.00", "currencyCode": "EUR"}}]
+                    "charges": [{"chargeType": "PRODUCT", "totalCharge": {"netAmount": {"value": "10.00", "currencyCode": "EUR"}}}]
                 })
             })
             .collect();
@@ -722,7 +736,7 @@ pub(crate) mod fixtures {
             "shipmentInfo": {"shipmentType": "NEW", "numberOfUnits": skus.iter().map(|(_, n)| n).sum::<u32>(), "priority": "HIGH",
                 "buyerOrderId": "028-1", "orderStatesEligibleForRejection": ["ACCEPTED", "CONFIRMED"], "orderPlacedTimestamp": "1604923992000"},
             "shipmentRequirements": {},
-            "charges": [{"chargeType": "GIFT", "totalCharge": {"value": "1.00", "currencyCode": "EUR"}}],
+            "charges": [{"chargeType": "GIFT", "totalCharge": {"netAmount": {"value": "1.00", "currencyCode": "EUR"}}}],
             "status": status,
             "lineItems": lines,
             "shippingInfo": {"expectedShippingDateTimeInUTC": "2026-11-22T10:00:00Z", "shippingType": "MARKETPLACE",
@@ -771,6 +785,35 @@ mod tests {
             !stored.contains("Secret Street") && !stored.contains("Jane"),
             "{stored}"
         );
+    }
+
+    #[test]
+    fn one_tolerant_decode_keeps_gift_charges_and_space_dates() {
+        // What getShipment answers: a GIFT charge (not in the model's enum), a space-separated
+        // date and a field the model does not know. The client's decode is the only parse; the
+        // record is a conversion of its typed `Shipment`.
+        let v = shipment("S2", "ACCEPTED", "2026-11-21 08:00:01Z", &[("SKU-A", 1)]);
+        let typed = decode_shipment(v).unwrap();
+        assert_eq!(
+            typed.charges[0].charge_type,
+            crate::spapi::ChargeType::Unknown("GIFT".into())
+        );
+        let r = AmazonShipment::from_shipment(&typed).unwrap().record;
+        assert_eq!(r.charges[0].charge_type.as_str(), "GIFT");
+        assert_eq!(r.charges[0].total_charge.net_amount.value.0, "1.00");
+        assert_eq!(
+            r.amazon_updated_at,
+            parse_amazon_time("2026-11-21T08:00:01Z").unwrap()
+        );
+        assert_eq!(
+            r.created_at_amazon,
+            parse_amazon_time("2026-11-21T08:00:00Z")
+        );
+        assert_eq!(r.line_items[0].charges[0].charge_type.as_str(), "PRODUCT");
+        // Stored and read back through the same typed charges.
+        let back: ShipmentRecord =
+            serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
     }
 
     #[test]

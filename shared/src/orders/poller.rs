@@ -166,10 +166,10 @@ impl OrderPoller<'_> {
             let mut unreadable = page.unreadable;
             let mut readable = Vec::with_capacity(page.items.len());
             for item in &page.items {
-                match AmazonShipment::from_json(item) {
+                match AmazonShipment::from_shipment(item) {
                     Ok(s) => readable.push(s),
                     Err(e) => unreadable.push(Unreadable {
-                        id: item.get("id").and_then(|v| v.as_str()).map(str::to_string),
+                        id: Some(item.id.clone()).filter(|id| !id.is_empty()),
                         error: e.to_string(),
                     }),
                 }

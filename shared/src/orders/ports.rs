@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::spapi::Shipment;
 
 /// One getShipments call (one status, as Amazon requires).
 #[derive(Debug, Clone, PartialEq)]
@@ -32,10 +33,11 @@ pub struct ReturnsQuery {
     pub next_token: Option<String>,
 }
 
-/// A page of Amazon objects in the model's JSON shape (read by `orders::model`).
-#[derive(Debug, Clone, Default)]
-pub struct AmazonPage {
-    pub items: Vec<Value>,
+/// A page of Amazon objects: typed shipments (decoded once, by the SP-API client) or returns in
+/// the model's JSON shape (read by `orders::model`).
+#[derive(Debug, Clone)]
+pub struct AmazonPage<T = Value> {
+    pub items: Vec<T>,
     pub next_token: Option<String>,
     /// Records of the page whose shape is broken, by id: never to be dropped silently (the
     /// poller reads each back alone, and quarantines what still cannot be read).
@@ -66,8 +68,8 @@ pub fn reject_reason_str(r: RejectReason) -> &'static str {
 
 #[async_trait]
 pub trait ShipmentsApi: Send + Sync {
-    async fn get_shipments(&self, query: &ShipmentsQuery) -> Result<AmazonPage>;
-    async fn get_shipment(&self, shipment_id: &str) -> Result<Value>;
+    async fn get_shipments(&self, query: &ShipmentsQuery) -> Result<AmazonPage<Shipment>>;
+    async fn get_shipment(&self, shipment_id: &str) -> Result<Shipment>;
     /// processShipment CONFIRM.
     async fn confirm(&self, shipment_id: &str) -> Result<()>;
     /// processShipment REJECT of the whole shipment: every line with its quantity.
@@ -224,6 +226,16 @@ impl MemoryAmazon {
         self.returns.lock().expect("lock").insert(id, v);
     }
 
+    /// Amazon's JSON for one shipment, as stored (tests edit it and `put` it back).
+    pub fn shipment_json(&self, id: &str) -> Result<Value> {
+        self.shipments
+            .lock()
+            .expect("lock")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("shipment {id}")))
+    }
+
     fn set_status(&self, id: &str, status: &str) -> Result<()> {
         let mut map = self.shipments.lock().expect("lock");
         let s = map
@@ -294,7 +306,7 @@ fn updated(v: &Value) -> DateTime<Utc> {
 
 #[async_trait]
 impl ShipmentsApi for MemoryAmazon {
-    async fn get_shipments(&self, q: &ShipmentsQuery) -> Result<AmazonPage> {
+    async fn get_shipments(&self, q: &ShipmentsQuery) -> Result<AmazonPage<Shipment>> {
         self.listing(&q.location_id)?;
         let all: Vec<Value> = self
             .shipments
@@ -308,24 +320,24 @@ impl ShipmentsApi for MemoryAmazon {
             })
             .cloned()
             .collect();
-        Ok(self.page(all, q.pagination_token.as_deref()))
+        // Decoded as the SP-API client decodes a page: one record at a time.
+        let page = self.page(all, q.pagination_token.as_deref());
+        let (items, mut unreadable) = crate::spapi::models::common::read_each(page.items);
+        unreadable.extend(page.unreadable);
+        Ok(AmazonPage {
+            items,
+            next_token: page.next_token,
+            unreadable,
+        })
     }
 
-    async fn get_shipment(&self, id: &str) -> Result<Value> {
+    async fn get_shipment(&self, id: &str) -> Result<Shipment> {
         self.read_alone(id)?;
-        self.shipments
-            .lock()
-            .expect("lock")
-            .get(id)
-            .cloned()
-            .ok_or_else(|| Error::NotFound(format!("shipment {id}")))
+        crate::orders::model::decode_shipment(self.shipment_json(id)?)
     }
 
     async fn confirm(&self, id: &str) -> Result<()> {
-        let status = self.get_shipment(id).await?["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let status = self.get_shipment(id).await?.status.as_str().to_string();
         if !crate::orders::model::is_new_status(&status) {
             return Err(Error::Conflict(format!("shipment {id} is {status}")));
         }

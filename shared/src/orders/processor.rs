@@ -247,7 +247,7 @@ impl OrderProcessor {
         shipment_id: &str,
     ) -> Result<std::result::Result<AmazonShipment, String>> {
         let read = match self.amazon.get_shipment(shipment_id).await {
-            Ok(v) => AmazonShipment::from_json(&v),
+            Ok(v) => AmazonShipment::from_shipment(&v),
             Err(e) => Err(e),
         };
         match read {
@@ -319,7 +319,7 @@ impl OrderProcessor {
     /// Reads the shipment from Amazon (a notification is only a signal) and ingests it.
     pub async fn refresh(&self, shipment_id: &str, inv: &Invocation) -> Result<ShipmentRecord> {
         let v = self.amazon.get_shipment(shipment_id).await?;
-        self.ingest(&AmazonShipment::from_json(&v)?, inv).await
+        self.ingest(&AmazonShipment::from_shipment(&v)?, inv).await
     }
 
     async fn save(&self, r: &mut ShipmentRecord) -> Result<bool> {
@@ -471,7 +471,7 @@ impl OrderProcessor {
 
     async fn refresh_stored(&self, shipment_id: &str) -> Result<()> {
         let v = self.amazon.get_shipment(shipment_id).await?;
-        self.store(&AmazonShipment::from_json(&v)?)
+        self.store(&AmazonShipment::from_shipment(&v)?)
             .await
             .map(|_| ())
     }
@@ -629,7 +629,7 @@ impl OrderProcessor {
 
     async fn amazon_status(&self, id: &str) -> Result<String> {
         let v = self.amazon.get_shipment(id).await?;
-        Ok(AmazonShipment::from_json(&v)?.record.status)
+        Ok(AmazonShipment::from_shipment(&v)?.record.status)
     }
 
     /// A person decided to confirm a held shipment anyway.

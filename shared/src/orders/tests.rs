@@ -12,8 +12,7 @@ use crate::events::{EventName, MemoryEventSink};
 use crate::idempotency::{Idempotency, MemoryIdempotencyStore};
 use crate::orders::model::{fixtures, AmazonShipment, Stage};
 use crate::orders::ports::{
-    MemoryAmazon, MemoryCatalog, MemoryLocations, OrderLocation, RejectReason, ShipmentsApi,
-    UnmappedSkuAction,
+    MemoryAmazon, MemoryCatalog, MemoryLocations, OrderLocation, RejectReason, UnmappedSkuAction,
 };
 use crate::orders::processor::{CrashPoints, OrderProcessor, Step};
 use crate::orders::rules::UnmappedSkuRule;
@@ -224,7 +223,7 @@ async fn marketplace_cancels_one_line_then_the_whole_shipment() {
     let s = seed(&h, new_shipment("S1")).await;
     h.p.ingest(&s, &inv()).await.unwrap();
 
-    let mut v = h.amazon.get_shipment("S1").await.unwrap();
+    let mut v = h.amazon.shipment_json("S1").unwrap();
     fixtures::cancel_line(&mut v, 0, 1);
     v["lastUpdatedDateTime"] = "2026-11-21T09:00:00.000Z".into();
     h.amazon.put(v.clone());
@@ -261,7 +260,7 @@ async fn cancelled_before_confirm_stops_the_confirm() {
     let h = harness(&[], UnmappedSkuAction::Hold);
     let s = seed(&h, new_shipment("S1")).await;
     h.p.ingest(&s, &inv()).await.unwrap(); // held
-    let mut v = h.amazon.get_shipment("S1").await.unwrap();
+    let mut v = h.amazon.shipment_json("S1").unwrap();
     v["status"] = "CANCELLED".into();
     v["lastUpdatedDateTime"] = "2026-11-21T09:05:00.000Z".into();
     h.amazon.put(v);
@@ -286,7 +285,7 @@ async fn shipped_releases_the_reservation() {
     let h = harness(&["A", "B"], UnmappedSkuAction::Hold);
     let s = seed(&h, new_shipment("S1")).await;
     h.p.ingest(&s, &inv()).await.unwrap();
-    let mut v = h.amazon.get_shipment("S1").await.unwrap();
+    let mut v = h.amazon.shipment_json("S1").unwrap();
     v["status"] = "SHIPPED".into();
     v["lastUpdatedDateTime"] = "2026-11-21T10:00:00.000Z".into();
     h.amazon.put(v);
@@ -349,7 +348,7 @@ async fn a_crash_while_applying_a_cancellation_is_finished_later() {
         step: Step::CancelReleased,
         fired: AtomicBool::new(false),
     }));
-    let mut v = h.amazon.get_shipment("S1").await.unwrap();
+    let mut v = h.amazon.shipment_json("S1").unwrap();
     v["status"] = "CANCELLED".into();
     v["lastUpdatedDateTime"] = "2026-11-21T09:05:00.000Z".into();
     h.amazon.put(v);
