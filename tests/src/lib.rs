@@ -222,3 +222,41 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// One signed warehouse API request (v2 signature; a fresh `Idempotency-Key` on anything but
+/// GET), answered as (status, JSON body, or the text as a JSON string).
+pub async fn warehouse_call(
+    api: &str,
+    key: &[u8],
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> Result<(u16, serde_json::Value)> {
+    use flexbridge::warehouse::signing;
+    let body = if method == "GET" {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let idempotency_key = uuid::Uuid::new_v4().to_string();
+    let mut req = reqwest::Client::new()
+        .request(method.parse()?, format!("{api}{path}"))
+        .header("content-type", "application/json")
+        .body(body.clone());
+    let mut signed =
+        signing::Signed::new(method, path, body.as_bytes()).content_type("application/json");
+    if method != "GET" {
+        req = req.header("Idempotency-Key", &idempotency_key);
+        signed = signed.idempotency_key(&idempotency_key);
+    }
+    for (k, v) in signing::signed_headers(key, chrono::Utc::now().timestamp(), &signed) {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    ))
+}

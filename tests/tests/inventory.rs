@@ -19,7 +19,6 @@ use flexbridge::spapi::SpApiClient;
 use flexbridge::store::catalog::{CatalogItem, CatalogStore, DynamoCatalogStore};
 use flexbridge::store::inventory::{DynamoInventoryStore, InventoryStore, PushLedger};
 use flexbridge::store::settings::{DynamoSettingsStore, SettingsStore};
-use flexbridge::warehouse::signing;
 use flexbridge_e2e::flexbridge_local::{Runner, RunnerOptions};
 use flexbridge_e2e::spapi_sim::AdminClient;
 use flexbridge_e2e::{eventually, TestStack};
@@ -99,34 +98,14 @@ async fn world(name: &str, skus: &[String]) -> Result<World> {
 
 impl World {
     async fn call(&self, method: &str, path: &str, body: Value) -> Result<(u16, Value)> {
-        let body = if method == "GET" {
-            String::new()
-        } else {
-            body.to_string()
-        };
-        let idempotency_key = uuid::Uuid::new_v4().to_string();
-        let mut req = reqwest::Client::new()
-            .request(method.parse()?, format!("{}{path}", self.api))
-            .header("content-type", "application/json")
-            .body(body.clone());
-        let mut signed =
-            signing::Signed::new(method, path, body.as_bytes()).content_type("application/json");
-        if method != "GET" {
-            req = req.header("Idempotency-Key", &idempotency_key);
-            signed = signed.idempotency_key(&idempotency_key);
-        }
-        let now = chrono::Utc::now().timestamp();
-        for (k, v) in signing::signed_headers(self.t.seller.warehouse_key.as_bytes(), now, &signed)
-        {
-            req = req.header(k, v);
-        }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        flexbridge_e2e::warehouse_call(
+            &self.api,
+            self.t.seller.warehouse_key.as_bytes(),
+            method,
+            path,
+            body,
+        )
+        .await
     }
 
     async fn on_hand(&self, items: &[(&str, &str, u32)]) -> Result<Value> {
