@@ -118,7 +118,7 @@ async fn inventory_report_is_stored_and_replayed() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
-        json!({"accepted": 1, "stored": 1, "skippedAsOlder": 0})
+        json!({"accepted": 1, "stored": 1, "skippedAsOlder": 0, "refused": []})
     );
     assert!(!replayed);
     assert_eq!(
