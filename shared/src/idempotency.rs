@@ -277,51 +277,17 @@ impl Idempotency {
         F: FnOnce(Claim) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let validation = payload_hash(payload)?;
-        let token = match self.begin(key, &validation, inv).await? {
-            Begin::Claimed(token) => token,
-            Begin::Replay(saved) => {
-                let value = serde_json::from_value(saved).map_err(|e| {
-                    Error::Internal(format!(
-                        "saved result for idempotency key {key} no longer parses: {e}"
-                    ))
-                })?;
-                return Ok(Outcome::Replayed(value));
-            }
-            Begin::PayloadMismatch => {
-                return Err(Error::InvalidInput(format!(
-                    "idempotency key {key} was already used with a different payload"
-                )))
-            }
-            Begin::InProgress { retry_after } => {
-                return Err(Error::Transient {
-                    message: format!(
-                        "idempotency key {key} is being processed by another invocation"
-                    ),
-                    after: Some(retry_after),
-                })
-            }
-        };
-        let claim = token.claim;
-        match work(claim).await {
-            Ok(value) => {
-                let saved = serde_json::to_value(&value)
-                    .map_err(|e| Error::Internal(format!("result is not serializable: {e}")))?;
-                // The work is done; reporting an error now would invite a retry of done work.
-                // Unsaved, the claim expires with the invocation and a repeat sees `Retaken`.
-                if let Err(e) = self.complete(&token, &saved).await {
-                    tracing::warn!(key, error = %e, "could not save idempotent result");
-                }
-                Ok(Outcome::Executed { value, claim })
-            }
-            Err(e) => {
-                if let Err(release) = self.release(&token).await {
-                    // The claim then expires with the invocation; the next try retakes it.
-                    tracing::warn!(key, error = %release, "could not release idempotency claim");
-                }
-                Err(e)
-            }
-        }
+        // Work that always finishes is resumable work that never stops part-way.
+        let outcome = self
+            .execute_resumable(key, payload, inv, |claim| async move {
+                work(claim).await.map(Some)
+            })
+            .await?;
+        outcome.ok_or_else(|| {
+            Error::Internal(format!(
+                "idempotent work for key {key} finished without a result"
+            ))
+        })
     }
 
     /// Like [`execute`](Self::execute) for work that may stop part-way and continue in a later
@@ -371,6 +337,8 @@ impl Idempotency {
             Ok(Some(value)) => {
                 let saved = serde_json::to_value(&value)
                     .map_err(|e| Error::Internal(format!("result is not serializable: {e}")))?;
+                // The work is done; reporting an error now would invite a retry of done work.
+                // Unsaved, the claim expires with the invocation and a repeat sees `Retaken`.
                 if let Err(e) = self.complete(&token, &saved).await {
                     tracing::warn!(key, error = %e, "could not save idempotent result");
                 }
@@ -378,6 +346,7 @@ impl Idempotency {
             }
             other => {
                 if let Err(release) = self.release(&token).await {
+                    // The claim then expires with the invocation; the next try retakes it.
                     tracing::warn!(key, error = %release, "could not release idempotency claim");
                 }
                 other.map(|_| None)
