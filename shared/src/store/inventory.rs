@@ -396,6 +396,8 @@ pub trait OnHandStore: Send + Sync {
     /// Like `record_on_hand`, saying for each figure (in order) whether it was stored.
     async fn record_each(&self, figures: &[OnHand]) -> Result<Vec<bool>>;
     async fn on_hand(&self, hub: &str, sku: &str) -> Result<Option<OnHand>>;
+    /// Every SKU with a figure at the hub and its on-hand units (a full inventory upload).
+    async fn hub_stock(&self, hub: &str) -> Result<Vec<(String, i64)>>;
 }
 
 fn reported_at_text(t: &chrono::DateTime<chrono::Utc>) -> String {
@@ -464,6 +466,22 @@ impl OnHandStore for DynamoInventoryStore {
             reported_at,
         }))
     }
+
+    async fn hub_stock(&self, hub: &str) -> Result<Vec<(String, i64)>> {
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+            .projection_expression("sk, on_hand")
+            .expression_attribute_values(":p", s(format!("HUB#{hub}")))
+            .expression_attribute_values(":s", s("SKU#"));
+        let items = crate::store::dynamo::query_all(q, |i| Ok(i.clone())).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| Some((sku_of(i)?, get_n::<i64>(i, "on_hand")?)))
+            .collect())
+    }
 }
 
 /// In-memory on-hand figures (tests).
@@ -505,6 +523,19 @@ impl OnHandStore for MemoryOnHandStore {
             .expect("lock")
             .get(&(hub.to_string(), sku.to_string()))
             .cloned())
+    }
+
+    async fn hub_stock(&self, hub: &str) -> Result<Vec<(String, i64)>> {
+        let mut out: Vec<(String, i64)> = self
+            .figures
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|f| f.hub == hub)
+            .map(|f| (f.sku.clone(), i64::from(f.on_hand)))
+            .collect();
+        out.sort();
+        Ok(out)
     }
 }
 
