@@ -152,34 +152,44 @@ impl Scenario for Inventory {
 
     async fn summary(&self, ctx: &Ctx, _runner: &Runner) -> Result<Summary> {
         let mut s = Summary::default();
-        let mut held = 0;
+        let (mut held, mut reserved) = (0, 0);
         for i in 0..SKUS {
-            held += ctx.sim.inventory(LOCATION, &sku(i)).await?["sellableQuantity"]
-                .as_i64()
-                .unwrap_or(0);
+            let at = ctx.sim.inventory(LOCATION, &sku(i)).await?;
+            held += at["sellableQuantity"].as_i64().unwrap_or(0);
+            reserved += at["reservedQuantity"].as_i64().unwrap_or(0);
         }
+        let on_hand = SKUS as i64 * i64::from(STOCK);
         s.lines.push(SummaryLine::new(
-            "inventory: units Amazon offers (12 SKUs reported at 20)",
-            format!("{held} of {}", SKUS as u32 * STOCK),
+            "inventory: stock going out",
+            format!(
+                "the warehouse reported {SKUS} SKUs x {STOCK} = {on_hand} units at {HUB}; Amazon offers {held} \
+                 = {on_hand} on hand - {reserved} reserved by the demo's 3 orders (expected {})",
+                on_hand - reserved
+            ),
         ));
         let reason = self.halt_reason.lock().expect("lock").clone();
         s.lines.push(SummaryLine::new(
-            "inventory: breaker",
+            "inventory: safety breaker",
             if reason.is_empty() {
-                "did not trip".to_string()
+                "did NOT trip on the broken export (all SKUs reported as 0)".to_string()
             } else {
-                format!("halted a wipe ({reason}); discarded")
+                format!(
+                    "tripped on a broken export reporting all {SKUS} SKUs as 0 ({reason}); discarded, so Amazon kept {held}"
+                )
             },
         ));
         let oversold = ctx.sim.oversold().await?;
         s.lines.push(SummaryLine::new(
             "inventory: oversold (simulator)",
             format!(
-                "{} orders, {} units",
+                "{} orders, {} units (orders Amazon took beyond the warehouse's stock; must be 0)",
                 oversold["oversoldOrders"], oversold["oversoldUnits"]
             ),
         ));
-        if oversold["oversoldUnits"].as_i64().unwrap_or(0) > 0 || reason.is_empty() {
+        if oversold["oversoldUnits"].as_i64().unwrap_or(0) > 0
+            || reason.is_empty()
+            || held != on_hand - reserved
+        {
             s.errors
                 .push("inventory: see .local/run.log (InventoryPusherFunction)".into());
         }
