@@ -706,13 +706,16 @@ async fn a_full_inventory_file_zeroes_its_hubs_absent_skus_but_not_too_many() {
 #[tokio::test]
 async fn catalog_changes_to_what_is_advertised_mark_the_skus_pending() {
     let w = World::new();
+    // Only SKUs the hub has stock figures for can be pushed (C has none: never marked).
+    w.ledger.set_on_hand("H1", "A", 5);
+    w.ledger.set_on_hand("H1", "B", 5);
     w.upload(
         "catalog/delta/c.csv",
         "v1",
-        "sku,asin,title\nA,B000000001,Mug\nB,B000000002,Cup\n",
+        "sku,asin,title\nA,B000000001,Mug\nB,B000000002,Cup\nC,B000000003,Jug\n",
     )
     .await;
-    assert_eq!(w.pending().await, ["A", "B"], "new SKUs");
+    assert_eq!(w.pending().await, ["A", "B"], "new SKUs with stock");
     w.pushed().await;
     // A title changes nothing we advertise; safety_stock and enabled do.
     w.upload(
@@ -724,14 +727,13 @@ async fn catalog_changes_to_what_is_advertised_mark_the_skus_pending() {
     assert_eq!(w.pending().await, ["B"]);
     w.pushed().await;
     // Full mode: A is absent, so disabled; that is a change too.
-    w.upload("catalog/full/c.csv", "v1", "sku,asin\nB,B000000002\n")
-        .await;
-    let _ = w
+    let s = w
         .upload(
             "catalog/full/c-allow-mass-disable.csv",
             "v1",
             "sku,asin\nB,B000000002\n",
         )
         .await;
+    assert_eq!(s.disabled, 2);
     assert_eq!(w.pending().await, ["A"]);
 }
