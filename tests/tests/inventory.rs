@@ -552,8 +552,7 @@ async fn csv_snapshots_returns_and_catalog_changes_reach_amazon() -> Result<()> 
     w.amazon_gets(EAST, "CSV-000", 8).await?;
     w.amazon_gets(EAST, "CSV-005", 5).await?;
     let errors = eventually(Duration::from_secs(20), "errors report", || async {
-        Ok(w
-            .t
+        Ok(w.t
             .s3
             .get_object()
             .bucket(&bucket)
@@ -604,7 +603,11 @@ async fn csv_snapshots_returns_and_catalog_changes_reach_amazon() -> Result<()> 
     assert_eq!(w.amazon(EAST, "CSV-001").await?.0, 8, "added back once");
 
     // A catalog change: safety stock 3 on CSV-002 (5 on hand) advertises 2.
-    put("catalog/delta/safety.csv", "sku,asin,safety_stock\nCSV-002,B000000001,3\n").await?;
+    put(
+        "catalog/delta/safety.csv",
+        "sku,asin,safety_stock\nCSV-002,B000000001,3\n",
+    )
+    .await?;
     w.amazon_gets(EAST, "CSV-002", 2).await?;
     w.stop().await;
     Ok(())

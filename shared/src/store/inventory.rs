@@ -3,7 +3,7 @@
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
-//! | position | `LOC#<locationId>` | `SKU#<sku>` | `reserved` N (units of open confirmed shipments), `returned_sellable` N (sellable units from returns not yet added back by the inventory sync) |
+//! | position | `LOC#<locationId>` | `SKU#<sku>` | `reserved` N (units of open confirmed shipments), `returned_sellable` N (sellable units credited from returns; the same write adds them to the hub's on hand) |
 //! | reservation | `LOC#<locationId>` | `RESERVE#<shipmentId>#<lineId>` | `sku`, `units` N |
 //! | return credit | `LOC#<locationId>` | `RETURN#<returnId>` | `sku`, `units` N |
 //!
@@ -582,8 +582,12 @@ mod tests {
     async fn a_return_is_credited_once() {
         let inv = MemoryInventoryStore::new();
         inv.set_on_hand("H", "A", 5);
-        inv.credit_return("L", Some("H"), "A", "R1", 2).await.unwrap();
-        inv.credit_return("L", Some("H"), "A", "R1", 2).await.unwrap();
+        inv.credit_return("L", Some("H"), "A", "R1", 2)
+            .await
+            .unwrap();
+        inv.credit_return("L", Some("H"), "A", "R1", 2)
+            .await
+            .unwrap();
         assert_eq!(inv.position("L", "A").await.unwrap().returned_sellable, 2);
         let on_hand = inv.on_hand_many("H", &["A".into()]).await.unwrap();
         assert_eq!(on_hand["A"], 7, "added to on hand once");

@@ -53,9 +53,9 @@ use super::{Kind, Mode, UploadKey};
 use crate::error::{Error, Result};
 use crate::events::{EventName, EventSink, OutboundEvent, UploadProcessed};
 use crate::inventory::changes::StockChanges;
-use crate::store::inventory::OnHand;
 use crate::retry::Deadline;
 use crate::store::catalog::{self, CatalogItem, CatalogStore, CatalogUpdate};
+use crate::store::inventory::OnHand;
 use crate::store::settings::{self, SettingsStore};
 
 /// Setting: the largest share of active SKUs a full catalog upload may disable (0.0–1.0).
@@ -684,7 +684,10 @@ pub async fn run(
     deadline: Deadline,
 ) -> Result<RunResult> {
     let key = UploadKey::classify(&upload.key).ok_or_else(|| {
-        Error::InvalidInput(format!("{} is not a catalog, price or inventory upload", upload.key))
+        Error::InvalidInput(format!(
+            "{} is not a catalog, price or inventory upload",
+            upload.key
+        ))
     })?;
     if key.kind == Kind::Inventory {
         stock_of(ports)?;
@@ -938,11 +941,7 @@ async fn mass_disable_guard(
 }
 
 /// The SKUs of the hub with stock that a full inventory file does not list.
-async fn absent_in_stock(
-    ports: &Ports,
-    hub: &str,
-    present: &SkuSet,
-) -> Result<(u64, Vec<String>)> {
+async fn absent_in_stock(ports: &Ports, hub: &str, present: &SkuSet) -> Result<(u64, Vec<String>)> {
     let stock = stock_of(ports)?.on_hand.hub_stock(hub).await?;
     let in_stock: Vec<&(String, i64)> = stock.iter().filter(|(_, n)| *n > 0).collect();
     let absent = in_stock

@@ -154,14 +154,21 @@ mod tests {
         let k = UploadKey::classify("prices/p.csv").unwrap();
         assert_eq!(k.kind, Kind::Prices);
         let k = UploadKey::classify("inventory/i.csv").unwrap();
-        assert_eq!((k.kind, k.mode, k.hub), (Kind::Inventory, Mode::Delta, None));
+        assert_eq!(
+            (k.kind, k.mode, k.hub),
+            (Kind::Inventory, Mode::Delta, None)
+        );
         let k = UploadKey::classify("inventory/delta/i.csv").unwrap();
         assert_eq!((k.kind, k.mode), (Kind::Inventory, Mode::Delta));
         let k = UploadKey::classify("inventory/full/HUB-1/2026-12-01.csv").unwrap();
         assert_eq!((k.kind, k.mode), (Kind::Inventory, Mode::Full));
         assert_eq!(k.hub.as_deref(), Some("HUB-1"));
         let k = UploadKey::classify("inventory/full/x.csv").unwrap();
-        assert_eq!((k.mode, k.hub), (Mode::Full, None), "no hub folder: refused later");
+        assert_eq!(
+            (k.mode, k.hub),
+            (Mode::Full, None),
+            "no hub folder: refused later"
+        );
         assert!(UploadKey::classify("reports/catalog/a.csv.summary.json").is_none());
         assert!(UploadKey::classify("catalog/full/").is_none());
     }

@@ -80,7 +80,10 @@ impl UploadProcessor {
         let mut uploads = Vec::new();
         for object in parse_s3_notification(body)? {
             if UploadKey::classify(&object.key).is_none() {
-                tracing::info!(key = object.key, "not an upload (catalog/, prices/, inventory/); skipped");
+                tracing::info!(
+                    key = object.key,
+                    "not an upload (catalog/, prices/, inventory/); skipped"
+                );
                 continue;
             }
             let version_id = match object.version_id {

@@ -180,7 +180,8 @@ async fn main() -> anyhow::Result<()> {
         let q = h.last().copied().unwrap_or(0) + 7;
         h.push(q);
         inv.set_on_hand(HUB, sku, q);
-        inv.mark_pending(LOCATION, std::slice::from_ref(sku)).await?;
+        inv.mark_pending(LOCATION, std::slice::from_ref(sku))
+            .await?;
         changed_during += 1;
     }
     let report = bulk.await??;
@@ -235,7 +236,8 @@ async fn main() -> anyhow::Result<()> {
         let q = 5 + (i % 50) as i64;
         let t0 = Instant::now();
         inv.set_on_hand(HUB, sku, q);
-        inv.mark_pending(LOCATION, std::slice::from_ref(sku)).await?;
+        inv.mark_pending(LOCATION, std::slice::from_ref(sku))
+            .await?;
         let r = pusher.push(Some(&only), None).await?;
         anyhow::ensure!(r.failed_calls() == 0, "a single change failed: {r:?}");
         let held = admin.inventory(LOCATION, sku).await?["sellableQuantity"].as_i64();

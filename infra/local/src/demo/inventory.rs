@@ -1,7 +1,9 @@
 //! Inventory sync: the warehouse reports stock for twelve SKUs at the California hub; it goes out
 //! to Amazon within seconds; Amazon takes orders against it; then a broken export reports
-//! everything as zero and the safety breaker stops it (discarded, as a person would). The
-//! summary prints the simulator's oversold count (0: no order beyond the warehouse's stock).
+//! everything as zero and the safety breaker stops it (discarded, as a person would), and the
+//! warehouse sends the corrected export. The summary explains the units Amazon offers
+//! (on hand − reserved by the orders) and prints the simulator's oversold count (0: no order
+//! beyond the warehouse's stock).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -27,7 +29,8 @@ fn sku(i: usize) -> String {
 
 #[derive(Default)]
 pub struct Inventory {
-    /// 0 seeded, 1 stock at Amazon and orders placed, 2 wipe reported, 3 halt discarded.
+    /// 0 seeded, 1 stock at Amazon and orders placed, 2 wipe reported, 3 halt discarded,
+    /// 4 corrected export reported.
     step: AtomicU8,
     halt_reason: std::sync::Mutex<String>,
 }
@@ -119,10 +122,18 @@ impl Scenario for Inventory {
                 format!("inventory {there}/{SKUS} SKUs at Amazon")
             }
             1 => {
-                // Once the orders' reservations went out, a broken export reports every SKU
-                // as zero.
+                // Once the orders are reserved on our side (the order poller stored them) and
+                // that went out, a broken export reports every SKU as zero.
                 let stock = changes(ctx).await?;
-                if stock.ledger.pending(LOCATION).await?.is_empty() {
+                let ordered: Vec<String> = (0..3).map(sku).collect();
+                let reserved = stock
+                    .ledger
+                    .positions(LOCATION, &ordered)
+                    .await?
+                    .iter()
+                    .filter(|p| p.reserved == 2)
+                    .count();
+                if reserved == ordered.len() && stock.ledger.pending(LOCATION).await?.is_empty() {
                     report(ctx, 0).await?;
                     self.step.store(2, Ordering::SeqCst);
                 }
@@ -138,6 +149,14 @@ impl Scenario for Inventory {
                         "inventory push halted by the breaker; discarding".into()
                     }
                     None if self.step.load(Ordering::SeqCst) == 3 => {
+                        // The export is fixed: the real figures again (Amazon already has them).
+                        report(ctx, STOCK).await?;
+                        self.step.store(4, Ordering::SeqCst);
+                        "inventory: corrected export reported".into()
+                    }
+                    None if self.step.load(Ordering::SeqCst) == 4
+                        && stock.ledger.pending(LOCATION).await?.is_empty() =>
+                    {
                         return Ok(Progress {
                             line: "inventory done".into(),
                             done: true,
@@ -174,7 +193,7 @@ impl Scenario for Inventory {
                 "did NOT trip on the broken export (all SKUs reported as 0)".to_string()
             } else {
                 format!(
-                    "tripped on a broken export reporting all {SKUS} SKUs as 0 ({reason}); discarded, so Amazon kept {held}"
+                    "tripped on a broken export reporting all {SKUS} SKUs as 0 ({reason}); discarded, Amazon kept its stock, then the corrected export came"
                 )
             },
         ));

@@ -4,9 +4,9 @@ use super::memory::*;
 use super::*;
 use crate::events::MemoryEventSink;
 use crate::inventory::MemoryNudge;
+use crate::store::catalog::{MemoryCatalogStore, PriceState};
 use crate::store::inventory::{MemoryInventoryStore, MemoryOnHandStore, OnHandStore, PushLedger};
 use crate::store::locations::{Location, MemoryLocationStore};
-use crate::store::catalog::{MemoryCatalogStore, PriceState};
 use crate::store::settings::{MemorySettingsStore, SettingsStore};
 use crate::upload::answers::memory::MemoryAnswers;
 
@@ -568,7 +568,12 @@ impl World {
     }
     /// Clears every mark (as a push would).
     async fn pushed(&self) {
-        for p in self.ledger.positions(LOC, &self.pending().await).await.unwrap() {
+        for p in self
+            .ledger
+            .positions(LOC, &self.pending().await)
+            .await
+            .unwrap()
+        {
             self.ledger
                 .finish(LOC, &p.sku, p.pending_gen, None)
                 .await
@@ -593,7 +598,10 @@ async fn an_inventory_delta_stores_figures_marks_them_pending_and_reports_bad_ro
         "{s:?}"
     );
     assert_eq!((s.kind, s.mode), (Some(Kind::Inventory), Some(Mode::Delta)));
-    assert_eq!((w.on_hand("A").await, w.on_hand("B").await), (Some(5), Some(3)));
+    assert_eq!(
+        (w.on_hand("A").await, w.on_hand("B").await),
+        (Some(5), Some(3))
+    );
     assert_eq!(w.on_hand("D").await, None);
     let a = w.on_hand.on_hand("H1", "A").await.unwrap().unwrap();
     assert_eq!(
@@ -608,7 +616,10 @@ async fn an_inventory_delta_stores_figures_marks_them_pending_and_reports_bad_ro
         .unwrap();
     let lines: Vec<&str> = errors.lines().collect();
     assert_eq!(lines.len(), 4, "{errors}");
-    assert!(lines[1].starts_with("4,hub,H2,hub H2 is not mapped"), "{errors}");
+    assert!(
+        lines[1].starts_with("4,hub,H2,hub H2 is not mapped"),
+        "{errors}"
+    );
     assert!(lines[2].starts_with("5,on_hand,'-1,"), "{errors}");
     assert!(lines[3].contains("duplicate SKU"), "{errors}");
     let events = w.events.events();
@@ -634,7 +645,10 @@ async fn an_older_inventory_figure_never_overwrites_a_newer_one() {
         .await;
     assert_eq!((s.accepted, s.skipped_as_older), (1, 1), "{s:?}");
     assert_eq!(w.on_hand("A").await, Some(5));
-    assert!(w.pending().await.is_empty(), "nothing changed, nothing to push");
+    assert!(
+        w.pending().await.is_empty(),
+        "nothing changed, nothing to push"
+    );
     let s = w
         .upload(
             "inventory/c.csv",
@@ -671,8 +685,15 @@ async fn a_full_inventory_file_zeroes_its_hubs_absent_skus_but_not_too_many() {
     }
     full.push_str("H2,Z,1\n");
     let s = w.upload("inventory/full/H1/f.csv", "v1", &full).await;
-    assert_eq!((s.status.as_str(), s.zeroed, s.rejected), ("processed", 2, 1), "{s:?}");
-    assert_eq!((w.on_hand("I").await, w.on_hand("J").await), (Some(0), Some(0)));
+    assert_eq!(
+        (s.status.as_str(), s.zeroed, s.rejected),
+        ("processed", 2, 1),
+        "{s:?}"
+    );
+    assert_eq!(
+        (w.on_hand("I").await, w.on_hand("J").await),
+        (Some(0), Some(0))
+    );
     assert_eq!(w.on_hand("A").await, Some(4));
     assert!(w
         .reports

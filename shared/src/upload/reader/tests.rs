@@ -383,7 +383,9 @@ fn inventory_rows_validate_hub_on_hand_and_as_of_in_any_dialect() {
             (8, "sku")
         ]
     );
-    assert!(c.errors[4].reason.contains("line 2 already has it for this hub"));
+    assert!(c.errors[4]
+        .reason
+        .contains("line 2 already has it for this hub"));
     let e = read_all(Kind::Inventory, "sku,on_hand\nA,1\n".as_bytes()).unwrap_err();
     assert_eq!(e.kind, RejectionKind::MissingColumns);
     assert!(e.message.contains("missing required column hub"), "{e}");
