@@ -4,7 +4,8 @@
 //! older figures, skipped, disabled and refused SKUs; reservations and cancellations; the
 //! safety breaker released and discarded; the kill switch and dry run; reconciliation of drift
 //! made through the simulator's admin API; two pushers at once within Amazon's limit; a crash
-//! between pushing and recording the ledger.
+//! between pushing and recording the ledger; stock from an `inventory/` CSV snapshot (delta
+//! and a hub's full file), a returned unit added back once, a catalog change reaching Amazon.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -73,9 +74,14 @@ async fn world(name: &str, skus: &[String]) -> Result<World> {
             run_schedules: false,
             receive_wait: Duration::from_millis(200),
             only: Some(
-                ["WarehouseApiFunction", "InventoryPusherFunction"]
-                    .map(String::from)
-                    .into(),
+                [
+                    "WarehouseApiFunction",
+                    "InventoryPusherFunction",
+                    "UploadIngestFunction",
+                    "ReturnsPollerFunction",
+                ]
+                .map(String::from)
+                .into(),
             ),
             ..Default::default()
         })
@@ -517,5 +523,92 @@ async fn two_pushers_stay_within_amazons_limit_and_a_crash_loses_nothing() -> Re
         Some(2)
     );
     assert_eq!(w.admin.oversold().await?["oversoldUnits"], 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn csv_snapshots_returns_and_catalog_changes_reach_amazon() -> Result<()> {
+    let all = skus("CSV", 6);
+    let mut w = world("inv_csv_returns", &all).await?;
+    let bucket = w.t.stack.bucket("UploadsBucket").to_string();
+    let put = async |key: &str, body: &str| -> Result<()> {
+        w.t.s3
+            .put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await?;
+        Ok(())
+    };
+    // A delta: only its rows; a bad row is reported, the rest applied.
+    put(
+        "inventory/delta/morning.csv",
+        &format!(
+            "hub,sku,on_hand\n{NJ},CSV-000,8\n{NJ},CSV-001,6\n{NJ},CSV-002,5\n{NJ},CSV-003,5\n{NJ},CSV-004,5\n{NJ},CSV-005,5\nNOWHERE,CSV-000,1\n"
+        ),
+    )
+    .await?;
+    w.amazon_gets(EAST, "CSV-000", 8).await?;
+    w.amazon_gets(EAST, "CSV-005", 5).await?;
+    let errors = eventually(Duration::from_secs(20), "errors report", || async {
+        Ok(w.t
+            .s3
+            .get_object()
+            .bucket(&bucket)
+            .key("reports/inventory/delta/morning.csv.errors.csv")
+            .send()
+            .await
+            .ok())
+    })
+    .await?;
+    let errors = String::from_utf8(errors.body.collect().await?.to_vec())?;
+    assert!(errors.contains("8,hub,NOWHERE"), "{errors}");
+    // The hub's full file without CSV-005: it becomes zero, the others as stated.
+    put(
+        &format!("inventory/full/{NJ}/evening.csv"),
+        &format!(
+            "hub,sku,on_hand\n{NJ},CSV-000,7\n{NJ},CSV-001,6\n{NJ},CSV-002,5\n{NJ},CSV-003,5\n{NJ},CSV-004,5\n"
+        ),
+    )
+    .await?;
+    w.amazon_gets(EAST, "CSV-005", 0).await?;
+    w.amazon_gets(EAST, "CSV-000", 7).await?;
+    assert_eq!(w.amazon(EAST, "CSV-001").await?.0, 6);
+    let events = w.event_names().await?;
+    assert!(
+        events
+            .iter()
+            .any(|(n, d)| n == "UploadProcessed" && d["kind"] == "inventory"),
+        "{events:?}"
+    );
+
+    // A return received as sellable: on hand grows once, and Amazon gets it.
+    let ret = w
+        .admin
+        .create_return(json!({"locationId": EAST, "sku": "CSV-001", "numberOfUnits": 2}))
+        .await?;
+    let return_id = ret["id"].as_str().unwrap().to_string();
+    let runner = w.runner.as_ref().expect("runner");
+    runner.fire_schedule("ReturnsPollerFunction").await?;
+    let path = format!("/v1/returns/{return_id}/received");
+    for _ in 0..2 {
+        let (status, body) = w
+            .call("POST", &path, json!({"sellable": 2, "unsellable": 0}))
+            .await?;
+        assert_eq!(status, 200, "{body}");
+    }
+    w.amazon_gets(EAST, "CSV-001", 8).await?;
+    w.sweep().await?;
+    assert_eq!(w.amazon(EAST, "CSV-001").await?.0, 8, "added back once");
+
+    // A catalog change: safety stock 3 on CSV-002 (5 on hand) advertises 2.
+    put(
+        "catalog/delta/safety.csv",
+        "sku,asin,safety_stock\nCSV-002,B000000001,3\n",
+    )
+    .await?;
+    w.amazon_gets(EAST, "CSV-002", 2).await?;
+    w.stop().await;
     Ok(())
 }

@@ -1,11 +1,12 @@
-//! Applies the seller's catalog (`catalog/delta/…`, `catalog/full/…`) and price (`prices/…`)
-//! CSV uploads. Consumes `UploadsQueue`, which S3 fills with `ObjectCreated` notifications.
+//! Applies the seller's catalog (`catalog/delta/…`, `catalog/full/…`), price (`prices/…`) and
+//! inventory (`inventory/delta/…`, `inventory/full/<hub>/…`) CSV uploads. Consumes `UploadsQueue`, which S3 fills with `ObjectCreated` notifications.
 //!
 //! Each message goes to `flexbridge::upload::process::UploadProcessor` (which uploads it names,
 //! the once-per-upload claim, resume messages for files that need more than one run); the work
 //! is `flexbridge::upload::ingest::run`. Outcomes per message: done, already done or paused →
 //! acknowledged; an error → returned to `flexbridge::runtime::handle_sqs_batch`, which decides
-//! between a retry and the DLQ. `inventory/` keys are not ours and are skipped.
+//! between a retry and the DLQ. Inventory rows and catalog changes mark SKUs pending for the
+//! inventory pusher (`flexbridge::inventory::changes::StockChanges`) and nudge it.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use flexbridge::config::keys;
 use flexbridge::events::EventBridgeSink;
 use flexbridge::idempotency::Idempotency;
+use flexbridge::inventory::changes::StockChanges;
 use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
 use flexbridge::store::catalog::DynamoCatalogStore;
 use flexbridge::store::settings::DynamoSettingsStore;
@@ -61,6 +63,7 @@ impl UploadIngest {
                 env.require(keys::EVENT_BUS_NAME)?,
             )),
             answers: Arc::new(DynamoAnswers::new(dynamodb.clone(), cursors)),
+            stock: Some(Arc::new(StockChanges::from_env(env).await?)),
         };
         Ok(Self {
             processor: UploadProcessor {
@@ -120,6 +123,8 @@ mod tests {
             (keys::PRICE_UPDATES_QUEUE_URL, "http://q"),
             (keys::UPLOADS_QUEUE_URL, "http://u"),
             (keys::EVENT_BUS_NAME, "e"),
+            (keys::INVENTORY_TABLE, "inv"),
+            (keys::LOCATIONS_TABLE, "loc"),
             (keys::AWS_ENDPOINT_URL, "http://127.0.0.1:1"),
         ] {
             env = env.with(k, v);

@@ -154,19 +154,33 @@ impl StockChanges {
         Ok(())
     }
 
-    /// Marks SKUs pending at every location with inventory sync on (a catalog change).
+    /// Marks SKUs pending at every location with inventory sync on (a catalog change), where
+    /// the location's hub has an on-hand figure for them: without one nothing can be pushed
+    /// (and nothing ever was), so a large catalog of new SKUs marks nothing it need not.
     pub async fn catalog_changed(&self, skus: &[String]) -> Result<()> {
         if skus.is_empty() {
             return Ok(());
         }
-        let marks = self
-            .locations
-            .list()
-            .await?
-            .into_iter()
-            .filter(|l| l.inventory_enabled)
-            .map(|l| (l.location_id, skus.to_vec()))
-            .collect();
+        let mut by_hub: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for l in self.locations.list().await? {
+            if l.inventory_enabled {
+                by_hub.entry(l.hub_id).or_default().push(l.location_id);
+            }
+        }
+        let mut marks: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (hub, locations) in by_hub {
+            let mut stocked = Vec::new();
+            for chunk in skus.chunks(500) {
+                let known = self.ledger.on_hand_many(&hub, chunk).await?;
+                stocked.extend(chunk.iter().filter(|s| known.contains_key(*s)).cloned());
+            }
+            if stocked.is_empty() {
+                continue;
+            }
+            for l in locations {
+                marks.insert(l, stocked.clone());
+            }
+        }
         self.mark_and_nudge(marks).await
     }
 

@@ -371,15 +371,24 @@ impl ReturnsService {
                     "return {return_id} has no SKU from Amazon; cannot credit stock"
                 ))
             })?;
-            let location_id = self
+            let location = self
                 .locations
                 .by_return_location(&r.return_location_id)
-                .await?
-                .map(|l| l.location_id)
+                .await?;
+            let location_id = location
+                .as_ref()
+                .map(|l| l.location_id.clone())
                 .unwrap_or_else(|| r.return_location_id.clone());
             if receipt.sellable > 0 {
+                // Back on the hub's shelf: on hand grows once, and the inventory sync pushes it.
                 self.inventory
-                    .credit_return(&location_id, &sku, return_id, receipt.sellable)
+                    .credit_return(
+                        &location_id,
+                        location.as_ref().map(|l| l.hub.as_str()),
+                        &sku,
+                        return_id,
+                        receipt.sellable,
+                    )
                     .await?;
             }
             r.stage = ReturnStage::Closed;

@@ -180,6 +180,15 @@ pub struct UpsertCounts {
 /// only the items that differ from what is stored: a re-uploaded row that changed nothing
 /// writes nothing.
 pub async fn upsert(store: &dyn CatalogStore, updates: Vec<CatalogUpdate>) -> Result<UpsertCounts> {
+    Ok(upsert_listing_stock_changes(store, updates).await?.0)
+}
+
+/// [`upsert`], also naming the SKUs whose change alters what the inventory sync advertises
+/// (new SKUs, and changes of `enabled`, `safety_stock` or `max_quantity`).
+pub async fn upsert_listing_stock_changes(
+    store: &dyn CatalogStore,
+    updates: Vec<CatalogUpdate>,
+) -> Result<(UpsertCounts, Vec<String>)> {
     let skus: Vec<String> = updates.iter().map(|i| i.sku.clone()).collect();
     let stored: BTreeMap<String, CatalogItem> = store
         .get_items(&skus)
@@ -188,6 +197,7 @@ pub async fn upsert(store: &dyn CatalogStore, updates: Vec<CatalogUpdate>) -> Re
         .map(|i| (i.sku.clone(), i))
         .collect();
     let total = updates.len() as u64;
+    let mut stock_changed = Vec::new();
     let changed: Vec<CatalogItem> = updates
         .into_iter()
         .map(|u| {
@@ -195,16 +205,27 @@ pub async fn upsert(store: &dyn CatalogStore, updates: Vec<CatalogUpdate>) -> Re
             (u.apply_to(old), old)
         })
         .filter(|(new, old)| !old.is_some_and(|old| old.same_content(new)))
-        .map(|(new, _)| new)
+        .map(|(new, old)| {
+            if old.is_none_or(|o| {
+                (o.enabled, o.safety_stock, o.max_quantity)
+                    != (new.enabled, new.safety_stock, new.max_quantity)
+            }) {
+                stock_changed.push(new.sku.clone());
+            }
+            new
+        })
         .collect();
     let written = changed.len() as u64;
     if !changed.is_empty() {
         store.put_items(&changed).await?;
     }
-    Ok(UpsertCounts {
-        written,
-        unchanged: total - written,
-    })
+    Ok((
+        UpsertCounts {
+            written,
+            unchanged: total - written,
+        },
+        stock_changed,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
-//! | position | `LOC#<locationId>` | `SKU#<sku>` | `reserved` N (units of open confirmed shipments), `returned_sellable` N (sellable units from returns not yet added back by the inventory sync) |
+//! | position | `LOC#<locationId>` | `SKU#<sku>` | `reserved` N (units of open confirmed shipments), `returned_sellable` N (sellable units credited from returns; the same write adds them to the hub's on hand) |
 //! | reservation | `LOC#<locationId>` | `RESERVE#<shipmentId>#<lineId>` | `sku`, `units` N |
 //! | return credit | `LOC#<locationId>` | `RETURN#<returnId>` | `sku`, `units` N |
 //!
@@ -11,7 +11,10 @@
 //! - set the units a shipment line reserves (0 releases): one transaction that moves the line's
 //!   marker from its old value to the new one (conditional on the old value) and `ADD`s the
 //!   difference to the position, so repeating it after a crash changes nothing;
-//! - credit a return's sellable units once (conditional on the credit marker not existing);
+//! - credit a return's sellable units once (conditional on the credit marker not existing): in
+//!   the same transaction they are added to the hub's on-hand figure (`HUB#<hub>` item, below),
+//!   whose time becomes the receipt's, so a warehouse figure counted before the return arrived
+//!   (older) cannot undo it and one counted after it (newer, so including it) replaces it;
 //! - read a position (the inventory sync subtracts `reserved` before pushing to Amazon).
 
 use std::collections::HashMap;
@@ -42,10 +45,12 @@ pub trait InventoryStore: Send + Sync {
         line_id: &str,
         units: u32,
     ) -> Result<()>;
-    /// Adds a return's sellable units to the stock to add back, once per return.
+    /// Adds a return's sellable units back, once per return: to the hub's on-hand figure (when
+    /// the location's hub is known) and to the position's `returned_sellable` record.
     async fn credit_return(
         &self,
         location_id: &str,
+        hub: Option<&str>,
         sku: &str,
         return_id: &str,
         units: u32,
@@ -198,6 +203,7 @@ impl InventoryStore for DynamoInventoryStore {
     async fn credit_return(
         &self,
         location_id: &str,
+        hub: Option<&str>,
         sku: &str,
         return_id: &str,
         units: u32,
@@ -211,7 +217,7 @@ impl InventoryStore for DynamoInventoryStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let res = self
+        let mut tx = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(marker).build())
@@ -220,9 +226,20 @@ impl InventoryStore for DynamoInventoryStore {
                 sku,
                 "returned_sellable",
                 units as i64,
-            )?)
-            .send()
-            .await;
+            )?);
+        if let Some(hub) = hub {
+            let add = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(format!("HUB#{hub}")))
+                .key("sk", s(format!("SKU#{sku}")))
+                .update_expression("ADD on_hand :u SET reported_at = :t")
+                .expression_attribute_values(":u", n(units))
+                .expression_attribute_values(":t", s(reported_at_text(&chrono::Utc::now())))
+                .build()
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            tx = tx.transact_items(TransactWriteItem::builder().update(add).build());
+        }
+        let res = tx.send().await;
         match res {
             Ok(_) => {
                 self.nudge(location_id).await;
@@ -331,6 +348,7 @@ impl InventoryStore for MemoryInventoryStore {
     async fn credit_return(
         &self,
         location_id: &str,
+        hub: Option<&str>,
         sku: &str,
         return_id: &str,
         units: u32,
@@ -345,6 +363,11 @@ impl InventoryStore for MemoryInventoryStore {
                 .entry((location_id.to_string(), sku.to_string()))
                 .or_default()
                 .returned_sellable += units as i64;
+            if let Some(hub) = hub {
+                *inv.on_hand
+                    .entry((hub.to_string(), sku.to_string()))
+                    .or_default() += i64::from(units);
+            }
             inv.mark(location_id, sku);
         }
         Ok(())
@@ -396,6 +419,8 @@ pub trait OnHandStore: Send + Sync {
     /// Like `record_on_hand`, saying for each figure (in order) whether it was stored.
     async fn record_each(&self, figures: &[OnHand]) -> Result<Vec<bool>>;
     async fn on_hand(&self, hub: &str, sku: &str) -> Result<Option<OnHand>>;
+    /// Every SKU with a figure at the hub and its on-hand units (a full inventory upload).
+    async fn hub_stock(&self, hub: &str) -> Result<Vec<(String, i64)>>;
 }
 
 fn reported_at_text(t: &chrono::DateTime<chrono::Utc>) -> String {
@@ -464,6 +489,22 @@ impl OnHandStore for DynamoInventoryStore {
             reported_at,
         }))
     }
+
+    async fn hub_stock(&self, hub: &str) -> Result<Vec<(String, i64)>> {
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+            .projection_expression("sk, on_hand")
+            .expression_attribute_values(":p", s(format!("HUB#{hub}")))
+            .expression_attribute_values(":s", s("SKU#"));
+        let items = crate::store::dynamo::query_all(q, |i| Ok(i.clone())).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| Some((sku_of(i)?, get_n::<i64>(i, "on_hand")?)))
+            .collect())
+    }
 }
 
 /// In-memory on-hand figures (tests).
@@ -506,6 +547,19 @@ impl OnHandStore for MemoryOnHandStore {
             .get(&(hub.to_string(), sku.to_string()))
             .cloned())
     }
+
+    async fn hub_stock(&self, hub: &str) -> Result<Vec<(String, i64)>> {
+        let mut out: Vec<(String, i64)> = self
+            .figures
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|f| f.hub == hub)
+            .map(|f| (f.sku.clone(), i64::from(f.on_hand)))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -527,9 +581,17 @@ mod tests {
     #[tokio::test]
     async fn a_return_is_credited_once() {
         let inv = MemoryInventoryStore::new();
-        inv.credit_return("L", "A", "R1", 2).await.unwrap();
-        inv.credit_return("L", "A", "R1", 2).await.unwrap();
+        inv.set_on_hand("H", "A", 5);
+        inv.credit_return("L", Some("H"), "A", "R1", 2)
+            .await
+            .unwrap();
+        inv.credit_return("L", Some("H"), "A", "R1", 2)
+            .await
+            .unwrap();
         assert_eq!(inv.position("L", "A").await.unwrap().returned_sellable, 2);
+        let on_hand = inv.on_hand_many("H", &["A".into()]).await.unwrap();
+        assert_eq!(on_hand["A"], 7, "added to on hand once");
+        assert_eq!(inv.pending("L").await.unwrap(), ["A"]);
     }
 }
 

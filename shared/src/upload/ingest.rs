@@ -20,6 +20,14 @@
 //!    The finished summary is kept in the checkpoint: a run of a finished upload returns it and
 //!    repeats nothing.
 //!
+//! Inventory files (`inventory/…`) go through the same passes: rows are on-hand figures stored
+//! through [`StockChanges::report_on_hand`] (an older figure never overwrites a newer one; the
+//! figure's time is its `as_of`, else the file's S3 event time), which marks the affected
+//! (location, SKU) pending for the inventory pusher. A row whose hub is not mapped to a location
+//! with inventory sync on is a row error. `inventory/full/<hub>/…` also sets every SKU of that
+//! hub the file does not list to zero, behind a mass-zero guard like the catalog's. Catalog rows
+//! that change `enabled`, `safety_stock` or `max_quantity` mark their SKUs pending too.
+//!
 //! A catalog row never changes what the file does not state (a missing column or an empty
 //! cell keeps the stored value; see [`CatalogUpdate`]). Blocking work (parsing, the errors
 //! CSV file) runs on blocking threads, never on the async executor.
@@ -44,8 +52,10 @@ use super::validate::Cents;
 use super::{Kind, Mode, UploadKey};
 use crate::error::{Error, Result};
 use crate::events::{EventName, EventSink, OutboundEvent, UploadProcessed};
+use crate::inventory::changes::StockChanges;
 use crate::retry::Deadline;
 use crate::store::catalog::{self, CatalogItem, CatalogStore, CatalogUpdate};
+use crate::store::inventory::OnHand;
 use crate::store::settings::{self, SettingsStore};
 
 /// Setting: the largest share of active SKUs a full catalog upload may disable (0.0–1.0).
@@ -53,6 +63,11 @@ pub const SETTING_MAX_DISABLE_SHARE: &str = "catalog_max_disable_share";
 /// Setting: `true` lets every full catalog upload disable any number of SKUs.
 pub const SETTING_ALLOW_MASS_DISABLE: &str = "catalog_allow_mass_disable";
 pub const DEFAULT_MAX_DISABLE_SHARE: f64 = 0.2;
+/// Setting: the largest share of a hub's SKUs in stock a full inventory upload may set to zero.
+pub const SETTING_MAX_ZERO_SHARE: &str = "inventory_max_zero_share";
+/// Setting: `true` lets every full inventory upload zero any number of SKUs.
+pub const SETTING_ALLOW_MASS_ZERO: &str = "inventory_allow_mass_zero";
+pub const DEFAULT_MAX_ZERO_SHARE: f64 = 0.2;
 /// A price further than this from the last price we sent needs `force`.
 pub const MAX_PRICE_CHANGE: f64 = 0.5;
 
@@ -166,6 +181,10 @@ pub struct Ports {
     pub events: Arc<dyn EventSink>,
     /// Amazon's answers to price rows (the ingest side sets how many to expect).
     pub answers: Arc<dyn AnswerStore>,
+    /// The inventory sync: inventory rows are stored through it, and catalog changes that
+    /// alter what is advertised mark their SKUs pending. `None`: inventory files are an
+    /// environment error, and catalog changes reach Amazon with the next sweep only.
+    pub stock: Option<Arc<StockChanges>>,
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +244,12 @@ pub struct Checkpoint {
     /// catalog changed in between.
     pub apply_refused: u64,
     pub disabled: u64,
+    /// Inventory: figures skipped because a newer one is stored.
+    #[serde(default)]
+    pub older: u64,
+    /// Inventory, full mode: SKUs of the hub set to zero because the file does not list them.
+    #[serde(default)]
+    pub zeroed: u64,
     /// Full mode: every row is applied and the disable pass is running.
     #[serde(default)]
     pub rows_applied: bool,
@@ -258,10 +283,20 @@ struct PriceLine {
     force: bool,
 }
 
+/// An inventory row, owned.
+#[derive(Debug, Clone)]
+struct StockLine {
+    sku: String,
+    hub: String,
+    on_hand: u32,
+    as_of: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug)]
 enum RowData {
     Catalog(CatalogUpdate),
     Price(PriceLine),
+    Stock(StockLine),
 }
 
 #[derive(Debug)]
@@ -342,6 +377,16 @@ fn spawn_parser(
                         currency: p.currency_str().to_string(),
                         marketplace_id: p.marketplace_id.map(str::to_string),
                         force: p.force,
+                    }),
+                },
+                Outcome::Inventory(r) => Event::Row {
+                    line,
+                    byte,
+                    data: RowData::Stock(StockLine {
+                        sku: r.sku.to_string(),
+                        hub: r.hub.to_string(),
+                        on_hand: r.on_hand,
+                        as_of: r.as_of,
                     }),
                 },
                 Outcome::Rejected(errors) => Event::Rejected {
@@ -474,6 +519,86 @@ async fn guard_prices(
         .collect())
 }
 
+/// Checks inventory rows: the hub must be the folder's (full mode) and mapped to a location
+/// with inventory sync on. Returns, per row, the figure to store or the reason it is refused.
+async fn guard_stock(
+    stock: &StockChanges,
+    key: &UploadKey,
+    rows: &[(u64, &StockLine)],
+    file_time: DateTime<Utc>,
+) -> Result<Vec<std::result::Result<OnHand, RowError>>> {
+    let mut mapped: HashMap<String, bool> = HashMap::new();
+    for (_, r) in rows {
+        if !mapped.contains_key(&r.hub) {
+            let synced = !stock.synced_locations(&r.hub).await?.is_empty();
+            mapped.insert(r.hub.clone(), synced);
+        }
+    }
+    Ok(rows
+        .iter()
+        .map(|&(line, r)| {
+            let refuse = |reason: String| RowError {
+                line,
+                column: "hub".into(),
+                value: r.hub.clone(),
+                reason,
+            };
+            if let Some(hub) = key.hub.as_deref().filter(|h| *h != r.hub) {
+                return Err(refuse(format!(
+                    "this file is the whole stock of hub {hub} (its folder inventory/full/{hub}/); a row for another hub does not belong in it"
+                )));
+            }
+            if !mapped[&r.hub] {
+                return Err(refuse(format!(
+                    "hub {} is not mapped to an Amazon location with inventory sync on",
+                    r.hub
+                )));
+            }
+            Ok(OnHand {
+                hub: r.hub.clone(),
+                sku: r.sku.clone(),
+                on_hand: r.on_hand,
+                reported_at: r.as_of.unwrap_or(file_time),
+            })
+        })
+        .collect())
+}
+
+/// The time of an inventory file's figures without `as_of`: its S3 event time (the order),
+/// else when processing started (a stable value, kept in the checkpoint).
+fn file_time(upload: &UploadRef, cp: &Checkpoint) -> DateTime<Utc> {
+    upload
+        .order
+        .as_ref()
+        .and_then(|o| o.as_str().split('|').next())
+        .or(Some(cp.started_at.as_str()))
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(Utc::now)
+}
+
+fn stock_of(ports: &Ports) -> Result<&StockChanges> {
+    ports.stock.as_deref().ok_or_else(|| {
+        Error::Config(
+            "inventory uploads need the inventory sync (INVENTORY_TABLE, LOCATIONS_TABLE); this function has none".into(),
+        )
+    })
+}
+
+fn stock_rows(window: &[Event]) -> Vec<(u64, &StockLine)> {
+    window
+        .iter()
+        .filter_map(|e| match e {
+            Event::Row {
+                line,
+                data: RowData::Stock(r),
+                ..
+            } => Some((*line, r)),
+            _ => None,
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // The run
 
@@ -559,8 +684,14 @@ pub async fn run(
     deadline: Deadline,
 ) -> Result<RunResult> {
     let key = UploadKey::classify(&upload.key).ok_or_else(|| {
-        Error::InvalidInput(format!("{} is not a catalog or price upload", upload.key))
+        Error::InvalidInput(format!(
+            "{} is not a catalog, price or inventory upload",
+            upload.key
+        ))
     })?;
+    if key.kind == Kind::Inventory {
+        stock_of(ports)?;
+    }
     if key.kind == Kind::Prices && upload.order.is_none() {
         return Err(Error::InvalidInput(format!(
             "{}: a price upload needs its order (the S3 notification's eventTime)",
@@ -586,7 +717,7 @@ pub async fn run(
     cp.runs += 1;
 
     if cp.validated.is_none() {
-        let validated = validate_pass(ports, config, &key, upload).await?;
+        let validated = validate_pass(ports, config, &key, upload, &cp).await?;
         cp.validated = Some(validated);
         ports.checkpoints.put(upload, &cp).await?;
     }
@@ -611,7 +742,18 @@ async fn validate_pass(
     config: &IngestConfig,
     key: &UploadKey,
     upload: &UploadRef,
+    cp: &Checkpoint,
 ) -> Result<Validated> {
+    if key.kind == Kind::Inventory && key.mode == Mode::Full && key.hub.is_none() {
+        return Ok(Validated {
+            stopped: Some((
+                "rejected".into(),
+                "a full inventory file must sit in a folder named after its hub: inventory/full/<hub>/<file>.csv; nothing was changed".into(),
+            )),
+            ..Default::default()
+        });
+    }
+    let time = file_time(upload, cp);
     let input = ports.source.open(upload).await?;
     let (mut rx, handle) = spawn_parser(key.kind, input, upload.label(), now_string(Utc::now()));
     let tmp = TempFile(temp_path());
@@ -620,7 +762,8 @@ async fn validate_pass(
     let mut window: Vec<Event> = Vec::new();
     let mut rows_in_window = 0usize;
     let mut flush = async |window: &mut Vec<Event>, errors: &mut ErrorsWriter| -> Result<()> {
-        let (rejected, refused) = check_window(ports, config, upload, window, errors).await?;
+        let (rejected, refused) =
+            check_window(ports, config, key, upload, window, errors, time).await?;
         rejected_rows += rejected;
         guard_refused += refused;
         window.clear();
@@ -666,6 +809,9 @@ async fn validate_pass(
     if key.kind == Kind::Catalog && key.mode == Mode::Full {
         validated.stopped = mass_disable_guard(ports, key, &end.skus).await?;
     }
+    if key.kind == Kind::Inventory && key.mode == Mode::Full {
+        validated.stopped = mass_zero_guard(ports, key, &end.skus).await?;
+    }
     if error_rows > 0 {
         let report = key.errors_report_key();
         ports
@@ -686,9 +832,11 @@ async fn validate_pass(
 async fn check_window(
     ports: &Ports,
     config: &IngestConfig,
+    key: &UploadKey,
     upload: &UploadRef,
     window: &[Event],
     errors: &mut ErrorsWriter,
+    time: DateTime<Utc>,
 ) -> Result<(u64, u64)> {
     let prices: Vec<(u64, &PriceLine)> = window
         .iter()
@@ -711,6 +859,14 @@ async fn check_window(
         )
         .await?
         {
+            if let Err(e) = r {
+                refused.insert(e.line, e);
+            }
+        }
+    }
+    let stock = stock_rows(window);
+    if !stock.is_empty() {
+        for r in guard_stock(stock_of(ports)?, key, &stock, time).await? {
             if let Err(e) = r {
                 refused.insert(e.line, e);
             }
@@ -782,6 +938,84 @@ async fn mass_disable_guard(
         )));
     }
     Ok(None)
+}
+
+/// The SKUs of the hub with stock that a full inventory file does not list.
+async fn absent_in_stock(ports: &Ports, hub: &str, present: &SkuSet) -> Result<(u64, Vec<String>)> {
+    let stock = stock_of(ports)?.on_hand.hub_stock(hub).await?;
+    let in_stock: Vec<&(String, i64)> = stock.iter().filter(|(_, n)| *n > 0).collect();
+    let absent = in_stock
+        .iter()
+        .filter(|(sku, _)| !present.contains_pair(sku.as_bytes(), hub.as_bytes()))
+        .map(|(sku, _)| sku.clone())
+        .collect();
+    Ok((in_stock.len() as u64, absent))
+}
+
+/// Inventory full mode: refuses when the file would zero more than the allowed share of the
+/// hub's SKUs in stock (a broken export must not wipe the listing).
+async fn mass_zero_guard(
+    ports: &Ports,
+    key: &UploadKey,
+    present: &SkuSet,
+) -> Result<Option<(String, String)>> {
+    let settings = ports.settings.as_ref();
+    let allowed_by_setting = settings::get_or(settings, SETTING_ALLOW_MASS_ZERO, false).await?;
+    let Some(hub) = key.hub.as_deref() else {
+        return Ok(None);
+    };
+    if key.allows_mass_zero() || allowed_by_setting {
+        return Ok(None);
+    }
+    let share: f64 =
+        settings::get_or(settings, SETTING_MAX_ZERO_SHARE, DEFAULT_MAX_ZERO_SHARE).await?;
+    let (in_stock, absent) = absent_in_stock(ports, hub, present).await?;
+    let absent = absent.len() as u64;
+    if in_stock > 0 && absent as f64 > share * in_stock as f64 {
+        return Ok(Some((
+            "refused".into(),
+            format!(
+                "this full inventory file for hub {hub} would set {absent} of its {in_stock} SKUs in stock to zero ({:.0}%), \
+                 more than the {:.0}% allowed; nothing was changed. If that is intended, upload it again with \
+                 \"allow-mass-zero\" in the file name or set {SETTING_MAX_ZERO_SHARE}",
+                absent as f64 * 100.0 / in_stock as f64,
+                share * 100.0
+            ),
+        )));
+    }
+    Ok(None)
+}
+
+/// Inventory full mode: every SKU of the hub in stock that the file does not list is zero,
+/// as of the file's time (so a newer figure is never overwritten).
+async fn zero_absent(
+    ports: &Ports,
+    key: &UploadKey,
+    upload: &UploadRef,
+    present: &SkuSet,
+    cp: &mut Checkpoint,
+) -> Result<()> {
+    let Some(hub) = key.hub.as_deref() else {
+        return Ok(());
+    };
+    let stock = stock_of(ports)?;
+    let (_, absent) = absent_in_stock(ports, hub, present).await?;
+    let time = file_time(upload, cp);
+    for chunk in absent.chunks(500) {
+        let figures = chunk
+            .iter()
+            .map(|sku| OnHand {
+                hub: hub.to_string(),
+                sku: sku.clone(),
+                on_hand: 0,
+                reported_at: time,
+            })
+            .collect();
+        let out = stock.report_on_hand(figures).await?;
+        cp.zeroed += out.stored as u64;
+        ports.checkpoints.put(upload, cp).await?;
+    }
+    Ok(())
 }
 
 /// Returns `Some(Paused)` when it stopped for the deadline.
@@ -860,6 +1094,10 @@ async fn apply_pass(
             return Ok(Some(paused));
         }
     }
+    if key.kind == Kind::Inventory && key.mode == Mode::Full {
+        // Repeatable: a run that stopped half-way zeroes the rest (and the same again).
+        zero_absent(ports, key, upload, &end.skus, cp).await?;
+    }
     cp.applied = true;
     ports.checkpoints.put(upload, cp).await?;
     Ok(None)
@@ -890,10 +1128,32 @@ async fn apply_window(
                 })
                 .collect();
             if !items.is_empty() {
-                let counts = catalog::upsert(ports.catalog.as_ref(), items).await?;
+                let (counts, stock_changed) =
+                    catalog::upsert_listing_stock_changes(ports.catalog.as_ref(), items).await?;
                 cp.written += counts.written;
                 cp.unchanged += counts.unchanged;
+                if let Some(stock) = &ports.stock {
+                    stock.catalog_changed(&stock_changed).await?;
+                }
             }
+        }
+        Kind::Inventory => {
+            let rows = stock_rows(window);
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let stock = stock_of(ports)?;
+            let mut figures = Vec::with_capacity(rows.len());
+            for r in guard_stock(stock, key, &rows, file_time(upload, cp)).await? {
+                match r {
+                    Ok(f) => figures.push(f),
+                    Err(_) => cp.apply_refused += 1,
+                }
+            }
+            let out = stock.report_on_hand(figures).await?;
+            cp.written += out.stored as u64;
+            cp.older += out.skipped_as_older as u64;
+            cp.apply_refused += out.refused.len() as u64;
         }
         Kind::Prices => {
             let rows: Vec<(u64, &PriceLine)> = window
@@ -968,6 +1228,10 @@ async fn disable_absent(
         if !off.is_empty() {
             ports.catalog.put_items(&off).await?;
             cp.disabled += off.len() as u64;
+            if let Some(stock) = &ports.stock {
+                let skus: Vec<String> = off.iter().map(|i| i.sku.clone()).collect();
+                stock.catalog_changed(&skus).await?;
+            }
         }
         pages_this_run += 1;
         match p.next {
@@ -1011,7 +1275,7 @@ async fn finish(
         key: upload.key.clone(),
         version_id: upload.version_id.clone(),
         kind: Some(key.kind),
-        mode: (key.kind == Kind::Catalog).then_some(key.mode),
+        mode: (key.kind != Kind::Prices).then_some(key.mode),
         status: status.clone(),
         reason,
         rows_read: validated.rows_read,
@@ -1023,6 +1287,8 @@ async fn finish(
         unchanged: cp.unchanged,
         rejected,
         disabled: cp.disabled,
+        zeroed: cp.zeroed,
+        skipped_as_older: cp.older,
         queued: cp.queued,
         extra_columns: validated.extra_columns.clone(),
         delimiter: (!validated.delimiter.is_empty()).then(|| validated.delimiter.clone()),
@@ -1056,10 +1322,7 @@ async fn finish(
         Fields {
             event: UploadProcessed {
                 upload_key: upload.key.clone(),
-                kind: match key.kind {
-                    Kind::Catalog => "catalog".into(),
-                    Kind::Prices => "prices".into(),
-                },
+                kind: key.kind.name().into(),
                 rows_accepted: summary.accepted,
                 rows_rejected: summary.rejected,
                 report_key: summary.summary_report.clone(),
@@ -1082,6 +1345,8 @@ async fn finish(
                 "unchanged": summary.unchanged,
                 "rejected": summary.rejected,
                 "disabled": summary.disabled,
+                "zeroed": summary.zeroed,
+                "skipped_as_older": summary.skipped_as_older,
                 "queued": summary.queued,
                 "at": summary.finished_at,
             }),

@@ -1,4 +1,4 @@
-//! Seller uploads: catalog and price CSV files dropped into the bucket.
+//! Seller uploads: catalog, price and inventory CSV files dropped into the bucket.
 //!
 //! The file is read as a stream ([`reader::UploadReader`] over any `Read`), validated row by row on
 //! bytes, and never held whole. Whole-file problems (encoding, binary, header) are a
@@ -25,7 +25,8 @@ pub mod validate;
 use crate::config::prefixes;
 
 pub use reader::{
-    CatalogRow, Dialect, FileRejection, Outcome, Parsed, PriceRow, RejectionKind, UploadReader,
+    CatalogRow, Dialect, FileRejection, InventoryRow, Outcome, Parsed, PriceRow, RejectionKind,
+    UploadReader,
 };
 pub use report::{ErrorCsv, RowError, UploadSummary};
 
@@ -35,9 +36,22 @@ pub use report::{ErrorCsv, RowError, UploadSummary};
 pub enum Kind {
     Catalog,
     Prices,
+    /// On-hand snapshots (`hub,sku,on_hand[,as_of]`) for the inventory sync.
+    Inventory,
 }
 
-/// `catalog/full/…` replaces the catalog (absent SKUs are disabled); everything else upserts.
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Catalog => "catalog",
+            Kind::Prices => "prices",
+            Kind::Inventory => "inventory",
+        }
+    }
+}
+
+/// `catalog/full/…` replaces the catalog (absent SKUs are disabled), `inventory/full/<hub>/…`
+/// replaces a hub's stock (absent SKUs are zero); everything else only touches its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -51,12 +65,15 @@ pub struct UploadKey {
     pub key: String,
     pub kind: Kind,
     pub mode: Mode,
+    /// `inventory/full/<hub>/…`: the hub the file is the whole stock of (`None` when the key
+    /// names no hub folder; such a file is refused).
+    pub hub: Option<String>,
 }
 
 impl UploadKey {
-    /// Classifies an object key. `None` for keys that are not catalog or price uploads
-    /// (e.g. `inventory/`, which another function handles, or our own `reports/`).
+    /// Classifies an object key. `None` for keys that are not uploads (our own `reports/`).
     pub fn classify(key: &str) -> Option<Self> {
+        let mut hub = None;
         let (kind, mode) = if let Some(rest) = key.strip_prefix(prefixes::CATALOG) {
             if rest.starts_with("full/") {
                 (Kind::Catalog, Mode::Full)
@@ -65,6 +82,18 @@ impl UploadKey {
             }
         } else if key.starts_with(prefixes::PRICES) {
             (Kind::Prices, Mode::Delta)
+        } else if let Some(rest) = key.strip_prefix(prefixes::INVENTORY) {
+            match rest.strip_prefix("full/") {
+                Some(path) => {
+                    // `<hub>/<file>`: the folder names the hub.
+                    hub = path
+                        .split_once('/')
+                        .map(|(h, _)| h.to_string())
+                        .filter(|h| !h.is_empty());
+                    (Kind::Inventory, Mode::Full)
+                }
+                None => (Kind::Inventory, Mode::Delta),
+            }
         } else {
             return None;
         };
@@ -76,7 +105,14 @@ impl UploadKey {
             key: key.to_string(),
             kind,
             mode,
+            hub,
         })
+    }
+
+    /// The seller's explicit consent to zeroing many SKUs (inventory full mode).
+    pub fn allows_mass_zero(&self) -> bool {
+        let name = self.key.rsplit('/').next().unwrap_or(&self.key);
+        name.to_ascii_lowercase().contains("allow-mass-zero")
     }
 
     /// The seller's explicit consent to a large disable, written into the file name.
@@ -117,7 +153,22 @@ mod tests {
         assert_eq!((k.kind, k.mode), (Kind::Catalog, Mode::Delta));
         let k = UploadKey::classify("prices/p.csv").unwrap();
         assert_eq!(k.kind, Kind::Prices);
-        assert!(UploadKey::classify("inventory/i.csv").is_none());
+        let k = UploadKey::classify("inventory/i.csv").unwrap();
+        assert_eq!(
+            (k.kind, k.mode, k.hub),
+            (Kind::Inventory, Mode::Delta, None)
+        );
+        let k = UploadKey::classify("inventory/delta/i.csv").unwrap();
+        assert_eq!((k.kind, k.mode), (Kind::Inventory, Mode::Delta));
+        let k = UploadKey::classify("inventory/full/HUB-1/2026-12-01.csv").unwrap();
+        assert_eq!((k.kind, k.mode), (Kind::Inventory, Mode::Full));
+        assert_eq!(k.hub.as_deref(), Some("HUB-1"));
+        let k = UploadKey::classify("inventory/full/x.csv").unwrap();
+        assert_eq!(
+            (k.mode, k.hub),
+            (Mode::Full, None),
+            "no hub folder: refused later"
+        );
         assert!(UploadKey::classify("reports/catalog/a.csv.summary.json").is_none());
         assert!(UploadKey::classify("catalog/full/").is_none());
     }

@@ -80,7 +80,10 @@ impl UploadProcessor {
         let mut uploads = Vec::new();
         for object in parse_s3_notification(body)? {
             if UploadKey::classify(&object.key).is_none() {
-                tracing::info!(key = object.key, "not a catalog or price upload; skipped");
+                tracing::info!(
+                    key = object.key,
+                    "not an upload (catalog/, prices/, inventory/); skipped"
+                );
                 continue;
             }
             let version_id = match object.version_id {
@@ -231,6 +234,7 @@ mod tests {
                 settings,
                 events,
                 answers: Arc::new(MemoryAnswers::default()),
+                stock: None,
             },
             config: IngestConfig::new("ATVPDKIKX0DER"),
             versions: Arc::new(NoVersions),
@@ -282,7 +286,7 @@ mod tests {
             {"eventName":"ObjectCreated:Put","eventTime":"2026-11-21T08:21:13.408Z","s3":{"bucket":{"name":"b"},
              "object":{"key":"prices%2Fp.csv","versionId":"v7","sequencer":"0A"}}},
             {"eventName":"ObjectCreated:Put","eventTime":"2026-11-21T08:21:13.409Z","s3":{"bucket":{"name":"b"},
-             "object":{"key":"inventory%2Fi.csv"}}},
+             "object":{"key":"reports%2Fcatalog%2Fc.csv.summary.json"}}},
             {"eventName":"ObjectCreated:Put","eventTime":"2026-11-21T08:21:14Z","s3":{"bucket":{"name":"b"},
              "object":{"key":"catalog%2Fc.csv"}}}]}"#;
         let got = p.uploads_in(body).await.unwrap();

@@ -306,6 +306,12 @@ const PRICES: [Column; 7] = [
     col("maximum_price", false),
     col("force", false),
 ];
+const INVENTORY: [Column; 4] = [
+    col("sku", true),
+    col("hub", true),
+    col("on_hand", true),
+    col("as_of", false),
+];
 // Column positions in the arrays above.
 const SKU: usize = 0;
 const C_ASIN: usize = 1;
@@ -320,11 +326,15 @@ const P_MARKETPLACE: usize = 3;
 const P_MIN: usize = 4;
 const P_MAX: usize = 5;
 const P_FORCE: usize = 6;
+const I_HUB: usize = 1;
+const I_ON_HAND: usize = 2;
+const I_AS_OF: usize = 3;
 
-fn schema(kind: Kind) -> &'static [Column; 7] {
+fn schema(kind: Kind) -> &'static [Column] {
     match kind {
         Kind::Catalog => &CATALOG,
         Kind::Prices => &PRICES,
+        Kind::Inventory => &INVENTORY,
     }
 }
 
@@ -358,10 +368,21 @@ impl PriceRow<'_> {
     }
 }
 
+/// A valid inventory row: what is on hand of a SKU at a hub, as of when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryRow<'a> {
+    pub sku: &'a str,
+    pub hub: &'a str,
+    pub on_hand: u32,
+    /// When the figure was counted; absent: the file's own time (its S3 notification).
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 #[derive(Debug)]
 pub enum Outcome<'a> {
     Catalog(CatalogRow<'a>),
     Price(PriceRow<'a>),
+    Inventory(InventoryRow<'a>),
     /// Every reason this row was skipped (at least one).
     Rejected(&'a [RowError]),
 }
@@ -618,6 +639,7 @@ impl<R: Read> UploadReader<R> {
         let h = match self.kind {
             Kind::Catalog => SkuSet::hash(field(SKU)),
             Kind::Prices => SkuSet::hash_pair(field(SKU), field(P_MARKETPLACE)),
+            Kind::Inventory => SkuSet::hash_pair(field(SKU), field(I_HUB)),
         };
         self.seen.prefetch(h);
         Ok(Ahead::Row(h))
@@ -658,6 +680,7 @@ impl<R: Read> UploadReader<R> {
         let outcome = match self.kind {
             Kind::Catalog => self.catalog_row(line, key),
             Kind::Prices => self.price_row(line, key),
+            Kind::Inventory => self.inventory_row(line, key),
         };
         Ok(Some(Parsed {
             line,
@@ -833,6 +856,63 @@ impl<R: Read> UploadReader<R> {
                 maximum_price,
                 force: force.unwrap_or(false),
             }),
+            _ => Outcome::Rejected(&self.errors),
+        }
+    }
+}
+
+impl<R: Read> UploadReader<R> {
+    fn inventory_row(&mut self, line: u64, key: u64) -> Outcome<'_> {
+        let rec = &self.record;
+        let cols = &self.cols;
+        let errors = &mut self.errors;
+        let field = |c: usize| cols[c].and_then(|i| rec.get(i)).unwrap_or(b"");
+        macro_rules! check {
+            ($c:expr, $r:expr $(,)?) => {
+                keep(errors, line, INVENTORY[$c].name, field($c), $r)
+            };
+        }
+        let sku = check!(SKU, validate::sku(field(SKU)));
+        let hub = check!(
+            I_HUB,
+            match validate::text(field(I_HUB), "hub", 100) {
+                Ok(Some(h)) => Ok(h),
+                Ok(None) => Err("hub is empty".to_string()),
+                Err(e) => Err(e),
+            }
+        );
+        let on_hand = check!(
+            I_ON_HAND,
+            match validate::quantity(field(I_ON_HAND)) {
+                Ok(Some(n)) => Ok(n),
+                Ok(None) => Err("on_hand is empty (write 0 for none)".to_string()),
+                Err(e) => Err(e),
+            }
+        );
+        let as_of = check!(I_AS_OF, validate::timestamp(field(I_AS_OF)));
+        if let (Some(sku), Some(_)) = (sku, hub) {
+            let ok = self.errors.is_empty();
+            if let (Seen::AcceptedOn(first), true) = (self.seen.note_hash(key, line, ok), ok) {
+                self.errors.push(row_error(
+                    line,
+                    "sku",
+                    sku.as_bytes(),
+                    format!("duplicate SKU in this file: line {first} already has it for this hub"),
+                ));
+            }
+        }
+        if !self.errors.is_empty() {
+            return Outcome::Rejected(&self.errors);
+        }
+        match (sku, hub, on_hand, as_of) {
+            (Some(sku), Some(hub), Some(on_hand), Some(as_of)) => {
+                Outcome::Inventory(InventoryRow {
+                    sku,
+                    hub,
+                    on_hand,
+                    as_of,
+                })
+            }
             _ => Outcome::Rejected(&self.errors),
         }
     }

@@ -79,6 +79,13 @@ pub struct UploadSummary {
     pub rejected: u64,
     /// Catalog, full mode: SKUs switched off because the file no longer lists them.
     pub disabled: u64,
+    /// Inventory, full mode: SKUs of the hub set to zero because the file does not list them.
+    #[serde(default)]
+    pub zeroed: u64,
+    /// Inventory: rows not stored because a newer figure (by `as_of`, else the file's time)
+    /// is stored already.
+    #[serde(default)]
+    pub skipped_as_older: u64,
     /// Prices: rows handed to the price queue for Amazon.
     pub queued: u64,
     pub extra_columns: Vec<String>,

@@ -63,6 +63,11 @@ impl SkuSet {
         self.find(hash_bytes(sku)).is_ok()
     }
 
+    /// Whether a pair ([`SkuSet::hash_pair`]) appeared in the file at all.
+    pub fn contains_pair(&self, a: &[u8], b: &[u8]) -> bool {
+        self.find(Self::hash_pair(a, b)).is_ok()
+    }
+
     /// Records that a row with `sku` was seen on `line`; `accepted` says whether the row
     /// passed every other check. Returns what was known before.
     pub fn note(&mut self, sku: &[u8], line: u64, accepted: bool) -> Seen {

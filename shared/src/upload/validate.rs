@@ -129,6 +129,21 @@ pub fn flag(raw: &[u8]) -> Result<Option<bool>, String> {
     }
 }
 
+/// A point in time (RFC 3339 with an offset, e.g. `2026-12-01T08:00:00Z`); empty means absent.
+pub fn timestamp(raw: &[u8]) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
+    let b = trim(raw);
+    if b.is_empty() {
+        return Ok(None);
+    }
+    std::str::from_utf8(b)
+        .ok()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| Some(t.with_timezone(&chrono::Utc)))
+        .ok_or_else(|| {
+            "must be a time with its offset, like 2026-12-01T08:00:00Z (RFC 3339)".to_string()
+        })
+}
+
 /// A non-negative whole number of units; empty means absent.
 pub fn quantity(raw: &[u8]) -> Result<Option<u32>, String> {
     let b = trim(raw);

@@ -1,7 +1,9 @@
 //! Inventory sync: the warehouse reports stock for twelve SKUs at the California hub; it goes out
 //! to Amazon within seconds; Amazon takes orders against it; then a broken export reports
-//! everything as zero and the safety breaker stops it (discarded, as a person would). The
-//! summary prints the simulator's oversold count (0: no order beyond the warehouse's stock).
+//! everything as zero and the safety breaker stops it (discarded, as a person would), and the
+//! warehouse sends the corrected export. The summary explains the units Amazon offers
+//! (on hand − reserved by the orders) and prints the simulator's oversold count (0: no order
+//! beyond the warehouse's stock).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -27,7 +29,8 @@ fn sku(i: usize) -> String {
 
 #[derive(Default)]
 pub struct Inventory {
-    /// 0 seeded, 1 stock at Amazon and orders placed, 2 wipe reported, 3 halt discarded.
+    /// 0 seeded, 1 stock at Amazon and orders placed, 2 wipe reported, 3 halt discarded,
+    /// 4 corrected export reported.
     step: AtomicU8,
     halt_reason: std::sync::Mutex<String>,
 }
@@ -119,10 +122,18 @@ impl Scenario for Inventory {
                 format!("inventory {there}/{SKUS} SKUs at Amazon")
             }
             1 => {
-                // Once the orders' reservations went out, a broken export reports every SKU
-                // as zero.
+                // Once the orders are reserved on our side (the order poller stored them) and
+                // that went out, a broken export reports every SKU as zero.
                 let stock = changes(ctx).await?;
-                if stock.ledger.pending(LOCATION).await?.is_empty() {
+                let ordered: Vec<String> = (0..3).map(sku).collect();
+                let reserved = stock
+                    .ledger
+                    .positions(LOCATION, &ordered)
+                    .await?
+                    .iter()
+                    .filter(|p| p.reserved == 2)
+                    .count();
+                if reserved == ordered.len() && stock.ledger.pending(LOCATION).await?.is_empty() {
                     report(ctx, 0).await?;
                     self.step.store(2, Ordering::SeqCst);
                 }
@@ -138,6 +149,14 @@ impl Scenario for Inventory {
                         "inventory push halted by the breaker; discarding".into()
                     }
                     None if self.step.load(Ordering::SeqCst) == 3 => {
+                        // The export is fixed: the real figures again (Amazon already has them).
+                        report(ctx, STOCK).await?;
+                        self.step.store(4, Ordering::SeqCst);
+                        "inventory: corrected export reported".into()
+                    }
+                    None if self.step.load(Ordering::SeqCst) == 4
+                        && stock.ledger.pending(LOCATION).await?.is_empty() =>
+                    {
                         return Ok(Progress {
                             line: "inventory done".into(),
                             done: true,
@@ -152,34 +171,44 @@ impl Scenario for Inventory {
 
     async fn summary(&self, ctx: &Ctx, _runner: &Runner) -> Result<Summary> {
         let mut s = Summary::default();
-        let mut held = 0;
+        let (mut held, mut reserved) = (0, 0);
         for i in 0..SKUS {
-            held += ctx.sim.inventory(LOCATION, &sku(i)).await?["sellableQuantity"]
-                .as_i64()
-                .unwrap_or(0);
+            let at = ctx.sim.inventory(LOCATION, &sku(i)).await?;
+            held += at["sellableQuantity"].as_i64().unwrap_or(0);
+            reserved += at["reservedQuantity"].as_i64().unwrap_or(0);
         }
+        let on_hand = SKUS as i64 * i64::from(STOCK);
         s.lines.push(SummaryLine::new(
-            "inventory: units Amazon offers (12 SKUs reported at 20)",
-            format!("{held} of {}", SKUS as u32 * STOCK),
+            "inventory: stock going out",
+            format!(
+                "the warehouse reported {SKUS} SKUs x {STOCK} = {on_hand} units at {HUB}; Amazon offers {held} \
+                 = {on_hand} on hand - {reserved} reserved by the demo's 3 orders (expected {})",
+                on_hand - reserved
+            ),
         ));
         let reason = self.halt_reason.lock().expect("lock").clone();
         s.lines.push(SummaryLine::new(
-            "inventory: breaker",
+            "inventory: safety breaker",
             if reason.is_empty() {
-                "did not trip".to_string()
+                "did NOT trip on the broken export (all SKUs reported as 0)".to_string()
             } else {
-                format!("halted a wipe ({reason}); discarded")
+                format!(
+                    "tripped on a broken export reporting all {SKUS} SKUs as 0 ({reason}); discarded, Amazon kept its stock, then the corrected export came"
+                )
             },
         ));
         let oversold = ctx.sim.oversold().await?;
         s.lines.push(SummaryLine::new(
             "inventory: oversold (simulator)",
             format!(
-                "{} orders, {} units",
+                "{} orders, {} units (orders Amazon took beyond the warehouse's stock; must be 0)",
                 oversold["oversoldOrders"], oversold["oversoldUnits"]
             ),
         ));
-        if oversold["oversoldUnits"].as_i64().unwrap_or(0) > 0 || reason.is_empty() {
+        if oversold["oversoldUnits"].as_i64().unwrap_or(0) > 0
+            || reason.is_empty()
+            || held != on_hand - reserved
+        {
             s.errors
                 .push("inventory: see .local/run.log (InventoryPusherFunction)".into());
         }

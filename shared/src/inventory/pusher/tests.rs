@@ -20,6 +20,11 @@ use crate::store::settings::MemorySettingsStore;
 #[derive(Default)]
 struct FakeAmazon {
     held: Mutex<HashMap<String, (i64, i64)>>,
+    /// Units Amazon holds reserved for its own open orders, per SKU (fetch answers them).
+    reserved: Mutex<HashMap<String, i64>>,
+    /// How this account reads the pushed quantity: `true` = on hand (Amazon subtracts its
+    /// reservations from what we push), `false` = sellable.
+    reads_on_hand: AtomicBool,
     invalid: Mutex<HashSet<String>>,
     calls: Mutex<Vec<Vec<(String, i64, i64)>>>,
 }
@@ -36,6 +41,33 @@ impl InventoryApi for FakeAmazon {
             .iter()
             .map(|r| {
                 let sku = r.uri.split("skuId=").nth(1).unwrap().to_string();
+                if r.uri.contains("fetch") {
+                    let held = held.get(&sku).copied().unwrap_or_default();
+                    let reserved = self
+                        .reserved
+                        .lock()
+                        .unwrap()
+                        .get(&sku)
+                        .copied()
+                        .unwrap_or(0);
+                    let sellable = if self.reads_on_hand.load(Ordering::SeqCst) {
+                        held.0 - reserved
+                    } else {
+                        held.0
+                    };
+                    return InventoryItemResult {
+                        status: HttpStatusLine {
+                            status_code: Some(200),
+                            reason_phrase: None,
+                        },
+                        body: InventoryResponseBody {
+                            sellable_quantity: Some(sellable.max(0)),
+                            reserved_quantity: Some(reserved),
+                            client_sequence_number: Some(held.1),
+                            ..Default::default()
+                        },
+                    };
+                }
                 let body = r.body.clone().unwrap();
                 let (q, s) = (body.quantity.unwrap(), body.client_sequence_number.unwrap());
                 call.push((sku.clone(), q, s));
@@ -398,4 +430,75 @@ fn classify_reads_each_item_on_its_own() {
         classify(&item(400, Some("INVALID_SKU"), None), 5),
         Outcome::Actionable(e) if e.contains("INVALID_SKU")
     ));
+}
+
+/// A SKU with 10 on hand and 3 reserved by an order we have polled, as Amazon also holds it.
+async fn with_an_open_order(reads_on_hand: bool) -> World {
+    let w = world(&["A", "B"]).await;
+    w.amazon
+        .reads_on_hand
+        .store(reads_on_hand, Ordering::SeqCst);
+    w.stock("A", 10).await;
+    w.stock("B", 4).await;
+    w.inv.set_reservation(L, "A", "S1", "1", 3).await.unwrap();
+    w.amazon.reserved.lock().unwrap().insert("A".into(), 3);
+    assert_eq!(w.push().await.accepted, 2);
+    assert_eq!(
+        w.amazon_has("A"),
+        Some(7),
+        "sellable reading: on hand minus reserved"
+    );
+    w
+}
+
+#[tokio::test]
+async fn reconciliation_detects_an_account_that_reads_the_quantity_as_sellable() {
+    let w = with_an_open_order(false).await;
+    let r = super::super::reconcile::reconcile(&w.pusher, None)
+        .await
+        .unwrap();
+    assert_eq!((r.votes_sellable, r.votes_on_hand), (1, 0), "{r:?}");
+    assert_eq!(r.detected_reading, Some(QuantityReading::Sellable));
+    assert_eq!(r.locations[0].checked, 2);
+    assert_eq!(r.locations[0].drift_count, 0, "{r:?}");
+    assert!(r.push.is_none());
+}
+
+#[tokio::test]
+async fn reconciliation_detects_an_account_that_reads_the_quantity_as_on_hand() {
+    // Amazon subtracts its 3 reserved units from our 7: it shows 4 sellable.
+    let w = with_an_open_order(true).await;
+    let r = super::super::reconcile::reconcile(&w.pusher, None)
+        .await
+        .unwrap();
+    assert_eq!((r.votes_sellable, r.votes_on_hand), (0, 1), "{r:?}");
+    assert_eq!(r.detected_reading, Some(QuantityReading::OnHand));
+    assert_eq!(r.configured_reading, Some(QuantityReading::Sellable));
+    // Switched as the alert says, the numbers agree: on-hand pushes add the reservations back.
+    w.settings
+        .put(names::QUANTITY_READING, json!("on_hand"), None, "t")
+        .await
+        .unwrap();
+    w.inv.mark_pending(L, &["A".into()]).await.unwrap();
+    w.push().await;
+    assert_eq!(w.amazon_has("A"), Some(10));
+    let r = super::super::reconcile::reconcile(&w.pusher, None)
+        .await
+        .unwrap();
+    assert_eq!(r.detected_reading, Some(QuantityReading::OnHand));
+    assert_eq!(r.locations[0].drift_count, 0, "{r:?}");
+}
+
+#[tokio::test]
+async fn reconciliation_corrects_drift() {
+    let w = with_an_open_order(false).await;
+    // Someone changed B on Amazon's side (Seller Central, another tool).
+    w.amazon.held.lock().unwrap().get_mut("B").unwrap().0 = 1;
+    let r = super::super::reconcile::reconcile(&w.pusher, None)
+        .await
+        .unwrap();
+    assert_eq!(r.locations[0].drift_count, 1);
+    assert_eq!(r.locations[0].drift[0].sku, "B");
+    assert_eq!(r.push.unwrap().locations[0].accepted, 1);
+    assert_eq!(w.amazon_has("B"), Some(4), "the warehouse's figure again");
 }

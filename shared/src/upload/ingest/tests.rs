@@ -3,7 +3,10 @@ use std::time::Duration;
 use super::memory::*;
 use super::*;
 use crate::events::MemoryEventSink;
+use crate::inventory::MemoryNudge;
 use crate::store::catalog::{MemoryCatalogStore, PriceState};
+use crate::store::inventory::{MemoryInventoryStore, MemoryOnHandStore, OnHandStore, PushLedger};
+use crate::store::locations::{Location, MemoryLocationStore};
 use crate::store::settings::{MemorySettingsStore, SettingsStore};
 use crate::upload::answers::memory::MemoryAnswers;
 
@@ -17,7 +20,13 @@ struct World {
     events: Arc<MemoryEventSink>,
     answers: Arc<MemoryAnswers>,
     config: IngestConfig,
+    stock: Arc<StockChanges>,
+    on_hand: Arc<MemoryOnHandStore>,
+    ledger: Arc<MemoryInventoryStore>,
 }
+
+/// The location hub `H1` serves (inventory sync on); `H2` serves none.
+const LOC: &str = "LOC-H1";
 
 /// An upload as its notification names it; the order follows the version (v1 < v2 < ...).
 fn upload_ref(key: &str, version: &str) -> UploadRef {
@@ -34,7 +43,27 @@ fn upload_ref(key: &str, version: &str) -> UploadRef {
 
 impl World {
     fn new() -> Self {
+        let on_hand = Arc::new(MemoryOnHandStore::new());
+        let ledger = Arc::new(MemoryInventoryStore::new());
+        let locations = Arc::new(MemoryLocationStore::with(vec![Location {
+            location_id: LOC.into(),
+            hub_id: "H1".into(),
+            name: "H1".into(),
+            marketplace_id: "ATVPDKIKX0DER".into(),
+            channel: "FBA".into(),
+            orders_enabled: true,
+            inventory_enabled: true,
+            returns_enabled: true,
+        }]));
         Self {
+            stock: Arc::new(StockChanges::new(
+                on_hand.clone(),
+                ledger.clone(),
+                locations,
+                Arc::new(MemoryNudge::default()),
+            )),
+            on_hand,
+            ledger,
             objects: Default::default(),
             catalog: Default::default(),
             prices: Default::default(),
@@ -61,6 +90,7 @@ impl World {
             settings: self.settings.clone(),
             events: self.events.clone(),
             answers: self.answers.clone(),
+            stock: Some(self.stock.clone()),
         }
     }
 
@@ -523,4 +553,208 @@ async fn a_price_upload_expects_amazons_answer_per_queued_row() {
     // Running it again (a redelivery) repeats nothing.
     w.upload("prices/p.csv", "v1", "ignored").await;
     assert_eq!(w.prices.sent.lock().unwrap().len(), 2);
+}
+
+impl World {
+    async fn on_hand(&self, sku: &str) -> Option<u32> {
+        self.on_hand
+            .on_hand("H1", sku)
+            .await
+            .unwrap()
+            .map(|f| f.on_hand)
+    }
+    async fn pending(&self) -> Vec<String> {
+        self.ledger.pending(LOC).await.unwrap()
+    }
+    /// Clears every mark (as a push would).
+    async fn pushed(&self) {
+        for p in self
+            .ledger
+            .positions(LOC, &self.pending().await)
+            .await
+            .unwrap()
+        {
+            self.ledger
+                .finish(LOC, &p.sku, p.pending_gen, None)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_inventory_delta_stores_figures_marks_them_pending_and_reports_bad_rows() {
+    let w = World::new();
+    let s = w
+        .upload(
+            "inventory/delta/i.csv",
+            "v1",
+            "hub,sku,on_hand,as_of\nH1,A,5,\nH1,B,3,2026-11-21T07:00:00Z\nH2,C,1,\nH1,D,-1,\nH1,A,6,\n",
+        )
+        .await;
+    assert_eq!(
+        (s.status.as_str(), s.rows_read, s.accepted, s.rejected),
+        ("processed", 5, 2, 3),
+        "{s:?}"
+    );
+    assert_eq!((s.kind, s.mode), (Some(Kind::Inventory), Some(Mode::Delta)));
+    assert_eq!(
+        (w.on_hand("A").await, w.on_hand("B").await),
+        (Some(5), Some(3))
+    );
+    assert_eq!(w.on_hand("D").await, None);
+    let a = w.on_hand.on_hand("H1", "A").await.unwrap().unwrap();
+    assert_eq!(
+        a.reported_at.to_rfc3339(),
+        "2026-11-21T08:00:00+00:00",
+        "no as_of: the file's own time"
+    );
+    assert_eq!(w.pending().await, ["A", "B"]);
+    let errors = w
+        .reports
+        .get("reports/inventory/delta/i.csv.errors.csv")
+        .unwrap();
+    let lines: Vec<&str> = errors.lines().collect();
+    assert_eq!(lines.len(), 4, "{errors}");
+    assert!(
+        lines[1].starts_with("4,hub,H2,hub H2 is not mapped"),
+        "{errors}"
+    );
+    assert!(lines[2].starts_with("5,on_hand,'-1,"), "{errors}");
+    assert!(lines[3].contains("duplicate SKU"), "{errors}");
+    let events = w.events.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].name, EventName::UploadProcessed);
+    assert_eq!(events[0].fields["kind"], "inventory");
+    assert_eq!(events[0].fields["rowsAccepted"], 2);
+}
+
+#[tokio::test]
+async fn an_older_inventory_figure_never_overwrites_a_newer_one() {
+    let w = World::new();
+    w.upload(
+        "inventory/a.csv",
+        "v1",
+        "hub,sku,on_hand,as_of\nH1,A,5,2026-11-21T09:00:00Z\n",
+    )
+    .await;
+    w.pushed().await;
+    // Without as_of the figure is as of the file (08:00): older than 09:00.
+    let s = w
+        .upload("inventory/b.csv", "v1", "hub,sku,on_hand\nH1,A,2\n")
+        .await;
+    assert_eq!((s.accepted, s.skipped_as_older), (1, 1), "{s:?}");
+    assert_eq!(w.on_hand("A").await, Some(5));
+    assert!(
+        w.pending().await.is_empty(),
+        "nothing changed, nothing to push"
+    );
+    let s = w
+        .upload(
+            "inventory/c.csv",
+            "v1",
+            "hub,sku,on_hand,as_of\nH1,A,7,2026-11-21T10:00:00Z\n",
+        )
+        .await;
+    assert_eq!(s.skipped_as_older, 0);
+    assert_eq!(w.on_hand("A").await, Some(7));
+    assert_eq!(w.pending().await, ["A"]);
+}
+
+#[tokio::test]
+async fn a_full_inventory_file_zeroes_its_hubs_absent_skus_but_not_too_many() {
+    let w = World::new();
+    let mut seed = String::from("hub,sku,on_hand,as_of\n");
+    for c in 'A'..='J' {
+        seed.push_str(&format!("H1,{c},4,2026-11-21T07:00:00Z\n"));
+    }
+    w.upload("inventory/delta/seed.csv", "v1", &seed).await;
+    w.pushed().await;
+
+    // No hub folder: refused whole.
+    let s = w
+        .upload("inventory/full/x.csv", "v1", "hub,sku,on_hand\nH1,A,1\n")
+        .await;
+    assert_eq!(s.status, "rejected");
+    assert!(s.reason.unwrap().contains("inventory/full/<hub>/"));
+
+    // Lists A..H (I and J absent: 2 of 10 = the 20% allowed); a row of another hub is an error.
+    let mut full = String::from("hub,sku,on_hand\n");
+    for c in 'A'..='H' {
+        full.push_str(&format!("H1,{c},4\n"));
+    }
+    full.push_str("H2,Z,1\n");
+    let s = w.upload("inventory/full/H1/f.csv", "v1", &full).await;
+    assert_eq!(
+        (s.status.as_str(), s.zeroed, s.rejected),
+        ("processed", 2, 1),
+        "{s:?}"
+    );
+    assert_eq!(
+        (w.on_hand("I").await, w.on_hand("J").await),
+        (Some(0), Some(0))
+    );
+    assert_eq!(w.on_hand("A").await, Some(4));
+    assert!(w
+        .reports
+        .get("reports/inventory/full/H1/f.csv.errors.csv")
+        .unwrap()
+        .contains("whole stock of hub H1"));
+    w.pushed().await;
+
+    // A broken export listing only A would zero 7 of 8 SKUs in stock: refused, nothing changed.
+    let s = w
+        .upload("inventory/full/H1/g.csv", "v1", "hub,sku,on_hand\nH1,A,3\n")
+        .await;
+    assert_eq!(s.status, "refused");
+    assert!(s.reason.as_deref().unwrap().contains("7 of its 8"), "{s:?}");
+    assert_eq!(w.on_hand("A").await, Some(4));
+    assert_eq!(w.on_hand("B").await, Some(4));
+    assert!(w.pending().await.is_empty());
+    // The seller's consent in the file name.
+    let s = w
+        .upload(
+            "inventory/full/H1/g-allow-mass-zero.csv",
+            "v1",
+            "hub,sku,on_hand\nH1,A,3\n",
+        )
+        .await;
+    assert_eq!((s.status.as_str(), s.zeroed), ("processed", 7));
+    assert_eq!(w.on_hand("B").await, Some(0));
+    assert_eq!(w.pending().await.len(), 8);
+}
+
+#[tokio::test]
+async fn catalog_changes_to_what_is_advertised_mark_the_skus_pending() {
+    let w = World::new();
+    // Only SKUs the hub has stock figures for can be pushed (C has none: never marked).
+    w.ledger.set_on_hand("H1", "A", 5);
+    w.ledger.set_on_hand("H1", "B", 5);
+    w.upload(
+        "catalog/delta/c.csv",
+        "v1",
+        "sku,asin,title\nA,B000000001,Mug\nB,B000000002,Cup\nC,B000000003,Jug\n",
+    )
+    .await;
+    assert_eq!(w.pending().await, ["A", "B"], "new SKUs with stock");
+    w.pushed().await;
+    // A title changes nothing we advertise; safety_stock and enabled do.
+    w.upload(
+        "catalog/delta/c.csv",
+        "v2",
+        "sku,asin,title,safety_stock\nA,B000000001,Big mug,\nB,B000000002,Cup,2\n",
+    )
+    .await;
+    assert_eq!(w.pending().await, ["B"]);
+    w.pushed().await;
+    // Full mode: A is absent, so disabled; that is a change too.
+    let s = w
+        .upload(
+            "catalog/full/c-allow-mass-disable.csv",
+            "v1",
+            "sku,asin\nB,B000000002\n",
+        )
+        .await;
+    assert_eq!(s.disabled, 2);
+    assert_eq!(w.pending().await, ["A"]);
 }

@@ -24,6 +24,7 @@ struct Collected {
         Option<u32>,
     )>,
     prices: Vec<(u64, String, String, String, Option<String>, bool)>,
+    stock: Vec<(u64, String, String, u32, Option<String>)>,
     errors: Vec<RowError>,
     extra: Vec<String>,
     delimiter: u8,
@@ -55,6 +56,13 @@ fn read_all(kind: Kind, input: impl Read) -> Result<Collected, FileRejection> {
                 c.currency_str().to_string(),
                 c.marketplace_id.map(str::to_string),
                 c.force,
+            )),
+            Outcome::Inventory(c) => out.stock.push((
+                p.line,
+                c.hub.to_string(),
+                c.sku.to_string(),
+                c.on_hand,
+                c.as_of.map(|t| t.to_rfc3339()),
             )),
             Outcome::Rejected(e) => out.errors.extend_from_slice(e),
         }
@@ -339,4 +347,46 @@ fn a_quote_never_closed_rejects_the_file_naming_the_line_it_opened() {
     assert_eq!(c.catalog.len(), 2);
     let e = catalog("\u{feff}\"sku\",asin,title\nA-1,B07XJ8C8F5,\"open").unwrap_err();
     assert!(e.message.contains("line 2 opens"), "{e}");
+}
+
+#[test]
+fn inventory_rows_validate_hub_on_hand_and_as_of_in_any_dialect() {
+    let text = "Hub;SKU;On Hand;As Of\r\nH1;A;5;\r\nH1;B;0;2026-12-01T08:00:00+01:00\r\n;C;1;\r\nH1;D;;\r\nH1;E;-2;\r\nH1;F;1;yesterday\r\nH1;A;6;\r\nH2;A;6;\r\n";
+    let c = read_all(Kind::Inventory, text.as_bytes()).unwrap();
+    assert_eq!(c.delimiter, b';');
+    assert_eq!(
+        c.stock,
+        [
+            (2, "H1".into(), "A".into(), 5, None),
+            (
+                3,
+                "H1".into(),
+                "B".into(),
+                0,
+                Some("2026-12-01T07:00:00+00:00".into())
+            ),
+            (9, "H2".into(), "A".into(), 6, None),
+        ]
+    );
+    let errors: Vec<(u64, &str)> = c
+        .errors
+        .iter()
+        .map(|e| (e.line, e.column.as_str()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (4, "hub"),
+            (5, "on_hand"),
+            (6, "on_hand"),
+            (7, "as_of"),
+            (8, "sku")
+        ]
+    );
+    assert!(c.errors[4]
+        .reason
+        .contains("line 2 already has it for this hub"));
+    let e = read_all(Kind::Inventory, "sku,on_hand\nA,1\n".as_bytes()).unwrap_err();
+    assert_eq!(e.kind, RejectionKind::MissingColumns);
+    assert!(e.message.contains("missing required column hub"), "{e}");
 }
