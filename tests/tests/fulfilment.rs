@@ -407,7 +407,10 @@ async fn packed_to_shipped_through_the_queue() -> Result<()> {
         (&bad_weight_unit, "weight unit must be G, KG, LB or OZ"),
         (&zero, "package BOX-1, line 1: quantity must be at least 1"),
         (&no_country, "line 3 (CAP-03): countryOfOrigin is required"),
-        (&no_hazmat, "package BOX-2: holds a line that requires hazmat labels"),
+        (
+            &no_hazmat,
+            "package BOX-2: holds a line that requires hazmat labels",
+        ),
     ] {
         let (status, out) = w.call("POST", &path, body.clone()).await?;
         assert_eq!(status, 422, "{out}");
@@ -624,7 +627,11 @@ async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
         .into_iter()
         .filter(|c| c["path"].as_str().unwrap_or("").ends_with(&probe))
         .collect();
-    assert_eq!(log.iter().filter(|c| c["status"] == 200).count(), 8, "{log:?}");
+    assert_eq!(
+        log.iter().filter(|c| c["status"] == 200).count(),
+        8,
+        "{log:?}"
+    );
     let mut at: Vec<i64> = log
         .iter()
         .map(|c| {
@@ -641,16 +648,18 @@ async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
             t - at[0]
         );
     }
-    let bucket = w
-        .t
-        .dynamodb
-        .get_item()
-        .table_name(w.t.stack.table("CursorsTable"))
-        .key("pk", AttributeValue::S("RATELIMIT#getShipment".into()))
-        .key("sk", AttributeValue::S("BUCKET".into()))
-        .send()
-        .await?;
-    assert!(bucket.item.is_some(), "the shared bucket lives in CursorsTable");
+    let bucket =
+        w.t.dynamodb
+            .get_item()
+            .table_name(w.t.stack.table("CursorsTable"))
+            .key("pk", AttributeValue::S("RATELIMIT#getShipment".into()))
+            .key("sk", AttributeValue::S("BUCKET".into()))
+            .send()
+            .await?;
+    assert!(
+        bucket.item.is_some(),
+        "the shared bucket lives in CursorsTable"
+    );
     // MFN with an invoice Amazon requires: packages, options, invoice, labels (PDF).
     let id = w
         .handed_over(
@@ -691,7 +700,10 @@ async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
     // retrieveShippingOptions only reads: its lost answer is simply asked for again.
     let options = w.calls("retrieveShippingOptions", &id).await?;
     assert_eq!(options.len(), 2, "{options:?}");
-    assert!(options[0].2.contains("ApplyThenFail") && options[1].0 == 200, "{options:?}");
+    assert!(
+        options[0].2.contains("ApplyThenFail") && options[1].0 == 200,
+        "{options:?}"
+    );
     let labels = w.calls("generateShipLabels", &id).await?;
     // GENERATE applied but its answer lost: the files come from one REGENERATE.
     assert_eq!(labels.len(), 2, "{labels:?}");
@@ -774,8 +786,14 @@ async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
     assert_eq!(f.packages_at_amazon, Some(2));
     let sim = w.admin.shipment(&id).await?;
     assert_eq!(sim["shipment"]["packages"][0]["weight"]["value"], "900");
-    assert_eq!(f.labels["P1"].generation, 1, "the re-pack's own first label");
-    assert!(f.invoice.as_ref().unwrap().key.contains("invoice-v2"), "{f:?}");
+    assert_eq!(
+        f.labels["P1"].generation, 1,
+        "the re-pack's own first label"
+    );
+    assert!(
+        f.invoice.as_ref().unwrap().key.contains("invoice-v2"),
+        "{f:?}"
+    );
 
     // Shipped, the SHIPPED applied at Amazon and answered 500: read back, not sent again.
     w.admin
@@ -899,7 +917,11 @@ async fn cancellations_both_ways() -> Result<()> {
     );
     let stored = w.orders.shipments.get(&b).await?.unwrap();
     assert!(stored.fulfilment.is_none() && stored.stage == Stage::HandedOver);
-    assert_eq!(w.applied("processShipment", &b).await?, 1, "only the CONFIRM");
+    assert_eq!(
+        w.applied("processShipment", &b).await?,
+        1,
+        "only the CONFIRM"
+    );
     // Refused: Amazon's status no longer allows rejection once labels exist.
     w.admin.advance_shipment(&b, "SHIPLABEL_GENERATED").await?;
     let processor = w.orders.processor(&inv());
@@ -942,7 +964,11 @@ async fn cancellations_both_ways() -> Result<()> {
     assert_eq!(out["stage"], "held");
     let packed_local = json!({"packages": [package("L1", "500", json!([{"packageLineItemId": "1", "quantity": 2}]))]});
     let (status, out) = w
-        .call("POST", &format!("/v1/shipments/{local}/packed"), packed_local)
+        .call(
+            "POST",
+            &format!("/v1/shipments/{local}/packed"),
+            packed_local,
+        )
         .await?;
     assert_eq!(status, 409, "{out}");
     assert!(

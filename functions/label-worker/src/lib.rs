@@ -66,6 +66,9 @@ mod tests {
             "template.yaml's Labels event source must cap instances at {MAX_INSTANCES}"
         );
         assert!(!section.contains("ReservedConcurrentExecutions:"));
-        assert!(section.contains("CURSORS_TABLE: !Ref CursorsTable"), "the shared buckets");
+        assert!(
+            section.contains("CURSORS_TABLE: !Ref CursorsTable"),
+            "the shared buckets"
+        );
     }
 }

@@ -524,11 +524,7 @@ mod tests {
         assert!(check_whole(&r, &lines(&[("1", 2), ("2", 1)])).is_ok());
         assert!(check_whole(&r, &lines(&[("1", 1), ("2", 1), ("1", 1)])).is_ok());
         // Some units of a line, or some lines: refused, saying why Amazon cannot.
-        for partial in [
-            lines(&[("1", 1), ("2", 1)]),
-            lines(&[("1", 2)]),
-            lines(&[]),
-        ] {
+        for partial in [lines(&[("1", 1), ("2", 1)]), lines(&[("1", 2)]), lines(&[])] {
             let e = check_whole(&r, &partial).unwrap_err().to_string();
             assert!(e.contains(NO_PARTIAL_REJECT), "{e}");
         }

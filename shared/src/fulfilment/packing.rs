@@ -288,7 +288,8 @@ mod tests {
             "packageLineItems": [{"packageLineItemId": "1", "quantity": 1,
                 "itemValue": {"value": "10.00", "currencyCode": "USD"}}]}]);
         assert_eq!(problems(&r, &pkg(ok.clone())), Vec::<String>::new());
-        let cases: [(&dyn Fn(&mut serde_json::Value), &str); 8] = [
+        type Change<'a> = &'a dyn Fn(&mut serde_json::Value);
+        let cases: [(Change, &str); 8] = [
             (
                 &|v| {
                     v[0].as_object_mut().unwrap().remove("hazmatLabels");
