@@ -10,13 +10,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
+use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
-use flexbridge::fulfilment::ports::JobQueue;
+use flexbridge::fulfilment::ports::{FulfilmentApi, JobQueue};
 use flexbridge::fulfilment::worker::JobOutcome;
 use flexbridge::fulfilment::{FulfilmentService, LabelJob};
 use flexbridge::orders::poller::OrderPoller;
 use flexbridge::orders::{Orders, Stage};
 use flexbridge::runtime::Invocation;
+use flexbridge::spapi::{
+    InvoiceResponse, LabelOperation, Package, ShipLabelsResponse, Shipment, ShippingOptionsResponse,
+};
 use flexbridge::store::catalog::{CatalogItem, CatalogStore, DynamoCatalogStore};
 use flexbridge::store::inventory::{DynamoInventoryStore, InventoryStore};
 use flexbridge::store::settings::{DynamoSettingsStore, SettingsStore};
@@ -279,6 +283,58 @@ impl JobQueue for Parked {
     }
 }
 
+/// Amazon as the label job sees it, except that Amazon cancels the shipment right after its
+/// packages are created (a marketplace cancellation while the job runs).
+struct CancelledAfterPackages {
+    inner: Arc<dyn FulfilmentApi>,
+    admin: AdminClient,
+}
+
+#[async_trait::async_trait]
+impl FulfilmentApi for CancelledAfterPackages {
+    async fn shipment(&self, id: &str) -> flexbridge::Result<Shipment> {
+        self.inner.shipment(id).await
+    }
+    async fn create_packages(&self, id: &str, packages: &[Package]) -> flexbridge::Result<()> {
+        self.inner.create_packages(id, packages).await?;
+        self.admin
+            .cancel_shipment(id)
+            .await
+            .map_err(|e| flexbridge::Error::Internal(format!("{e:#}")))?;
+        Ok(())
+    }
+    async fn update_package(&self, id: &str, package: &Package) -> flexbridge::Result<()> {
+        self.inner.update_package(id, package).await
+    }
+    async fn shipping_options(
+        &self,
+        id: &str,
+        package_id: &str,
+    ) -> flexbridge::Result<ShippingOptionsResponse> {
+        self.inner.shipping_options(id, package_id).await
+    }
+    async fn generate_invoice(&self, id: &str) -> flexbridge::Result<InvoiceResponse> {
+        self.inner.generate_invoice(id).await
+    }
+    async fn retrieve_invoice(&self, id: &str) -> flexbridge::Result<InvoiceResponse> {
+        self.inner.retrieve_invoice(id).await
+    }
+    async fn ship_labels(
+        &self,
+        id: &str,
+        operation: LabelOperation,
+        shipping_option_id: Option<&str>,
+        package_ids: &[String],
+    ) -> flexbridge::Result<ShipLabelsResponse> {
+        self.inner
+            .ship_labels(id, operation, shipping_option_id, package_ids)
+            .await
+    }
+    async fn mark_shipped(&self, id: &str, package_id: &str) -> flexbridge::Result<()> {
+        self.inner.mark_shipped(id, package_id).await
+    }
+}
+
 fn package(id: &str, grams: &str, lines: Value) -> Value {
     json!({"id": id,
         "dimensions": {"length": {"value": "30", "dimensionUnit": "CM"}, "width": {"value": "20", "dimensionUnit": "CM"}, "height": {"value": "10", "dimensionUnit": "CM"}},
@@ -303,21 +359,38 @@ async fn packed_to_shipped_through_the_queue() -> Result<()> {
         .handed_over(
             FLEX,
             json!({"lineItems": [{"sku": "MUG-01", "quantity": 2, "unitPrice": "9.50"},
-                {"sku": "TEE-02", "quantity": 1, "unitPrice": "15.00", "serialNumbersRequired": true}]}),
+                {"sku": "TEE-02", "quantity": 1, "unitPrice": "15.00", "serialNumbersRequired": true},
+                {"sku": "CAP-03", "quantity": 1, "unitPrice": "3.00", "countryOfOriginRequired": true, "hazmatLabelsRequired": true}]}),
         )
         .await?;
     let path = format!("/v1/shipments/{id}/packed");
 
     // Each invalid packing: 422 naming the problem, nothing written, nothing queued.
-    let good = json!({"packages": [
+    let mut good = json!({"packages": [
         package("BOX-1", "450", json!([{"packageLineItemId": "1", "quantity": 2}])),
-        package("BOX-2", "300", json!([{"packageLineItemId": "2", "quantity": 1, "serialNumbers": ["SN-1"]}]))]});
+        package("BOX-2", "300", json!([{"packageLineItemId": "2", "quantity": 1, "serialNumbers": ["SN-1"]},
+            {"packageLineItemId": "3", "quantity": 1, "countryOfOrigin": "DE"}]))]});
+    good["packages"][1]["hazmatLabels"] = json!(["UN3481"]);
     let mut light = good.clone();
     light["packages"][0]["weight"]["value"] = "4".into();
     let mut short = good.clone();
     short["packages"][0]["packageLineItems"][0]["quantity"] = 1.into();
     let mut twice = good.clone();
-    twice["packages"][1]["packageLineItems"] = json!([{"packageLineItemId": "2", "quantity": 1, "serialNumbers": ["SN-1"]}, {"packageLineItemId": "1", "quantity": 1}]);
+    twice["packages"][1]["packageLineItems"][1] = json!({"packageLineItemId": "1", "quantity": 1});
+    let mut no_country = good.clone();
+    no_country["packages"][1]["packageLineItems"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("countryOfOrigin");
+    let mut no_hazmat = good.clone();
+    no_hazmat["packages"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("hazmatLabels");
+    let mut bad_weight_unit = good.clone();
+    bad_weight_unit["packages"][0]["weight"] = json!({"value": "1", "weightUnit": "TON"});
+    let mut zero = good.clone();
+    zero["packages"][0]["packageLineItems"][0]["quantity"] = 0.into();
     let mut no_serial = good.clone();
     no_serial["packages"][1]["packageLineItems"][0]["serialNumbers"] = json!([]);
     let mut stranger = good.clone();
@@ -331,6 +404,13 @@ async fn packed_to_shipped_through_the_queue() -> Result<()> {
         (&no_serial, "0 serial numbers for 1 units"),
         (&stranger, "line 7 is not a line of shipment"),
         (&unit, "height must be a positive value in CM, M or IN"),
+        (&bad_weight_unit, "weight unit must be G, KG, LB or OZ"),
+        (&zero, "package BOX-1, line 1: quantity must be at least 1"),
+        (&no_country, "line 3 (CAP-03): countryOfOrigin is required"),
+        (
+            &no_hazmat,
+            "package BOX-2: holds a line that requires hazmat labels",
+        ),
     ] {
         let (status, out) = w.call("POST", &path, body.clone()).await?;
         assert_eq!(status, 422, "{out}");
@@ -517,6 +597,69 @@ async fn packed_to_shipped_through_the_queue() -> Result<()> {
 #[tokio::test]
 async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
     let w = world("fulfil_faults", false).await?;
+
+    // Two label worker instances (each its own client, as two Lambda instances) share each
+    // Shipments operation's bucket in CursorsTable: 8 getShipment calls split between them
+    // reach Amazon no faster than its limit for the seller (burst 2, then 1/s). Each alone
+    // would allow 2 at once, then 1/s: 4 at once together.
+    let s = w
+        .admin
+        .create_shipment(json!({"locationId": FLEX, "lineItems": [{"sku": "MUG-01", "quantity": 1, "unitPrice": "5.00"}]}))
+        .await?;
+    let probe = s["id"].as_str().unwrap().to_string();
+    let i = inv();
+    let instances = [
+        w.service().await?.fulfiller(&i),
+        w.service().await?.fulfiller(&i),
+    ];
+    let mut calls = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let (f, id) = (instances[n % 2].clone(), probe.clone());
+        calls.spawn(async move { f.amazon.shipment(&id).await.map(|_| ()) });
+    }
+    while let Some(done) = calls.join_next().await {
+        done??;
+    }
+    let log: Vec<Value> = w
+        .admin
+        .calls(Some("getShipment"))
+        .await?
+        .into_iter()
+        .filter(|c| c["path"].as_str().unwrap_or("").ends_with(&probe))
+        .collect();
+    assert_eq!(
+        log.iter().filter(|c| c["status"] == 200).count(),
+        8,
+        "{log:?}"
+    );
+    let mut at: Vec<i64> = log
+        .iter()
+        .map(|c| {
+            chrono::DateTime::parse_from_rfc3339(c["time"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis()
+        })
+        .collect();
+    at.sort();
+    for (k, t) in at.iter().enumerate().skip(2) {
+        assert!(
+            t - at[0] >= (k as i64 - 1) * 1000 - 300,
+            "call {k} reached Amazon {} ms after the first: {at:?}",
+            t - at[0]
+        );
+    }
+    let bucket =
+        w.t.dynamodb
+            .get_item()
+            .table_name(w.t.stack.table("CursorsTable"))
+            .key("pk", AttributeValue::S("RATELIMIT#getShipment".into()))
+            .key("sk", AttributeValue::S("BUCKET".into()))
+            .send()
+            .await?;
+    assert!(
+        bucket.item.is_some(),
+        "the shared bucket lives in CursorsTable"
+    );
     // MFN with an invoice Amazon requires: packages, options, invoice, labels (PDF).
     let id = w
         .handed_over(
@@ -530,7 +673,12 @@ async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
         .await?;
     assert_eq!(status, 202, "{out}");
     // Every step with an effect is applied at Amazon and then answered with a 500.
-    for op in ["createPackages", "generateInvoice", "generateShipLabels"] {
+    for op in [
+        "createPackages",
+        "retrieveShippingOptions",
+        "generateInvoice",
+        "generateShipLabels",
+    ] {
         w.admin
             .script_faults(op, &[FaultKind::ApplyThenFail])
             .await?;
@@ -549,6 +697,13 @@ async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
     );
     assert_eq!(w.applied("generateInvoice", &id).await?, 1);
     assert_eq!(w.applied("retrieveInvoice", &id).await?, 1);
+    // retrieveShippingOptions only reads: its lost answer is simply asked for again.
+    let options = w.calls("retrieveShippingOptions", &id).await?;
+    assert_eq!(options.len(), 2, "{options:?}");
+    assert!(
+        options[0].2.contains("ApplyThenFail") && options[1].0 == 200,
+        "{options:?}"
+    );
     let labels = w.calls("generateShipLabels", &id).await?;
     // GENERATE applied but its answer lost: the files come from one REGENERATE.
     assert_eq!(labels.len(), 2, "{labels:?}");
@@ -612,6 +767,9 @@ async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
             json!({"packages": [package("P9", "900", json!([{"packageLineItemId": "1", "quantity": 1}]))]}))
         .await?;
     assert_eq!(status, 422, "a re-pack keeps the package IDs");
+    w.admin
+        .script_faults("updatePackage", &[FaultKind::ApplyThenFail])
+        .await?;
     w.drain_labels().await?;
     assert_eq!(w.stage(&id).await?, Stage::Labelled);
     assert_eq!(w.applied("updatePackage", &id).await?, 1);
@@ -628,6 +786,29 @@ async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
     assert_eq!(f.packages_at_amazon, Some(2));
     let sim = w.admin.shipment(&id).await?;
     assert_eq!(sim["shipment"]["packages"][0]["weight"]["value"], "900");
+    assert_eq!(
+        f.labels["P1"].generation, 1,
+        "the re-pack's own first label"
+    );
+    assert!(
+        f.invoice.as_ref().unwrap().key.contains("invoice-v2"),
+        "{f:?}"
+    );
+
+    // Shipped, the SHIPPED applied at Amazon and answered 500: read back, not sent again.
+    w.admin
+        .script_faults("updatePackageStatus", &[FaultKind::ApplyThenFail])
+        .await?;
+    let (status, out) = w
+        .call("POST", &format!("/v1/shipments/{id}/shipped"), json!({}))
+        .await?;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["stage"], "shipped");
+    assert_eq!(w.applied("updatePackageStatus", &id).await?, 1);
+    assert_eq!(
+        w.admin.shipment(&id).await?["shipment"]["status"],
+        "SHIPPED"
+    );
 
     // A seller-uploaded invoice (Amazon does not require one here): stored, used, not generated.
     let own = w
@@ -700,7 +881,25 @@ async fn cancellations_both_ways() -> Result<()> {
     assert_eq!(c[0]["cancelledBy"], "seller");
     assert_eq!(c[0]["reason"], "CUSTOMER_REQUESTED");
 
-    // Partial cancellation is not something Amazon supports: refused, naming the line.
+    // A cancelled shipment cannot be packed (409, nothing written).
+    let packed_a = json!({"packages": [package("A1", "500", json!([{"packageLineItemId": "1", "quantity": 2}]))]});
+    let (status, out) = w
+        .call("POST", &format!("/v1/shipments/{a}/packed"), packed_a)
+        .await?;
+    assert_eq!(status, 409, "{out}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cancel"),
+        "{out}"
+    );
+    let stored = w.orders.shipments.get(&a).await?.unwrap();
+    assert!(stored.fulfilment.unwrap().packages.is_empty());
+
+    // Partial cancellation is not something Amazon supports (the model: "does not support
+    // partial cancellation of a shipment or its line items"): refused, naming the line and
+    // why, nothing written or sent. Naming every open unit is the whole shipment.
     let b = w.handed_over(FLEX, one.clone()).await?;
     let (status, out) = w
         .call(
@@ -710,6 +909,19 @@ async fn cancellations_both_ways() -> Result<()> {
         )
         .await?;
     assert_eq!(status, 422, "{out}");
+    let message = out["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("line 1 (MUG-01): 1 of 2 open units")
+            && message.contains("does not support partial cancellation"),
+        "{out}"
+    );
+    let stored = w.orders.shipments.get(&b).await?.unwrap();
+    assert!(stored.fulfilment.is_none() && stored.stage == Stage::HandedOver);
+    assert_eq!(
+        w.applied("processShipment", &b).await?,
+        1,
+        "only the CONFIRM"
+    );
     // Refused: Amazon's status no longer allows rejection once labels exist.
     w.admin.advance_shipment(&b, "SHIPLABEL_GENERATED").await?;
     let processor = w.orders.processor(&inv());
@@ -750,6 +962,22 @@ async fn cancellations_both_ways() -> Result<()> {
         .await?;
     assert_eq!(status, 202, "{out}");
     assert_eq!(out["stage"], "held");
+    let packed_local = json!({"packages": [package("L1", "500", json!([{"packageLineItemId": "1", "quantity": 2}]))]});
+    let (status, out) = w
+        .call(
+            "POST",
+            &format!("/v1/shipments/{local}/packed"),
+            packed_local,
+        )
+        .await?;
+    assert_eq!(status, 409, "{out}");
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("has a seller cancellation"),
+        "{out}"
+    );
     assert_eq!(
         w.applied("processShipment", &local).await?,
         1,
@@ -794,6 +1022,50 @@ async fn cancellations_both_ways() -> Result<()> {
     let c = facts(&events, "ShipmentCancelled", &mid);
     assert_eq!(c.len(), 1, "{events:?}");
     assert_eq!(c[0]["cancelledBy"], "amazon");
+
+    // Amazon cancels while the job runs (right after createPackages): the next step is refused
+    // by Amazon, the job reads the shipment back, tells the warehouse and stops there.
+    let running = w.handed_over(FLEX, one.clone()).await?;
+    let packed = json!({"packages": [package("R1", "500", json!([{"packageLineItemId": "1", "quantity": 2}]))]});
+    service
+        .fulfiller(&i)
+        .packed(&running, serde_json::from_value(packed)?)
+        .await?;
+    let mut fulfiller = service.fulfiller(&i);
+    fulfiller.amazon = Arc::new(CancelledAfterPackages {
+        inner: fulfiller.amazon.clone(),
+        admin: AdminClient::new(&w.t.sim().base_url),
+    });
+    let job = LabelJob {
+        shipment_id: running.clone(),
+        pack_version: 1,
+    };
+    let outcome = fulfiller.run_label_job(&job, &i).await?;
+    assert!(
+        matches!(&outcome, JobOutcome::Stopped { reason } if reason.contains("cancelled")),
+        "{outcome:?}"
+    );
+    assert_eq!(w.stage(&running).await?, Stage::Cancelled);
+    assert_eq!(w.applied("createPackages", &running).await?, 1);
+    assert_eq!(w.applied("generateShipLabels", &running).await?, 0);
+    let f = w
+        .orders
+        .shipments
+        .get(&running)
+        .await?
+        .unwrap()
+        .fulfilment
+        .unwrap();
+    let steps: Vec<&str> = f.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(steps, ["packed", "packages", "stopped"]);
+    w.events(&mut events).await?;
+    let c = facts(&events, "ShipmentCancelled", &running);
+    assert_eq!(c.len(), 1, "{events:?}");
+    assert_eq!(c[0]["cancelledBy"], "amazon");
+    // Delivered again, the job stops at once.
+    let again = service.fulfiller(&i).run_label_job(&job, &i).await?;
+    assert!(matches!(again, JobOutcome::Stopped { .. }), "{again:?}");
+    assert_eq!(w.applied("generateShipLabels", &running).await?, 0);
 
     // Ship-by awareness: an unlabelled shipment inside the alert window raises it once.
     settings

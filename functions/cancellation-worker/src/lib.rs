@@ -1,6 +1,8 @@
 //! The cancellation worker (SQS: CancellationsQueue). Each message is a
 //! `fulfilment::CancelJob` (`{shipmentId, referenceId}`) queued by the warehouse API's cancel
 //! route; `Fulfiller::run_cancel_job` sends the REJECT once and tells the warehouse.
+//! Up to `MAX_INSTANCES` instances run at once (template.yaml, `ScalingConfig.MaximumConcurrency`),
+//! their Shipments calls paced by buckets shared in CursorsTable (`FulfilmentService::from_env`).
 
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsEvent;
@@ -8,6 +10,9 @@ use flexbridge::fulfilment::{CancelJob, FulfilmentService};
 use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
 use flexbridge::{Env, Error, Result};
 use serde_json::Value;
+
+/// `ScalingConfig.MaximumConcurrency` of the `Cancellations` event source in template.yaml.
+pub const MAX_INSTANCES: u32 = 2;
 
 pub struct CancellationWorker {
     pub service: FulfilmentService,
@@ -40,5 +45,28 @@ impl Function for CancellationWorker {
         })
         .await;
         Ok(serde_json::to_value(response)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_are_capped_by_the_event_source_not_reserved_concurrency() {
+        let template = include_str!("../../../template.yaml");
+        let at = template
+            .find("CancellationWorkerFunction:")
+            .expect("the function");
+        let section = &template[at..at + template[at..].find("\n\n").unwrap_or(4000)];
+        assert!(
+            section.contains(&format!("MaximumConcurrency: {MAX_INSTANCES}")),
+            "template.yaml's Cancellations event source must cap instances at {MAX_INSTANCES}"
+        );
+        assert!(!section.contains("ReservedConcurrentExecutions:"));
+        assert!(
+            section.contains("CURSORS_TABLE: !Ref CursorsTable"),
+            "the shared buckets"
+        );
     }
 }

@@ -3,6 +3,9 @@
 //! reprint is asked for; `Fulfiller::run_label_job` resumes it at its first step not done.
 //! Jobs of one batch run side by side: each Shipments operation has its own rate bucket, so
 //! one shipment's createPackages and another's generateShipLabels do not wait for each other.
+//! Up to `MAX_INSTANCES` instances run at once (template.yaml, `ScalingConfig.MaximumConcurrency`);
+//! their buckets are shared in CursorsTable (`FulfilmentService::from_env`), so together they
+//! stay within Amazon's per-operation limits.
 
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsEvent;
@@ -13,6 +16,8 @@ use serde_json::Value;
 
 /// Label jobs worked on at once within one invocation.
 pub const CONCURRENCY: usize = 10;
+/// `ScalingConfig.MaximumConcurrency` of the `Labels` event source in template.yaml.
+pub const MAX_INSTANCES: u32 = 2;
 
 pub struct LabelWorker {
     pub service: FulfilmentService,
@@ -44,5 +49,26 @@ impl Function for LabelWorker {
         })
         .await;
         Ok(serde_json::to_value(response)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_are_capped_by_the_event_source_not_reserved_concurrency() {
+        let template = include_str!("../../../template.yaml");
+        let at = template.find("LabelWorkerFunction:").expect("the function");
+        let section = &template[at..at + template[at..].find("\n\n").unwrap_or(4000)];
+        assert!(
+            section.contains(&format!("MaximumConcurrency: {MAX_INSTANCES}")),
+            "template.yaml's Labels event source must cap instances at {MAX_INSTANCES}"
+        );
+        assert!(!section.contains("ReservedConcurrentExecutions:"));
+        assert!(
+            section.contains("CURSORS_TABLE: !Ref CursorsTable"),
+            "the shared buckets"
+        );
     }
 }

@@ -96,6 +96,21 @@ fn too_large() -> ApiError {
     )
 }
 
+/// An encoded `/` or `\`, a NUL, or a `.`/`..` segment (raw or encoded): traversal attempts.
+fn hostile_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if ["%2f", "%5c", "\\", "%00"]
+        .iter()
+        .any(|bad| lower.contains(bad))
+    {
+        return true;
+    }
+    lower.split('/').any(|segment| {
+        let segment = segment.replace("%2e", ".");
+        segment == "." || segment == ".."
+    })
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -116,6 +131,15 @@ async fn check_and_run(
     invocation: &Invocation,
 ) -> Result<Response, ApiError> {
     let (mut parts, body) = req.into_parts();
+
+    // 0. a path that would name something else once decoded: no route takes one
+    if hostile_path(parts.uri.path()) {
+        return Err(ApiError::bad_request(
+            "invalid_path",
+            "the path has an encoded '/' or '\\', a NUL, or a '.' or '..' segment; \
+             IDs in paths are sent as they are",
+        ));
+    }
 
     // 1. size, before reading more than the limit
     let declared = header_str(&parts.headers, header::CONTENT_LENGTH.as_str())

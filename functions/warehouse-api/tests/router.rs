@@ -750,3 +750,152 @@ async fn the_route_gets_the_request_id_deadline_and_claim() {
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["retaken"], true);
 }
+
+/// Hostile values (issue 12, "Inputs under attack"): wrongly typed fields, numbers too large for
+/// their field, negative quantities, on the inventory report and the fulfilment bodies, and
+/// paths with encoded traversal. Each is refused with its code before any route runs; nothing
+/// is written or claimed.
+#[tokio::test]
+async fn hostile_values_are_refused_with_their_code_and_write_nothing() {
+    let f = fixture();
+    let t = now();
+    let inventory = |body: &str| signed("POST", "/v1/inventory", body, Some("h"), t);
+    let cases: Vec<(&str, Request<Body>, StatusCode, &str)> = vec![
+        (
+            "onHand as a string",
+            inventory(r#"{"items":[{"hub":"BER1","sku":"MUG-01","onHand":"12"}]}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "onHand beyond u32",
+            inventory(r#"{"items":[{"hub":"BER1","sku":"MUG-01","onHand":4294967296}]}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "onHand with 30 digits",
+            inventory(
+                r#"{"items":[{"hub":"BER1","sku":"MUG-01","onHand":123456789012345678901234567890}]}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "onHand as a fraction",
+            inventory(r#"{"items":[{"hub":"BER1","sku":"MUG-01","onHand":1.5}]}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "onHand negative",
+            inventory(r#"{"items":[{"hub":"BER1","sku":"MUG-01","onHand":-3}]}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "items not a list",
+            inventory(r#"{"items":{"hub":"BER1"}}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "packed: a negative quantity",
+            signed(
+                "POST",
+                "/v1/shipments/S1/packed",
+                r#"{"packages":[{"id":"P1","dimensions":{"length":{"value":"1","dimensionUnit":"CM"},"width":{"value":"1","dimensionUnit":"CM"},"height":{"value":"1","dimensionUnit":"CM"}},"weight":{"value":"10","weightUnit":"G"},"packageLineItems":[{"packageLineItemId":"1","quantity":-1e30}]}]}"#,
+                Some("h"),
+                t,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "packed: packages not a list",
+            signed(
+                "POST",
+                "/v1/shipments/S1/packed",
+                r#"{"packages":"all of them"}"#,
+                Some("h"),
+                t,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "cancel: an unknown reason",
+            signed(
+                "POST",
+                "/v1/shipments/S1/cancel",
+                r#"{"reason":"BORED"}"#,
+                Some("h"),
+                t,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            "encoded traversal in the shipment id",
+            signed(
+                "POST",
+                "/v1/shipments/..%2F..%2Finventory/cancel",
+                r#"{"reason":"OUT_OF_STOCK"}"#,
+                Some("h"),
+                t,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+        (
+            "encoded dot segment",
+            signed("GET", "/v1/shipments/%2E%2E/labels", "", None, t),
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+        (
+            "raw dot segment",
+            signed(
+                "POST",
+                "/v1/shipments/S1/../../inventory",
+                "{}",
+                Some("h"),
+                t,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+        (
+            "encoded backslash",
+            signed("GET", "/v1/returns/R1%5C..%5Cx", "", None, t),
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+        (
+            "cancel: a quantity beyond u32",
+            signed(
+                "POST",
+                "/v1/shipments/S1/cancel",
+                r#"{"reason":"OUT_OF_STOCK","lines":[{"lineId":"1","quantity":99999999999}]}"#,
+                Some("h"),
+                t,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+    ];
+    for (name, req, want_status, want_code) in cases {
+        let (status, body, _) = send(&f.app, req).await;
+        assert_eq!(status, want_status, "{name}: {body}");
+        assert_eq!(body["error"]["code"], want_code, "{name}: {body}");
+        assert!(
+            f.idem.record("warehouse#h").is_none(),
+            "{name}: idempotency claim left behind"
+        );
+        assert!(
+            f.on_hand.on_hand("BER1", "MUG-01").await.unwrap().is_none(),
+            "{name}"
+        );
+    }
+    assert!(f.events.events().is_empty());
+}

@@ -31,7 +31,8 @@ pub struct PackedRequest {
 pub struct CancelRequest {
     pub reason: RejectReason,
     /// Lines to cancel (`{lineId, quantity}`); absent = the whole shipment. Amazon supports
-    /// whole-shipment rejection only, so the lines must cover every open unit.
+    /// whole-shipment rejection only ([`NO_PARTIAL_REJECT`]), so the lines must cover every
+    /// open unit.
     #[serde(default)]
     pub lines: Option<Vec<CancelLine>>,
 }
@@ -78,6 +79,14 @@ pub struct Accepted {
 }
 
 const MAX_CONFLICTS: usize = 8;
+
+/// Why some lines cannot be cancelled alone. processShipment's REJECT body has a line list
+/// (`lineItems[{lineItem{id, quantity}, reason}]`), but the External Fulfillment Shipments model
+/// (2024-09-11, `Cancellations`) states: "Currently, SmartConnect does not support partial
+/// cancellation of a shipment or its line items"; a REJECT cancels every line.
+pub const NO_PARTIAL_REJECT: &str = "Amazon cannot cancel part of a shipment: the External \
+    Fulfillment API does not support partial cancellation of a shipment or its line items (a \
+    REJECT cancels every line), so list every line with all its open units, or omit lines";
 
 fn conflict(msg: String) -> Error {
     Error::Conflict(msg)
@@ -453,8 +462,7 @@ fn check_whole(r: &ShipmentRecord, lines: &[CancelLine]) -> Result<()> {
             .sum();
         if asked != l.open_units() {
             return Err(Error::InvalidInput(format!(
-                "line {} ({}): {asked} of {} open units asked; Amazon rejects whole shipments only \
-                 (no partial cancellation), so list every line with all its open units or omit lines",
+                "line {} ({}): {asked} of {} open units asked to be cancelled. {NO_PARTIAL_REJECT}",
                 l.id,
                 l.sku,
                 l.open_units()
@@ -486,5 +494,43 @@ fn busy(id: &str) -> Error {
     Error::Transient {
         message: format!("shipment {id} kept changing while being processed"),
         after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orders::model::{fixtures, AmazonShipment};
+
+    fn lines(v: &[(&str, u32)]) -> Vec<CancelLine> {
+        v.iter()
+            .map(|(id, q)| CancelLine {
+                line_id: id.to_string(),
+                quantity: *q,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_whole_shipments_can_be_cancelled() {
+        let v = fixtures::shipment(
+            "S1",
+            "CONFIRMED",
+            "2026-11-21T08:00:00Z",
+            &[("A", 2), ("B", 1)],
+        );
+        let r = AmazonShipment::from_json(&v).unwrap().record;
+        // Every line with all its open units: the whole shipment.
+        assert!(check_whole(&r, &lines(&[("1", 2), ("2", 1)])).is_ok());
+        assert!(check_whole(&r, &lines(&[("1", 1), ("2", 1), ("1", 1)])).is_ok());
+        // Some units of a line, or some lines: refused, saying why Amazon cannot.
+        for partial in [lines(&[("1", 1), ("2", 1)]), lines(&[("1", 2)]), lines(&[])] {
+            let e = check_whole(&r, &partial).unwrap_err().to_string();
+            assert!(e.contains(NO_PARTIAL_REJECT), "{e}");
+        }
+        let e = check_whole(&r, &lines(&[("1", 2), ("2", 1), ("9", 1)]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 9 is not a line of shipment S1"), "{e}");
     }
 }

@@ -273,6 +273,76 @@ mod tests {
     }
 
     #[test]
+    fn compliance_requirements_and_units_are_checked() {
+        let mut v = fixtures::shipment("S2", "CONFIRMED", "2026-11-21T08:00:00Z", &[("H", 1)]);
+        let ca = &mut v["lineItems"][0]["complianceAttributes"];
+        ca["hazmatLabelsRequirement"] = "REQUIRED".into();
+        ca["itemValueRequirement"] = "REQUIRED".into();
+        ca["serialNumberRequirement"] = "DISALLOWED".into();
+        ca["countryOfOriginRequirement"] = "DISALLOWED".into();
+        let mut r = AmazonShipment::from_json(&v).unwrap().record;
+        r.stage = Stage::HandedOver;
+        let ok = json!([{"id": "H1",
+            "dimensions": {"length": {"value": "1", "dimensionUnit": "M"}, "width": {"value": "4", "dimensionUnit": "IN"}, "height": {"value": "5", "dimensionUnit": "CM"}},
+            "weight": {"value": "2", "weightUnit": "LB"}, "hazmatLabels": ["UN3481"],
+            "packageLineItems": [{"packageLineItemId": "1", "quantity": 1,
+                "itemValue": {"value": "10.00", "currencyCode": "USD"}}]}]);
+        assert_eq!(problems(&r, &pkg(ok.clone())), Vec::<String>::new());
+        type Change<'a> = &'a dyn Fn(&mut serde_json::Value);
+        let cases: [(Change, &str); 8] = [
+            (
+                &|v| {
+                    v[0].as_object_mut().unwrap().remove("hazmatLabels");
+                },
+                "package H1: holds a line that requires hazmat labels",
+            ),
+            (
+                &|v| {
+                    v[0]["packageLineItems"][0]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("itemValue");
+                },
+                "line 1 (H): itemValue is required",
+            ),
+            (
+                &|v| v[0]["packageLineItems"][0]["serialNumbers"] = json!(["SN"]),
+                "serial numbers are not allowed for this line",
+            ),
+            (
+                &|v| v[0]["packageLineItems"][0]["countryOfOrigin"] = "DE".into(),
+                "countryOfOrigin is not allowed for this line",
+            ),
+            (
+                &|v| v[0]["weight"] = json!({"value": "0.17", "weightUnit": "OZ"}),
+                "weight 4.8 g is below Amazon's minimum of 5 g",
+            ),
+            (
+                &|v| v[0]["weight"] = json!({"value": "-1", "weightUnit": "KG"}),
+                "weight unit must be G, KG, LB or OZ with a positive value",
+            ),
+            (
+                &|v| v[0]["dimensions"]["width"]["value"] = "0".into(),
+                "package H1: width must be a positive value in CM, M or IN",
+            ),
+            (
+                &|v| v[0]["packageLineItems"] = json!([]),
+                "package H1: holds no line items",
+            ),
+        ];
+        for (change, expect) in cases {
+            let mut v = ok.clone();
+            change(&mut v);
+            let p = problems(&r, &pkg(v));
+            assert!(p.iter().any(|m| m.contains(expect)), "{expect}: {p:?}");
+        }
+        assert_eq!(
+            problems(&r, &[]),
+            ["no packages: report at least one package"]
+        );
+    }
+
+    #[test]
     fn cancelled_or_not_handed_over_cannot_be_packed() {
         let mut r = record();
         assert_eq!(not_packable(&r), None);
@@ -280,5 +350,25 @@ mod tests {
         assert!(not_packable(&r).unwrap().contains("cancelled"));
         r.stage = Stage::Held;
         assert!(not_packable(&r).unwrap().contains("held"));
+        r.stage = Stage::Shipped;
+        assert!(not_packable(&r).unwrap().contains("already shipped"));
+        // Cancelled at Amazon, not yet taken into the stage.
+        r.stage = Stage::HandedOver;
+        r.status = "CANCELLED".into();
+        assert!(not_packable(&r).unwrap().contains("CANCELLED at Amazon"));
+        // The warehouse asked to cancel it.
+        r.status = "CONFIRMED".into();
+        let mut f = r.fulfilment();
+        f.cancellation = Some(crate::fulfilment::SellerCancellation {
+            reference_id: "ref".into(),
+            reason: "OUT_OF_STOCK".into(),
+            requested_at: chrono::Utc::now(),
+            state: crate::fulfilment::CancellationState::Queued,
+            note: None,
+        });
+        r.fulfilment = Some(f);
+        assert!(not_packable(&r)
+            .unwrap()
+            .contains("has a seller cancellation"));
     }
 }

@@ -2,6 +2,11 @@
 //! client) plus the bucket and the queues the template gives that function. A function that
 //! has no `BUCKET_NAME`, `LABELS_QUEUE_URL` or `CANCELLATIONS_QUEUE_URL` gets a stand-in that
 //! fails with a configuration error if it is ever used.
+//!
+//! The workers (`from_env`) run as up to `MaximumConcurrency` Lambda instances at once, and
+//! Amazon's Shipments limits (1 request/s, burst 2, per operation) hold for the seller, not per
+//! instance: so every Shipments operation of their client waits on a token bucket shared
+//! through `CURSORS_TABLE` (`store::ratelimit`), as the inventory pusher's batchInventory does.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +19,41 @@ use crate::fulfilment::ports::{JobQueue, LabelFiles, S3LabelFiles, SqsJobQueue};
 use crate::fulfilment::worker::Fulfiller;
 use crate::orders::Orders;
 use crate::runtime::Invocation;
+use crate::spapi::{Operation, SpApiClient};
+use crate::store::ratelimit::DynamoBucketStore;
 
 /// How long the links in `LabelReady` and `GET .../labels` work.
 pub const LINK_TTL: Duration = Duration::from_secs(3600);
+
+/// The Shipments operations fulfilment and orders call, each limited by Amazon per seller.
+pub const SHIPMENTS_OPERATIONS: [Operation; 10] = [
+    Operation::GetShipments,
+    Operation::GetShipment,
+    Operation::ProcessShipment,
+    Operation::CreatePackages,
+    Operation::UpdatePackage,
+    Operation::UpdatePackageStatus,
+    Operation::RetrieveShippingOptions,
+    Operation::GenerateInvoice,
+    Operation::RetrieveInvoice,
+    Operation::GenerateShipLabels,
+];
+
+/// Tokens reserved per DynamoDB round trip. One: at 1 request/s a round trip per call costs
+/// nothing, and a token reserved but held back (while its instance is busy elsewhere) could be
+/// spent later on top of another instance's burst, which Amazon would answer with 429.
+pub const SHARED_BUCKET_CHUNK: u32 = 1;
+
+/// Makes every Shipments call of `client` (and of its clones) wait on buckets shared through
+/// `store` with every other instance.
+pub fn share_shipments_limits(
+    client: &SpApiClient,
+    store: Arc<dyn crate::ratelimit::SharedBucketStore>,
+) {
+    for op in SHIPMENTS_OPERATIONS {
+        client.share_rate_limit(op, store.clone(), None, SHARED_BUCKET_CHUNK);
+    }
+}
 
 #[derive(Clone)]
 pub struct FulfilmentService {
@@ -28,8 +65,18 @@ pub struct FulfilmentService {
 }
 
 impl FulfilmentService {
+    /// The workers' service: [`Self::with_orders`] with the Shipments limits shared across
+    /// instances (`CURSORS_TABLE`).
     pub async fn from_env(env: &Env) -> Result<Self> {
         let orders = Orders::from_env(env).await?;
+        let sdk = crate::aws::config(env).await;
+        share_shipments_limits(
+            orders.client(),
+            Arc::new(DynamoBucketStore::new(
+                crate::aws::dynamodb_client(&sdk),
+                env.require(keys::CURSORS_TABLE)?,
+            )),
+        );
         Self::with_orders(env, orders).await
     }
 

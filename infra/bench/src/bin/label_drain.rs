@@ -1,7 +1,9 @@
-//! Label drain: N packed Seller Flex shipments on LabelsQueue, drained by the label worker (run by
-//! the local runner, one instance as the template reserves) against the simulator with Amazon's
-//! default Shipments limits (1 request/s, burst 2, per operation). Reports shipments per minute,
-//! which operation's limit binds and the share of that limit used, and duplicate package sets or
+//! Label drain: N packed Seller Flex shipments on LabelsQueue, drained by the label worker against
+//! the simulator with Amazon's default Shipments limits (1 request/s, burst 2, per operation).
+//! As many instances as the template's `MaximumConcurrency` (`label_worker::MAX_INSTANCES`) each
+//! poll the queue (one local runner each, so each has its own client: only the buckets shared in
+//! CursorsTable keep them within Amazon's limits together). Reports shipments per minute, which
+//! operation's limit binds and the share of that limit used, and duplicate package sets or
 //! labels (an operation applied more than once for one shipment).
 //!
 //! `cargo run --release -p flexbridge-bench --bin label_drain` (1,000 shipments: about 17 min,
@@ -98,20 +100,26 @@ async fn main() -> Result<()> {
         ids.len()
     );
 
-    // Drain: the label worker alone, as Lambda's SQS event source would run it.
+    // Drain: the label worker alone, as Lambda's SQS event source would run it: one runner
+    // (one function instance, one batch at a time) per instance the event source allows.
     let t0 = Instant::now();
-    let runner = Runner::start(
-        &stack,
-        &overrides,
-        RunnerOptions {
-            run_schedules: false,
-            serve_urls: false,
-            receive_wait: Duration::from_millis(500),
-            only: Some(["LabelWorkerFunction".to_string()].into()),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let mut runners = Vec::new();
+    for _ in 0..label_worker::MAX_INSTANCES {
+        runners.push(
+            Runner::start(
+                &stack,
+                &overrides,
+                RunnerOptions {
+                    run_schedules: false,
+                    serve_urls: false,
+                    receive_wait: Duration::from_millis(500),
+                    only: Some(["LabelWorkerFunction".to_string()].into()),
+                    ..Default::default()
+                },
+            )
+            .await?,
+        );
+    }
     let mut last_print = Instant::now();
     let labelled = loop {
         let n = count_stage(&service, Stage::Labelled).await?;
@@ -129,8 +137,14 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
     let secs = t0.elapsed().as_secs_f64();
-    let stats = runner.function_stats("LabelWorkerFunction");
-    runner.stop().await;
+    let (mut invocations, mut messages_ok, mut messages_failed) = (0, 0, 0);
+    for runner in runners {
+        let stats = runner.function_stats("LabelWorkerFunction");
+        invocations += stats.invocations;
+        messages_ok += stats.messages_ok;
+        messages_failed += stats.messages_failed;
+        runner.stop().await;
+    }
 
     // Amazon's view: every call per operation and shipment (applied = answered 2xx, or applied
     // then failed), and the calls' time span for each operation's limit.
@@ -170,11 +184,9 @@ async fn main() -> Result<()> {
     let (binding_op, efficiency, _) = binding.ok_or_else(|| anyhow!("no operations"))?;
     let per_min = labelled as f64 * 60.0 / secs;
     println!(
-        "{labelled} of {} shipments labelled in {secs:.1} s; worker invocations {}, messages ok {}, failed {}",
+        "{labelled} of {} shipments labelled in {secs:.1} s by {} instances; worker invocations {invocations}, messages ok {messages_ok}, failed {messages_failed}",
         ids.len(),
-        stats.invocations,
-        stats.messages_ok,
-        stats.messages_failed
+        label_worker::MAX_INSTANCES,
     );
     println!("total {:.0} s", started.elapsed().as_secs_f64());
     println!(
