@@ -7,13 +7,11 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::orders::model::{ShipmentRecord, Stage};
+use crate::orders::poller::POLLED_STATUSES;
 use crate::store::cursors::{CursorKind, CursorStore};
 use crate::store::inventory::{PushHalt, PushLedger};
 use crate::store::locations::LocationStore;
 use crate::store::shipments::ShipmentStore;
-
-/// The statuses the order poller keeps a cursor for (`orders::poller`).
-pub const POLLED_STATUSES: [&str; 3] = ["ACCEPTED", "CREATED", "CANCELLED"];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
