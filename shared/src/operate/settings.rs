@@ -240,7 +240,7 @@ impl SettingSpec {
                 Some(s) if choices.contains(&s) => Ok(()),
                 _ => bad(format!("one of {}", choices.join(", "))),
             },
-            Kind::Document(f) => f(value).or_else(|e| bad(e)),
+            Kind::Document(f) => f(value).or_else(bad),
         }
     }
 

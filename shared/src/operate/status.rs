@@ -237,3 +237,118 @@ pub fn history(s: &ShipmentRecord) -> Vec<HistoryEntry> {
     out.sort_by_key(|e| e.at);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::cursors::MemoryCursorStore;
+    use crate::store::inventory::MemoryInventoryStore;
+    use crate::store::locations::{Location, MemoryLocationStore};
+    use crate::store::shipments::MemoryShipmentStore;
+
+    fn loc(id: &str) -> Location {
+        Location {
+            location_id: id.into(),
+            hub_id: format!("HUB-{id}"),
+            name: id.into(),
+            marketplace_id: "M".into(),
+            channel: "FBA".into(),
+            orders_enabled: true,
+            inventory_enabled: true,
+            returns_enabled: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_location_shows_its_poll_lag_pending_stock_and_halt() {
+        let now = Utc::now();
+        let locations = MemoryLocationStore::with(vec![loc("EAST"), loc("WEST")]);
+        let cursors = MemoryCursorStore::new();
+        for (i, status) in POLLED_STATUSES.iter().enumerate() {
+            let at = now - chrono::Duration::seconds(60 + i as i64);
+            cursors
+                .advance(CursorKind::Shipments, "EAST", status, at)
+                .await
+                .unwrap();
+        }
+        // WEST polled only in part: not a successful poll yet.
+        cursors
+            .advance(CursorKind::Shipments, "WEST", "ACCEPTED", now)
+            .await
+            .unwrap();
+        let shipments = MemoryShipmentStore::new();
+        for (id, stage, age) in [("S1", Stage::Received, 300), ("S2", Stage::Held, 10)] {
+            let mut r = ShipmentRecord::unreadable_placeholder(id, "EAST", "ACCEPTED", "");
+            r.unreadable = None;
+            r.stage = stage;
+            r.first_seen_at = now - chrono::Duration::seconds(age);
+            shipments.save(&mut r).await.unwrap();
+        }
+        let ledger = MemoryInventoryStore::new();
+        ledger.mark_pending("EAST", &["A".into()]).await.unwrap();
+        ledger
+            .put_halt(&PushHalt {
+                location_id: "EAST".into(),
+                hub: "HUB-EAST".into(),
+                status: "halted".into(),
+                reason: "would zero 10 SKUs".into(),
+                skus_in_push: 10,
+                skus_zeroed: 10,
+                skus_advertised_before: 10,
+                units_before: 50,
+                units_after: 0,
+                halted_at: now.to_rfc3339(),
+                decided_by: None,
+                decided_at: None,
+            })
+            .await
+            .unwrap();
+
+        let all = locations_status(&locations, &cursors, &shipments, &ledger, now).await;
+        let east = &all[0];
+        assert_eq!(
+            east.last_successful_poll,
+            Some(now - chrono::Duration::seconds(64))
+        );
+        assert_eq!((east.orders_waiting, east.orders_held), (1, 1));
+        assert!(east.order_lag_s.unwrap() >= 300);
+        assert_eq!((east.pending_skus, east.push_lag_s), (1, None));
+        assert_eq!(all[1].last_successful_poll, None);
+        assert_eq!((all[1].pending_skus, all[1].push_lag_s), (0, Some(0)));
+        let status = Status {
+            stack: "s".into(),
+            at: now,
+            heartbeat: None,
+            locations: all,
+            queues: vec![QueueStatus {
+                queue: "UploadsQueue".into(),
+                visible: 0,
+                in_flight: 0,
+                dlq: Some("UploadsDLQ".into()),
+                dlq_visible: 2,
+            }],
+            throttling: vec![],
+        };
+        let problems = status.problems().join("\n");
+        assert!(problems.contains("EAST: inventory push halted (would zero 10 SKUs)"));
+        assert!(problems.contains("WEST: no successful order poll yet"));
+        assert!(problems.contains("2 message(s) parked in UploadsDLQ"));
+
+        let mut r = shipments.get("S1").await.unwrap().unwrap();
+        r.handed_over_at = Some(now);
+        let h = history(&r);
+        assert_eq!(h.first().unwrap().what, "seen by flexbridge");
+        assert!(h.iter().any(|e| e.what == "handed over to the warehouse"));
+        assert!(h.last().unwrap().what.starts_with("stage received"));
+    }
+
+    async fn locations_status(
+        l: &MemoryLocationStore,
+        c: &MemoryCursorStore,
+        s: &MemoryShipmentStore,
+        i: &MemoryInventoryStore,
+        now: DateTime<Utc>,
+    ) -> Vec<LocationStatus> {
+        locations(l, c, s, i, now).await.unwrap()
+    }
+}
