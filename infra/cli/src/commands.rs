@@ -388,10 +388,11 @@ async fn settings(ctx: &Ctx, c: &SettingsCmd) -> Result<Output> {
             })
         }
         SettingsCmd::Log { name } => {
-            if !name.starts_with(hubs::LOG_PREFIX) {
+            let h = store.history(name).await?;
+            // A name never changed and unknown is most likely a typo: say which names exist.
+            if h.is_empty() && !name.starts_with(hubs::LOG_PREFIX) {
                 op_settings::spec(name)?;
             }
-            let h = store.history(name).await?;
             let mut t = String::new();
             if h.is_empty() {
                 let _ = writeln!(t, "{name}: never changed");
