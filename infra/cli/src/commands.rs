@@ -683,11 +683,7 @@ async fn dlq(ctx: &Ctx, c: &DlqCmd) -> Result<Output> {
                 let dlq_id = q.dlq.as_deref().unwrap_or_default();
                 let d = ctx.res.queue(dlq_id)?;
                 let (depth, _) = queue_depth(&ctx.sqs, &d.url).await?;
-                let _ = writeln!(
-                    t,
-                    "{dlq_id} ({} -> {}): {depth} parked",
-                    dlq_id, q.logical_id
-                );
+                let _ = writeln!(t, "{dlq_id} (of {}): {depth} parked", q.logical_id);
                 let mut messages = Vec::new();
                 if depth > 0 && *max > 0 {
                     let out = ctx

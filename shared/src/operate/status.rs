@@ -218,7 +218,10 @@ pub fn history(s: &ShipmentRecord) -> Vec<HistoryEntry> {
                 format!("cancellation requested ({})", c.reason),
             );
         }
-        if let Some(t) = f.shipped_at {
+        if let Some(t) = f
+            .shipped_at
+            .filter(|_| !f.steps.iter().any(|s| s.step == "shipped"))
+        {
             add(t, "shipped".into());
         }
     }
