@@ -11,6 +11,7 @@ pub mod fulfilment;
 pub mod idempotency;
 pub mod inventory;
 pub mod metrics;
+pub mod operate;
 pub mod orders;
 pub mod ratelimit;
 pub mod retry;

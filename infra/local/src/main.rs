@@ -2,7 +2,8 @@
 //!
 //! `cargo run -p flexbridge-local` sets up the tooling venv (first run only), starts moto and
 //! the SP-API simulator, creates every resource from template.yaml, seeds a seller, runs each
-//! capability's scenario with the local runner playing Lambda, and prints a summary.
+//! capability's scenario with the local runner playing Lambda, prints a summary, and ends with
+//! the operator CLI's `status` for the seeded seller.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -255,6 +256,19 @@ async fn run(args: Args) -> Result<bool> {
         "Wall time",
         started.elapsed().as_secs_f64()
     );
+
+    // What an operator sees (`flexbridge --stack <name> status`), for the seeded seller.
+    println!("\n==================== flexbridge status ====================");
+    let cli_vars = [("AWS_ENDPOINT_URL".to_string(), moto.endpoint().to_string())];
+    match flexbridge_cli::run_with(
+        ["flexbridge", "--stack", stack.name.as_str(), "status"],
+        cli_vars.into_iter().collect(),
+    )
+    .await
+    {
+        Ok(out) => print!("{out}"),
+        Err(e) => println!("  flexbridge status failed: {e}"),
+    }
 
     if args.keep_running {
         println!("\nstill running (moto {}, Ctrl-C to stop)", moto.endpoint());

@@ -27,6 +27,27 @@ impl DynamoBucketStore {
     }
 }
 
+impl DynamoBucketStore {
+    /// How far ahead of now bucket `name` is booked (ms; 0 when idle, `None` when never used):
+    /// what a caller asking for a token now would wait (the operator's `status`).
+    pub async fn booked_ahead_ms(&self, name: &str) -> Result<Option<f64>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("RATELIMIT#{name}")))
+            .key("sk", s("BUCKET"))
+            .send()
+            .await
+            .map_err(|e| ddb_error("GetItem", e))?;
+        Ok(out
+            .item
+            .as_ref()
+            .and_then(|i| get_n::<f64>(i, "tat"))
+            .map(|tat| (tat - unix_ms()).max(0.0)))
+    }
+}
+
 #[async_trait]
 impl SharedBucketStore for DynamoBucketStore {
     async fn reserve(&self, name: &str, limit: Limit, tokens: u32) -> Result<f64> {

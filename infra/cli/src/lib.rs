@@ -1,0 +1,242 @@
+//! The operator CLI, `flexbridge`: everything a seller's engineer does by hand, without
+//! touching DynamoDB or SQS directly. It reaches the deployed stack (or the local one) with
+//! the standard AWS credentials and region (and `AWS_ENDPOINT_URL` for moto), and finds the
+//! stack's resources from its name ([`resolve`]). The domain lives in `flexbridge::operate`;
+//! this crate parses, calls it and prints.
+
+pub mod commands;
+pub mod resolve;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use clap;
+pub use commands::Ctx;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "flexbridge",
+    version,
+    about = "Operate a flexbridge stack: status, settings, hubs, uploads, shipments, halted pushes, DLQs",
+    after_help = "The stack is found by name (--stack or FLEXBRIDGE_STACK) with the standard AWS \
+credentials and region (AWS_PROFILE, AWS_REGION, ...; AWS_ENDPOINT_URL for a local moto). \
+Commands that ask Amazon (hubs add, reconcile) use the stack's SP-API secret, SPAPI_REGION \
+(default na) and, locally, SPAPI_ENDPOINT / LWA_ENDPOINT. See docs/runbook.md."
+)]
+pub struct Cli {
+    /// The CloudFormation stack name flexbridge was deployed as (`sam deploy --stack-name`).
+    #[arg(long, env = "FLEXBRIDGE_STACK", global = true)]
+    pub stack: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Per location: last successful order poll, order and push lag, halted pushes; queue and
+    /// DLQ depths; how busy the shared SP-API rate limits are.
+    Status,
+    /// Read, change and audit the seller's settings (every change is validated and logged).
+    #[command(subcommand)]
+    Settings(SettingsCmd),
+    /// Map warehouse hubs to Amazon locations (checked with Amazon before they are enabled).
+    #[command(subcommand)]
+    Hubs(HubsCmd),
+    /// Upload a catalog, price or inventory file, wait for its report and print it.
+    Upload {
+        /// The CSV file.
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        kind: UploadKind,
+        /// A full file: for a catalog (`catalog/full/`) SKUs it does not list are disabled; for
+        /// stock (`inventory/full/<hub>/`, with `--hub`) the hub's SKUs it does not list become 0.
+        #[arg(long)]
+        full: bool,
+        /// The warehouse hub a full stock file covers.
+        #[arg(long)]
+        hub: Option<String>,
+        /// How long to wait for the report.
+        #[arg(long, default_value_t = 120)]
+        wait_secs: u64,
+    },
+    /// A shipment: where it is and its history.
+    Shipment {
+        /// Amazon's shipment ID.
+        id: String,
+    },
+    /// Halted inventory pushes (the safety breaker): list, release or discard.
+    #[command(subcommand)]
+    Inventory(InventoryCmd),
+    /// Messages parked in dead-letter queues: read them, send them back.
+    #[command(subcommand)]
+    Dlq(DlqCmd),
+    /// Read Amazon's stock back now and correct what drifted (through the safety breaker).
+    Reconcile,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SettingsCmd {
+    /// Every setting (stored value or default), or one.
+    Get { name: Option<String> },
+    /// Change a setting. VALUE is JSON (`true`, `0.2`, `{"cheapest": {...}}`) or plain text.
+    Set {
+        name: String,
+        value: String,
+        /// Change it for one location only (per-location settings).
+        #[arg(long)]
+        location: Option<String>,
+        /// Who makes the change (default $USER).
+        #[arg(long, env = "USER")]
+        by: Option<String>,
+    },
+    /// The change log of a setting (`hub:<locationId>` for a hub mapping), newest first.
+    Log { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HubsCmd {
+    /// Every mapping.
+    List,
+    /// Add or change a mapping; Amazon must answer for the location before it is enabled.
+    Add {
+        /// Amazon's location ID (4 characters for Seller Flex).
+        location_id: String,
+        /// The warehouse hub's own code.
+        #[arg(long)]
+        hub: String,
+        /// A readable name (default: the hub code).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, env = "MARKETPLACE_ID", default_value = "ATVPDKIKX0DER")]
+        marketplace: String,
+        #[arg(long, value_enum, default_value_t = Channel::Fba)]
+        channel: Channel,
+        /// Do not accept Amazon's shipments for it (yet).
+        #[arg(long)]
+        no_orders: bool,
+        /// Do not push its stock to Amazon (yet).
+        #[arg(long)]
+        no_inventory: bool,
+        /// Do not handle its returns.
+        #[arg(long)]
+        no_returns: bool,
+        #[arg(long, env = "USER")]
+        by: Option<String>,
+    },
+    /// Switch orders, inventory and returns off for a location (the mapping stays).
+    Disable {
+        location_id: String,
+        #[arg(long, env = "USER")]
+        by: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InventoryCmd {
+    /// Halted pushes, per location.
+    Halts,
+    /// Push the halted change anyway, once.
+    Release {
+        location_id: String,
+        #[arg(long, env = "USER")]
+        by: Option<String>,
+    },
+    /// Drop the halted change; Amazon keeps what it has.
+    Discard {
+        location_id: String,
+        #[arg(long, env = "USER")]
+        by: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqCmd {
+    /// Depth of every DLQ and a look at the parked messages (why, which function, when).
+    List {
+        /// Only this queue (`UploadsQueue` or `UploadsDLQ`).
+        queue: Option<String>,
+        /// Messages to show per DLQ (at most 10).
+        #[arg(long, default_value_t = 10)]
+        max: i32,
+    },
+    /// Send every message of a DLQ back to its queue (fix the cause first).
+    Redrive {
+        /// The queue (`UploadsQueue`) or its DLQ (`UploadsDLQ`).
+        queue: String,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadKind {
+    Catalog,
+    Prices,
+    Inventory,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    #[value(name = "FBA", alias = "fba")]
+    Fba,
+    #[value(name = "MFN", alias = "mfn")]
+    Mfn,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Fba => "FBA",
+            Channel::Mfn => "MFN",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad arguments, `--help`, `--version`: clap prints and exits.
+    Usage(clap::Error),
+    Failed(anyhow::Error),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(e) => write!(f, "{e}"),
+            CliError::Failed(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// Parses `args` and runs the command with `vars` as its environment (the process's in
+/// `main`; tests and the local main job pass their own). Returns what to print.
+pub async fn run_with<I, T>(args: I, vars: HashMap<String, String>) -> Result<String, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).map_err(CliError::Usage)?;
+    run(cli, vars).await.map_err(CliError::Failed)
+}
+
+pub async fn run(cli: Cli, vars: HashMap<String, String>) -> anyhow::Result<String> {
+    let stack = cli
+        .stack
+        .clone()
+        .or_else(|| vars.get("FLEXBRIDGE_STACK").cloned())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("which stack? pass --stack NAME or set FLEXBRIDGE_STACK"))?;
+    let ctx = Ctx::connect(&stack, vars).await?;
+    let out = commands::execute(&ctx, &cli.command).await?;
+    Ok(if cli.json {
+        format!("{:#}\n", out.json)
+    } else {
+        out.text
+    })
+}

@@ -1,0 +1,11 @@
+//! Operating flexbridge: the domain behind the operator CLI (`infra/cli`).
+//!
+//! - [`settings`]: every setting flexbridge reads, and the one validation every change passes
+//!   before it is stored and logged;
+//! - [`hubs`]: hub → Amazon location mappings, checked with Amazon before they are enabled
+//!   and logged like settings;
+//! - [`status`]: per-location health from the stores, and a shipment's history.
+
+pub mod hubs;
+pub mod settings;
+pub mod status;
