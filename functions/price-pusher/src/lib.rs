@@ -33,7 +33,8 @@ const CONCURRENCY: usize = 5;
 
 pub struct PricePusher {
     client: SpApiClient,
-    seller_id: String,
+    /// Read from the SP-API secret (or `SELLER_ID`) on the first price, not at init.
+    seller_id: tokio::sync::OnceCell<String>,
     catalog: Arc<dyn CatalogStore>,
     idempotency: Idempotency,
 }
@@ -44,18 +45,8 @@ impl PricePusher {
         let dynamodb = flexbridge::aws::dynamodb_client(&sdk);
         let secrets = SecretCache::new(flexbridge::aws::secrets_client(&sdk));
         let client = SpApiClient::from_env(env, &secrets).await?;
-        let seller_id = client
-            .seller_id()
-            .map(str::to_string)
-            .or_else(|| env.optional(keys::SELLER_ID).map(str::to_string))
-            .ok_or_else(|| {
-                Error::Config(
-                    "no seller id: set seller_id in the SP-API secret or SELLER_ID".into(),
-                )
-            })?;
         Ok(Self::new(
             client,
-            seller_id,
             Arc::new(DynamoCatalogStore::new(
                 dynamodb.clone(),
                 env.require(keys::CATALOG_TABLE)?,
@@ -66,16 +57,29 @@ impl PricePusher {
 
     pub fn new(
         client: SpApiClient,
-        seller_id: String,
         catalog: Arc<dyn CatalogStore>,
         idempotency: Idempotency,
     ) -> Self {
         Self {
             client,
-            seller_id,
+            seller_id: tokio::sync::OnceCell::new(),
             catalog,
             idempotency,
         }
+    }
+
+    /// A deployment without a seller id is an environment failure: retried, never dropped.
+    async fn seller_id(&self) -> Result<&str> {
+        self.seller_id
+            .get_or_try_init(|| async {
+                self.client.seller_id().await?.ok_or_else(|| Error::Transient {
+                    message: "no seller id: set seller_id in the SP-API secret or SELLER_ID"
+                        .into(),
+                    after: None,
+                })
+            })
+            .await
+            .map(String::as_str)
     }
 
     pub async fn handle(&self, event: SqsEvent, inv: &Invocation) -> SqsBatchResponse {
@@ -88,16 +92,17 @@ impl PricePusher {
     async fn handle_message(&self, message: &SqsMessage, inv: &Invocation) -> Result<()> {
         let update: PriceUpdate = serde_json::from_str(message.body.as_deref().unwrap_or_default())
             .map_err(|e| Error::InvalidInput(format!("not a price update: {e}")))?;
+        let seller_id = self.seller_id().await?;
         let key = update.idempotency_key();
         // A retaken claim may already have reached Amazon; sending the same price again is
         // harmless (a replace with the same value), so no reconciliation is needed.
         self.idempotency
-            .run(&key, &update, inv, |_claim| self.push(&update, inv))
+            .run(&key, &update, inv, |_claim| self.push(&update, seller_id, inv))
             .await
             .map(|_: Value| ())
     }
 
-    async fn push(&self, update: &PriceUpdate, inv: &Invocation) -> Result<Value> {
+    async fn push(&self, update: &PriceUpdate, seller_id: &str, inv: &Invocation) -> Result<Value> {
         let patch = ListingsPatch::price(
             &update.product_type,
             &update.marketplace_id,
@@ -107,7 +112,7 @@ impl PricePusher {
         let client = self.client.with_deadline(inv);
         let (status, issues, submission_id) = match client
             .patch_listings_item(
-                &self.seller_id,
+                seller_id,
                 &update.sku,
                 &[&update.marketplace_id],
                 &patch,
