@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use aws_sdk_s3::primitives::ByteStream;
+use flexbridge::orders::wiring::settings::POLL_PASS_SECONDS;
 use flexbridge::orders::Stage;
 use flexbridge::store::catalog::{CatalogItem, CatalogStore, DynamoCatalogStore};
 use flexbridge::store::settings::{DynamoSettingsStore, SettingsStore};
@@ -42,7 +43,6 @@ struct World {
     t: TestStack,
     aws: CountingProxy,
     amazon: CountingProxy,
-    api: RuntimeApi,
     webhook_url: String,
     webhook_hits: std::sync::Arc<std::sync::Mutex<Vec<HashMap<String, String>>>>,
 }
@@ -79,7 +79,6 @@ impl World {
             t,
             aws,
             amazon,
-            api: RuntimeApi::start().await?,
             webhook_url,
             webhook_hits: hits,
         })
@@ -116,20 +115,21 @@ impl World {
             .stack
             .function(logical_id)
             .ok_or_else(|| anyhow!("template.yaml has no {logical_id}"))?;
+        // A Runtime API per process: a killed process's pending request for work dies with it.
+        let api = RuntimeApi::start().await?;
         let (aws_before, amazon_before) = (self.aws.connections(), self.amazon.connections());
         let process = Bootstrap::spawn(
             &bootstrap,
             logical_id,
             &self.env(logical_id)?,
             spec.memory_mb,
-            &self.api,
+            &api,
         )?;
         let result = async {
-            self.api
-                .wait_for_init(Duration::from_secs(20))
+            api.wait_for_init(Duration::from_secs(20))
                 .await
                 .with_context(|| format!("{logical_id} init"))?;
-            let first = self.api.first_next_at().expect("init seen");
+            let first = api.first_next_at().expect("init seen");
             let during_init = (
                 self.aws.connections_before(first) - aws_before,
                 self.amazon.connections_before(first) - amazon_before,
@@ -140,7 +140,7 @@ impl World {
                 during_init.0,
                 during_init.1
             );
-            match self.api.invoke(event, spec.timeout()).await? {
+            match api.invoke(event, spec.timeout()).await? {
                 Outcome::Response(v) => Ok(v),
                 Outcome::Error(e) => bail!("{logical_id} answered with an error: {e}"),
             }
@@ -358,6 +358,10 @@ async fn every_packaged_function_starts_without_calls_and_answers_its_event() ->
         .create_shipment(json!({"locationId": LOC, "lineItems": [{"sku": "MUG-01", "quantity": 1}]}))
         .await?;
     let polled_id = created["id"].as_str().unwrap_or_default().to_string();
+    // One pass per run (by default a run polls again every 15 s while it has time).
+    settings
+        .put(POLL_PASS_SECONDS, json!(0), None, "packaged-test")
+        .await?;
     let report = w.run("OrderPollerFunction", scheduled_event()).await?;
     let stored = shipments.get(&polled_id).await?;
     ensure!(

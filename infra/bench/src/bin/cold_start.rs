@@ -59,7 +59,6 @@ async fn main() -> Result<()> {
         lwa_endpoint: Some(sim.lwa_url().replacen(&sim.base_url, &amazon.url(), 1)),
         extra: BTreeMap::new(),
     };
-    let api = RuntimeApi::start().await?;
 
     println!(
         "{:<30} {:>9} {:>8} {:>8} {:>8} {:>14}",
@@ -80,6 +79,8 @@ async fn main() -> Result<()> {
         let mut inits = Vec::with_capacity(args.runs);
         let mut conns = 0;
         for _ in 0..args.runs {
+            // A Runtime API per process: nothing of the previous one is left waiting.
+            let api = RuntimeApi::start().await?;
             let (aws_before, amazon_before) = (aws.connections(), amazon.connections());
             let process = Bootstrap::spawn(&bootstrap, logical_id, &env, spec.memory_mb, &api)?;
             let init = api.wait_for_init(Duration::from_secs(20)).await;
