@@ -246,7 +246,10 @@ async fn every_packaged_function_starts_without_calls_and_answers_its_event() ->
         .await?
         .ok_or_else(|| anyhow!("no heartbeat item in moto"))?;
     ensure!(stored["scheduledFor"] == "2026-12-01T08:00:00Z", "{stored}");
-    ensure!(stored["requestId"] == beat["requestId"], "{stored} vs {beat}");
+    ensure!(
+        stored["requestId"] == beat["requestId"],
+        "{stored} vs {beat}"
+    );
     checked.push("HeartbeatFunction");
 
     // Warehouse API: a signed GET /v1/health through the Function URL event shape.
@@ -312,15 +315,14 @@ async fn every_packaged_function_starts_without_calls_and_answers_its_event() ->
         )
         .await?;
     no_batch_failures("UploadIngestFunction", &answer)?;
-    let report = w
-        .t
-        .s3
-        .get_object()
-        .bucket(&bucket)
-        .key("reports/catalog/delta/packaged.csv.summary.json")
-        .send()
-        .await
-        .context("the upload's summary report")?;
+    let report =
+        w.t.s3
+            .get_object()
+            .bucket(&bucket)
+            .key("reports/catalog/delta/packaged.csv.summary.json")
+            .send()
+            .await
+            .context("the upload's summary report")?;
     let summary: Value = serde_json::from_slice(&report.body.collect().await?.to_vec())?;
     ensure!(summary["accepted"] == 1, "{summary}");
     checked.push("UploadIngestFunction");
@@ -353,9 +355,12 @@ async fn every_packaged_function_starts_without_calls_and_answers_its_event() ->
     checked.push("PricePusherFunction");
 
     // Order poller: a new shipment at the simulator is stored, confirmed and handed over.
-    let shipments = DynamoShipmentStore::new(w.t.dynamodb.clone(), w.t.stack.table("ShipmentsTable"));
+    let shipments =
+        DynamoShipmentStore::new(w.t.dynamodb.clone(), w.t.stack.table("ShipmentsTable"));
     let created = admin
-        .create_shipment(json!({"locationId": LOC, "lineItems": [{"sku": "MUG-01", "quantity": 1}]}))
+        .create_shipment(
+            json!({"locationId": LOC, "lineItems": [{"sku": "MUG-01", "quantity": 1}]}),
+        )
         .await?;
     let polled_id = created["id"].as_str().unwrap_or_default().to_string();
     // One pass per run (by default a run polls again every 15 s while it has time).
@@ -373,7 +378,9 @@ async fn every_packaged_function_starts_without_calls_and_answers_its_event() ->
     // Notification consumer: a status-change notification is a signal; the shipment is read
     // back from Amazon and handed over.
     let created = admin
-        .create_shipment(json!({"locationId": LOC, "lineItems": [{"sku": "MUG-01", "quantity": 2}]}))
+        .create_shipment(
+            json!({"locationId": LOC, "lineItems": [{"sku": "MUG-01", "quantity": 2}]}),
+        )
         .await?;
     let notified_id = created["id"].as_str().unwrap_or_default().to_string();
     let envelope = json!({"notificationVersion": "1.0",

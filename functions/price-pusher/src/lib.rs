@@ -72,11 +72,14 @@ impl PricePusher {
     async fn seller_id(&self) -> Result<&str> {
         self.seller_id
             .get_or_try_init(|| async {
-                self.client.seller_id().await?.ok_or_else(|| Error::Transient {
-                    message: "no seller id: set seller_id in the SP-API secret or SELLER_ID"
-                        .into(),
-                    after: None,
-                })
+                self.client
+                    .seller_id()
+                    .await?
+                    .ok_or_else(|| Error::Transient {
+                        message: "no seller id: set seller_id in the SP-API secret or SELLER_ID"
+                            .into(),
+                        after: None,
+                    })
             })
             .await
             .map(String::as_str)
@@ -97,7 +100,9 @@ impl PricePusher {
         // A retaken claim may already have reached Amazon; sending the same price again is
         // harmless (a replace with the same value), so no reconciliation is needed.
         self.idempotency
-            .run(&key, &update, inv, |_claim| self.push(&update, seller_id, inv))
+            .run(&key, &update, inv, |_claim| {
+                self.push(&update, seller_id, inv)
+            })
             .await
             .map(|_: Value| ())
     }
@@ -111,12 +116,7 @@ impl PricePusher {
         );
         let client = self.client.with_deadline(inv);
         let (status, issues, submission_id) = match client
-            .patch_listings_item(
-                seller_id,
-                &update.sku,
-                &[&update.marketplace_id],
-                &patch,
-            )
+            .patch_listings_item(seller_id, &update.sku, &[&update.marketplace_id], &patch)
             .await
         {
             Ok(answer) => (

@@ -191,7 +191,10 @@ async fn next(State(s): State<ApiState>) -> Response {
     let mut headers = HeaderMap::new();
     let h = |v: &str| HeaderValue::from_str(v).expect("header value");
     headers.insert("lambda-runtime-aws-request-id", h(&job.request_id));
-    headers.insert("lambda-runtime-deadline-ms", h(&job.deadline_ms.to_string()));
+    headers.insert(
+        "lambda-runtime-deadline-ms",
+        h(&job.deadline_ms.to_string()),
+    );
     let arn = s.shared.function_arn.lock().unwrap().clone();
     headers.insert(
         "lambda-runtime-invoked-function-arn",
@@ -224,7 +227,11 @@ fn json_or_text(body: &Bytes) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
-async fn response(State(s): State<ApiState>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
+async fn response(
+    State(s): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> StatusCode {
     settle(&s, &id, Outcome::Response(json_or_text(&body)))
 }
 
@@ -270,19 +277,26 @@ impl Bootstrap {
             .env("AWS_LAMBDA_FUNCTION_NAME", function_name)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string())
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{function_name}"))
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{function_name}"),
+            )
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
             .env("AWS_DEFAULT_REGION", &region)
             .env("AWS_REGION", &region)
             .env("_HANDLER", "bootstrap")
             .env("TZ", ":UTC")
-            .env("LAMBDA_TASK_ROOT", bootstrap.parent().unwrap_or(Path::new(".")))
+            .env(
+                "LAMBDA_TASK_ROOT",
+                bootstrap.parent().unwrap_or(Path::new(".")),
+            )
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
             .kill_on_drop(true);
         api.reset();
-        *api.shared.function_arn.lock().unwrap() = format!("arn:aws:lambda:{region}:123456789012:function:{function_name}");
+        *api.shared.function_arn.lock().unwrap() =
+            format!("arn:aws:lambda:{region}:123456789012:function:{function_name}");
         let started = Instant::now();
         let child = cmd
             .spawn()

@@ -7,7 +7,7 @@
 //!
 //! ```bash
 //! sam build --parameter-overrides Architecture=x86_64
-//! cargo run --release -p flexbridge-bench --bin cold_start -- --runs 10
+//! cargo run -p flexbridge-bench --bin cold_start -- --runs 10
 //! ```
 //!
 //! Last line: `max_init_ms=… max_binary_mb=…` (the slowest function's median init, the biggest
@@ -92,8 +92,8 @@ async fn main() -> Result<()> {
                 Err(e) => bail!("{logical_id}: {e:#}\n{output}"),
             };
             let first = first.expect("init seen");
-            conns += aws.connections_before(first) - aws_before
-                + amazon.connections_before(first) - amazon_before;
+            conns += aws.connections_before(first) - aws_before + amazon.connections_before(first)
+                - amazon_before;
             inits.push(init.as_secs_f64() * 1000.0);
         }
         inits.sort_by(f64::total_cmp);
