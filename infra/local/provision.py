@@ -114,6 +114,8 @@ BY_HAND = {
     # moto lists it (even when its Condition is false) without a logical ID; nothing is mailed
     # locally, so it is left out.
     "AWS::SNS::Subscription",
+    # moto names it "<stack>-<logical id>-<random>" and then refuses its own name (> 48 chars).
+    "AWS::Events::Archive",
 }
 
 
@@ -370,6 +372,20 @@ def create(args):
             doc["Statement"] = [st for st in doc["Statement"] if not _is_tls_only(st)]
             if doc["Statement"]:
                 s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(doc))
+        elif res["Type"] == "AWS::Events::Archive":
+            name = props.get("ArchiveName") or f"{args.stack}-{lid}"[:48]
+            days = res["Properties"].get("RetentionDays", 0)
+            if isinstance(days, dict) and "Ref" in days:
+                given = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", [])}
+                days = given.get(days["Ref"]) or cfn["Parameters"][days["Ref"]].get("Default", 0)
+            kwargs = dict(ArchiveName=name, EventSourceArn=props["SourceArn"], RetentionDays=int(days))
+            if "EventPattern" in props:
+                kwargs["EventPattern"] = json.dumps(props["EventPattern"])
+            if "Description" in props:
+                kwargs["Description"] = props["Description"]
+            events.create_archive(**kwargs)
+            physical[lid] = name
+            rtype[lid] = res["Type"]
         elif res["Type"] == "AWS::CloudWatch::Alarm":
             alarm = {k: v for k, v in props.items() if k not in ("Dimensions",)}
             alarm["Dimensions"] = props.get("Dimensions", [])

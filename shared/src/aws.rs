@@ -84,6 +84,10 @@ pub struct S3ObjectCreated {
     pub etag: Option<String>,
     pub event_name: String,
     pub event_time: Option<String>,
+    /// The object version (versioned buckets on AWS; moto sends none).
+    pub version_id: Option<String>,
+    /// S3's order of events on one key (AWS; moto sends none).
+    pub sequencer: Option<String>,
 }
 
 /// Parses the body of an S3 → SQS notification leniently.
@@ -125,6 +129,10 @@ pub fn parse_s3_notification(body: &str) -> Result<Vec<S3ObjectCreated>> {
         size: Option<u64>,
         #[serde(rename = "eTag", default)]
         etag: Option<String>,
+        #[serde(rename = "versionId", default)]
+        version_id: Option<String>,
+        #[serde(default)]
+        sequencer: Option<String>,
     }
 
     let n: Notification = serde_json::from_str(body)
@@ -145,6 +153,13 @@ pub fn parse_s3_notification(body: &str) -> Result<Vec<S3ObjectCreated>> {
             etag: r.s3.object.etag,
             event_name: r.event_name,
             event_time: r.event_time,
+            // An unversioned object's notification may say `null`.
+            version_id: r
+                .s3
+                .object
+                .version_id
+                .filter(|v| !v.is_empty() && v != "null"),
+            sequencer: r.s3.object.sequencer.filter(|s| !s.is_empty()),
         })
         .collect())
 }
@@ -172,6 +187,24 @@ mod tests {
         assert_eq!(got[0].bucket, "b");
         assert_eq!(got[0].key, "catalog/a b+c.csv");
         assert_eq!(got[0].size, Some(3));
+    }
+
+    #[test]
+    fn keeps_the_version_and_sequencer_aws_sends() {
+        let body = r#"{"Records":[
+            {"eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"x"}}},
+            {"eventName":"ObjectCreated:Put","eventTime":"2026-11-21T08:21:13.408Z","s3":{"bucket":{"name":"b"},
+             "object":{"key":"catalog%2Fa.csv","versionId":"v7","sequencer":"0055AED6DCD90281E5"}}},
+            {"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"prices%2Fp.csv","versionId":"null"}}}]}"#;
+        let got = parse_s3_notification(body).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].key, "catalog/a.csv");
+        assert_eq!(got[0].version_id.as_deref(), Some("v7"));
+        assert_eq!(got[0].sequencer.as_deref(), Some("0055AED6DCD90281E5"));
+        assert_eq!(
+            (got[1].version_id.as_ref(), got[1].sequencer.as_ref()),
+            (None, None)
+        );
     }
 
     #[test]

@@ -34,6 +34,14 @@ pub mod keys {
     pub const LWA_ENDPOINT: &str = "LWA_ENDPOINT";
     pub const MARKETPLACE_ID: &str = "MARKETPLACE_ID";
     pub const SELLER_ID: &str = "SELLER_ID";
+    /// The DLQ of the queue an SQS consumer reads (`runtime::SqsConsumer`); each consumer
+    /// gets its own queue's DLQ and `sqs:SendMessage` on exactly that queue.
+    pub const DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
+    /// The CloudFormation stack name (template Globals), the `Stack` dimension of metrics.
+    pub const STACK_NAME: &str = "STACK_NAME";
+
+    /// Set by Lambda itself (the local runner sets it too), never by the template.
+    pub const AWS_LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
 
     /// Local/test only (never set by the template): moto and its static credentials.
     pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
@@ -67,9 +75,23 @@ pub mod prefixes {
 }
 
 /// A snapshot of settings; cheap to clone, never read from the process twice.
-#[derive(Debug, Clone, Default)]
+///
+/// `Debug` prints the names only: in Lambda the environment holds the function's AWS
+/// credentials (`AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), which must never reach a log.
+#[derive(Clone, Default)]
 pub struct Env {
     vars: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("Env")
+            .field("vars", &names)
+            .field("values", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Env {
@@ -131,6 +153,21 @@ mod tests {
         let env = Env::default();
         let err = env.require(keys::CATALOG_TABLE).unwrap_err().to_string();
         assert!(err.contains("CATALOG_TABLE"), "{err}");
+    }
+
+    #[test]
+    fn debug_never_prints_a_value() {
+        let env = Env::default()
+            .with(keys::AWS_SECRET_ACCESS_KEY, "wJalrXUtnFEMI/K7MDENG")
+            .with("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjE")
+            .with(keys::CATALOG_TABLE, "catalog-table-name");
+        let printed = format!("{env:?} {env:#?}");
+        for secret in ["wJalrXUtnFEMI", "IQoJb3JpZ2luX2VjE", "catalog-table-name"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        // The names stay, so a log still shows what was set.
+        assert!(printed.contains("AWS_SECRET_ACCESS_KEY"), "{printed}");
+        assert!(printed.contains("CATALOG_TABLE"), "{printed}");
     }
 
     #[test]

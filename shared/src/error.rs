@@ -1,5 +1,17 @@
-//! The one error type of the crate. Every variant says whether a retry can help,
-//! so SQS consumers know whether to report a batch item failure or give up.
+//! The one error type of the crate, and the one classification of failures.
+//!
+//! Every failure is charged to exactly one of three parties ([`FailureKind`], from
+//! [`Error::kind`]); what an SQS consumer does with it follows from that alone
+//! (`runtime::handle_sqs_batch`, README "What happens to a failed message"):
+//!
+//! | kind | what it is | examples | SQS consumer |
+//! |---|---|---|---|
+//! | [`FailureKind::Message`] | this message can never succeed as it is | a body that is not what the queue carries, invalid input, Amazon refused this item (400/404/409/422), a conflict with stored state, a bug this input triggers (`Internal`) | moved to the queue's DLQ at once with the reason attached, counted (`MessagesParked`), acknowledged |
+//! | [`FailureKind::Environment`] | the deployment is broken, not the message | a missing or malformed setting (env var or `SettingsTable` value), SP-API 401/403, LWA `invalid_grant`/`invalid_client`, AWS AccessDenied or any other non-retryable AWS answer, a missing secret | never charged to the message: a batch item failure (retried), an error log with `alert=environment`, a metric (`EnvironmentFailures`) with an alarm |
+//! | [`FailureKind::Transient`] | trying again later can succeed | throttling, 5xx, timeouts, connection errors, a claim held by another invocation | a batch item failure; SQS redelivers it after the visibility timeout |
+//!
+//! When in doubt a failure is `Environment`, never `Message`: an environment failure consumes
+//! nothing, so the worst case is a retried message and an alarm, never a lost one.
 
 use std::time::Duration;
 
@@ -7,7 +19,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A required setting is missing or malformed (never retryable: fix the deployment).
+    /// A required setting is missing, malformed or unreadable (an environment variable, a
+    /// `SettingsTable` value, a secret): never retryable, never the message's fault.
     #[error("configuration: {0}")]
     Config(String),
     /// Input from a seller, the warehouse or Amazon that we refuse (never retryable).
@@ -39,7 +52,56 @@ pub enum Error {
     Internal(String),
 }
 
+/// Who a failure is charged to (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// This message (or item) can never succeed as it is.
+    Message,
+    /// Configuration, credentials, permissions: fix the deployment, the message is fine.
+    Environment,
+    /// Trying again later can succeed.
+    Transient,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Message => "message",
+            FailureKind::Environment => "environment",
+            FailureKind::Transient => "transient",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Error {
+    /// The one classification of failures (see the module documentation).
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Error::Config(_) => FailureKind::Environment,
+            Error::InvalidInput(_) | Error::NotFound(_) | Error::Conflict(_) => {
+                FailureKind::Message
+            }
+            Error::Internal(_) => FailureKind::Message,
+            Error::SpApi(e) => e.failure_kind(),
+            Error::Aws { retryable, .. } => {
+                if *retryable {
+                    FailureKind::Transient
+                } else {
+                    // AccessDenied, a missing table or queue, a KMS key we may not use: the
+                    // deployment, not the message (and never consume a message on doubt).
+                    FailureKind::Environment
+                }
+            }
+            Error::Transient { .. } => FailureKind::Transient,
+        }
+    }
+
     /// Whether trying the same thing again later can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -323,6 +323,67 @@ impl Idempotency {
         }
     }
 
+    /// Like [`execute`](Self::execute) for work that may stop part-way and continue in a later
+    /// invocation: `Ok(Some(value))` is done (saved; a failed save is logged, not returned, as in
+    /// `execute`), `Ok(None)` is not finished yet (the claim is released so the continuation can
+    /// claim it), an error releases the claim. `None` back means unfinished.
+    pub async fn execute_resumable<P, T, F, Fut>(
+        &self,
+        key: &str,
+        payload: &P,
+        inv: &Invocation,
+        work: F,
+    ) -> Result<Option<Outcome<T>>>
+    where
+        P: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(Claim) -> Fut,
+        Fut: Future<Output = Result<Option<T>>>,
+    {
+        let validation = payload_hash(payload)?;
+        let token = match self.begin(key, &validation, inv).await? {
+            Begin::Claimed(token) => token,
+            Begin::Replay(saved) => {
+                let value = serde_json::from_value(saved).map_err(|e| {
+                    Error::Internal(format!(
+                        "saved result for idempotency key {key} no longer parses: {e}"
+                    ))
+                })?;
+                return Ok(Some(Outcome::Replayed(value)));
+            }
+            Begin::PayloadMismatch => {
+                return Err(Error::InvalidInput(format!(
+                    "idempotency key {key} was already used with a different payload"
+                )))
+            }
+            Begin::InProgress { retry_after } => {
+                return Err(Error::Transient {
+                    message: format!(
+                        "idempotency key {key} is being processed by another invocation"
+                    ),
+                    after: Some(retry_after),
+                })
+            }
+        };
+        let claim = token.claim;
+        match work(claim).await {
+            Ok(Some(value)) => {
+                let saved = serde_json::to_value(&value)
+                    .map_err(|e| Error::Internal(format!("result is not serializable: {e}")))?;
+                if let Err(e) = self.complete(&token, &saved).await {
+                    tracing::warn!(key, error = %e, "could not save idempotent result");
+                }
+                Ok(Some(Outcome::Executed { value, claim }))
+            }
+            other => {
+                if let Err(release) = self.release(&token).await {
+                    tracing::warn!(key, error = %release, "could not release idempotency claim");
+                }
+                other.map(|_| None)
+            }
+        }
+    }
+
     /// The claim step on its own, for callers that cannot wrap their work in a closure (the
     /// HTTP middleware). `validation` is the payload hash ([`payload_hash`]/[`hash_bytes`]).
     pub async fn begin(&self, key: &str, validation: &str, inv: &Invocation) -> Result<Begin> {

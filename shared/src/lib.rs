@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod idempotency;
+pub mod metrics;
 pub mod orders;
 pub mod ratelimit;
 pub mod retry;

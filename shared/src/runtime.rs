@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::error::Error;
+use crate::config::{keys, Env};
+use crate::error::{Error, FailureKind};
+use crate::metrics::{names, Metrics, RecordedMetrics};
 
 /// What a handler knows about the invocation it serves.
 #[derive(Debug, Clone)]
@@ -67,11 +69,311 @@ pub async fn run_lambda<F: Function>(function: F) -> Result<(), lambda_runtime::
     .await
 }
 
+/// The end of a scheduled run (the order and returns pollers): a run that failed anywhere
+/// looks failed to CloudWatch, while what could be done was done.
+///
+/// - `result` is `Err`: the run could not even start (e.g. the locations are unreadable).
+/// - `failures(&report)` is not empty: some locations failed, the others were processed.
+///
+/// Either way `RunsFailed` is counted (alarmed in template.yaml), plus `EnvironmentFailures`
+/// when the run's error is the environment's; an error log with `alert="run_failed"` carries
+/// the report; and the invocation returns an error, so Lambda counts it in `Errors` too.
+pub fn finish_run<R: serde::Serialize>(
+    metrics: &Metrics,
+    what: &str,
+    result: Result<R, Error>,
+    failures: impl FnOnce(&R) -> Vec<String>,
+) -> Result<Value, Error> {
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            metrics.count(names::RUNS_FAILED, &[]);
+            if e.kind() == FailureKind::Environment {
+                metrics.count(names::ENVIRONMENT_FAILURES, &[]);
+            }
+            tracing::error!(error = %e, kind = %e.kind(), alert = "run_failed", "{what} failed");
+            return Err(e);
+        }
+    };
+    let failed = failures(&report);
+    let value = serde_json::to_value(&report).map_err(|e| Error::Internal(e.to_string()))?;
+    if failed.is_empty() {
+        return Ok(value);
+    }
+    metrics.count(names::RUNS_FAILED, &[]);
+    tracing::error!(
+        failed = failed.len(),
+        report = %value,
+        alert = "run_failed",
+        "{what} finished with failures; the other parts were processed"
+    );
+    let mut listed = failed
+        .iter()
+        .take(5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if failed.len() > 5 {
+        listed.push_str(&format!("; and {} more", failed.len() - 5));
+    }
+    Err(Error::Transient {
+        message: format!("{what}: {} failed: {listed}", failed.len()),
+        after: None,
+    })
+}
+
+/// Message attributes a parked message carries in its DLQ (besides its own). Readable in the
+/// console or with `aws sqs receive-message --message-attribute-names All`.
+pub mod parked_attributes {
+    /// Why the message can never succeed as it is (the error, at most 1000 characters).
+    pub const REASON: &str = "flexbridge.reason";
+    /// The Lambda function that gave up on it.
+    pub const FUNCTION: &str = "flexbridge.function";
+    /// When (RFC 3339, UTC).
+    pub const PARKED_AT: &str = "flexbridge.parkedAt";
+    /// The ARN of the queue it came from (where a redrive sends it back).
+    pub const SOURCE_QUEUE: &str = "flexbridge.sourceQueue";
+    /// Its message ID and receive count in that queue.
+    pub const SOURCE_MESSAGE_ID: &str = "flexbridge.sourceMessageId";
+    pub const RECEIVE_COUNT: &str = "flexbridge.receiveCount";
+    /// Ours; the others are the message's own.
+    pub const ALL: [&str; 6] = [
+        REASON,
+        FUNCTION,
+        PARKED_AT,
+        SOURCE_QUEUE,
+        SOURCE_MESSAGE_ID,
+        RECEIVE_COUNT,
+    ];
+}
+
+/// SQS allows at most 10 message attributes per message.
+const MAX_MESSAGE_ATTRIBUTES: usize = 10;
+const MAX_REASON_CHARS: usize = 1000;
+
+/// A message on its way to the DLQ: its own body and attributes, and ours.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParkedMessage {
+    pub body: String,
+    /// The message's own attributes (ours from an earlier parking are replaced).
+    pub attributes: std::collections::HashMap<String, aws_lambda_events::sqs::SqsMessageAttribute>,
+    /// [`parked_attributes`] and their values.
+    pub reason: String,
+    pub function: String,
+    pub parked_at: chrono::DateTime<chrono::Utc>,
+    pub source_queue: String,
+    pub source_message_id: String,
+    pub receive_count: String,
+}
+
+impl ParkedMessage {
+    fn of(message: &aws_lambda_events::sqs::SqsMessage, error: &Error, function: &str) -> Self {
+        let mut reason = error.to_string();
+        if reason.chars().count() > MAX_REASON_CHARS {
+            reason = reason.chars().take(MAX_REASON_CHARS).collect::<String>() + "…";
+        }
+        let mut attributes = message.message_attributes.clone();
+        attributes.retain(|k, _| !parked_attributes::ALL.contains(&k.as_str()));
+        Self {
+            body: message.body.clone().unwrap_or_default(),
+            attributes,
+            reason,
+            function: function.to_string(),
+            parked_at: chrono::Utc::now(),
+            source_queue: message.event_source_arn.clone().unwrap_or_default(),
+            source_message_id: message.message_id.clone().unwrap_or_default(),
+            receive_count: message
+                .attributes
+                .get("ApproximateReceiveCount")
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Our attributes, name and value.
+    pub fn ours(&self) -> [(&'static str, String); 6] {
+        use parked_attributes as a;
+        [
+            (a::REASON, self.reason.clone()),
+            (a::FUNCTION, self.function.clone()),
+            (
+                a::PARKED_AT,
+                self.parked_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ),
+            (a::SOURCE_QUEUE, self.source_queue.clone()),
+            (a::SOURCE_MESSAGE_ID, self.source_message_id.clone()),
+            (a::RECEIVE_COUNT, self.receive_count.clone()),
+        ]
+    }
+}
+
+/// Where a consumer parks a message that can never succeed (its queue's DLQ).
+#[async_trait]
+pub trait DeadLetterQueue: Send + Sync {
+    async fn send(&self, message: &ParkedMessage) -> Result<(), Error>;
+}
+
+/// The DLQ in SQS (`DEAD_LETTER_QUEUE_URL`).
+pub struct SqsDeadLetterQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl SqsDeadLetterQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl DeadLetterQueue for SqsDeadLetterQueue {
+    async fn send(&self, message: &ParkedMessage) -> Result<(), Error> {
+        use aws_sdk_sqs::types::MessageAttributeValue;
+        let text = |v: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                // SQS refuses empty attribute values.
+                .string_value(if v.is_empty() { "-" } else { v })
+                .build()
+                .map_err(|e| Error::Internal(format!("message attribute: {e}")))
+        };
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(&message.body);
+        let ours = message.ours();
+        for (name, value) in &ours {
+            request = request.message_attributes(*name, text(value)?);
+        }
+        let mut own: Vec<_> = message.attributes.iter().collect();
+        own.sort_by(|a, b| a.0.cmp(b.0));
+        let room = MAX_MESSAGE_ATTRIBUTES - ours.len();
+        if own.len() > room {
+            tracing::warn!(
+                kept = room,
+                dropped = own.len() - room,
+                "the parked message keeps only the first of its own attributes (SQS allows 10)"
+            );
+        }
+        for (name, attr) in own.into_iter().take(room) {
+            let data_type = attr.data_type.clone().unwrap_or_else(|| "String".into());
+            let mut value = MessageAttributeValue::builder().data_type(data_type);
+            if let Some(s) = &attr.string_value {
+                value = value.string_value(s);
+            }
+            if let Some(b) = &attr.binary_value {
+                value = value.binary_value(aws_sdk_sqs::primitives::Blob::new(b.0.clone()));
+            }
+            match value.build() {
+                Ok(v) => request = request.message_attributes(name, v),
+                Err(e) => tracing::warn!(attribute = %name, "attribute not copied: {e}"),
+            }
+        }
+        request.send().await.map_err(|e| {
+            Error::aws(
+                "sqs",
+                format!(
+                    "SendMessage to the DLQ: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                ),
+                true,
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// The in-memory twin of a DLQ (tests): keeps what it was sent; can be told to fail.
+#[derive(Default)]
+pub struct MemoryDeadLetterQueue {
+    parked: std::sync::Mutex<Vec<ParkedMessage>>,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryDeadLetterQueue {
+    pub fn parked(&self) -> Vec<ParkedMessage> {
+        self.parked.lock().expect("dlq").clone()
+    }
+
+    /// Every send fails from now on (`true`) or succeeds again (`false`).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl DeadLetterQueue for MemoryDeadLetterQueue {
+    async fn send(&self, message: &ParkedMessage) -> Result<(), Error> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::aws("sqs", "SendMessage: unavailable", true));
+        }
+        self.parked.lock().expect("dlq").push(message.clone());
+        Ok(())
+    }
+}
+
+/// What every SQS consumer needs to settle its messages: its queue's DLQ and its metrics.
+/// Build it once in the function's `from_env` and hand it to [`handle_sqs_batch`].
+#[derive(Clone)]
+pub struct SqsConsumer {
+    dead_letters: Arc<dyn DeadLetterQueue>,
+    metrics: Metrics,
+}
+
+impl SqsConsumer {
+    /// The DLQ from `DEAD_LETTER_QUEUE_URL` (template.yaml gives each consumer its own queue's
+    /// DLQ and `sqs:SendMessage` on it), metrics from [`Metrics::from_env`].
+    pub async fn from_env(env: &Env) -> Result<Self, Error> {
+        let url = env.require(keys::DEAD_LETTER_QUEUE_URL)?;
+        let sdk = crate::aws::config(env).await;
+        Ok(Self::new(
+            Arc::new(SqsDeadLetterQueue::new(crate::aws::sqs_client(&sdk), url)),
+            Metrics::from_env(env),
+        ))
+    }
+
+    pub fn new(dead_letters: Arc<dyn DeadLetterQueue>, metrics: Metrics) -> Self {
+        Self {
+            dead_letters,
+            metrics,
+        }
+    }
+
+    /// A consumer with an in-memory DLQ and metrics (tests), and the handles to read them.
+    pub fn in_memory(function: &str) -> (Self, Arc<MemoryDeadLetterQueue>, RecordedMetrics) {
+        let dlq = Arc::new(MemoryDeadLetterQueue::default());
+        let (metrics, recorded) = Metrics::memory("test", function);
+        (Self::new(dlq.clone(), metrics), dlq, recorded)
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
 /// Handles each message of an SQS batch (at most `concurrency` at a time) and answers with a
-/// partial batch response: a retryable failure is reported so SQS redelivers that message alone
-/// (and parks it in the DLQ after `maxReceiveCount`); a permanent one is logged and
-/// acknowledged, because no retry can help it. `what` names the message kind in the logs.
+/// partial batch response, by the one classification of failures ([`Error::kind`]):
+///
+/// - **message**: the message can never succeed as it is. It is sent to the queue's DLQ at
+///   once with [`parked_attributes`] (reason, function, time, source queue), counted in
+///   `MessagesParked`, and acknowledged. If the DLQ cannot take it, it is reported as a batch
+///   item failure instead: never dropped.
+/// - **environment** (configuration, credentials, permissions): not the message's fault. A
+///   batch item failure (SQS redelivers it after the visibility timeout), an error log with
+///   `alert="environment"`, and `EnvironmentFailures` (alarmed in template.yaml). The
+///   invocation itself succeeds so the rest of the batch is not redone; the alarm is what makes
+///   the failure visible.
+/// - **transient**: a batch item failure; SQS redelivers it after the visibility timeout.
+///
+/// `what` names the message kind in the logs.
 pub async fn handle_sqs_batch<F, Fut>(
+    consumer: &SqsConsumer,
     event: aws_lambda_events::sqs::SqsEvent,
     what: &'static str,
     concurrency: usize,
@@ -83,26 +385,69 @@ where
 {
     use futures::StreamExt;
 
-    let results: Vec<(String, Result<(), Error>)> = futures::stream::iter(event.records)
+    let results: Vec<_> = futures::stream::iter(event.records)
         .map(|message| {
-            let id = message.message_id.clone().unwrap_or_default();
+            let copy = message.clone();
             let done = handle(message);
-            async move { (id, done.await) }
+            async move { (copy, done.await) }
         })
         .buffered(concurrency.max(1))
         .collect()
         .await;
+    let metrics = &consumer.metrics;
+    let function = metrics.function().to_string();
     let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
-    for (message_id, result) in results {
-        match result {
-            Ok(()) => {}
-            Err(e) if e.is_retryable() => {
+    let mut retry = |message_id: String| {
+        let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
+        failure.item_identifier = message_id;
+        response.batch_item_failures.push(failure);
+    };
+    for (message, result) in results {
+        let Err(e) = result else { continue };
+        let message_id = message.message_id.clone().unwrap_or_default();
+        let queue = message.event_source_arn.as_deref().unwrap_or_default();
+        match e.kind() {
+            FailureKind::Transient => {
                 tracing::warn!(message_id, error = %e, "{what} will be retried");
-                let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
-                failure.item_identifier = message_id;
-                response.batch_item_failures.push(failure);
+                retry(message_id);
             }
-            Err(e) => tracing::error!(message_id, error = %e, "{what} dropped: no retry can help"),
+            FailureKind::Environment => {
+                tracing::error!(
+                    message_id,
+                    queue,
+                    error = %e,
+                    alert = "environment",
+                    "{what} failed because of the environment (configuration, credentials, permissions); kept for a retry, fix the deployment"
+                );
+                metrics.count(names::ENVIRONMENT_FAILURES, &[]);
+                retry(message_id);
+            }
+            FailureKind::Message => {
+                let parked = ParkedMessage::of(&message, &e, &function);
+                match consumer.dead_letters.send(&parked).await {
+                    Ok(()) => {
+                        tracing::error!(
+                            message_id,
+                            queue,
+                            reason = %parked.reason,
+                            alert = "message_parked",
+                            "{what} moved to the DLQ: it cannot succeed as it is"
+                        );
+                        metrics.count(names::MESSAGES_PARKED, &[]);
+                    }
+                    Err(send) => {
+                        tracing::error!(
+                            message_id,
+                            queue,
+                            reason = %parked.reason,
+                            error = %send,
+                            alert = "dead_letter_unavailable",
+                            "{what} cannot succeed, and the DLQ refused it; kept for a retry"
+                        );
+                        retry(message_id);
+                    }
+                }
+            }
         }
     }
     response
@@ -111,39 +456,271 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+    use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+
+    const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:s-PriceUpdatesQueue";
 
     fn message(id: &str, body: &str) -> SqsMessage {
         let mut m = SqsMessage::default();
         m.message_id = Some(id.into());
         m.body = Some(body.into());
+        m.event_source_arn = Some(QUEUE.into());
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), "1".into());
         m
     }
 
-    #[tokio::test]
-    async fn only_retryable_failures_are_reported_back_to_sqs() {
+    fn batch(messages: Vec<SqsMessage>) -> SqsEvent {
         let mut event = SqsEvent::default();
-        event.records = vec![
-            message("ok", "fine"),
-            message("flaky", "transient"),
-            message("poison", "invalid"),
-        ];
-        let response = handle_sqs_batch(event, "test message", 2, |m| async move {
-            match m.body.as_deref() {
-                Some("transient") => Err(Error::Transient {
-                    message: "try later".into(),
-                    after: None,
-                }),
-                Some("invalid") => Err(Error::InvalidInput("never valid".into())),
-                _ => Ok(()),
-            }
-        })
-        .await;
-        let ids: Vec<_> = response
+        event.records = messages;
+        event
+    }
+
+    fn spapi(status: u16, kind: crate::spapi::SpApiErrorKind) -> Error {
+        let mut e = crate::spapi::SpApiError::new(kind, "patchListingsItem", "x");
+        e.status = Some(status);
+        Error::SpApi(e)
+    }
+
+    /// The body names the failure the handler returns.
+    async fn outcome(m: SqsMessage) -> Result<(), Error> {
+        use crate::spapi::SpApiErrorKind as K;
+        match m.body.as_deref().unwrap_or_default() {
+            "ok" => Ok(()),
+            "throttled" => Err(spapi(429, K::Status)),
+            "transient" => Err(Error::Transient {
+                message: "try later".into(),
+                after: None,
+            }),
+            "garbage" => Err(Error::InvalidInput("not a price update".into())),
+            "refused" => Err(spapi(422, K::Status)),
+            "forbidden" => Err(spapi(403, K::Status)),
+            "invalid_grant" => Err(spapi(400, K::Auth)),
+            "bad_setting" => Err(Error::Config("setting x has an unexpected value".into())),
+            "access_denied" => Err(Error::aws("dynamodb", "AccessDeniedException", false)),
+            other => panic!("unknown test body {other}"),
+        }
+    }
+
+    fn failed(response: &aws_lambda_events::sqs::SqsBatchResponse) -> Vec<&str> {
+        response
             .batch_item_failures
             .iter()
             .map(|f| f.item_identifier.as_str())
-            .collect();
-        assert_eq!(ids, ["flaky"]);
+            .collect()
+    }
+
+    #[test]
+    fn every_failure_is_charged_to_exactly_one_party() {
+        use crate::spapi::SpApiErrorKind as K;
+        let cases = [
+            (Error::InvalidInput("x".into()), FailureKind::Message),
+            (Error::NotFound("x".into()), FailureKind::Message),
+            (Error::Conflict("x".into()), FailureKind::Message),
+            (Error::Internal("x".into()), FailureKind::Message),
+            (spapi(400, K::Status), FailureKind::Message),
+            (spapi(404, K::Status), FailureKind::Message),
+            (spapi(422, K::Status), FailureKind::Message),
+            (Error::Config("x".into()), FailureKind::Environment),
+            (spapi(401, K::Status), FailureKind::Environment),
+            (spapi(403, K::Status), FailureKind::Environment),
+            (spapi(400, K::Auth), FailureKind::Environment), // LWA invalid_grant / invalid_client
+            (spapi(401, K::Auth), FailureKind::Environment),
+            (
+                Error::aws("sqs", "AccessDenied", false),
+                FailureKind::Environment,
+            ),
+            (spapi(429, K::Status), FailureKind::Transient),
+            (spapi(503, K::Status), FailureKind::Transient),
+            (spapi(503, K::Auth), FailureKind::Transient),
+            (
+                Error::SpApi(crate::spapi::SpApiError::new(
+                    K::Timeout,
+                    "getShipment",
+                    "t",
+                )),
+                FailureKind::Transient,
+            ),
+            (
+                Error::aws("dynamodb", "throttled", true),
+                FailureKind::Transient,
+            ),
+            (
+                Error::Transient {
+                    message: "x".into(),
+                    after: None,
+                },
+                FailureKind::Transient,
+            ),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.kind(), kind, "{error}");
+        }
+        // A body that is not JSON is the message's fault ...
+        let json: Error = serde_json::from_str::<u32>("x").unwrap_err().into();
+        assert_eq!(json.kind(), FailureKind::Message);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_setting_is_the_environment_not_the_message() {
+        use crate::store::settings::{get_or, MemorySettingsStore, SettingsStore};
+        let store = MemorySettingsStore::default();
+        store
+            .put(
+                "catalog_max_disable_share",
+                serde_json::json!("lots"),
+                None,
+                "test",
+            )
+            .await
+            .unwrap();
+        let e = get_or(&store, "catalog_max_disable_share", 0.2f64)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), FailureKind::Environment, "{e}");
+        assert!(e.to_string().contains("catalog_max_disable_share"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_poison_message_is_parked_with_its_reason_and_acknowledged() {
+        let (consumer, dlq, metrics) = SqsConsumer::in_memory("s-PricePusherFunction");
+        let mut poison = message("poison", "garbage");
+        let mut own = SqsMessageAttribute::default();
+        own.data_type = Some("String".into());
+        own.string_value = Some("v1".into());
+        poison.message_attributes.insert("origin".into(), own);
+        let event = batch(vec![
+            message("ok", "ok"),
+            poison,
+            message("refused", "refused"),
+        ]);
+        let response = handle_sqs_batch(&consumer, event, "price update", 2, outcome).await;
+        assert!(failed(&response).is_empty(), "both are acknowledged");
+        let parked = dlq.parked();
+        assert_eq!(parked.len(), 2);
+        let p = &parked[0];
+        assert_eq!(p.body, "garbage");
+        assert_eq!(p.reason, "invalid input: not a price update");
+        assert_eq!(p.function, "s-PricePusherFunction");
+        assert_eq!(p.source_queue, QUEUE);
+        assert_eq!(p.source_message_id, "poison");
+        assert_eq!(p.receive_count, "1");
+        assert_eq!(p.attributes["origin"].string_value.as_deref(), Some("v1"));
+        assert!((chrono::Utc::now() - p.parked_at).num_seconds() < 60);
+        assert!(
+            parked[1].reason.contains("HTTP 422"),
+            "{}",
+            parked[1].reason
+        );
+        assert_eq!(metrics.sum(names::MESSAGES_PARKED), 2.0);
+        assert_eq!(metrics.sum(names::ENVIRONMENT_FAILURES), 0.0);
+    }
+
+    #[tokio::test]
+    async fn a_message_the_dlq_cannot_take_is_retried_never_dropped() {
+        let (consumer, dlq, metrics) = SqsConsumer::in_memory("f");
+        dlq.set_failing(true);
+        let response = handle_sqs_batch(
+            &consumer,
+            batch(vec![message("poison", "garbage")]),
+            "t",
+            1,
+            outcome,
+        )
+        .await;
+        assert_eq!(failed(&response), ["poison"]);
+        assert!(dlq.parked().is_empty());
+        assert_eq!(metrics.sum(names::MESSAGES_PARKED), 0.0);
+    }
+
+    #[tokio::test]
+    async fn environment_failures_are_retried_alarmed_and_never_parked() {
+        let (consumer, dlq, metrics) = SqsConsumer::in_memory("f");
+        let event = batch(vec![
+            message("a", "forbidden"),
+            message("b", "invalid_grant"),
+            message("c", "bad_setting"),
+            message("d", "access_denied"),
+            message("e", "ok"),
+        ]);
+        let response = handle_sqs_batch(&consumer, event, "t", 3, outcome).await;
+        assert_eq!(failed(&response), ["a", "b", "c", "d"]);
+        assert!(dlq.parked().is_empty(), "never charged to the message");
+        assert_eq!(metrics.sum(names::ENVIRONMENT_FAILURES), 4.0);
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_quietly() {
+        let (consumer, dlq, metrics) = SqsConsumer::in_memory("f");
+        let event = batch(vec![
+            message("ok", "ok"),
+            message("flaky", "transient"),
+            message("slow", "throttled"),
+        ]);
+        let response = handle_sqs_batch(&consumer, event, "t", 2, outcome).await;
+        assert_eq!(failed(&response), ["flaky", "slow"]);
+        assert!(dlq.parked().is_empty());
+        assert!(metrics.documents().is_empty());
+    }
+
+    #[derive(serde::Serialize)]
+    struct Report {
+        done: Vec<&'static str>,
+        failed: Vec<String>,
+    }
+
+    #[test]
+    fn a_run_that_failed_anywhere_is_an_error_and_counted() {
+        let (metrics, recorded) = Metrics::memory("s", "poller");
+        let ok = finish_run(
+            &metrics,
+            "order poll",
+            Ok(Report {
+                done: vec!["L1", "L2"],
+                failed: vec![],
+            }),
+            |r| r.failed.clone(),
+        )
+        .unwrap();
+        assert_eq!(ok["done"], serde_json::json!(["L1", "L2"]));
+        assert_eq!(recorded.sum(names::RUNS_FAILED), 0.0);
+
+        let e = finish_run(
+            &metrics,
+            "order poll",
+            Ok(Report {
+                done: vec!["L1"],
+                failed: vec!["L2/ACCEPTED: sp-api HTTP 500".into()],
+            }),
+            |r| r.failed.clone(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("1 failed: L2/ACCEPTED"), "{e}");
+        assert_eq!(recorded.sum(names::RUNS_FAILED), 1.0);
+
+        let e = finish_run::<Report>(
+            &metrics,
+            "order poll",
+            Err(Error::Config("setting x".into())),
+            |r| r.failed.clone(),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), FailureKind::Environment);
+        assert_eq!(recorded.sum(names::RUNS_FAILED), 2.0);
+        assert_eq!(recorded.sum(names::ENVIRONMENT_FAILURES), 1.0);
+    }
+
+    #[test]
+    fn a_reparked_message_carries_only_the_latest_reason_and_a_bounded_one() {
+        let mut m = message("m", "b");
+        let mut old = SqsMessageAttribute::default();
+        old.data_type = Some("String".into());
+        old.string_value = Some("old reason".into());
+        m.message_attributes
+            .insert(parked_attributes::REASON.into(), old);
+        let p = ParkedMessage::of(&m, &Error::InvalidInput("y".repeat(5000)), "f");
+        assert!(p.attributes.is_empty());
+        assert!(p.reason.chars().count() <= MAX_REASON_CHARS + 1);
+        assert_eq!(p.ours()[0].0, parked_attributes::REASON);
     }
 }

@@ -157,7 +157,7 @@ impl SecretCache {
             Source::Static(map) => map
                 .get(arn)
                 .map(|v| SecretString::new(v.clone()))
-                .ok_or_else(|| Error::NotFound(format!("secret {arn}"))),
+                .ok_or_else(|| Error::Config(format!("secret {arn} does not exist"))),
             Source::Aws(client) => {
                 let out = crate::retry::RetryPolicy::new(
                     3,
@@ -251,6 +251,6 @@ mod tests {
     #[tokio::test]
     async fn missing_secret_is_not_found() {
         let cache = SecretCache::from_static(HashMap::new());
-        assert!(matches!(cache.get("arn:x").await, Err(Error::NotFound(_))));
+        assert!(matches!(cache.get("arn:x").await, Err(Error::Config(_))));
     }
 }

@@ -66,8 +66,18 @@ mod tests {
     }
 
     #[test]
-    fn init_twice_is_harmless() {
+    fn init_installs_the_global_subscriber_and_a_second_call_is_harmless() {
         init();
-        init();
+        assert!(
+            tracing::dispatcher::has_been_set(),
+            "init() must install a global subscriber"
+        );
+        init(); // must neither panic nor replace the first one
+        assert!(tracing::dispatcher::has_been_set());
+        if std::env::var_os("RUST_LOG").is_none() {
+            // The default level is info: info lines are written, debug lines are not.
+            assert!(tracing::enabled!(tracing::Level::INFO));
+            assert!(!tracing::enabled!(tracing::Level::DEBUG));
+        }
     }
 }

@@ -264,6 +264,12 @@ async fn a_function_gets_exactly_its_template_environment() -> anyhow::Result<()
         env.optional("SPAPI_ENDPOINT"),
         Some(t.sim().base_url.as_str())
     );
+    // What Lambda itself sets, as in AWS.
+    assert_eq!(
+        env.optional("AWS_LAMBDA_FUNCTION_NAME"),
+        Some(t.stack.function("HeartbeatFunction").unwrap().name.as_str())
+    );
+    assert_eq!(env.optional("STACK_NAME"), Some(t.stack.name.as_str()));
     // Not declared for the heartbeat in template.yaml, so not there.
     assert_eq!(env.optional("CATALOG_TABLE"), None);
     let err = env.require("CATALOG_TABLE").unwrap_err().to_string();

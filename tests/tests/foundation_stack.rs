@@ -133,7 +133,28 @@ async fn every_declared_resource_exists_in_moto() -> anyhow::Result<()> {
         .send()
         .await
         .map_err(sdk)?;
-    assert_eq!(rules.rules().len(), 1);
+    // Ours, and the managed rule EventBridge adds for the archive.
+    let names: Vec<&str> = rules.rules().iter().filter_map(|r| r.name()).collect();
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| !n.starts_with("Events-Archive-"))
+            .count(),
+        1,
+        "{names:?}"
+    );
+    // Every event is kept for a replay (README: "Events when no webhook is set").
+    let archive = t
+        .events
+        .describe_archive()
+        .archive_name(&st.resources["EventArchive"].physical_id)
+        .send()
+        .await
+        .map_err(sdk)?;
+    assert_eq!(archive.retention_days(), Some(30));
+    assert!(archive
+        .event_source_arn()
+        .is_some_and(|a| a.ends_with(&format!("event-bus/{}", st.event_bus("EventBus")))));
 
     for (logical, arn) in &st.secrets {
         t.secrets

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use flexbridge::config::{keys, prefixes};
 use flexbridge_e2e::flexbridge_local::{paths, stack};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn cfn() -> Value {
     paths::ensure_venv().expect("venv");
@@ -181,7 +181,55 @@ fn every_queue_has_a_dlq_an_alarm_and_a_visibility_timeout_of_six_consumer_timeo
                     .is_some_and(|a| a.iter().any(|t| t == "ReportBatchItemFailures")),
                 "{f} on {q} must report batch item failures"
             );
+            // Messages that can never succeed are parked in this queue's own DLQ
+            // (flexbridge::runtime::SqsConsumer); the SendMessage policy is checked by
+            // every_resource_a_function_is_told_about_it_may_also_use.
+            let env_dlq = &functions[f]["Properties"]["Environment"]["Variables"]
+                [keys::DEAD_LETTER_QUEUE_URL];
+            assert_eq!(
+                logical_of(env_dlq),
+                Some(dlq),
+                "{f} consumes {q}: its {} must be !Ref {dlq}",
+                keys::DEAD_LETTER_QUEUE_URL
+            );
         }
+    }
+}
+
+#[test]
+fn every_flexbridge_metric_behind_a_failure_has_an_alarm_on_the_stack() {
+    use flexbridge::metrics::{names, NAMESPACE};
+    let cfn = cfn();
+    let alarms = resources_of(&cfn, "AWS::CloudWatch::Alarm");
+    for metric in [
+        names::MESSAGES_PARKED,
+        names::ENVIRONMENT_FAILURES,
+        names::RUNS_FAILED,
+    ] {
+        let alarm = alarms.values().find(|a| {
+            let p = &a["Properties"];
+            p["Namespace"] == NAMESPACE && p["MetricName"] == metric
+        });
+        let p = &alarm.unwrap_or_else(|| panic!("no alarm on {NAMESPACE}/{metric}"))["Properties"];
+        assert_eq!(p["Dimensions"][0]["Name"], "Stack", "{metric}");
+        assert_eq!(
+            p["Dimensions"][0]["Value"],
+            json!({"Ref": "AWS::StackName"}),
+            "{metric}"
+        );
+        assert_eq!(p["Statistic"], "Sum", "{metric}");
+        assert!(
+            p["AlarmActions"].as_array().is_some_and(|a| !a.is_empty()),
+            "{metric}"
+        );
+    }
+    // The dimension's value comes from STACK_NAME, which every function gets.
+    for (id, f) in resources_of(&cfn, "AWS::Lambda::Function") {
+        assert_eq!(
+            f["Properties"]["Environment"]["Variables"][keys::STACK_NAME],
+            json!({"Ref": "AWS::StackName"}),
+            "{id}"
+        );
     }
 }
 
@@ -254,6 +302,8 @@ fn key_names() -> BTreeSet<&'static str> {
         keys::SPAPI_REGION,
         keys::MARKETPLACE_ID,
         keys::SELLER_ID,
+        keys::DEAD_LETTER_QUEUE_URL,
+        keys::STACK_NAME,
     ]
     .into()
 }

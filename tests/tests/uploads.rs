@@ -492,7 +492,7 @@ async fn a_file_too_big_for_one_run_resumes_from_its_checkpoint() -> Result<()> 
     // A tiny deadline (1 s, inside the 20 s stop margin): every run applies one window of
     // rows, saves its checkpoint and re-enqueues the upload.
     let handler = ingest_handler(&t).await?;
-    let window = IngestConfig::default().window_rows;
+    let window = IngestConfig::new("ATVPDKIKX0DER").window_rows;
     let key = "catalog/delta/big.csv";
     let v = put(&t, key, full_catalog(0..(2 * window as u32 + 200))).await?;
     let mut runs = 0;
@@ -544,6 +544,9 @@ async fn a_price_reaches_amazon_once_through_faults_and_redelivery() -> Result<(
     };
     let update = PriceUpdate {
         upload: "prices/p.csv@v1".into(),
+        key: "prices/p.csv".into(),
+        version_id: "v1".into(),
+        order: "2026-11-21T08:21:13.408Z|0|prices/p.csv@v1".into(),
         line: 2,
         sku: "MUG-9".into(),
         asin: "B000000009".into(),

@@ -3,26 +3,29 @@
 //! signal: deduplicated on its notification ID, then the shipment is read back from Amazon and
 //! ingested. Failures that a retry can fix (throttling, a claim held by a concurrent invocation)
 //! are reported as batch item failures and come back after the visibility timeout; a body that
-//! can never be handled (not an envelope, no shipment ID) is logged and dropped (the poller is
-//! the safety net for anything a notification would have told us). Other notification types are
-//! acknowledged and ignored.
+//! can never be handled (not an envelope, no shipment ID) is moved to `NotificationsDLQ` at once
+//! with the reason attached; a failure of the environment (credentials, configuration) is kept
+//! for a retry and alarmed (`flexbridge::runtime::handle_sqs_batch`). Other notification types
+//! are acknowledged and ignored.
 
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsEvent;
 use flexbridge::orders::notifications::NotificationHandler;
 use flexbridge::orders::Orders;
-use flexbridge::runtime::{handle_sqs_batch, Function, Invocation};
+use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
 use flexbridge::{Env, Error, Result};
 use serde_json::Value;
 
 pub struct NotificationConsumer {
     pub orders: Orders,
+    pub consumer: SqsConsumer,
 }
 
 impl NotificationConsumer {
     pub async fn from_env(env: &Env) -> Result<Self> {
         Ok(Self {
             orders: Orders::from_env(env).await?,
+            consumer: SqsConsumer::from_env(env).await?,
         })
     }
 }
@@ -38,7 +41,7 @@ impl Function for NotificationConsumer {
             idempotency: &self.orders.idempotency,
         };
         let (handler, inv) = (&handler, &inv);
-        let response = handle_sqs_batch(event, "notification", 1, |msg| async move {
+        let response = handle_sqs_batch(&self.consumer, event, "notification", 1, |msg| async move {
             let outcome = handler
                 .handle(msg.body.as_deref().unwrap_or_default(), inv)
                 .await?;

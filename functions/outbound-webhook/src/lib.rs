@@ -7,23 +7,24 @@
 //! and `X-Flexbridge-Event-Id` headers. Receivers drop duplicates by event ID: delivery is at
 //! least once.
 //!
-//! Outcomes per message:
+//! Outcomes per message (settled by `flexbridge::runtime::handle_sqs_batch`):
 //! - 2xx: delivered.
-//! - no `WEBHOOK_URL` configured: acknowledged (events stay available on the bus).
-//! - body that is not a flexbridge event: logged and dropped; no retry can deliver it.
+//! - no `WEBHOOK_URL` configured: acknowledged. Nothing is lost: the bus's `EventArchive` keeps
+//!   every flexbridge event for `EventArchiveRetentionDays`, and the README's replay command
+//!   sends them through this function once a webhook is set.
+//! - a body that is not a flexbridge event, or a webhook refusing the event itself (400, 409,
+//!   413, 422, ...): moved to `OutboundDLQ` at once with the reason attached.
+//! - 401, 403, 404, 405, 410, a redirect, an unusable webhook secret: the webhook or our key is
+//!   misconfigured, not the event: kept for a retry and alarmed (environment failure).
 //! - 5xx, 408, 429, timeout, connection error: a batch item failure; SQS redelivers after the
 //!   visibility timeout and, after the queue's `maxReceiveCount`, parks it in `OutboundDLQ`.
-//! - any other status (4xx, 3xx): also a batch item failure, logged as an error. These rarely
-//!   heal by themselves, but the usual cause is a receiver misconfiguration (wrong secret → 401,
-//!   moved URL → 404); keeping the event in the DLQ lets the seller redrive it once fixed,
-//!   where dropping it would lose it.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use flexbridge::config::keys;
-use flexbridge::runtime::{handle_sqs_batch, Function, Invocation};
+use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
 use flexbridge::secrets::SecretCache;
 use flexbridge::warehouse::signing;
 use flexbridge::{Env, Error, Result};
@@ -47,6 +48,7 @@ pub struct Webhook {
 pub struct OutboundWebhook {
     webhook: Option<Webhook>,
     http: reqwest::Client,
+    consumer: SqsConsumer,
 }
 
 /// The part of the EventBridge event we read.
@@ -65,7 +67,12 @@ pub enum Delivery {
         status: u16,
     },
     NoWebhook,
+    /// The event cannot be delivered as it is (it goes to the DLQ with the reason).
     Dropped {
+        reason: String,
+    },
+    /// The webhook URL or key is wrong: not the event's fault (retried and alarmed).
+    Misconfigured {
         reason: String,
     },
     /// Try again later (the message becomes a batch item failure).
@@ -92,10 +99,10 @@ impl OutboundWebhook {
                 })
             }
         };
-        Ok(Self::new(webhook))
+        Ok(Self::new(webhook, SqsConsumer::from_env(env).await?))
     }
 
-    pub fn new(webhook: Option<Webhook>) -> Self {
+    pub fn new(webhook: Option<Webhook>, consumer: SqsConsumer) -> Self {
         let http = reqwest::Client::builder()
             .timeout(DELIVERY_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
@@ -104,7 +111,11 @@ impl OutboundWebhook {
             .user_agent(concat!("flexbridge-webhook/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("static reqwest configuration");
-        Self { webhook, http }
+        Self {
+            webhook,
+            http,
+            consumer,
+        }
     }
 
     /// Delivers one SQS message.
@@ -140,9 +151,11 @@ impl OutboundWebhook {
         let secret = match webhook.secrets.get(&webhook.secret_arn).await {
             Ok(s) => s,
             Err(e) => {
-                return Delivery::Retry {
-                    reason: format!("webhook secret unavailable: {e}"),
-                }
+                let reason = format!("webhook secret unavailable: {e}");
+                return match e.kind() {
+                    flexbridge::error::FailureKind::Transient => Delivery::Retry { reason },
+                    _ => Delivery::Misconfigured { reason },
+                };
             }
         };
         let path_and_query = match webhook.url.query() {
@@ -185,17 +198,15 @@ impl OutboundWebhook {
                     408 | 429 | 500..=599 => Delivery::Retry {
                         reason: format!("webhook answered {status}"),
                     },
-                    _ => {
-                        tracing::error!(
-                            status,
-                            event = %event.detail_type,
-                            event_id,
-                            "webhook refused the event; check the webhook URL and secret (the event is kept for the DLQ)"
-                        );
-                        Delivery::Retry {
-                            reason: format!("webhook refused with {status}"),
-                        }
-                    }
+                    // Wrong key, moved or missing endpoint: the configuration, not the event.
+                    300..=399 | 401 | 403 | 404 | 405 | 410 => Delivery::Misconfigured {
+                        reason: format!(
+                            "webhook answered {status}; check WebhookUrl and the webhook secret"
+                        ),
+                    },
+                    _ => Delivery::Dropped {
+                        reason: format!("webhook refused the event with {status}"),
+                    },
                 }
             }
             Err(e) => Delivery::Retry {
@@ -211,24 +222,34 @@ impl OutboundWebhook {
 
     /// Handles one SQS batch; only messages to try again are reported as failures.
     pub async fn handle(&self, batch: SqsEvent, invocation: &Invocation) -> SqsBatchResponse {
-        handle_sqs_batch(batch, "webhook event", CONCURRENCY, |m| async move {
-            let message_id = m.message_id.as_deref().unwrap_or_default();
-            match self.deliver(&m, invocation).await {
-                Delivery::Delivered { status } => {
-                    tracing::info!(message_id, status, "event delivered to webhook");
-                    Ok(())
+        handle_sqs_batch(
+            &self.consumer,
+            batch,
+            "webhook event",
+            CONCURRENCY,
+            |m| async move {
+                let message_id = m.message_id.as_deref().unwrap_or_default();
+                match self.deliver(&m, invocation).await {
+                    Delivery::Delivered { status } => {
+                        tracing::info!(message_id, status, "event delivered to webhook");
+                        Ok(())
+                    }
+                    Delivery::NoWebhook => {
+                        tracing::debug!(
+                            message_id,
+                            "no WEBHOOK_URL configured; the event is kept in the bus's archive"
+                        );
+                        Ok(())
+                    }
+                    Delivery::Dropped { reason } => Err(Error::InvalidInput(reason)),
+                    Delivery::Misconfigured { reason } => Err(Error::Config(reason)),
+                    Delivery::Retry { reason } => Err(Error::Transient {
+                        message: reason,
+                        after: None,
+                    }),
                 }
-                Delivery::NoWebhook => {
-                    tracing::debug!(message_id, "no WEBHOOK_URL configured; event acknowledged");
-                    Ok(())
-                }
-                Delivery::Dropped { reason } => Err(Error::InvalidInput(reason)),
-                Delivery::Retry { reason } => Err(Error::Transient {
-                    message: reason,
-                    after: None,
-                }),
-            }
-        })
+            },
+        )
         .await
     }
 }

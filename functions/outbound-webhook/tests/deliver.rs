@@ -1,5 +1,6 @@
-//! Delivery against a tiny local webhook: signed 2xx is done, 5xx and 4xx are retried (kept for
-//! the DLQ), garbage is dropped, no webhook means acknowledge.
+//! Delivery against a tiny local webhook: signed 2xx is done, 5xx is retried, a wrong key or URL
+//! (401/403/404) is retried and alarmed, a refused event and garbage go to the DLQ with the
+//! reason, no webhook means acknowledge (the bus archive keeps the event).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use flexbridge::events::{EventName, OutboundEvent, WebhookTest};
-use flexbridge::runtime::{Function, Invocation};
+use flexbridge::runtime::{Function, Invocation, SqsConsumer};
 use flexbridge::secrets::SecretCache;
 use flexbridge::warehouse::signing;
 use outbound_webhook::{Delivery, OutboundWebhook, Webhook};
@@ -43,11 +44,14 @@ async fn start_receiver(status: u16) -> (Receiver, String) {
 }
 
 fn function(url: &str) -> OutboundWebhook {
-    OutboundWebhook::new(Some(Webhook {
-        url: url.parse().unwrap(),
-        secrets: SecretCache::from_static(HashMap::from([(ARN.into(), SECRET.into())])),
-        secret_arn: ARN.into(),
-    }))
+    OutboundWebhook::new(
+        Some(Webhook {
+            url: url.parse().unwrap(),
+            secrets: SecretCache::from_static(HashMap::from([(ARN.into(), SECRET.into())])),
+            secret_arn: ARN.into(),
+        }),
+        SqsConsumer::in_memory("webhook").0,
+    )
 }
 
 fn bus_message(id: &str, event: &OutboundEvent) -> SqsMessage {
@@ -136,7 +140,7 @@ async fn batch_reports_only_messages_to_retry() {
     assert_eq!(
         failed,
         vec!["m1", "m2"],
-        "garbage is dropped, 500s are retried"
+        "garbage goes to the DLQ, 500s are retried"
     );
 
     let (_r400, url400) = start_receiver(401).await;
@@ -147,7 +151,7 @@ async fn batch_reports_only_messages_to_retry() {
     assert_eq!(
         out["batchItemFailures"].as_array().unwrap().len(),
         2,
-        "refusals are kept for the DLQ"
+        "a wrong key is not the events' fault: kept and retried"
     );
 
     let (_r200, url200) = start_receiver(200).await;
@@ -157,7 +161,7 @@ async fn batch_reports_only_messages_to_retry() {
         .unwrap();
     assert_eq!(out["batchItemFailures"], json!([]));
 
-    let out = OutboundWebhook::new(None)
+    let out = OutboundWebhook::new(None, SqsConsumer::in_memory("webhook").0)
         .invoke(payload, inv())
         .await
         .unwrap();
@@ -178,4 +182,46 @@ async fn unreachable_webhook_is_retried() {
         .deliver(&bus_message("m1", &test_event()), &inv())
         .await;
     assert!(matches!(out, Delivery::Retry { .. }), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_refused_event_and_garbage_are_parked_with_the_reason_a_wrong_key_never() {
+    let (r, url) = start_receiver(422).await;
+    let webhook = || Webhook {
+        url: url.parse().unwrap(),
+        secrets: SecretCache::from_static(HashMap::from([(ARN.into(), SECRET.into())])),
+        secret_arn: ARN.into(),
+    };
+    let (consumer, dlq, metrics) = SqsConsumer::in_memory("webhook");
+    let f = OutboundWebhook::new(Some(webhook()), consumer);
+    let mut garbage = SqsMessage::default();
+    garbage.message_id = Some("bad".into());
+    garbage.body = Some("not json".into());
+    let mut batch = SqsEvent::default();
+    batch.records = vec![bus_message("m1", &test_event()), garbage];
+    let out = f.handle(batch.clone(), &inv()).await;
+    assert!(out.batch_item_failures.is_empty(), "{out:?}");
+    let parked = dlq.parked();
+    let reasons: Vec<&str> = parked.iter().map(|p| p.reason.as_str()).collect();
+    assert_eq!(parked.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].contains("webhook refused the event with 422"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("not an EventBridge event"),
+        "{reasons:?}"
+    );
+    assert_eq!(parked[1].body, "not json");
+    assert_eq!(metrics.sum("MessagesParked"), 2.0);
+
+    // The same event against a wrong key: the configuration's fault, kept and alarmed.
+    *r.status.lock().unwrap() = 401;
+    let (consumer, dlq, metrics) = SqsConsumer::in_memory("webhook");
+    let f = OutboundWebhook::new(Some(webhook()), consumer);
+    batch.records.truncate(1);
+    let out = f.handle(batch, &inv()).await;
+    assert_eq!(out.batch_item_failures.len(), 1);
+    assert!(dlq.parked().is_empty());
+    assert_eq!(metrics.sum("EnvironmentFailures"), 1.0);
 }

@@ -1,42 +1,53 @@
 //! Sends accepted price rows to Amazon. Consumes `PriceUpdatesQueue` (one message per row,
-//! written by upload-ingest), calls `patchListingsItem` with a `purchasable_offer` / `our_price`
-//! patch through the shared SP-API client, whose token bucket keeps Amazon's 5 rps / burst 5,
-//! and records Amazon's answer (ACCEPTED / INVALID and its issues) and the price sent per SKU
-//! and marketplace in the catalog table.
+//! written by upload-ingest); the work is `flexbridge::upload::push::PriceSender`: in upload
+//! order (an older file's row never overrides a newer one's), Amazon's answer recorded per SKU
+//! and marketplace and counted for the upload's `reports/<key>.amazon.csv`.
 //!
-//! Idempotent per (upload version, SKU, marketplace) through `flexbridge::idempotency`: a
-//! redelivered message is not sent twice. Outcomes: Amazon answered (even INVALID, or a 4xx
-//! refusal) → recorded and acknowledged; throttling / 5xx / timeouts after the client's own
-//! retries → batch item failure (SQS redelivers; `PriceUpdatesDLQ` after `maxReceiveCount`);
-//! a body that is not a price update → logged and dropped.
+//! Only Amazon's verdict on the price is an answer; any other failure (credentials, 5xx,
+//! throttling after retries) is returned to `handle_sqs_batch`, which retries or parks it.
+//!
+//! Amazon allows 5 requests per second (burst 5) for the seller. The event source runs at most
+//! `MAX_INSTANCES` instances (template.yaml, `ScalingConfig.MaximumConcurrency`); each instance
+//! paces itself to its share, `5 / MAX_INSTANCES` rps, so the seller's total holds. The pace is
+//! passed to `PriceSender` in ONE place (`pace:` below): a limiter shared across instances
+//! replaces it there.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use chrono::{SecondsFormat, Utc};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use flexbridge::config::keys;
 use flexbridge::idempotency::Idempotency;
-use flexbridge::runtime::{handle_sqs_batch, Function, Invocation};
+use flexbridge::ratelimit::{Limit, TokenBucket};
+use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
 use flexbridge::secrets::SecretCache;
-use flexbridge::spapi::models::ListingsPatch;
 use flexbridge::spapi::SpApiClient;
-use flexbridge::store::catalog::{CatalogStore, DynamoCatalogStore, PriceState};
-use flexbridge::upload::ingest::PriceUpdate;
+use flexbridge::store::catalog::DynamoCatalogStore;
+use flexbridge::upload::aws::{DynamoAnswers, S3Uploads};
+use flexbridge::upload::push::PriceSender;
 use flexbridge::{Env, Error, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const REMEMBER: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Calls in flight; the client's rate limiter paces them to Amazon's limit.
+/// Calls in flight per instance; the pace spaces them out.
 const CONCURRENCY: usize = 5;
+/// `ScalingConfig.MaximumConcurrency` of the `PriceUpdates` event source in template.yaml.
+pub const MAX_INSTANCES: u32 = 2;
+/// Amazon's `patchListingsItem` limit for the seller.
+pub const AMAZON_LIMIT: Limit = Limit::new(5.0, 5);
+
+/// This instance's share of Amazon's limit.
+pub fn instance_share() -> Limit {
+    Limit::new(
+        AMAZON_LIMIT.rate / f64::from(MAX_INSTANCES),
+        (AMAZON_LIMIT.burst / MAX_INSTANCES).max(1),
+    )
+}
 
 pub struct PricePusher {
-    client: SpApiClient,
-    /// Read from the SP-API secret (or `SELLER_ID`) on the first price, not at init.
-    seller_id: tokio::sync::OnceCell<String>,
-    catalog: Arc<dyn CatalogStore>,
-    idempotency: Idempotency,
+    sender: PriceSender,
+    consumer: SqsConsumer,
 }
 
 impl PricePusher {
@@ -45,113 +56,46 @@ impl PricePusher {
         let dynamodb = flexbridge::aws::dynamodb_client(&sdk);
         let secrets = SecretCache::new(flexbridge::aws::secrets_client(&sdk));
         let client = SpApiClient::from_env(env, &secrets).await?;
-        Ok(Self::new(
-            client,
-            Arc::new(DynamoCatalogStore::new(
-                dynamodb.clone(),
-                env.require(keys::CATALOG_TABLE)?,
-            )),
-            Idempotency::dynamodb(dynamodb, env.require(keys::IDEMPOTENCY_TABLE)?, REMEMBER),
-        ))
-    }
-
-    pub fn new(
-        client: SpApiClient,
-        catalog: Arc<dyn CatalogStore>,
-        idempotency: Idempotency,
-    ) -> Self {
-        Self {
-            client,
-            seller_id: tokio::sync::OnceCell::new(),
-            catalog,
-            idempotency,
-        }
-    }
-
-    /// A deployment without a seller id is an environment failure: retried, never dropped.
-    async fn seller_id(&self) -> Result<&str> {
-        self.seller_id
-            .get_or_try_init(|| async {
-                self.client
-                    .seller_id()
-                    .await?
-                    .ok_or_else(|| Error::Transient {
-                        message: "no seller id: set seller_id in the SP-API secret or SELLER_ID"
-                            .into(),
-                        after: None,
-                    })
-            })
-            .await
-            .map(String::as_str)
+        Ok(Self {
+            sender: PriceSender {
+                client,
+                seller_id: tokio::sync::OnceCell::new(),
+                catalog: Arc::new(DynamoCatalogStore::new(
+                    dynamodb.clone(),
+                    env.require(keys::CATALOG_TABLE)?,
+                )),
+                idempotency: Idempotency::dynamodb(
+                    dynamodb.clone(),
+                    env.require(keys::IDEMPOTENCY_TABLE)?,
+                    REMEMBER,
+                ),
+                answers: Arc::new(DynamoAnswers::new(
+                    dynamodb,
+                    env.require(keys::CURSORS_TABLE)?,
+                )),
+                reports: Arc::new(S3Uploads::new(
+                    flexbridge::aws::s3_client(&sdk),
+                    env.require(keys::BUCKET_NAME)?,
+                )),
+                // The one place the rate limit is chosen (see the module comment).
+                pace: Arc::new(TokenBucket::new(instance_share())),
+            },
+            consumer: SqsConsumer::from_env(env).await?,
+        })
     }
 
     pub async fn handle(&self, event: SqsEvent, inv: &Invocation) -> SqsBatchResponse {
-        handle_sqs_batch(event, "price update", CONCURRENCY, |m| async move {
-            self.handle_message(&m, inv).await
-        })
+        handle_sqs_batch(
+            &self.consumer,
+            event,
+            "price update",
+            CONCURRENCY,
+            |m| async move {
+                let body = m.body.as_deref().unwrap_or_default();
+                self.sender.handle_message(body, inv).await
+            },
+        )
         .await
-    }
-
-    async fn handle_message(&self, message: &SqsMessage, inv: &Invocation) -> Result<()> {
-        let update: PriceUpdate = serde_json::from_str(message.body.as_deref().unwrap_or_default())
-            .map_err(|e| Error::InvalidInput(format!("not a price update: {e}")))?;
-        let seller_id = self.seller_id().await?;
-        let key = update.idempotency_key();
-        // A retaken claim may already have reached Amazon; sending the same price again is
-        // harmless (a replace with the same value), so no reconciliation is needed.
-        self.idempotency
-            .run(&key, &update, inv, |_claim| {
-                self.push(&update, seller_id, inv)
-            })
-            .await
-            .map(|_: Value| ())
-    }
-
-    async fn push(&self, update: &PriceUpdate, seller_id: &str, inv: &Invocation) -> Result<Value> {
-        let patch = ListingsPatch::price(
-            &update.product_type,
-            &update.marketplace_id,
-            &update.currency,
-            update.price as f64 / 100.0,
-        );
-        let client = self.client.with_deadline(inv);
-        let (status, issues, submission_id) = match client
-            .patch_listings_item(seller_id, &update.sku, &[&update.marketplace_id], &patch)
-            .await
-        {
-            Ok(answer) => (
-                answer.status.as_str().to_string(),
-                serde_json::to_string(&answer.issues)?,
-                Some(answer.submission_id).filter(|s| !s.is_empty()),
-            ),
-            Err(e) if e.is_retryable() => return Err(Error::SpApi(e)),
-            // Amazon refused the request itself: record why, do not retry.
-            Err(e) => (
-                "REFUSED".to_string(),
-                json!([{"code": e.code().unwrap_or_default(), "message": e.message}]).to_string(),
-                None,
-            ),
-        };
-        tracing::info!(
-            sku = update.sku,
-            marketplace = update.marketplace_id,
-            status,
-            "price sent"
-        );
-        self.catalog
-            .put_price(&PriceState {
-                sku: update.sku.clone(),
-                marketplace_id: update.marketplace_id.clone(),
-                price: update.price,
-                currency: update.currency.clone(),
-                status: status.clone(),
-                issues,
-                submission_id,
-                upload: format!("{}#{}", update.upload, update.line),
-                updated_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-            })
-            .await?;
-        Ok(json!({"sku": update.sku, "status": status}))
     }
 }
 
@@ -161,5 +105,25 @@ impl Function for PricePusher {
         let batch: SqsEvent = serde_json::from_value(payload)?;
         let response = self.handle(batch, &invocation).await;
         serde_json::to_value(response).map_err(|e| Error::Internal(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_instances_together_stay_within_amazons_limit() {
+        let share = instance_share();
+        assert!(share.rate * f64::from(MAX_INSTANCES) <= AMAZON_LIMIT.rate);
+        assert!(share.burst * MAX_INSTANCES <= AMAZON_LIMIT.burst);
+        let template = include_str!("../../../template.yaml");
+        let at = template.find("PricePusherFunction:").expect("the function");
+        let section = &template[at..at + template[at..].find("\n\n").unwrap_or(4000)];
+        assert!(
+            section.contains(&format!("MaximumConcurrency: {MAX_INSTANCES}")),
+            "template.yaml's PriceUpdates event source must cap instances at {MAX_INSTANCES}"
+        );
+        assert!(!section.contains("ReservedConcurrentExecutions"));
     }
 }

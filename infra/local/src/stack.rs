@@ -154,7 +154,8 @@ impl Stack {
     }
 
     /// The environment `function` gets: exactly the template's variables, plus the local
-    /// endpoints (moto, static credentials, and the simulator when given). A function that
+    /// endpoints (moto, static credentials, and the simulator when given) and what Lambda itself
+    /// sets (`AWS_LAMBDA_FUNCTION_NAME`). A function that
     /// reads a name its template entry does not declare fails, as it would in AWS.
     pub fn env_for(&self, logical_id: &str, overrides: &Overrides) -> Result<Env> {
         let f = self
@@ -164,6 +165,8 @@ impl Stack {
             f.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         vars.insert(keys::AWS_ENDPOINT_URL.into(), self.endpoint.clone());
         vars.insert(keys::AWS_REGION.into(), self.region.clone());
+        // Lambda sets this for every function (metrics and parked messages name it).
+        vars.insert(keys::AWS_LAMBDA_FUNCTION_NAME.into(), f.name.clone());
         vars.insert(keys::AWS_ACCESS_KEY_ID.into(), "testing".into());
         vars.insert(keys::AWS_SECRET_ACCESS_KEY.into(), "testing".into());
         if let Some(e) = &overrides.spapi_endpoint {

@@ -64,6 +64,9 @@ pub struct PollReport {
     pub quarantined: usize,
     /// Problems that did not stop the run (the shipment is retried by the next run's sweep).
     pub errors: Vec<String>,
+    /// Location/status polls that failed (their cursor did not move; the other locations
+    /// were still polled). Any makes the run a failure (`runtime::finish_run`).
+    pub failed_polls: Vec<String>,
 }
 
 pub struct OrderPoller<'a> {
@@ -117,9 +120,9 @@ impl OrderPoller<'_> {
                 {
                     // The cursor did not move; the next run reads the same window again.
                     tracing::error!(location_id = %loc.location_id, status, error = %e, "poll failed");
-                    report
-                        .errors
-                        .push(format!("{}/{status}: {e}", loc.location_id));
+                    let failure = format!("{}/{status}: {e}", loc.location_id);
+                    report.errors.push(failure.clone());
+                    report.failed_polls.push(failure);
                 }
             }
         }

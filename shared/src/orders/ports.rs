@@ -202,6 +202,8 @@ pub struct MemoryAmazon {
     pub unreadable_alone: Mutex<HashSet<String>>,
     /// Every getShipment / getReturn call, by id.
     pub reads_alone: Mutex<Vec<String>>,
+    /// Locations (or return locations) whose listing Amazon answers with a 500.
+    pub failing_locations: Mutex<HashSet<String>>,
 }
 
 impl MemoryAmazon {
@@ -257,6 +259,21 @@ impl MemoryAmazon {
         }
     }
 
+    fn listing(&self, location: &str) -> Result<()> {
+        if self
+            .failing_locations
+            .lock()
+            .expect("lock")
+            .contains(location)
+        {
+            return Err(Error::Transient {
+                message: format!("listing {location}: Amazon answered 500"),
+                after: None,
+            });
+        }
+        Ok(())
+    }
+
     fn read_alone(&self, id: &str) -> Result<()> {
         self.reads_alone.lock().expect("lock").push(id.to_string());
         if self.unreadable_alone.lock().expect("lock").contains(id) {
@@ -278,6 +295,7 @@ fn updated(v: &Value) -> DateTime<Utc> {
 #[async_trait]
 impl ShipmentsApi for MemoryAmazon {
     async fn get_shipments(&self, q: &ShipmentsQuery) -> Result<AmazonPage> {
+        self.listing(&q.location_id)?;
         let all: Vec<Value> = self
             .shipments
             .lock()
@@ -336,6 +354,7 @@ impl ShipmentsApi for MemoryAmazon {
     }
 
     async fn list_returns(&self, q: &ReturnsQuery) -> Result<AmazonPage> {
+        self.listing(&q.return_location_id)?;
         let all: Vec<Value> = self
             .returns
             .lock()

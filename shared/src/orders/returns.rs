@@ -52,6 +52,9 @@ pub struct ReturnsReport {
     /// Unreadable even alone: stored in stage `unreadable` for a person.
     pub quarantined: usize,
     pub errors: Vec<String>,
+    /// Return location/status polls that failed (cursor kept; the other locations were still
+    /// polled). Any makes the run a failure (`runtime::finish_run`).
+    pub failed_polls: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -87,7 +90,9 @@ impl ReturnsService {
                     .await
                 {
                     tracing::error!(return_location_id = %rloc, status, error = %e, "returns poll failed");
-                    report.errors.push(format!("{rloc}/{status}: {e}"));
+                    let failure = format!("{rloc}/{status}: {e}");
+                    report.errors.push(failure.clone());
+                    report.failed_polls.push(failure);
                 }
             }
         }
@@ -452,6 +457,46 @@ mod tests {
 
     fn inv() -> Invocation {
         Invocation::new("t", Duration::from_secs(60))
+    }
+
+    #[tokio::test]
+    async fn a_poll_where_one_return_location_fails_processes_the_others_then_fails() {
+        use crate::metrics::{names, Metrics};
+        let (mut s, amazon, events, _) = service();
+        let loc = |id: &str, rloc: &str| OrderLocation {
+            location_id: id.into(),
+            hub: "HUB1".into(),
+            order_sync: true,
+            return_location_id: Some(rloc.into()),
+            unmapped_sku: UnmappedSkuAction::Hold,
+        };
+        s.locations = Arc::new(MemoryLocations::new(vec![
+            loc("LOC0", "RLOC0"),
+            loc("LOC1", "RLOC1"),
+        ]));
+        amazon
+            .failing_locations
+            .lock()
+            .unwrap()
+            .insert("RLOC0".into());
+        amazon.put_return(ret("R1", "CREATED"));
+        let result = s.poll(&inv()).await;
+        let report = result.as_ref().unwrap();
+        assert_eq!(report.announced, 1, "RLOC1 was processed: {report:?}");
+        assert!(!events.events().is_empty());
+        assert_eq!(
+            report.failed_polls.len(),
+            RETURN_STATUSES.len(),
+            "{report:?}"
+        );
+        assert!(report.failed_polls.iter().all(|f| f.starts_with("RLOC0/")));
+        let (metrics, recorded) = Metrics::memory("s", "ReturnsPoller");
+        let e = crate::runtime::finish_run(&metrics, "returns poll", result, |r| {
+            r.failed_polls.clone()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("RLOC0/"), "{e}");
+        assert_eq!(recorded.sum(names::RUNS_FAILED), 1.0);
     }
 
     #[tokio::test]

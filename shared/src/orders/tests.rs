@@ -364,3 +364,65 @@ async fn a_crash_while_applying_a_cancellation_is_finished_later() {
     assert_eq!(unique_count(&h.events, EventName::ShipmentCancelled), 1);
     assert_eq!(h.inventory.position("LOC1", "A").await.unwrap().reserved, 0);
 }
+
+#[tokio::test]
+async fn a_poll_where_one_location_fails_processes_the_others_then_fails() {
+    use crate::metrics::{names, Metrics};
+    use crate::orders::poller::{OrderPoller, PollSettings};
+    use crate::store::cursors::{CursorKind, CursorStore, MemoryCursorStore};
+
+    let mut h = harness(&["A", "B"], UnmappedSkuAction::Hold);
+    let location = |id: &str, hub: &str| OrderLocation {
+        location_id: id.into(),
+        hub: hub.into(),
+        order_sync: true,
+        return_location_id: None,
+        unmapped_sku: UnmappedSkuAction::Hold,
+    };
+    // The failing location comes first: the one after it must still be polled.
+    h.p.locations = Arc::new(MemoryLocations::new(vec![
+        location("LOC0", "HUB0"),
+        location("LOC1", "HUB1"),
+    ]));
+    h.amazon
+        .failing_locations
+        .lock()
+        .unwrap()
+        .insert("LOC0".into());
+    let mut fresh = new_shipment("S1");
+    fresh["lastUpdatedDateTime"] = crate::orders::model::sort_time(chrono::Utc::now()).into();
+    h.amazon.put(fresh);
+    let cursors = MemoryCursorStore::new();
+    let poller = OrderPoller {
+        processor: &h.p,
+        cursors: &cursors,
+        settings: PollSettings {
+            pass_interval: Duration::ZERO,
+            ..PollSettings::default()
+        },
+    };
+    let result = poller.run(&inv()).await;
+    let report = result.as_ref().unwrap();
+    // LOC1 was processed in full ...
+    assert_eq!(report.stored_new, 1, "{report:?}");
+    assert_eq!(*h.amazon.confirms.lock().unwrap(), vec!["S1".to_string()]);
+    assert!(cursors
+        .get(CursorKind::Shipments, "LOC1", "ACCEPTED")
+        .await
+        .unwrap()
+        .is_some());
+    // ... LOC0 failed on every status and its cursors did not move ...
+    assert_eq!(report.failed_polls.len(), 5, "{report:?}");
+    assert!(report.failed_polls.iter().all(|f| f.starts_with("LOC0/")));
+    assert!(cursors
+        .get(CursorKind::Shipments, "LOC0", "ACCEPTED")
+        .await
+        .unwrap()
+        .is_none());
+    // ... and the run ends as a failure, counted for the alarm.
+    let (metrics, recorded) = Metrics::memory("s", "OrderPoller");
+    let e = crate::runtime::finish_run(&metrics, "order poll", result, |r| r.failed_polls.clone())
+        .unwrap_err();
+    assert!(e.to_string().contains("5 failed: LOC0/ACCEPTED"), "{e}");
+    assert_eq!(recorded.sum(names::RUNS_FAILED), 1.0);
+}

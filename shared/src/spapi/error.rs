@@ -123,6 +123,24 @@ impl SpApiError {
     }
 }
 
+impl SpApiError {
+    /// Who this failure is charged to (`crate::error` explains the classification): retryable
+    /// → transient; Login with Amazon refusing our credentials (`invalid_grant`,
+    /// `invalid_client`) or Amazon answering 401/403 → the environment (credentials, app
+    /// authorization, roles); any other refusal (400, 404, 409, 422, an unreadable answer) →
+    /// this item.
+    pub fn failure_kind(&self) -> crate::error::FailureKind {
+        use crate::error::FailureKind;
+        if self.is_retryable() {
+            FailureKind::Transient
+        } else if self.kind == SpApiErrorKind::Auth || matches!(self.status, Some(401 | 403)) {
+            FailureKind::Environment
+        } else {
+            FailureKind::Message
+        }
+    }
+}
+
 impl Retryable for SpApiError {
     /// For generic code wrapping client calls: never resend a write whose outcome is unknown.
     fn retry_decision(&self) -> RetryDecision {

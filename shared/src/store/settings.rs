@@ -83,9 +83,9 @@ pub async fn get_or<T: serde::de::DeserializeOwned>(
 ) -> Result<T> {
     match store.get(name).await? {
         None => Ok(default),
-        Some(s) => serde_json::from_value(s.value).map_err(|e| {
-            Error::InvalidInput(format!("setting {name} has an unexpected value: {e}"))
-        }),
+        // A malformed setting is the deployment's problem, never the message's being handled.
+        Some(s) => serde_json::from_value(s.value)
+            .map_err(|e| Error::Config(format!("setting {name} has an unexpected value: {e}"))),
     }
 }
 
@@ -113,9 +113,9 @@ fn check_put(
 }
 
 fn parse_json(name: &str, raw: Option<&str>) -> Result<Value> {
-    let raw = raw.ok_or_else(|| Error::Internal(format!("setting {name}: value missing")))?;
+    let raw = raw.ok_or_else(|| Error::Config(format!("setting {name}: value missing")))?;
     serde_json::from_str(raw)
-        .map_err(|e| Error::Internal(format!("setting {name}: stored value is not JSON: {e}")))
+        .map_err(|e| Error::Config(format!("setting {name}: stored value is not JSON: {e}")))
 }
 
 pub struct DynamoSettingsStore {

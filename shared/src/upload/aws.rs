@@ -1,8 +1,16 @@
-//! The upload ports over AWS: objects and reports in S3, the price queue in SQS, checkpoints
-//! in CursorsTable.
+//! The upload ports over AWS: objects and reports in S3, the price queue and resume messages
+//! in SQS, checkpoints and Amazon's answers in CursorsTable.
 //!
-//! CursorsTable item for an upload in progress: `pk` = `UPLOAD#<key>`, `sk` = `<versionId>`,
-//! `state` (JSON [`Checkpoint`]), `updated_at`. Access pattern: get/put by upload version.
+//! CursorsTable items of an upload (`pk` = `UPLOAD#<key>`):
+//! - `sk` = `<versionId>`: the checkpoint, `state` (JSON [`Checkpoint`]), `updated_at`.
+//! - `sk` = `<versionId>#answers`: `expected` (N, rows queued), `answered` (N), `report_lease`
+//!   (N, epoch ms, while the Amazon report is being written), `reported` (when it was).
+//! - `sk` = `<versionId>#answer#<line, 12 digits>`: one row's answer, `answer` (JSON
+//!   [`PriceAnswer`]).
+//!
+//! Access patterns: get/put the checkpoint by upload version; count an answer (a transaction:
+//! put the row's answer if absent + add 1 to `answered`); query the answers of a version
+//! (`begins_with(sk, "<versionId>#answer#")`).
 
 use std::io::Read;
 use std::time::Duration;
@@ -15,10 +23,12 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use chrono::{SecondsFormat, Utc};
 use tokio_util::io::SyncIoBridge;
 
+use super::answers::{AnswerStore, PriceAnswer};
 use super::ingest::{
     Checkpoint, CheckpointStore, ObjectSource, PriceQueue, PriceUpdate, ReportBody, ReportSink,
     UploadRef,
 };
+use super::process::{Requeue, Versions};
 use crate::error::{Error, Result};
 use crate::retry::{RetryDecision, RetryPolicy};
 use crate::store::dynamo;
@@ -74,6 +84,49 @@ impl S3Uploads {
                 None => format!("etag:{}", out.e_tag().unwrap_or_default().trim_matches('"')),
             },
         )
+    }
+}
+
+#[async_trait]
+impl Versions for S3Uploads {
+    async fn current_version(&self, key: &str) -> Result<String> {
+        S3Uploads::current_version(self, key).await
+    }
+}
+
+/// Resume messages to `UPLOADS_QUEUE_URL`.
+#[derive(Debug, Clone)]
+pub struct SqsRequeue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsRequeue {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Requeue for SqsRequeue {
+    async fn send(&self, body: String) -> Result<()> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::aws(
+                    "sqs",
+                    format!("SendMessage: {}", DisplayErrorContext(&e)),
+                    true,
+                )
+            })?;
+        Ok(())
     }
 }
 
@@ -285,5 +338,210 @@ impl CheckpointStore for DynamoCheckpoints {
             .await
             .map_err(|e| dynamo::ddb_error("PutItem", e))?;
         Ok(())
+    }
+}
+
+/// Amazon's answers to price rows in `CURSORS_TABLE`.
+#[derive(Debug, Clone)]
+pub struct DynamoAnswers {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoAnswers {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn counter_key(upload: &UploadRef) -> dynamo::Item {
+        [
+            (
+                "pk".to_string(),
+                dynamo::s(format!("UPLOAD#{}", upload.key)),
+            ),
+            (
+                "sk".to_string(),
+                dynamo::s(format!("{}#answers", upload.version_id)),
+            ),
+        ]
+        .into()
+    }
+
+    fn answer_prefix(upload: &UploadRef) -> String {
+        format!("{}#answer#", upload.version_id)
+    }
+
+    async fn update(
+        &self,
+        upload: &UploadRef,
+        expression: &str,
+        condition: Option<&str>,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<bool> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::counter_key(upload)))
+            .update_expression(expression)
+            .set_condition_expression(condition.map(str::to_string));
+        for (name, value) in values {
+            request = request.expression_attribute_values(*name, value.clone());
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if dynamo::is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(dynamo::ddb_error("UpdateItem", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl AnswerStore for DynamoAnswers {
+    async fn record(&self, upload: &UploadRef, answer: &PriceAnswer) -> Result<()> {
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+        let build = |e: aws_sdk_dynamodb::error::BuildError| {
+            Error::Internal(format!("answer transaction: {e}"))
+        };
+        let row = Put::builder()
+            .table_name(&self.table)
+            .item("pk", dynamo::s(format!("UPLOAD#{}", upload.key)))
+            .item(
+                "sk",
+                dynamo::s(format!(
+                    "{}{:012}",
+                    Self::answer_prefix(upload),
+                    answer.line
+                )),
+            )
+            .item("answer", dynamo::s(serde_json::to_string(answer)?))
+            .condition_expression("attribute_not_exists(sk)")
+            .build()
+            .map_err(build)?;
+        let count = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::counter_key(upload)))
+            .update_expression("ADD answered :one")
+            .expression_attribute_values(":one", dynamo::n(1))
+            .build()
+            .map_err(build)?;
+        let out = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(row).build())
+            .transact_items(TransactWriteItem::builder().update(count).build())
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if dynamo::is_transaction_cancelled(&e) => {
+                // Refused: the row was answered before (a redelivery), or a conflicting write;
+                // the row tells which.
+                let exists = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", dynamo::s(format!("UPLOAD#{}", upload.key)))
+                    .key(
+                        "sk",
+                        dynamo::s(format!(
+                            "{}{:012}",
+                            Self::answer_prefix(upload),
+                            answer.line
+                        )),
+                    )
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| dynamo::ddb_error("GetItem", e))?
+                    .item
+                    .is_some();
+                if exists {
+                    Ok(())
+                } else {
+                    Err(Error::Transient {
+                        message: format!(
+                            "counting the answer to line {} of {} was refused; retrying",
+                            answer.line,
+                            upload.label()
+                        ),
+                        after: None,
+                    })
+                }
+            }
+            Err(e) => Err(dynamo::ddb_error("TransactWriteItems", e)),
+        }
+    }
+
+    async fn expect(&self, upload: &UploadRef, queued: u64) -> Result<()> {
+        self.update(
+            upload,
+            "SET expected = :n, answered = if_not_exists(answered, :zero)",
+            None,
+            &[(":n", dynamo::n(queued)), (":zero", dynamo::n(0))],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn claim_report(
+        &self,
+        upload: &UploadRef,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<bool> {
+        self.update(
+            upload,
+            "SET report_lease = :lease",
+            Some(
+                "answered = expected AND attribute_not_exists(reported) AND \
+                 (attribute_not_exists(report_lease) OR report_lease < :now)",
+            ),
+            &[
+                (":lease", dynamo::n(lease_until_ms)),
+                (":now", dynamo::n(now_ms)),
+            ],
+        )
+        .await
+    }
+
+    async fn reported(&self, upload: &UploadRef) -> Result<()> {
+        self.update(
+            upload,
+            "SET reported = :at REMOVE report_lease",
+            None,
+            &[(
+                ":at",
+                dynamo::s(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
+            )],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn release_report(&self, upload: &UploadRef) -> Result<()> {
+        self.update(upload, "REMOVE report_lease", None, &[])
+            .await
+            .map(|_| ())
+    }
+
+    async fn answers(&self, upload: &UploadRef) -> Result<Vec<PriceAnswer>> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", dynamo::s(format!("UPLOAD#{}", upload.key)))
+            .expression_attribute_values(":prefix", dynamo::s(Self::answer_prefix(upload)))
+            .consistent_read(true);
+        dynamo::query_all(query, |item| {
+            let text = dynamo::get_s(item, "answer").unwrap_or_default();
+            serde_json::from_str(text)
+                .map_err(|e| Error::Internal(format!("stored answer is unreadable: {e}")))
+        })
+        .await
     }
 }

@@ -11,8 +11,18 @@
 //!    upserted (unchanged rows write nothing), price rows sent to the price queue. After each
 //!    window the checkpoint (line reached, counts) is saved; near the deadline the run stops
 //!    and returns [`RunResult::Paused`] so the caller re-enqueues the upload.
-//! 3. **disable** (catalog, full mode): SKUs the file no longer lists are switched off.
-//! 4. **report**: summary JSON, `UploadProcessed` event, change log entry.
+//! 3. **disable** (catalog, full mode): SKUs the file no longer lists are switched off, page by
+//!    page of the catalog scan, the scan position saved in the checkpoint after each page; near
+//!    the deadline it pauses like the apply pass (a resumed run re-reads the file to rebuild the
+//!    set of listed SKUs, applying nothing, and continues from the saved page).
+//! 4. **report**: summary JSON, `UploadProcessed` event, change log entry; for prices, the
+//!    number of queued rows, so the price pusher can write Amazon's answers ([`super::answers`]).
+//!    The finished summary is kept in the checkpoint: a run of a finished upload returns it and
+//!    repeats nothing.
+//!
+//! A catalog row never changes what the file does not state (a missing column or an empty
+//! cell keeps the stored value; see [`CatalogUpdate`]). Blocking work (parsing, the errors
+//! CSV file) runs on blocking threads, never on the async executor.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -25,6 +35,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::answers::{self, AnswerStore};
+use super::order::UploadOrder;
 use super::reader::{FileRejection, Outcome, UploadReader};
 use super::report::{ErrorCsv, RowError, UploadSummary};
 use super::skuset::SkuSet;
@@ -33,7 +45,7 @@ use super::{Kind, Mode, UploadKey};
 use crate::error::{Error, Result};
 use crate::events::{EventName, EventSink, OutboundEvent, UploadProcessed};
 use crate::retry::Deadline;
-use crate::store::catalog::{self, CatalogItem, CatalogStore};
+use crate::store::catalog::{self, CatalogItem, CatalogStore, CatalogUpdate};
 use crate::store::settings::{self, SettingsStore};
 
 /// Setting: the largest share of active SKUs a full catalog upload may disable (0.0–1.0).
@@ -49,6 +61,15 @@ pub const MAX_PRICE_CHANGE: f64 = 0.5;
 pub struct PriceUpdate {
     /// `key@version` of the price file.
     pub upload: String,
+    /// The price file's key and version (where its answers are counted).
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub version_id: String,
+    /// The price file's [`UploadOrder`]: sent and stored only if newer than the last price
+    /// applied for the SKU and marketplace. (A message without one is older than any.)
+    #[serde(default)]
+    pub order: String,
     pub line: u64,
     pub sku: String,
     pub asin: String,
@@ -64,17 +85,39 @@ impl PriceUpdate {
     pub fn idempotency_key(&self) -> String {
         format!("price#{}#{}#{}", self.upload, self.sku, self.marketplace_id)
     }
+
+    /// The price file this row came from.
+    pub fn upload_ref(&self) -> UploadRef {
+        UploadRef::new(self.key.clone(), self.version_id.clone())
+    }
 }
 
 /// The object one upload is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UploadRef {
     pub key: String,
-    /// S3's version ID (`null` for an unversioned object).
+    /// S3's version ID, or `etag:<etag>` in a bucket without versioning.
     pub version_id: String,
+    /// Where the upload stands among uploads (from its S3 notification); price uploads need it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<UploadOrder>,
 }
 
 impl UploadRef {
+    pub fn new(key: impl Into<String>, version_id: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            version_id: version_id.into(),
+            order: None,
+        }
+    }
+
+    pub fn with_order(mut self, order: UploadOrder) -> Self {
+        self.order = Some(order);
+        self
+    }
+
     pub fn label(&self) -> String {
         format!("{}@{}", self.key, self.version_id)
     }
@@ -121,11 +164,13 @@ pub struct Ports {
     pub checkpoints: Arc<dyn CheckpointStore>,
     pub settings: Arc<dyn SettingsStore>,
     pub events: Arc<dyn EventSink>,
+    /// Amazon's answers to price rows (the ingest side sets how many to expect).
+    pub answers: Arc<dyn AnswerStore>,
 }
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
-    /// Marketplace of price rows that name none (the location's, `MARKETPLACE_ID`).
+    /// Marketplace of price rows that name none (the location's, `MARKETPLACE_ID`, required).
     pub default_marketplace: String,
     /// Rows applied per window (one checkpoint per window).
     pub window_rows: usize,
@@ -133,10 +178,11 @@ pub struct IngestConfig {
     pub stop_margin: Duration,
 }
 
-impl Default for IngestConfig {
-    fn default() -> Self {
+impl IngestConfig {
+    /// The defaults, for price rows without a marketplace going to `default_marketplace`.
+    pub fn new(default_marketplace: impl Into<String>) -> Self {
         Self {
-            default_marketplace: "ATVPDKIKX0DER".into(),
+            default_marketplace: default_marketplace.into(),
             window_rows: 500,
             stop_margin: Duration::from_secs(20),
         }
@@ -179,6 +225,15 @@ pub struct Checkpoint {
     /// catalog changed in between.
     pub apply_refused: u64,
     pub disabled: u64,
+    /// Full mode: every row is applied and the disable pass is running.
+    #[serde(default)]
+    pub rows_applied: bool,
+    /// Full mode: where the disable pass's catalog scan continues.
+    #[serde(default)]
+    pub disable_page: Option<String>,
+    /// Set once the upload is finished: a later run returns it and repeats nothing.
+    #[serde(default)]
+    pub finished: Option<Box<UploadSummary>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -205,7 +260,7 @@ struct PriceLine {
 
 #[derive(Debug)]
 enum RowData {
-    Catalog(CatalogItem),
+    Catalog(CatalogUpdate),
     Price(PriceLine),
 }
 
@@ -266,12 +321,12 @@ fn spawn_parser(
                 Outcome::Catalog(c) => Event::Row {
                     line,
                     byte,
-                    data: RowData::Catalog(CatalogItem {
+                    data: RowData::Catalog(CatalogUpdate {
                         sku: c.sku.to_string(),
                         asin: c.asin.to_string(),
                         title: c.title.map(str::to_string),
                         product_type: c.product_type.map(str::to_string),
-                        enabled: c.enabled.unwrap_or(true),
+                        enabled: c.enabled,
                         safety_stock: c.safety_stock,
                         max_quantity: c.max_quantity,
                         updated_at: now.clone(),
@@ -404,6 +459,9 @@ async fn guard_prices(
             }
             Ok(PriceUpdate {
                 upload: upload.label(),
+                key: upload.key.clone(),
+                version_id: upload.version_id.clone(),
+                order: upload.order.as_ref().map(|o| o.to_string()).unwrap_or_default(),
                 line,
                 sku: r.sku.clone(),
                 asin: item.asin.clone(),
@@ -430,12 +488,66 @@ fn temp_path() -> PathBuf {
     ))
 }
 
-/// Removes the temporary file however the function returns.
+/// Removes the temporary file however the function returns (on a blocking thread).
 struct TempFile(PathBuf);
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let path = std::mem::take(&mut self.0);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || std::fs::remove_file(path));
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// The errors report, written to a temporary file by a blocking thread that receives the
+/// rows' errors over a channel.
+struct ErrorsWriter {
+    tx: mpsc::Sender<Vec<RowError>>,
+    handle: tokio::task::JoinHandle<std::io::Result<u64>>,
+}
+
+impl ErrorsWriter {
+    fn start(path: PathBuf) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Vec<RowError>>(8);
+        let handle = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::create(&path)?;
+            let mut errors = ErrorCsv::new(std::io::BufWriter::new(file))?;
+            while let Some(batch) = rx.blocking_recv() {
+                for e in &batch {
+                    errors.write(e)?;
+                }
+            }
+            let rows = errors.rows();
+            std::io::Write::flush(&mut errors.finish()?)?;
+            Ok(rows)
+        });
+        Self { tx, handle }
+    }
+
+    async fn write(&self, batch: Vec<RowError>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.tx.send(batch).await.is_err() {
+            // The writer stopped on an error; `finish` reports it.
+            return Err(Error::Internal("errors report: the writer stopped".into()));
+        }
+        Ok(())
+    }
+
+    /// Rows written.
+    async fn finish(self) -> Result<u64> {
+        drop(self.tx);
+        self.handle
+            .await
+            .map_err(|e| Error::Internal(format!("errors report thread failed: {e}")))?
+            .map_err(|e| Error::Internal(format!("errors report: {e}")))
     }
 }
 
@@ -449,6 +561,12 @@ pub async fn run(
     let key = UploadKey::classify(&upload.key).ok_or_else(|| {
         Error::InvalidInput(format!("{} is not a catalog or price upload", upload.key))
     })?;
+    if key.kind == Kind::Prices && upload.order.is_none() {
+        return Err(Error::InvalidInput(format!(
+            "{}: a price upload needs its order (the S3 notification's eventTime)",
+            upload.label()
+        )));
+    }
     let started = Utc::now();
     let mut cp = ports
         .checkpoints
@@ -458,6 +576,13 @@ pub async fn run(
             started_at: now_string(started),
             ..Default::default()
         });
+    if let Some(summary) = cp.finished.take() {
+        tracing::info!(
+            upload = upload.label(),
+            "already finished; nothing is repeated"
+        );
+        return Ok(RunResult::Done(summary));
+    }
     cp.runs += 1;
 
     if cp.validated.is_none() {
@@ -471,9 +596,14 @@ pub async fn run(
             return Ok(paused);
         }
     }
-    finish(ports, &key, upload, &cp, &validated)
-        .await
-        .map(|s| RunResult::Done(Box::new(s)))
+    let summary = Box::new(finish(ports, &key, upload, &cp, &validated).await?);
+    cp.finished = Some(summary.clone());
+    // The work is done: failing to remember it must not make a retry repeat it (a repeat
+    // would find no mark and finish again, which is what the claim's record prevents).
+    if let Err(e) = ports.checkpoints.put(upload, &cp).await {
+        tracing::warn!(upload = upload.label(), error = %e, "could not mark the upload finished");
+    }
+    Ok(RunResult::Done(summary))
 }
 
 async fn validate_pass(
@@ -485,14 +615,11 @@ async fn validate_pass(
     let input = ports.source.open(upload).await?;
     let (mut rx, handle) = spawn_parser(key.kind, input, upload.label(), now_string(Utc::now()));
     let tmp = TempFile(temp_path());
-    let file = std::fs::File::create(&tmp.0)
-        .map_err(|e| Error::Internal(format!("cannot create {}: {e}", tmp.0.display())))?;
-    let mut errors = ErrorCsv::new(std::io::BufWriter::new(file))
-        .map_err(|e| Error::Internal(format!("errors report: {e}")))?;
+    let mut errors = ErrorsWriter::start(tmp.0.clone());
     let (mut rejected_rows, mut guard_refused) = (0u64, 0u64);
     let mut window: Vec<Event> = Vec::new();
     let mut rows_in_window = 0usize;
-    let mut flush = async |window: &mut Vec<Event>, errors: &mut ErrorCsv<_>| -> Result<()> {
+    let mut flush = async |window: &mut Vec<Event>, errors: &mut ErrorsWriter| -> Result<()> {
         let (rejected, refused) = check_window(ports, config, upload, window, errors).await?;
         rejected_rows += rejected;
         guard_refused += refused;
@@ -517,17 +644,15 @@ async fn validate_pass(
     let end = match join_parser(handle).await? {
         Ok(end) => end,
         Err(rejection) => {
+            // Let the writer close its file before the temporary file is removed.
+            let _ = errors.finish().await;
             return Ok(Validated {
                 stopped: Some(("rejected".into(), rejection.message)),
                 ..Default::default()
-            })
+            });
         }
     };
-    let error_rows = errors.rows();
-    errors
-        .finish()
-        .and_then(|mut w| std::io::Write::flush(&mut w))
-        .map_err(|e| Error::Internal(format!("errors report: {e}")))?;
+    let error_rows = errors.finish().await?;
 
     let mut validated = Validated {
         rows_read: end.rows_read,
@@ -558,12 +683,12 @@ async fn validate_pass(
 
 /// Writes a window's errors in line order; price rows also go through the guardrails.
 /// Returns the rows rejected, and how many of those the guardrails refused.
-async fn check_window<W: std::io::Write>(
+async fn check_window(
     ports: &Ports,
     config: &IngestConfig,
     upload: &UploadRef,
     window: &[Event],
-    errors: &mut ErrorCsv<W>,
+    errors: &mut ErrorsWriter,
 ) -> Result<(u64, u64)> {
     let prices: Vec<(u64, &PriceLine)> = window
         .iter()
@@ -591,25 +716,24 @@ async fn check_window<W: std::io::Write>(
             }
         }
     }
-    let io = |e: std::io::Error| Error::Internal(format!("errors report: {e}"));
     let refused_rows = refused.len() as u64;
     let mut rejected = 0;
+    let mut batch = Vec::new();
     for ev in window {
         match ev {
             Event::Rejected { errors: list, .. } => {
                 rejected += 1;
-                for e in list {
-                    errors.write(e).map_err(io)?;
-                }
+                batch.extend(list.iter().cloned());
             }
             Event::Row { line, .. } => {
-                if let Some(e) = refused.get(line) {
+                if let Some(e) = refused.remove(line) {
                     rejected += 1;
-                    errors.write(e).map_err(io)?;
+                    batch.push(e);
                 }
             }
         }
     }
+    errors.write(batch).await?;
     Ok((rejected, refused_rows))
 }
 
@@ -727,7 +851,14 @@ async fn apply_pass(
         }
     };
     if key.kind == Kind::Catalog && key.mode == Mode::Full {
-        cp.disabled += disable_absent(ports, upload, &end.skus, deadline, config).await?;
+        if !cp.rows_applied {
+            cp.rows_applied = true;
+            ports.checkpoints.put(upload, cp).await?;
+        }
+        if let Some(paused) = disable_absent(ports, upload, &end.skus, deadline, config, cp).await?
+        {
+            return Ok(Some(paused));
+        }
     }
     cp.applied = true;
     ports.checkpoints.put(upload, cp).await?;
@@ -748,7 +879,7 @@ async fn apply_window(
     }
     match key.kind {
         Kind::Catalog => {
-            let items: Vec<CatalogItem> = window
+            let items: Vec<CatalogUpdate> = window
                 .iter()
                 .filter_map(|e| match e {
                     Event::Row {
@@ -803,25 +934,26 @@ async fn apply_window(
     Ok(())
 }
 
+/// Switches off the SKUs the file does not list, one catalog page at a time from the
+/// checkpoint's page; returns `Some(Paused)` when it stopped for the deadline (after at least
+/// one page, so every run makes progress).
 async fn disable_absent(
     ports: &Ports,
     upload: &UploadRef,
     present: &SkuSet,
     deadline: Deadline,
     config: &IngestConfig,
-) -> Result<u64> {
-    let mut disabled = 0;
-    let mut page = None;
+    cp: &mut Checkpoint,
+) -> Result<Option<RunResult>> {
     let now = now_string(Utc::now());
+    let mut pages_this_run = 0u32;
     loop {
-        if deadline.remaining() < config.stop_margin / 2 {
-            return Err(Error::Transient {
-                message: "deadline reached while disabling absent SKUs; the next run continues"
-                    .into(),
-                after: None,
-            });
+        if pages_this_run > 0 && deadline.remaining() < config.stop_margin {
+            return Ok(Some(RunResult::Paused {
+                applied_through_line: cp.applied_through_line,
+            }));
         }
-        let p = ports.catalog.scan_items(page).await?;
+        let p = ports.catalog.scan_items(cp.disable_page.clone()).await?;
         let off: Vec<CatalogItem> = p
             .items
             .into_iter()
@@ -835,11 +967,15 @@ async fn disable_absent(
             .collect();
         if !off.is_empty() {
             ports.catalog.put_items(&off).await?;
-            disabled += off.len() as u64;
+            cp.disabled += off.len() as u64;
         }
+        pages_this_run += 1;
         match p.next {
-            Some(next) => page = Some(next),
-            None => return Ok(disabled),
+            Some(next) => {
+                cp.disable_page = Some(next);
+                ports.checkpoints.put(upload, cp).await?;
+            }
+            None => return Ok(None),
         }
     }
 }
@@ -860,6 +996,17 @@ async fn finish(
         None => ("processed".to_string(), None),
     };
     let rejected = validated.rejected + cp.apply_refused.saturating_sub(validated.guard_refused);
+    let amazon_report =
+        (key.kind == Kind::Prices && validated.stopped.is_none()).then(|| key.amazon_report_key());
+    if amazon_report.is_some() {
+        answers::expect(
+            ports.answers.as_ref(),
+            ports.reports.as_ref(),
+            upload,
+            cp.queued,
+        )
+        .await?;
+    }
     let summary = UploadSummary {
         key: upload.key.clone(),
         version_id: upload.version_id.clone(),
@@ -885,6 +1032,7 @@ async fn finish(
         runs: cp.runs,
         summary_report: key.summary_report_key(),
         errors_report: validated.errors_report.clone(),
+        amazon_report,
     };
     ports
         .reports
@@ -1001,9 +1149,9 @@ pub mod memory {
         async fn put(&self, key: &str, body: ReportBody, _content_type: &str) -> Result<()> {
             let bytes = match body {
                 ReportBody::Bytes(b) => b,
-                ReportBody::File(p) => {
-                    std::fs::read(&p).map_err(|e| Error::Internal(e.to_string()))?
-                }
+                ReportBody::File(p) => tokio::fs::read(&p)
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?,
             };
             self.reports.lock().expect("lock").insert(key.into(), bytes);
             Ok(())

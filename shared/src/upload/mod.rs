@@ -3,11 +3,20 @@
 //! The file is read as a stream ([`reader::UploadReader`] over any `Read`), validated row by row on
 //! bytes, and never held whole. Whole-file problems (encoding, binary, header) are a
 //! [`FileRejection`]; row problems are [`RowError`]s that skip that row and keep the rest.
-//! What happens to accepted rows (DynamoDB, the price queue) lives in [`ingest`].
+//! What happens to accepted rows (DynamoDB, the price queue) lives in [`ingest`]; how an SQS
+//! message becomes runs of [`ingest::run`] (claim, resume, notification) in [`process`]; the
+//! order of uploads in [`order`]; Amazon's answers to a price upload in [`answers`].
+//!
+//! A new kind of upload: a prefix in [`UploadKey::classify`], a [`Kind`], its columns in
+//! [`reader`], and what its rows do in [`ingest`].
 
+pub mod answers;
 pub mod aws;
 pub mod currency;
 pub mod ingest;
+pub mod order;
+pub mod process;
+pub mod push;
 pub mod reader;
 pub mod report;
 pub mod skuset;
@@ -82,6 +91,15 @@ impl UploadKey {
 
     pub fn errors_report_key(&self) -> String {
         format!("{}{}.errors.csv", prefixes::REPORTS, self.key)
+    }
+
+    /// Amazon's answer per price row (price uploads), see [`answers`].
+    pub fn amazon_report_key(&self) -> String {
+        Self::amazon_report_key_of(&self.key)
+    }
+
+    pub fn amazon_report_key_of(key: &str) -> String {
+        format!("{}{key}.amazon.csv", prefixes::REPORTS)
     }
 }
 

@@ -19,6 +19,8 @@ pub enum RejectionKind {
     Header,
     MissingColumns,
     DuplicateColumns,
+    /// A quoted field is opened and never closed: every later row would vanish into it.
+    UnclosedQuote,
     Unreadable,
 }
 
@@ -76,6 +78,8 @@ struct Utf8Guard<R> {
     offset: u64,
     pending: [u8; 4],
     pending_len: usize,
+    /// Follows quoting once the delimiter is known (set after the header is read).
+    quotes: Option<QuoteScan>,
 }
 
 impl<R: Read> Utf8Guard<R> {
@@ -85,11 +89,81 @@ impl<R: Read> Utf8Guard<R> {
             offset: 0,
             pending: [0; 4],
             pending_len: 0,
+            quotes: None,
         }
+    }
+
+    /// Hands out `n` checked bytes of `buf`, after the quote scanner has seen them.
+    fn hand_out(&mut self, buf: &[u8], n: usize) -> usize {
+        if let Some(q) = &mut self.quotes {
+            q.feed(&buf[..n]);
+        }
+        n
     }
 
     fn fail(r: FileRejection) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, r)
+    }
+}
+
+/// Follows quoting the way the CSV parser does (a quote opens a quoted field only at the start
+/// of a field; `""` inside one is a literal quote), counting lines, so the end of the file can
+/// tell whether a quoted field was left open and on which line it opened. The parser itself
+/// would silently take everything up to the end of the file as that field's value.
+#[derive(Debug, Clone)]
+struct QuoteScan {
+    delimiter: u8,
+    state: QuoteState,
+    line: u64,
+    opened_on: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuoteState {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: closes it, or escapes a second quote.
+    QuoteInQuoted,
+}
+
+impl QuoteScan {
+    /// `line`: the line the next byte is on.
+    fn new(delimiter: u8, line: u64) -> Self {
+        Self {
+            delimiter,
+            state: QuoteState::FieldStart,
+            line,
+            opened_on: 0,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        use QuoteState::*;
+        for &b in bytes {
+            let ends_field = b == self.delimiter || b == b'\n' || b == b'\r';
+            self.state = match (self.state, b) {
+                (FieldStart, b'"') => {
+                    self.opened_on = self.line;
+                    Quoted
+                }
+                (FieldStart | Unquoted, _) if ends_field => FieldStart,
+                (FieldStart | Unquoted, _) => Unquoted,
+                (Quoted, b'"') => QuoteInQuoted,
+                (Quoted, _) => Quoted,
+                (QuoteInQuoted, b'"') => Quoted,
+                (QuoteInQuoted, _) if ends_field => FieldStart,
+                (QuoteInQuoted, _) => Unquoted,
+            };
+            if b == b'\n' {
+                self.line += 1;
+            }
+        }
+    }
+
+    /// The line where a still-open quoted field started.
+    fn unclosed(&self) -> Option<u64> {
+        (self.state == QuoteState::Quoted).then_some(self.opened_on)
     }
 }
 
@@ -138,6 +212,16 @@ impl<R: Read> Read for Utf8Guard<R> {
                         ),
                     )));
                 }
+                if let Some(line) = self.quotes.as_ref().and_then(QuoteScan::unclosed) {
+                    return Err(Self::fail(FileRejection::new(
+                        RejectionKind::UnclosedQuote,
+                        format!(
+                            "line {line} opens a quoted field (\") that is never closed, so every row after it \
+                             would be read as part of that one value; close the quote (a quote inside a value is \
+                             written twice: \"\"). Nothing in the file was applied"
+                        ),
+                    )));
+                }
                 return Ok(0);
             }
             let fresh = &buf[total..total + n];
@@ -163,7 +247,7 @@ impl<R: Read> Read for Utf8Guard<R> {
                 Ok(_) => {
                     self.pending_len = 0;
                     self.offset += total as u64;
-                    return Ok(total);
+                    return Ok(self.hand_out(buf, total));
                 }
                 Err(e) if e.error_len().is_some() => {
                     let at = e.valid_up_to();
@@ -187,7 +271,7 @@ impl<R: Read> Read for Utf8Guard<R> {
                     self.pending[..tail].copy_from_slice(&buf[valid..total]);
                     self.pending_len = tail;
                     self.offset += valid as u64;
-                    return Ok(valid);
+                    return Ok(self.hand_out(buf, valid));
                 }
             }
         }
@@ -390,6 +474,10 @@ impl<R: Read> UploadReader<R> {
         let delimiter = detect_delimiter(&prefix[start..end]);
         let crlf = (end > start && prefix[end - 1] == b'\r') as u64;
         let dialect = Dialect { delimiter, bom };
+        // The bytes read so far are what the parser will see first; the guard scans the rest.
+        let mut quotes = QuoteScan::new(delimiter, 1);
+        quotes.feed(&prefix);
+        guard.quotes = Some(quotes);
 
         let mut csv = csv::ReaderBuilder::new()
             .delimiter(delimiter)

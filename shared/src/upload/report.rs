@@ -1,4 +1,6 @@
-//! What the seller gets back: `reports/<key>.errors.csv` and `reports/<key>.summary.json`.
+//! What the seller gets back: `reports/<key>.errors.csv` and `reports/<key>.summary.json`, and
+//! for price uploads `reports/<key>.amazon.csv` once Amazon answered every queued row
+//! ([`super::answers`]).
 
 use std::io::Write;
 
@@ -88,6 +90,9 @@ pub struct UploadSummary {
     pub runs: u32,
     pub summary_report: String,
     pub errors_report: Option<String>,
+    /// Prices: where Amazon's answer per queued row appears once every row has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amazon_report: Option<String>,
 }
 
 #[cfg(test)]

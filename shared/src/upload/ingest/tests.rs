@@ -4,7 +4,8 @@ use super::memory::*;
 use super::*;
 use crate::events::MemoryEventSink;
 use crate::store::catalog::{MemoryCatalogStore, PriceState};
-use crate::store::settings::MemorySettingsStore;
+use crate::store::settings::{MemorySettingsStore, SettingsStore};
+use crate::upload::answers::memory::MemoryAnswers;
 
 struct World {
     objects: Arc<MemoryObjects>,
@@ -14,7 +15,21 @@ struct World {
     checkpoints: Arc<MemoryCheckpoints>,
     settings: Arc<MemorySettingsStore>,
     events: Arc<MemoryEventSink>,
+    answers: Arc<MemoryAnswers>,
     config: IngestConfig,
+}
+
+/// An upload as its notification names it; the order follows the version (v1 < v2 < ...).
+fn upload_ref(key: &str, version: &str) -> UploadRef {
+    UploadRef::new(key, version).with_order(
+        UploadOrder::new(
+            "2026-11-21T08:00:00Z",
+            Some(&format!("{:0>4}", version.trim_start_matches('v'))),
+            key,
+            version,
+        )
+        .unwrap(),
+    )
 }
 
 impl World {
@@ -27,6 +42,7 @@ impl World {
             checkpoints: Default::default(),
             settings: Arc::new(MemorySettingsStore::new()),
             events: Arc::new(MemoryEventSink::new()),
+            answers: Default::default(),
             config: IngestConfig {
                 default_marketplace: "ATVPDKIKX0DER".into(),
                 window_rows: 2,
@@ -44,15 +60,13 @@ impl World {
             checkpoints: self.checkpoints.clone(),
             settings: self.settings.clone(),
             events: self.events.clone(),
+            answers: self.answers.clone(),
         }
     }
 
     async fn upload(&self, key: &str, version: &str, body: &str) -> UploadSummary {
         self.objects.put(key, version, body);
-        let upload = UploadRef {
-            key: key.into(),
-            version_id: version.into(),
-        };
+        let upload = upload_ref(key, version);
         match run(
             &self.ports(),
             &self.config,
@@ -277,6 +291,7 @@ async fn seed_catalog(w: &World) {
             issues: "[]".into(),
             submission_id: None,
             upload: "prices/old.csv@v1#2".into(),
+            order: String::new(),
             updated_at: "t".into(),
         })
         .await
@@ -345,10 +360,7 @@ async fn a_large_file_resumes_from_its_checkpoint() {
     let w = World::new();
     let body = full_catalog(0..9);
     w.objects.put("catalog/delta/big.csv", "v1", body.as_str());
-    let upload = UploadRef {
-        key: "catalog/delta/big.csv".into(),
-        version_id: "v1".into(),
-    };
+    let upload = upload_ref("catalog/delta/big.csv", "v1");
     // A deadline already inside the stop margin: each run applies one window (2 rows) and stops.
     let mut runs = 0;
     let summary = loop {
@@ -379,4 +391,136 @@ async fn a_large_file_resumes_from_its_checkpoint() {
     );
     assert_eq!(w.catalog.writes(), 9, "no row written twice");
     assert_eq!(w.events.events().len(), 1, "one event for the whole upload");
+}
+
+#[tokio::test]
+async fn a_file_without_a_column_never_changes_that_column() {
+    let w = World::new();
+    w.upload(
+        "catalog/delta/a.csv",
+        "v1",
+        "sku,asin,title,product_type,enabled,safety_stock\nA,B000000001,Mug,KITCHEN,false,3\nB,B000000002,Cup,KITCHEN,,\n",
+    )
+    .await;
+    // A title-only correction, then a file whose product_type cell is empty.
+    let s = w
+        .upload(
+            "catalog/delta/t.csv",
+            "v1",
+            "sku,asin,title\nA,B000000001,Red mug\n",
+        )
+        .await;
+    assert_eq!((s.accepted, s.rejected), (1, 0));
+    w.upload(
+        "catalog/full/f.csv",
+        "v1",
+        "sku,asin,product_type,title\nA,B000000001,,Red mug\nB,B000000002,,\n",
+    )
+    .await;
+    let a = w.catalog.item("A").unwrap();
+    assert_eq!(a.title.as_deref(), Some("Red mug"));
+    assert_eq!(a.product_type.as_deref(), Some("KITCHEN"), "kept");
+    assert_eq!((a.enabled, a.safety_stock), (false, Some(3)), "kept");
+    let b = w.catalog.item("B").unwrap();
+    assert_eq!(
+        (b.title.as_deref(), b.product_type.as_deref()),
+        (Some("Cup"), Some("KITCHEN"))
+    );
+    // And so a later price for A's SKU still finds its product type.
+    assert!(w.catalog.item("A").unwrap().product_type.is_some());
+}
+
+#[tokio::test]
+async fn an_unclosed_quote_rejects_the_whole_file_and_writes_nothing() {
+    let w = World::new();
+    let s = w
+        .upload(
+            "catalog/delta/q.csv",
+            "v1",
+            "sku,asin,title\nA,B000000001,Mug\nB,B000000002,\"Cup, blue\nC,B000000003,Plate\nD,B000000004,Bowl\n",
+        )
+        .await;
+    assert_eq!(s.status, "rejected", "{s:?}");
+    assert!(
+        s.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("line 3 opens a quoted field"),
+        "{s:?}"
+    );
+    assert!(w.catalog.items().is_empty(), "nothing written");
+}
+
+#[tokio::test]
+async fn the_disable_pass_pauses_and_resumes_from_its_page() {
+    let w = World::new();
+    w.settings
+        .put(
+            SETTING_ALLOW_MASS_DISABLE,
+            serde_json::json!(true),
+            None,
+            "t",
+        )
+        .await
+        .unwrap();
+    w.upload("catalog/delta/all.csv", "v1", &full_catalog(0..9))
+        .await;
+    // The full file lists S0 and S1 only: 7 SKUs to disable, 2 per scan page in memory.
+    let body = full_catalog(0..2);
+    w.objects.put("catalog/full/two.csv", "v1", body.as_str());
+    let upload = upload_ref("catalog/full/two.csv", "v1");
+    let mut paused = 0;
+    let summary = loop {
+        assert!(paused < 20);
+        match run(
+            &w.ports(),
+            &w.config,
+            &upload,
+            Deadline::after(Duration::ZERO),
+        )
+        .await
+        .unwrap()
+        {
+            RunResult::Done(s) => break *s,
+            RunResult::Paused { .. } => paused += 1,
+        }
+    };
+    assert!(
+        paused >= 4,
+        "paused {paused} times: the scan resumes page by page"
+    );
+    assert_eq!(summary.disabled, 7);
+    assert_eq!(w.active(), ["S0", "S1"]);
+    assert_eq!(w.events.events().len(), 2, "one event per upload");
+}
+
+#[tokio::test]
+async fn a_price_upload_expects_amazons_answer_per_queued_row() {
+    let w = World::new();
+    seed_catalog(&w).await;
+    let s = w
+        .upload(
+            "prices/p.csv",
+            "v1",
+            "sku,price,currency\nA,10.00,USD\nC,21.00,USD\n",
+        )
+        .await;
+    assert_eq!(s.queued, 2);
+    assert_eq!(
+        s.amazon_report.as_deref(),
+        Some("reports/prices/p.csv.amazon.csv")
+    );
+    let sent = w.prices.sent.lock().unwrap().clone();
+    assert_eq!(sent[0].key, "prices/p.csv");
+    assert_eq!(
+        sent[0].order,
+        upload_ref("prices/p.csv", "v1").order.unwrap().to_string()
+    );
+    assert!(
+        w.reports.get("reports/prices/p.csv.amazon.csv").is_none(),
+        "not before Amazon answered"
+    );
+    // Running it again (a redelivery) repeats nothing.
+    w.upload("prices/p.csv", "v1", "ignored").await;
+    assert_eq!(w.prices.sent.lock().unwrap().len(), 2);
 }

@@ -314,3 +314,29 @@ fn reports_byte_offsets_for_checkpoints() {
     assert_eq!((second.line, second.byte), (3, 24));
     assert_eq!(&text[24..], "B,B07XJ8C8F6\r\n");
 }
+
+#[test]
+fn a_quote_never_closed_rejects_the_file_naming_the_line_it_opened() {
+    let text = concat!(
+        "sku;asin;title\r\n",
+        "A-1;B07XJ8C8F5;\"Mug; red\"\r\n",
+        "A-2;B07XJ8C8F6;\"12\"\" pipe\"\r\n",
+        "A-3;B07XJ8C8F7;\"Cup, blue\r\n",
+        "A-4;B07XJ8C8F8;Plate\r\n",
+        "A-5;B07XJ8C8F9;Bowl\r\n",
+    );
+    for n in [1, 3, 7, 4096] {
+        let e = read_all(Kind::Catalog, Dribble(text.as_bytes(), n)).unwrap_err();
+        assert_eq!(e.kind, RejectionKind::UnclosedQuote, "chunk {n}: {e}");
+        assert!(e.message.contains("line 4 opens a quoted field"), "{e}");
+    }
+    // Quotes that are not at the start of a field are literal, as the parser reads them.
+    let c = catalog("sku,asin,title\nA-1,B07XJ8C8F5,12\" pipe\nA-2,B07XJ8C8F6,x\n").unwrap();
+    assert_eq!(c.catalog.len(), 2);
+    assert_eq!(c.catalog[0].3.as_deref(), Some("12\" pipe"));
+    // A quoted value spanning lines, closed, is fine; an open quote on the last line is not.
+    let c = catalog("sku,asin,title\nA-1,B07XJ8C8F5,\"two\nlines\"\nA-2,B07XJ8C8F6,x\n").unwrap();
+    assert_eq!(c.catalog.len(), 2);
+    let e = catalog("\u{feff}\"sku\",asin,title\nA-1,B07XJ8C8F5,\"open").unwrap_err();
+    assert!(e.message.contains("line 2 opens"), "{e}");
+}
