@@ -177,15 +177,19 @@ impl PriceSender {
     /// A deployment without a seller id is an environment failure: retried, never dropped.
     async fn seller_id(&self) -> Result<&str> {
         self.seller_id
-            .get_or_try_init(|| async {
-                self.client
-                    .seller_id()
-                    .await?
-                    .ok_or_else(|| Error::Transient {
-                        message: "no seller id: set seller_id in the SP-API secret or SELLER_ID"
-                            .into(),
-                        after: None,
-                    })
+            // Boxed: keeps the handler's future type shallow (rustc's layout depth limit).
+            .get_or_try_init(|| {
+                Box::pin(async {
+                    self.client
+                        .seller_id()
+                        .await?
+                        .ok_or_else(|| Error::Transient {
+                            message:
+                                "no seller id: set seller_id in the SP-API secret or SELLER_ID"
+                                    .into(),
+                            after: None,
+                        })
+                })
             })
             .await
             .map(String::as_str)
