@@ -330,6 +330,9 @@ async fn every_packaged_function_starts_without_calls_and_answers_its_event() ->
     // Price pusher: one price update reaches Amazon and Amazon's answer is stored.
     let update = PriceUpdate {
         upload: "prices/packaged.csv@v1".into(),
+        key: "prices/packaged.csv".into(),
+        version_id: "v1".into(),
+        order: "2026-12-01T08:00:00.000Z|0|prices/packaged.csv@v1".into(),
         line: 2,
         sku: "MUG-01".into(),
         asin: "B000000001".into(),
