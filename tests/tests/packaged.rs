@@ -256,7 +256,11 @@ async fn every_packaged_function_starts_without_calls_and_answers_its_event() ->
     let key = w.t.seller.warehouse_key.clone();
     let now = signing::now_unix();
     let mut headers = serde_json::Map::new();
-    for (k, v) in signing::signed_headers(key.as_bytes(), now, "GET", "/v1/health", b"") {
+    for (k, v) in signing::signed_headers(
+        key.as_bytes(),
+        now,
+        &signing::Signed::new("GET", "/v1/health", b""),
+    ) {
         headers.insert(k.to_ascii_lowercase(), json!(v));
     }
     let answer = w
