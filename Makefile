@@ -18,6 +18,8 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(ROOT)/target)
 # The package name of every crate under functions/ (its binary has the same name).
 PACKAGE_NAME = awk -F'"' 'FNR==1{p=0} /^\[package\]/{p=1} p && /^name *=/{print $$2; p=0}'
 FUNCTION_PACKAGES := $(shell $(PACKAGE_NAME) $(ROOT)/functions/*/Cargo.toml)
+# Cargo profile of the packages: `lambda` (Cargo.toml says why), or `release` for opt-level 3.
+LAMBDA_PROFILE ?= lambda
 
 build-%:
 	@set -eu; \
@@ -33,11 +35,11 @@ build-%:
 	  *) echo "flexbridge: cannot tell the architecture of $*; set FLEXBRIDGE_ARCH=arm64|x86_64" >&2; exit 2 ;; \
 	esac; \
 	echo "flexbridge: $* = $$pkg ($$arch); one cargo-lambda build of: $(FUNCTION_PACKAGES)"; \
-	cd "$(ROOT)" && cargo lambda build --release --locked $$flag $(addprefix -p ,$(FUNCTION_PACKAGES)); \
+	cd "$(ROOT)" && cargo lambda build --profile $(LAMBDA_PROFILE) --locked $$flag $(addprefix -p ,$(FUNCTION_PACKAGES)); \
 	cp "$(TARGET_DIR)/lambda/$$pkg/bootstrap" "$(ARTIFACTS_DIR)/bootstrap"
 
 .PHONY: lambdas
 # The same build without SAM: `make lambdas FLEXBRIDGE_ARCH=x86_64` → target/lambda/<crate>/bootstrap.
 lambdas:
-	cd "$(ROOT)" && cargo lambda build --release --locked \
+	cd "$(ROOT)" && cargo lambda build --profile $(LAMBDA_PROFILE) --locked \
 	  $(if $(filter arm64,$(FLEXBRIDGE_ARCH)),--arm64,--x86-64) $(addprefix -p ,$(FUNCTION_PACKAGES))

@@ -414,6 +414,47 @@ async fn every_packaged_function_starts_without_calls_and_answers_its_event() ->
     ensure!(report.is_object(), "returns poller answered {report}");
     checked.push("ReturnsPollerFunction");
 
+    // Inventory pusher: the scheduled sweep (nothing pending) reads its settings and locations
+    // and reports; no failure.
+    let report = w.run("InventoryPusherFunction", scheduled_event()).await?;
+    ensure!(report.is_object(), "inventory pusher answered {report}");
+    checked.push("InventoryPusherFunction");
+
+    // Label worker: a job for a packing the shipment never had is stale; the right answer is
+    // to drop it (no Amazon call, no failure).
+    let calls_before = admin.calls(None).await?.len();
+    let job = json!({"shipmentId": notified_id, "packVersion": 7});
+    let answer = w
+        .run(
+            "LabelWorkerFunction",
+            w.sqs_bodies("LabelsQueue", &[job.to_string()]),
+        )
+        .await?;
+    no_batch_failures("LabelWorkerFunction", &answer)?;
+    checked.push("LabelWorkerFunction");
+
+    // Cancellation worker: a cancellation the shipment does not carry is skipped, never sent.
+    let job = json!({"shipmentId": notified_id, "referenceId": "not-requested"});
+    let answer = w
+        .run(
+            "CancellationWorkerFunction",
+            w.sqs_bodies("CancellationsQueue", &[job.to_string()]),
+        )
+        .await?;
+    no_batch_failures("CancellationWorkerFunction", &answer)?;
+    let amazon_calls = admin.calls(None).await?;
+    ensure!(
+        amazon_calls.len() == calls_before,
+        "stale label and cancellation jobs reached Amazon: {:?}",
+        &amazon_calls[calls_before..]
+    );
+    let stored = shipments.get(&notified_id).await?;
+    ensure!(
+        matches!(&stored, Some(s) if s.stage == Stage::HandedOver),
+        "shipment {notified_id} after the stale jobs: {stored:?}"
+    );
+    checked.push("CancellationWorkerFunction");
+
     // Every function the template declares has been run from its package.
     let declared: Vec<&str> = w.t.stack.functions.keys().map(String::as_str).collect();
     let missing: Vec<&&str> = declared.iter().filter(|f| !checked.contains(f)).collect();
