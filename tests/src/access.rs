@@ -331,7 +331,8 @@ fn fns_in(masked: &[u8], range: std::ops::Range<usize>) -> Vec<(String, std::ops
                 continue;
             }
             b'f' if text[i..].starts_with("fn ")
-                && (i == 0 || !(masked[i - 1].is_ascii_alphanumeric() || masked[i - 1] == b'_')) =>
+                && (i == 0
+                    || !(masked[i - 1].is_ascii_alphanumeric() || masked[i - 1] == b'_')) =>
             {
                 let name: String = text[i + 3..]
                     .chars()
@@ -395,11 +396,20 @@ fn is_ident(c: u8) -> bool {
 
 /// Names of `candidates` called in `body`: `self.f(`, `Self::f(`, `Type::f(` for methods;
 /// a bare `f(` for free functions.
-fn calls_in(body: &str, type_name: &str, methods: &BTreeSet<String>, free: &BTreeSet<String>) -> BTreeSet<String> {
+fn calls_in(
+    body: &str,
+    type_name: &str,
+    methods: &BTreeSet<String>,
+    free: &BTreeSet<String>,
+) -> BTreeSet<String> {
     let flat: String = body.chars().filter(|c| !c.is_whitespace()).collect();
     let mut out = BTreeSet::new();
     for m in methods {
-        for p in [format!("self.{m}("), format!("Self::{m}("), format!("{type_name}::{m}(")] {
+        for p in [
+            format!("self.{m}("),
+            format!("Self::{m}("),
+            format!("{type_name}::{m}("),
+        ] {
             if flat.contains(&p) {
                 out.insert(m.clone());
             }
@@ -461,9 +471,16 @@ impl Items {
             if at_line_start {
                 let line_end = text[i..].find('\n').map_or(masked.len(), |e| i + e);
                 let line = &text[i..line_end];
-                let is_fn = ["fn ", "pub fn ", "async fn ", "pub async fn ", "pub(crate) fn ", "pub(crate) async fn "]
-                    .iter()
-                    .any(|p| line.starts_with(p));
+                let is_fn = [
+                    "fn ",
+                    "pub fn ",
+                    "async fn ",
+                    "pub async fn ",
+                    "pub(crate) fn ",
+                    "pub(crate) async fn ",
+                ]
+                .iter()
+                .any(|p| line.starts_with(p));
                 if is_fn {
                     let start = i + line.find("fn ").unwrap_or(0);
                     let found = fns_in(&masked, start..masked.len());
@@ -579,11 +596,15 @@ pub fn check(function: &str, used: &Grants, granted: &Grants) -> Vec<String> {
     }
     for (resource, actions) in granted {
         if resource.contains('*') && !resource.ends_with("/*") || resource == "*" {
-            problems.push(format!("{function}: grants on {resource:?} (a wildcard resource)"));
+            problems.push(format!(
+                "{function}: grants on {resource:?} (a wildcard resource)"
+            ));
         }
         for a in actions {
             if a.contains('*') {
-                problems.push(format!("{function}: grants {a} on {resource} (a wildcard action)"));
+                problems.push(format!(
+                    "{function}: grants {a} on {resource} (a wildcard action)"
+                ));
             } else if !used.get(resource).is_some_and(|u| u.contains(a)) {
                 problems.push(format!(
                     "{function}: template.yaml grants {a} on {resource}, which no code of it sends"

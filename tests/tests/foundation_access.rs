@@ -44,7 +44,9 @@ fn logical_of(sam: &Value, v: &Value) -> Option<String> {
 
 /// The bucket whose `BucketName` `text` starts with, and the rest of `text`.
 fn bucket_named(sam: &Value, text: &str) -> Option<(String, String)> {
-    let text = text.strip_prefix("arn:${AWS::Partition}:s3:::").unwrap_or(text);
+    let text = text
+        .strip_prefix("arn:${AWS::Partition}:s3:::")
+        .unwrap_or(text);
     sam["Resources"].as_object()?.iter().find_map(|(id, r)| {
         let name = r["Properties"]["BucketName"]["Fn::Sub"].as_str()?;
         (r["Type"] == "AWS::S3::Bucket" && text.starts_with(name))
@@ -151,7 +153,9 @@ fn every_function_is_granted_exactly_what_its_code_sends() {
     }
     for (id, groups) in FUNCTIONS {
         let Some(f) = functions.get(id) else {
-            problems.push(format!("access::FUNCTIONS names {id}, which template.yaml lacks"));
+            problems.push(format!(
+                "access::FUNCTIONS names {id}, which template.yaml lacks"
+            ));
             continue;
         };
         let env = &f["Properties"]["Environment"]["Variables"];
