@@ -111,6 +111,9 @@ BY_HAND = {
     "AWS::S3::BucketPolicy",
     "AWS::CloudWatch::Alarm",
     "AWS::Lambda::Url",
+    # moto lists it (even when its Condition is false) without a logical ID; nothing is mailed
+    # locally, so it is left out.
+    "AWS::SNS::Subscription",
     # moto names it "<stack>-<logical id>-<random>" and then refuses its own name (> 48 chars).
     "AWS::Events::Archive",
 }
@@ -176,8 +179,26 @@ def create(args):
         )["ARN"]
         secret_arns[lid] = arn
 
+    # Log groups too (moto's CloudFormation reports them without a logical ID): functions name
+    # theirs in LoggingConfig, and a log group's Ref is its name.
+    logs = boto3.client("logs", **kw)
+    given = dict(p.split("=", 1) for p in args.param)
+    log_groups = {}
+    for lid, res in cfn["Resources"].items():
+        if res["Type"] != "AWS::Logs::LogGroup":
+            continue
+        name = f"/aws/lambda/{args.stack}-{lid}"
+        logs.create_log_group(logGroupName=name)
+        days = res.get("Properties", {}).get("RetentionInDays")
+        if isinstance(days, dict) and "Ref" in days:
+            days = given.get(days["Ref"], cfn.get("Parameters", {}).get(days["Ref"], {}).get("Default"))
+        if days is not None:
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(days))
+        log_groups[lid] = name
+
     by_hand = {lid for lid, r in cfn["Resources"].items() if r["Type"] in BY_HAND}
-    moto_cfn = _substitute(copy.deepcopy(cfn), secret_arns)
+    by_hand |= set(log_groups)
+    moto_cfn = _substitute(copy.deepcopy(cfn), {**secret_arns, **log_groups})
     for lid in by_hand:
         del moto_cfn["Resources"][lid]
     for res in moto_cfn["Resources"].values():
@@ -219,6 +240,9 @@ def create(args):
     for lid, arn in secret_arns.items():
         physical[lid] = arn
         rtype[lid] = "AWS::SecretsManager::Secret"
+    for lid, name in log_groups.items():
+        physical[lid] = name
+        rtype[lid] = "AWS::Logs::LogGroup"
 
     attrs = {}
     queues = {}

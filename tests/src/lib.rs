@@ -20,6 +20,8 @@ use flexbridge_local::seed::{self, Seller};
 use flexbridge_local::stack::{self, Overrides, Stack};
 use flexbridge_local::{Moto, Runner, RunnerOptions};
 
+pub mod access;
+
 pub use flexbridge_local;
 pub use spapi_sim;
 

@@ -128,7 +128,7 @@ async fn seller_flex_shipment_goes_from_accepted_to_shipped() {
         .to_string(),
     )]));
     let c = SpApiClient::from_env(&env, &secrets).await.unwrap();
-    assert_eq!(c.seller_id(), Some("A1SELLER"));
+    assert_eq!(c.seller_id().await.unwrap().as_deref(), Some("A1SELLER"));
     assert_eq!(c.base_url(), sim.base_url);
 
     let created = new_shipment(
@@ -244,7 +244,10 @@ async fn from_env_reads_the_seller_secret_from_secrets_manager() {
     let secrets = SecretCache::from_sdk_config(&stack.sdk);
     let c = SpApiClient::from_env(&env, &secrets).await.unwrap();
     assert_eq!(c.base_url(), stack.sim().base_url);
-    assert_eq!(c.seller_id(), Some(stack.seller.seller_id.as_str()));
+    assert_eq!(
+        c.seller_id().await.unwrap().as_deref(),
+        Some(stack.seller.seller_id.as_str())
+    );
     let page = c
         .get_shipments(&GetShipmentsQuery::status(ShipmentStatus::Accepted))
         .await
@@ -258,13 +261,18 @@ async fn from_env_reads_the_seller_secret_from_secrets_manager() {
         1,
         "the secret's credentials were accepted by LWA"
     );
-    // A wrong ARN is a clear configuration/AWS error naming the ARN, never a panic.
+    // The secret is read on the first call, not at init (a cold start makes no AWS call). A
+    // wrong ARN then fails that call with an error naming the ARN, retryable because it is the
+    // environment's fault (no message is charged with it), never a panic.
     let env = env.with(
         "SPAPI_SECRET_ARN",
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope",
     );
-    let e = SpApiClient::from_env(&env, &secrets).await.unwrap_err();
+    let c = SpApiClient::from_env(&env, &secrets).await.unwrap();
+    let e = c.seller_id().await.unwrap_err();
     assert!(e.to_string().contains("nope"), "{e}");
+    assert!(e.is_retryable(), "{e}");
+    assert_eq!(c.tokens_issued(), 0);
 }
 
 #[tokio::test]

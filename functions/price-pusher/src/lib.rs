@@ -56,19 +56,10 @@ impl PricePusher {
         let dynamodb = flexbridge::aws::dynamodb_client(&sdk);
         let secrets = SecretCache::new(flexbridge::aws::secrets_client(&sdk));
         let client = SpApiClient::from_env(env, &secrets).await?;
-        let seller_id = client
-            .seller_id()
-            .map(str::to_string)
-            .or_else(|| env.optional(keys::SELLER_ID).map(str::to_string))
-            .ok_or_else(|| {
-                Error::Config(
-                    "no seller id: set seller_id in the SP-API secret or SELLER_ID".into(),
-                )
-            })?;
         Ok(Self {
             sender: PriceSender {
                 client,
-                seller_id,
+                seller_id: tokio::sync::OnceCell::new(),
                 catalog: Arc::new(DynamoCatalogStore::new(
                     dynamodb.clone(),
                     env.require(keys::CATALOG_TABLE)?,

@@ -5,6 +5,7 @@
 //! The main job (`cargo run -p flexbridge-local`) and the end-to-end tests both use it.
 
 pub mod demo;
+pub mod lambda_api;
 pub mod moto;
 pub mod paths;
 pub mod registry;

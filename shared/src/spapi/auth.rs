@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::error::{SpApiError, SpApiErrorKind};
 use crate::retry::{RetryDecision, RetryPolicy};
-use crate::secrets::SecretString;
+use crate::secrets::{SecretCache, SecretString};
 
 /// Amazon's token URL (the same for every region).
 pub const DEFAULT_LWA_ENDPOINT: &str = "https://api.amazon.com/auth/o2/token";
@@ -61,6 +61,47 @@ impl SpApiSecret {
     }
 }
 
+/// Where the LWA credentials come from: given, or read from the `SpApiSecret` on first use
+/// (never at init: a cold start makes no AWS call) and then from the [`SecretCache`], which
+/// re-reads after its TTL so a rotated secret is picked up.
+#[derive(Clone)]
+pub(crate) enum CredentialsSource {
+    Fixed(LwaCredentials),
+    Secret { secrets: SecretCache, arn: String },
+}
+
+impl CredentialsSource {
+    /// The secret's content; a secret that cannot be read is an environment failure (missing,
+    /// denied, malformed): retryable, so no message is charged with it.
+    pub(crate) async fn secret(&self) -> Result<Option<SpApiSecret>, SpApiError> {
+        match self {
+            CredentialsSource::Fixed(_) => Ok(None),
+            CredentialsSource::Secret { secrets, arn } => secrets
+                .get_json::<SpApiSecret>(arn)
+                .await
+                .map(Some)
+                .map_err(|e| {
+                    SpApiError::new(
+                        SpApiErrorKind::Auth,
+                        OP,
+                        format!("SP-API credentials unavailable: {e}"),
+                    )
+                }),
+        }
+    }
+
+    pub(crate) async fn credentials(&self) -> Result<LwaCredentials, SpApiError> {
+        match self {
+            CredentialsSource::Fixed(c) => Ok(c.clone()),
+            CredentialsSource::Secret { .. } => Ok(self
+                .secret()
+                .await?
+                .expect("a secret source has a secret")
+                .credentials()),
+        }
+    }
+}
+
 /// A fresh access token and how long it lives.
 #[derive(Clone)]
 pub(crate) struct IssuedToken {
@@ -90,7 +131,7 @@ pub(crate) enum Grant {
 pub(crate) struct LwaTokenSource {
     pub http: reqwest::Client,
     pub url: String,
-    pub credentials: LwaCredentials,
+    pub credentials: CredentialsSource,
     pub grant: Grant,
     pub user_agent: String,
     /// Whole-request timeout of one token request.
@@ -117,19 +158,20 @@ const OP: &str = "lwaToken";
 #[async_trait]
 impl TokenSource for LwaTokenSource {
     async fn issue(&self) -> Result<IssuedToken, SpApiError> {
+        let credentials = self.credentials.credentials().await?;
         // Built in a block: the serializer is not Send and must not live across the await.
         let body = {
             let mut form = form_urlencoded::Serializer::new(String::new());
             match &self.grant {
                 Grant::RefreshToken => form
                     .append_pair("grant_type", "refresh_token")
-                    .append_pair("refresh_token", self.credentials.refresh_token.expose()),
+                    .append_pair("refresh_token", credentials.refresh_token.expose()),
                 Grant::ClientCredentials { scope } => form
                     .append_pair("grant_type", "client_credentials")
                     .append_pair("scope", scope),
             };
-            form.append_pair("client_id", &self.credentials.client_id)
-                .append_pair("client_secret", self.credentials.client_secret.expose())
+            form.append_pair("client_id", &credentials.client_id)
+                .append_pair("client_secret", credentials.client_secret.expose())
                 .finish()
         };
         let resp = self

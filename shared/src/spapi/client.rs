@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::auth::{
-    transport_message, Grant, LwaCredentials, LwaTokenSource, SpApiSecret, TokenCache, TokenSource,
-    NOTIFICATIONS_SCOPE,
+    transport_message, CredentialsSource, Grant, LwaCredentials, LwaTokenSource, TokenCache,
+    TokenSource, NOTIFICATIONS_SCOPE,
 };
 use super::error::{SpApiError, SpApiErrorKind};
 use super::models::*;
@@ -279,6 +279,7 @@ struct Inner {
     request_timeout: Duration,
     adapt_rate_limits: bool,
     seller_id: Option<String>,
+    credentials: CredentialsSource,
 }
 
 /// The SP-API client. Cheap to clone; clones share everything but the deadline.
@@ -342,6 +343,11 @@ impl Request {
 impl SpApiClient {
     /// Builds the client (no network yet; the first call fetches the access token).
     pub fn new(config: SpApiConfig) -> Result<Self> {
+        let credentials = CredentialsSource::Fixed(config.credentials.clone());
+        Self::build(config, credentials)
+    }
+
+    fn build(config: SpApiConfig, credentials: CredentialsSource) -> Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(50))
@@ -352,7 +358,7 @@ impl SpApiClient {
             Arc::new(LwaTokenSource {
                 http: http.clone(),
                 url: config.token_url(),
-                credentials: config.credentials.clone(),
+                credentials: credentials.clone(),
                 grant,
                 user_agent: USER_AGENT.to_string(),
                 timeout: config.request_timeout,
@@ -377,22 +383,31 @@ impl SpApiClient {
                 request_timeout: config.request_timeout,
                 adapt_rate_limits: config.adapt_rate_limits,
                 seller_id: config.seller_id,
+                credentials,
             }),
             deadline: None,
         })
     }
 
     /// The client a Lambda uses: credentials from the `SPAPI_SECRET_ARN` secret
-    /// (`{client_id, client_secret, refresh_token, seller_id?}`), region and endpoint overrides
-    /// from `env`. The seller id comes from the secret, else from `SELLER_ID`.
+    /// (`{client_id, client_secret, refresh_token, seller_id?}`), read on the first call that
+    /// needs a token (no AWS call here, so a cold start makes none), region and endpoint
+    /// overrides from `env`.
     pub async fn from_env(env: &Env, secrets: &SecretCache) -> Result<Self> {
         let arn = env.require(keys::SPAPI_SECRET_ARN)?;
-        let secret: SpApiSecret = secrets.get_json(arn).await?;
-        let mut config = SpApiConfig::from_env(env, secret.credentials())?;
-        if secret.seller_id.is_some() {
-            config.seller_id = secret.seller_id.clone();
-        }
-        Self::new(config)
+        let placeholder = LwaCredentials {
+            client_id: String::new(),
+            client_secret: "".into(),
+            refresh_token: "".into(),
+        };
+        let config = SpApiConfig::from_env(env, placeholder)?;
+        Self::build(
+            config,
+            CredentialsSource::Secret {
+                secrets: secrets.clone(),
+                arn: arn.to_string(),
+            },
+        )
     }
 
     /// A handle whose calls never start an attempt or a wait that would end after `deadline`
@@ -408,8 +423,16 @@ impl SpApiClient {
         self.deadline
     }
 
-    pub fn seller_id(&self) -> Option<&str> {
-        self.inner.seller_id.as_deref()
+    /// The selling partner id: the secret's `seller_id` when it has one, else `SELLER_ID`
+    /// (reads the secret, through its cache, when the client was built by [`Self::from_env`]).
+    pub async fn seller_id(&self) -> Result<Option<String>> {
+        let from_secret = self
+            .inner
+            .credentials
+            .secret()
+            .await?
+            .and_then(|s| s.seller_id);
+        Ok(from_secret.or_else(|| self.inner.seller_id.clone()))
     }
 
     pub fn base_url(&self) -> &str {

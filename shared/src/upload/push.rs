@@ -61,7 +61,9 @@ impl Pace for TokenBucket {
 /// Everything the sender talks to.
 pub struct PriceSender {
     pub client: SpApiClient,
-    pub seller_id: String,
+    /// The secret's `seller_id`, else `SELLER_ID`: read on the first price, not at init (the
+    /// client reads the SP-API secret lazily). Empty = not read yet.
+    pub seller_id: tokio::sync::OnceCell<String>,
     pub catalog: Arc<dyn CatalogStore>,
     pub idempotency: Idempotency,
     pub answers: Arc<dyn AnswerStore>,
@@ -172,6 +174,27 @@ impl PriceSender {
         self.answer(update, &status, &issues).await
     }
 
+    /// A deployment without a seller id is an environment failure: retried, never dropped.
+    async fn seller_id(&self) -> Result<&str> {
+        self.seller_id
+            // Boxed: keeps the handler's future type shallow (rustc's layout depth limit).
+            .get_or_try_init(|| {
+                Box::pin(async {
+                    self.client
+                        .seller_id()
+                        .await?
+                        .ok_or_else(|| Error::Transient {
+                            message:
+                                "no seller id: set seller_id in the SP-API secret or SELLER_ID"
+                                    .into(),
+                            after: None,
+                        })
+                })
+            })
+            .await
+            .map(String::as_str)
+    }
+
     /// Amazon's verdict, or the error that kept it from giving one.
     async fn send(
         &self,
@@ -189,7 +212,7 @@ impl PriceSender {
             .client
             .with_deadline(inv)
             .patch_listings_item(
-                &self.seller_id,
+                self.seller_id().await?,
                 &update.sku,
                 &[&update.marketplace_id],
                 &patch,
