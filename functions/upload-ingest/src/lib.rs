@@ -61,6 +61,7 @@ impl UploadIngest {
                 env.require(keys::EVENT_BUS_NAME)?,
             )),
             answers: Arc::new(DynamoAnswers::new(dynamodb.clone(), cursors)),
+            metrics: flexbridge::metrics::Metrics::from_env(env),
         };
         Ok(Self {
             processor: UploadProcessor {

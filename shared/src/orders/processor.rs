@@ -142,6 +142,8 @@ pub struct OrderProcessor {
     pub locations: Arc<dyn LocationDirectory>,
     pub rules: Vec<Arc<dyn OrderRule>>,
     pub crash_points: Option<Arc<dyn CrashPoints>>,
+    /// `OrdersSeen` / `Confirmed` / `Rejected` / `Held` and `ConfirmLatency` (dimension `Location`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Bounded retries when another writer changed the record under us.
@@ -177,6 +179,7 @@ impl OrderProcessor {
                 None => {
                     let mut r = incoming.clone();
                     r.stage = Stage::first_for(&r.status);
+                    r.correlation_id = Some(crate::telemetry::new_correlation_id());
                     // Cancellations that happened before we ever saw it concern nobody.
                     for l in &mut r.line_items {
                         l.announced_cancelled_units = l.cancelled_units;
@@ -219,7 +222,13 @@ impl OrderProcessor {
             };
             match self.shipments.save(&mut next).await {
                 Ok(()) => {
-                    tracing::info!(shipment_id = %next.id, status = %next.status, stage = next.stage.as_str(), outcome = ?outcome, "shipment stored");
+                    if outcome == Stored::New {
+                        self.metrics.count(
+                            crate::metrics::names::ORDERS_SEEN,
+                            &[("Location", &next.location_id)],
+                        );
+                    }
+                    tracing::info!(shipment_id = %next.id, correlation_id = next.correlation_id.as_deref().unwrap_or("-"), status = %next.status, stage = next.stage.as_str(), outcome = ?outcome, "shipment stored");
                     return Ok((next, outcome));
                 }
                 Err(Error::Conflict(_)) => continue,
@@ -235,9 +244,11 @@ impl OrderProcessor {
         incoming: &AmazonShipment,
         inv: &Invocation,
     ) -> Result<ShipmentRecord> {
+        use tracing::Instrument;
         let (r, _) = self.store(incoming).await?;
         self.crash_point(Step::Stored, &r.id).await;
-        self.drive(&r.id, inv).await
+        let span = crate::telemetry::shipment_span(&r.id, r.correlation_id.as_deref());
+        self.drive(&r.id, inv).instrument(span).await
     }
 
     /// Reads one shipment alone (a page reported it unreadable: a single record may parse).
@@ -391,9 +402,21 @@ impl OrderProcessor {
                             // What Amazon now says; its own newer view replaces this when read.
                             r.status = "CONFIRMED".into();
                             if self.save(&mut r).await? {
+                                let since = r.created_at_amazon.unwrap_or(r.first_seen_at);
+                                let latency = (Utc::now() - since).num_milliseconds() as f64 / 1e3;
+                                let at = [("Location", r.location_id.as_str())];
+                                self.metrics
+                                    .count(crate::metrics::names::ORDERS_CONFIRMED, &at);
+                                self.metrics.put(
+                                    crate::metrics::names::CONFIRM_LATENCY,
+                                    latency.max(0.0),
+                                    crate::metrics::Unit::Seconds,
+                                    &at,
+                                );
                                 tracing::info!(
                                     shipment_id,
                                     reconciled = out.reconciled,
+                                    latency_s = latency,
                                     "shipment confirmed"
                                 );
                                 self.crash_point(Step::Confirmed, shipment_id).await;
@@ -416,6 +439,10 @@ impl OrderProcessor {
                             r.stage = Stage::Held;
                             r.hold_reasons = vec![reason.clone()];
                             if self.save(&mut r).await? {
+                                self.metrics.count(
+                                    crate::metrics::names::ORDERS_HELD,
+                                    &[("Location", &r.location_id)],
+                                );
                                 tracing::warn!(shipment_id, %reason, "shipment held for a person");
                             }
                             continue;
@@ -427,6 +454,10 @@ impl OrderProcessor {
                             r.rejection_reason =
                                 Some(format!("{}: {detail}", reject_reason_str(reason)));
                             if self.save(&mut r).await? {
+                                self.metrics.count(
+                                    crate::metrics::names::ORDERS_REJECTED,
+                                    &[("Location", &r.location_id)],
+                                );
                                 tracing::warn!(shipment_id, %detail, "shipment rejected");
                             }
                             continue;
@@ -694,6 +725,10 @@ impl OrderProcessor {
                 reject_reason_str(reason)
             ));
             if self.save(&mut r).await? {
+                self.metrics.count(
+                    crate::metrics::names::ORDERS_REJECTED,
+                    &[("Location", &r.location_id)],
+                );
                 return Ok(r);
             }
         }

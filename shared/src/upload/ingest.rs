@@ -166,6 +166,8 @@ pub struct Ports {
     pub events: Arc<dyn EventSink>,
     /// Amazon's answers to price rows (the ingest side sets how many to expect).
     pub answers: Arc<dyn AnswerStore>,
+    /// `UploadRowsAccepted` / `UploadRowsRejected` (dimension `Kind`), once per upload.
+    pub metrics: crate::metrics::Metrics,
 }
 
 #[derive(Debug, Clone)]
@@ -1068,6 +1070,15 @@ async fn finish(
         },
     )?;
     ports.events.publish(&[event]).await?;
+    let at = [("Kind", if key.kind == Kind::Catalog { "catalog" } else { "prices" })];
+    use crate::metrics::{names, Unit};
+    let (accepted, rejected) = (summary.accepted as f64, summary.rejected as f64);
+    ports
+        .metrics
+        .put(names::UPLOAD_ROWS_ACCEPTED, accepted, Unit::Count, &at);
+    ports
+        .metrics
+        .put(names::UPLOAD_ROWS_REJECTED, rejected, Unit::Count, &at);
 
     // The change log: one entry per upload (key, version, counts, when).
     ports

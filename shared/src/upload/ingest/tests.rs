@@ -61,6 +61,7 @@ impl World {
             settings: self.settings.clone(),
             events: self.events.clone(),
             answers: self.answers.clone(),
+            metrics: crate::metrics::Metrics::memory("test", "uploads").0,
         }
     }
 
