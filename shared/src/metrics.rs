@@ -303,10 +303,15 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for n in names::ALL {
             assert!(seen.insert(n), "{n} listed twice");
-            assert!(!n.is_empty() && n.len() <= 255 && n.chars().all(|c| c.is_ascii_alphanumeric()));
+            assert!(
+                !n.is_empty() && n.len() <= 255 && n.chars().all(|c| c.is_ascii_alphanumeric())
+            );
             let (m, recorded) = Metrics::memory("s", "f");
             m.count(n, &[]);
-            assert_eq!(recorded.documents()[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], n);
+            assert_eq!(
+                recorded.documents()[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+                n
+            );
         }
     }
 

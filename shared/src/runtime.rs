@@ -483,7 +483,8 @@ mod tests {
         let mut m = message("1", "{}");
         assert_eq!(message_age_seconds(&m), None);
         let sent = chrono::Utc::now().timestamp_millis() - 5_000;
-        m.attributes.insert("SentTimestamp".into(), sent.to_string());
+        m.attributes
+            .insert("SentTimestamp".into(), sent.to_string());
         let age = message_age_seconds(&m).unwrap();
         assert!((5.0..6.0).contains(&age), "{age}");
     }

@@ -262,8 +262,7 @@ fn every_function_and_every_dlq_is_alarmed_and_every_alarm_watches_a_metric_the_
     // Every DLQ (a queue some other queue's RedrivePolicy names): any visible message.
     let queues = resources_of(&cfn, "AWS::SQS::Queue");
     for q in queues.values() {
-        let Some(dlq) = logical_of(&q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
-        else {
+        let Some(dlq) = logical_of(&q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]) else {
             continue;
         };
         if !watches(
@@ -293,7 +292,9 @@ fn every_function_and_every_dlq_is_alarmed_and_every_alarm_watches_a_metric_the_
         if p["Namespace"] == NAMESPACE {
             let m = p["MetricName"].as_str().unwrap_or_default();
             if !names::ALL.contains(&m) {
-                problems.push(format!("{id} watches {m}, which flexbridge::metrics::names does not name"));
+                problems.push(format!(
+                    "{id} watches {m}, which flexbridge::metrics::names does not name"
+                ));
             }
         }
     }
@@ -306,7 +307,8 @@ fn every_function_and_every_dlq_is_alarmed_and_every_alarm_watches_a_metric_the_
         .iter()
         .filter(|f| {
             let rel = f.strip_prefix(&root).unwrap_or(f);
-            !rel.ends_with("metrics.rs") && !rel.components().any(|c| c.as_os_str() == "tests")
+            !rel.ends_with("metrics.rs")
+                && !rel.components().any(|c| c.as_os_str() == "tests")
                 && !rel.ends_with("tests.rs")
         })
         .map(|f| std::fs::read_to_string(f).unwrap())
@@ -587,6 +589,23 @@ fn every_resource_a_function_is_told_about_it_may_also_use() {
             })
         };
         for pol in &policies {
+            // An inline statement: named actions on named resources only.
+            if let Some(statements) = pol.get("Statement").and_then(Value::as_array) {
+                let named = statements.iter().all(|st| {
+                    let list = |v: &Value| match v {
+                        Value::Array(a) => a.clone(),
+                        other => vec![other.clone()],
+                    };
+                    list(&st["Action"])
+                        .iter()
+                        .all(|a| a.as_str().is_some_and(|a| !a.contains('*')))
+                        && list(&st["Resource"]).iter().all(|r| r != "*")
+                });
+                if !named {
+                    problems.push(format!("{id}: {pol} uses a wildcard"));
+                }
+                continue;
+            }
             let ok = pol.as_object().is_some_and(|o| {
                 o.len() == 1
                     && o.keys().all(|k| {

@@ -845,14 +845,21 @@ async fn one_correlation_id_follows_a_shipment_from_poll_to_label_and_logs_hold_
     let writer = captured.clone();
     let _logs = tracing::subscriber::set_default(flexbridge::telemetry::json_subscriber(
         move || writer.clone(),
-        tracing_subscriber::EnvFilter::new("debug,aws=warn,hyper=warn,h2=warn,rustls=warn,reqwest=warn,tower=warn"),
+        tracing_subscriber::EnvFilter::new(
+            "debug,aws=warn,hyper=warn,h2=warn,rustls=warn,reqwest=warn,tower=warn",
+        ),
     ));
 
     let s = w
         .admin
-        .create_shipment(json!({"locationId": FLEX, "lineItems": [{"sku": "MUG-01", "quantity": 1}]}))
+        .create_shipment(
+            json!({"locationId": FLEX, "lineItems": [{"sku": "MUG-01", "quantity": 1}]}),
+        )
         .await?;
-    let id = s["id"].as_str().ok_or_else(|| anyhow!("no id"))?.to_string();
+    let id = s["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no id"))?
+        .to_string();
     let address = s["shippingInfo"]["shipToAddress"].clone();
     w.poll().await?;
     assert_eq!(w.stage(&id).await?, Stage::HandedOver);
@@ -868,15 +875,14 @@ async fn one_correlation_id_follows_a_shipment_from_poll_to_label_and_logs_hold_
         .await?;
     assert_eq!(status, 202, "{body}");
     // The label job on the queue carries the shipment's correlation ID.
-    let queued = w
-        .t
-        .sqs
-        .receive_message()
-        .queue_url(w.t.stack.queue_url("LabelsQueue"))
-        .visibility_timeout(0)
-        .wait_time_seconds(1)
-        .send()
-        .await?;
+    let queued =
+        w.t.sqs
+            .receive_message()
+            .queue_url(w.t.stack.queue_url("LabelsQueue"))
+            .visibility_timeout(0)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
     let job: Value = serde_json::from_str(queued.messages()[0].body().unwrap_or("{}"))?;
     assert_eq!(job["correlationId"], cid.as_str(), "{job}");
     w.drain_labels().await?;
@@ -890,12 +896,17 @@ async fn one_correlation_id_follows_a_shipment_from_poll_to_label_and_logs_hold_
     let with_id = |message: &str| {
         lines.iter().any(|l| {
             l["span"]["correlation_id"] == cid.as_str()
-                && l["fields"]["message"].as_str().is_some_and(|m| m.contains(message))
+                && l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(message))
         })
     };
     // The poll (confirm, hand-over) and the label job log under the same ID.
     assert!(with_id("shipment confirmed"), "no confirm line with {cid}");
-    assert!(with_id("shipment handed over"), "no hand-over line with {cid}");
+    assert!(
+        with_id("shipment handed over"),
+        "no hand-over line with {cid}"
+    );
     assert!(with_id("label step done"), "no label line with {cid}");
 
     // Nothing secret and nothing of the buyer's address in any line.

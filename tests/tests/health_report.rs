@@ -35,7 +35,8 @@ fn chromium() -> Result<PathBuf> {
 
 /// Renders `html_file` in headless Chromium and returns the PNG.
 fn screenshot(html_file: &std::path::Path, png: &std::path::Path) -> Result<Vec<u8>> {
-    let profile = std::env::temp_dir().join(format!("flexbridge-chromium-{}", uuid::Uuid::new_v4()));
+    let profile =
+        std::env::temp_dir().join(format!("flexbridge-chromium-{}", uuid::Uuid::new_v4()));
     let out = Command::new(chromium()?)
         .args([
             "--headless",
@@ -89,7 +90,12 @@ async fn the_daily_report_is_written_linked_from_an_event_and_renders_in_chromiu
         let s = admin
             .create_shipment(json!({"locationId": LOC, "lineItems": [{"sku": sku, "quantity": 1}]}))
             .await?;
-        ids.push(s["id"].as_str().ok_or_else(|| anyhow!("no id"))?.to_string());
+        ids.push(
+            s["id"]
+                .as_str()
+                .ok_or_else(|| anyhow!("no id"))?
+                .to_string(),
+        );
     }
     let orders = Orders::from_env(&t.env_for("OrderPollerFunction")?).await?;
     let inv = Invocation::new("test", Duration::from_secs(60));
@@ -135,7 +141,10 @@ async fn the_daily_report_is_written_linked_from_an_event_and_renders_in_chromiu
     let written = runner
         .invoke("HealthReportFunction", json!({"date": today}))
         .await?;
-    let key = written["reportKey"].as_str().unwrap_or_default().to_string();
+    let key = written["reportKey"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(key, format!("reports/health/{today}.html"), "{written}");
     assert_eq!(written["messagesParked"], 1, "{written}");
 
@@ -143,10 +152,16 @@ async fn the_daily_report_is_written_linked_from_an_event_and_renders_in_chromiu
     let obj = t.s3.get_object().bucket(bucket).key(&key).send().await?;
     assert_eq!(obj.content_type(), Some("text/html; charset=utf-8"));
     let html = String::from_utf8(obj.body.collect().await?.into_bytes().to_vec())?;
-    assert!(html.contains("shipment GONE is not stored"), "the DLQ reason is shown");
+    assert!(
+        html.contains("shipment GONE is not stored"),
+        "the DLQ reason is shown"
+    );
     assert!(html.contains("What Amazon judges you by"));
     // None of the 4 shipments was rejected by the seller; the held one waits for a person.
-    assert!(html.contains("0.0% <small>(0 of 4)</small>"), "cancellation rate");
+    assert!(
+        html.contains("0.0% <small>(0 of 4)</small>"),
+        "cancellation rate"
+    );
 
     // HealthReportReady on the bus (→ OutboundQueue) with a link that serves the page.
     let mut event = None;

@@ -3,9 +3,9 @@
 //! Everything it shows is computed in `flexbridge::health`.
 
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use flexbridge::health::aws::HealthReporter;
 use flexbridge::runtime::{Function, Invocation};
-use chrono::NaiveDate;
 use flexbridge::{Env, Error, Result};
 use serde_json::Value;
 
@@ -50,7 +50,10 @@ mod tests {
     fn the_schedule_reports_yesterday_and_an_operator_any_day() {
         let now = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 0, 15, 0).unwrap();
         let scheduled = json!({"source": "aws.events", "detail-type": "Scheduled Event"});
-        assert_eq!(report_date(&scheduled, now).unwrap().to_string(), "2026-11-30");
+        assert_eq!(
+            report_date(&scheduled, now).unwrap().to_string(),
+            "2026-11-30"
+        );
         let asked = json!({"date": "2026-11-02"});
         assert_eq!(report_date(&asked, now).unwrap().to_string(), "2026-11-02");
         assert!(report_date(&json!({"date": "yesterday"}), now).is_err());

@@ -138,7 +138,8 @@ impl HealthReporter {
             },
         )?;
         self.events.publish(&[ev]).await?;
-        self.metrics.count(crate::metrics::names::HEALTH_REPORTS, &[]);
+        self.metrics
+            .count(crate::metrics::names::HEALTH_REPORTS, &[]);
         tracing::info!(report_key = %key, bytes = html.len(), "health report written");
         Ok(Written {
             report_key: key,
@@ -157,12 +158,18 @@ where
     Error::aws("s3", DisplayErrorContext(&e), retryable)
 }
 
-fn sqs_error<E>(e: aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>) -> Error
+fn sqs_error<E>(
+    e: aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+) -> Error
 where
     E: std::error::Error + Send + Sync + 'static,
 {
     let retryable = !matches!(e, aws_sdk_sqs::error::SdkError::ServiceError(ref se) if !se.raw().status().is_server_error());
-    Error::aws("sqs", aws_sdk_sqs::error::DisplayErrorContext(&e), retryable)
+    Error::aws(
+        "sqs",
+        aws_sdk_sqs::error::DisplayErrorContext(&e),
+        retryable,
+    )
 }
 
 /// The upload reports in the bucket.
@@ -268,7 +275,9 @@ impl DeadLetters for SqsDeadLetters {
                         .message_attributes()
                         .and_then(|a| a.get(parked_attributes::REASON))
                         .and_then(|v| v.string_value())
-                        .unwrap_or("(no reason attached: it was moved by SQS after too many receives)");
+                        .unwrap_or(
+                            "(no reason attached: it was moved by SQS after too many receives)",
+                        );
                     reasons.push(reason.chars().take(300).collect());
                 }
             }

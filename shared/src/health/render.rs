@@ -33,7 +33,12 @@ fn bars(title: &str, labels: &[String], series: &[(&str, &str, Vec<f64>)]) -> St
         .iter()
         .flat_map(|(_, _, v)| v.iter().copied())
         .fold(0.0_f64, f64::max);
-    let top = nice_max(max);
+    let whole = series
+        .iter()
+        .flat_map(|(_, _, v)| v.iter())
+        .all(|v| v.fract() == 0.0);
+    let tick = nice_tick(max / 4.0, whole);
+    let top = tick * 4.0;
     let n = labels.len().max(1) as f64;
     let group = (W - LEFT - 8.0) / n;
     let bar = (group * 0.8) / series.len().max(1) as f64;
@@ -98,14 +103,15 @@ fn bars(title: &str, labels: &[String], series: &[(&str, &str, Vec<f64>)]) -> St
     svg
 }
 
-/// A round upper bound for an axis.
-fn nice_max(max: f64) -> f64 {
-    if max <= 0.0 {
-        return 1.0;
+/// A round step of at least `min` (1, 2 or 5 times a power of ten); whole numbers for counts.
+fn nice_tick(min: f64, whole: bool) -> f64 {
+    let floor = if whole { 1.0 } else { 0.1 };
+    if min <= floor {
+        return floor;
     }
-    let mag = 10f64.powf(max.log10().floor());
-    for step in [1.0, 2.0, 2.5, 5.0, 10.0] {
-        if step * mag >= max {
+    let mag = 10f64.powf(min.log10().floor());
+    for step in [1.0, 2.0, 5.0, 10.0] {
+        if step * mag >= min {
             return step * mag;
         }
     }
@@ -118,6 +124,17 @@ fn fmt_num(v: f64) -> String {
     } else {
         format!("{v:.1}")
     }
+}
+
+#[cfg(test)]
+#[test]
+fn axis_ticks_are_round_and_whole_for_counts() {
+    assert_eq!(nice_tick(4.0 / 4.0, true), 1.0);
+    assert_eq!(nice_tick(5.0 / 4.0, true), 2.0);
+    assert_eq!(nice_tick(0.25, true), 1.0);
+    assert_eq!(nice_tick(130.0 / 4.0, true), 50.0);
+    assert_eq!(nice_tick(0.3 / 4.0, false), 0.1);
+    assert_eq!(nice_tick(42.5 / 4.0, false), 20.0);
 }
 
 fn share(s: &Share) -> String {
@@ -204,8 +221,16 @@ table{{border-collapse:collapse;font-size:13px}} td,th{{border:1px solid #ccc;pa
         "Upload rows per day: accepted and rejected",
         &labels,
         &[
-            ("accepted", "#2e7d32", col(&|d| d.upload_rows_accepted as f64)),
-            ("rejected", "#c62828", col(&|d| d.upload_rows_rejected as f64)),
+            (
+                "accepted",
+                "#2e7d32",
+                col(&|d| d.upload_rows_accepted as f64),
+            ),
+            (
+                "rejected",
+                "#c62828",
+                col(&|d| d.upload_rows_rejected as f64),
+            ),
         ],
     ));
 

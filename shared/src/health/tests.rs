@@ -17,8 +17,11 @@ fn now() -> DateTime<Utc> {
 fn shipment(id: &str, days_ago: i64, stage: Stage) -> ShipmentRecord {
     let v = fixtures::shipment(id, "ACCEPTED", "2026-11-21T08:00:00Z", &[("A", 1)]);
     let mut r = AmazonShipment::from_json(&v).unwrap().record;
-    let seen = Utc
-        .from_utc_datetime(&(date() - Duration::days(days_ago)).and_hms_opt(10, 0, 0).unwrap());
+    let seen = Utc.from_utc_datetime(
+        &(date() - Duration::days(days_ago))
+            .and_hms_opt(10, 0, 0)
+            .unwrap(),
+    );
     r.first_seen_at = seen;
     r.created_at_amazon = Some(seen - Duration::minutes(30));
     r.ship_by = Some(crate::orders::model::sort_time(seen + Duration::hours(20)));
@@ -32,7 +35,11 @@ fn shipment(id: &str, days_ago: i64, stage: Stage) -> ShipmentRecord {
     r
 }
 
-fn labelled(mut r: ShipmentRecord, after_seen: Duration, shipped: Option<Duration>) -> ShipmentRecord {
+fn labelled(
+    mut r: ShipmentRecord,
+    after_seen: Duration,
+    shipped: Option<Duration>,
+) -> ShipmentRecord {
     let seen = r.first_seen_at;
     r.fulfilment = Some(Fulfilment {
         steps: vec![StepRecord {
@@ -47,7 +54,11 @@ fn labelled(mut r: ShipmentRecord, after_seen: Duration, shipped: Option<Duratio
 }
 
 fn a_return(id: &str, sku: &str, units: u32, days_ago: i64) -> ReturnRecord {
-    let t = Utc.from_utc_datetime(&(date() - Duration::days(days_ago)).and_hms_opt(9, 0, 0).unwrap());
+    let t = Utc.from_utc_datetime(
+        &(date() - Duration::days(days_ago))
+            .and_hms_opt(9, 0, 0)
+            .unwrap(),
+    );
     ReturnRecord {
         id: id.into(),
         return_location_id: "RL".into(),
@@ -132,12 +143,25 @@ fn the_report_counts_orders_latency_and_the_figures_amazon_judges() {
     let r = HealthReport::compute(&data(), date(), now());
     assert_eq!(r.days.len(), DAYS as usize);
     assert_eq!(r.days.last().unwrap().date, date());
-    let day = |ago: i64| r.days.iter().find(|d| d.date == date() - Duration::days(ago)).unwrap();
+    let day = |ago: i64| {
+        r.days
+            .iter()
+            .find(|d| d.date == date() - Duration::days(ago))
+            .unwrap()
+    };
     assert_eq!((day(2).orders, day(2).confirmed), (2, 2));
-    assert_eq!(day(2).median_handover_minutes, Some(40.0), "30 min at Amazon + 10 with us");
+    assert_eq!(
+        day(2).median_handover_minutes,
+        Some(40.0),
+        "30 min at Amazon + 10 with us"
+    );
     assert_eq!((day(1).orders, day(1).rejected), (2, 1));
     assert_eq!((day(0).orders, day(0).held), (1, 1));
-    assert_eq!(r.days.iter().map(|d| d.orders).sum::<u64>(), 5, "OLD is outside");
+    assert_eq!(
+        r.days.iter().map(|d| d.orders).sum::<u64>(),
+        5,
+        "OLD is outside"
+    );
     // 1 of the 5 shipments seen in the window was rejected by us.
     assert_eq!(r.seller_cancellations, Share { part: 1, whole: 5 });
     assert_eq!(r.seller_cancellations.percent(), Some(20.0));
@@ -152,7 +176,11 @@ fn the_report_counts_orders_latency_and_the_figures_amazon_judges() {
         (day(1).upload_rows_accepted, day(1).upload_rows_rejected),
         (10, 2)
     );
-    assert_eq!(day(1).errors, 1 + 2, "the rejected shipment and the two rejected rows");
+    assert_eq!(
+        day(1).errors,
+        1 + 2,
+        "the rejected shipment and the two rejected rows"
+    );
     assert_eq!(r.parked(), 2);
     assert_eq!(r.waiting_for_a_person, 1);
 }
@@ -320,11 +348,17 @@ mod run {
         let now = Utc::now();
         let yesterday = (now - Duration::days(1)).date_naive();
         let written = reporter.run(yesterday, now).await.unwrap();
-        assert_eq!(written.report_key, format!("reports/health/{yesterday}.html"));
+        assert_eq!(
+            written.report_key,
+            format!("reports/health/{yesterday}.html")
+        );
         let (page, content_type) = files.0.lock().unwrap()[&written.report_key].clone();
         assert_eq!(content_type, "text/html; charset=utf-8");
         let page = String::from_utf8(page).unwrap();
-        assert!(page.contains("would zero 80% of the advertised SKUs"), "halted push shown");
+        assert!(
+            page.contains("would zero 80% of the advertised SKUs"),
+            "halted push shown"
+        );
         assert!(page.contains("LabelsDLQ"));
         assert_eq!(written.messages_parked, 2);
         let evs = events.events();

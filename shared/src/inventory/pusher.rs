@@ -232,8 +232,12 @@ impl Pusher {
             let at = [("LocationId", r.location_id.as_str())];
             use crate::metrics::{names as m, Unit};
             if r.accepted > 0 {
-                self.metrics
-                    .put(m::INVENTORY_SKUS_PUSHED, r.accepted as f64, Unit::Count, &at);
+                self.metrics.put(
+                    m::INVENTORY_SKUS_PUSHED,
+                    r.accepted as f64,
+                    Unit::Count,
+                    &at,
+                );
             }
             if r.skipped_count > 0 {
                 let skipped = r.skipped_count as f64;

@@ -244,11 +244,9 @@ impl OrderProcessor {
         incoming: &AmazonShipment,
         inv: &Invocation,
     ) -> Result<ShipmentRecord> {
-        use tracing::Instrument;
         let (r, _) = self.store(incoming).await?;
         self.crash_point(Step::Stored, &r.id).await;
-        let span = crate::telemetry::shipment_span(&r.id, r.correlation_id.as_deref());
-        self.drive(&r.id, inv).instrument(span).await
+        self.drive_traced(&r, inv).await
     }
 
     /// Reads one shipment alone (a page reported it unreadable: a single record may parse).
@@ -339,6 +337,18 @@ impl OrderProcessor {
             Err(Error::Conflict(_)) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// [`Self::drive`] inside the shipment's log span (`r`: the record as last read or stored),
+    /// so every line carries its correlation ID.
+    pub async fn drive_traced(
+        &self,
+        r: &ShipmentRecord,
+        inv: &Invocation,
+    ) -> Result<ShipmentRecord> {
+        use tracing::Instrument;
+        let span = crate::telemetry::shipment_span(&r.id, r.correlation_id.as_deref());
+        self.drive(&r.id, inv).instrument(span).await
     }
 
     /// Moves the stored shipment towards Amazon's state; safe to call any number of times.
@@ -684,7 +694,7 @@ impl OrderProcessor {
             r.stage = Stage::Received;
             r.released = true;
             if self.save(&mut r).await? {
-                return self.drive(shipment_id, inv).await;
+                return self.drive_traced(&r, inv).await;
             }
         }
         Err(conflict_exhausted(shipment_id))
@@ -758,7 +768,7 @@ impl OrderProcessor {
                     if inv.remaining() < std::time::Duration::from_secs(2) {
                         return Ok((moved, errors));
                     }
-                    match self.drive(&r.id, inv).await {
+                    match self.drive_traced(&r, inv).await {
                         Ok(after) if after.stage != stage => moved += 1,
                         Ok(_) => {}
                         Err(e) => errors.push(format!("shipment {}: {e}", r.id)),
@@ -788,7 +798,7 @@ impl OrderProcessor {
                     Err(e) => Err(e),
                 };
                 match healed {
-                    Ok(true) => match self.drive(&r.id, inv).await {
+                    Ok(true) => match self.drive_traced(&r, inv).await {
                         Ok(_) => moved += 1,
                         Err(e) => errors.push(format!("shipment {}: {e}", r.id)),
                     },

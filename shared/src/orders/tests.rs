@@ -145,10 +145,17 @@ async fn new_shipment_is_confirmed_once_reserved_and_handed_over() {
     use crate::metrics::names as m;
     assert_eq!(h.metrics.sum(m::ORDERS_SEEN), 1.0);
     assert_eq!(h.metrics.sum(m::ORDERS_CONFIRMED), 1.0);
-    let latency = h.metrics.documents().into_iter().find(|d| d.get(m::CONFIRM_LATENCY).is_some());
+    let latency = h
+        .metrics
+        .documents()
+        .into_iter()
+        .find(|d| d.get(m::CONFIRM_LATENCY).is_some());
     let latency = latency.expect("a ConfirmLatency document");
     assert_eq!(latency["Location"], "LOC1");
-    assert_eq!(latency["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"], "Seconds");
+    assert_eq!(
+        latency["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
+        "Seconds"
+    );
     assert_eq!(h.amazon.confirms.lock().unwrap().len(), 1);
     assert_eq!(h.inventory.position("LOC1", "A").await.unwrap().reserved, 2);
     assert_eq!(unique_count(&h.events, EventName::ShipmentAccepted), 1);

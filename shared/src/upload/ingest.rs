@@ -1070,7 +1070,14 @@ async fn finish(
         },
     )?;
     ports.events.publish(&[event]).await?;
-    let at = [("Kind", if key.kind == Kind::Catalog { "catalog" } else { "prices" })];
+    let at = [(
+        "Kind",
+        if key.kind == Kind::Catalog {
+            "catalog"
+        } else {
+            "prices"
+        },
+    )];
     use crate::metrics::{names, Unit};
     let (accepted, rejected) = (summary.accepted as f64, summary.rejected as f64);
     ports
