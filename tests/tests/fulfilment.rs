@@ -927,5 +927,35 @@ async fn one_correlation_id_follows_a_shipment_from_poll_to_label_and_logs_hold_
         assert!(!text.contains(f.as_str()), "the logs contain {f:?}");
     }
     assert!(lines.len() > 20, "too few lines captured: {}", lines.len());
+
+    // The metrics of this run, as EMF documents (outside Lambda they are log lines of
+    // target flexbridge::metrics; in Lambda the same document goes to stdout).
+    let metrics: Vec<Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "flexbridge::metrics")
+        .filter_map(|l| serde_json::from_str(l["fields"]["message"].as_str()?).ok())
+        .collect();
+    use flexbridge::metrics::names;
+    for name in [
+        names::ORDERS_SEEN,
+        names::ORDERS_CONFIRMED,
+        names::CONFIRM_LATENCY,
+        names::LABELS_MADE,
+        names::SHIP_BY_TIME_LEFT,
+        names::SPAPI_CALLS,
+    ] {
+        let doc = metrics
+            .iter()
+            .find(|d| d.get(name).is_some())
+            .unwrap_or_else(|| panic!("no {name} metric in this run"));
+        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], name);
+        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "flexbridge");
+    }
+    let label_ops: BTreeSet<&str> = metrics
+        .iter()
+        .filter(|d| d.get(names::SPAPI_CALLS).is_some())
+        .filter_map(|d| d["Operation"].as_str())
+        .collect();
+    assert!(label_ops.contains("createPackages"), "{label_ops:?}");
     Ok(())
 }
