@@ -948,8 +948,14 @@ async fn one_correlation_id_follows_a_shipment_from_poll_to_label_and_logs_hold_
             .iter()
             .find(|d| d.get(name).is_some())
             .unwrap_or_else(|| panic!("no {name} metric in this run"));
-        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], name);
-        assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "flexbridge");
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            name
+        );
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "flexbridge"
+        );
     }
     let label_ops: BTreeSet<&str> = metrics
         .iter()
