@@ -296,7 +296,10 @@ def create(args):
         }
     pseudo = {"AWS::Region": region, "AWS::AccountId": account, "AWS::Partition": "aws",
               "AWS::StackName": args.stack, "AWS::URLSuffix": "amazonaws.com"}
-    resolve = Resolver({**physical, **pseudo}, attrs)
+    # Parameters as the stack got them (else their defaults): alarms name some (EvaluationPeriods).
+    given = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", [])}
+    params = {k: given.get(k) or str(v.get("Default", "")) for k, v in cfn.get("Parameters", {}).items()}
+    resolve = Resolver({**params, **physical, **pseudo}, attrs)
 
     # Events, read from the CloudFormation that created them, resolved against the stack.
     for lid, res in cfn["Resources"].items():
@@ -390,6 +393,11 @@ def create(args):
             alarm = {k: v for k, v in props.items() if k not in ("Dimensions",)}
             alarm["Dimensions"] = props.get("Dimensions", [])
             alarm["AlarmName"] = f"{args.stack}-{lid}"
+            for k in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+                if k in alarm:
+                    alarm[k] = int(alarm[k])
+            if "Threshold" in alarm:
+                alarm["Threshold"] = float(alarm["Threshold"])
             cw.put_metric_alarm(**alarm)
             physical[lid] = alarm["AlarmName"]
             rtype[lid] = res["Type"]

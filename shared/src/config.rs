@@ -40,6 +40,8 @@ pub mod keys {
     /// The DLQ of the queue an SQS consumer reads (`runtime::SqsConsumer`); each consumer
     /// gets its own queue's DLQ and `sqs:SendMessage` on exactly that queue.
     pub const DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
+    /// Every DLQ, comma-separated: the health report shows their depth and parked reasons.
+    pub const DEAD_LETTER_QUEUE_URLS: &str = "DEAD_LETTER_QUEUE_URLS";
     /// The CloudFormation stack name (template Globals), the `Stack` dimension of metrics.
     pub const STACK_NAME: &str = "STACK_NAME";
 

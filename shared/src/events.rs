@@ -45,10 +45,12 @@ pub enum EventName {
     InventoryLowStock,
     /// Sent on request (`POST /v1/events/test`) so a seller can check their webhook.
     WebhookTest,
+    /// The daily health report is in the bucket (`reports/health/<date>.html`).
+    HealthReportReady,
 }
 
 impl EventName {
-    pub const ALL: [EventName; 12] = [
+    pub const ALL: [EventName; 13] = [
         EventName::ShipmentAccepted,
         EventName::ShipmentCancelled,
         EventName::ShipmentHeld,
@@ -61,6 +63,7 @@ impl EventName {
         EventName::InventoryPushHalted,
         EventName::InventoryLowStock,
         EventName::WebhookTest,
+        EventName::HealthReportReady,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -77,6 +80,7 @@ impl EventName {
             EventName::InventoryPushHalted => "InventoryPushHalted",
             EventName::InventoryLowStock => "InventoryLowStock",
             EventName::WebhookTest => "WebhookTest",
+            EventName::HealthReportReady => "HealthReportReady",
         }
     }
 
@@ -242,6 +246,27 @@ pub struct LabelReady {
     /// 1 for the first label of the package, +1 per reprint.
     #[serde(default)]
     pub generation: u32,
+}
+
+/// The daily health report (`shared/src/health`) is in the bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthReportReady {
+    /// The day the report ends with (`YYYY-MM-DD`, UTC).
+    pub date: String,
+    /// `reports/health/<date>.html`.
+    pub report_key: String,
+    /// Presigned GET link to the page.
+    pub report_url: String,
+    /// When `report_url` stops working (RFC 3339).
+    pub link_expires_at: String,
+    /// Messages waiting in the dead-letter queues when it was made.
+    pub messages_parked: u64,
+    /// Shipments held or unreadable, waiting for a person.
+    pub waiting_for_a_person: u64,
+    /// Seller-caused cancellation rate over the report's days, in percent (absent: no shipments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seller_cancellation_rate: Option<f64>,
 }
 
 /// A shipment not labelled `minutesBefore` its ship-by time (raised once per shipment).

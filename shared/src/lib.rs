@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod fulfilment;
+pub mod health;
 pub mod idempotency;
 pub mod inventory;
 pub mod metrics;

@@ -36,6 +36,82 @@ pub mod names {
     pub const INVENTORY_ITEM_ERRORS: &str = "InventoryItemErrors";
     /// Advertised stock of a SKU fell to its low-stock threshold.
     pub const INVENTORY_LOW_STOCK: &str = "InventoryLowStock";
+
+    // Orders (the order processor; dimension `Location`).
+    /// A shipment stored for the first time.
+    pub const ORDERS_SEEN: &str = "OrdersSeen";
+    /// A shipment confirmed at Amazon.
+    pub const ORDERS_CONFIRMED: &str = "OrdersConfirmed";
+    /// A shipment rejected at Amazon.
+    pub const ORDERS_REJECTED: &str = "OrdersRejected";
+    /// A shipment held for a person.
+    pub const ORDERS_HELD: &str = "OrdersHeld";
+    /// Seconds from Amazon creating a shipment (else from our first sight) to our CONFIRM.
+    pub const CONFIRM_LATENCY: &str = "ConfirmLatency";
+    /// An order poll run that finished without a failure (the "poll not succeeding" alarm
+    /// watches for its absence).
+    pub const ORDER_POLLS_SUCCEEDED: &str = "OrderPollsSucceeded";
+
+    // Inventory (the pusher; dimension `Location`).
+    /// SKUs whose stock Amazon accepted in a push.
+    pub const INVENTORY_SKUS_PUSHED: &str = "InventorySkusPushed";
+    /// SKUs a push left out (nothing new to send, or stock sync off for them).
+    pub const INVENTORY_SKUS_SKIPPED: &str = "InventorySkusSkipped";
+    /// Seconds from a stock change to Amazon accepting it.
+    pub const INVENTORY_PUSH_LAG: &str = "InventoryPushLag";
+
+    // Fulfilment (the label worker; dimension `Location`).
+    /// A shipment's labels stored and `LabelReady` sent.
+    pub const LABELS_MADE: &str = "LabelsMade";
+    /// A label job that failed (kept for a retry, or parked).
+    pub const LABELS_FAILED: &str = "LabelsFailed";
+    /// Seconds left to the ship-by time when a shipment's labels were made (negative: late).
+    pub const SHIP_BY_TIME_LEFT: &str = "ShipByTimeLeft";
+
+    // Uploads (upload ingest; dimension `Kind`).
+    pub const UPLOAD_ROWS_ACCEPTED: &str = "UploadRowsAccepted";
+    pub const UPLOAD_ROWS_REJECTED: &str = "UploadRowsRejected";
+
+    // The SP-API client (dimension `Operation`, the model's operation ID).
+    /// An HTTP request sent to Amazon (every attempt).
+    pub const SPAPI_CALLS: &str = "SpApiCalls";
+    /// Amazon answered 429.
+    pub const SPAPI_THROTTLES: &str = "SpApiThrottles";
+    /// A call that failed after its retries.
+    pub const SPAPI_ERRORS: &str = "SpApiErrors";
+
+    /// The daily health report was written (`reports/health/<date>.html`).
+    pub const HEALTH_REPORTS: &str = "HealthReports";
+
+    /// Every name above: docs/metrics.md lists each, and the template's alarms may only watch
+    /// these (tests/tests/foundation_template.rs).
+    pub const ALL: [&str; 25] = [
+        MESSAGES_PARKED,
+        ENVIRONMENT_FAILURES,
+        RUNS_FAILED,
+        SHIP_BY_AT_RISK,
+        INVENTORY_PUSH_HALTED,
+        INVENTORY_ITEM_ERRORS,
+        INVENTORY_LOW_STOCK,
+        ORDERS_SEEN,
+        ORDERS_CONFIRMED,
+        ORDERS_REJECTED,
+        ORDERS_HELD,
+        CONFIRM_LATENCY,
+        ORDER_POLLS_SUCCEEDED,
+        INVENTORY_SKUS_PUSHED,
+        INVENTORY_SKUS_SKIPPED,
+        INVENTORY_PUSH_LAG,
+        LABELS_MADE,
+        LABELS_FAILED,
+        SHIP_BY_TIME_LEFT,
+        UPLOAD_ROWS_ACCEPTED,
+        UPLOAD_ROWS_REJECTED,
+        SPAPI_CALLS,
+        SPAPI_THROTTLES,
+        SPAPI_ERRORS,
+        HEALTH_REPORTS,
+    ];
 }
 
 /// CloudWatch units (the subset flexbridge uses; add more as needed).
@@ -220,6 +296,23 @@ mod tests {
         );
         assert_eq!(recorded.sum(names::MESSAGES_PARKED), 1.0);
         assert_eq!(recorded.sum("Latency"), 12.5);
+    }
+
+    #[test]
+    fn every_name_is_listed_once_and_is_a_valid_cloudwatch_name() {
+        let mut seen = std::collections::BTreeSet::new();
+        for n in names::ALL {
+            assert!(seen.insert(n), "{n} listed twice");
+            assert!(
+                !n.is_empty() && n.len() <= 255 && n.chars().all(|c| c.is_ascii_alphanumeric())
+            );
+            let (m, recorded) = Metrics::memory("s", "f");
+            m.count(n, &[]);
+            assert_eq!(
+                recorded.documents()[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+                n
+            );
+        }
     }
 
     #[test]

@@ -122,6 +122,14 @@ pub fn finish_run<R: serde::Serialize>(
     })
 }
 
+/// Seconds since SQS received `message` (its `SentTimestamp`): the lag of work that started
+/// with it (e.g. a stock change to Amazon accepting it, `InventoryPushLag`).
+pub fn message_age_seconds(message: &aws_lambda_events::sqs::SqsMessage) -> Option<f64> {
+    let sent: i64 = message.attributes.get("SentTimestamp")?.parse().ok()?;
+    let now = chrono::Utc::now().timestamp_millis();
+    Some(((now - sent) as f64 / 1e3).max(0.0))
+}
+
 /// Message attributes a parked message carries in its DLQ (besides its own). Readable in the
 /// console or with `aws sqs receive-message --message-attribute-names All`.
 pub mod parked_attributes {
@@ -468,6 +476,17 @@ mod tests {
         m.attributes
             .insert("ApproximateReceiveCount".into(), "1".into());
         m
+    }
+
+    #[test]
+    fn a_message_age_is_the_time_since_sqs_received_it() {
+        let mut m = message("1", "{}");
+        assert_eq!(message_age_seconds(&m), None);
+        let sent = chrono::Utc::now().timestamp_millis() - 5_000;
+        m.attributes
+            .insert("SentTimestamp".into(), sent.to_string());
+        let age = message_age_seconds(&m).unwrap();
+        assert!((5.0..6.0).contains(&age), "{age}");
     }
 
     fn batch(messages: Vec<SqsMessage>) -> SqsEvent {

@@ -9,24 +9,54 @@ use std::fmt;
 
 use tracing_subscriber::EnvFilter;
 
+/// The JSON lines every function writes in Lambda, to `writer`: one object per event with
+/// `level`, `target`, `fields` and, inside a [`shipment_span`], `span` with the shipment's
+/// `shipment_id` and `correlation_id`. Public so tests read exactly what CloudWatch gets.
+pub fn json_subscriber<W>(writer: W, filter: EnvFilter) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_ansi(false)
+        .without_time() // CloudWatch stamps every line
+        .with_writer(writer)
+        .finish()
+}
+
+/// A new correlation ID (given to a shipment when it is first stored).
+pub fn new_correlation_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The span every log line about one shipment is written in, from the poll that stores it to
+/// the label job: CloudWatch Logs Insights finds its whole story with
+/// `filter span.correlation_id = "…"`.
+pub fn shipment_span(shipment_id: &str, correlation_id: Option<&str>) -> tracing::Span {
+    tracing::info_span!(
+        "shipment",
+        shipment_id,
+        correlation_id = correlation_id.unwrap_or("-")
+    )
+}
+
 /// Installs the global subscriber; later calls (tests, the local runner) are no-ops.
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
     let result = if in_lambda {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_current_span(false)
-            .with_ansi(false)
-            .without_time() // CloudWatch stamps every line
-            .try_init()
+        tracing::subscriber::set_global_default(json_subscriber(std::io::stdout, filter))
+            .map_err(|e| e.to_string())
     } else {
         tracing_subscriber::fmt()
             .compact()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .try_init()
+            .map_err(|e| e.to_string())
     };
     // Err only means a subscriber is already installed, which is fine.
     let _ = result;
@@ -63,6 +93,39 @@ mod tests {
         let r = Redacted("s3cr3t".to_string());
         assert_eq!(format!("{r:?} {r}"), "*** ***");
         assert_eq!(r.expose(), "s3cr3t");
+    }
+
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_in_a_shipment_span_are_json_with_its_correlation_id() {
+        let buf = Buffer::default();
+        let writer = buf.clone();
+        let sub = json_subscriber(move || writer.clone(), EnvFilter::new("info"));
+        let id = new_correlation_id();
+        assert_eq!(id.len(), 32);
+        assert_ne!(id, new_correlation_id());
+        tracing::subscriber::with_default(sub, || {
+            let _g = shipment_span("S1", Some(&id)).entered();
+            tracing::info!(step = "x", "label step done");
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["fields"]["message"], "label step done");
+        assert_eq!(line["span"]["correlation_id"], id.as_str());
+        assert_eq!(line["span"]["shipment_id"], "S1");
     }
 
     #[test]

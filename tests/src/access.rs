@@ -81,6 +81,8 @@ pub const WRAPPERS: &[(&str, &str)] = &[
     ("SqsDeadLetterQueue", "runtime.rs"),
     ("EventBridgeSink", "events.rs"),
     ("SecretCache", "secrets.rs"),
+    ("S3UploadSummaries", "health/aws.rs"),
+    ("SqsDeadLetters", "health/aws.rs"),
 ];
 
 /// `flexbridge::orders::Orders::from_env` (orders, and fulfilment's base): what it builds.
@@ -199,6 +201,20 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
         "CancellationWorkerFunction",
         &[ORDERS, &[DLQ, SHIPMENTS_LIMITS]],
     ),
+    (
+        "HealthReportFunction",
+        &[&[
+            read("SHIPMENTS_TABLE", "DynamoShipmentStore"),
+            read("LOCATIONS_TABLE", "DynamoLocationStore"),
+            read("INVENTORY_TABLE", "DynamoInventoryStore"),
+            all("BUCKET_NAME", "S3UploadSummaries"),
+            // the report page and its presigned link
+            all("BUCKET_NAME", "S3LabelFiles"),
+            // a list of queues: each is read, none is changed
+            all("DEAD_LETTER_QUEUE_URLS", "SqsDeadLetters"),
+            all("EVENT_BUS_NAME", "EventBridgeSink"),
+        ]],
+    ),
 ];
 
 /// Actions that only read.
@@ -235,6 +251,9 @@ const CALLS: &[(&str, &str)] = &[
     (".get_object()", "s3:GetObject"),
     (".head_object()", "s3:GetObject"),
     (".put_events()", "events:PutEvents"),
+    (".list_objects_v2()", "s3:ListBucket"),
+    (".get_queue_attributes()", "sqs:GetQueueAttributes"),
+    (".receive_message()", "sqs:ReceiveMessage"),
     (".get_secret_value()", "secretsmanager:GetSecretValue"),
 ];
 

@@ -166,10 +166,18 @@ fn every_function_is_granted_exactly_what_its_code_sends() {
                 // inventory nudge without INVENTORY_PUSH_QUEUE_URL).
                 continue;
             };
-            let Some(resource) = logical_of(&sam, value) else {
-                problems.push(format!("{id}: {} = {value} names no resource", uses.key));
-                continue;
+            // A list of resources (`!Join [",", [!Ref A, !Ref B]]`) or one.
+            let values = match value.get("Fn::Join").and_then(|j| j.get(1)) {
+                Some(Value::Array(items)) => items.clone(),
+                _ => vec![value.clone()],
             };
+            let mut resources = Vec::new();
+            for v in &values {
+                match logical_of(&sam, v) {
+                    Some(r) => resources.push(r),
+                    None => problems.push(format!("{id}: {} = {v} names no resource", uses.key)),
+                }
+            }
             let actions = match access::actions_of(&wrappers[uses.wrapper], uses.usage) {
                 Ok(a) => a,
                 Err(e) => {
@@ -177,15 +185,21 @@ fn every_function_is_granted_exactly_what_its_code_sends() {
                     continue;
                 }
             };
-            for (part, action) in actions {
-                let part = if part.is_empty() && action.starts_with("s3:") {
-                    "/*".to_string()
-                } else {
-                    part
-                };
-                used.entry(format!("{resource}{part}"))
-                    .or_default()
-                    .insert(action);
+            for resource in &resources {
+                for (part, action) in &actions {
+                    // S3 object actions are on `bucket/*`; listing is on the bucket itself.
+                    let part = if part.is_empty()
+                        && action.starts_with("s3:")
+                        && action != "s3:ListBucket"
+                    {
+                        "/*".to_string()
+                    } else {
+                        part.clone()
+                    };
+                    used.entry(format!("{resource}{part}"))
+                        .or_default()
+                        .insert(action.clone());
+                }
             }
         }
         let granted = granted(&sam, id, f, &mut problems);

@@ -234,6 +234,101 @@ fn every_flexbridge_metric_behind_a_failure_has_an_alarm_on_the_stack() {
 }
 
 #[test]
+fn every_function_and_every_dlq_is_alarmed_and_every_alarm_watches_a_metric_the_code_emits() {
+    use flexbridge::metrics::{names, NAMESPACE};
+    let cfn = cfn();
+    let alarms = resources_of(&cfn, "AWS::CloudWatch::Alarm");
+    let watches = |namespace: &str, metric: &str, dim: &str, target: &str| {
+        alarms.values().any(|a| {
+            let p = &a["Properties"];
+            p["Namespace"] == namespace
+                && p["MetricName"] == metric
+                && p["Dimensions"].as_array().is_some_and(|d| {
+                    d.iter()
+                        .any(|d| d["Name"] == dim && d["Value"].to_string().contains(target))
+                })
+                && p["AlarmActions"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|t| logical_of(t) == Some("AlarmTopic")))
+        })
+    };
+    let mut problems = Vec::new();
+    // Every function: Lambda's Errors.
+    for id in resources_of(&cfn, "AWS::Lambda::Function").keys() {
+        if !watches("AWS/Lambda", "Errors", "FunctionName", &format!("\"{id}\"")) {
+            problems.push(format!("{id} has no Errors alarm to the AlarmTopic"));
+        }
+    }
+    // Every DLQ (a queue some other queue's RedrivePolicy names): any visible message.
+    let queues = resources_of(&cfn, "AWS::SQS::Queue");
+    for q in queues.values() {
+        let Some(dlq) = logical_of(&q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]) else {
+            continue;
+        };
+        if !watches(
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            "QueueName",
+            &format!("\"{dlq}\""),
+        ) {
+            problems.push(format!("{dlq} has no alarm on its messages"));
+        }
+    }
+    // What issue 11 asks to be alarmed, on the Stack dimension.
+    for metric in [
+        names::SPAPI_THROTTLES,
+        names::ORDER_POLLS_SUCCEEDED,
+        names::INVENTORY_PUSH_HALTED,
+        names::SHIP_BY_AT_RISK,
+        names::MESSAGES_PARKED,
+    ] {
+        if !watches(NAMESPACE, metric, "Stack", "AWS::StackName") {
+            problems.push(format!("no alarm on {NAMESPACE}/{metric}"));
+        }
+    }
+    // An alarm on a metric nothing emits would never fire (or, missing = breaching, always).
+    for (id, a) in &alarms {
+        let p = &a["Properties"];
+        if p["Namespace"] == NAMESPACE {
+            let m = p["MetricName"].as_str().unwrap_or_default();
+            if !names::ALL.contains(&m) {
+                problems.push(format!(
+                    "{id} watches {m}, which flexbridge::metrics::names does not name"
+                ));
+            }
+        }
+    }
+    // Every name is emitted somewhere outside metrics.rs (by its constant).
+    let root = paths::repo_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("shared/src"), &mut files);
+    rust_files(&root.join("functions"), &mut files);
+    let code: String = files
+        .iter()
+        .filter(|f| {
+            let rel = f.strip_prefix(&root).unwrap_or(f);
+            !rel.ends_with("metrics.rs")
+                && !rel.components().any(|c| c.as_os_str() == "tests")
+                && !rel.ends_with("tests.rs")
+        })
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let constants = std::fs::read_to_string(root.join("shared/src/metrics.rs")).unwrap();
+    for name in names::ALL {
+        let constant = constants
+            .lines()
+            .find(|l| l.contains(&format!("&str = \"{name}\"")))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .map(|c| c.trim_end_matches(':').to_string())
+            .unwrap_or_else(|| panic!("{name}: no constant"));
+        if !code.contains(&constant) {
+            problems.push(format!("metric {name} ({constant}) is emitted nowhere"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
 fn the_bucket_notifies_the_uploads_queue_for_exactly_the_inbound_prefixes() {
     let cfn = cfn();
     let bucket = &resources_of(&cfn, "AWS::S3::Bucket")["UploadsBucket"]["Properties"];
@@ -304,6 +399,7 @@ fn key_names() -> BTreeSet<&'static str> {
         keys::MARKETPLACE_ID,
         keys::SELLER_ID,
         keys::DEAD_LETTER_QUEUE_URL,
+        keys::DEAD_LETTER_QUEUE_URLS,
         keys::STACK_NAME,
     ]
     .into()

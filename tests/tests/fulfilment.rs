@@ -1013,6 +1013,7 @@ async fn cancellations_both_ways() -> Result<()> {
     let job = LabelJob {
         shipment_id: mid.clone(),
         pack_version: 1,
+        correlation_id: None,
     };
     let outcome = service.fulfiller(&i).run_label_job(&job, &i).await?;
     assert!(matches!(outcome, JobOutcome::Stopped { .. }), "{outcome:?}");
@@ -1090,5 +1091,149 @@ async fn cancellations_both_ways() -> Result<()> {
     let alert = facts(&events, "ShipByAtRisk", &b);
     assert_eq!(alert.len(), 1, "{events:?}");
     assert_eq!(alert[0]["hub"], "HUB-NJ");
+    Ok(())
+}
+
+/// Log lines captured from this thread (the test, the runner's warehouse API and the workers all
+/// run on the test's current-thread runtime) in the JSON format functions write in Lambda.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn one_correlation_id_follows_a_shipment_from_poll_to_label_and_logs_hold_no_secrets(
+) -> Result<()> {
+    let w = world("fulfil_logs", false).await?;
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let _logs = tracing::subscriber::set_default(flexbridge::telemetry::json_subscriber(
+        move || writer.clone(),
+        tracing_subscriber::EnvFilter::new(
+            "debug,aws=warn,hyper=warn,h2=warn,rustls=warn,reqwest=warn,tower=warn",
+        ),
+    ));
+
+    let s = w
+        .admin
+        .create_shipment(
+            json!({"locationId": FLEX, "lineItems": [{"sku": "MUG-01", "quantity": 1}]}),
+        )
+        .await?;
+    let id = s["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no id"))?
+        .to_string();
+    let address = s["shippingInfo"]["shipToAddress"].clone();
+    w.poll().await?;
+    assert_eq!(w.stage(&id).await?, Stage::HandedOver);
+    let stored = w.orders.shipments.get(&id).await?.unwrap();
+    let cid = stored
+        .correlation_id
+        .clone()
+        .ok_or_else(|| anyhow!("no correlation ID stored"))?;
+
+    let packing = json!({"packages": [package("BOX-1", "450", json!([{"packageLineItemId": "1", "quantity": 1}]))]});
+    let (status, body) = w
+        .call("POST", &format!("/v1/shipments/{id}/packed"), packing)
+        .await?;
+    assert_eq!(status, 202, "{body}");
+    // The label job on the queue carries the shipment's correlation ID.
+    let queued =
+        w.t.sqs
+            .receive_message()
+            .queue_url(w.t.stack.queue_url("LabelsQueue"))
+            .visibility_timeout(0)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+    let job: Value = serde_json::from_str(queued.messages()[0].body().unwrap_or("{}"))?;
+    assert_eq!(job["correlationId"], cid.as_str(), "{job}");
+    w.drain_labels().await?;
+    assert_eq!(w.stage(&id).await?, Stage::Labelled);
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone())?;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let with_id = |message: &str| {
+        lines.iter().any(|l| {
+            l["span"]["correlation_id"] == cid.as_str()
+                && l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(message))
+        })
+    };
+    // The poll (confirm, hand-over) and the label job log under the same ID.
+    assert!(with_id("shipment confirmed"), "no confirm line with {cid}");
+    assert!(
+        with_id("shipment handed over"),
+        "no hand-over line with {cid}"
+    );
+    assert!(with_id("label step done"), "no label line with {cid}");
+
+    // Nothing secret and nothing of the buyer's address in any line.
+    let mut forbidden: Vec<String> = vec![
+        w.t.seller.client_secret.clone(),
+        w.t.seller.refresh_token.clone(),
+        w.t.seller.warehouse_key.clone(),
+        w.t.seller.webhook_key.clone(),
+    ];
+    for field in ["name", "addressLine1", "postalCode", "phoneNumber", "email"] {
+        let v = address[field]
+            .as_str()
+            .ok_or_else(|| anyhow!("the simulator gave no {field}: {address}"))?;
+        forbidden.push(v.to_string());
+    }
+    for f in &forbidden {
+        assert!(!f.is_empty());
+        assert!(!text.contains(f.as_str()), "the logs contain {f:?}");
+    }
+    assert!(lines.len() > 20, "too few lines captured: {}", lines.len());
+
+    // The metrics of this run, as EMF documents (outside Lambda they are log lines of
+    // target flexbridge::metrics; in Lambda the same document goes to stdout).
+    let metrics: Vec<Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "flexbridge::metrics")
+        .filter_map(|l| serde_json::from_str(l["fields"]["message"].as_str()?).ok())
+        .collect();
+    use flexbridge::metrics::names;
+    for name in [
+        names::ORDERS_SEEN,
+        names::ORDERS_CONFIRMED,
+        names::CONFIRM_LATENCY,
+        names::LABELS_MADE,
+        names::SHIP_BY_TIME_LEFT,
+        names::SPAPI_CALLS,
+    ] {
+        let doc = metrics
+            .iter()
+            .find(|d| d.get(name).is_some())
+            .unwrap_or_else(|| panic!("no {name} metric in this run"));
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            name
+        );
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "flexbridge"
+        );
+    }
+    let label_ops: BTreeSet<&str> = metrics
+        .iter()
+        .filter(|d| d.get(names::SPAPI_CALLS).is_some())
+        .filter_map(|d| d["Operation"].as_str())
+        .collect();
+    assert!(label_ops.contains("createPackages"), "{label_ops:?}");
     Ok(())
 }

@@ -120,6 +120,7 @@ async fn world(read_alone_fails: bool) -> World {
         }])),
         rules: vec![],
         crash_points: None,
+        metrics: flexbridge::metrics::Metrics::memory("test", "orders").0,
     };
     World {
         processor,

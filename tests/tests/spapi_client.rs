@@ -682,6 +682,8 @@ async fn throttling_is_absorbed_and_the_rate_adapts() {
     cfg.rate_limits
         .insert(Operation::GetShipment, Limit::new(100.0, 20));
     cfg.retry = RetryPolicy::new(10, Duration::from_millis(100), Duration::from_secs(1));
+    let (metrics, recorded) = flexbridge::metrics::Metrics::memory("test", "client");
+    cfg.metrics = Some(metrics);
     let c = SpApiClient::new(cfg).unwrap();
     let calls: Vec<_> = (0..12)
         .map(|_| {
@@ -698,6 +700,15 @@ async fn throttling_is_absorbed_and_the_rate_adapts() {
     let log = sim.admin().calls(Some("getShipment")).await.unwrap();
     let throttled = log.iter().filter(|c| c["status"] == 429).count();
     assert!(throttled > 0, "the simulator did throttle: {log:?}");
+    // Every attempt and every 429 is a metric with the operation as its dimension.
+    use flexbridge::metrics::names;
+    assert_eq!(recorded.sum(names::SPAPI_CALLS), log.len() as f64);
+    assert_eq!(recorded.sum(names::SPAPI_THROTTLES), throttled as f64);
+    assert_eq!(recorded.sum(names::SPAPI_ERRORS), 0.0);
+    assert!(recorded
+        .documents()
+        .iter()
+        .all(|d| d["Operation"] == "getShipment"));
     assert_eq!(
         c.rate_limiter(Operation::GetShipment).limit().rate,
         4.0,

@@ -54,6 +54,8 @@ impl Function for InventoryPusher {
                 |m: aws_lambda_events::sqs::SqsMessage| async move {
                     let nudge: Nudge = serde_json::from_str(m.body.as_deref().unwrap_or(""))
                         .map_err(|e| Error::InvalidInput(format!("not an inventory nudge: {e}")))?;
+                    let lag = flexbridge::runtime::message_age_seconds(&m);
+                    let location = nudge.location_id.clone();
                     let known = done.lock().expect("lock").get(&nudge.location_id).copied();
                     let ok = match known {
                         Some(ok) => ok,
@@ -69,6 +71,15 @@ impl Function for InventoryPusher {
                         }
                     };
                     if ok {
+                        // From the stock change (the nudge was sent with it) to Amazon's answer.
+                        if let Some(lag) = lag {
+                            self.pusher.metrics.put(
+                                flexbridge::metrics::names::INVENTORY_PUSH_LAG,
+                                lag,
+                                flexbridge::metrics::Unit::Seconds,
+                                &[("LocationId", &location)],
+                            );
+                        }
                         Ok(())
                     } else {
                         Err(Error::Transient {

@@ -66,8 +66,12 @@ impl Function for OrderPoller {
                 ship_by_at_risk,
             })
         };
-        finish_run(&self.metrics, "order poll", run.await, |r| {
+        let done = finish_run(&self.metrics, "order poll", run.await, |r| {
             r.report.failed_polls.clone()
-        })
+        })?;
+        // Its absence for OrderPollAlarmMinutes is alarmed (OrderPollNotSucceedingAlarm).
+        self.metrics
+            .count(flexbridge::metrics::names::ORDER_POLLS_SUCCEEDED, &[]);
+        Ok(done)
     }
 }

@@ -64,6 +64,7 @@ impl UploadIngest {
             )),
             answers: Arc::new(DynamoAnswers::new(dynamodb.clone(), cursors)),
             stock: Some(Arc::new(StockChanges::from_env(env).await?)),
+            metrics: flexbridge::metrics::Metrics::from_env(env),
         };
         Ok(Self {
             processor: UploadProcessor {

@@ -91,6 +91,15 @@ pub fn constructors() -> BTreeMap<&'static str, Constructor> {
         })
     });
 
+    // See it
+    r.insert("HealthReportFunction", |env| {
+        Box::pin(async move {
+            Ok(Handler::function(
+                health_report::HealthReport::from_env(&env).await?,
+            ))
+        })
+    });
+
     // Uploads
     r.insert("UploadIngestFunction", |env| {
         Box::pin(async move {

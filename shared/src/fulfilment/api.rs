@@ -110,7 +110,7 @@ impl Fulfiller {
             if f.pack_version > 0 && f.packages == req.packages {
                 // Same packing again (a retried request): make sure its job is on the queue.
                 if f.job != JobState::Done {
-                    self.queue_label_job(&r.id, f.pack_version).await?;
+                    self.queue_label_job(&r, f.pack_version).await?;
                 }
                 return Ok(accepted(&r, Some("same packing as before".into())));
             }
@@ -146,17 +146,18 @@ impl Fulfiller {
             r.fulfilment = Some(f);
             r.stage = Stage::Packed;
             if self.save(&mut r).await? {
-                self.queue_label_job(&r.id, version).await?;
+                self.queue_label_job(&r, version).await?;
                 return Ok(accepted(&r, None));
             }
         }
         Err(busy(id))
     }
 
-    async fn queue_label_job(&self, id: &str, pack_version: u32) -> Result<()> {
+    async fn queue_label_job(&self, r: &ShipmentRecord, pack_version: u32) -> Result<()> {
         let job = LabelJob {
-            shipment_id: id.to_string(),
+            shipment_id: r.id.clone(),
             pack_version,
+            correlation_id: r.correlation_id.clone(),
         };
         self.labels_queue.send(&serde_json::to_value(&job)?).await
     }
@@ -203,7 +204,7 @@ impl Fulfiller {
             r.fulfilment = Some(f);
             r.stage = Stage::Packed;
             if self.save(&mut r).await? {
-                self.queue_label_job(id, version).await?;
+                self.queue_label_job(&r, version).await?;
                 return Ok(accepted(&r, None));
             }
         }

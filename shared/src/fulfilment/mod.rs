@@ -207,6 +207,10 @@ impl ShipmentRecord {
 pub struct LabelJob {
     pub shipment_id: String,
     pub pack_version: u32,
+    /// The shipment's correlation ID, so the label worker logs under the same ID as the
+    /// poller that stored it (absent in jobs queued before it existed: read from the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
 }
 
 /// The cancellation's message (CancellationsQueue).

@@ -289,8 +289,41 @@ impl Fulfiller {
             .await
     }
 
-    /// Takes a shipment from packed to labelled (see the module docs).
+    /// Takes a shipment from packed to labelled (see the module docs). A failed job counts in
+    /// `LabelsFailed`; the labels made in `LabelsMade` with `ShipByTimeLeft`.
     pub async fn run_label_job(&self, job: &LabelJob, inv: &Invocation) -> Result<JobOutcome> {
+        use tracing::Instrument;
+        let correlation_id = match &job.correlation_id {
+            Some(c) => Some(c.clone()),
+            None => self
+                .shipments
+                .get(&job.shipment_id)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.correlation_id),
+        };
+        let span = crate::telemetry::shipment_span(&job.shipment_id, correlation_id.as_deref());
+        async {
+            let outcome = self.label_job_steps(job, inv).await;
+            if let Err(e) = &outcome {
+                let location = match self.shipments.get(&job.shipment_id).await {
+                    Ok(Some(r)) => r.location_id,
+                    _ => "unknown".into(),
+                };
+                self.metrics.count(
+                    crate::metrics::names::LABELS_FAILED,
+                    &[("Location", &location)],
+                );
+                tracing::warn!(shipment_id = %job.shipment_id, error = %e, "label job failed");
+            }
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn label_job_steps(&self, job: &LabelJob, inv: &Invocation) -> Result<JobOutcome> {
         let mut steps = 0;
         for _ in 0..MAX_ROUNDS {
             let mut r = self.stored(&job.shipment_id).await?;
@@ -335,6 +368,9 @@ impl Fulfiller {
             if self.save(&mut r).await? {
                 steps += 1;
                 tracing::info!(shipment_id = %r.id, step = step.name(), "label step done");
+                if step == Step::Announce {
+                    self.labelled(&r);
+                }
             }
             if let Some(e) = done.then_fail {
                 return Err(e);
@@ -347,6 +383,22 @@ impl Fulfiller {
             ),
             after: None,
         })
+    }
+
+    /// `LabelsMade`, and how long was left to the ship-by time (negative: late).
+    fn labelled(&self, r: &ShipmentRecord) {
+        use crate::metrics::{names, Unit};
+        let at = [("Location", r.location_id.as_str())];
+        self.metrics.count(names::LABELS_MADE, &at);
+        if let Some(ship_by) = r
+            .ship_by
+            .as_deref()
+            .and_then(crate::orders::model::parse_amazon_time)
+        {
+            let left = (ship_by - Utc::now()).num_seconds() as f64;
+            self.metrics
+                .put(names::SHIP_BY_TIME_LEFT, left, Unit::Seconds, &at);
+        }
     }
 
     pub(crate) async fn save(&self, r: &mut ShipmentRecord) -> Result<bool> {
@@ -788,6 +840,7 @@ mod tests {
         let job = LabelJob {
             shipment_id: "S1".into(),
             pack_version: 1,
+            correlation_id: None,
         };
         assert_eq!(stop_reason(&r, &f, &job), None);
         f.pack_version = 2;

@@ -229,6 +229,21 @@ impl Pusher {
             let r = self
                 .push_location(loc, &all, &run, dry_run, deadline)
                 .await?;
+            let at = [("LocationId", r.location_id.as_str())];
+            use crate::metrics::{names as m, Unit};
+            if r.accepted > 0 {
+                self.metrics.put(
+                    m::INVENTORY_SKUS_PUSHED,
+                    r.accepted as f64,
+                    Unit::Count,
+                    &at,
+                );
+            }
+            if r.skipped_count > 0 {
+                let skipped = r.skipped_count as f64;
+                self.metrics
+                    .put(m::INVENTORY_SKUS_SKIPPED, skipped, Unit::Count, &at);
+            }
             report.locations.push(r);
         }
         Ok(report)

@@ -243,6 +243,10 @@ pub struct ShipmentRecord {
     /// Packing, labels, invoice, shipping and seller cancellation (ours; see `fulfilment`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fulfilment: Option<crate::fulfilment::Fulfilment>,
+    /// Follows the shipment through every log line about it, from the poll that first stored
+    /// it to its labels (`crate::telemetry::correlation_id`). Set once, when first stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
 }
 
 /// Formats a time the way the store sorts it (fixed width, so strings order like times).
@@ -433,6 +437,7 @@ impl AmazonShipment {
                 invoice_required: v.shipment_requirements.invoice.requirement.as_ref()
                     == Some(&DocumentRequirement::Required),
                 fulfilment: None,
+                correlation_id: None,
             },
         })
     }
@@ -488,6 +493,7 @@ impl ShipmentRecord {
             quarantined_from: None,
             invoice_required: false,
             fulfilment: None,
+            correlation_id: None,
         }
     }
 
@@ -510,6 +516,7 @@ impl ShipmentRecord {
         self.changed_at = keep.changed_at;
         self.version = keep.version;
         self.fulfilment = keep.fulfilment;
+        self.correlation_id = keep.correlation_id;
         for line in &mut self.line_items {
             if let Some((_, announced)) = markers.iter().find(|(id, _)| *id == line.id) {
                 line.announced_cancelled_units = *announced;

@@ -210,7 +210,7 @@ impl OrderPoller<'_> {
                     Stored::Updated => report.stored_updated += 1,
                     Stored::Unchanged => {}
                 }
-                to_drive.push(r.id);
+                to_drive.push(r);
             }
             match page.next_token {
                 Some(t) => query.pagination_token = Some(t),
@@ -225,11 +225,12 @@ impl OrderPoller<'_> {
                 .advance(CursorKind::Shipments, location_id, status, started)
                 .await?;
         }
-        for id in to_drive {
+        for r in to_drive {
+            let id = &r.id;
             if inv.remaining() < self.settings.reserve {
                 break; // the sweep of the next run picks these up
             }
-            match self.processor.drive(&id, inv).await {
+            match self.processor.drive_traced(&r, inv).await {
                 Ok(_) => report.driven += 1,
                 Err(e) => {
                     tracing::warn!(shipment_id = %id, error = %e, "could not finish shipment; next run retries");

@@ -142,6 +142,8 @@ pub struct OrderProcessor {
     pub locations: Arc<dyn LocationDirectory>,
     pub rules: Vec<Arc<dyn OrderRule>>,
     pub crash_points: Option<Arc<dyn CrashPoints>>,
+    /// `OrdersSeen` / `Confirmed` / `Rejected` / `Held` and `ConfirmLatency` (dimension `Location`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Bounded retries when another writer changed the record under us.
@@ -177,6 +179,7 @@ impl OrderProcessor {
                 None => {
                     let mut r = incoming.clone();
                     r.stage = Stage::first_for(&r.status);
+                    r.correlation_id = Some(crate::telemetry::new_correlation_id());
                     // Cancellations that happened before we ever saw it concern nobody.
                     for l in &mut r.line_items {
                         l.announced_cancelled_units = l.cancelled_units;
@@ -219,7 +222,13 @@ impl OrderProcessor {
             };
             match self.shipments.save(&mut next).await {
                 Ok(()) => {
-                    tracing::info!(shipment_id = %next.id, status = %next.status, stage = next.stage.as_str(), outcome = ?outcome, "shipment stored");
+                    if outcome == Stored::New {
+                        self.metrics.count(
+                            crate::metrics::names::ORDERS_SEEN,
+                            &[("Location", &next.location_id)],
+                        );
+                    }
+                    tracing::info!(shipment_id = %next.id, correlation_id = next.correlation_id.as_deref().unwrap_or("-"), status = %next.status, stage = next.stage.as_str(), outcome = ?outcome, "shipment stored");
                     return Ok((next, outcome));
                 }
                 Err(Error::Conflict(_)) => continue,
@@ -237,7 +246,7 @@ impl OrderProcessor {
     ) -> Result<ShipmentRecord> {
         let (r, _) = self.store(incoming).await?;
         self.crash_point(Step::Stored, &r.id).await;
-        self.drive(&r.id, inv).await
+        self.drive_traced(&r, inv).await
     }
 
     /// Reads one shipment alone (a page reported it unreadable: a single record may parse).
@@ -330,6 +339,18 @@ impl OrderProcessor {
         }
     }
 
+    /// [`Self::drive`] inside the shipment's log span (`r`: the record as last read or stored),
+    /// so every line carries its correlation ID.
+    pub async fn drive_traced(
+        &self,
+        r: &ShipmentRecord,
+        inv: &Invocation,
+    ) -> Result<ShipmentRecord> {
+        use tracing::Instrument;
+        let span = crate::telemetry::shipment_span(&r.id, r.correlation_id.as_deref());
+        self.drive(&r.id, inv).instrument(span).await
+    }
+
     /// Moves the stored shipment towards Amazon's state; safe to call any number of times.
     pub async fn drive(&self, shipment_id: &str, inv: &Invocation) -> Result<ShipmentRecord> {
         for _ in 0..MAX_CONFLICTS {
@@ -391,9 +412,21 @@ impl OrderProcessor {
                             // What Amazon now says; its own newer view replaces this when read.
                             r.status = "CONFIRMED".into();
                             if self.save(&mut r).await? {
+                                let since = r.created_at_amazon.unwrap_or(r.first_seen_at);
+                                let latency = (Utc::now() - since).num_milliseconds() as f64 / 1e3;
+                                let at = [("Location", r.location_id.as_str())];
+                                self.metrics
+                                    .count(crate::metrics::names::ORDERS_CONFIRMED, &at);
+                                self.metrics.put(
+                                    crate::metrics::names::CONFIRM_LATENCY,
+                                    latency.max(0.0),
+                                    crate::metrics::Unit::Seconds,
+                                    &at,
+                                );
                                 tracing::info!(
                                     shipment_id,
                                     reconciled = out.reconciled,
+                                    latency_s = latency,
                                     "shipment confirmed"
                                 );
                                 self.crash_point(Step::Confirmed, shipment_id).await;
@@ -416,6 +449,10 @@ impl OrderProcessor {
                             r.stage = Stage::Held;
                             r.hold_reasons = vec![reason.clone()];
                             if self.save(&mut r).await? {
+                                self.metrics.count(
+                                    crate::metrics::names::ORDERS_HELD,
+                                    &[("Location", &r.location_id)],
+                                );
                                 tracing::warn!(shipment_id, %reason, "shipment held for a person");
                             }
                             continue;
@@ -427,6 +464,10 @@ impl OrderProcessor {
                             r.rejection_reason =
                                 Some(format!("{}: {detail}", reject_reason_str(reason)));
                             if self.save(&mut r).await? {
+                                self.metrics.count(
+                                    crate::metrics::names::ORDERS_REJECTED,
+                                    &[("Location", &r.location_id)],
+                                );
                                 tracing::warn!(shipment_id, %detail, "shipment rejected");
                             }
                             continue;
@@ -653,7 +694,7 @@ impl OrderProcessor {
             r.stage = Stage::Received;
             r.released = true;
             if self.save(&mut r).await? {
-                return self.drive(shipment_id, inv).await;
+                return self.drive_traced(&r, inv).await;
             }
         }
         Err(conflict_exhausted(shipment_id))
@@ -694,6 +735,10 @@ impl OrderProcessor {
                 reject_reason_str(reason)
             ));
             if self.save(&mut r).await? {
+                self.metrics.count(
+                    crate::metrics::names::ORDERS_REJECTED,
+                    &[("Location", &r.location_id)],
+                );
                 return Ok(r);
             }
         }
@@ -723,7 +768,7 @@ impl OrderProcessor {
                     if inv.remaining() < std::time::Duration::from_secs(2) {
                         return Ok((moved, errors));
                     }
-                    match self.drive(&r.id, inv).await {
+                    match self.drive_traced(&r, inv).await {
                         Ok(after) if after.stage != stage => moved += 1,
                         Ok(_) => {}
                         Err(e) => errors.push(format!("shipment {}: {e}", r.id)),
@@ -753,7 +798,7 @@ impl OrderProcessor {
                     Err(e) => Err(e),
                 };
                 match healed {
-                    Ok(true) => match self.drive(&r.id, inv).await {
+                    Ok(true) => match self.drive_traced(&r, inv).await {
                         Ok(_) => moved += 1,
                         Err(e) => errors.push(format!("shipment {}: {e}", r.id)),
                     },

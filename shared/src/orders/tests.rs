@@ -40,6 +40,7 @@ pub(crate) struct Harness {
     pub events: Arc<MemoryEventSink>,
     pub inventory: Arc<MemoryInventoryStore>,
     pub store: Arc<MemoryShipmentStore>,
+    pub metrics: crate::metrics::RecordedMetrics,
 }
 
 pub(crate) fn harness(mapped: &[&str], action: UnmappedSkuAction) -> Harness {
@@ -47,6 +48,7 @@ pub(crate) fn harness(mapped: &[&str], action: UnmappedSkuAction) -> Harness {
     let events = Arc::new(MemoryEventSink::new());
     let inventory = Arc::new(MemoryInventoryStore::new());
     let store = Arc::new(MemoryShipmentStore::new());
+    let (metrics, recorded) = crate::metrics::Metrics::memory("test", "orders");
     let p = OrderProcessor {
         shipments: store.clone(),
         inventory: inventory.clone(),
@@ -67,6 +69,7 @@ pub(crate) fn harness(mapped: &[&str], action: UnmappedSkuAction) -> Harness {
             catalog: Arc::new(MemoryCatalog::with(mapped)),
         })],
         crash_points: None,
+        metrics,
     };
     Harness {
         p,
@@ -74,6 +77,7 @@ pub(crate) fn harness(mapped: &[&str], action: UnmappedSkuAction) -> Harness {
         events,
         inventory,
         store,
+        metrics: recorded,
     }
 }
 
@@ -137,6 +141,21 @@ async fn new_shipment_is_confirmed_once_reserved_and_handed_over() {
     // The same page again (overlap window) and a notification: nothing new happens.
     h.p.ingest(&s, &inv()).await.unwrap();
     h.p.refresh("S1", &inv()).await.unwrap();
+    // Metrics: seen and confirmed once, with the latency since Amazon created it.
+    use crate::metrics::names as m;
+    assert_eq!(h.metrics.sum(m::ORDERS_SEEN), 1.0);
+    assert_eq!(h.metrics.sum(m::ORDERS_CONFIRMED), 1.0);
+    let latency = h
+        .metrics
+        .documents()
+        .into_iter()
+        .find(|d| d.get(m::CONFIRM_LATENCY).is_some());
+    let latency = latency.expect("a ConfirmLatency document");
+    assert_eq!(latency["Location"], "LOC1");
+    assert_eq!(
+        latency["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
+        "Seconds"
+    );
     assert_eq!(h.amazon.confirms.lock().unwrap().len(), 1);
     assert_eq!(h.inventory.position("LOC1", "A").await.unwrap().reserved, 2);
     assert_eq!(unique_count(&h.events, EventName::ShipmentAccepted), 1);
@@ -158,6 +177,9 @@ async fn unmapped_sku_is_held_then_released_by_a_person() {
     let r = h.p.release_hold("S1", &inv()).await.unwrap();
     assert_eq!(r.stage, Stage::HandedOver);
     assert_eq!(h.amazon.confirms.lock().unwrap().len(), 1);
+    use crate::metrics::names as m;
+    assert_eq!(h.metrics.sum(m::ORDERS_HELD), 1.0);
+    assert_eq!(h.metrics.sum(m::ORDERS_CONFIRMED), 1.0);
 }
 
 #[tokio::test]
@@ -168,6 +190,7 @@ async fn unmapped_sku_rejects_when_the_location_says_so() {
     assert_eq!(r.stage, Stage::Rejected);
     assert_eq!(*h.amazon.rejects.lock().unwrap(), vec!["S1".to_string()]);
     assert!(h.amazon.confirms.lock().unwrap().is_empty());
+    assert_eq!(h.metrics.sum(crate::metrics::names::ORDERS_REJECTED), 1.0);
     // Amazon's CANCELLED view of our own rejection is not an Amazon-side cancellation.
     h.p.refresh("S1", &inv()).await.unwrap();
     assert_eq!(unique_count(&h.events, EventName::ShipmentCancelled), 0);

@@ -51,6 +51,7 @@ pub struct Orders {
     client: SpApiClient,
     /// Tests only: where to stop as if the invocation crashed.
     pub crash_points: Option<Arc<dyn CrashPoints>>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Orders {
@@ -108,6 +109,7 @@ impl Orders {
             settings,
             client,
             crash_points: None,
+            metrics: crate::metrics::Metrics::from_env(env),
         })
     }
 
@@ -135,6 +137,7 @@ impl Orders {
             locations: self.locations.clone(),
             rules: self.rules.clone(),
             crash_points: self.crash_points.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 

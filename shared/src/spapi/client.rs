@@ -216,6 +216,8 @@ pub struct SpApiConfig {
     pub connect_timeout: Duration,
     /// Attempts and backoff of every call (the deadline bounds it too).
     pub retry: RetryPolicy,
+    /// `SpApiCalls` / `SpApiThrottles` / `SpApiErrors` by operation (none: not published).
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl SpApiConfig {
@@ -231,6 +233,7 @@ impl SpApiConfig {
             request_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(3),
             retry: RetryPolicy::new(6, Duration::from_millis(200), Duration::from_secs(8)),
+            metrics: None,
         }
     }
 
@@ -244,6 +247,7 @@ impl SpApiConfig {
         cfg.endpoint = env.optional(keys::SPAPI_ENDPOINT).map(str::to_string);
         cfg.lwa_endpoint = env.optional(keys::LWA_ENDPOINT).map(str::to_string);
         cfg.seller_id = env.optional(keys::SELLER_ID).map(str::to_string);
+        cfg.metrics = Some(crate::metrics::Metrics::from_env(env));
         Ok(cfg)
     }
 
@@ -280,6 +284,7 @@ struct Inner {
     adapt_rate_limits: bool,
     seller_id: Option<String>,
     credentials: CredentialsSource,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 /// The SP-API client. Cheap to clone; clones share everything but the deadline.
@@ -384,6 +389,7 @@ impl SpApiClient {
                 adapt_rate_limits: config.adapt_rate_limits,
                 seller_id: config.seller_id,
                 credentials,
+                metrics: config.metrics,
             }),
             deadline: None,
         })
@@ -934,8 +940,25 @@ impl SpApiClient {
         url
     }
 
-    /// Rate limit, token, send, classify, retry: the one loop every operation goes through.
+    /// Counts a metric of this operation (dimension `Operation`).
+    fn count(&self, name: &str, op: Operation) {
+        if let Some(m) = &self.inner.metrics {
+            m.count(name, &[("Operation", op.id())]);
+        }
+    }
+
+    /// [`Self::attempts`], counting a call that failed after its retries in `SpApiErrors`.
     async fn execute(&self, req: Request) -> Result<Answer, SpApiError> {
+        let op = req.op;
+        let answer = self.attempts(req).await;
+        if answer.is_err() {
+            self.count(crate::metrics::names::SPAPI_ERRORS, op);
+        }
+        answer
+    }
+
+    /// Rate limit, token, send, classify, retry: the one loop every operation goes through.
+    async fn attempts(&self, req: Request) -> Result<Answer, SpApiError> {
         let op = req.op;
         let bucket = self.rate_limiter(op);
         let url = self.url(&req);
@@ -1055,6 +1078,7 @@ impl SpApiClient {
             builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json");
         }
         let started = tokio::time::Instant::now();
+        self.count(crate::metrics::names::SPAPI_CALLS, op);
         let resp = builder
             .send()
             .await
@@ -1105,6 +1129,7 @@ impl SpApiClient {
         err.errors = errors;
         err.request_id = request_id;
         if status == 429 {
+            self.count(crate::metrics::names::SPAPI_THROTTLES, op);
             // Amazon's bucket is emptier than ours: stop using our spare tokens.
             bucket.drain();
         }

@@ -185,6 +185,8 @@ pub struct Ports {
     /// alter what is advertised mark their SKUs pending. `None`: inventory files are an
     /// environment error, and catalog changes reach Amazon with the next sweep only.
     pub stock: Option<Arc<StockChanges>>,
+    /// `UploadRowsAccepted` / `UploadRowsRejected` (dimension `Kind`), once per upload.
+    pub metrics: crate::metrics::Metrics,
 }
 
 #[derive(Debug, Clone)]
@@ -1331,6 +1333,22 @@ async fn finish(
         },
     )?;
     ports.events.publish(&[event]).await?;
+    let at = [(
+        "Kind",
+        if key.kind == Kind::Catalog {
+            "catalog"
+        } else {
+            "prices"
+        },
+    )];
+    use crate::metrics::{names, Unit};
+    let (accepted, rejected) = (summary.accepted as f64, summary.rejected as f64);
+    ports
+        .metrics
+        .put(names::UPLOAD_ROWS_ACCEPTED, accepted, Unit::Count, &at);
+    ports
+        .metrics
+        .put(names::UPLOAD_ROWS_REJECTED, rejected, Unit::Count, &at);
 
     // The change log: one entry per upload (key, version, counts, when).
     ports

@@ -235,6 +235,7 @@ mod tests {
                 events,
                 answers: Arc::new(MemoryAnswers::default()),
                 stock: None,
+                metrics: crate::metrics::Metrics::memory("test", "uploads").0,
             },
             config: IngestConfig::new("ATVPDKIKX0DER"),
             versions: Arc::new(NoVersions),
@@ -253,12 +254,14 @@ mod tests {
         );
         let events = Arc::new(MemoryEventSink::new());
         let settings = Arc::new(MemorySettingsStore::new());
-        let p = processor(
+        let mut p = processor(
             objects,
             events.clone(),
             settings.clone(),
             Default::default(),
         );
+        let (metrics, recorded) = crate::metrics::Metrics::memory("test", "uploads");
+        p.ports.metrics = metrics;
         let body = r#"{"Records":[{"eventName":"ObjectCreated:Put","eventTime":"2026-11-21T08:21:13.408Z",
             "s3":{"bucket":{"name":"b"},"object":{"key":"catalog%2Fa.csv"}}}]}"#;
         let inv = Invocation::new("r1", Duration::from_millis(0));
@@ -270,6 +273,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(events.events().len(), 1, "UploadProcessed published once");
+        // Rows counted once, by kind.
+        use crate::metrics::names;
+        assert_eq!(recorded.sum(names::UPLOAD_ROWS_ACCEPTED), 1.0);
+        assert_eq!(recorded.sum(names::UPLOAD_ROWS_REJECTED), 0.0);
+        assert!(recorded.documents().iter().all(|d| d["Kind"] == "catalog"));
         let log = settings.history("upload:catalog/a.csv").await.unwrap();
         assert_eq!(log.len(), 1, "one change-log entry");
     }

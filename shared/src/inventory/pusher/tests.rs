@@ -127,12 +127,14 @@ struct World {
     settings: Arc<MemorySettingsStore>,
     events: Arc<MemoryEventSink>,
     catalog: Arc<MemoryCatalogStore>,
+    metrics: crate::metrics::RecordedMetrics,
 }
 
 const L: &str = "L1";
 const HUB: &str = "H1";
 
 async fn world(skus: &[&str]) -> World {
+    let metrics = crate::metrics::Metrics::memory("test", "pusher");
     let inv = Arc::new(MemoryInventoryStore::new());
     let amazon = Arc::new(FakeAmazon::default());
     let settings = Arc::new(MemorySettingsStore::new());
@@ -185,8 +187,9 @@ async fn world(skus: &[&str]) -> World {
             events: events.clone(),
             concurrency: 2,
             crash_after_send: None,
-            metrics: crate::metrics::Metrics::memory("test", "pusher").0,
+            metrics: metrics.0,
         },
+        metrics: metrics.1,
         inv,
         amazon,
         settings,
@@ -262,6 +265,10 @@ async fn skipped_disabled_and_refused_skus_are_reported() {
     assert_eq!(r.errors_count, 1);
     assert!(r.errors[0].note.contains("INVALID_SKU"));
     assert_eq!(r.skipped[0].sku, "NOPE");
+    use crate::metrics::names as m;
+    assert_eq!(w.metrics.sum(m::INVENTORY_SKUS_PUSHED), 1.0);
+    assert_eq!(w.metrics.sum(m::INVENTORY_SKUS_SKIPPED), 1.0);
+    assert_eq!(w.metrics.sum(m::INVENTORY_ITEM_ERRORS), 1.0);
     assert!(
         w.inv.pending(L).await.unwrap().is_empty(),
         "not retried blindly"

@@ -91,6 +91,7 @@ impl World {
             events: self.events.clone(),
             answers: self.answers.clone(),
             stock: Some(self.stock.clone()),
+            metrics: crate::metrics::Metrics::memory("test", "uploads").0,
         }
     }
 
