@@ -233,17 +233,25 @@ impl<R: Read> Read for Utf8Guard<R> {
                     )));
                 }
             }
-            if let Some(i) = memchr::memchr(0, fresh) {
+            let nul = memchr::memchr(0, fresh).map(|i| total + i);
+            total += n;
+            let utf8 = std::str::from_utf8(&buf[..total]);
+            // The first bad byte decides, whatever the chunk boundaries (a NUL after an
+            // invalid byte is not the first problem).
+            let invalid = match &utf8 {
+                Err(e) if e.error_len().is_some() => Some(e.valid_up_to()),
+                _ => None,
+            };
+            if let Some(at) = nul.filter(|at| invalid.is_none_or(|b| *at < b)) {
                 return Err(Self::fail(FileRejection::new(
                     RejectionKind::Binary,
                     format!(
                         "the file is binary, not CSV text (a NUL byte at byte offset {})",
-                        self.offset + (total + i) as u64
+                        self.offset + at as u64
                     ),
                 )));
             }
-            total += n;
-            match std::str::from_utf8(&buf[..total]) {
+            match utf8 {
                 Ok(_) => {
                     self.pending_len = 0;
                     self.offset += total as u64;
@@ -416,6 +424,27 @@ fn header_span(buf: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
+/// Whether the header line (the text up to its first `\n` outside quotes) holds a `\r` that
+/// ends a line on its own, i.e. one followed by more text rather than by `\n`.
+fn bare_cr(buf: &[u8]) -> bool {
+    let mut quoted = false;
+    for (i, &b) in buf.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => return false,
+            b'\r' if !quoted => {
+                if let Some(&next) = buf.get(i + 1) {
+                    if next != b'\n' {
+                        return true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// The delimiter is whichever of `,` `;` tab occurs most in the header line (outside quotes).
 fn detect_delimiter(header: &[u8]) -> u8 {
     let mut counts = [0usize; 3];
@@ -471,6 +500,13 @@ impl<R: Read> UploadReader<R> {
             ));
         }
         let (start, end) = header_span(&prefix).unwrap_or((0, prefix.len()));
+        if bare_cr(&prefix[start..]) {
+            return Err(FileRejection::new(
+                RejectionKind::Header,
+                "the first line ends with a carriage return alone (classic Mac line endings), so rows \
+                 could not be told apart by line; save the file as \"CSV UTF-8\" (Windows or Unix line endings)",
+            ));
+        }
         let delimiter = detect_delimiter(&prefix[start..end]);
         let crlf = (end > start && prefix[end - 1] == b'\r') as u64;
         let dialect = Dialect { delimiter, bom };
