@@ -71,6 +71,8 @@ pub struct Report {
     pub oversold_units: i64,
     pub dlq: Vec<String>,
     pub unexplained_dlq: usize,
+    /// Uploads neither fully applied nor fully reported (no summary in time).
+    pub unexplained_uploads: usize,
     pub lines: Vec<String>,
 }
 
@@ -92,6 +94,7 @@ impl Report {
             && self.stock_mismatches == 0
             && self.oversold_units == 0
             && self.unexplained_dlq == 0
+            && self.unexplained_uploads == 0
     }
 }
 
@@ -255,6 +258,18 @@ pub async fn run(opts: Options) -> Result<Report> {
         refused: Vec::new(),
     };
 
+    // The catalog arrives as an upload (orders for SKUs outside it are held, and only its
+    // SKUs are advertised).
+    let sdk = flexbridge::aws::load_with_endpoint(moto.endpoint()).await;
+    let s3 = aws_sdk_s3::Client::new(&sdk);
+    let bucket = stack.bucket("UploadsBucket").to_string();
+    let mut uploads = Vec::new();
+    let catalog: String = std::iter::once("sku,asin,title,product_type,enabled\n".to_string())
+        .chain(skus.iter().enumerate().map(|(i, s)| format!("{s},B0CHAOS{i:03},Chaos item {i},HOME,true\n")))
+        .collect();
+    uploads.push(upload(&s3, &bucket, "catalog/delta/chaos-opening.csv", catalog).await?);
+    say(&opts, started, format!("catalog upload: {}", uploads[0]));
+
     // The warehouse's opening stock, reported before Amazon's faults start.
     let hubs: Vec<(String, String)> = seller
         .locations
@@ -399,6 +414,19 @@ pub async fn run(opts: Options) -> Result<Report> {
             }
             pending_stock.shuffle(&mut rng);
             stock_requests += send_stock(&mut wh, &mut pending_stock, round).await?;
+        }
+
+        // Mid-run uploads: a price file and a catalog change, under faults.
+        if round == rounds / 2 {
+            let prices: String = std::iter::once("sku,price,currency\n".to_string())
+                .chain(skus.iter().enumerate().map(|(i, s)| format!("{s},{}.99,USD\n", 10 + i)))
+                .collect();
+            uploads.push(upload(&s3, &bucket, "prices/chaos-mid.csv", prices).await?);
+            let titles: String = std::iter::once("sku,asin,title\n".to_string())
+                .chain(skus.iter().enumerate().map(|(i, s)| format!("{s},B0CHAOS{i:03},Chaos item {i} (renamed)\n")))
+                .collect();
+            uploads.push(upload(&s3, &bucket, "catalog/delta/chaos-mid.csv", titles).await?);
+            say(&opts, started, format!("mid-run uploads: {}; {}", uploads[1], uploads[2]));
         }
 
         // The warehouse works on what reached it.
@@ -599,6 +627,12 @@ pub async fn run(opts: Options) -> Result<Report> {
         report.unexplained_dlq += 1;
         report.dlq.push(format!("{queue}: {reason} (unexpected) {}", body.chars().take(200).collect::<String>()));
     }
+    for u in &uploads {
+        report.lines.push(format!("upload {u}"));
+        if !u.starts_with("applied") && !u.starts_with("reported") {
+            report.unexplained_uploads += 1;
+        }
+    }
     for r in &wh.refused {
         report.lines.push(format!("warehouse request refused: {r}"));
     }
@@ -626,6 +660,32 @@ pub async fn run(opts: Options) -> Result<Report> {
     report.lines.push(format!("total {:.0} s", started.elapsed().as_secs_f64()));
     drop(moto);
     Ok(report)
+}
+
+/// Puts one upload into the bucket and waits for its summary report: "applied …" when every
+/// row was applied, "reported …" when rows were refused with reasons, or "no summary …".
+async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: String) -> Result<String> {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into_bytes().into())
+        .send()
+        .await?;
+    let summary_key = flexbridge::upload::UploadKey::classify(key)
+        .ok_or_else(|| anyhow!("{key} is not an upload key"))?
+        .summary_report_key();
+    let until = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < until {
+        if let Ok(o) = s3.get_object().bucket(bucket).key(&summary_key).send().await {
+            let bytes = o.body.collect().await?.into_bytes();
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let rejected = v["rowsRejected"].as_u64().or(v["rejected"].as_u64()).unwrap_or(0);
+            let what = if rejected == 0 && v["status"] == "processed" { "applied" } else { "reported" };
+            return Ok(format!("{what} {key}: {}", String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>()));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok(format!("no summary for {key} after 180 s"))
 }
 
 /// Sends the pending stock figures in requests of up to 50 items.

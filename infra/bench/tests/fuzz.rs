@@ -85,6 +85,8 @@ fn csv_regressions() {
         b"\xEF\xBB\xBFsku,price,currency\n\xE2\x00",
         // Classic Mac line endings: every row was reported as line 1.
         b"max_quantity,title,asin,SKU\ra",
+        // A carriage return alone inside the rows: two rows were both reported as line 2.
+        b"sku,asin\nB0A0AA000A,\r,0\x01",
     ];
     for bytes in cases {
         for chunk in 1..8 {
@@ -124,4 +126,20 @@ fn a_file_with_classic_mac_line_endings_is_refused_not_misnumbered() {
     // A CRLF file is fine.
     let mut r = UploadReader::open(Kind::Catalog, &b"sku,asin\r\nA,B000000001\r\n"[..]).unwrap();
     assert_eq!(r.next_row().unwrap().unwrap().line, 2);
+}
+
+#[test]
+fn a_carriage_return_alone_in_a_row_is_refused_with_its_line() {
+    use flexbridge::upload::{Kind, UploadReader};
+    let bytes: &[u8] = b"sku,asin\r\nA,B000000001\r\nB,B0000\r00002\r\n";
+    let first_error = |bytes: &[u8]| {
+        let mut r = UploadReader::open(Kind::Catalog, bytes)?;
+        while r.next_row()?.is_some() {}
+        Ok::<_, flexbridge::upload::FileRejection>(())
+    };
+    let err = first_error(bytes).unwrap_err();
+    assert!(err.message.contains("line 3"), "{}", err.message);
+    // Inside quotes it is part of the value.
+    let mut r = UploadReader::open(Kind::Catalog, &b"sku,asin,title\nA,B000000001,\"a\rb\"\n"[..]).unwrap();
+    assert!(r.next_row().unwrap().is_some());
 }

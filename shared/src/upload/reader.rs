@@ -116,6 +116,12 @@ struct QuoteScan {
     state: QuoteState,
     line: u64,
     opened_on: u64,
+    /// The last byte was a `\r` outside quotes.
+    after_cr: bool,
+    /// The first line where a `\r` outside quotes ends a row on its own (not as `\r\n`): the
+    /// parser would split the row there while lines are counted by `\n`, so rows would be
+    /// misnumbered.
+    bare_cr_on: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,12 +141,18 @@ impl QuoteScan {
             state: QuoteState::FieldStart,
             line,
             opened_on: 0,
+            after_cr: false,
+            bare_cr_on: None,
         }
     }
 
     fn feed(&mut self, bytes: &[u8]) {
         use QuoteState::*;
         for &b in bytes {
+            if self.after_cr && b != b'\n' && self.bare_cr_on.is_none() {
+                self.bare_cr_on = Some(self.line);
+            }
+            self.after_cr = b == b'\r' && self.state != Quoted;
             let ends_field = b == self.delimiter || b == b'\n' || b == b'\r';
             self.state = match (self.state, b) {
                 (FieldStart, b'"') => {
@@ -159,6 +171,19 @@ impl QuoteScan {
                 self.line += 1;
             }
         }
+    }
+
+    /// The refusal for a row ended by a `\r` alone, if the bytes so far hold one.
+    fn bare_cr(&self) -> Option<FileRejection> {
+        self.bare_cr_on.map(|line| {
+            FileRejection::new(
+                RejectionKind::Unreadable,
+                format!(
+                    "line {line} holds a carriage return alone outside quotes, which would split the row \
+                     without a new line number; remove it or quote the value. Nothing in the file was applied"
+                ),
+            )
+        })
     }
 
     /// The line where a still-open quoted field started.
@@ -255,7 +280,11 @@ impl<R: Read> Read for Utf8Guard<R> {
                 Ok(_) => {
                     self.pending_len = 0;
                     self.offset += total as u64;
-                    return Ok(self.hand_out(buf, total));
+                    let n = self.hand_out(buf, total);
+                    return match self.quotes.as_ref().and_then(QuoteScan::bare_cr) {
+                        Some(r) => Err(Self::fail(r)),
+                        None => Ok(n),
+                    };
                 }
                 Err(e) if e.error_len().is_some() => {
                     let at = e.valid_up_to();
@@ -279,7 +308,11 @@ impl<R: Read> Read for Utf8Guard<R> {
                     self.pending[..tail].copy_from_slice(&buf[valid..total]);
                     self.pending_len = tail;
                     self.offset += valid as u64;
-                    return Ok(self.hand_out(buf, valid));
+                    let n = self.hand_out(buf, valid);
+                    return match self.quotes.as_ref().and_then(QuoteScan::bare_cr) {
+                        Some(r) => Err(Self::fail(r)),
+                        None => Ok(n),
+                    };
                 }
             }
         }
@@ -513,6 +546,9 @@ impl<R: Read> UploadReader<R> {
         // The bytes read so far are what the parser will see first; the guard scans the rest.
         let mut quotes = QuoteScan::new(delimiter, 1);
         quotes.feed(&prefix);
+        if let Some(r) = quotes.bare_cr() {
+            return Err(r);
+        }
         guard.quotes = Some(quotes);
 
         let mut csv = csv::ReaderBuilder::new()
