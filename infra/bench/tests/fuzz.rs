@@ -87,6 +87,8 @@ fn csv_regressions() {
         b"max_quantity,title,asin,SKU\ra",
         // A carriage return alone inside the rows: two rows were both reported as line 2.
         b"sku,asin\nB0A0AA000A,\r,0\x01",
+        // Mixed line endings: two rows were both reported as line 2.
+        b"sku,price,currency,marketplace_id, \n-,\r\n,,B00AA0AAAA\n-_Aa0_A0a\n",
     ];
     for bytes in cases {
         for chunk in 1..8 {
@@ -142,4 +144,22 @@ fn a_carriage_return_alone_in_a_row_is_refused_with_its_line() {
     // Inside quotes it is part of the value.
     let mut r = UploadReader::open(Kind::Catalog, &b"sku,asin,title\nA,B000000001,\"a\rb\"\n"[..]).unwrap();
     assert!(r.next_row().unwrap().is_some());
+}
+
+#[test]
+fn mixed_line_endings_are_refused_with_the_line() {
+    use flexbridge::upload::{Kind, UploadReader};
+    let err = UploadReader::open(Kind::Prices, &b"sku,price,currency\nA,1.00,EUR\r\nB,2.00,EUR\n"[..])
+        .err()
+        .expect("refused");
+    assert!(err.message.contains("line 2"), "{}", err.message);
+    // One style throughout, and a line break inside quotes, are fine.
+    for ok in [
+        &b"sku,price,currency\r\nA,1.00,EUR\r\nB,2.00,EUR\r\n"[..],
+        &b"sku,price,currency\nA,1.00,EUR\nB,2.00,EUR\n"[..],
+        &b"sku,price,currency,marketplace_id\r\nA,1.00,EUR,\"x\ny\"\r\n"[..],
+    ] {
+        let mut r = UploadReader::open(Kind::Prices, ok).unwrap();
+        while r.next_row().unwrap().is_some() {}
+    }
 }

@@ -122,6 +122,11 @@ struct QuoteScan {
     /// parser would split the row there while lines are counted by `\n`, so rows would be
     /// misnumbered.
     bare_cr_on: Option<u64>,
+    /// Whether the first line ended with `\r\n` (else `\n`), once seen.
+    crlf: Option<bool>,
+    /// The first line that ends differently from the first one: the parser's line positions
+    /// would drift, so rows would be misnumbered.
+    mixed_on: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +148,8 @@ impl QuoteScan {
             opened_on: 0,
             after_cr: false,
             bare_cr_on: None,
+            crlf: None,
+            mixed_on: None,
         }
     }
 
@@ -151,6 +158,15 @@ impl QuoteScan {
         for &b in bytes {
             if self.after_cr && b != b'\n' && self.bare_cr_on.is_none() {
                 self.bare_cr_on = Some(self.line);
+            }
+            if b == b'\n' && self.state != Quoted {
+                match self.crlf {
+                    None => self.crlf = Some(self.after_cr),
+                    Some(c) if c != self.after_cr && self.mixed_on.is_none() => {
+                        self.mixed_on = Some(self.line)
+                    }
+                    _ => {}
+                }
             }
             self.after_cr = b == b'\r' && self.state != Quoted;
             let ends_field = b == self.delimiter || b == b'\n' || b == b'\r';
@@ -175,6 +191,16 @@ impl QuoteScan {
 
     /// The refusal for a row ended by a `\r` alone, if the bytes so far hold one.
     fn bare_cr(&self) -> Option<FileRejection> {
+        if let Some(line) = self.mixed_on {
+            return Some(FileRejection::new(
+                RejectionKind::Unreadable,
+                format!(
+                    "line {line} ends differently from the first line (mixed \\r\\n and \\n line endings), \
+                     so rows could not be numbered exactly; save the file again as \"CSV UTF-8\". Nothing in \
+                     the file was applied"
+                ),
+            ));
+        }
         self.bare_cr_on.map(|line| {
             FileRejection::new(
                 RejectionKind::Unreadable,
