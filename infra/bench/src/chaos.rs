@@ -145,7 +145,8 @@ impl Warehouse {
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
-        self.refused.push(format!("{what}: gave up after 30 attempts"));
+        self.refused
+            .push(format!("{what}: gave up after 30 attempts"));
         Ok(0)
     }
 }
@@ -165,7 +166,11 @@ fn packing(record: &flexbridge::orders::ShipmentRecord) -> Value {
 
 fn say(opts: &Options, started: Instant, line: impl AsRef<str>) {
     if opts.verbose {
-        println!("[{:>6.1}s] {}", started.elapsed().as_secs_f64(), line.as_ref());
+        println!(
+            "[{:>6.1}s] {}",
+            started.elapsed().as_secs_f64(),
+            line.as_ref()
+        );
     }
 }
 
@@ -265,7 +270,11 @@ pub async fn run(opts: Options) -> Result<Report> {
     let bucket = stack.bucket("UploadsBucket").to_string();
     let mut uploads = Vec::new();
     let catalog: String = std::iter::once("sku,asin,title,product_type,enabled\n".to_string())
-        .chain(skus.iter().enumerate().map(|(i, s)| format!("{s},B0CHAOS{i:03},Chaos item {i},HOME,true\n")))
+        .chain(
+            skus.iter()
+                .enumerate()
+                .map(|(i, s)| format!("{s},B0CHAOS{i:03},Chaos item {i},HOME,true\n")),
+        )
         .collect();
     uploads.push(upload(&s3, &bucket, "catalog/delta/chaos-opening.csv", catalog).await?);
     say(&opts, started, format!("catalog upload: {}", uploads[0]));
@@ -399,7 +408,10 @@ pub async fn run(opts: Options) -> Result<Report> {
             let m = opts.stock_changes * round / rounds - opts.stock_changes * (round - 1) / rounds;
             let mut touched = BTreeSet::new();
             for _ in 0..m {
-                let key = (rng.random_range(0..hubs.len()), rng.random_range(0..skus.len()));
+                let key = (
+                    rng.random_range(0..hubs.len()),
+                    rng.random_range(0..skus.len()),
+                );
                 let free = on_hand[&key] - open_units.get(&key).copied().unwrap_or(0);
                 let delta = rng.random_range(-(free.clamp(0, 3))..=4);
                 *on_hand.get_mut(&key).expect("pair") += delta;
@@ -419,32 +431,54 @@ pub async fn run(opts: Options) -> Result<Report> {
         // Mid-run uploads: a price file and a catalog change, under faults.
         if round == rounds / 2 {
             let prices: String = std::iter::once("sku,price,currency\n".to_string())
-                .chain(skus.iter().enumerate().map(|(i, s)| format!("{s},{}.99,USD\n", 10 + i)))
+                .chain(
+                    skus.iter()
+                        .enumerate()
+                        .map(|(i, s)| format!("{s},{}.99,USD\n", 10 + i)),
+                )
                 .collect();
             uploads.push(upload(&s3, &bucket, "prices/chaos-mid.csv", prices).await?);
             let titles: String = std::iter::once("sku,asin,title\n".to_string())
-                .chain(skus.iter().enumerate().map(|(i, s)| format!("{s},B0CHAOS{i:03},Chaos item {i} (renamed)\n")))
+                .chain(
+                    skus.iter()
+                        .enumerate()
+                        .map(|(i, s)| format!("{s},B0CHAOS{i:03},Chaos item {i} (renamed)\n")),
+                )
                 .collect();
             uploads.push(upload(&s3, &bucket, "catalog/delta/chaos-mid.csv", titles).await?);
-            say(&opts, started, format!("mid-run uploads: {}; {}", uploads[1], uploads[2]));
+            say(
+                &opts,
+                started,
+                format!("mid-run uploads: {}; {}", uploads[1], uploads[2]),
+            );
         }
 
         // The warehouse works on what reached it.
         for r in list_stage(&service, Stage::HandedOver).await? {
-            if acted.contains(&format!("pack-{}", r.id)) || acted.contains(&format!("cancel-{}", r.id)) {
+            if acted.contains(&format!("pack-{}", r.id))
+                || acted.contains(&format!("cancel-{}", r.id))
+            {
                 continue;
             }
             if rng.random_bool(0.05) {
                 let status = wh
-                    .post(&format!("cancel-{}", r.id), &format!("/v1/shipments/{}/cancel", r.id), &json!({"reason": "OUT_OF_STOCK"}))
+                    .post(
+                        &format!("cancel-{}", r.id),
+                        &format!("/v1/shipments/{}/cancel", r.id),
+                        &json!({"reason": "OUT_OF_STOCK"}),
+                    )
                     .await?;
                 acted.insert(format!("cancel-{}", r.id));
                 if status < 300 {
                     warehouse_cancelled.insert(r.id.clone());
                 }
             } else {
-                wh.post(&format!("pack-{}", r.id), &format!("/v1/shipments/{}/packed", r.id), &packing(&r))
-                    .await?;
+                wh.post(
+                    &format!("pack-{}", r.id),
+                    &format!("/v1/shipments/{}/packed", r.id),
+                    &packing(&r),
+                )
+                .await?;
                 acted.insert(format!("pack-{}", r.id));
             }
         }
@@ -453,7 +487,11 @@ pub async fn run(opts: Options) -> Result<Report> {
                 continue;
             }
             let status = wh
-                .post(&format!("ship-{}", r.id), &format!("/v1/shipments/{}/shipped", r.id), &json!({}))
+                .post(
+                    &format!("ship-{}", r.id),
+                    &format!("/v1/shipments/{}/shipped", r.id),
+                    &json!({}),
+                )
                 .await?;
             if status < 300 {
                 shipped.insert(r.id.clone());
@@ -464,7 +502,12 @@ pub async fn run(opts: Options) -> Result<Report> {
                         *open_units.entry((*h, *s)).or_default() -= i64::from(*q);
                     }
                 }
-                if rng.random_bool(0.03) && admin.create_return(json!({"shipmentId": r.id})).await.is_ok() {
+                if rng.random_bool(0.03)
+                    && admin
+                        .create_return(json!({"shipmentId": r.id}))
+                        .await
+                        .is_ok()
+                {
                     returned += 1;
                 }
             }
@@ -593,7 +636,9 @@ pub async fn run(opts: Options) -> Result<Report> {
                 continue;
             };
             let status = c["status"].as_u64().unwrap_or(0);
-            if (200..300).contains(&status) || c["note"].as_str().unwrap_or("").contains("ApplyThenFail") {
+            if (200..300).contains(&status)
+                || c["note"].as_str().unwrap_or("").contains("ApplyThenFail")
+            {
                 *per_op.entry((op, id.to_string())).or_default() += 1;
             }
         }
@@ -601,7 +646,9 @@ pub async fn run(opts: Options) -> Result<Report> {
     for ((op, id), n) in &per_op {
         if *n > 1 {
             report.duplicate_actions += n - 1;
-            report.lines.push(format!("{op} applied {n} times for {id}"));
+            report
+                .lines
+                .push(format!("{op} applied {n} times for {id}"));
         }
     }
     for id in created.keys() {
@@ -619,13 +666,18 @@ pub async fn run(opts: Options) -> Result<Report> {
     let oversold = admin.oversold().await?;
     report.oversold_units = oversold["oversoldUnits"].as_i64().unwrap_or(0);
     if report.oversold_units > 0 {
-        report.lines.push(format!("oversold: {}", oversold["lines"]));
+        report
+            .lines
+            .push(format!("oversold: {}", oversold["lines"]));
     }
     for (queue, body, reason) in dead_letters(&stack).await? {
         // No dead letter is expected under these faults: each is a message-specific failure
         // the run did not plan for.
         report.unexplained_dlq += 1;
-        report.dlq.push(format!("{queue}: {reason} (unexpected) {}", body.chars().take(200).collect::<String>()));
+        report.dlq.push(format!(
+            "{queue}: {reason} (unexpected) {}",
+            body.chars().take(200).collect::<String>()
+        ));
     }
     for u in &uploads {
         report.lines.push(format!("upload {u}"));
@@ -657,7 +709,9 @@ pub async fn run(opts: Options) -> Result<Report> {
             ));
         }
     }
-    report.lines.push(format!("total {:.0} s", started.elapsed().as_secs_f64()));
+    report
+        .lines
+        .push(format!("total {:.0} s", started.elapsed().as_secs_f64()));
     drop(moto);
     Ok(report)
 }
@@ -676,12 +730,31 @@ async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: String) 
         .summary_report_key();
     let until = Instant::now() + Duration::from_secs(180);
     while Instant::now() < until {
-        if let Ok(o) = s3.get_object().bucket(bucket).key(&summary_key).send().await {
+        if let Ok(o) = s3
+            .get_object()
+            .bucket(bucket)
+            .key(&summary_key)
+            .send()
+            .await
+        {
             let bytes = o.body.collect().await?.into_bytes();
             let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let rejected = v["rowsRejected"].as_u64().or(v["rejected"].as_u64()).unwrap_or(0);
-            let what = if rejected == 0 && v["status"] == "processed" { "applied" } else { "reported" };
-            return Ok(format!("{what} {key}: {}", String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>()));
+            let rejected = v["rowsRejected"]
+                .as_u64()
+                .or(v["rejected"].as_u64())
+                .unwrap_or(0);
+            let what = if rejected == 0 && v["status"] == "processed" {
+                "applied"
+            } else {
+                "reported"
+            };
+            return Ok(format!(
+                "{what} {key}: {}",
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            ));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -714,9 +787,14 @@ async fn send_stock(wh: &mut Warehouse, pending: &mut Vec<Value>, round: usize) 
         // One request per item time would be 20,000 requests: figures of one request share
         // the request's `asOf`, so the request carries the oldest time of its items (an item
         // is never presented as newer than it is).
-        let oldest = items.values().map(|(t, _)| t.clone()).min().unwrap_or_default();
+        let oldest = items
+            .values()
+            .map(|(t, _)| t.clone())
+            .min()
+            .unwrap_or_default();
         let body = json!({"items": items.into_values().map(|(_, v)| v).collect::<Vec<_>>(), "asOf": oldest});
-        wh.post(&format!("stock-{round}-{i}"), "/v1/inventory", &body).await?;
+        wh.post(&format!("stock-{round}-{i}"), "/v1/inventory", &body)
+            .await?;
         n += 1;
     }
     pending.clear();
@@ -728,7 +806,11 @@ async fn sim_inventory(admin: &spapi_sim::AdminClient) -> Result<BTreeMap<(Strin
     let mut out = BTreeMap::new();
     for i in state["inventory"].as_array().cloned().unwrap_or_default() {
         let loc = i["locationId"].as_str().unwrap_or_default().to_string();
-        let sku = i["skuId"].as_str().or(i["sku"].as_str()).unwrap_or_default().to_string();
+        let sku = i["skuId"]
+            .as_str()
+            .or(i["sku"].as_str())
+            .unwrap_or_default()
+            .to_string();
         out.insert((loc, sku), i["sellableQuantity"].as_i64().unwrap_or(0));
     }
     Ok(out)
@@ -801,7 +883,9 @@ async fn dead_letters(stack: &Stack) -> Result<Vec<(String, String, String)>> {
                     .as_ref()
                     .and_then(|a| a.get(flexbridge::runtime::parked_attributes::REASON))
                     .and_then(|v| v.string_value.clone())
-                    .unwrap_or_else(|| "redriven after maxReceiveCount (no reason attached)".into());
+                    .unwrap_or_else(|| {
+                        "redriven after maxReceiveCount (no reason attached)".into()
+                    });
                 out.push((id.clone(), m.body.unwrap_or_default(), reason));
             }
         }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flexbridge::spapi::{ErrorList, Notification, NotificationError, ReturnsPage, Shipment, ShipmentsPage};
+use flexbridge::spapi::{
+    ErrorList, Notification, NotificationError, ReturnsPage, Shipment, ShipmentsPage,
+};
 use flexbridge::upload::{Kind, Outcome, UploadReader};
 use flexbridge::warehouse::signing::{self, SignatureError, Signed};
 use proptest::prelude::*;
@@ -164,9 +166,30 @@ fn cell() -> impl Strategy<Value = Vec<u8>> {
         any::<i64>().prop_map(|n| n.to_string().into_bytes()),
         "-?[0-9]{1,24}([.,][0-9]{0,4})?".prop_map(String::into_bytes),
         prop::sample::select(vec![
-            "", " ", "true", "false", "yes", "0", "EUR", "usd", "\"", "\"\"", "x\"y", "\"a,b\"",
-            "\"multi\nline\"", "\"a\"\"b\"", "\r", "\u{feff}", "é", "\u{0}", "NaN", "1e9",
-            "\u{202e}", "😀", "  SKU ", "\t",
+            "",
+            " ",
+            "true",
+            "false",
+            "yes",
+            "0",
+            "EUR",
+            "usd",
+            "\"",
+            "\"\"",
+            "x\"y",
+            "\"a,b\"",
+            "\"multi\nline\"",
+            "\"a\"\"b\"",
+            "\r",
+            "\u{feff}",
+            "é",
+            "\u{0}",
+            "NaN",
+            "1e9",
+            "\u{202e}",
+            "😀",
+            "  SKU ",
+            "\t",
         ])
         .prop_map(|s| s.as_bytes().to_vec()),
         prop::collection::vec(any::<u8>(), 0..6),
@@ -304,11 +327,9 @@ pub fn check_csv(kind: Kind, bytes: &[u8], chunk: usize) -> Result<(), String> {
 }
 
 fn csv_target(runner: &mut TestRunner, kind: Kind) -> Result<(), String> {
-    report(
-        runner.run(&(csv_file(kind), 1usize..8), |(bytes, chunk)| {
-            check_csv(kind, &bytes, chunk).map_err(TestCaseError::fail)
-        }),
-    )
+    report(runner.run(&(csv_file(kind), 1usize..8), |(bytes, chunk)| {
+        check_csv(kind, &bytes, chunk).map_err(TestCaseError::fail)
+    }))
 }
 
 pub fn csv_catalog(runner: &mut TestRunner) -> Result<(), String> {
@@ -362,7 +383,9 @@ fn path() -> impl Strategy<Value = String> {
 
 fn request() -> impl Strategy<Value = Req> {
     (
-        prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "post", "HEAD", "PATCH"]),
+        prop::sample::select(vec![
+            "GET", "POST", "PUT", "DELETE", "post", "HEAD", "PATCH",
+        ]),
         path(),
         prop::option::of(prop_oneof![
             Just("application/json".to_string()),
@@ -879,7 +902,8 @@ fn envelope() -> impl Strategy<Value = String> {
         prop::collection::vec(mutation(), 0..3),
     )
         .prop_map(|(kind, shipment, id, time, shape, pascal, mutations)| {
-            let change = json!({"shipmentId": shipment, "locationId": "LOC1", "shipmentStatus": "ACCEPTED"});
+            let change =
+                json!({"shipmentId": shipment, "locationId": "LOC1", "shipmentStatus": "ACCEPTED"});
             let payload = match shape {
                 0 => json!({ "externalFulfillmentShipmentNotification": change }),
                 1 => json!({ "EXTERNALFULFILLMENTSHIPMENTNOTIFICATION": change }),
@@ -888,9 +912,21 @@ fn envelope() -> impl Strategy<Value = String> {
                 _ => json!({ "externalFulfillmentShipmentNotification": change, "other": 1 }),
             };
             let (t, p, m, n, e) = if pascal {
-                ("NotificationType", "Payload", "NotificationMetadata", "NotificationId", "EventTime")
+                (
+                    "NotificationType",
+                    "Payload",
+                    "NotificationMetadata",
+                    "NotificationId",
+                    "EventTime",
+                )
             } else {
-                ("notificationType", "payload", "notificationMetadata", "notificationId", "eventTime")
+                (
+                    "notificationType",
+                    "payload",
+                    "notificationMetadata",
+                    "notificationId",
+                    "eventTime",
+                )
             };
             let mut env = serde_json::Map::new();
             env.insert(t.into(), kind);
@@ -930,10 +966,11 @@ pub fn check_notification(body: &str) -> Result<(), String> {
 }
 
 pub fn notification_envelope(runner: &mut TestRunner) -> Result<(), String> {
-    report(runner.run(
-        &prop_oneof![4 => envelope(), 1 => "\\PC{0,64}"],
-        |body| check_notification(&body).map_err(TestCaseError::fail),
-    ))
+    report(
+        runner.run(&prop_oneof![4 => envelope(), 1 => "\\PC{0,64}"], |body| {
+            check_notification(&body).map_err(TestCaseError::fail)
+        }),
+    )
 }
 
 // ---------------------------------------------------------------- SP-API responses
@@ -969,13 +1006,13 @@ pub fn shipment_json(id: &str) -> Value {
 /// Replaces the value at a path chosen by `pick` (walking into objects and arrays) with `with`,
 /// or removes it when `with` is `None`.
 fn replace_at(v: &mut Value, pick: u64, with: Option<Value>) {
-    let descend = pick % 3 != 0;
+    let descend = !pick.is_multiple_of(3);
     let pick = pick / 3;
     match v {
         Value::Object(m) if descend && !m.is_empty() => {
             let key = m.keys().nth(pick as usize % m.len()).cloned().expect("key");
             let pick = pick / 7;
-            if pick % 4 == 0 {
+            if pick.is_multiple_of(4) {
                 match with {
                     Some(w) => {
                         m.insert(key, w);

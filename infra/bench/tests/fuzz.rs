@@ -11,7 +11,10 @@ fn runner(seed: u8) -> TestRunner {
         failure_persistence: None,
         ..Config::default()
     };
-    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]))
+    TestRunner::new_with_rng(
+        config,
+        TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]),
+    )
 }
 
 fn run(name: &str) {
@@ -121,9 +124,12 @@ fn a_shipment_time_keeps_its_fraction_of_a_second_when_stored() {
 #[test]
 fn a_file_with_classic_mac_line_endings_is_refused_not_misnumbered() {
     use flexbridge::upload::{Kind, UploadReader};
-    let err = UploadReader::open(Kind::Catalog, &b"sku,asin\rA,B000000001\rB,B000000002\r"[..])
-        .err()
-        .expect("refused");
+    let err = UploadReader::open(
+        Kind::Catalog,
+        &b"sku,asin\rA,B000000001\rB,B000000002\r"[..],
+    )
+    .err()
+    .expect("refused");
     assert!(err.message.contains("carriage return"), "{}", err.message);
     // A CRLF file is fine.
     let mut r = UploadReader::open(Kind::Catalog, &b"sku,asin\r\nA,B000000001\r\n"[..]).unwrap();
@@ -142,16 +148,23 @@ fn a_carriage_return_alone_in_a_row_is_refused_with_its_line() {
     let err = first_error(bytes).unwrap_err();
     assert!(err.message.contains("line 3"), "{}", err.message);
     // Inside quotes it is part of the value.
-    let mut r = UploadReader::open(Kind::Catalog, &b"sku,asin,title\nA,B000000001,\"a\rb\"\n"[..]).unwrap();
+    let mut r = UploadReader::open(
+        Kind::Catalog,
+        &b"sku,asin,title\nA,B000000001,\"a\rb\"\n"[..],
+    )
+    .unwrap();
     assert!(r.next_row().unwrap().is_some());
 }
 
 #[test]
 fn mixed_line_endings_are_refused_with_the_line() {
     use flexbridge::upload::{Kind, UploadReader};
-    let err = UploadReader::open(Kind::Prices, &b"sku,price,currency\nA,1.00,EUR\r\nB,2.00,EUR\n"[..])
-        .err()
-        .expect("refused");
+    let err = UploadReader::open(
+        Kind::Prices,
+        &b"sku,price,currency\nA,1.00,EUR\r\nB,2.00,EUR\n"[..],
+    )
+    .err()
+    .expect("refused");
     assert!(err.message.contains("line 2"), "{}", err.message);
     // One style throughout, and a line break inside quotes, are fine.
     for ok in [

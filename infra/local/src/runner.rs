@@ -11,6 +11,9 @@
 //!   not deleted reappears after the queue's visibility timeout (divided by `speedup`), and
 //!   moto's redrive policy moves it to the DLQ after `maxReceiveCount` receives.
 //! - Function URLs: the function's axum router is served on a local port.
+//! - An invocation that runs past its template timeout is stopped where it is (as Lambda
+//!   stops it), not left running. `RunnerOptions::chaos` adds seeded platform faults: kills at a
+//!   random point of an invocation, and handled messages delivered again.
 //!
 //! Simplifications: one batch at a time per event source (Lambda may run several), batches
 //! of at most 10 records (one ReceiveMessage; `MaximumBatchingWindowInSeconds` is ignored),
@@ -312,10 +315,12 @@ impl Runner {
 
     /// What the runner's own faults did so far (zero without [`RunnerOptions::chaos`]).
     pub fn chaos_stats(&self) -> ChaosStats {
-        self.chaos.as_ref().map_or_else(ChaosStats::default, |c| ChaosStats {
-            kills: c.kills.load(std::sync::atomic::Ordering::Relaxed),
-            redeliveries: c.redeliveries.load(std::sync::atomic::Ordering::Relaxed),
-        })
+        self.chaos
+            .as_ref()
+            .map_or_else(ChaosStats::default, |c| ChaosStats {
+                kills: c.kills.load(std::sync::atomic::Ordering::Relaxed),
+                redeliveries: c.redeliveries.load(std::sync::atomic::Ordering::Relaxed),
+            })
     }
 
     pub fn stack(&self) -> &Stack {

@@ -21,14 +21,27 @@ struct Args {
 /// Each benchmark with its small-size arguments.
 const RUNS: &[(&str, &[&str])] = &[
     ("fuzz", &["--seconds", "10", "--seed", "1"]),
-    ("inventory_throughput", &["--seconds", "10", "--tasks", "20"]),
+    (
+        "inventory_throughput",
+        &["--seconds", "10", "--tasks", "20"],
+    ),
     ("catalog_ingest", &["--parse-only"]),
     (
         "order_latency",
-        &["--poll-secs", "40", "--notify-secs", "20", "--drain-secs", "40"],
+        &[
+            "--poll-secs",
+            "40",
+            "--notify-secs",
+            "20",
+            "--drain-secs",
+            "40",
+        ],
     ),
     ("label_drain", &["--shipments", "30"]),
-    ("chaos", &["--orders", "60", "--stock-changes", "600", "--seed", "1"]),
+    (
+        "chaos",
+        &["--orders", "60", "--stock-changes", "600", "--seed", "1"],
+    ),
 ];
 
 fn main() {
