@@ -11,6 +11,9 @@
 //!   not deleted reappears after the queue's visibility timeout (divided by `speedup`), and
 //!   moto's redrive policy moves it to the DLQ after `maxReceiveCount` receives.
 //! - Function URLs: the function's axum router is served on a local port.
+//! - An invocation that runs past its template timeout is stopped where it is (as Lambda
+//!   stops it), not left running. `RunnerOptions::chaos` adds seeded platform faults: kills at a
+//!   random point of an invocation, and handled messages delivered again.
 //!
 //! Simplifications: one batch at a time per event source (Lambda may run several), batches
 //! of at most 10 records (one ReceiveMessage; `MaximumBatchingWindowInSeconds` is ignored),
@@ -49,6 +52,69 @@ pub struct RunnerOptions {
     pub receive_wait: Duration,
     /// Run only these functions (logical IDs); `None` = every registered one.
     pub only: Option<BTreeSet<String>>,
+    /// Faults the runner injects itself (chaos runs); `None` = none.
+    pub chaos: Option<Chaos>,
+}
+
+/// Faults of the Lambda platform, drawn from a seeded generator: an invocation killed at a
+/// random point (as a crash or timeout would: the task is dropped at whatever await it reached,
+/// and the batch is retried), and handled SQS messages delivered again (SQS is at-least-once).
+#[derive(Debug, Clone)]
+pub struct Chaos {
+    pub seed: u64,
+    /// Share of invocations killed.
+    pub kill_rate: f64,
+    /// A killed invocation runs a random time up to this before it is killed.
+    pub max_kill_after: Duration,
+    /// Share of handled SQS messages left on the queue to be delivered again.
+    pub redeliver_rate: f64,
+}
+
+/// The counters and generator of a [`Chaos`] configuration, shared by every event source.
+#[derive(Debug)]
+struct ChaosState {
+    config: Chaos,
+    rng: Mutex<rand::rngs::StdRng>,
+    kills: std::sync::atomic::AtomicU64,
+    redeliveries: std::sync::atomic::AtomicU64,
+}
+
+impl ChaosState {
+    fn new(config: Chaos) -> Self {
+        use rand::SeedableRng;
+        Self {
+            rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(config.seed)),
+            config,
+            kills: Default::default(),
+            redeliveries: Default::default(),
+        }
+    }
+
+    fn roll(&self, rate: f64) -> bool {
+        use rand::Rng;
+        rate > 0.0 && self.rng.lock().expect("rng").random_bool(rate.min(1.0))
+    }
+
+    /// When to kill this invocation, if it is to be killed.
+    fn kill_after(&self) -> Option<Duration> {
+        use rand::Rng;
+        if !self.roll(self.config.kill_rate) {
+            return None;
+        }
+        let max = self.config.max_kill_after.as_millis().max(1) as u64;
+        self.kills
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(Duration::from_millis(
+            self.rng.lock().expect("rng").random_range(0..max),
+        ))
+    }
+}
+
+/// What the runner's own faults did (chaos runs).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ChaosStats {
+    pub kills: u64,
+    pub redeliveries: u64,
 }
 
 impl Default for RunnerOptions {
@@ -61,6 +127,7 @@ impl Default for RunnerOptions {
             serve_urls: true,
             receive_wait: Duration::from_secs(1),
             only: None,
+            chaos: None,
         }
     }
 }
@@ -87,6 +154,7 @@ pub struct Runner {
     stats: StatsMap,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    chaos: Option<Arc<ChaosState>>,
 }
 
 impl Runner {
@@ -149,6 +217,7 @@ impl Runner {
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let (stop, stop_rx) = watch::channel(false);
         let stats: StatsMap = Arc::default();
+        let chaos = options.chaos.clone().map(|c| Arc::new(ChaosState::new(c)));
         let mut tasks = Vec::new();
         let mut urls = BTreeMap::new();
 
@@ -169,7 +238,7 @@ impl Runner {
                             stack.resources.get(rule).map(|r| r.physical_id.as_str()).unwrap_or(rule)
                         );
                         tasks.push(tokio::spawn(run_schedule(
-                            Target::new(&spec, f.clone(), stats.clone()),
+                            Target::new(&spec, f.clone(), stats.clone(), chaos.clone()),
                             schedule,
                             ScheduledPayload {
                                 input: input.clone(),
@@ -195,7 +264,7 @@ impl Runner {
                             continue;
                         }
                         tasks.push(tokio::spawn(run_queue(
-                            Target::new(&spec, f.clone(), stats.clone()),
+                            Target::new(&spec, f.clone(), stats.clone(), chaos.clone()),
                             sqs.clone(),
                             SqsSource {
                                 queue: stack.queue(queue).clone(),
@@ -240,7 +309,18 @@ impl Runner {
             stats,
             stop,
             tasks,
+            chaos,
         })
+    }
+
+    /// What the runner's own faults did so far (zero without [`RunnerOptions::chaos`]).
+    pub fn chaos_stats(&self) -> ChaosStats {
+        self.chaos
+            .as_ref()
+            .map_or_else(ChaosStats::default, |c| ChaosStats {
+                kills: c.kills.load(std::sync::atomic::Ordering::Relaxed),
+                redeliveries: c.redeliveries.load(std::sync::atomic::Ordering::Relaxed),
+            })
     }
 
     pub fn stack(&self) -> &Stack {
@@ -276,7 +356,7 @@ impl Runner {
                 "{logical_id} is not running in this runner (unregistered, filtered out, or HTTP)"
             );
         };
-        Target::new(spec, f.clone(), self.stats.clone())
+        Target::new(spec, f.clone(), self.stats.clone(), None)
             .invoke(payload)
             .await
             .map_err(|e| anyhow!("{logical_id}: {e}"))
@@ -353,15 +433,22 @@ struct Target {
     timeout: Duration,
     function: Arc<dyn Function>,
     stats: StatsMap,
+    chaos: Option<Arc<ChaosState>>,
 }
 
 impl Target {
-    fn new(spec: &FunctionSpec, function: Arc<dyn Function>, stats: StatsMap) -> Self {
+    fn new(
+        spec: &FunctionSpec,
+        function: Arc<dyn Function>,
+        stats: StatsMap,
+        chaos: Option<Arc<ChaosState>>,
+    ) -> Self {
         Self {
             id: spec.logical_id.clone(),
             timeout: spec.timeout(),
             function,
             stats,
+            chaos,
         }
     }
 
@@ -370,11 +457,22 @@ impl Target {
         let invocation = Invocation::new(uuid::Uuid::new_v4().to_string(), self.timeout);
         let f = self.function.clone();
         let task = tokio::spawn(async move { f.invoke(payload, invocation).await });
-        let result = match tokio::time::timeout(self.timeout, task).await {
-            Err(_) => Err(format!(
-                "Task timed out after {} seconds",
-                self.timeout.as_secs()
-            )),
+        // Lambda stops a run at its timeout (or a crash stops it anywhere): nothing after that
+        // point happens, so the task is aborted, not left running.
+        let abort = task.abort_handle();
+        let kill = self.chaos.as_ref().and_then(|c| c.kill_after());
+        let result = match tokio::time::timeout(kill.unwrap_or(self.timeout), task).await {
+            Err(_) if kill.is_some() => {
+                abort.abort();
+                Err("killed by the runner (chaos)".to_string())
+            }
+            Err(_) => {
+                abort.abort();
+                Err(format!(
+                    "Task timed out after {} seconds",
+                    self.timeout.as_secs()
+                ))
+            }
             Ok(Err(join)) => Err(format!("the function panicked: {join}")),
             Ok(Ok(Err(e))) => Err(e.to_string()),
             Ok(Ok(Ok(v))) => Ok(v),
@@ -547,6 +645,31 @@ async fn deliver(
         .iter()
         .partition(|m| !failed.contains(m.message_id.as_deref().unwrap_or_default()));
     target.count_messages(done.len() as u64, retry.len() as u64);
+    // Chaos: some handled messages stay on the queue and come again right away.
+    let (done, again): (Vec<&Message>, Vec<&Message>) = match &target.chaos {
+        Some(c) => done
+            .into_iter()
+            .partition(|_| !c.roll(c.config.redeliver_rate)),
+        None => (done, Vec::new()),
+    };
+    if let Some(c) = &target.chaos {
+        c.redeliveries
+            .fetch_add(again.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    for m in again {
+        sqs.change_message_visibility()
+            .queue_url(&source.queue.url)
+            .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+            .visibility_timeout(0)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "redelivering: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            })?;
+    }
     for chunk in done.chunks(10) {
         let entries = chunk
             .iter()

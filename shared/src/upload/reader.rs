@@ -116,6 +116,17 @@ struct QuoteScan {
     state: QuoteState,
     line: u64,
     opened_on: u64,
+    /// The last byte was a `\r` outside quotes.
+    after_cr: bool,
+    /// The first line where a `\r` outside quotes ends a row on its own (not as `\r\n`): the
+    /// parser would split the row there while lines are counted by `\n`, so rows would be
+    /// misnumbered.
+    bare_cr_on: Option<u64>,
+    /// Whether the first line ended with `\r\n` (else `\n`), once seen.
+    crlf: Option<bool>,
+    /// The first line that ends differently from the first one: the parser's line positions
+    /// would drift, so rows would be misnumbered.
+    mixed_on: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,12 +146,29 @@ impl QuoteScan {
             state: QuoteState::FieldStart,
             line,
             opened_on: 0,
+            after_cr: false,
+            bare_cr_on: None,
+            crlf: None,
+            mixed_on: None,
         }
     }
 
     fn feed(&mut self, bytes: &[u8]) {
         use QuoteState::*;
         for &b in bytes {
+            if self.after_cr && b != b'\n' && self.bare_cr_on.is_none() {
+                self.bare_cr_on = Some(self.line);
+            }
+            if b == b'\n' && self.state != Quoted {
+                match self.crlf {
+                    None => self.crlf = Some(self.after_cr),
+                    Some(c) if c != self.after_cr && self.mixed_on.is_none() => {
+                        self.mixed_on = Some(self.line)
+                    }
+                    _ => {}
+                }
+            }
+            self.after_cr = b == b'\r' && self.state != Quoted;
             let ends_field = b == self.delimiter || b == b'\n' || b == b'\r';
             self.state = match (self.state, b) {
                 (FieldStart, b'"') => {
@@ -159,6 +187,29 @@ impl QuoteScan {
                 self.line += 1;
             }
         }
+    }
+
+    /// The refusal for a row ended by a `\r` alone, if the bytes so far hold one.
+    fn bare_cr(&self) -> Option<FileRejection> {
+        if let Some(line) = self.mixed_on {
+            return Some(FileRejection::new(
+                RejectionKind::Unreadable,
+                format!(
+                    "line {line} ends differently from the first line (mixed \\r\\n and \\n line endings), \
+                     so rows could not be numbered exactly; save the file again as \"CSV UTF-8\". Nothing in \
+                     the file was applied"
+                ),
+            ));
+        }
+        self.bare_cr_on.map(|line| {
+            FileRejection::new(
+                RejectionKind::Unreadable,
+                format!(
+                    "line {line} holds a carriage return alone outside quotes, which would split the row \
+                     without a new line number; remove it or quote the value. Nothing in the file was applied"
+                ),
+            )
+        })
     }
 
     /// The line where a still-open quoted field started.
@@ -233,21 +284,33 @@ impl<R: Read> Read for Utf8Guard<R> {
                     )));
                 }
             }
-            if let Some(i) = memchr::memchr(0, fresh) {
+            let nul = memchr::memchr(0, fresh).map(|i| total + i);
+            total += n;
+            let utf8 = std::str::from_utf8(&buf[..total]);
+            // The first bad byte decides, whatever the chunk boundaries (a NUL after an
+            // invalid byte is not the first problem).
+            let invalid = match &utf8 {
+                Err(e) if e.error_len().is_some() => Some(e.valid_up_to()),
+                _ => None,
+            };
+            if let Some(at) = nul.filter(|at| invalid.is_none_or(|b| *at < b)) {
                 return Err(Self::fail(FileRejection::new(
                     RejectionKind::Binary,
                     format!(
                         "the file is binary, not CSV text (a NUL byte at byte offset {})",
-                        self.offset + (total + i) as u64
+                        self.offset + at as u64
                     ),
                 )));
             }
-            total += n;
-            match std::str::from_utf8(&buf[..total]) {
+            match utf8 {
                 Ok(_) => {
                     self.pending_len = 0;
                     self.offset += total as u64;
-                    return Ok(self.hand_out(buf, total));
+                    let n = self.hand_out(buf, total);
+                    return match self.quotes.as_ref().and_then(QuoteScan::bare_cr) {
+                        Some(r) => Err(Self::fail(r)),
+                        None => Ok(n),
+                    };
                 }
                 Err(e) if e.error_len().is_some() => {
                     let at = e.valid_up_to();
@@ -271,7 +334,11 @@ impl<R: Read> Read for Utf8Guard<R> {
                     self.pending[..tail].copy_from_slice(&buf[valid..total]);
                     self.pending_len = tail;
                     self.offset += valid as u64;
-                    return Ok(self.hand_out(buf, valid));
+                    let n = self.hand_out(buf, valid);
+                    return match self.quotes.as_ref().and_then(QuoteScan::bare_cr) {
+                        Some(r) => Err(Self::fail(r)),
+                        None => Ok(n),
+                    };
                 }
             }
         }
@@ -437,6 +504,27 @@ fn header_span(buf: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
+/// Whether the header line (the text up to its first `\n` outside quotes) holds a `\r` that
+/// ends a line on its own, i.e. one followed by more text rather than by `\n`.
+fn bare_cr(buf: &[u8]) -> bool {
+    let mut quoted = false;
+    for (i, &b) in buf.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => return false,
+            b'\r' if !quoted => {
+                if let Some(&next) = buf.get(i + 1) {
+                    if next != b'\n' {
+                        return true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// The delimiter is whichever of `,` `;` tab occurs most in the header line (outside quotes).
 fn detect_delimiter(header: &[u8]) -> u8 {
     let mut counts = [0usize; 3];
@@ -492,12 +580,22 @@ impl<R: Read> UploadReader<R> {
             ));
         }
         let (start, end) = header_span(&prefix).unwrap_or((0, prefix.len()));
+        if bare_cr(&prefix[start..]) {
+            return Err(FileRejection::new(
+                RejectionKind::Header,
+                "the first line ends with a carriage return alone (classic Mac line endings), so rows \
+                 could not be told apart by line; save the file as \"CSV UTF-8\" (Windows or Unix line endings)",
+            ));
+        }
         let delimiter = detect_delimiter(&prefix[start..end]);
         let crlf = (end > start && prefix[end - 1] == b'\r') as u64;
         let dialect = Dialect { delimiter, bom };
         // The bytes read so far are what the parser will see first; the guard scans the rest.
         let mut quotes = QuoteScan::new(delimiter, 1);
         quotes.feed(&prefix);
+        if let Some(r) = quotes.bare_cr() {
+            return Err(r);
+        }
         guard.quotes = Some(quotes);
 
         let mut csv = csv::ReaderBuilder::new()

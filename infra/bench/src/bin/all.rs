@@ -1,0 +1,95 @@
+//! Every benchmark at a size that fits a few minutes, one after the other (each a child
+//! process: its own memory figures, no shared state), then one table of their last lines.
+//!
+//! `cargo build --release -p flexbridge-bench --bins && cargo run --release -p flexbridge-bench --bin all`
+//!
+//! The sibling binaries are taken from this binary's own directory, so build them all first
+//! (`--bins`). `--skip name,name` leaves some out. Last line: `benchmarks=N failed=M`.
+
+use std::process::Command;
+use std::time::Instant;
+
+use clap::Parser;
+
+#[derive(Parser)]
+struct Args {
+    /// Benchmarks to leave out (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+}
+
+/// Each benchmark with its small-size arguments.
+const RUNS: &[(&str, &[&str])] = &[
+    ("fuzz", &["--seconds", "10", "--seed", "1"]),
+    (
+        "inventory_throughput",
+        &["--seconds", "10", "--tasks", "20"],
+    ),
+    ("catalog_ingest", &["--parse-only"]),
+    (
+        "order_latency",
+        &[
+            "--poll-secs",
+            "40",
+            "--notify-secs",
+            "20",
+            "--drain-secs",
+            "40",
+        ],
+    ),
+    ("label_drain", &["--shipments", "30"]),
+    (
+        "chaos",
+        &["--orders", "60", "--stock-changes", "600", "--seed", "1"],
+    ),
+];
+
+fn main() {
+    let args = Args::parse();
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+        .expect("the binary's directory");
+    let mut rows = Vec::new();
+    let mut failed = 0;
+    for (name, run_args) in RUNS {
+        if args.skip.iter().any(|s| s == name) {
+            continue;
+        }
+        let started = Instant::now();
+        println!("=== {name} {}", run_args.join(" "));
+        let out = Command::new(dir.join(name)).args(*run_args).output();
+        let secs = started.elapsed().as_secs_f64();
+        let (ok, last) = match out {
+            Ok(o) => {
+                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                let last = text
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains('='))
+                    .unwrap_or("(no figures)")
+                    .to_string();
+                (o.status.success(), last)
+            }
+            Err(e) => (false, format!("could not start: {e} (build with --bins)")),
+        };
+        if !ok {
+            failed += 1;
+        }
+        println!("{last}");
+        rows.push((name, ok, secs, last));
+    }
+    println!();
+    println!("| benchmark | ok | seconds | figures |");
+    println!("|---|---|---|---|");
+    for (name, ok, secs, last) in &rows {
+        println!(
+            "| {name} | {} | {secs:.0} | `{last}` |",
+            if *ok { "yes" } else { "NO" }
+        );
+    }
+    println!("benchmarks={} failed={failed}", rows.len());
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}

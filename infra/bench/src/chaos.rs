@@ -1,0 +1,894 @@
+//! The chaos run: the whole system on the local stack (moto, the simulator, every function run
+//! by the local runner) under faults at once, driven by a seeded workload, then checked.
+//!
+//! Faults: the simulator answers 10% 429, 2% 500, 1% dropped connections and 2% apply-then-fail,
+//! and duplicates and reorders its notifications; the runner kills invocations at random points
+//! and delivers handled SQS messages again; the warehouse's stock reports arrive out of order.
+//! Workload: orders over three locations taken by the simulator only while Amazon shows stock,
+//! marketplace cancellations, warehouse cancellations, packing, labels, shipping, returns, and
+//! stock changes reported through the signed warehouse API.
+//!
+//! Invariants, each a number (0 = held): `missing_orders` (created at Amazon, not stored),
+//! `duplicate_actions` (CONFIRMs, REJECTs, package sets and labels applied beyond the first per
+//! shipment), `stock_mismatches` (Amazon's final sellable quantity per (location, SKU) against
+//! the warehouse's final on-hand, every order being closed), `oversold_units` (units Amazon sold
+//! beyond the warehouse's truth) and `unexplained_dlq` (dead letters nobody expected).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use chrono::Utc;
+use flexbridge::fulfilment::FulfilmentService;
+use flexbridge::orders::Stage;
+use flexbridge::runtime::Invocation;
+use flexbridge::store::locations::Location;
+use flexbridge::warehouse::signing;
+use flexbridge_local::demo::foundation::WebhookReceiver;
+use flexbridge_local::seed::{self, Seller};
+use flexbridge_local::stack::{self, Overrides, Stack};
+use flexbridge_local::{Chaos, Moto, Runner, RunnerOptions};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use spapi_sim::{FaultConfig, FaultRule};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub seed: u64,
+    pub orders: usize,
+    pub stock_changes: usize,
+    pub skus: usize,
+    /// Give up waiting for the workload to settle after this long.
+    pub max_wait: Duration,
+    /// Print progress lines.
+    pub verbose: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            orders: 2000,
+            stock_changes: 20_000,
+            skus: 20,
+            max_wait: Duration::from_secs(1800),
+            verbose: true,
+        }
+    }
+}
+
+/// The invariants and what was done.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub orders_created: usize,
+    pub orders_refused_nothing_sellable: usize,
+    pub orders_stored: usize,
+    pub missing_orders: usize,
+    pub duplicate_actions: usize,
+    pub stock_mismatches: usize,
+    pub oversold_units: i64,
+    pub dlq: Vec<String>,
+    pub unexplained_dlq: usize,
+    /// Uploads neither fully applied nor fully reported (no summary in time).
+    pub unexplained_uploads: usize,
+    pub lines: Vec<String>,
+}
+
+impl Report {
+    pub fn last_line(&self) -> String {
+        format!(
+            "missing_orders={} duplicate_actions={} stock_mismatches={} oversold_units={} unexplained_dlq={}",
+            self.missing_orders,
+            self.duplicate_actions,
+            self.stock_mismatches,
+            self.oversold_units,
+            self.unexplained_dlq
+        )
+    }
+
+    pub fn ok(&self) -> bool {
+        self.missing_orders == 0
+            && self.duplicate_actions == 0
+            && self.stock_mismatches == 0
+            && self.oversold_units == 0
+            && self.unexplained_dlq == 0
+            && self.unexplained_uploads == 0
+    }
+}
+
+/// The warehouse: what it holds per (hub, sku), and its signed calls to the API.
+struct Warehouse {
+    url: String,
+    key: String,
+    http: reqwest::Client,
+    prefix: String,
+    refused: Vec<String>,
+}
+
+impl Warehouse {
+    /// Sends one POST until it is answered for good: a 5xx, a 409 in progress, a 429 or a
+    /// lost connection is retried with the same Idempotency-Key (signed afresh), as a
+    /// warehouse should. Returns the final status.
+    async fn post(&mut self, what: &str, path: &str, body: &Value) -> Result<u16> {
+        let body = body.to_string();
+        let key = format!("{}-{what}", self.prefix);
+        for attempt in 0..30 {
+            let signed = signing::Signed::new("POST", path, body.as_bytes())
+                .content_type("application/json")
+                .idempotency_key(&key);
+            let mut req = self
+                .http
+                .post(format!("{}{path}", self.url))
+                .header("content-type", "application/json")
+                .header("idempotency-key", &key)
+                .body(body.clone());
+            for (h, v) in signing::signed_headers(self.key.as_bytes(), signing::now_unix(), &signed)
+            {
+                req = req.header(h, v);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if status < 300 {
+                        return Ok(status);
+                    }
+                    let text = resp.text().await.unwrap_or_default();
+                    if status >= 500 || status == 409 || status == 429 {
+                        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+                        continue;
+                    }
+                    self.refused.push(format!("{what}: {status} {text}"));
+                    return Ok(status);
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        self.refused
+            .push(format!("{what}: gave up after 30 attempts"));
+        Ok(0)
+    }
+}
+
+fn packing(record: &flexbridge::orders::ShipmentRecord) -> Value {
+    let lines: Vec<Value> = record
+        .line_items
+        .iter()
+        .filter(|l| l.units > 0)
+        .map(|l| json!({"packageLineItemId": l.id, "quantity": l.units}))
+        .collect();
+    json!({"packages": [{"id": "BOX-1",
+        "dimensions": {"length": {"value": "25", "dimensionUnit": "CM"}, "width": {"value": "20", "dimensionUnit": "CM"}, "height": {"value": "12", "dimensionUnit": "CM"}},
+        "weight": {"value": "0.6", "weightUnit": "KG"},
+        "packageLineItems": lines}]})
+}
+
+fn say(opts: &Options, started: Instant, line: impl AsRef<str>) {
+    if opts.verbose {
+        println!(
+            "[{:>6.1}s] {}",
+            started.elapsed().as_secs_f64(),
+            line.as_ref()
+        );
+    }
+}
+
+/// Runs the whole thing; the report says whether every invariant held.
+pub async fn run(opts: Options) -> Result<Report> {
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let moto = tokio::task::spawn_blocking(Moto::start).await??;
+    // The simulator's SQS client (notifications) reaches moto through the standard variable.
+    std::env::set_var("AWS_ENDPOINT_URL", moto.endpoint());
+    let sim = spapi_sim::Simulator::start(spapi_sim::SimOptions {
+        seed: opts.seed,
+        empty_page_rate: 0.0,
+        ..Default::default()
+    })
+    .await?;
+    let mut seller = Seller::default();
+    seller.locations.push(Location {
+        location_id: "SIMLOC-CENTRAL-1".into(),
+        hub_id: "HUB-TX".into(),
+        name: "Texas hub".into(),
+        ..seller.locations[0].clone()
+    });
+    let webhook = WebhookReceiver::start(&seller.webhook_key).await?;
+    let stack = stack::provision(
+        moto.endpoint(),
+        &stack::unique_stack_name("chaos"),
+        &[
+            ("SellerId", seller.seller_id.as_str()),
+            ("WebhookUrl", webhook.url.as_str()),
+        ],
+    )
+    .await?;
+    seed::seed_secrets(&stack, &seller).await?;
+    seed::seed_seller(&stack, &seller).await?;
+    let admin = spapi_sim::AdminClient::new(&sim.base_url);
+    for l in &seller.locations {
+        admin
+            .create_location(&l.location_id, &l.marketplace_id, "FBA")
+            .await?;
+    }
+    let skus: Vec<String> = (0..opts.skus).map(|i| format!("CHAOS-{i:03}")).collect();
+    admin
+        .add_skus(&skus.iter().map(String::as_str).collect::<Vec<_>>())
+        .await?;
+    // Amazon's limits off: the faults below are the test, not the pacing.
+    admin.set_rate_limits_enabled(false).await?;
+    admin
+        .add_notification_destination(json!({"sqsQueueUrl": stack.queue_url("NotificationsQueue")}))
+        .await?;
+    admin
+        .set_notification_options(
+            json!({"enabled": true, "duplicateRate": 0.1, "reorder": true, "reorderWindowMs": 500}),
+        )
+        .await?;
+
+    let overrides = Overrides {
+        spapi_endpoint: Some(sim.base_url.clone()),
+        lwa_endpoint: Some(sim.lwa_url()),
+        extra: BTreeMap::new(),
+    };
+    let env = stack.env_for("WarehouseApiFunction", &overrides)?;
+    let service = FulfilmentService::from_env(&env).await?;
+    let runner = Runner::start(
+        &stack,
+        &overrides,
+        RunnerOptions {
+            speedup: 30.0,
+            fire_schedules_at_start: true,
+            receive_wait: Duration::from_millis(500),
+            chaos: Some(Chaos {
+                seed: opts.seed,
+                kill_rate: 0.03,
+                max_kill_after: Duration::from_millis(1500),
+                redeliver_rate: 0.05,
+            }),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut wh = Warehouse {
+        url: runner
+            .function_url("WarehouseApiFunction")
+            .ok_or_else(|| anyhow!("the warehouse API is not served"))?
+            .trim_end_matches('/')
+            .to_string(),
+        key: seller.warehouse_key.clone(),
+        http: reqwest::Client::new(),
+        prefix: format!("chaos-{}", stack.name),
+        refused: Vec::new(),
+    };
+
+    // The catalog arrives as an upload (orders for SKUs outside it are held, and only its
+    // SKUs are advertised).
+    let sdk = flexbridge::aws::load_with_endpoint(moto.endpoint()).await;
+    let s3 = aws_sdk_s3::Client::new(&sdk);
+    let bucket = stack.bucket("UploadsBucket").to_string();
+    let mut uploads = Vec::new();
+    let catalog: String = std::iter::once("sku,asin,title,product_type,enabled\n".to_string())
+        .chain(
+            skus.iter()
+                .enumerate()
+                .map(|(i, s)| format!("{s},B0CHAOS{i:03},Chaos item {i},HOME,true\n")),
+        )
+        .collect();
+    uploads.push(upload(&s3, &bucket, "catalog/delta/chaos-opening.csv", catalog).await?);
+    say(&opts, started, format!("catalog upload: {}", uploads[0]));
+
+    // The warehouse's opening stock, reported before Amazon's faults start.
+    let hubs: Vec<(String, String)> = seller
+        .locations
+        .iter()
+        .map(|l| (l.hub_id.clone(), l.location_id.clone()))
+        .collect();
+    let mut on_hand: BTreeMap<(usize, usize), i64> = BTreeMap::new();
+    let mut open_units: BTreeMap<(usize, usize), i64> = BTreeMap::new();
+    let mut items = Vec::new();
+    for (h, (hub, loc)) in hubs.iter().enumerate() {
+        for (s, sku) in skus.iter().enumerate() {
+            let n = rng.random_range(20..60);
+            on_hand.insert((h, s), n);
+            admin.set_truth(loc, sku, n).await?;
+            items.push(json!({"hub": hub, "sku": sku, "onHand": n}));
+        }
+    }
+    let as_of0 = Utc::now();
+    for (i, chunk) in items.chunks(100).enumerate() {
+        wh.post(
+            &format!("stock-open-{i}"),
+            "/v1/inventory",
+            &json!({"items": chunk, "asOf": as_of0.to_rfc3339()}),
+        )
+        .await?;
+    }
+    // Wait until Amazon shows the opening stock.
+    let until = Instant::now() + Duration::from_secs(300);
+    loop {
+        let inv = sim_inventory(&admin).await?;
+        let synced = hubs.iter().enumerate().all(|(h, (_, loc))| {
+            (0..skus.len()).all(|s| {
+                inv.get(&(loc.clone(), skus[s].clone())).copied() == Some(on_hand[&(h, s)])
+            })
+        });
+        if synced || Instant::now() > until {
+            say(&opts, started, format!("opening stock synced: {synced}"));
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    admin
+        .set_faults(&FaultConfig {
+            global: FaultRule {
+                throttle_rate: 0.10,
+                error500_rate: 0.02,
+                drop_rate: 0.01,
+                apply_then_fail_rate: 0.02,
+                ..Default::default()
+            },
+            operations: BTreeMap::new(),
+        })
+        .await?;
+
+    // The workload, in rounds: new orders, marketplace cancellations, stock changes (sent out
+    // of order), and the warehouse's work on what reached it.
+    let mut created: BTreeMap<String, (usize, Vec<(usize, u32)>)> = BTreeMap::new();
+    let mut refused_orders = 0usize;
+    let mut acted: BTreeSet<String> = BTreeSet::new();
+    let mut marketplace_cancelled: BTreeSet<String> = BTreeSet::new();
+    let mut warehouse_cancelled: BTreeSet<String> = BTreeSet::new();
+    let mut shipped: BTreeSet<String> = BTreeSet::new();
+    let mut returned = 0usize;
+    let mut stock_sent = 0usize;
+    let mut pending_stock: Vec<Value> = Vec::new();
+    let mut stock_requests = 0usize;
+    let rounds = 40usize;
+    let inv = Invocation::new("chaos", Duration::from_secs(3600));
+    let _ = &inv;
+    let mut round = 0usize;
+    let deadline = Instant::now() + opts.max_wait;
+    loop {
+        round += 1;
+        let workload_left = round <= rounds;
+        if workload_left {
+            // Orders for this round.
+            let n = opts.orders * round / rounds - opts.orders * (round - 1) / rounds;
+            for _ in 0..n {
+                let h = rng.random_range(0..hubs.len());
+                let lines = rng.random_range(1..=2usize);
+                let mut spec_lines = Vec::new();
+                let mut taken = Vec::new();
+                for _ in 0..lines {
+                    let s = rng.random_range(0..skus.len());
+                    if taken.iter().any(|(t, _)| *t == s) {
+                        continue;
+                    }
+                    let q = rng.random_range(1..=3u32);
+                    spec_lines.push(json!({"sku": skus[s], "quantity": q, "unitPrice": "10.00"}));
+                    taken.push((s, q));
+                }
+                match admin
+                    .create_shipment(json!({"locationId": hubs[h].1, "lineItems": spec_lines, "invoiceRequired": false}))
+                    .await
+                {
+                    Ok(doc) => {
+                        let id = doc["id"].as_str().unwrap_or_default().to_string();
+                        for (s, q) in &taken {
+                            *open_units.entry((h, *s)).or_default() += i64::from(*q);
+                        }
+                        created.insert(id, (h, taken));
+                    }
+                    Err(e) if e.to_string().contains("NOTHING_SELLABLE") => refused_orders += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+            // Marketplace cancellations: 5% of this round's orders, right away.
+            let fresh: Vec<String> = created
+                .keys()
+                .filter(|id| !marketplace_cancelled.contains(*id))
+                .rev()
+                .take(n)
+                .cloned()
+                .collect();
+            for id in fresh {
+                if rng.random_bool(0.05) && admin.cancel_shipment(&id).await.is_ok() {
+                    let (h, lines) = &created[&id];
+                    for (s, q) in lines {
+                        *open_units.entry((*h, *s)).or_default() -= i64::from(*q);
+                    }
+                    marketplace_cancelled.insert(id);
+                }
+            }
+            // Stock changes: goods received, damaged or counted; each reported (the truth at
+            // Amazon's side follows), shuffled so that reports arrive out of order.
+            let m = opts.stock_changes * round / rounds - opts.stock_changes * (round - 1) / rounds;
+            let mut touched = BTreeSet::new();
+            for _ in 0..m {
+                let key = (
+                    rng.random_range(0..hubs.len()),
+                    rng.random_range(0..skus.len()),
+                );
+                let free = on_hand[&key] - open_units.get(&key).copied().unwrap_or(0);
+                let delta = rng.random_range(-(free.clamp(0, 3))..=4);
+                *on_hand.get_mut(&key).expect("pair") += delta;
+                touched.insert(key);
+                pending_stock.push(json!({"hub": hubs[key.0].0, "sku": skus[key.1], "onHand": on_hand[&key],
+                    "asOf": (Utc::now() + chrono::Duration::microseconds(stock_sent as i64)).to_rfc3339()}));
+                stock_sent += 1;
+            }
+            for key in touched {
+                let truth = on_hand[&key] - open_units.get(&key).copied().unwrap_or(0);
+                admin.set_truth(&hubs[key.0].1, &skus[key.1], truth).await?;
+            }
+            pending_stock.shuffle(&mut rng);
+            stock_requests += send_stock(&mut wh, &mut pending_stock, round).await?;
+        }
+
+        // Mid-run uploads: a price file and a catalog change, under faults.
+        if round == rounds / 2 {
+            let prices: String = std::iter::once("sku,price,currency\n".to_string())
+                .chain(
+                    skus.iter()
+                        .enumerate()
+                        .map(|(i, s)| format!("{s},{}.99,USD\n", 10 + i)),
+                )
+                .collect();
+            uploads.push(upload(&s3, &bucket, "prices/chaos-mid.csv", prices).await?);
+            let titles: String = std::iter::once("sku,asin,title\n".to_string())
+                .chain(
+                    skus.iter()
+                        .enumerate()
+                        .map(|(i, s)| format!("{s},B0CHAOS{i:03},Chaos item {i} (renamed)\n")),
+                )
+                .collect();
+            uploads.push(upload(&s3, &bucket, "catalog/delta/chaos-mid.csv", titles).await?);
+            say(
+                &opts,
+                started,
+                format!("mid-run uploads: {}; {}", uploads[1], uploads[2]),
+            );
+        }
+
+        // The warehouse works on what reached it.
+        for r in list_stage(&service, Stage::HandedOver).await? {
+            if acted.contains(&format!("pack-{}", r.id))
+                || acted.contains(&format!("cancel-{}", r.id))
+            {
+                continue;
+            }
+            if rng.random_bool(0.05) {
+                let status = wh
+                    .post(
+                        &format!("cancel-{}", r.id),
+                        &format!("/v1/shipments/{}/cancel", r.id),
+                        &json!({"reason": "OUT_OF_STOCK"}),
+                    )
+                    .await?;
+                acted.insert(format!("cancel-{}", r.id));
+                if status < 300 {
+                    warehouse_cancelled.insert(r.id.clone());
+                }
+            } else {
+                wh.post(
+                    &format!("pack-{}", r.id),
+                    &format!("/v1/shipments/{}/packed", r.id),
+                    &packing(&r),
+                )
+                .await?;
+                acted.insert(format!("pack-{}", r.id));
+            }
+        }
+        for r in list_stage(&service, Stage::Labelled).await? {
+            if !acted.insert(format!("ship-{}", r.id)) {
+                continue;
+            }
+            let status = wh
+                .post(
+                    &format!("ship-{}", r.id),
+                    &format!("/v1/shipments/{}/shipped", r.id),
+                    &json!({}),
+                )
+                .await?;
+            if status < 300 {
+                shipped.insert(r.id.clone());
+                if let Some((h, lines)) = created.get(&r.id) {
+                    for (s, q) in lines {
+                        // The units left the warehouse: on-hand and the open order both drop.
+                        *on_hand.get_mut(&(*h, *s)).expect("pair") -= i64::from(*q);
+                        *open_units.entry((*h, *s)).or_default() -= i64::from(*q);
+                    }
+                }
+                if rng.random_bool(0.03)
+                    && admin
+                        .create_return(json!({"shipmentId": r.id}))
+                        .await
+                        .is_ok()
+                {
+                    returned += 1;
+                }
+            }
+        }
+        // Warehouse cancellations and marketplace cancellations free their units.
+        for id in warehouse_cancelled.clone() {
+            if let Some((h, lines)) = created.get(&id) {
+                let sim = admin.shipment(&id).await?;
+                if sim["shipment"]["status"] == "CANCELLED" {
+                    for (s, q) in lines {
+                        *open_units.entry((*h, *s)).or_default() -= i64::from(*q);
+                    }
+                    warehouse_cancelled.remove(&id);
+                    acted.insert(format!("cancel-done-{id}"));
+                }
+            }
+        }
+
+        let stored = stage_counts(&service).await?;
+        say(
+            &opts,
+            started,
+            format!(
+                "round {round}: {} orders created ({refused_orders} refused, nothing sellable), {} marketplace-cancelled, {} shipped, {} returns; {stock_sent} stock changes in {stock_requests} requests; stored {stored:?}; runner {:?}",
+                created.len(),
+                marketplace_cancelled.len(),
+                shipped.len(),
+                returned,
+                runner.chaos_stats()
+            ),
+        );
+        let open: usize = stored
+            .iter()
+            .filter(|(s, _)| !matches!(s.as_str(), "shipped" | "cancelled" | "rejected"))
+            .map(|(_, n)| *n)
+            .sum();
+        let total: usize = stored.values().sum();
+        if !workload_left && open == 0 && total >= created.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            say(&opts, started, "gave up waiting for the workload to settle");
+            break;
+        }
+        if !workload_left {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    // Faults off; the warehouse reports its final on-hand (the newest figure), then late
+    // copies of older figures arrive, which must not win.
+    admin.clear_faults().await?;
+    let final_as_of = Utc::now() + chrono::Duration::seconds(1);
+    let mut final_items = Vec::new();
+    for ((h, s), n) in &on_hand {
+        final_items.push(json!({"hub": hubs[*h].0, "sku": skus[*s], "onHand": n}));
+    }
+    for (i, chunk) in final_items.chunks(100).enumerate() {
+        wh.post(
+            &format!("stock-final-{i}"),
+            "/v1/inventory",
+            &json!({"items": chunk, "asOf": final_as_of.to_rfc3339()}),
+        )
+        .await?;
+    }
+    let mut late: Vec<Value> = final_items
+        .iter()
+        .map(|i| {
+            let mut i = i.clone();
+            i["onHand"] = json!(i["onHand"].as_i64().unwrap_or(0) + 7);
+            i["asOf"] = json!(as_of0.to_rfc3339());
+            i
+        })
+        .collect();
+    send_stock(&mut wh, &mut late, 9999).await?;
+
+    // Settle: Amazon's stock converges on the warehouse's (every order is closed).
+    let mut mismatches = Vec::new();
+    let until = Instant::now() + Duration::from_secs(240);
+    loop {
+        mismatches.clear();
+        let inv = sim_inventory(&admin).await?;
+        for ((h, s), n) in &on_hand {
+            let want = n - open_units.get(&(*h, *s)).copied().unwrap_or(0);
+            let got = inv.get(&(hubs[*h].1.clone(), skus[*s].clone())).copied();
+            if got != Some(want.max(0)) {
+                mismatches.push(format!(
+                    "{} {}: Amazon {got:?}, warehouse on-hand {n}, open orders {} → want {want}",
+                    hubs[*h].1,
+                    skus[*s],
+                    open_units.get(&(*h, *s)).copied().unwrap_or(0)
+                ));
+            }
+        }
+        if mismatches.is_empty() || Instant::now() > until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let chaos_stats = runner.chaos_stats();
+    let stats = runner.stats();
+    runner.stop().await;
+
+    // Invariants.
+    let mut report = Report {
+        orders_created: created.len(),
+        orders_refused_nothing_sellable: refused_orders,
+        ..Default::default()
+    };
+    let store = &service.orders.shipments;
+    for id in created.keys() {
+        match store.get(id).await? {
+            Some(_) => report.orders_stored += 1,
+            None => {
+                report.missing_orders += 1;
+                report.lines.push(format!("missing order {id}"));
+            }
+        }
+    }
+    let wanted: BTreeSet<&str> = created.keys().map(String::as_str).collect();
+    let mut per_op: BTreeMap<(&str, String), usize> = BTreeMap::new();
+    for op in ["createPackages", "generateShipLabels"] {
+        for c in admin.calls(Some(op)).await? {
+            let path = c["path"].as_str().unwrap_or("");
+            let Some(id) = path.split('/').find(|p| wanted.contains(p)) else {
+                continue;
+            };
+            let status = c["status"].as_u64().unwrap_or(0);
+            if (200..300).contains(&status)
+                || c["note"].as_str().unwrap_or("").contains("ApplyThenFail")
+            {
+                *per_op.entry((op, id.to_string())).or_default() += 1;
+            }
+        }
+    }
+    for ((op, id), n) in &per_op {
+        if *n > 1 {
+            report.duplicate_actions += n - 1;
+            report
+                .lines
+                .push(format!("{op} applied {n} times for {id}"));
+        }
+    }
+    for id in created.keys() {
+        let s = admin.shipment(id).await?;
+        for field in ["confirmApplied", "rejectApplied"] {
+            let n = s[field].as_u64().unwrap_or(0) as usize;
+            if n > 1 {
+                report.duplicate_actions += n - 1;
+                report.lines.push(format!("{field} {n} for {id}"));
+            }
+        }
+    }
+    report.stock_mismatches = mismatches.len();
+    report.lines.extend(mismatches.into_iter().take(20));
+    let oversold = admin.oversold().await?;
+    report.oversold_units = oversold["oversoldUnits"].as_i64().unwrap_or(0);
+    if report.oversold_units > 0 {
+        report
+            .lines
+            .push(format!("oversold: {}", oversold["lines"]));
+    }
+    for (queue, body, reason) in dead_letters(&stack).await? {
+        // No dead letter is expected under these faults: each is a message-specific failure
+        // the run did not plan for.
+        report.unexplained_dlq += 1;
+        report.dlq.push(format!(
+            "{queue}: {reason} (unexpected) {}",
+            body.chars().take(200).collect::<String>()
+        ));
+    }
+    for u in &uploads {
+        report.lines.push(format!("upload {u}"));
+        if !u.starts_with("applied") && !u.starts_with("reported") {
+            report.unexplained_uploads += 1;
+        }
+    }
+    for r in &wh.refused {
+        report.lines.push(format!("warehouse request refused: {r}"));
+    }
+    report.lines.push(format!(
+        "{} orders created ({} refused, nothing sellable), {} stored; {} marketplace-cancelled, {} shipped, {} returns; {} stock changes in {} requests; runner: {} kills, {} redeliveries",
+        report.orders_created,
+        refused_orders,
+        report.orders_stored,
+        marketplace_cancelled.len(),
+        shipped.len(),
+        returned,
+        stock_sent,
+        stock_requests,
+        chaos_stats.kills,
+        chaos_stats.redeliveries
+    ));
+    for (id, st) in stats {
+        if st.invocations > 0 {
+            report.lines.push(format!(
+                "{id}: {} invocations, {} failed, messages {} ok / {} retried",
+                st.invocations, st.errors, st.messages_ok, st.messages_failed
+            ));
+        }
+    }
+    report
+        .lines
+        .push(format!("total {:.0} s", started.elapsed().as_secs_f64()));
+    drop(moto);
+    Ok(report)
+}
+
+/// Puts one upload into the bucket and waits for its summary report: "applied …" when every
+/// row was applied, "reported …" when rows were refused with reasons, or "no summary …".
+async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: String) -> Result<String> {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into_bytes().into())
+        .send()
+        .await?;
+    let summary_key = flexbridge::upload::UploadKey::classify(key)
+        .ok_or_else(|| anyhow!("{key} is not an upload key"))?
+        .summary_report_key();
+    let until = Instant::now() + Duration::from_secs(180);
+    while Instant::now() < until {
+        if let Ok(o) = s3
+            .get_object()
+            .bucket(bucket)
+            .key(&summary_key)
+            .send()
+            .await
+        {
+            let bytes = o.body.collect().await?.into_bytes();
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let rejected = v["rowsRejected"]
+                .as_u64()
+                .or(v["rejected"].as_u64())
+                .unwrap_or(0);
+            let what = if rejected == 0 && v["status"] == "processed" {
+                "applied"
+            } else {
+                "reported"
+            };
+            return Ok(format!(
+                "{what} {key}: {}",
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok(format!("no summary for {key} after 180 s"))
+}
+
+/// Sends the pending stock figures in requests of up to 50 items.
+async fn send_stock(wh: &mut Warehouse, pending: &mut Vec<Value>, round: usize) -> Result<usize> {
+    let mut n = 0;
+    for (i, chunk) in pending.chunks(50).enumerate() {
+        // Each item carries its own time; the request's `asOf` is per request, so send one
+        // request per distinct time by grouping items under their own asOf.
+        let mut by_time: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for item in chunk {
+            let mut item = item.clone();
+            let t = item["asOf"].as_str().unwrap_or_default().to_string();
+            item.as_object_mut().expect("object").remove("asOf");
+            by_time.entry(t).or_default().push(item);
+        }
+        // Within one request each (hub, sku) may appear once: keep the newest.
+        let mut items: BTreeMap<(String, String), (String, Value)> = BTreeMap::new();
+        for (t, list) in by_time {
+            for item in list {
+                let k = (item["hub"].to_string(), item["sku"].to_string());
+                if items.get(&k).is_none_or(|(old, _)| *old < t) {
+                    items.insert(k, (t.clone(), item));
+                }
+            }
+        }
+        // One request per item time would be 20,000 requests: figures of one request share
+        // the request's `asOf`, so the request carries the oldest time of its items (an item
+        // is never presented as newer than it is).
+        let oldest = items
+            .values()
+            .map(|(t, _)| t.clone())
+            .min()
+            .unwrap_or_default();
+        let body = json!({"items": items.into_values().map(|(_, v)| v).collect::<Vec<_>>(), "asOf": oldest});
+        wh.post(&format!("stock-{round}-{i}"), "/v1/inventory", &body)
+            .await?;
+        n += 1;
+    }
+    pending.clear();
+    Ok(n)
+}
+
+async fn sim_inventory(admin: &spapi_sim::AdminClient) -> Result<BTreeMap<(String, String), i64>> {
+    let state = admin.state().await?;
+    let mut out = BTreeMap::new();
+    for i in state["inventory"].as_array().cloned().unwrap_or_default() {
+        let loc = i["locationId"].as_str().unwrap_or_default().to_string();
+        let sku = i["skuId"]
+            .as_str()
+            .or(i["sku"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        out.insert((loc, sku), i["sellableQuantity"].as_i64().unwrap_or(0));
+    }
+    Ok(out)
+}
+
+async fn list_stage(
+    service: &FulfilmentService,
+    stage: Stage,
+) -> Result<Vec<flexbridge::orders::ShipmentRecord>> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = service
+            .orders
+            .shipments
+            .list(stage, None, 100, token.as_deref())
+            .await?;
+        out.extend(page.items);
+        token = page.next_token;
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn stage_counts(service: &FulfilmentService) -> Result<BTreeMap<String, usize>> {
+    let mut out = BTreeMap::new();
+    for stage in Stage::ALL {
+        let n = list_stage(service, stage).await?.len();
+        if n > 0 {
+            out.insert(stage.as_str().to_string(), n);
+        }
+    }
+    Ok(out)
+}
+
+/// Every message in the stack's DLQs: (queue, body, reason).
+async fn dead_letters(stack: &Stack) -> Result<Vec<(String, String, String)>> {
+    let sdk = flexbridge::aws::load_with_endpoint(&stack.endpoint).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let mut out = Vec::new();
+    for (id, q) in &stack.queues {
+        if !stack
+            .queues
+            .values()
+            .any(|other| other.dead_letter_queue.as_deref() == Some(id))
+        {
+            continue;
+        }
+        let mut seen = BTreeSet::new();
+        for _ in 0..50 {
+            let r = sqs
+                .receive_message()
+                .queue_url(&q.url)
+                .max_number_of_messages(10)
+                .visibility_timeout(600)
+                .message_attribute_names("All")
+                .send()
+                .await?;
+            let msgs = r.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                break;
+            }
+            for m in msgs {
+                if !seen.insert(m.message_id.clone().unwrap_or_default()) {
+                    continue;
+                }
+                let reason = m
+                    .message_attributes
+                    .as_ref()
+                    .and_then(|a| a.get(flexbridge::runtime::parked_attributes::REASON))
+                    .and_then(|v| v.string_value.clone())
+                    .unwrap_or_else(|| {
+                        "redriven after maxReceiveCount (no reason attached)".into()
+                    });
+                out.push((id.clone(), m.body.unwrap_or_default(), reason));
+            }
+        }
+    }
+    Ok(out)
+}

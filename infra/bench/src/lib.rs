@@ -1,0 +1,5 @@
+//! Shared code of the benchmarks: the fuzz targets (run for a fixed time by `bin/fuzz.rs`, for a
+//! fixed number of cases by `tests/fuzz.rs` in CI).
+
+pub mod chaos;
+pub mod fuzz;
