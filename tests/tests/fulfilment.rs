@@ -1040,6 +1040,7 @@ async fn cancellations_both_ways() -> Result<()> {
     let job = LabelJob {
         shipment_id: running.clone(),
         pack_version: 1,
+        correlation_id: None,
     };
     let outcome = fulfiller.run_label_job(&job, &i).await?;
     assert!(

@@ -140,6 +140,12 @@ pub fn read_upload(kind: Kind, input: impl Read, len: usize) -> Result<Vec<Strin
                         }
                         format!("{}: {row:?}", p.line)
                     }
+                    Outcome::Inventory(row) => {
+                        if row.sku.trim().is_empty() || row.hub.trim().is_empty() {
+                            return Err(format!("line {}: accepted an empty SKU or hub", p.line));
+                        }
+                        format!("{}: {row:?}", p.line)
+                    }
                 };
                 out.push(text);
                 if out.len() > MAX_ROWS {
@@ -216,6 +222,7 @@ fn header(kind: Kind) -> impl Strategy<Value = Vec<String>> {
             "maximum_price",
             "force",
         ],
+        Kind::Inventory => vec!["hub", "sku", "on_hand", "as_of"],
     };
     let n = known.len();
     (
@@ -580,6 +587,10 @@ impl flexbridge::store::inventory::OnHandStore for CountingOnHand {
         sku: &str,
     ) -> flexbridge::Result<Option<flexbridge::store::inventory::OnHand>> {
         self.inner.on_hand(hub, sku).await
+    }
+
+    async fn hub_stock(&self, hub: &str) -> flexbridge::Result<Vec<(String, i64)>> {
+        self.inner.hub_stock(hub).await
     }
 }
 
