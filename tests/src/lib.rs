@@ -22,6 +22,24 @@ use flexbridge_local::{Moto, Runner, RunnerOptions};
 
 pub mod access;
 
+/// template.yaml as JSON, SAM's view of it (`provision.py sam-json`), for the foundation tests.
+pub fn sam_json() -> serde_json::Value {
+    use flexbridge_local::paths;
+    paths::ensure_venv().expect("venv");
+    let out = std::process::Command::new(paths::python())
+        .arg(paths::repo_root().join("infra/local/provision.py"))
+        .arg("sam-json")
+        .arg(paths::template())
+        .output()
+        .expect("run provision.py sam-json");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 pub use flexbridge_local;
 pub use spapi_sim;
 

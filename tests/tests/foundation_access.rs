@@ -3,27 +3,10 @@
 //! (`flexbridge_e2e::access` says how the code side is read).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 
 use flexbridge_e2e::access::{self, Grants, FUNCTIONS, WRAPPERS};
 use flexbridge_e2e::flexbridge_local::paths;
 use serde_json::Value;
-
-fn sam_json() -> Value {
-    paths::ensure_venv().expect("venv");
-    let out = Command::new(paths::python())
-        .arg(paths::repo_root().join("infra/local/provision.py"))
-        .arg("sam-json")
-        .arg(paths::template())
-        .output()
-        .expect("run provision.py sam-json");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// The logical ID a value names: `!Ref X`, `!GetAtt X.Attr`, or the `!Sub` name of a bucket
 /// (functions get the bucket's name spelled out: a `!Ref` would be a CloudFormation cycle).
@@ -132,7 +115,7 @@ fn wrappers() -> BTreeMap<&'static str, BTreeMap<String, BTreeSet<access::Action
 
 #[test]
 fn every_function_is_granted_exactly_what_its_code_sends() {
-    let sam = sam_json();
+    let sam = flexbridge_e2e::sam_json();
     let wrappers = wrappers();
     let mut problems = Vec::new();
     let mut expected_yaml = String::new();

@@ -543,28 +543,12 @@ fn s3_prefixes_in_code_are_declared() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-fn sam_json() -> Value {
-    paths::ensure_venv().expect("venv");
-    let out = Command::new(paths::python())
-        .arg(paths::repo_root().join("infra/local/provision.py"))
-        .arg("sam-json")
-        .arg(paths::template())
-        .output()
-        .expect("run provision.py sam-json");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn every_resource_a_function_is_told_about_it_may_also_use() {
     // Each table, queue, bucket, bus and secret in a function's environment is named by one of
     // its policy statements (or is the queue it consumes); policies are statements only. That
     // the statements hold exactly the actions its code sends: foundation_access.rs.
-    let sam = sam_json();
+    let sam = flexbridge_e2e::sam_json();
     let mut problems = Vec::new();
     for (id, r) in sam["Resources"].as_object().unwrap() {
         if r["Type"] != "AWS::Serverless::Function" {
