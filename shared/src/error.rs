@@ -7,8 +7,8 @@
 //! | kind | what it is | examples | SQS consumer |
 //! |---|---|---|---|
 //! | [`FailureKind::Message`] | this message can never succeed as it is | a body that is not what the queue carries, invalid input, Amazon refused this item (400/404/409/422), a conflict with stored state, a bug this input triggers (`Internal`) | moved to the queue's DLQ at once with the reason attached, counted (`MessagesParked`), acknowledged |
-//! | [`FailureKind::Environment`] | the deployment is broken, not the message | a missing or malformed setting (env var or `SettingsTable` value), SP-API 401/403, LWA `invalid_grant`/`invalid_client`, AWS AccessDenied or any other non-retryable AWS answer, a missing secret | never charged to the message: a batch item failure (retried), an error log with `alert=environment`, a metric (`EnvironmentFailures`) with an alarm |
-//! | [`FailureKind::Transient`] | trying again later can succeed | throttling, 5xx, timeouts, connection errors, a claim held by another invocation | a batch item failure; SQS redelivers it after the visibility timeout |
+//! | [`FailureKind::Environment`] | the deployment is broken, not the message | a missing or malformed setting (env var or `SettingsTable` value), SP-API 401/403, LWA `invalid_grant`/`invalid_client`, AWS AccessDenied or any other non-retryable AWS answer, a missing secret | never charged to the message: a batch item failure (retried), an error log with `alert=environment`, a metric (`EnvironmentFailures`) with an alarm; on the message's last receive (`runtime::MAX_RECEIVES`) it is parked with that reason rather than left for SQS to move silently |
+//! | [`FailureKind::Transient`] | trying again later can succeed | throttling, 5xx, timeouts, connection errors, a claim held by another invocation | a batch item failure; SQS redelivers it after the visibility timeout; parked with the last failure on its last receive |
 //!
 //! When in doubt a failure is `Environment`, never `Message`: an environment failure consumes
 //! nothing, so the worst case is a retried message and an alarm, never a lost one.

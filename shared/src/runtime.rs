@@ -53,7 +53,12 @@ pub trait Function: Send + Sync + 'static {
 
 /// Runs a function under the Lambda runtime (the body of every `main.rs`).
 pub async fn run_lambda<F: Function>(function: F) -> Result<(), lambda_runtime::Error> {
-    let function = Arc::new(function);
+    run_shared(Arc::new(function)).await
+}
+
+/// Not generic, so the Lambda runtime client (hyper, tower and their generics) is compiled once,
+/// here, rather than again in every function's binary (BENCHMARKS.md, "Build").
+async fn run_shared(function: Arc<dyn Function>) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<Value>| {
             let function = Arc::clone(&function);
@@ -175,8 +180,8 @@ pub struct ParkedMessage {
 }
 
 impl ParkedMessage {
-    fn of(message: &aws_lambda_events::sqs::SqsMessage, error: &Error, function: &str) -> Self {
-        let mut reason = error.to_string();
+    fn of(message: &aws_lambda_events::sqs::SqsMessage, reason: String, function: &str) -> Self {
+        let mut reason = reason;
         if reason.chars().count() > MAX_REASON_CHARS {
             reason = reason.chars().take(MAX_REASON_CHARS).collect::<String>() + "…";
         }
@@ -365,6 +370,19 @@ impl SqsConsumer {
     }
 }
 
+/// Every queue's `RedrivePolicy.maxReceiveCount` in template.yaml (a test checks they agree):
+/// SQS moves a message to its DLQ, silently, when it would be received once more than this.
+pub const MAX_RECEIVES: u32 = 5;
+
+/// How many times SQS has handed this message out (`ApproximateReceiveCount`), 1 if unknown.
+pub fn receive_count(message: &aws_lambda_events::sqs::SqsMessage) -> u32 {
+    message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Handles each message of an SQS batch (at most `concurrency` at a time) and answers with a
 /// partial batch response, by the one classification of failures ([`Error::kind`]):
 ///
@@ -378,6 +396,11 @@ impl SqsConsumer {
 ///   invocation itself succeeds so the rest of the batch is not redone; the alarm is what makes
 ///   the failure visible.
 /// - **transient**: a batch item failure; SQS redelivers it after the visibility timeout.
+///
+/// On a message's last receive ([`MAX_RECEIVES`]) a transient or environment failure is parked
+/// like a message failure, its reason saying it failed on every receive and how the last one
+/// failed (an environment failure is still alerted): SQS would otherwise move it to the DLQ
+/// itself, without any reason. `flexbridge dlq redrive` sends it back once the cause is gone.
 ///
 /// `what` names the message kind in the logs.
 pub async fn handle_sqs_batch<F, Fut>(
@@ -414,47 +437,56 @@ where
         let Err(e) = result else { continue };
         let message_id = message.message_id.clone().unwrap_or_default();
         let queue = message.event_source_arn.as_deref().unwrap_or_default();
-        match e.kind() {
+        let receives = receive_count(&message);
+        let last_receive = receives >= MAX_RECEIVES;
+        let kind = e.kind();
+        if kind == FailureKind::Environment {
+            tracing::error!(
+                message_id,
+                queue,
+                error = %e,
+                alert = "environment",
+                "{what} failed because of the environment (configuration, credentials, permissions); kept for a retry, fix the deployment"
+            );
+            metrics.count(names::ENVIRONMENT_FAILURES, &[]);
+        }
+        let reason = match kind {
+            FailureKind::Message => e.to_string(),
+            _ if last_receive => {
+                format!("failed on each of its {receives} receives, the last time ({kind}): {e}")
+            }
             FailureKind::Transient => {
-                tracing::warn!(message_id, error = %e, "{what} will be retried");
+                tracing::warn!(message_id, receives, error = %e, "{what} will be retried");
                 retry(message_id);
+                continue;
             }
             FailureKind::Environment => {
+                retry(message_id);
+                continue;
+            }
+        };
+        let parked = ParkedMessage::of(&message, reason, &function);
+        match consumer.dead_letters.send(&parked).await {
+            Ok(()) => {
                 tracing::error!(
                     message_id,
                     queue,
-                    error = %e,
-                    alert = "environment",
-                    "{what} failed because of the environment (configuration, credentials, permissions); kept for a retry, fix the deployment"
+                    reason = %parked.reason,
+                    alert = "message_parked",
+                    "{what} moved to the DLQ with its reason"
                 );
-                metrics.count(names::ENVIRONMENT_FAILURES, &[]);
-                retry(message_id);
+                metrics.count(names::MESSAGES_PARKED, &[]);
             }
-            FailureKind::Message => {
-                let parked = ParkedMessage::of(&message, &e, &function);
-                match consumer.dead_letters.send(&parked).await {
-                    Ok(()) => {
-                        tracing::error!(
-                            message_id,
-                            queue,
-                            reason = %parked.reason,
-                            alert = "message_parked",
-                            "{what} moved to the DLQ: it cannot succeed as it is"
-                        );
-                        metrics.count(names::MESSAGES_PARKED, &[]);
-                    }
-                    Err(send) => {
-                        tracing::error!(
-                            message_id,
-                            queue,
-                            reason = %parked.reason,
-                            error = %send,
-                            alert = "dead_letter_unavailable",
-                            "{what} cannot succeed, and the DLQ refused it; kept for a retry"
-                        );
-                        retry(message_id);
-                    }
-                }
+            Err(send) => {
+                tracing::error!(
+                    message_id,
+                    queue,
+                    reason = %parked.reason,
+                    error = %send,
+                    alert = "dead_letter_unavailable",
+                    "{what} cannot succeed, and the DLQ refused it; kept for a retry"
+                );
+                retry(message_id);
             }
         }
     }
@@ -682,6 +714,65 @@ mod tests {
         assert!(metrics.documents().is_empty());
     }
 
+    #[tokio::test]
+    async fn on_its_last_receive_a_failing_message_is_parked_with_why_not_left_to_sqs() {
+        let (consumer, dlq, metrics) = SqsConsumer::in_memory("f");
+        let last = |id: &str, body: &str| {
+            let mut m = message(id, body);
+            m.attributes
+                .insert("ApproximateReceiveCount".into(), MAX_RECEIVES.to_string());
+            m
+        };
+        let event = batch(vec![
+            last("slow", "throttled"),
+            last("denied", "access_denied"),
+            message("flaky", "transient"),
+        ]);
+        let response = handle_sqs_batch(&consumer, event, "t", 2, outcome).await;
+        assert_eq!(failed(&response), ["flaky"], "earlier receives are retried");
+        let parked = dlq.parked();
+        assert_eq!(parked.len(), 2);
+        assert!(
+            parked[0]
+                .reason
+                .starts_with("failed on each of its 5 receives, the last time (transient): "),
+            "{}",
+            parked[0].reason
+        );
+        assert!(
+            parked[0].reason.contains("HTTP 429"),
+            "{}",
+            parked[0].reason
+        );
+        assert!(
+            parked[1].reason.contains("the last time (environment)"),
+            "{}",
+            parked[1].reason
+        );
+        assert_eq!(parked[1].receive_count, "5");
+        assert_eq!(metrics.sum(names::MESSAGES_PARKED), 2.0);
+        assert_eq!(
+            metrics.sum(names::ENVIRONMENT_FAILURES),
+            1.0,
+            "still alerted as the environment"
+        );
+    }
+
+    #[test]
+    fn every_queue_redrives_after_max_receives() {
+        let template = include_str!("../../template.yaml");
+        let counts: Vec<&str> = template
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("maxReceiveCount:"))
+            .map(str::trim)
+            .collect();
+        assert!(counts.len() >= 7, "{counts:?}");
+        assert!(
+            counts.iter().all(|c| *c == MAX_RECEIVES.to_string()),
+            "template.yaml's maxReceiveCount must all be MAX_RECEIVES ({MAX_RECEIVES}): {counts:?}"
+        );
+    }
+
     #[derive(serde::Serialize)]
     struct Report {
         done: Vec<&'static str>,
@@ -737,7 +828,7 @@ mod tests {
         old.string_value = Some("old reason".into());
         m.message_attributes
             .insert(parked_attributes::REASON.into(), old);
-        let p = ParkedMessage::of(&m, &Error::InvalidInput("y".repeat(5000)), "f");
+        let p = ParkedMessage::of(&m, "y".repeat(5000), "f");
         assert!(p.attributes.is_empty());
         assert!(p.reason.chars().count() <= MAX_REASON_CHARS + 1);
         assert_eq!(p.ours()[0].0, parked_attributes::REASON);

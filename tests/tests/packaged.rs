@@ -455,6 +455,36 @@ async fn every_packaged_function_starts_without_calls_and_answers_its_event() ->
     );
     checked.push("CancellationWorkerFunction");
 
+    // Health report: the schedule's event reports yesterday; the page is in the bucket.
+    let written = w.run("HealthReportFunction", scheduled_event()).await?;
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).date_naive();
+    let key = written["reportKey"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(
+        key == format!("reports/health/{yesterday}.html"),
+        "health report answered {written}"
+    );
+    let page =
+        w.t.s3
+            .get_object()
+            .bucket(w.t.stack.bucket("UploadsBucket"))
+            .key(&key)
+            .send()
+            .await?;
+    ensure!(
+        page.content_type() == Some("text/html; charset=utf-8"),
+        "{key}: {:?}",
+        page.content_type()
+    );
+    let html = String::from_utf8(page.body.collect().await?.into_bytes().to_vec())?;
+    ensure!(
+        html.contains("What Amazon judges you by"),
+        "{key} is not the health page"
+    );
+    checked.push("HealthReportFunction");
+
     // Every function the template declares has been run from its package.
     let declared: Vec<&str> = w.t.stack.functions.keys().map(String::as_str).collect();
     let missing: Vec<&&str> = declared.iter().filter(|f| !checked.contains(f)).collect();

@@ -6,7 +6,8 @@
 //! and delivers handled SQS messages again; the warehouse's stock reports arrive out of order.
 //! Workload: orders over three locations taken by the simulator only while Amazon shows stock,
 //! marketplace cancellations, warehouse cancellations, packing, labels, shipping, returns, and
-//! stock changes reported through the signed warehouse API.
+//! stock changes reported through the signed warehouse API; mid-run, a catalog, a price and a
+//! stock-count (inventory) upload.
 //!
 //! Invariants, each a number (0 = held): `missing_orders` (created at Amazon, not stored),
 //! `duplicate_actions` (CONFIRMs, REJECTs, package sets and labels applied beyond the first per
@@ -73,18 +74,21 @@ pub struct Report {
     pub unexplained_dlq: usize,
     /// Uploads neither fully applied nor fully reported (no summary in time).
     pub unexplained_uploads: usize,
+    /// Stored shipments that did not end shipped, cancelled or rejected: a life cut short.
+    pub unfinished_shipments: usize,
     pub lines: Vec<String>,
 }
 
 impl Report {
     pub fn last_line(&self) -> String {
         format!(
-            "missing_orders={} duplicate_actions={} stock_mismatches={} oversold_units={} unexplained_dlq={}",
+            "missing_orders={} duplicate_actions={} stock_mismatches={} oversold_units={} unexplained_dlq={} unfinished_shipments={}",
             self.missing_orders,
             self.duplicate_actions,
             self.stock_mismatches,
             self.oversold_units,
-            self.unexplained_dlq
+            self.unexplained_dlq,
+            self.unfinished_shipments
         )
     }
 
@@ -95,6 +99,7 @@ impl Report {
             && self.oversold_units == 0
             && self.unexplained_dlq == 0
             && self.unexplained_uploads == 0
+            && self.unfinished_shipments == 0
     }
 }
 
@@ -105,12 +110,13 @@ struct Warehouse {
     http: reqwest::Client,
     prefix: String,
     refused: Vec<String>,
+    retried_later: Vec<String>,
 }
 
 impl Warehouse {
     /// Sends one POST until it is answered for good: a 5xx, a 409 in progress, a 429 or a
     /// lost connection is retried with the same Idempotency-Key (signed afresh), as a
-    /// warehouse should. Returns the final status.
+    /// warehouse should. Returns the final status, or 0 when none came.
     async fn post(&mut self, what: &str, path: &str, body: &Value) -> Result<u16> {
         let body = body.to_string();
         let key = format!("{}-{what}", self.prefix);
@@ -145,8 +151,8 @@ impl Warehouse {
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
-        self.refused
-            .push(format!("{what}: gave up after 30 attempts"));
+        // No final answer: 0 tells the caller to try again in a later round, same key.
+        self.retried_later.push(what.to_string());
         Ok(0)
     }
 }
@@ -261,6 +267,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         http: reqwest::Client::new(),
         prefix: format!("chaos-{}", stack.name),
         refused: Vec::new(),
+        retried_later: Vec::new(),
     };
 
     // The catalog arrives as an upload (orders for SKUs outside it are held, and only its
@@ -428,7 +435,7 @@ pub async fn run(opts: Options) -> Result<Report> {
             stock_requests += send_stock(&mut wh, &mut pending_stock, round).await?;
         }
 
-        // Mid-run uploads: a price file and a catalog change, under faults.
+        // Mid-run uploads: a price file, a catalog change and a stock count, under faults.
         if round == rounds / 2 {
             let prices: String = std::iter::once("sku,price,currency\n".to_string())
                 .chain(
@@ -446,10 +453,31 @@ pub async fn run(opts: Options) -> Result<Report> {
                 )
                 .collect();
             uploads.push(upload(&s3, &bucket, "catalog/delta/chaos-mid.csv", titles).await?);
+            // A stock count arrives as a file: a few (hub, sku) pairs are found 5 units higher.
+            // The goods are there before the file says so (Amazon's truth first, never oversold).
+            let counted_at = Utc::now();
+            let mut count = String::from("hub,sku,on_hand,as_of\n");
+            for s in 0..skus.len().min(5) {
+                let key = (s % hubs.len(), s);
+                let n = on_hand[&key] + 5;
+                on_hand.insert(key, n);
+                let truth = n - open_units.get(&key).copied().unwrap_or(0);
+                admin.set_truth(&hubs[key.0].1, &skus[s], truth).await?;
+                count.push_str(&format!(
+                    "{},{},{n},{}\n",
+                    hubs[key.0].0,
+                    skus[s],
+                    counted_at.to_rfc3339()
+                ));
+            }
+            uploads.push(upload(&s3, &bucket, "inventory/delta/chaos-count.csv", count).await?);
             say(
                 &opts,
                 started,
-                format!("mid-run uploads: {}; {}", uploads[1], uploads[2]),
+                format!(
+                    "mid-run uploads: {}; {}; {}",
+                    uploads[1], uploads[2], uploads[3]
+                ),
             );
         }
 
@@ -468,22 +496,28 @@ pub async fn run(opts: Options) -> Result<Report> {
                         &json!({"reason": "OUT_OF_STOCK"}),
                     )
                     .await?;
-                acted.insert(format!("cancel-{}", r.id));
+                // A request that got no final answer is tried again next round, same key.
+                if status != 0 {
+                    acted.insert(format!("cancel-{}", r.id));
+                }
                 if status < 300 {
                     warehouse_cancelled.insert(r.id.clone());
                 }
             } else {
-                wh.post(
-                    &format!("pack-{}", r.id),
-                    &format!("/v1/shipments/{}/packed", r.id),
-                    &packing(&r),
-                )
-                .await?;
-                acted.insert(format!("pack-{}", r.id));
+                let status = wh
+                    .post(
+                        &format!("pack-{}", r.id),
+                        &format!("/v1/shipments/{}/packed", r.id),
+                        &packing(&r),
+                    )
+                    .await?;
+                if status != 0 {
+                    acted.insert(format!("pack-{}", r.id));
+                }
             }
         }
         for r in list_stage(&service, Stage::Labelled).await? {
-            if !acted.insert(format!("ship-{}", r.id)) {
+            if acted.contains(&format!("ship-{}", r.id)) {
                 continue;
             }
             let status = wh
@@ -493,6 +527,9 @@ pub async fn run(opts: Options) -> Result<Report> {
                     &json!({}),
                 )
                 .await?;
+            if status != 0 {
+                acted.insert(format!("ship-{}", r.id));
+            }
             if status < 300 {
                 shipped.insert(r.id.clone());
                 if let Some((h, lines)) = created.get(&r.id) {
@@ -620,7 +657,19 @@ pub async fn run(opts: Options) -> Result<Report> {
     let store = &service.orders.shipments;
     for id in created.keys() {
         match store.get(id).await? {
-            Some(_) => report.orders_stored += 1,
+            Some(record) => {
+                report.orders_stored += 1;
+                if !matches!(
+                    record.stage,
+                    Stage::Shipped | Stage::Cancelled | Stage::Rejected
+                ) {
+                    report.unfinished_shipments += 1;
+                    report.lines.push(format!(
+                        "unfinished shipment {id}: {}",
+                        record.stage.as_str()
+                    ));
+                }
+            }
             None => {
                 report.missing_orders += 1;
                 report.lines.push(format!("missing order {id}"));
@@ -687,6 +736,12 @@ pub async fn run(opts: Options) -> Result<Report> {
     }
     for r in &wh.refused {
         report.lines.push(format!("warehouse request refused: {r}"));
+    }
+    if !wh.retried_later.is_empty() {
+        report.lines.push(format!(
+            "warehouse requests unanswered after 30 attempts, sent again in a later round: {}",
+            wh.retried_later.join(", ")
+        ));
     }
     report.lines.push(format!(
         "{} orders created ({} refused, nothing sellable), {} stored; {} marketplace-cancelled, {} shipped, {} returns; {} stock changes in {} requests; runner: {} kills, {} redeliveries",

@@ -40,6 +40,10 @@ pub const TARGETS: &[Target] = &[
         run: csv_prices,
     },
     Target {
+        name: "csv_inventory",
+        run: csv_inventory,
+    },
+    Target {
         name: "warehouse_signature",
         run: warehouse_signature,
     },
@@ -180,6 +184,11 @@ fn cell() -> impl Strategy<Value = Vec<u8>> {
             "0",
             "EUR",
             "usd",
+            "2026-12-01T08:00:00Z",
+            "2026-12-01T08:00:00.123+01:00",
+            "2026-13-01T08:00:00Z",
+            "2026-12-01 08:00",
+            "HUB-1",
             "\"",
             "\"\"",
             "x\"y",
@@ -345,6 +354,10 @@ pub fn csv_catalog(runner: &mut TestRunner) -> Result<(), String> {
 
 pub fn csv_prices(runner: &mut TestRunner) -> Result<(), String> {
     csv_target(runner, Kind::Prices)
+}
+
+pub fn csv_inventory(runner: &mut TestRunner) -> Result<(), String> {
+    csv_target(runner, Kind::Inventory)
 }
 
 // ---------------------------------------------------------------- warehouse signature

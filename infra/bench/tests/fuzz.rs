@@ -35,6 +35,11 @@ fn csv_prices() {
 }
 
 #[test]
+fn csv_inventory() {
+    run("csv_inventory");
+}
+
+#[test]
 fn warehouse_signature() {
     run("warehouse_signature");
 }
@@ -67,6 +72,7 @@ fn every_target_has_a_test() {
         [
             "csv_catalog",
             "csv_prices",
+            "csv_inventory",
             "warehouse_signature",
             "warehouse_request",
             "notification_envelope",

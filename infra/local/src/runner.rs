@@ -8,7 +8,8 @@
 //!   `body`, `attributes` (incl. `ApproximateReceiveCount`), `messageAttributes` and
 //!   `eventSourceARN`; on success the batch is deleted, except the `batchItemFailures` a
 //!   function with `ReportBatchItemFailures` names; on error nothing is deleted. What is
-//!   not deleted reappears after the queue's visibility timeout (divided by `speedup`), and
+//!   not deleted reappears after the queue's visibility timeout (divided by `speedup`, but
+//!   after a failed run not before the function's timeout: its claims are held until then), and
 //!   moto's redrive policy moves it to the DLQ after `maxReceiveCount` receives.
 //! - Function URLs: the function's axum router is served on a local port.
 //! - An invocation that runs past its template timeout is stopped where it is (as Lambda
@@ -625,7 +626,10 @@ async fn deliver(
         .iter()
         .filter_map(|m| m.message_id.clone())
         .collect();
-    let failed: BTreeSet<String> = match target.invoke(event).await {
+    let outcome = target.invoke(event).await;
+    // A killed, timed-out or crashed run may leave claims (idempotency) held until its deadline.
+    let run_failed = outcome.is_err();
+    let failed: BTreeSet<String> = match outcome {
         Err(_) => ids.clone(),
         Ok(response) if source.report_batch_item_failures => {
             match batch_item_failures(&response, &ids) {
@@ -694,9 +698,14 @@ async fn deliver(
                 )
             })?;
     }
-    // Failed messages reappear after the visibility timeout; on a sped-up clock, sooner.
+    // Failed messages reappear after the visibility timeout; on a sped-up clock, sooner, but
+    // after a failed run never before its deadline: what it claimed stays claimed until then
+    // (in AWS the visibility timeout is at least 6 times the function's timeout).
     if options.speedup != 1.0 {
-        let secs = (source.queue.visibility_timeout_s as f64 / options.speedup).ceil() as i32;
+        let mut secs = (source.queue.visibility_timeout_s as f64 / options.speedup).ceil() as i32;
+        if run_failed {
+            secs = secs.max(target.timeout.as_secs() as i32 + 1);
+        }
         for m in retry {
             sqs.change_message_visibility()
                 .queue_url(&source.queue.url)
