@@ -102,6 +102,12 @@ impl Error {
         }
     }
 
+    /// A write to Amazon failed without telling whether it was applied (see
+    /// [`SpApiError::outcome_unknown`](crate::spapi::SpApiError::outcome_unknown)).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Error::SpApi(e) if e.outcome_unknown())
+    }
+
     /// Whether trying the same thing again later can succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

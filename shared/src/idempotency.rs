@@ -125,7 +125,8 @@ pub trait IdempotencyStore: Send + Sync {
     async fn put_in_progress(&self, record: &Record, now: Now) -> Result<PutOutcome>;
     async fn get(&self, id: &str) -> Result<Option<Record>>;
     /// Replaces our `INPROGRESS` record (identified by its `in_progress_expiration`) with
-    /// `record`; returns false when someone else has taken the key over meanwhile.
+    /// `record` (the result, or an already expired claim after an unknown outcome); returns
+    /// false when someone else has taken the key over meanwhile.
     async fn complete(&self, record: &Record, claimed_until_ms: i64) -> Result<bool>;
     /// Deletes our `INPROGRESS` record; a record someone else has retaken is left alone.
     async fn release(&self, id: &str, claimed_until_ms: i64) -> Result<()>;
@@ -293,7 +294,9 @@ impl Idempotency {
     /// Like [`execute`](Self::execute) for work that may stop part-way and continue in a later
     /// invocation: `Ok(Some(value))` is done (saved; a failed save is logged, not returned, as in
     /// `execute`), `Ok(None)` is not finished yet (the claim is released so the continuation can
-    /// claim it), an error releases the claim. `None` back means unfinished.
+    /// claim it), an error releases the claim, except after an unknown outcome or in a retaken
+    /// run: then the claim is left expired, so the next try is `Retaken` and reads back first.
+    /// `None` back means unfinished.
     pub async fn execute_resumable<P, T, F, Fut>(
         &self,
         key: &str,
@@ -343,6 +346,15 @@ impl Idempotency {
                     tracing::warn!(key, error = %e, "could not save idempotent result");
                 }
                 Ok(Some(Outcome::Executed { value, claim }))
+            }
+            Err(e) if e.outcome_unknown() || claim.is_retaken() => {
+                // The work (or the run it retook) may have acted: the next try must see
+                // `Retaken` and read back before acting, so the claim is expired, not deleted.
+                if let Err(mark) = self.release_uncertain(&token).await {
+                    // The claim then expires with the invocation; the next try retakes it.
+                    tracing::warn!(key, error = %mark, "could not mark idempotency claim uncertain");
+                }
+                Err(e)
             }
             other => {
                 if let Err(release) = self.release(&token).await {
@@ -455,6 +467,24 @@ impl Idempotency {
     /// Gives a claim back after a failed run, so a retry can claim it at once.
     pub async fn release(&self, token: &ClaimToken) -> Result<()> {
         self.store.release(&token.key, token.claimed_until_ms).await
+    }
+
+    /// Gives a claim back after a run whose effect is unknown: the record stays, its claim
+    /// already expired, so a retry can take it at once and is told [`Claim::Retaken`].
+    pub async fn release_uncertain(&self, token: &ClaimToken) -> Result<()> {
+        let now = Now::at((self.clock)());
+        let record = Record {
+            id: token.key.clone(),
+            status: Status::InProgress,
+            expiration: now.secs + self.ttl.as_secs() as i64,
+            in_progress_expiration: Some(now.millis - 1),
+            data: None,
+            validation: Some(token.validation.clone()),
+        };
+        self.store
+            .complete(&record, token.claimed_until_ms)
+            .await
+            .map(|_| ())
     }
 
     /// Marks `key` as used until `until_secs` (epoch seconds, the record's TTL) with the claim's
@@ -838,6 +868,83 @@ mod tests {
             "{err:?}"
         );
         assert!(err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn a_run_with_an_unknown_outcome_leaves_the_next_one_retaken() {
+        // A write timed out and its read-back failed too: whether Amazon applied it is
+        // unknown, so the next try must read back first, not act as if fresh.
+        let store = Arc::new(MemoryIdempotencyStore::new());
+        let h = helper(&store, Duration::ZERO);
+        let unknown = || {
+            let mut e = crate::spapi::SpApiError::new(
+                crate::spapi::SpApiErrorKind::Timeout,
+                "generateShipLabels",
+                "timed out after sending",
+            );
+            e.outcome_unknown = true;
+            Error::SpApi(e)
+        };
+        let first = h
+            .execute("labels#S1", "p", &inv(), |_| async move {
+                Err::<bool, _>(unknown())
+            })
+            .await;
+        assert!(first.unwrap_err().outcome_unknown());
+        let second = h
+            .execute("labels#S1", "p", &inv(), |claim| async move {
+                Ok::<_, Error>(claim.is_retaken())
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            second.into_value(),
+            true,
+            "the second run was told to read back"
+        );
+
+        // A definite failure gives the claim back as fresh.
+        let h = helper(&store, Duration::ZERO);
+        let _ = h
+            .execute("labels#S2", "p", &inv(), |_| async move {
+                Err::<bool, _>(Error::InvalidInput("no".into()))
+            })
+            .await;
+        assert!(store.record("labels#S2").is_none());
+        let fresh = h
+            .execute("labels#S2", "p", &inv(), |claim| async move {
+                Ok::<_, Error>(claim.is_retaken())
+            })
+            .await
+            .unwrap();
+        assert_eq!(fresh.into_value(), false);
+
+        // A retaken run that fails (its read-back, say) leaves the next one retaken too.
+        let store = Arc::new(MemoryIdempotencyStore::new());
+        let Begin::Claimed(_) = helper(&store, Duration::ZERO)
+            .begin("labels#S3", &payload_hash("p").unwrap(), &inv())
+            .await
+            .unwrap()
+        else {
+            panic!()
+        };
+        let later = helper(&store, Duration::from_secs(31));
+        let _ = later
+            .execute("labels#S3", "p", &inv(), |claim| async move {
+                assert!(claim.is_retaken());
+                Err::<bool, _>(Error::Transient {
+                    message: "getShipment throttled".into(),
+                    after: None,
+                })
+            })
+            .await;
+        let again = later
+            .execute("labels#S3", "p", &inv(), |claim| async move {
+                Ok::<_, Error>(claim.is_retaken())
+            })
+            .await
+            .unwrap();
+        assert_eq!(again.into_value(), true);
     }
 
     #[tokio::test]

@@ -13,7 +13,10 @@
 //! `duplicate_actions` (CONFIRMs, REJECTs, package sets and labels applied beyond the first per
 //! shipment), `stock_mismatches` (Amazon's final sellable quantity per (location, SKU) against
 //! the warehouse's final on-hand, every order being closed), `oversold_units` (units Amazon sold
-//! beyond the warehouse's truth) and `unexplained_dlq` (dead letters nobody expected).
+//! beyond the warehouse's truth), `unexplained_dlq` (dead letters nobody expected) and
+//! `unfinished_shipments` (stored shipments that did not end shipped, cancelled or rejected).
+//! A label fetched again with REGENERATE after its GENERATE answer was lost is counted as
+//! `labels_recovered`, each listed: the same label (at most one per shipment), not a second.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -76,19 +79,23 @@ pub struct Report {
     pub unexplained_uploads: usize,
     /// Stored shipments that did not end shipped, cancelled or rejected: a life cut short.
     pub unfinished_shipments: usize,
+    /// Labels fetched again with REGENERATE because GENERATE's answer was lost (not a second
+    /// label: the first one's files were never received).
+    pub labels_recovered: usize,
     pub lines: Vec<String>,
 }
 
 impl Report {
     pub fn last_line(&self) -> String {
         format!(
-            "missing_orders={} duplicate_actions={} stock_mismatches={} oversold_units={} unexplained_dlq={} unfinished_shipments={}",
+            "missing_orders={} duplicate_actions={} stock_mismatches={} oversold_units={} unexplained_dlq={} unfinished_shipments={} labels_recovered={}",
             self.missing_orders,
             self.duplicate_actions,
             self.stock_mismatches,
             self.oversold_units,
             self.unexplained_dlq,
-            self.unfinished_shipments
+            self.unfinished_shipments,
+            self.labels_recovered
         )
     }
 
@@ -142,13 +149,14 @@ impl Warehouse {
                     }
                     let text = resp.text().await.unwrap_or_default();
                     if status >= 500 || status == 409 || status == 429 {
-                        tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+                        // At least 1 s: the retry's timestamp, so its signature, must differ.
+                        tokio::time::sleep(Duration::from_millis(1000 + 100 * attempt)).await;
                         continue;
                     }
                     self.refused.push(format!("{what}: {status} {text}"));
                     return Ok(status);
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(_) => tokio::time::sleep(Duration::from_millis(1000)).await,
             }
         }
         // No final answer: 0 tells the caller to try again in a later round, same key.
@@ -678,6 +686,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     }
     let wanted: BTreeSet<&str> = created.keys().map(String::as_str).collect();
     let mut per_op: BTreeMap<(&str, String), usize> = BTreeMap::new();
+    let mut lost_label_answers: BTreeSet<String> = BTreeSet::new();
     for op in ["createPackages", "generateShipLabels"] {
         for c in admin.calls(Some(op)).await? {
             let path = c["path"].as_str().unwrap_or("");
@@ -685,16 +694,39 @@ pub async fn run(opts: Options) -> Result<Report> {
                 continue;
             };
             let status = c["status"].as_u64().unwrap_or(0);
-            if (200..300).contains(&status)
-                || c["note"].as_str().unwrap_or("").contains("ApplyThenFail")
-            {
-                *per_op.entry((op, id.to_string())).or_default() += 1;
+            let note = c["note"].as_str().unwrap_or("");
+            // Applied: answered 2xx, or answered 500 after the handler had applied it.
+            let applied = (200..300).contains(&status)
+                || (note.contains("fault:ApplyThen") && note.contains("handler answered 2"));
+            if !applied {
+                continue;
+            }
+            let regenerate = c["query"].as_str().unwrap_or("").contains("REGENERATE");
+            let name = if regenerate { "REGENERATE" } else { op };
+            *per_op.entry((name, id.to_string())).or_default() += 1;
+            if op == "generateShipLabels" && !regenerate && note.contains("fault:ApplyThen") {
+                lost_label_answers.insert(id.to_string());
             }
         }
     }
     for ((op, id), n) in &per_op {
-        if *n > 1 {
-            report.duplicate_actions += n - 1;
+        // The run asks for no reprint, so a REGENERATE is the label worker getting the files of
+        // a label whose GENERATE answer it lost (a 500 after applying, or its handler killed
+        // before it saved the answer): the same label, never printed before. One per shipment.
+        let allowed = 1;
+        if *op == "REGENERATE" {
+            report.labels_recovered += 1;
+            let how = if lost_label_answers.contains(id) {
+                "its GENERATE answered 500 after applying"
+            } else {
+                "its GENERATE's answer was lost with a killed handler"
+            };
+            report.lines.push(format!(
+                "label of {id} fetched again with REGENERATE: {how}"
+            ));
+        }
+        if *n > allowed {
+            report.duplicate_actions += n - allowed;
             report
                 .lines
                 .push(format!("{op} applied {n} times for {id}"));

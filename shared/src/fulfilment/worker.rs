@@ -275,7 +275,15 @@ impl Fulfiller {
                 match call.await {
                     Ok(v) => Ok(v),
                     Err(e) if uncertain(&e) => {
-                        let s = self.read_back(shipment_id, inv).await?;
+                        // Unread, the outcome stays unknown: `e` keeps the claim for a
+                        // read-back first next time (see `Idempotency::execute_resumable`).
+                        let s = match self.read_back(shipment_id, inv).await {
+                            Ok(s) => s,
+                            Err(read) => {
+                                tracing::warn!(shipment_id, key, error = %read, "could not read the shipment back");
+                                return Err(e);
+                            }
+                        };
                         if applied(&s) {
                             tracing::warn!(shipment_id, key, error = %e, "call failed but Amazon shows it applied");
                             recover.await

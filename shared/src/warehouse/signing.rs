@@ -106,7 +106,7 @@ pub enum SignatureError {
     V1Refused,
     #[error("signature does not match the request")]
     Mismatch,
-    #[error("this signature was already used; sign every request and every retry afresh (a retry keeps its Idempotency-Key)")]
+    #[error("this signature was already used; sign every request and every retry afresh, with a later timestamp (retry at least 1 s after the attempt before; a retry keeps its Idempotency-Key)")]
     Reused,
 }
 
