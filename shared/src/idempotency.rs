@@ -897,11 +897,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(
-            second.into_value(),
-            true,
-            "the second run was told to read back"
-        );
+        assert!(second.into_value(), "the second run was told to read back");
 
         // A definite failure gives the claim back as fresh.
         let h = helper(&store, Duration::ZERO);
@@ -917,7 +913,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(fresh.into_value(), false);
+        assert!(!fresh.into_value());
 
         // A retaken run that fails (its read-back, say) leaves the next one retaken too.
         let store = Arc::new(MemoryIdempotencyStore::new());
@@ -944,7 +940,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(again.into_value(), true);
+        assert!(again.into_value());
     }
 
     #[tokio::test]

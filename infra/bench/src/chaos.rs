@@ -465,16 +465,15 @@ pub async fn run(opts: Options) -> Result<Report> {
             // The goods are there before the file says so (Amazon's truth first, never oversold).
             let counted_at = Utc::now();
             let mut count = String::from("hub,sku,on_hand,as_of\n");
-            for s in 0..skus.len().min(5) {
+            for (s, sku) in skus.iter().enumerate().take(5) {
                 let key = (s % hubs.len(), s);
                 let n = on_hand[&key] + 5;
                 on_hand.insert(key, n);
                 let truth = n - open_units.get(&key).copied().unwrap_or(0);
-                admin.set_truth(&hubs[key.0].1, &skus[s], truth).await?;
+                admin.set_truth(&hubs[key.0].1, sku, truth).await?;
                 count.push_str(&format!(
-                    "{},{},{n},{}\n",
+                    "{},{sku},{n},{}\n",
                     hubs[key.0].0,
-                    skus[s],
                     counted_at.to_rfc3339()
                 ));
             }
