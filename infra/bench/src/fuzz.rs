@@ -829,8 +829,10 @@ pub async fn check_request(
     let authentic = matches!(mode, Signing::Good);
     // A path that may hide a traversal (an escape, a `.`/`..` segment) is refused as
     // `400 invalid_path` before the signature is looked at.
+    // The path ends where the query begins (`/.?x` has the segment `.`).
+    let path = req.path.split('?').next().unwrap_or_default();
     let suspicious_path =
-        req.path.contains('%') || req.path.split('/').any(|seg| seg == "." || seg == "..");
+        path.contains('%') || path.split('/').any(|seg| seg == "." || seg == "..");
     if !authentic && status != 401 && !(status == 400 && suspicious_path) {
         return Err(format!("{mode:?} answered {status}, not 401"));
     }

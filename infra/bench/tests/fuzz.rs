@@ -182,3 +182,24 @@ fn mixed_line_endings_are_refused_with_the_line() {
         while r.next_row().unwrap().is_some() {}
     }
 }
+
+/// `/.?` has the segment `.` (the query starts at `?`): refused as `400 invalid_path` before
+/// the signature is looked at, which the oracle first took for a wrongly signed request let in.
+#[tokio::test]
+async fn a_dot_segment_before_a_query_is_an_invalid_path_whatever_the_signature() {
+    let f = fuzz::WarehouseFixture::default();
+    let req = fuzz::Req {
+        method: "GET".into(),
+        path: "/.?".into(),
+        content_type: Some("application/json".into()),
+        key: None,
+        body: br#"{"items":[]}"#.to_vec(),
+    };
+    fuzz::check_request(&f, &req, &fuzz::Signing::OtherBody, 0)
+        .await
+        .expect("the rule holds");
+    let (status, wrote) = fuzz::send(&f, &req, &fuzz::Signing::OtherBody, 0)
+        .await
+        .expect("answered");
+    assert_eq!((status, wrote), (400, false));
+}
