@@ -454,6 +454,7 @@ impl Target {
     }
 
     /// One invocation with Lambda's limits: the template's timeout, and a panic is an error.
+    /// A run stopped part-way answers with one of `KILLED`, `TIMED_OUT` or `PANICKED`.
     async fn invoke(&self, payload: Value) -> Result<Value, String> {
         let invocation = Invocation::new(uuid::Uuid::new_v4().to_string(), self.timeout);
         let f = self.function.clone();
@@ -465,16 +466,13 @@ impl Target {
         let result = match tokio::time::timeout(kill.unwrap_or(self.timeout), task).await {
             Err(_) if kill.is_some() => {
                 abort.abort();
-                Err("killed by the runner (chaos)".to_string())
+                Err(format!("{KILLED} (chaos)"))
             }
             Err(_) => {
                 abort.abort();
-                Err(format!(
-                    "Task timed out after {} seconds",
-                    self.timeout.as_secs()
-                ))
+                Err(format!("{TIMED_OUT} {} seconds", self.timeout.as_secs()))
             }
-            Ok(Err(join)) => Err(format!("the function panicked: {join}")),
+            Ok(Err(join)) => Err(format!("{PANICKED}: {join}")),
             Ok(Ok(Err(e))) => Err(e.to_string()),
             Ok(Ok(Ok(v))) => Ok(v),
         };
@@ -614,6 +612,17 @@ async fn run_queue(
 }
 
 /// Hands one batch to the function and settles it like the SQS event source mapping.
+/// How `Target::invoke` says a run was stopped part-way (as Lambda would stop it).
+const KILLED: &str = "killed by the runner";
+const TIMED_OUT: &str = "Task timed out after";
+const PANICKED: &str = "the function panicked";
+
+fn stopped_part_way(error: &str) -> bool {
+    [KILLED, TIMED_OUT, PANICKED]
+        .iter()
+        .any(|p| error.starts_with(p))
+}
+
 async fn deliver(
     target: &Target,
     sqs: &aws_sdk_sqs::Client,
@@ -627,8 +636,9 @@ async fn deliver(
         .filter_map(|m| m.message_id.clone())
         .collect();
     let outcome = target.invoke(event).await;
-    // A killed, timed-out or crashed run may leave claims (idempotency) held until its deadline.
-    let run_failed = outcome.is_err();
+    // A killed, timed-out or crashed run may leave claims (idempotency) held until its deadline;
+    // a run that returned an error has given its claims back.
+    let run_failed = matches!(&outcome, Err(e) if stopped_part_way(e));
     let failed: BTreeSet<String> = match outcome {
         Err(_) => ids.clone(),
         Ok(response) if source.report_batch_item_failures => {
