@@ -580,7 +580,11 @@ async fn a_webhook_that_keeps_failing_ends_in_the_dlq() -> Result<()> {
             event_id
         );
     }
-    assert_eq!(runner.function_stats(WEBHOOK_FN).messages_ok, 0);
+    // On its last receive the handler parks the event itself, with why, and so acknowledges
+    // that one receive: at most one message "ok", the rest retried.
+    let stats = runner.function_stats(WEBHOOK_FN);
+    assert!(stats.messages_ok <= 1, "{stats:?}");
+    assert!(stats.messages_failed >= 1, "{stats:?}");
     runner.stop().await;
 
     // The parked message is the original event, ready to redrive once the webhook is fixed.
@@ -588,9 +592,19 @@ async fn a_webhook_that_keeps_failing_ends_in_the_dlq() -> Result<()> {
         .sqs
         .receive_message()
         .queue_url(t.stack.queue_url("OutboundDLQ"))
+        .message_attribute_names("All")
         .send()
         .await?;
     let msg = &out.messages()[0];
+    let reason = msg
+        .message_attributes()
+        .and_then(|a| a.get(flexbridge::runtime::parked_attributes::REASON))
+        .and_then(|v| v.string_value())
+        .unwrap_or_default();
+    assert!(
+        reason.contains("webhook answered 500"),
+        "the DLQ message says why: {reason:?}"
+    );
     let bus_event: Value = serde_json::from_str(msg.body().unwrap())?;
     assert_eq!(bus_event["detail-type"], "WebhookTest");
     assert_eq!(bus_event["source"], "flexbridge");
