@@ -92,6 +92,8 @@ pub struct LocationReport {
     pub sent: u64,
     pub accepted: u64,
     pub stale_resent: u64,
+    /// Accepted, then sent again lower: Amazon reserved units for orders not stored yet.
+    pub unseen_resent: u64,
     pub retried: u64,
     /// Still pending after this run (Amazon throttled or failed; the next run sends them).
     pub deferred: u64,
@@ -165,12 +167,26 @@ struct Update {
     old: Option<i64>,
     gen: i64,
     seq: i64,
+    /// Units reserved at this location that `qty` accounts for.
+    reserved_here: i64,
 }
 
 /// Why an item goes round again.
 enum Again {
     Stale(i64),
     Retry,
+    /// Accepted, but Amazon reserves more units at this location (its `reservedQuantity`, this
+    /// figure) than we counted: orders it took that we have not stored yet.
+    Unseen(i64),
+}
+
+/// What the next round knows about a SKU it sends again.
+#[derive(Debug, Clone, Copy, Default)]
+struct Resend {
+    /// Above the sequence number Amazon holds (0: none).
+    seq_floor: i64,
+    /// Amazon's reservation at this location, counted when it is more than ours.
+    amazon_reserved: i64,
 }
 
 impl Pusher {
@@ -356,18 +372,24 @@ impl Pusher {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100 << round)).await;
-            let floors: HashMap<String, i64> = again
-                .iter()
-                .filter_map(|(sku, a)| match a {
-                    Again::Stale(held) => Some((sku.clone(), held + 1)),
-                    Again::Retry => None,
-                })
-                .collect();
-            r.stale_resent += floors.len() as u64;
-            r.retried += (again.len() - floors.len()) as u64;
+            let mut resend: HashMap<String, Resend> = HashMap::new();
+            for (sku, a) in &again {
+                let entry = resend.entry(sku.clone()).or_default();
+                match a {
+                    Again::Stale(held) => {
+                        entry.seq_floor = held + 1;
+                        r.stale_resent += 1;
+                    }
+                    Again::Retry => r.retried += 1,
+                    Again::Unseen(reserved) => {
+                        entry.amazon_reserved = *reserved;
+                        r.unseen_resent += 1;
+                    }
+                }
+            }
             let skus: Vec<String> = again.into_keys().collect();
             updates = self
-                .compute(loc, &siblings, &skus, run, &mut r, &floors)
+                .compute(loc, &siblings, &skus, run, &mut r, &resend)
                 .await?;
         }
         r.deferred += updates.len() as u64;
@@ -386,7 +408,7 @@ impl Pusher {
         skus: &[String],
         run: &RunSettings,
         r: &mut LocationReport,
-        seq_floors: &HashMap<String, i64>,
+        resend: &HashMap<String, Resend>,
     ) -> Result<Vec<Update>> {
         let id = loc.location_id.as_str();
         let mut out = Vec::new();
@@ -423,22 +445,25 @@ impl Pusher {
                     safety_stock: item.safety_stock.unwrap_or(0),
                     max_quantity: item.max_quantity,
                 };
-                let reserved = p.reserved + reserved_elsewhere.get(&p.sku).copied().unwrap_or(0);
+                let again = resend.get(&p.sku).copied().unwrap_or_default();
+                let reserved_here = p.reserved.max(again.amazon_reserved);
+                let reserved = reserved_here + reserved_elsewhere.get(&p.sku).copied().unwrap_or(0);
                 let qty = advertised(on_hand, reserved, rules, run.reading);
-                if p.pushed_qty == Some(qty) && !seq_floors.contains_key(&p.sku) {
+                if p.pushed_qty == Some(qty) && again.seq_floor == 0 {
                     self.ledger.finish(id, &p.sku, p.pending_gen, None).await?;
                     r.unchanged += 1;
                     continue;
                 }
                 let seq = now_us
                     .max(p.pushed_seq.map_or(0, |s| s + 1))
-                    .max(seq_floors.get(&p.sku).copied().unwrap_or(0));
+                    .max(again.seq_floor);
                 out.push(Update {
                     old: p.pushed_qty,
                     sku: p.sku,
                     qty,
                     gen: p.pending_gen,
                     seq,
+                    reserved_here,
                 });
             }
         }
@@ -579,6 +604,18 @@ impl Pusher {
                             .record_accepted(id, &u.sku, u.qty, u.seq, u.gen)
                             .await?;
                         r.accepted += 1;
+                        // An update sets the absolute sellable quantity, so one computed before
+                        // we stored an order Amazon already took offers that order's units
+                        // again (oversold if stock is short). Amazon's answer says how many it
+                        // reserves: send again without them, at once (under the on-hand
+                        // reading Amazon subtracts them itself).
+                        let amazon_reserved = item.body.reserved_quantity.unwrap_or(0);
+                        if run.reading == QuantityReading::Sellable
+                            && amazon_reserved > u.reserved_here
+                            && u.qty > 0
+                        {
+                            again.insert(u.sku.clone(), Again::Unseen(amazon_reserved));
+                        }
                         if let Some(t) = run.low_stock.threshold(id, &u.sku) {
                             if u.qty <= t && u.old.is_none_or(|o| o > t) {
                                 r.low_stock += 1;

@@ -144,13 +144,16 @@ pub async fn reconcile(p: &Pusher, deadline: Option<Deadline>) -> Result<Reconci
                     }
                 }
                 // Orders Amazon has and we have not reserved yet (not polled yet) already
-                // lowered Amazon's sellable: that is not drift.
+                // lowered Amazon's sellable when they came after our push, or our push
+                // already left them out when it came after them (the pusher reads Amazon's
+                // reservation in its answer): neither is drift.
                 let unseen = (r - pos.reserved).max(0);
                 let expected = match reading {
                     QuantityReading::Sellable => (pushed - unseen).max(0),
                     QuantityReading::OnHand => (pushed - r).max(0),
                 };
-                if settled && s != expected {
+                let pushed_after_them = reading == QuantityReading::Sellable && s == pushed;
+                if settled && s != expected && !pushed_after_them {
                     let amazon_as_pushed = match reading {
                         QuantityReading::Sellable => s,
                         QuantityReading::OnHand => s + r,

@@ -104,11 +104,13 @@ impl InventoryApi for FakeAmazon {
                         };
                     }
                 }
-                held.insert(sku, (q, s));
+                held.insert(sku.clone(), (q, s));
+                let reserved = self.reserved.lock().unwrap().get(&sku).copied();
                 InventoryItemResult {
                     status: status(200),
                     body: InventoryResponseBody {
                         sellable_quantity: Some(q),
+                        reserved_quantity: reserved,
                         client_sequence_number: Some(s),
                         ..Default::default()
                     },
@@ -508,4 +510,62 @@ async fn reconciliation_corrects_drift() {
     assert_eq!(r.locations[0].drift[0].sku, "B");
     assert_eq!(r.push.unwrap().locations[0].accepted, 1);
     assert_eq!(w.amazon_has("B"), Some(4), "the warehouse's figure again");
+}
+
+/// Amazon takes an order (lowering its sellable figure and reserving 3) before we store it; a
+/// stock change pushed in between would offer those 3 units again. Amazon's answer names its
+/// reservation, so the pusher sends the figure again without them at once.
+async fn an_order_amazon_took_before_we_stored_it(reads_on_hand: bool) -> (World, LocationReport) {
+    let w = world(&["A"]).await;
+    w.amazon
+        .reads_on_hand
+        .store(reads_on_hand, Ordering::SeqCst);
+    if reads_on_hand {
+        w.settings
+            .put(names::QUANTITY_READING, json!("on_hand"), None, "t")
+            .await
+            .unwrap();
+    }
+    w.stock("A", 10).await;
+    assert_eq!(w.push().await.accepted, 1);
+    w.amazon.reserved.lock().unwrap().insert("A".into(), 3);
+    if !reads_on_hand {
+        w.amazon.held.lock().unwrap().get_mut("A").unwrap().0 = 7;
+    }
+    w.stock("A", 9).await;
+    let r = w.push().await;
+    (w, r)
+}
+
+#[tokio::test]
+async fn a_push_after_an_order_we_have_not_stored_leaves_its_units_out_at_once() {
+    let (w, r) = an_order_amazon_took_before_we_stored_it(false).await;
+    assert_eq!(r.unseen_resent, 1, "{r:?}");
+    assert_eq!(
+        w.amazon_has("A"),
+        Some(6),
+        "9 on hand, 3 reserved by Amazon"
+    );
+    let calls = w.amazon.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls.iter().flatten().map(|c| c.1).collect::<Vec<_>>(),
+        vec![10, 9, 6]
+    );
+    // The order is stored: our own count now says the same, nothing to send.
+    w.inv.set_reservation(L, "A", "S1", "1", 3).await.unwrap();
+    w.inv.mark_pending(L, &["A".into()]).await.unwrap();
+    let r = w.push().await;
+    assert_eq!((r.sent, r.unchanged), (0, 1), "{r:?}");
+    // Nor does reconciliation take the lower figure for drift, before or after.
+    let r = super::super::reconcile::reconcile(&w.pusher, None)
+        .await
+        .unwrap();
+    assert_eq!(r.locations[0].drift_count, 0, "{r:?}");
+}
+
+#[tokio::test]
+async fn an_account_reading_on_hand_subtracts_unseen_orders_itself() {
+    let (w, r) = an_order_amazon_took_before_we_stored_it(true).await;
+    assert_eq!(r.unseen_resent, 0, "{r:?}");
+    assert_eq!(w.amazon_has("A"), Some(9));
 }
