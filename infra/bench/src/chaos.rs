@@ -83,20 +83,29 @@ pub struct Report {
     /// label: the first one's files were never received).
     pub labels_recovered: usize,
     pub lines: Vec<String>,
+    /// The lines that break an invariant (also in `lines`), for a failure message.
+    pub problems: Vec<String>,
 }
 
 impl Report {
     pub fn last_line(&self) -> String {
         format!(
-            "missing_orders={} duplicate_actions={} stock_mismatches={} oversold_units={} unexplained_dlq={} unfinished_shipments={} labels_recovered={}",
+            "missing_orders={} duplicate_actions={} stock_mismatches={} oversold_units={} unexplained_dlq={} unexplained_uploads={} unfinished_shipments={} labels_recovered={}",
             self.missing_orders,
             self.duplicate_actions,
             self.stock_mismatches,
             self.oversold_units,
             self.unexplained_dlq,
+            self.unexplained_uploads,
             self.unfinished_shipments,
             self.labels_recovered
         )
+    }
+
+    /// Records a line that breaks an invariant.
+    fn problem(&mut self, line: String) {
+        self.problems.push(line.clone());
+        self.lines.push(line);
     }
 
     pub fn ok(&self) -> bool {
@@ -671,7 +680,7 @@ pub async fn run(opts: Options) -> Result<Report> {
                     Stage::Shipped | Stage::Cancelled | Stage::Rejected
                 ) {
                     report.unfinished_shipments += 1;
-                    report.lines.push(format!(
+                    report.problem(format!(
                         "unfinished shipment {id}: {}",
                         record.stage.as_str()
                     ));
@@ -679,7 +688,7 @@ pub async fn run(opts: Options) -> Result<Report> {
             }
             None => {
                 report.missing_orders += 1;
-                report.lines.push(format!("missing order {id}"));
+                report.problem(format!("missing order {id}"));
             }
         }
     }
@@ -726,9 +735,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         }
         if *n > allowed {
             report.duplicate_actions += n - allowed;
-            report
-                .lines
-                .push(format!("{op} applied {n} times for {id}"));
+            report.problem(format!("{op} applied {n} times for {id}"));
         }
     }
     for id in created.keys() {
@@ -737,32 +744,36 @@ pub async fn run(opts: Options) -> Result<Report> {
             let n = s[field].as_u64().unwrap_or(0) as usize;
             if n > 1 {
                 report.duplicate_actions += n - 1;
-                report.lines.push(format!("{field} {n} for {id}"));
+                report.problem(format!("{field} {n} for {id}"));
             }
         }
     }
     report.stock_mismatches = mismatches.len();
-    report.lines.extend(mismatches.into_iter().take(20));
+    for m in mismatches.into_iter().take(20) {
+        report.problem(m);
+    }
     let oversold = admin.oversold().await?;
     report.oversold_units = oversold["oversoldUnits"].as_i64().unwrap_or(0);
     if report.oversold_units > 0 {
-        report
-            .lines
-            .push(format!("oversold: {}", oversold["lines"]));
+        report.problem(format!("oversold: {}", oversold["lines"]));
     }
     for (queue, body, reason) in dead_letters(&stack).await? {
         // No dead letter is expected under these faults: each is a message-specific failure
         // the run did not plan for.
         report.unexplained_dlq += 1;
-        report.dlq.push(format!(
+        let letter = format!(
             "{queue}: {reason} (unexpected) {}",
             body.chars().take(200).collect::<String>()
-        ));
+        );
+        report.problems.push(format!("dead letter {letter}"));
+        report.dlq.push(letter);
     }
     for u in &uploads {
-        report.lines.push(format!("upload {u}"));
         if !u.starts_with("applied") && !u.starts_with("reported") {
             report.unexplained_uploads += 1;
+            report.problem(format!("upload {u}"));
+        } else {
+            report.lines.push(format!("upload {u}"));
         }
     }
     for r in &wh.refused {
@@ -814,7 +825,7 @@ async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: String) 
     let summary_key = flexbridge::upload::UploadKey::classify(key)
         .ok_or_else(|| anyhow!("{key} is not an upload key"))?
         .summary_report_key();
-    let until = Instant::now() + Duration::from_secs(180);
+    let until = Instant::now() + UPLOAD_WAIT;
     while Instant::now() < until {
         if let Ok(o) = s3
             .get_object()
@@ -844,8 +855,16 @@ async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: String) 
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    Ok(format!("no summary for {key} after 180 s"))
+    Ok(format!(
+        "no summary for {key} after {} s",
+        UPLOAD_WAIT.as_secs()
+    ))
 }
+
+/// How long an upload may take to report: a run of the upload function killed part-way keeps
+/// its message invisible for the function's timeout (300 s in template.yaml, as Lambda does),
+/// then the retry needs its own time on a loaded machine.
+const UPLOAD_WAIT: Duration = Duration::from_secs(300 + 120);
 
 /// Sends the pending stock figures in requests of up to 50 items.
 async fn send_stock(wh: &mut Warehouse, pending: &mut Vec<Value>, round: usize) -> Result<usize> {

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use flexbridge_bench::chaos::{self, Options};
 
+// Returns its failure rather than panicking: CI keeps only the head and tail of a long output,
+// and a panic's backtrace would push the broken invariants out of the tail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_invariant_holds_under_faults() {
+async fn every_invariant_holds_under_faults() -> Result<(), String> {
     let report = chaos::run(Options {
         seed: 3,
         orders: 200,
@@ -18,7 +20,7 @@ async fn every_invariant_holds_under_faults() {
         verbose: true,
     })
     .await
-    .expect("the chaos run ran");
+    .map_err(|e| format!("the chaos run did not run: {e:#}"))?;
     for l in &report.lines {
         println!("{l}");
     }
@@ -26,9 +28,18 @@ async fn every_invariant_holds_under_faults() {
         println!("dead letter: {d}");
     }
     println!("{}", report.last_line());
-    assert!(
-        report.orders_created >= 150,
-        "too few orders to mean anything: {report:?}"
-    );
-    assert!(report.ok(), "{}", report.last_line());
+    if report.orders_created < 150 {
+        return Err(format!(
+            "too few orders to mean anything: {} created",
+            report.orders_created
+        ));
+    }
+    if !report.ok() {
+        return Err(format!(
+            "{}\n{}",
+            report.problems.join("\n"),
+            report.last_line()
+        ));
+    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release -p flexbridge-bench --bin chaos -- --seed 1 --orders 2000 --stock-changes 20000`
 //!
-//! Last line: `missing_orders=… duplicate_actions=… stock_mismatches=… oversold_units=… unexplained_dlq=…`;
+//! Last line: `missing_orders=… duplicate_actions=… stock_mismatches=… oversold_units=… unexplained_dlq=… unexplained_uploads=… unfinished_shipments=… labels_recovered=…`;
 //! the exit status is 1 when any of them is not 0.
 
 use std::time::Duration;
