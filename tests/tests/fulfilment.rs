@@ -22,7 +22,7 @@ use flexbridge::spapi::{
     InvoiceResponse, LabelOperation, Package, ShipLabelsResponse, Shipment, ShippingOptionsResponse,
 };
 use flexbridge::store::catalog::{CatalogItem, CatalogStore, DynamoCatalogStore};
-use flexbridge::store::inventory::{DynamoInventoryStore, InventoryStore};
+use flexbridge::store::inventory::{DynamoInventoryStore, InventoryStore, OnHandStore};
 use flexbridge::store::settings::{DynamoSettingsStore, SettingsStore};
 use flexbridge_e2e::flexbridge_local::{Runner, RunnerOptions};
 use flexbridge_e2e::spapi_sim::{AdminClient, FaultKind};
@@ -494,8 +494,18 @@ async fn packed_to_shipped_through_the_queue() -> Result<()> {
     assert_eq!(w.applied("createPackages", &id).await?, 1);
     assert_eq!(w.applied("generateShipLabels", &id).await?, 1);
 
-    // Shipped: Amazon told per package, reservation released, ShipmentShipped.
+    // Shipped: Amazon told per package, reservation released and the units off the hub's
+    // on-hand figure in the same write (a count from before the shipment left holds them),
+    // ShipmentShipped.
     assert_eq!(w.inventory().position(FLEX, "MUG-01").await?.reserved, 2);
+    let (status, out) = w
+        .call(
+            "POST",
+            "/v1/inventory",
+            json!({"items": [{"hub": "HUB-NJ", "sku": "MUG-01", "onHand": 10}], "asOf": "2026-01-01T00:00:00Z"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{out}");
     let (status, out) = w
         .call("POST", &format!("/v1/shipments/{id}/shipped"), json!({}))
         .await?;
@@ -508,11 +518,22 @@ async fn packed_to_shipped_through_the_queue() -> Result<()> {
     assert_eq!(w.applied("updatePackageStatus", &id).await?, 2);
     assert_eq!(w.inventory().position(FLEX, "MUG-01").await?.reserved, 0);
     assert_eq!(w.inventory().position(FLEX, "TEE-02").await?.reserved, 0);
+    let mugs = w.inventory();
+    let on_hand = || async {
+        Ok::<_, anyhow::Error>(mugs.on_hand("HUB-NJ", "MUG-01").await?.map(|f| f.on_hand))
+    };
+    assert_eq!(on_hand().await?, Some(8), "10 on hand, 2 shipped");
+    assert_eq!(
+        w.inventory().on_hand("HUB-NJ", "TEE-02").await?,
+        None,
+        "no figure to lower: none is made up"
+    );
     let (status, _) = w
         .call("POST", &format!("/v1/shipments/{id}/shipped"), json!({}))
         .await?;
     assert_eq!(status, 200, "reporting it twice is fine");
     assert_eq!(w.applied("updatePackageStatus", &id).await?, 2);
+    assert_eq!(on_hand().await?, Some(8), "taken off once");
     w.events(&mut events).await?;
     let shipped = facts(&events, "ShipmentShipped", &id);
     assert_eq!(shipped.len(), 1, "{events:?}");

@@ -17,6 +17,7 @@ use crate::orders::ports::RejectReason;
 use crate::orders::{ShipmentRecord, Stage};
 use crate::runtime::Invocation;
 use crate::spapi::{Package, PackageStatus, Shipment};
+use crate::store::inventory::ShippedLine;
 
 /// `POST /v1/shipments/{id}/packed` body.
 #[derive(Debug, Clone, Deserialize)]
@@ -310,14 +311,25 @@ impl Fulfiller {
             }
         }
         let hub = self.hub(&r.location_id).await?;
+        let shipped_at = Utc::now();
         for _ in 0..MAX_CONFLICTS {
             let mut r = self.stored(id).await?;
             if r.stage == Stage::Shipped {
                 return Ok(accepted(&r, None));
             }
+            // The units left: reservation released and on-hand lowered in one write, so the
+            // pusher never offers them again while the warehouse's next count is on its way.
             for l in &r.line_items {
                 self.inventory
-                    .set_reservation(&r.location_id, &l.sku, &r.id, &l.id, 0)
+                    .ship_line(ShippedLine {
+                        location_id: &r.location_id,
+                        hub: &hub,
+                        sku: &l.sku,
+                        shipment_id: &r.id,
+                        line_id: &l.id,
+                        units: l.open_units(),
+                        shipped_at,
+                    })
                     .await?;
             }
             if !is_shipped(&r.status) {
@@ -327,7 +339,7 @@ impl Fulfiller {
                 .publish(&[crate::fulfilment::shipped_event(&r, &hub)?])
                 .await?;
             let mut f = r.fulfilment();
-            f.shipped_at = Some(Utc::now());
+            f.shipped_at = Some(shipped_at);
             f.record_step("shipped", None);
             r.fulfilment = Some(f);
             r.stage = Stage::Shipped;

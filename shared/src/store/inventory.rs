@@ -6,6 +6,7 @@
 //! | position | `LOC#<locationId>` | `SKU#<sku>` | `reserved` N (units of open confirmed shipments), `returned_sellable` N (sellable units credited from returns; the same write adds them to the hub's on hand) |
 //! | reservation | `LOC#<locationId>` | `RESERVE#<shipmentId>#<lineId>` | `sku`, `units` N |
 //! | return credit | `LOC#<locationId>` | `RETURN#<returnId>` | `sku`, `units` N |
+//! | shipped line | `LOC#<locationId>` | `SHIPPED#<shipmentId>#<lineId>` | `sku`, `units` N |
 //!
 //! Access patterns:
 //! - set the units a shipment line reserves (0 releases): one transaction that moves the line's
@@ -15,6 +16,11 @@
 //!   the same transaction they are added to the hub's on-hand figure (`HUB#<hub>` item, below),
 //!   whose time becomes the receipt's, so a warehouse figure counted before the return arrived
 //!   (older) cannot undo it and one counted after it (newer, so including it) replaces it;
+//! - ship a line once (conditional on the shipped marker not existing): in the same transaction
+//!   its reservation is released and its units come off the hub's on-hand figure, whose time
+//!   becomes the shipment's (when the figure is older than that: one counted after the
+//!   shipment left no longer holds the units), so the shipped units are never offered again
+//!   between the release and the warehouse's next count;
 //! - read a position (the inventory sync subtracts `reserved` before pushing to Amazon).
 
 use std::collections::HashMap;
@@ -55,7 +61,22 @@ pub trait InventoryStore: Send + Sync {
         return_id: &str,
         units: u32,
     ) -> Result<()>;
+    /// The line left the building: releases its reservation and takes its `units` off the
+    /// hub's on-hand figure in one write, once per line (see the module's access patterns).
+    async fn ship_line(&self, line: ShippedLine<'_>) -> Result<()>;
     async fn position(&self, location_id: &str, sku: &str) -> Result<SkuPosition>;
+}
+
+/// A shipment line the warehouse handed to the carrier.
+#[derive(Debug, Clone, Copy)]
+pub struct ShippedLine<'a> {
+    pub location_id: &'a str,
+    pub hub: &'a str,
+    pub sku: &'a str,
+    pub shipment_id: &'a str,
+    pub line_id: &'a str,
+    pub units: u32,
+    pub shipped_at: chrono::DateTime<chrono::Utc>,
 }
 
 fn loc_pk(location_id: &str) -> AttributeValue {
@@ -251,6 +272,81 @@ impl InventoryStore for DynamoInventoryStore {
         }
     }
 
+    async fn ship_line(&self, l: ShippedLine<'_>) -> Result<()> {
+        let done_sk = format!("SHIPPED#{}#{}", l.shipment_id, l.line_id);
+        let reserve_sk = format!("RESERVE#{}#{}", l.shipment_id, l.line_id);
+        // A concurrent writer can only make a condition fail; re-read and try again.
+        for _ in 0..5 {
+            if self.marker_units(l.location_id, &done_sk).await?.is_some() {
+                return Ok(());
+            }
+            let done = Put::builder()
+                .table_name(&self.table)
+                .item("pk", loc_pk(l.location_id))
+                .item("sk", s(&done_sk))
+                .item("sku", s(l.sku))
+                .item("units", n(l.units))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            let mut tx = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(done).build());
+            if let Some(old) = self.marker_units(l.location_id, &reserve_sk).await? {
+                let release = Delete::builder()
+                    .table_name(&self.table)
+                    .key("pk", loc_pk(l.location_id))
+                    .key("sk", s(&reserve_sk))
+                    .condition_expression("units = :old")
+                    .expression_attribute_values(":old", n(old))
+                    .build()
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                tx = tx
+                    .transact_items(TransactWriteItem::builder().delete(release).build())
+                    .transact_items(self.add_to_position(
+                        l.location_id,
+                        l.sku,
+                        "reserved",
+                        -i64::from(old),
+                    )?);
+            }
+            match self.on_hand(l.hub, l.sku).await? {
+                Some(f) if f.reported_at < l.shipped_at && l.units > 0 => {
+                    let debit = Update::builder()
+                        .table_name(&self.table)
+                        .key("pk", s(format!("HUB#{}", l.hub)))
+                        .key("sk", s(format!("SKU#{}", l.sku)))
+                        .update_expression("SET on_hand = :n, reported_at = :t")
+                        .condition_expression("reported_at = :was")
+                        .expression_attribute_values(":n", n(f.on_hand.saturating_sub(l.units)))
+                        .expression_attribute_values(":t", s(reported_at_text(&l.shipped_at)))
+                        .expression_attribute_values(":was", s(reported_at_text(&f.reported_at)))
+                        .build()
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                    tx = tx.transact_items(TransactWriteItem::builder().update(debit).build());
+                }
+                // No figure to correct, or one counted after the shipment left.
+                _ => {}
+            }
+            match tx.send().await {
+                Ok(_) => {
+                    self.nudge(l.location_id).await;
+                    return Ok(());
+                }
+                Err(e) if is_transaction_cancelled(&e) => continue,
+                Err(e) => return Err(ddb_error("TransactWriteItems", e)),
+            }
+        }
+        Err(Error::Transient {
+            message: format!(
+                "shipped line {}/{} kept changing under us",
+                l.shipment_id, l.line_id
+            ),
+            after: None,
+        })
+    }
+
     async fn position(&self, location_id: &str, sku: &str) -> Result<SkuPosition> {
         let out = self
             .client
@@ -282,6 +378,7 @@ struct MemoryInventory {
     positions: HashMap<(String, String), SkuPosition>,
     reservations: HashMap<(String, String, String), u32>,
     credits: HashMap<(String, String), u32>,
+    shipped: HashMap<(String, String), u32>,
     ledger: HashMap<(String, String), PushPosition>,
     on_hand: HashMap<(String, String), i64>,
     halts: HashMap<String, PushHalt>,
@@ -370,6 +467,33 @@ impl InventoryStore for MemoryInventoryStore {
             }
             inv.mark(location_id, sku);
         }
+        Ok(())
+    }
+
+    async fn ship_line(&self, l: ShippedLine<'_>) -> Result<()> {
+        let mut inv = self.inner.lock().expect("inventory lock");
+        let done = (
+            l.location_id.to_string(),
+            format!("{}#{}", l.shipment_id, l.line_id),
+        );
+        if inv.shipped.insert(done, l.units).is_some() {
+            return Ok(());
+        }
+        let key = (
+            l.location_id.to_string(),
+            l.shipment_id.to_string(),
+            l.line_id.to_string(),
+        );
+        let old = inv.reservations.remove(&key).unwrap_or(0);
+        inv.positions
+            .entry((l.location_id.to_string(), l.sku.to_string()))
+            .or_default()
+            .reserved -= i64::from(old);
+        // The twin keeps no figure times: every figure counts as older than the shipment.
+        if let Some(on_hand) = inv.on_hand.get_mut(&(l.hub.to_string(), l.sku.to_string())) {
+            *on_hand = (*on_hand - i64::from(l.units)).max(0);
+        }
+        inv.mark(l.location_id, l.sku);
         Ok(())
     }
 
@@ -565,6 +689,27 @@ impl OnHandStore for MemoryOnHandStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_shipped_line_releases_its_reservation_and_lowers_on_hand_once() {
+        let inv = MemoryInventoryStore::new();
+        inv.set_on_hand("H", "A", 10);
+        inv.set_reservation("L", "A", "S1", "1", 3).await.unwrap();
+        let line = ShippedLine {
+            location_id: "L",
+            hub: "H",
+            sku: "A",
+            shipment_id: "S1",
+            line_id: "1",
+            units: 3,
+            shipped_at: chrono::Utc::now(),
+        };
+        inv.ship_line(line).await.unwrap();
+        inv.ship_line(line).await.unwrap();
+        assert_eq!(inv.position("L", "A").await.unwrap().reserved, 0);
+        let on_hand = inv.on_hand_many("H", &["A".into()]).await.unwrap();
+        assert_eq!(on_hand.get("A"), Some(&7));
+    }
 
     #[tokio::test]
     async fn reservations_are_set_not_added() {
