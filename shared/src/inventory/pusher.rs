@@ -92,7 +92,7 @@ pub struct LocationReport {
     pub sent: u64,
     pub accepted: u64,
     pub stale_resent: u64,
-    /// Accepted, then sent again lower: Amazon reserved units for orders not stored yet.
+    /// Accepted, then sent again to allow for Amazon's reservation of orders not stored yet.
     pub unseen_resent: u64,
     pub retried: u64,
     /// Still pending after this run (Amazon throttled or failed; the next run sends them).
@@ -167,7 +167,9 @@ struct Update {
     old: Option<i64>,
     gen: i64,
     seq: i64,
-    /// Units reserved at this location that `qty` accounts for.
+    /// Units reserved at this location by our count, and those `qty` allows for (more when
+    /// Amazon's answer to the last send reserved more).
+    reserved_ours: i64,
     reserved_here: i64,
 }
 
@@ -175,8 +177,9 @@ struct Update {
 enum Again {
     Stale(i64),
     Retry,
-    /// Accepted, but Amazon reserves more units at this location (its `reservedQuantity`, this
-    /// figure) than we counted: orders it took that we have not stored yet.
+    /// Accepted, but Amazon's reservation at this location (its `reservedQuantity`, this
+    /// figure) is not what the quantity allowed for: it took orders we have not stored yet, or
+    /// gave units of such an order back since our last send.
     Unseen(i64),
 }
 
@@ -463,6 +466,7 @@ impl Pusher {
                     qty,
                     gen: p.pending_gen,
                     seq,
+                    reserved_ours: p.reserved,
                     reserved_here,
                 });
             }
@@ -607,14 +611,16 @@ impl Pusher {
                         // An update sets the absolute sellable quantity, so one computed before
                         // we stored an order Amazon already took offers that order's units
                         // again (oversold if stock is short). Amazon's answer says how many it
-                        // reserves: send again without them, at once (under the on-hand
-                        // reading Amazon subtracts them itself).
-                        let amazon_reserved = item.body.reserved_quantity.unwrap_or(0);
-                        if run.reading == QuantityReading::Sellable
-                            && amazon_reserved > u.reserved_here
-                            && u.qty > 0
+                        // reserves: send again without them, at once; and if such an order was
+                        // cancelled since (Amazon gave its units back), send again with them.
+                        // Under the on-hand reading Amazon subtracts its reservations itself.
+                        if let (QuantityReading::Sellable, Some(amazon_reserved)) =
+                            (run.reading, item.body.reserved_quantity)
                         {
-                            again.insert(u.sku.clone(), Again::Unseen(amazon_reserved));
+                            let want = u.reserved_ours.max(amazon_reserved);
+                            if want < u.reserved_here || (want > u.reserved_here && u.qty > 0) {
+                                again.insert(u.sku.clone(), Again::Unseen(amazon_reserved));
+                            }
                         }
                         if let Some(t) = run.low_stock.threshold(id, &u.sku) {
                             if u.qty <= t && u.old.is_none_or(|o| o > t) {

@@ -27,6 +27,9 @@ struct FakeAmazon {
     reads_on_hand: AtomicBool,
     invalid: Mutex<HashSet<String>>,
     calls: Mutex<Vec<Vec<(String, i64, i64)>>>,
+    /// Right after the next accepted update of this SKU (its answer already written), the
+    /// buyer cancels an order of these units: Amazon gives them back to sellable.
+    cancel_after_update: Mutex<Option<(String, i64)>>,
 }
 
 #[async_trait]
@@ -106,7 +109,7 @@ impl InventoryApi for FakeAmazon {
                 }
                 held.insert(sku.clone(), (q, s));
                 let reserved = self.reserved.lock().unwrap().get(&sku).copied();
-                InventoryItemResult {
+                let answer = InventoryItemResult {
                     status: status(200),
                     body: InventoryResponseBody {
                         sellable_quantity: Some(q),
@@ -114,7 +117,13 @@ impl InventoryApi for FakeAmazon {
                         client_sequence_number: Some(s),
                         ..Default::default()
                     },
+                };
+                let mut cancel = self.cancel_after_update.lock().unwrap();
+                if let Some((_, units)) = cancel.take_if(|(c, _)| *c == sku) {
+                    held.get_mut(&sku).unwrap().0 += units;
+                    *self.reserved.lock().unwrap().get_mut(&sku).unwrap() -= units;
                 }
+                answer
             })
             .collect();
         self.calls.lock().unwrap().push(call);
@@ -568,4 +577,25 @@ async fn an_account_reading_on_hand_subtracts_unseen_orders_itself() {
     let (w, r) = an_order_amazon_took_before_we_stored_it(true).await;
     assert_eq!(r.unseen_resent, 0, "{r:?}");
     assert_eq!(w.amazon_has("A"), Some(9));
+}
+
+#[tokio::test]
+async fn an_unseen_order_cancelled_between_two_sends_gets_its_units_back() {
+    let w = world(&["A"]).await;
+    w.stock("A", 10).await;
+    w.push().await;
+    // Amazon takes an order of 3 we have not stored; the buyer cancels it right after our
+    // next send was answered (Amazon gives the 3 back), before the correction goes out.
+    w.amazon.reserved.lock().unwrap().insert("A".into(), 3);
+    w.amazon.held.lock().unwrap().get_mut("A").unwrap().0 = 7;
+    *w.amazon.cancel_after_update.lock().unwrap() = Some(("A".into(), 3));
+    w.stock("A", 9).await;
+    let r = w.push().await;
+    assert_eq!(r.unseen_resent, 2, "{r:?}");
+    assert_eq!(w.amazon_has("A"), Some(9), "nothing reserved any more");
+    let calls = w.amazon.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls.iter().flatten().map(|c| c.1).collect::<Vec<_>>(),
+        vec![10, 9, 6, 9]
+    );
 }
