@@ -126,6 +126,27 @@ impl DynamoInventoryStore {
         Ok(out.item.and_then(|i| get_n(&i, "units")))
     }
 
+    /// A marker item written only if it does not exist yet (a reservation's first value, a
+    /// return credited, a line shipped): the condition makes the whole transaction happen once.
+    fn new_marker(
+        &self,
+        location_id: &str,
+        sk: &str,
+        sku: &str,
+        units: u32,
+    ) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item("pk", loc_pk(location_id))
+            .item("sk", s(sk))
+            .item("sku", s(sku))
+            .item("units", n(units))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
     fn add_to_position(
         &self,
         location_id: &str,
@@ -169,15 +190,7 @@ impl InventoryStore for DynamoInventoryStore {
                 return Ok(());
             }
             let marker = match old {
-                None => Put::builder()
-                    .table_name(&self.table)
-                    .item("pk", loc_pk(location_id))
-                    .item("sk", s(&sk))
-                    .item("sku", s(sku))
-                    .item("units", n(units))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build()
-                    .map(|p| TransactWriteItem::builder().put(p).build()),
+                None => Ok(self.new_marker(location_id, &sk, sku, units)?),
                 Some(old) if units == 0 => Delete::builder()
                     .table_name(&self.table)
                     .key("pk", loc_pk(location_id))
@@ -229,19 +242,11 @@ impl InventoryStore for DynamoInventoryStore {
         return_id: &str,
         units: u32,
     ) -> Result<()> {
-        let marker = Put::builder()
-            .table_name(&self.table)
-            .item("pk", loc_pk(location_id))
-            .item("sk", s(format!("RETURN#{return_id}")))
-            .item("sku", s(sku))
-            .item("units", n(units))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let marker = self.new_marker(location_id, &format!("RETURN#{return_id}"), sku, units)?;
         let mut tx = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(marker).build())
+            .transact_items(marker)
             .transact_items(self.add_to_position(
                 location_id,
                 sku,
@@ -280,19 +285,8 @@ impl InventoryStore for DynamoInventoryStore {
             if self.marker_units(l.location_id, &done_sk).await?.is_some() {
                 return Ok(());
             }
-            let done = Put::builder()
-                .table_name(&self.table)
-                .item("pk", loc_pk(l.location_id))
-                .item("sk", s(&done_sk))
-                .item("sku", s(l.sku))
-                .item("units", n(l.units))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            let mut tx = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(done).build());
+            let done = self.new_marker(l.location_id, &done_sk, l.sku, l.units)?;
+            let mut tx = self.client.transact_write_items().transact_items(done);
             if let Some(old) = self.marker_units(l.location_id, &reserve_sk).await? {
                 let release = Delete::builder()
                     .table_name(&self.table)
