@@ -317,6 +317,7 @@ def create(args):
                 "queue_arn": queues[queue]["arn"],
                 "batch_size": int(props.get("BatchSize", 10)),
                 "maximum_batching_window_s": int(props.get("MaximumBatchingWindowInSeconds", 0)),
+                "maximum_concurrency": (props.get("ScalingConfig") or {}).get("MaximumConcurrency"),
                 "report_batch_item_failures": "ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
                 "enabled": props.get("Enabled", True) in (True, "true", "True"),
             })

@@ -85,7 +85,7 @@ async fn world(name: &str, consume: bool) -> Result<World> {
             run_schedules: false,
             poll_queues: consume,
             only: Some(only),
-            receive_wait: Duration::from_millis(200),
+            receive_wait: Duration::from_secs(1),
             ..Default::default()
         })
         .await?;

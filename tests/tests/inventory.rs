@@ -72,7 +72,7 @@ async fn world(name: &str, skus: &[String]) -> Result<World> {
     let runner = t
         .runner(RunnerOptions {
             run_schedules: false,
-            receive_wait: Duration::from_millis(200),
+            receive_wait: Duration::from_secs(1),
             only: Some(
                 [
                     "WarehouseApiFunction",

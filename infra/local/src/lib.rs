@@ -16,5 +16,5 @@ pub mod stack;
 
 pub use moto::Moto;
 pub use registry::Handler;
-pub use runner::{Chaos, ChaosStats, Runner, RunnerOptions};
+pub use runner::{Chaos, ChaosStats, Killed, Runner, RunnerOptions};
 pub use stack::{FunctionEvent, FunctionSpec, Overrides, Stack};

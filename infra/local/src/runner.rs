@@ -16,7 +16,8 @@
 //!   stops it), not left running. `RunnerOptions::chaos` adds seeded platform faults: kills at a
 //!   random point of an invocation, and handled messages delivered again.
 //!
-//! Simplifications: one batch at a time per event source (Lambda may run several), batches
+//! Simplifications: at most `sqs_instances` batches at a time per event source (Lambda may
+//! run more, up to the source's `MaximumConcurrency`), batches
 //! of at most 10 records (one ReceiveMessage; `MaximumBatchingWindowInSeconds` is ignored),
 //! and moto's own event source mappings are disabled by the provisioner so only the runner
 //! receives from the queues.
@@ -49,8 +50,12 @@ pub struct RunnerOptions {
     pub fire_schedules_at_start: bool,
     pub poll_queues: bool,
     pub serve_urls: bool,
-    /// SQS long-poll wait; short, so that `stop` is quick.
+    /// SQS long-poll wait, in whole seconds (at least 1: a message that arrives ends the wait
+    /// at once, and `stop` ends it too, while a short poll would spin on an empty queue).
     pub receive_wait: Duration,
+    /// Batches of one SQS source handled at once (each its own invocation), at most the
+    /// source's `ScalingConfig.MaximumConcurrency`; Lambda scales further, this machine not.
+    pub sqs_instances: usize,
     /// Run only these functions (logical IDs); `None` = every registered one.
     pub only: Option<BTreeSet<String>>,
     /// Faults the runner injects itself (chaos runs); `None` = none.
@@ -78,6 +83,17 @@ struct ChaosState {
     rng: Mutex<rand::rngs::StdRng>,
     kills: std::sync::atomic::AtomicU64,
     redeliveries: std::sync::atomic::AtomicU64,
+    /// Every killed invocation: (function, its payload), so a run can tell which work a kill
+    /// cut short (an answer from Amazon the function never saved).
+    killed: Mutex<Vec<Killed>>,
+}
+
+/// An invocation the chaos killed part-way.
+#[derive(Debug, Clone)]
+pub struct Killed {
+    pub function: String,
+    pub at: DateTime<Utc>,
+    pub payload: String,
 }
 
 impl ChaosState {
@@ -88,6 +104,7 @@ impl ChaosState {
             config,
             kills: Default::default(),
             redeliveries: Default::default(),
+            killed: Default::default(),
         }
     }
 
@@ -127,6 +144,7 @@ impl Default for RunnerOptions {
             poll_queues: true,
             serve_urls: true,
             receive_wait: Duration::from_secs(1),
+            sqs_instances: 1,
             only: None,
             chaos: None,
         }
@@ -257,6 +275,7 @@ impl Runner {
                             batch_size,
                             report_batch_item_failures,
                             enabled,
+                            maximum_concurrency,
                             ..
                         },
                         Handler::Function(f),
@@ -264,18 +283,26 @@ impl Runner {
                         if !options.poll_queues || !enabled {
                             continue;
                         }
-                        tasks.push(tokio::spawn(run_queue(
-                            Target::new(&spec, f.clone(), stats.clone(), chaos.clone()),
-                            sqs.clone(),
-                            SqsSource {
-                                queue: stack.queue(queue).clone(),
-                                batch_size: *batch_size,
-                                report_batch_item_failures: *report_batch_item_failures,
-                                region: stack.region.clone(),
-                            },
-                            options.clone(),
-                            stop_rx.clone(),
-                        )));
+                        // Lambda runs several batches of one source at once, up to the
+                        // source's MaximumConcurrency.
+                        let instances = maximum_concurrency
+                            .map_or(options.sqs_instances, |m| m as usize)
+                            .min(options.sqs_instances)
+                            .max(1);
+                        for _ in 0..instances {
+                            tasks.push(tokio::spawn(run_queue(
+                                Target::new(&spec, f.clone(), stats.clone(), chaos.clone()),
+                                sqs.clone(),
+                                SqsSource {
+                                    queue: stack.queue(queue).clone(),
+                                    batch_size: *batch_size,
+                                    report_batch_item_failures: *report_batch_item_failures,
+                                    region: stack.region.clone(),
+                                },
+                                options.clone(),
+                                stop_rx.clone(),
+                            )));
+                        }
                     }
                     (FunctionEvent::FunctionUrl { .. }, Handler::Http(router)) => {
                         if !options.serve_urls {
@@ -312,6 +339,14 @@ impl Runner {
             tasks,
             chaos,
         })
+    }
+
+    /// The invocations the chaos killed part-way.
+    pub fn killed(&self) -> Vec<Killed> {
+        self.chaos
+            .as_ref()
+            .map(|c| c.killed.lock().expect("killed").clone())
+            .unwrap_or_default()
     }
 
     /// What the runner's own faults did so far (zero without [`RunnerOptions::chaos`]).
@@ -458,14 +493,22 @@ impl Target {
     async fn invoke(&self, payload: Value) -> Result<Value, String> {
         let invocation = Invocation::new(uuid::Uuid::new_v4().to_string(), self.timeout);
         let f = self.function.clone();
+        let kill = self.chaos.as_ref().and_then(|c| c.kill_after());
+        let copy = kill.map(|_| payload.to_string());
         let task = tokio::spawn(async move { f.invoke(payload, invocation).await });
         // Lambda stops a run at its timeout (or a crash stops it anywhere): nothing after that
         // point happens, so the task is aborted, not left running.
         let abort = task.abort_handle();
-        let kill = self.chaos.as_ref().and_then(|c| c.kill_after());
         let result = match tokio::time::timeout(kill.unwrap_or(self.timeout), task).await {
             Err(_) if kill.is_some() => {
                 abort.abort();
+                if let (Some(c), Some(copy)) = (&self.chaos, copy) {
+                    c.killed.lock().expect("killed").push(Killed {
+                        function: self.id.clone(),
+                        at: Utc::now(),
+                        payload: copy,
+                    });
+                }
                 Err(format!("{KILLED} (chaos)"))
             }
             Err(_) => {
@@ -578,7 +621,9 @@ async fn run_queue(
     options: RunnerOptions,
     mut stop: watch::Receiver<bool>,
 ) {
-    let wait = options.receive_wait.as_secs().clamp(0, 20) as i32;
+    // Never a short poll: an empty queue answered at once is asked again at once, and ~15
+    // queues doing that kept moto (one Python process) busy answering nothing.
+    let wait = options.receive_wait.as_secs_f64().ceil().clamp(1.0, 20.0) as i32;
     loop {
         if *stop.borrow() {
             return;

@@ -93,6 +93,9 @@ pub enum FunctionEvent {
         queue_arn: String,
         batch_size: u32,
         maximum_batching_window_s: u32,
+        /// `ScalingConfig.MaximumConcurrency`: at most this many batches at once.
+        #[serde(default)]
+        maximum_concurrency: Option<u32>,
         report_batch_item_failures: bool,
         enabled: bool,
     },

@@ -100,26 +100,24 @@ async fn main() -> Result<()> {
         ids.len()
     );
 
-    // Drain: the label worker alone, as Lambda's SQS event source would run it: one runner
-    // (one function instance, one batch at a time) per instance the event source allows.
+    // Drain: the label worker alone, as Lambda's SQS event source would run it: as many
+    // batches at once as the event source allows (the runner caps at its MaximumConcurrency).
     let t0 = Instant::now();
-    let mut runners = Vec::new();
-    for _ in 0..label_worker::MAX_INSTANCES {
-        runners.push(
-            Runner::start(
-                &stack,
-                &overrides,
-                RunnerOptions {
-                    run_schedules: false,
-                    serve_urls: false,
-                    receive_wait: Duration::from_millis(500),
-                    only: Some(["LabelWorkerFunction".to_string()].into()),
-                    ..Default::default()
-                },
-            )
-            .await?,
-        );
-    }
+    let runners = vec![
+        Runner::start(
+            &stack,
+            &overrides,
+            RunnerOptions {
+                run_schedules: false,
+                serve_urls: false,
+                receive_wait: Duration::from_secs(1),
+                sqs_instances: label_worker::MAX_INSTANCES as usize,
+                only: Some(["LabelWorkerFunction".to_string()].into()),
+                ..Default::default()
+            },
+        )
+        .await?,
+    ];
     let mut last_print = Instant::now();
     let labelled = loop {
         let n = count_stage(&service, Stage::Labelled).await?;

@@ -199,7 +199,7 @@ impl World {
             RunnerOptions {
                 speedup: 1.0,
                 fire_schedules_at_start: true,
-                receive_wait: Duration::from_millis(500),
+                receive_wait: Duration::from_secs(1),
                 only: Some(only.iter().map(|s| s.to_string()).collect()),
                 ..Default::default()
             },
