@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::idempotency::Idempotency;
+use crate::orders::model::Stage;
 use crate::orders::processor::OrderProcessor;
 use crate::runtime::Invocation;
 use crate::spapi::{Notification, NotificationError};
@@ -22,6 +23,9 @@ pub enum NotificationOutcome {
     Processed { shipment_id: String, stage: String },
     /// This notification ID was handled before.
     Duplicate { shipment_id: String },
+    /// The stored shipment already has the status it announces and needs nothing driven:
+    /// mostly the echo of our own confirm, packages, labels or shipped.
+    Known { shipment_id: String, stage: String },
     /// Another notification type (not ours to handle).
     Ignored { reason: String },
 }
@@ -54,6 +58,23 @@ impl NotificationHandler<'_> {
             .id()
             .map(str::to_string)
             .unwrap_or_else(|| crate::idempotency::hash_bytes(body.as_bytes()));
+        // A status the stored record already has changes nothing (reading Amazon back would
+        // store the same); most notifications are the echo of our own calls. A record still
+        // to be confirmed or handed over, or unreadable, is read back and driven as always.
+        if let Some(status) = &change.shipment_status {
+            if let Some(r) = self.processor.shipments.get(&shipment_id).await? {
+                let settled = !matches!(
+                    r.stage,
+                    Stage::Received | Stage::Confirmed | Stage::Unreadable
+                );
+                if settled && r.status == status.as_str() {
+                    return Ok(NotificationOutcome::Known {
+                        shipment_id,
+                        stage: r.stage.as_str().to_string(),
+                    });
+                }
+            }
+        }
         let key = format!("notification#{id}");
         let processor = self.processor;
         let sid = shipment_id.clone();
@@ -160,5 +181,66 @@ mod tests {
         ));
         let err = handler.handle("not json", &inv()).await.unwrap_err();
         assert!(!err.is_retryable());
+    }
+
+    fn with_status(id: &str, shipment: &str, status: &str) -> String {
+        json!({"notificationType": "EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE",
+            "payload": {"externalFulfillmentShipmentNotification": {"shipmentId": shipment, "shipmentStatus": status}},
+            "notificationMetadata": {"notificationId": id}})
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn the_echo_of_a_status_we_hold_reads_nothing_back_and_a_new_one_does() {
+        let h = harness(&["A"], UnmappedSkuAction::Hold);
+        let idem = Idempotency::new(
+            Arc::new(MemoryIdempotencyStore::new()),
+            Duration::from_secs(3600),
+        );
+        h.amazon.put(fixtures::shipment(
+            "S1",
+            "ACCEPTED",
+            "2026-11-21T08:00:00Z",
+            &[("A", 1)],
+        ));
+        let handler = NotificationHandler {
+            processor: &h.p,
+            idempotency: &idem,
+        };
+        // ACCEPTED: read back, confirmed, handed over.
+        handler
+            .handle(&with_status("n1", "S1", "ACCEPTED"), &inv())
+            .await
+            .unwrap();
+        let stored = h.store.get("S1").await.unwrap().unwrap();
+        assert_eq!(stored.stage, Stage::HandedOver);
+        let reads = h.amazon.reads_alone.lock().unwrap().len();
+        // The echo of our CONFIRM: the stored record says so already; Amazon is not read.
+        let out = handler
+            .handle(&with_status("n2", "S1", &stored.status), &inv())
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            NotificationOutcome::Known {
+                shipment_id: "S1".into(),
+                stage: "handed_over".into()
+            }
+        );
+        assert_eq!(h.amazon.reads_alone.lock().unwrap().len(), reads);
+        // A status we do not hold (Amazon cancelled it) is read back and acted on.
+        let mut cancelled =
+            fixtures::shipment("S1", "CANCELLED", "2026-11-21T09:00:00Z", &[("A", 1)]);
+        cancelled["status"] = json!("CANCELLED");
+        h.amazon.put(cancelled);
+        handler
+            .handle(&with_status("n3", "S1", "CANCELLED"), &inv())
+            .await
+            .unwrap();
+        assert_eq!(h.amazon.reads_alone.lock().unwrap().len(), reads + 1);
+        assert_eq!(
+            h.store.get("S1").await.unwrap().unwrap().stage,
+            Stage::Cancelled
+        );
     }
 }
