@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use flexbridge::fulfilment::FulfilmentService;
 use flexbridge::orders::Stage;
 use flexbridge::runtime::Invocation;
@@ -127,6 +127,8 @@ struct Warehouse {
     prefix: String,
     refused: Vec<String>,
     retried_later: Vec<String>,
+    /// Answers that made a request wait and go again, by status (0: no answer at all).
+    waits: BTreeMap<u16, usize>,
 }
 
 impl Warehouse {
@@ -158,6 +160,7 @@ impl Warehouse {
                     }
                     let text = resp.text().await.unwrap_or_default();
                     if status >= 500 || status == 409 || status == 429 {
+                        *self.waits.entry(status).or_default() += 1;
                         // At least 1 s: the retry's timestamp, so its signature, must differ.
                         tokio::time::sleep(Duration::from_millis(1000 + 100 * attempt)).await;
                         continue;
@@ -165,12 +168,35 @@ impl Warehouse {
                     self.refused.push(format!("{what}: {status} {text}"));
                     return Ok(status);
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(1000)).await,
+                Err(_) => {
+                    *self.waits.entry(0).or_default() += 1;
+                    tokio::time::sleep(Duration::from_millis(1000)).await
+                }
             }
         }
         // No final answer: 0 tells the caller to try again in a later round, same key.
         self.retried_later.push(what.to_string());
         Ok(0)
+    }
+}
+
+/// Seconds one round spent on each part of its work.
+#[derive(Default)]
+struct Phases {
+    amazon: f64,
+    stock: f64,
+    pack: f64,
+    ship: f64,
+    read: f64,
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "took amazon {:.1}s stock {:.1}s pack {:.1}s ship {:.1}s read {:.1}s",
+            self.amazon, self.stock, self.pack, self.ship, self.read
+        )
     }
 }
 
@@ -263,7 +289,9 @@ pub async fn run(opts: Options) -> Result<Report> {
         RunnerOptions {
             speedup: 30.0,
             fire_schedules_at_start: true,
-            receive_wait: Duration::from_millis(500),
+            receive_wait: Duration::from_secs(1),
+            // Lambda runs batches of a queue side by side; the template caps some at 2.
+            sqs_instances: 3,
             chaos: Some(Chaos {
                 seed: opts.seed,
                 kill_rate: 0.03,
@@ -285,6 +313,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         prefix: format!("chaos-{}", stack.name),
         refused: Vec::new(),
         retried_later: Vec::new(),
+        waits: BTreeMap::new(),
     };
 
     // The catalog arrives as an upload (orders for SKUs outside it are held, and only its
@@ -378,6 +407,9 @@ pub async fn run(opts: Options) -> Result<Report> {
     loop {
         round += 1;
         let workload_left = round <= rounds;
+        // Where each round's time goes (seconds): Amazon's side, stock, packing, shipping, reading.
+        let mut phase = Phases::default();
+        let t = Instant::now();
         if workload_left {
             // Orders for this round.
             let n = opts.orders * round / rounds - opts.orders * (round - 1) / rounds;
@@ -427,11 +459,14 @@ pub async fn run(opts: Options) -> Result<Report> {
                     marketplace_cancelled.insert(id);
                 }
             }
-            // Stock changes: goods received, damaged or counted; each reported (the truth at
-            // Amazon's side follows), shuffled so that reports arrive out of order.
+            // Stock changes: goods received, damaged or counted (the truth at Amazon's side
+            // follows). The warehouse reports them as it goes, a request per 50 changes with the
+            // time of its last change and the figures at that time, and the requests arrive out
+            // of order: for each (hub, sku) the newest request's figure is the one that counts.
             let m = opts.stock_changes * round / rounds - opts.stock_changes * (round - 1) / rounds;
             let mut touched = BTreeSet::new();
-            for _ in 0..m {
+            let mut report: BTreeMap<(usize, usize), i64> = BTreeMap::new();
+            for i in 0..m {
                 let key = (
                     rng.random_range(0..hubs.len()),
                     rng.random_range(0..skus.len()),
@@ -440,16 +475,27 @@ pub async fn run(opts: Options) -> Result<Report> {
                 let delta = rng.random_range(-(free.clamp(0, 3))..=4);
                 *on_hand.get_mut(&key).expect("pair") += delta;
                 touched.insert(key);
-                pending_stock.push(json!({"hub": hubs[key.0].0, "sku": skus[key.1], "onHand": on_hand[&key],
-                    "asOf": (Utc::now() + chrono::Duration::microseconds(stock_sent as i64)).to_rfc3339()}));
+                report.insert(key, on_hand[&key]);
                 stock_sent += 1;
+                if report.len() == 50 || i + 1 == m {
+                    let items: Vec<Value> = std::mem::take(&mut report)
+                        .into_iter()
+                        .map(|((h, s), n)| json!({"hub": hubs[h].0, "sku": skus[s], "onHand": n}))
+                        .collect();
+                    // Distinct, increasing times even within one clock tick.
+                    let as_of = Utc::now() + chrono::Duration::microseconds(stock_sent as i64);
+                    pending_stock.push(json!({"items": items, "asOf": as_of.to_rfc3339()}));
+                }
             }
             for key in touched {
                 let truth = on_hand[&key] - open_units.get(&key).copied().unwrap_or(0);
                 admin.set_truth(&hubs[key.0].1, &skus[key.1], truth).await?;
             }
             pending_stock.shuffle(&mut rng);
+            phase.amazon = t.elapsed().as_secs_f64();
+            let t = Instant::now();
             stock_requests += send_stock(&mut wh, &mut pending_stock, round).await?;
+            phase.stock = t.elapsed().as_secs_f64();
         }
 
         // Mid-run uploads: a price file, a catalog change and a stock count, under faults.
@@ -498,6 +544,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         }
 
         // The warehouse works on what reached it.
+        let t = Instant::now();
         for r in list_stage(&service, Stage::HandedOver).await? {
             if acted.contains(&format!("pack-{}", r.id))
                 || acted.contains(&format!("cancel-{}", r.id))
@@ -532,6 +579,8 @@ pub async fn run(opts: Options) -> Result<Report> {
                 }
             }
         }
+        phase.pack = t.elapsed().as_secs_f64();
+        let t = Instant::now();
         for r in list_stage(&service, Stage::Labelled).await? {
             if acted.contains(&format!("ship-{}", r.id)) {
                 continue;
@@ -565,6 +614,8 @@ pub async fn run(opts: Options) -> Result<Report> {
                 }
             }
         }
+        phase.ship = t.elapsed().as_secs_f64();
+        let t = Instant::now();
         // Warehouse cancellations and marketplace cancellations free their units.
         for id in warehouse_cancelled.clone() {
             if let Some((h, lines)) = created.get(&id) {
@@ -580,16 +631,18 @@ pub async fn run(opts: Options) -> Result<Report> {
         }
 
         let stored = stage_counts(&service).await?;
+        phase.read = t.elapsed().as_secs_f64();
         say(
             &opts,
             started,
             format!(
-                "round {round}: {} orders created ({refused_orders} refused, nothing sellable), {} marketplace-cancelled, {} shipped, {} returns; {stock_sent} stock changes in {stock_requests} requests; stored {stored:?}; runner {:?}",
+                "round {round}: {} orders created ({refused_orders} refused, nothing sellable), {} marketplace-cancelled, {} shipped, {} returns; {stock_sent} stock changes in {stock_requests} requests; stored {stored:?}; runner {:?}; {phase}; waits {:?}",
                 created.len(),
                 marketplace_cancelled.len(),
                 shipped.len(),
                 returned,
-                runner.chaos_stats()
+                runner.chaos_stats(),
+                wh.waits
             ),
         );
         let open: usize = stored
@@ -626,14 +679,17 @@ pub async fn run(opts: Options) -> Result<Report> {
         )
         .await?;
     }
-    let mut late: Vec<Value> = final_items
+    let late_items: Vec<Value> = final_items
         .iter()
         .map(|i| {
             let mut i = i.clone();
             i["onHand"] = json!(i["onHand"].as_i64().unwrap_or(0) + 7);
-            i["asOf"] = json!(as_of0.to_rfc3339());
             i
         })
+        .collect();
+    let mut late: Vec<Value> = late_items
+        .chunks(100)
+        .map(|c| json!({"items": c, "asOf": as_of0.to_rfc3339()}))
         .collect();
     send_stock(&mut wh, &mut late, 9999).await?;
 
@@ -661,6 +717,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let chaos_stats = runner.chaos_stats();
+    let killed = runner.killed();
     let stats = runner.stats();
     runner.stop().await;
 
@@ -695,6 +752,8 @@ pub async fn run(opts: Options) -> Result<Report> {
     let wanted: BTreeSet<&str> = created.keys().map(String::as_str).collect();
     let mut per_op: BTreeMap<(&str, String), usize> = BTreeMap::new();
     let mut lost_label_answers: BTreeSet<String> = BTreeSet::new();
+    // Each applied REGENERATE per shipment: (when, its answer lost to a 500 after applying).
+    let mut regenerates: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
     for op in ["createPackages", "generateShipLabels"] {
         for c in admin.calls(Some(op)).await? {
             let path = c["path"].as_str().unwrap_or("");
@@ -710,6 +769,12 @@ pub async fn run(opts: Options) -> Result<Report> {
                 continue;
             }
             let regenerate = c["query"].as_str().unwrap_or("").contains("REGENERATE");
+            if regenerate {
+                regenerates.entry(id.to_string()).or_default().push((
+                    c["time"].as_str().unwrap_or_default().to_string(),
+                    note.contains("fault:ApplyThen"),
+                ));
+            }
             let name = if regenerate { "REGENERATE" } else { op };
             *per_op.entry((name, id.to_string())).or_default() += 1;
             if op == "generateShipLabels" && !regenerate && note.contains("fault:ApplyThen") {
@@ -717,12 +782,39 @@ pub async fn run(opts: Options) -> Result<Report> {
             }
         }
     }
+    // The label worker's killed runs, by when and which shipments their messages named.
+    let label_kills: Vec<(DateTime<Utc>, String)> = killed
+        .iter()
+        .filter(|k| k.function == "LabelWorkerFunction")
+        .map(|k| (k.at, k.payload.clone()))
+        .collect();
     for ((op, id), n) in &per_op {
         // The run asks for no reprint, so a REGENERATE is the label worker getting the files of
         // a label whose GENERATE answer it lost (a 500 after applying, or its handler killed
-        // before it saved the answer): the same label, never printed before. One per shipment.
-        let allowed = 1;
+        // before it saved the answer): the same label, never printed before. Amazon has no
+        // other way to read a label's files, so a REGENERATE whose own answer was lost the
+        // same way is sent again; any other REGENERATE beyond the first is a duplicate.
+        let mut allowed = 1;
         if *op == "REGENERATE" {
+            let calls = &regenerates[id];
+            for pair in calls.windows(2) {
+                let ((before, lost), (after, _)) = (&pair[0], &pair[1]);
+                let parse =
+                    |t: &str| DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc));
+                let killed_between = match (parse(before), parse(after)) {
+                    (Ok(b), Ok(a)) => label_kills
+                        .iter()
+                        .any(|(at, payload)| *at >= b && *at <= a && payload.contains(id.as_str())),
+                    _ => false,
+                };
+                if *lost || killed_between {
+                    allowed += 1;
+                    report.lines.push(format!(
+                        "label of {id} fetched with REGENERATE again: the answer of the one before was lost ({})",
+                        if *lost { "500 after applying" } else { "killed handler" }
+                    ));
+                }
+            }
             report.labels_recovered += 1;
             let how = if lost_label_answers.contains(id) {
                 "its GENERATE answered 500 after applying"
@@ -757,15 +849,28 @@ pub async fn run(opts: Options) -> Result<Report> {
     if report.oversold_units > 0 {
         report.problem(format!("oversold: {}", oversold["lines"]));
     }
-    for (queue, body, reason) in dead_letters(&stack).await? {
-        // No dead letter is expected under these faults: each is a message-specific failure
-        // the run did not plan for.
-        report.unexplained_dlq += 1;
-        let letter = format!(
-            "{queue}: {reason} (unexpected) {}",
-            body.chars().take(200).collect::<String>()
-        );
-        report.problems.push(format!("dead letter {letter}"));
+    for (queue, message_id, body, reason) in dead_letters(&stack).await? {
+        // One dead letter is expected under these faults: a message whose last receive
+        // (`MAX_RECEIVES`) ran in an invocation the runner killed. Nothing could attach a reason
+        // and SQS moved it, as on Lambda when a run times out or crashes on the last receive.
+        // Every other one is a message-specific failure the run did not plan for.
+        let last_receive_killed = killed
+            .iter()
+            .any(|k| killed_on_last_receive(&k.payload, &message_id));
+        let letter = if last_receive_killed {
+            format!(
+                "{queue}: {reason}: its last receive's run was killed (expected) {}",
+                body.chars().take(200).collect::<String>()
+            )
+        } else {
+            report.unexplained_dlq += 1;
+            let letter = format!(
+                "{queue}: {reason} (unexpected) {}",
+                body.chars().take(200).collect::<String>()
+            );
+            report.problems.push(format!("dead letter {letter}"));
+            letter
+        };
         report.dlq.push(letter);
     }
     for u in &uploads {
@@ -811,6 +916,22 @@ pub async fn run(opts: Options) -> Result<Report> {
         .push(format!("total {:.0} s", started.elapsed().as_secs_f64()));
     drop(moto);
     Ok(report)
+}
+
+/// Whether a killed invocation's SQS event held this message on its last receive.
+fn killed_on_last_receive(payload: &str, message_id: &str) -> bool {
+    let Ok(event) = serde_json::from_str::<Value>(payload) else {
+        return false;
+    };
+    event["Records"].as_array().is_some_and(|records| {
+        records.iter().any(|r| {
+            r["messageId"] == message_id
+                && r["attributes"]["ApproximateReceiveCount"]
+                    .as_str()
+                    .and_then(|c| c.parse::<u32>().ok())
+                    .is_some_and(|c| c >= flexbridge::runtime::MAX_RECEIVES)
+        })
+    })
 }
 
 /// Puts one upload into the bucket and waits for its summary report: "applied …" when every
@@ -866,42 +987,13 @@ async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: String) 
 /// then the retry needs its own time on a loaded machine.
 const UPLOAD_WAIT: Duration = Duration::from_secs(300 + 120);
 
-/// Sends the pending stock figures in requests of up to 50 items.
+/// Sends the pending stock requests, each as it was made (its figures and its `asOf`).
 async fn send_stock(wh: &mut Warehouse, pending: &mut Vec<Value>, round: usize) -> Result<usize> {
-    let mut n = 0;
-    for (i, chunk) in pending.chunks(50).enumerate() {
-        // Each item carries its own time; the request's `asOf` is per request, so send one
-        // request per distinct time by grouping items under their own asOf.
-        let mut by_time: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for item in chunk {
-            let mut item = item.clone();
-            let t = item["asOf"].as_str().unwrap_or_default().to_string();
-            item.as_object_mut().expect("object").remove("asOf");
-            by_time.entry(t).or_default().push(item);
-        }
-        // Within one request each (hub, sku) may appear once: keep the newest.
-        let mut items: BTreeMap<(String, String), (String, Value)> = BTreeMap::new();
-        for (t, list) in by_time {
-            for item in list {
-                let k = (item["hub"].to_string(), item["sku"].to_string());
-                if items.get(&k).is_none_or(|(old, _)| *old < t) {
-                    items.insert(k, (t.clone(), item));
-                }
-            }
-        }
-        // One request per item time would be 20,000 requests: figures of one request share
-        // the request's `asOf`, so the request carries the oldest time of its items (an item
-        // is never presented as newer than it is).
-        let oldest = items
-            .values()
-            .map(|(t, _)| t.clone())
-            .min()
-            .unwrap_or_default();
-        let body = json!({"items": items.into_values().map(|(_, v)| v).collect::<Vec<_>>(), "asOf": oldest});
-        wh.post(&format!("stock-{round}-{i}"), "/v1/inventory", &body)
+    for (i, body) in pending.iter().enumerate() {
+        wh.post(&format!("stock-{round}-{i}"), "/v1/inventory", body)
             .await?;
-        n += 1;
     }
+    let n = pending.len();
     pending.clear();
     Ok(n)
 }
@@ -952,8 +1044,8 @@ async fn stage_counts(service: &FulfilmentService) -> Result<BTreeMap<String, us
     Ok(out)
 }
 
-/// Every message in the stack's DLQs: (queue, body, reason).
-async fn dead_letters(stack: &Stack) -> Result<Vec<(String, String, String)>> {
+/// Every message in the stack's DLQs: (queue, message ID, body, reason).
+async fn dead_letters(stack: &Stack) -> Result<Vec<(String, String, String, String)>> {
     let sdk = flexbridge::aws::load_with_endpoint(&stack.endpoint).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let mut out = Vec::new();
@@ -991,7 +1083,12 @@ async fn dead_letters(stack: &Stack) -> Result<Vec<(String, String, String)>> {
                     .unwrap_or_else(|| {
                         "redriven after maxReceiveCount (no reason attached)".into()
                     });
-                out.push((id.clone(), m.body.unwrap_or_default(), reason));
+                out.push((
+                    id.clone(),
+                    m.message_id.unwrap_or_default(),
+                    m.body.unwrap_or_default(),
+                    reason,
+                ));
             }
         }
     }
