@@ -16,6 +16,10 @@ use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
 use flexbridge::{Env, Error, Result};
 use serde_json::Value;
 
+/// Notifications of one batch handled at once: each is mostly a wait on Amazon and DynamoDB,
+/// and two for the same shipment settle through the store's conditional writes.
+const CONCURRENCY: usize = 10;
+
 pub struct NotificationConsumer {
     pub orders: Orders,
     pub consumer: SqsConsumer,
@@ -41,7 +45,7 @@ impl Function for NotificationConsumer {
             idempotency: &self.orders.idempotency,
         };
         let (handler, inv) = (&handler, &inv);
-        let response = handle_sqs_batch(&self.consumer, event, "notification", 1, |msg| async move {
+        let response = handle_sqs_batch(&self.consumer, event, "notification", CONCURRENCY, |msg| async move {
             let outcome = handler
                 .handle(msg.body.as_deref().unwrap_or_default(), inv)
                 .await?;

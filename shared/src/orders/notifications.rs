@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::idempotency::Idempotency;
-use crate::orders::model::Stage;
+use crate::orders::model::{ShipmentRecord, Stage};
 use crate::orders::processor::OrderProcessor;
 use crate::runtime::Invocation;
-use crate::spapi::{Notification, NotificationError};
+use crate::spapi::{Notification, NotificationError, ShipmentStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
@@ -58,16 +58,13 @@ impl NotificationHandler<'_> {
             .id()
             .map(str::to_string)
             .unwrap_or_else(|| crate::idempotency::hash_bytes(body.as_bytes()));
-        // A status the stored record already has changes nothing (reading Amazon back would
-        // store the same); most notifications are the echo of our own calls. A record still
-        // to be confirmed or handed over, or unreadable, is read back and driven as always.
+        // A status the stored record already has, or one it is already past, changes nothing
+        // (newer wins: reading Amazon back would store nothing new); most notifications are
+        // the echo of our own confirm, packages, labels and shipped. A record still to be
+        // confirmed or handed over, or unreadable, is read back and driven as always.
         if let Some(status) = &change.shipment_status {
             if let Some(r) = self.processor.shipments.get(&shipment_id).await? {
-                let settled = !matches!(
-                    r.stage,
-                    Stage::Received | Stage::Confirmed | Stage::Unreadable
-                );
-                if settled && r.status == status.as_str() {
+                if already_known(&r, status) {
                     return Ok(NotificationOutcome::Known {
                         shipment_id,
                         stage: r.stage.as_str().to_string(),
@@ -96,6 +93,41 @@ impl NotificationHandler<'_> {
             }
         })
     }
+}
+
+/// Where a status sits on the way from order to delivery; `None` off that way (CANCELLED).
+fn forward_rank(status: &str) -> Option<u8> {
+    Some(match status {
+        "CREATED" => 0,
+        "ACCEPTED" => 1,
+        "CONFIRMED" => 2,
+        "PACKAGE_CREATED" => 3,
+        "PICKUP_SLOT_RETRIEVED" => 4,
+        "INVOICE_GENERATED" => 5,
+        "SHIPLABEL_GENERATED" => 6,
+        "SHIPPED" => 7,
+        "DELIVERED" => 8,
+        _ => return None,
+    })
+}
+
+/// Whether the stored shipment already holds what a notification of `status` announces: the
+/// same status, or one further on the way (Amazon's last status as stored, or what our own
+/// steps made it: labels stored means SHIPLABEL_GENERATED at least). A cancellation is news
+/// unless the shipment is cancelled already.
+fn already_known(r: &ShipmentRecord, status: &ShipmentStatus) -> bool {
+    let at_stage = match r.stage {
+        Stage::Received | Stage::Confirmed | Stage::Unreadable | Stage::Held => return false,
+        Stage::HandedOver | Stage::Packed => "CONFIRMED",
+        Stage::Labelled => "SHIPLABEL_GENERATED",
+        Stage::Shipped => "SHIPPED",
+        Stage::Cancelled | Stage::Rejected => "CANCELLED",
+    };
+    if r.status == status.as_str() || at_stage == status.as_str() {
+        return true;
+    }
+    let known = forward_rank(&r.status).max(forward_rank(at_stage));
+    matches!((forward_rank(status.as_str()), known), (Some(n), Some(k)) if n <= k)
 }
 
 #[cfg(test)]
@@ -161,9 +193,10 @@ mod tests {
                 stage: "handed_over".into()
             }
         );
+        // The same notification again: the shipment is past ACCEPTED, nothing is read.
         assert!(matches!(
             handler.handle(&camel("n1", "S1"), &inv()).await.unwrap(),
-            NotificationOutcome::Duplicate { .. }
+            NotificationOutcome::Known { .. }
         ));
         // A second, different notification for the same change (out of order): nothing new.
         handler.handle(&pascal("n0", "S1"), &inv()).await.unwrap();
@@ -173,6 +206,21 @@ mod tests {
             h.store.get("S2").await.unwrap().unwrap().stage,
             Stage::HandedOver
         );
+
+        // A held shipment (an SKU outside the catalog) is read back on every new notification;
+        // the same notification twice is recognised by its ID.
+        h.amazon.put(fixtures::shipment(
+            "S3",
+            "ACCEPTED",
+            "2026-11-21T08:00:00Z",
+            &[("Z", 1)],
+        ));
+        handler.handle(&camel("n3", "S3"), &inv()).await.unwrap();
+        assert_eq!(h.store.get("S3").await.unwrap().unwrap().stage, Stage::Held);
+        assert!(matches!(
+            handler.handle(&camel("n3", "S3"), &inv()).await.unwrap(),
+            NotificationOutcome::Duplicate { .. }
+        ));
 
         let other = json!({"notificationType": "ANY_OFFER_CHANGED", "payload": {}}).to_string();
         assert!(matches!(
@@ -228,9 +276,24 @@ mod tests {
             }
         );
         assert_eq!(h.amazon.reads_alone.lock().unwrap().len(), reads);
+        // One we are past (a late ACCEPTED) is old news too; one ahead of us is read back.
+        assert!(matches!(
+            handler
+                .handle(&with_status("n4", "S1", "ACCEPTED"), &inv())
+                .await
+                .unwrap(),
+            NotificationOutcome::Known { .. }
+        ));
+        assert_eq!(h.amazon.reads_alone.lock().unwrap().len(), reads);
+        handler
+            .handle(&with_status("n5", "S1", "PACKAGE_CREATED"), &inv())
+            .await
+            .unwrap();
+        assert_eq!(h.amazon.reads_alone.lock().unwrap().len(), reads + 1);
+        let reads = reads + 1;
         // A status we do not hold (Amazon cancelled it) is read back and acted on.
         let mut cancelled =
-            fixtures::shipment("S1", "CANCELLED", "2026-11-21T09:00:00Z", &[("A", 1)]);
+            fixtures::shipment("S1", "CANCELLED", "2030-01-01T00:00:00Z", &[("A", 1)]);
         cancelled["status"] = json!("CANCELLED");
         h.amazon.put(cancelled);
         handler
