@@ -58,10 +58,11 @@ impl NotificationHandler<'_> {
             .id()
             .map(str::to_string)
             .unwrap_or_else(|| crate::idempotency::hash_bytes(body.as_bytes()));
-        // A status the stored record already has, or one it is already past, changes nothing
-        // (newer wins: reading Amazon back would store nothing new); most notifications are
-        // the echo of our own confirm, packages, labels and shipped. A record still to be
-        // confirmed or handed over, or unreadable, is read back and driven as always.
+        // A status the stored shipment is already past is old news (newer wins): reading
+        // Amazon back would store nothing new. Most notifications are the late echo of our own
+        // confirm, packages and labels. The same status can carry news (a line cancelled while
+        // CONFIRMED, a label voided while SHIPLABEL_GENERATED), so it is read back, except on a
+        // shipment that is finished (shipped, cancelled or rejected).
         if let Some(status) = &change.shipment_status {
             if let Some(r) = self.processor.shipments.get(&shipment_id).await? {
                 if already_known(&r, status) {
@@ -111,23 +112,23 @@ fn forward_rank(status: &str) -> Option<u8> {
     })
 }
 
-/// Whether the stored shipment already holds what a notification of `status` announces: the
-/// same status, or one further on the way (Amazon's last status as stored, or what our own
-/// steps made it: labels stored means SHIPLABEL_GENERATED at least). A cancellation is news
-/// unless the shipment is cancelled already.
+/// Whether the stored shipment already holds what a notification of `status` announces: a
+/// status behind the one it has (Amazon's last status as stored, or what our own steps made
+/// it: labels stored means SHIPLABEL_GENERATED at least), or, once the shipment is finished,
+/// its own. A cancellation is news unless the shipment is cancelled already.
 fn already_known(r: &ShipmentRecord, status: &ShipmentStatus) -> bool {
-    let at_stage = match r.stage {
+    let (at_stage, finished) = match r.stage {
         Stage::Received | Stage::Confirmed | Stage::Unreadable | Stage::Held => return false,
-        Stage::HandedOver | Stage::Packed => "CONFIRMED",
-        Stage::Labelled => "SHIPLABEL_GENERATED",
-        Stage::Shipped => "SHIPPED",
-        Stage::Cancelled | Stage::Rejected => "CANCELLED",
+        Stage::HandedOver | Stage::Packed => ("CONFIRMED", false),
+        Stage::Labelled => ("SHIPLABEL_GENERATED", false),
+        Stage::Shipped => ("SHIPPED", true),
+        Stage::Cancelled | Stage::Rejected => ("CANCELLED", true),
     };
-    if r.status == status.as_str() || at_stage == status.as_str() {
+    if finished && (r.status == status.as_str() || at_stage == status.as_str()) {
         return true;
     }
     let known = forward_rank(&r.status).max(forward_rank(at_stage));
-    matches!((forward_rank(status.as_str()), known), (Some(n), Some(k)) if n <= k)
+    matches!((forward_rank(status.as_str()), known), (Some(n), Some(k)) if n < k)
 }
 
 #[cfg(test)]
@@ -239,7 +240,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_echo_of_a_status_we_hold_reads_nothing_back_and_a_new_one_does() {
+    async fn a_status_the_shipment_is_past_reads_nothing_back_and_any_other_does() {
         let h = harness(&["A"], UnmappedSkuAction::Hold);
         let idem = Idempotency::new(
             Arc::new(MemoryIdempotencyStore::new()),
@@ -263,20 +264,14 @@ mod tests {
         let stored = h.store.get("S1").await.unwrap().unwrap();
         assert_eq!(stored.stage, Stage::HandedOver);
         let reads = h.amazon.reads_alone.lock().unwrap().len();
-        // The echo of our CONFIRM: the stored record says so already; Amazon is not read.
-        let out = handler
+        // The status it has (the echo of our CONFIRM, or a line cancelled while CONFIRMED): read.
+        handler
             .handle(&with_status("n2", "S1", &stored.status), &inv())
             .await
             .unwrap();
-        assert_eq!(
-            out,
-            NotificationOutcome::Known {
-                shipment_id: "S1".into(),
-                stage: "handed_over".into()
-            }
-        );
-        assert_eq!(h.amazon.reads_alone.lock().unwrap().len(), reads);
-        // One we are past (a late ACCEPTED) is old news too; one ahead of us is read back.
+        assert_eq!(h.amazon.reads_alone.lock().unwrap().len(), reads + 1);
+        let reads = reads + 1;
+        // One it is past (a late ACCEPTED) is old news: not read. One ahead of it is read.
         assert!(matches!(
             handler
                 .handle(&with_status("n4", "S1", "ACCEPTED"), &inv())
@@ -305,5 +300,14 @@ mod tests {
             h.store.get("S1").await.unwrap().unwrap().stage,
             Stage::Cancelled
         );
+        // A finished shipment's own status again (a duplicate under another ID): not read.
+        assert!(matches!(
+            handler
+                .handle(&with_status("n6", "S1", "CANCELLED"), &inv())
+                .await
+                .unwrap(),
+            NotificationOutcome::Known { .. }
+        ));
+        assert_eq!(h.amazon.reads_alone.lock().unwrap().len(), reads + 1);
     }
 }
