@@ -163,25 +163,29 @@ mod tests {
         .to_string()
     }
 
+    fn idempotency() -> Idempotency {
+        Idempotency::new(
+            Arc::new(MemoryIdempotencyStore::new()),
+            Duration::from_secs(3600),
+        )
+    }
+
+    /// A new shipment at Amazon: one unit of `sku`.
+    fn accepted(h: &crate::orders::tests::Harness, id: &str, sku: &str) {
+        h.amazon.put(fixtures::shipment(
+            id,
+            "ACCEPTED",
+            "2026-11-21T08:00:00Z",
+            &[(sku, 1)],
+        ));
+    }
+
     #[tokio::test]
     async fn both_casings_dedupe_and_stale_signals() {
         let h = harness(&["A", "B"], UnmappedSkuAction::Hold);
-        let idem = Idempotency::new(
-            Arc::new(MemoryIdempotencyStore::new()),
-            Duration::from_secs(3600),
-        );
-        h.amazon.put(fixtures::shipment(
-            "S1",
-            "ACCEPTED",
-            "2026-11-21T08:00:00Z",
-            &[("A", 1)],
-        ));
-        h.amazon.put(fixtures::shipment(
-            "S2",
-            "ACCEPTED",
-            "2026-11-21T08:00:00Z",
-            &[("B", 1)],
-        ));
+        let idem = idempotency();
+        accepted(&h, "S1", "A");
+        accepted(&h, "S2", "B");
         let handler = NotificationHandler {
             processor: &h.p,
             idempotency: &idem,
@@ -210,12 +214,7 @@ mod tests {
 
         // A held shipment (an SKU outside the catalog) is read back on every new notification;
         // the same notification twice is recognised by its ID.
-        h.amazon.put(fixtures::shipment(
-            "S3",
-            "ACCEPTED",
-            "2026-11-21T08:00:00Z",
-            &[("Z", 1)],
-        ));
+        accepted(&h, "S3", "Z");
         handler.handle(&camel("n3", "S3"), &inv()).await.unwrap();
         assert_eq!(h.store.get("S3").await.unwrap().unwrap().stage, Stage::Held);
         assert!(matches!(
@@ -242,16 +241,8 @@ mod tests {
     #[tokio::test]
     async fn a_status_the_shipment_is_past_reads_nothing_back_and_any_other_does() {
         let h = harness(&["A"], UnmappedSkuAction::Hold);
-        let idem = Idempotency::new(
-            Arc::new(MemoryIdempotencyStore::new()),
-            Duration::from_secs(3600),
-        );
-        h.amazon.put(fixtures::shipment(
-            "S1",
-            "ACCEPTED",
-            "2026-11-21T08:00:00Z",
-            &[("A", 1)],
-        ));
+        let idem = idempotency();
+        accepted(&h, "S1", "A");
         let handler = NotificationHandler {
             processor: &h.p,
             idempotency: &idem,
