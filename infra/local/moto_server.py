@@ -82,10 +82,18 @@ def _transact_write_items(self: DynamoDBBackend, transact_items):
         raise
 
 
+def _patch(owner, name: str, value) -> None:
+    # The names patched are moto's internals (pinned in requirements.txt): a moto that renamed
+    # one must stop here, not run unpatched, or slow, without a word.
+    if not hasattr(owner, name):
+        sys.exit(f"moto_server: this moto has no {owner.__name__}.{name}; re-check the patches")
+    setattr(owner, name, value)
+
+
 def main() -> None:
-    SQSBackend.is_message_valid_based_on_retention_period = _retained
-    dynamodb_models.copy = _TablesNotCopied()
-    DynamoDBBackend.transact_write_items = _transact_write_items
+    _patch(SQSBackend, "is_message_valid_based_on_retention_period", _retained)
+    _patch(dynamodb_models, "copy", _TablesNotCopied())
+    _patch(DynamoDBBackend, "transact_write_items", _transact_write_items)
     parent = os.getppid()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
