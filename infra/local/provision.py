@@ -28,8 +28,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
-from samtranslator.translator.transform import transform  # noqa: E402
-from samtranslator.yaml_helper import yaml_parse  # noqa: E402
+# aws-sam-translator is imported where it is used: a cached translation needs none of it.
 
 
 class _NoManagedPolicies:
@@ -40,6 +39,9 @@ class _NoManagedPolicies:
 
 
 def to_cfn(template_path, artifacts_bucket="flexbridge-artifacts"):
+    from samtranslator.translator.transform import transform
+    from samtranslator.yaml_helper import yaml_parse
+
     with open(template_path, encoding="utf-8") as f:
         sam = yaml_parse(f.read())
     for logical_id, res in sam.get("Resources", {}).items():
@@ -49,6 +51,37 @@ def to_cfn(template_path, artifacts_bucket="flexbridge-artifacts"):
             res.setdefault("Metadata", {})["SourceCodeUri"] = props.get("CodeUri")
             props["CodeUri"] = f"s3://{artifacts_bucket}/{logical_id}.zip"
     return transform(copy.deepcopy(sam), {}, _NoManagedPolicies())
+
+
+# Stands for the artifacts bucket in a cached translation; each stack puts its own in.
+_BUCKET_MARK = "flexbridge-artifacts-bucket-mark"
+
+
+def to_cfn_cached(template_path, artifacts_bucket):
+    """`to_cfn`, translated once per template content (and translator and script version):
+    every test provisions a stack, and the translation of the whole template is most of the
+    Python work. The cache lives in the venv (`<venv>/flexbridge-cache`), next to the
+    translator that made it."""
+    import hashlib
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    for path in (template_path, __file__):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    digest.update(version("aws-sam-translator").encode())
+    cache = os.path.join(sys.prefix, "flexbridge-cache", f"cfn-{digest.hexdigest()[:32]}.json")
+    try:
+        with open(cache, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = json.dumps(to_cfn(template_path, _BUCKET_MARK))
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        tmp = f"{cache}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, cache)  # atomic: a parallel reader sees all of it or none
+    return json.loads(text.replace(_BUCKET_MARK, artifacts_bucket))
 
 
 def _dummy_zip():
@@ -157,7 +190,7 @@ def create(args):
     account = boto3.client("sts", **kw).get_caller_identity()["Account"]
 
     artifacts = f"{args.stack}-artifacts"[:63]
-    cfn = to_cfn(args.template, artifacts)
+    cfn = to_cfn_cached(args.template, artifacts)
     s3.create_bucket(Bucket=artifacts)
     code = _dummy_zip()
     for res in cfn["Resources"].values():
@@ -471,8 +504,10 @@ def main():
     c.add_argument("--param", action="append", default=[])
     args = p.parse_args()
     if args.cmd == "transform":
-        json.dump(to_cfn(args.template), sys.stdout, indent=1)
+        json.dump(to_cfn_cached(args.template, "flexbridge-artifacts"), sys.stdout, indent=1)
     elif args.cmd == "sam-json":
+        from samtranslator.yaml_helper import yaml_parse
+
         with open(args.template, encoding="utf-8") as f:
             json.dump(yaml_parse(f.read()), sys.stdout, indent=1)
     else:

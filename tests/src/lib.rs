@@ -2,7 +2,7 @@
 //! simulator (one per test, in process), and a freshly provisioned stack from template.yaml
 //! (unique name per test) with SDK clients pointed at moto.
 //!
-//! ```no_run
+//! ```ignore
 //! # async fn t() -> anyhow::Result<()> {
 //! let t = flexbridge_e2e::TestStack::start("confirm_orders").await?;
 //! let env = t.env_for("HeartbeatFunction")?;           // the template's variables + local endpoints

@@ -47,26 +47,3 @@ impl Function for CancellationWorker {
         Ok(serde_json::to_value(response)?)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn instances_are_capped_by_the_event_source_not_reserved_concurrency() {
-        let template = include_str!("../../../template.yaml");
-        let at = template
-            .find("CancellationWorkerFunction:")
-            .expect("the function");
-        let section = &template[at..at + template[at..].find("\n\n").unwrap_or(4000)];
-        assert!(
-            section.contains(&format!("MaximumConcurrency: {MAX_INSTANCES}")),
-            "template.yaml's Cancellations event source must cap instances at {MAX_INSTANCES}"
-        );
-        assert!(!section.contains("ReservedConcurrentExecutions:"));
-        assert!(
-            section.contains("CURSORS_TABLE: !Ref CursorsTable"),
-            "the shared buckets"
-        );
-    }
-}

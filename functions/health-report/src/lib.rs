@@ -39,23 +39,3 @@ impl Function for HealthReport {
         Ok(serde_json::to_value(written)?)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-    use serde_json::json;
-
-    #[test]
-    fn the_schedule_reports_yesterday_and_an_operator_any_day() {
-        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 0, 15, 0).unwrap();
-        let scheduled = json!({"source": "aws.events", "detail-type": "Scheduled Event"});
-        assert_eq!(
-            report_date(&scheduled, now).unwrap().to_string(),
-            "2026-11-30"
-        );
-        let asked = json!({"date": "2026-11-02"});
-        assert_eq!(report_date(&asked, now).unwrap().to_string(), "2026-11-02");
-        assert!(report_date(&json!({"date": "yesterday"}), now).is_err());
-    }
-}

@@ -47,25 +47,3 @@ impl Function for Heartbeat {
         Ok(beat)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use flexbridge::store::settings::MemorySettingsStore;
-    use std::time::Duration;
-
-    #[tokio::test]
-    async fn records_the_beat_with_the_scheduled_time() {
-        let store = Arc::new(MemorySettingsStore::new());
-        let h = Heartbeat::new(store.clone());
-        h.invoke(
-            json!({"time": "2026-11-21T08:00:00Z"}),
-            Invocation::new("r1", Duration::from_secs(5)),
-        )
-        .await
-        .unwrap();
-        let (v, _) = store.status(STATUS_NAME).await.unwrap().unwrap();
-        assert_eq!(v["scheduledFor"], "2026-11-21T08:00:00Z");
-        assert_eq!(v["requestId"], "r1");
-    }
-}

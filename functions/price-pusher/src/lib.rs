@@ -107,23 +107,3 @@ impl Function for PricePusher {
         serde_json::to_value(response).map_err(|e| Error::Internal(e.to_string()))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_instances_together_stay_within_amazons_limit() {
-        let share = instance_share();
-        assert!(share.rate * f64::from(MAX_INSTANCES) <= AMAZON_LIMIT.rate);
-        assert!(share.burst * MAX_INSTANCES <= AMAZON_LIMIT.burst);
-        let template = include_str!("../../../template.yaml");
-        let at = template.find("PricePusherFunction:").expect("the function");
-        let section = &template[at..at + template[at..].find("\n\n").unwrap_or(4000)];
-        assert!(
-            section.contains(&format!("MaximumConcurrency: {MAX_INSTANCES}")),
-            "template.yaml's PriceUpdates event source must cap instances at {MAX_INSTANCES}"
-        );
-        assert!(!section.contains("ReservedConcurrentExecutions"));
-    }
-}

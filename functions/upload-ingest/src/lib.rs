@@ -107,31 +107,3 @@ impl Function for UploadIngest {
         serde_json::to_value(response).map_err(|e| Error::Internal(e.to_string()))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_missing_marketplace_is_a_configuration_error() {
-        let mut env = Env::default();
-        for (k, v) in [
-            (keys::BUCKET_NAME, "b"),
-            (keys::CATALOG_TABLE, "c"),
-            (keys::CURSORS_TABLE, "cu"),
-            (keys::SETTINGS_TABLE, "s"),
-            (keys::IDEMPOTENCY_TABLE, "i"),
-            (keys::PRICE_UPDATES_QUEUE_URL, "http://q"),
-            (keys::UPLOADS_QUEUE_URL, "http://u"),
-            (keys::EVENT_BUS_NAME, "e"),
-            (keys::INVENTORY_TABLE, "inv"),
-            (keys::LOCATIONS_TABLE, "loc"),
-            (keys::AWS_ENDPOINT_URL, "http://127.0.0.1:1"),
-        ] {
-            env = env.with(k, v);
-        }
-        let err = UploadIngest::from_env(&env).await.err().expect("refused");
-        assert!(matches!(err, Error::Config(_)), "{err}");
-        assert!(err.to_string().contains(keys::MARKETPLACE_ID), "{err}");
-    }
-}

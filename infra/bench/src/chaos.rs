@@ -283,25 +283,30 @@ pub async fn run(opts: Options) -> Result<Report> {
     };
     let env = stack.env_for("WarehouseApiFunction", &overrides)?;
     let service = FulfilmentService::from_env(&env).await?;
-    let runner = Runner::start(
-        &stack,
-        &overrides,
-        RunnerOptions {
-            speedup: 30.0,
-            fire_schedules_at_start: true,
-            receive_wait: Duration::from_secs(1),
-            // Lambda runs batches of a queue side by side; the template caps some at 2.
-            sqs_instances: 3,
-            chaos: Some(Chaos {
-                seed: opts.seed,
-                kill_rate: 0.03,
-                max_kill_after: Duration::from_millis(1500),
-                redeliver_rate: 0.05,
-            }),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let runner_options = RunnerOptions {
+        speedup: 30.0,
+        fire_schedules_at_start: true,
+        receive_wait: Duration::from_secs(1),
+        // Lambda runs batches of a queue side by side; the template caps some at 2.
+        sqs_instances: 3,
+        chaos: Some(Chaos {
+            seed: opts.seed,
+            kill_rate: 0.03,
+            max_kill_after: Duration::from_millis(1500),
+            redeliver_rate: 0.05,
+        }),
+        // A killed upload run holds its message for scaled time, not 300 s.
+        scale_timeouts: true,
+        ..Default::default()
+    };
+    // A killed run of the upload function keeps its message invisible for the function's
+    // timeout (as on Lambda), then the retry needs its own time on a loaded machine.
+    let upload_wait = stack
+        .function("UploadIngestFunction")
+        .map(|f| runner_options.timeout_of(f))
+        .ok_or_else(|| anyhow!("template.yaml has no UploadIngestFunction"))?
+        + Duration::from_secs(120);
+    let runner = Runner::start(&stack, &overrides, runner_options).await?;
     let mut wh = Warehouse {
         url: runner
             .function_url("WarehouseApiFunction")
@@ -329,7 +334,16 @@ pub async fn run(opts: Options) -> Result<Report> {
                 .map(|(i, s)| format!("{s},B0CHAOS{i:03},Chaos item {i},HOME,true\n")),
         )
         .collect();
-    uploads.push(upload(&s3, &bucket, "catalog/delta/chaos-opening.csv", catalog).await?);
+    uploads.push(
+        upload(
+            &s3,
+            &bucket,
+            "catalog/delta/chaos-opening.csv",
+            catalog,
+            upload_wait,
+        )
+        .await?,
+    );
     say(&opts, started, format!("catalog upload: {}", uploads[0]));
 
     // The warehouse's opening stock, reported before Amazon's faults start.
@@ -507,7 +521,7 @@ pub async fn run(opts: Options) -> Result<Report> {
                         .map(|(i, s)| format!("{s},{}.99,USD\n", 10 + i)),
                 )
                 .collect();
-            uploads.push(upload(&s3, &bucket, "prices/chaos-mid.csv", prices).await?);
+            uploads.push(upload(&s3, &bucket, "prices/chaos-mid.csv", prices, upload_wait).await?);
             let titles: String = std::iter::once("sku,asin,title\n".to_string())
                 .chain(
                     skus.iter()
@@ -515,7 +529,16 @@ pub async fn run(opts: Options) -> Result<Report> {
                         .map(|(i, s)| format!("{s},B0CHAOS{i:03},Chaos item {i} (renamed)\n")),
                 )
                 .collect();
-            uploads.push(upload(&s3, &bucket, "catalog/delta/chaos-mid.csv", titles).await?);
+            uploads.push(
+                upload(
+                    &s3,
+                    &bucket,
+                    "catalog/delta/chaos-mid.csv",
+                    titles,
+                    upload_wait,
+                )
+                .await?,
+            );
             // A stock count arrives as a file: a few (hub, sku) pairs are found 5 units higher.
             // The goods are there before the file says so (Amazon's truth first, never oversold).
             let counted_at = Utc::now();
@@ -532,7 +555,16 @@ pub async fn run(opts: Options) -> Result<Report> {
                     counted_at.to_rfc3339()
                 ));
             }
-            uploads.push(upload(&s3, &bucket, "inventory/delta/chaos-count.csv", count).await?);
+            uploads.push(
+                upload(
+                    &s3,
+                    &bucket,
+                    "inventory/delta/chaos-count.csv",
+                    count,
+                    upload_wait,
+                )
+                .await?,
+            );
             say(
                 &opts,
                 started,
@@ -936,7 +968,13 @@ fn killed_on_last_receive(payload: &str, message_id: &str) -> bool {
 
 /// Puts one upload into the bucket and waits for its summary report: "applied …" when every
 /// row was applied, "reported …" when rows were refused with reasons, or "no summary …".
-async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: String) -> Result<String> {
+async fn upload(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    body: String,
+    wait: Duration,
+) -> Result<String> {
     s3.put_object()
         .bucket(bucket)
         .key(key)
@@ -946,7 +984,7 @@ async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: String) 
     let summary_key = flexbridge::upload::UploadKey::classify(key)
         .ok_or_else(|| anyhow!("{key} is not an upload key"))?
         .summary_report_key();
-    let until = Instant::now() + UPLOAD_WAIT;
+    let until = Instant::now() + wait;
     while Instant::now() < until {
         if let Ok(o) = s3
             .get_object()
@@ -976,16 +1014,8 @@ async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: String) 
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    Ok(format!(
-        "no summary for {key} after {} s",
-        UPLOAD_WAIT.as_secs()
-    ))
+    Ok(format!("no summary for {key} after {} s", wait.as_secs()))
 }
-
-/// How long an upload may take to report: a run of the upload function killed part-way keeps
-/// its message invisible for the function's timeout (300 s in template.yaml, as Lambda does),
-/// then the retry needs its own time on a loaded machine.
-const UPLOAD_WAIT: Duration = Duration::from_secs(300 + 120);
 
 /// Sends the pending stock requests, each as it was made (its figures and its `asOf`).
 async fn send_stock(wh: &mut Warehouse, pending: &mut Vec<Value>, round: usize) -> Result<usize> {

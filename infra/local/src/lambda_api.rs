@@ -4,7 +4,7 @@
 //! simulator, so a caller can tell whether the function reached AWS or Amazon during init
 //! (before its first request for work).
 //!
-//! ```no_run
+//! ```ignore
 //! # async fn t(stack: &flexbridge_local::Stack, env: flexbridge::Env) -> anyhow::Result<()> {
 //! use flexbridge_local::lambda_api::{Bootstrap, RuntimeApi};
 //! let api = RuntimeApi::start().await?;

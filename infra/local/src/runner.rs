@@ -60,6 +60,28 @@ pub struct RunnerOptions {
     pub only: Option<BTreeSet<String>>,
     /// Faults the runner injects itself (chaos runs); `None` = none.
     pub chaos: Option<Chaos>,
+    /// Function timeouts run on the sped-up clock too: `Timeout / speedup`, never below
+    /// [`MIN_SCALED_TIMEOUT`] (a batch needs real seconds) nor above the template's. A run
+    /// killed part-way then holds its claims, and so its message, for scaled time, not for the
+    /// upload function's real 300 s (chaos runs).
+    pub scale_timeouts: bool,
+}
+
+/// The shortest timeout [`RunnerOptions::scale_timeouts`] gives a function.
+pub const MIN_SCALED_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl RunnerOptions {
+    /// The timeout `spec`'s invocations get from this runner.
+    pub fn timeout_of(&self, spec: &FunctionSpec) -> Duration {
+        let template = spec.timeout();
+        if !self.scale_timeouts || self.speedup <= 1.0 {
+            return template;
+        }
+        template
+            .div_f64(self.speedup)
+            .max(MIN_SCALED_TIMEOUT)
+            .min(template)
+    }
 }
 
 /// Faults of the Lambda platform, drawn from a seeded generator: an invocation killed at a
@@ -147,6 +169,7 @@ impl Default for RunnerOptions {
             sqs_instances: 1,
             only: None,
             chaos: None,
+            scale_timeouts: false,
         }
     }
 }
@@ -257,7 +280,7 @@ impl Runner {
                             stack.resources.get(rule).map(|r| r.physical_id.as_str()).unwrap_or(rule)
                         );
                         tasks.push(tokio::spawn(run_schedule(
-                            Target::new(&spec, f.clone(), stats.clone(), chaos.clone()),
+                            Target::new(&spec, options.timeout_of(&spec), f.clone(), stats.clone(), chaos.clone()),
                             schedule,
                             ScheduledPayload {
                                 input: input.clone(),
@@ -291,7 +314,7 @@ impl Runner {
                             .max(1);
                         for _ in 0..instances {
                             tasks.push(tokio::spawn(run_queue(
-                                Target::new(&spec, f.clone(), stats.clone(), chaos.clone()),
+                                Target::new(&spec, options.timeout_of(&spec), f.clone(), stats.clone(), chaos.clone()),
                                 sqs.clone(),
                                 SqsSource {
                                     queue: stack.queue(queue).clone(),
@@ -311,7 +334,7 @@ impl Runner {
                         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                         let addr = listener.local_addr()?;
                         urls.insert(id.clone(), format!("http://{addr}"));
-                        let router = with_invocation(router.clone(), spec.timeout());
+                        let router = with_invocation(router.clone(), options.timeout_of(&spec));
                         let mut stop_rx = stop_rx.clone();
                         tasks.push(tokio::spawn(async move {
                             let shutdown = async move {
@@ -392,7 +415,7 @@ impl Runner {
                 "{logical_id} is not running in this runner (unregistered, filtered out, or HTTP)"
             );
         };
-        Target::new(spec, f.clone(), self.stats.clone(), None)
+        Target::new(spec, spec.timeout(), f.clone(), self.stats.clone(), None)
             .invoke(payload)
             .await
             .map_err(|e| anyhow!("{logical_id}: {e}"))
@@ -475,13 +498,14 @@ struct Target {
 impl Target {
     fn new(
         spec: &FunctionSpec,
+        timeout: Duration,
         function: Arc<dyn Function>,
         stats: StatsMap,
         chaos: Option<Arc<ChaosState>>,
     ) -> Self {
         Self {
             id: spec.logical_id.clone(),
-            timeout: spec.timeout(),
+            timeout,
             function,
             stats,
             chaos,

@@ -1,5 +1,5 @@
 //! batchInventory, Returns and Listings Items prices.
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::Method;

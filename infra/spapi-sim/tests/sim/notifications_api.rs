@@ -1,6 +1,6 @@
 //! The Notifications API: grantless destinations, seller subscriptions, Amazon's refusals, and
 //! every answer within the model.
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::{Method, StatusCode};

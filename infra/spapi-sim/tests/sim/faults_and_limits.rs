@@ -1,5 +1,5 @@
 //! Rate limits and injected faults.
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

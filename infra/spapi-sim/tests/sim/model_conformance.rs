@@ -1,7 +1,7 @@
 //! The simulator's own answers against the official models' response schemas: a workload
 //! through every operation (successes and errors), then no recorded violations; plus direct
 //! checks of generated documents against the model definitions.
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::Method;

@@ -1,5 +1,5 @@
 //! LWA, the gateway checks (token, User-Agent, headers) and validation against the models.
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::Method;

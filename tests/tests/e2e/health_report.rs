@@ -194,7 +194,18 @@ async fn the_daily_report_is_written_linked_from_an_event_and_renders_in_chromiu
     assert_eq!(linked.text().await?, html, "the link serves the page");
     runner.stop().await;
 
-    // A real browser renders it.
+    // A real browser renders it. Without Chromium the check is skipped on a contributor's
+    // machine, saying so; in CI (`CI` set) it is required.
+    if let Err(missing) = chromium() {
+        if std::env::var_os("CI").is_none() {
+            println!(
+                "SKIPPED the browser check of the health report: {missing:#} \
+                 (CI runs it; set CI=1 to require it here)"
+            );
+            return Ok(());
+        }
+        return Err(missing);
+    }
     let dir = flexbridge_e2e::flexbridge_local::paths::repo_root().join("target/health-report");
     std::fs::create_dir_all(&dir)?;
     let page = dir.join(format!("{today}.html"));

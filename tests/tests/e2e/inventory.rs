@@ -424,6 +424,22 @@ async fn reconciliation_corrects_drift_and_tells_the_reading() -> Result<()> {
         report["reconcile"]["locations"][0]["driftCount"], 0,
         "{report}"
     );
+    // The fast path (the runner consumes InventoryPushQueue) may still be pushing what the
+    // sweep pushed: reconciliation votes only on settled positions, so wait for them (a loaded
+    // machine showed the race: no vote, no reading).
+    w.amazon_gets(EAST, "REC-001", 4).await?;
+    eventually(
+        Duration::from_secs(20),
+        "every position settled",
+        || async {
+            let ledger = w.inventory.ledger(EAST).await?;
+            Ok(ledger
+                .iter()
+                .all(|p| p.pending_gen <= p.done_gen)
+                .then_some(()))
+        },
+    )
+    .await?;
     // Someone changes Amazon's number behind our back.
     w.admin.set_inventory(EAST, "REC-000", 50).await?;
     let pusher = w.pusher().await?;

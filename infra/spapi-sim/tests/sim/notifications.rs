@@ -1,5 +1,5 @@
 //! EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE to an HTTP URL.
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

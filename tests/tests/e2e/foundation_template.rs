@@ -9,11 +9,16 @@ use flexbridge::config::{keys, prefixes};
 use flexbridge_e2e::flexbridge_local::{paths, stack};
 use serde_json::{json, Value};
 
+/// The CloudFormation translation of template.yaml, made once per test process.
 fn cfn() -> Value {
-    paths::ensure_venv().expect("venv");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(stack::transform())
-        .expect("SAM transform of template.yaml")
+    static CFN: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    CFN.get_or_init(|| {
+        paths::ensure_venv().expect("venv");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(stack::transform())
+            .expect("SAM transform of template.yaml")
+    })
+    .clone()
 }
 
 fn resources_of<'a>(cfn: &'a Value, kind: &str) -> BTreeMap<&'a str, &'a Value> {
@@ -604,4 +609,73 @@ fn every_resource_a_function_is_told_about_it_may_also_use() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A test target switched off (`test = false`, to spare a link of the whole crate) must have no
+/// test to lose: every `[lib]` or `[[bin]]` of the workspace that says so holds no `#[test]`.
+#[test]
+fn no_test_target_is_off_where_there_are_tests() {
+    let root = paths::repo_root();
+    let mut manifests = Vec::new();
+    for dir in ["functions", "infra"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            manifests.push(e.path().join("Cargo.toml"));
+        }
+    }
+    manifests.push(root.join("shared/Cargo.toml"));
+    manifests.push(root.join("tests/Cargo.toml"));
+    let mut off = 0;
+    let mut wrong = Vec::new();
+    for manifest in manifests.iter().filter(|m| m.exists()) {
+        let crate_dir = manifest.parent().unwrap();
+        let text = std::fs::read_to_string(manifest).unwrap();
+        // Each target section: its header, its `path` (or the default), its `test` flag.
+        for section in text.split("\n[").skip(1) {
+            let header = section.lines().next().unwrap_or_default();
+            let value = |key: &str| {
+                section.lines().find_map(|l| {
+                    let (k, v) = l.split_once('=')?;
+                    (k.trim() == key).then(|| {
+                        v.split('#')
+                            .next()
+                            .unwrap()
+                            .trim()
+                            .trim_matches('"')
+                            .to_string()
+                    })
+                })
+            };
+            if value("test").as_deref() != Some("false") {
+                continue;
+            }
+            off += 1;
+            let files = match header {
+                "lib]" => {
+                    let mut files = Vec::new();
+                    rust_files(&crate_dir.join("src"), &mut files);
+                    files.retain(|f| {
+                        !f.ends_with("main.rs") && !f.starts_with(crate_dir.join("src/bin"))
+                    });
+                    files
+                }
+                "[bin]]" => vec![crate_dir
+                    .join(value("path").expect("a [[bin]] with test = false names its path"))],
+                other => panic!("{}: test = false in [{other}", manifest.display()),
+            };
+            for f in files {
+                let src = std::fs::read_to_string(&f).unwrap();
+                if src.contains("#[test]") || src.contains("#[tokio::test") {
+                    wrong.push(f.display().to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        off > 10,
+        "found only {off} targets with test = false: is the parsing right?"
+    );
+    assert!(
+        wrong.is_empty(),
+        "tests in targets with test = false (they would never run): {wrong:?}"
+    );
 }

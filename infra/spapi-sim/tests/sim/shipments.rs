@@ -1,5 +1,5 @@
 //! The shipment state machine through Amazon's paths.
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::*;

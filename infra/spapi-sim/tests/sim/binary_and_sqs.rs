@@ -1,5 +1,5 @@
 //! The standalone binary, and notifications to an SQS queue in moto (via AWS_ENDPOINT_URL).
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
