@@ -352,6 +352,28 @@ pub struct WebhookTest {
     pub message: String,
 }
 
+/// The webhook URL the outbound webhook delivers to: `https://`, or `http://` to a loopback
+/// host only (a receiver on the same machine, as in the local run). Events carry shipment
+/// details and label links, so nothing else travels in clear text. template.yaml's `WebhookUrl`
+/// has the same rule as its `AllowedPattern`.
+pub fn webhook_url(raw: &str) -> Result<url::Url> {
+    let url = url::Url::parse(raw)
+        .map_err(|e| Error::Config(format!("WEBHOOK_URL is not a valid URL: {e}")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err(Error::Config(
+            "WEBHOOK_URL must be an https:// URL (http:// only to localhost)".into(),
+        )),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sinks
 
@@ -505,6 +527,31 @@ impl EventSink for EventBridgeSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_webhook_url_is_https_or_loopback_http() {
+        for ok in [
+            "https://wms.example.com/flexbridge",
+            "https://wms.example.com:8443/hook?x=1",
+            "http://127.0.0.1:9000/hook",
+            "http://localhost/hook",
+            "http://[::1]:8080/",
+        ] {
+            assert!(webhook_url(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://wms.example.com/flexbridge",
+            "http://10.0.0.5/hook",
+            "ftp://wms.example.com/",
+            "wms.example.com/hook",
+            "",
+        ] {
+            assert!(
+                matches!(webhook_url(refused), Err(Error::Config(_))),
+                "{refused}"
+            );
+        }
+    }
 
     #[test]
     fn envelope_is_versioned_with_a_deterministic_id() {

@@ -1,6 +1,7 @@
 //! Logging setup, the same for every function: JSON lines in Lambda (CloudWatch Logs
 //! Insights can query them), compact text on a terminal. The level comes from `RUST_LOG`
-//! (the template sets it from the `LogLevel` parameter), default `info`.
+//! (the template sets it from the `LogLevel` parameter), default `info`, and applies to our
+//! crates only ([`filter_for`]).
 //!
 //! Never log secrets or buyer addresses: wrap such values in [`Redacted`] when a struct
 //! holding them must be `Debug`.
@@ -43,9 +44,55 @@ pub fn shipment_span(shipment_id: &str, correlation_id: Option<&str>) -> tracing
     )
 }
 
+/// The crates whose lines `LogLevel` turns up: ours (the library and every function crate).
+/// `tests/tests/e2e/foundation_template.rs` checks the list against `functions/`.
+pub const OUR_CRATES: &[&str] = &[
+    "flexbridge",
+    "cancellation_worker",
+    "health_report",
+    "heartbeat",
+    "inventory_pusher",
+    "label_worker",
+    "notification_consumer",
+    "order_poller",
+    "outbound_webhook",
+    "price_pusher",
+    "returns_poller",
+    "upload_ingest",
+    "warehouse_api",
+];
+
+/// The filter for a `RUST_LOG` value (the template sets it from `LogLevel`). A bare level
+/// applies to our crates only, everything else stays at `info` at most: at `debug` or `trace`
+/// lambda_runtime and the HTTP stack log raw events and bodies (buyer addresses, signed label
+/// links). A value with directives (`=`, `,`) is taken as written, for an operator who asks
+/// for exactly that.
+pub fn filter_for(rust_log: Option<&str>) -> EnvFilter {
+    let value = rust_log
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .unwrap_or("info");
+    if value.contains(['=', ',']) {
+        if let Ok(f) = EnvFilter::try_new(value) {
+            return f;
+        }
+    }
+    let level = match value.to_ascii_lowercase().as_str() {
+        l @ ("off" | "error" | "warn" | "info" | "debug" | "trace") => l.to_string(),
+        _ => "info".to_string(),
+    };
+    let others = if matches!(level.as_str(), "debug" | "trace") {
+        "info"
+    } else {
+        level.as_str()
+    };
+    let ours: Vec<String> = OUR_CRATES.iter().map(|c| format!("{c}={level}")).collect();
+    EnvFilter::new(format!("{others},{}", ours.join(",")))
+}
+
 /// Installs the global subscriber; later calls (tests, the local runner) are no-ops.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter_for(std::env::var("RUST_LOG").ok().as_deref());
     let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
     let result = if in_lambda {
         tracing::subscriber::set_global_default(json_subscriber(std::io::stdout, filter))
@@ -126,6 +173,40 @@ mod tests {
         assert_eq!(line["fields"]["message"], "label step done");
         assert_eq!(line["span"]["correlation_id"], id.as_str());
         assert_eq!(line["span"]["shipment_id"], "S1");
+    }
+
+    #[test]
+    fn a_bare_log_level_turns_up_our_crates_only() {
+        use tracing::Level;
+        let under = |value: Option<&str>, check: &dyn Fn()| {
+            let sub = tracing_subscriber::fmt()
+                .with_env_filter(filter_for(value))
+                .with_writer(std::io::sink)
+                .finish();
+            tracing::subscriber::with_default(sub, check);
+        };
+        under(Some("trace"), &|| {
+            assert!(tracing::enabled!(target: "flexbridge::spapi", Level::TRACE));
+            assert!(tracing::enabled!(target: "label_worker", Level::DEBUG));
+            // lambda_runtime logs raw events (bodies) at debug and trace.
+            assert!(!tracing::enabled!(target: "lambda_runtime", Level::TRACE));
+            assert!(!tracing::enabled!(target: "lambda_runtime", Level::DEBUG));
+            assert!(tracing::enabled!(target: "lambda_runtime", Level::INFO));
+        });
+        under(None, &|| {
+            assert!(!tracing::enabled!(target: "flexbridge::spapi", Level::DEBUG));
+            assert!(tracing::enabled!(target: "flexbridge::spapi", Level::INFO));
+            assert!(tracing::enabled!(target: "lambda_runtime", Level::INFO));
+        });
+        under(Some("warn"), &|| {
+            assert!(!tracing::enabled!(target: "flexbridge::spapi", Level::INFO));
+            assert!(!tracing::enabled!(target: "hyper", Level::INFO));
+        });
+        // Directives are taken as written.
+        under(Some("warn,lambda_runtime=trace"), &|| {
+            assert!(tracing::enabled!(target: "lambda_runtime", Level::TRACE));
+            assert!(!tracing::enabled!(target: "flexbridge::spapi", Level::INFO));
+        });
     }
 
     #[test]

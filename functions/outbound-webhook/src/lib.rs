@@ -89,11 +89,7 @@ impl OutboundWebhook {
         let webhook = match env.optional(keys::WEBHOOK_URL) {
             None => None,
             Some(raw) => {
-                let url = url::Url::parse(raw)
-                    .map_err(|e| Error::Config(format!("WEBHOOK_URL is not a valid URL: {e}")))?;
-                if !matches!(url.scheme(), "https" | "http") {
-                    return Err(Error::Config("WEBHOOK_URL must be an https:// URL".into()));
-                }
+                let url = flexbridge::events::webhook_url(raw)?;
                 let sdk = flexbridge::aws::config(env).await;
                 Some(Webhook {
                     url,

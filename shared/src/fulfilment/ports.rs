@@ -186,8 +186,10 @@ impl LabelFiles for S3LabelFiles {
             .get(url)
             .send()
             .await
+            // without_url: the URL is presigned, and its signature must not reach a log line
+            // or a dead letter's reason.
             .map_err(|e| Error::Transient {
-                message: format!("label download: {e}"),
+                message: format!("label download: {}", e.without_url()),
                 after: None,
             })?;
         let status = resp.status();
@@ -209,7 +211,7 @@ impl LabelFiles for S3LabelFiles {
             .unwrap_or("application/octet-stream")
             .to_string();
         let bytes = resp.bytes().await.map_err(|e| Error::Transient {
-            message: format!("label download: {e}"),
+            message: format!("label download: {}", e.without_url()),
             after: None,
         })?;
         Ok((bytes.to_vec(), content_type))
@@ -255,5 +257,31 @@ impl JobQueue for SqsJobQueue {
             .await
             .map_err(|e| aws_error("sqs", e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_label_download_names_no_presigned_signature() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let files = S3LabelFiles::new(aws_sdk_s3::Client::new(&sdk), "b").unwrap();
+        // Nothing listens on port 1: the request fails before any answer.
+        let err = files
+            .download(
+                "http://127.0.0.1:1/label.zpl?X-Amz-Credential=AKIA1&X-Amz-Signature=deadbeef",
+            )
+            .await
+            .expect_err("nothing listens");
+        let text = err.to_string();
+        assert!(text.contains("label download"), "{text}");
+        assert!(
+            !text.contains("deadbeef") && !text.contains("AKIA1"),
+            "{text}"
+        );
     }
 }

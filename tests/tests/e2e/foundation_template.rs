@@ -679,3 +679,61 @@ fn no_test_target_is_off_where_there_are_tests() {
         "tests in targets with test = false (they would never run): {wrong:?}"
     );
 }
+
+/// `WebhookUrl` takes what the webhook function accepts (`flexbridge::events::webhook_url`):
+/// https, or http to localhost only; AWS refuses anything else at deploy time.
+#[test]
+fn the_webhook_url_parameter_takes_https_or_loopback_http_only() {
+    let sam = flexbridge_e2e::sam_json();
+    let pattern = sam["Parameters"]["WebhookUrl"]["AllowedPattern"]
+        .as_str()
+        .expect("WebhookUrl has an AllowedPattern");
+    // CloudFormation matches the whole value.
+    let whole = regex::Regex::new(&format!("^(?:{pattern})$")).unwrap();
+    for ok in [
+        "",
+        "https://wms.example.com/flexbridge",
+        "https://wms.example.com:8443/hook?x=1",
+        "http://127.0.0.1:9000/hook",
+        "http://localhost/hook",
+        "http://[::1]:8080/",
+    ] {
+        assert!(whole.is_match(ok), "the template refuses {ok:?}");
+        assert!(
+            ok.is_empty() || flexbridge::events::webhook_url(ok).is_ok(),
+            "the function refuses {ok:?}"
+        );
+    }
+    for refused in [
+        "http://wms.example.com/flexbridge",
+        "http://10.0.0.5/hook",
+        "http://localhost.example.com/hook",
+        "ftp://wms.example.com/",
+        "wms.example.com/hook",
+        "https://",
+    ] {
+        assert!(!whole.is_match(refused), "the template takes {refused:?}");
+        assert!(
+            flexbridge::events::webhook_url(refused).is_err(),
+            "the function takes {refused:?}"
+        );
+    }
+}
+
+/// `LogLevel` turns up our crates only (`flexbridge::telemetry::filter_for`): every function
+/// crate is on the list, under the name its log lines carry.
+#[test]
+fn every_function_crate_is_one_of_ours_for_the_log_level() {
+    let root = paths::repo_root();
+    let mut missing = Vec::new();
+    for e in std::fs::read_dir(root.join("functions")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().replace('-', "_");
+        if !flexbridge::telemetry::OUR_CRATES.contains(&name.as_str()) {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in telemetry::OUR_CRATES: {missing:?}"
+    );
+}
