@@ -171,7 +171,18 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
             all("SPAPI_SECRET_ARN", "SecretCache"),
         ]],
     ),
-    ("OrderPollerFunction", &[ORDERS, &[NUDGE]]),
+    (
+        "OrderPollerFunction",
+        &[
+            ORDERS,
+            &[
+                NUDGE,
+                // the promise sweep (flexbridge::fulfilment::promises)
+                all("LABELS_QUEUE_URL", "SqsJobQueue"),
+                all("CANCELLATIONS_QUEUE_URL", "SqsJobQueue"),
+            ],
+        ],
+    ),
     ("NotificationConsumerFunction", &[ORDERS, &[NUDGE, DLQ]]),
     ("ReturnsPollerFunction", &[ORDERS, &[NUDGE]]),
     (

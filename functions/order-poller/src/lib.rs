@@ -32,6 +32,8 @@ struct PollRun {
     #[serde(flatten)]
     report: PollReport,
     ship_by_at_risk: usize,
+    /// Label jobs and cancellations promised but never sent, sent again.
+    promises_resent: usize,
 }
 
 impl OrderPoller {
@@ -56,14 +58,13 @@ impl Function for OrderPoller {
                 settings: self.orders.poll_settings().await?,
             };
             let report = poller.run(&inv).await?;
-            let ship_by_at_risk = self
-                .fulfilment
-                .fulfiller(&inv)
-                .ship_by_sweep(chrono::Utc::now(), &inv)
-                .await?;
+            let fulfiller = self.fulfilment.fulfiller(&inv);
+            let ship_by_at_risk = fulfiller.ship_by_sweep(chrono::Utc::now(), &inv).await?;
+            let promises_resent = fulfiller.promise_sweep(chrono::Utc::now(), &inv).await?;
             Ok(PollRun {
                 report,
                 ship_by_at_risk,
+                promises_resent,
             })
         };
         let done = finish_run(&self.metrics, "order poll", run.await, |r| {

@@ -154,7 +154,11 @@ impl Fulfiller {
         Err(busy(id))
     }
 
-    async fn queue_label_job(&self, r: &ShipmentRecord, pack_version: u32) -> Result<()> {
+    pub(crate) async fn queue_label_job(
+        &self,
+        r: &ShipmentRecord,
+        pack_version: u32,
+    ) -> Result<()> {
         let job = LabelJob {
             shipment_id: r.id.clone(),
             pack_version,
@@ -173,6 +177,16 @@ impl Fulfiller {
         }
         for _ in 0..MAX_CONFLICTS {
             let mut r = self.stored(id).await?;
+            let f = r.fulfilment();
+            if r.stage == Stage::Packed && f.job != JobState::Done {
+                if let Some(pending) = f.reprint.as_ref().filter(|p| p.reason == reason) {
+                    // The same reprint again: the run that saved it may have died before its
+                    // send, so the job goes out again (the label worker is idempotent).
+                    self.queue_label_job(&r, f.pack_version).await?;
+                    let note = format!("reprint {} already queued", pending.number);
+                    return Ok(accepted(&r, Some(note)));
+                }
+            }
             if r.stage != Stage::Labelled {
                 return Err(conflict(format!(
                     "shipment {id} is {}; a reprint needs labelled shipments",
@@ -358,6 +372,13 @@ impl Fulfiller {
             let mut r = self.stored(id).await?;
             let mut f = r.fulfilment();
             if let Some(c) = &f.cancellation {
+                if c.state == CancellationState::Queued {
+                    // A stored promise is kept: the run that saved `queued` may have died before
+                    // its send, so a retry sends the job again (the cancellation worker does
+                    // nothing for a cancellation no longer queued, and REJECT goes through the
+                    // idempotency helper with the same reference).
+                    self.queue_cancel_job(id, &c.reference_id).await?;
+                }
                 if c.state != CancellationState::Refused {
                     return Ok(accepted(
                         &r,
@@ -428,18 +449,22 @@ impl Fulfiller {
             }
             if self.save(&mut r).await? {
                 if auto {
-                    let job = CancelJob {
-                        shipment_id: id.to_string(),
-                        reference_id,
-                    };
-                    self.cancellations_queue
-                        .send(&serde_json::to_value(&job)?)
-                        .await?;
+                    self.queue_cancel_job(id, &reference_id).await?;
                 }
                 return Ok(accepted(&r, None));
             }
         }
         Err(busy(id))
+    }
+
+    pub(crate) async fn queue_cancel_job(&self, id: &str, reference_id: &str) -> Result<()> {
+        let job = CancelJob {
+            shipment_id: id.to_string(),
+            reference_id: reference_id.to_string(),
+        };
+        self.cancellations_queue
+            .send(&serde_json::to_value(&job)?)
+            .await
     }
 
     /// Fresh links to a labelled shipment's files.

@@ -8,6 +8,7 @@
 //!   ─► tracking, carrier, pickup window in the record ─► LabelReady (presigned links) ─► labelled
 //! warehouse: shipped ─► updatePackageStatus SHIPPED per package ─► reservation released ─► ShipmentShipped
 //! warehouse: cancel ─► CancellationsQueue ─► processShipment REJECT (eligible statuses only) ─► ShipmentCancelled (seller)
+//! order poller: a label job or cancellation saved as queued but never sent ─► sent again (promises.rs)
 //! ```
 //!
 //! Every step of the label job is recorded in the shipment record (`Fulfilment`), so a
@@ -20,6 +21,7 @@ pub mod cancel;
 pub mod packing;
 pub mod policy;
 pub mod ports;
+pub mod promises;
 pub mod shipby;
 pub mod wiring;
 pub mod worker;

@@ -233,7 +233,12 @@ impl World {
     }
 
     async fn service(&self) -> Result<FulfilmentService> {
-        Ok(FulfilmentService::from_env(&self.t.env_for("LabelWorkerFunction")?).await?)
+        self.service_of("LabelWorkerFunction").await
+    }
+
+    /// The fulfilment service as `function` builds it (its environment, so its queues).
+    async fn service_of(&self, function: &str) -> Result<FulfilmentService> {
+        Ok(FulfilmentService::from_env(&self.t.env_for(function)?).await?)
     }
 
     /// Runs every label job on LabelsQueue (as the worker would), deleting each handled one.
@@ -1257,5 +1262,162 @@ async fn one_correlation_id_follows_a_shipment_from_poll_to_label_and_logs_hold_
         .filter_map(|d| d["Operation"].as_str())
         .collect();
     assert!(label_ops.contains("createPackages"), "{label_ops:?}");
+    Ok(())
+}
+
+/// A labels or cancellations queue whose first send fails, as a run that dies between saving
+/// its promise (`queued`) and sending the message; later sends go to the real queue.
+struct DiesBeforeFirstSend {
+    inner: Arc<dyn JobQueue>,
+    died: std::sync::atomic::AtomicBool,
+    sent: Mutex<Vec<Value>>,
+}
+
+impl DiesBeforeFirstSend {
+    fn new(inner: Arc<dyn JobQueue>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            died: Default::default(),
+            sent: Default::default(),
+        })
+    }
+
+    fn sent(&self) -> Vec<Value> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl JobQueue for DiesBeforeFirstSend {
+    async fn send(&self, body: &Value) -> flexbridge::Result<()> {
+        if !self.died.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(flexbridge::Error::Transient {
+                message: "the run died between its save and its send".into(),
+                after: None,
+            });
+        }
+        self.sent.lock().unwrap().push(body.clone());
+        self.inner.send(body).await
+    }
+}
+
+/// A stored promise is kept: a cancellation or a reprint saved as queued whose message was
+/// never sent goes out when the warehouse retries the same request (its earlier try got a
+/// 5xx), and the work then happens exactly once at Amazon.
+#[tokio::test]
+async fn a_retry_sends_what_a_run_that_died_had_promised() -> Result<()> {
+    use flexbridge::fulfilment::api::{CancelRequest, ReprintRequest};
+    use flexbridge::fulfilment::CancellationState;
+
+    let w = world("fulfil_promise", true).await?;
+    let one = json!({"lineItems": [{"sku": "MUG-01", "quantity": 1, "unitPrice": "9.50"}]});
+    let i = inv();
+    // The warehouse API queues both kinds of job.
+    let mut service = w.service_of("WarehouseApiFunction").await?;
+
+    // The cancellation: saved as queued, its send lost; the retry sends it, same reference.
+    let a = w.handed_over(FLEX, one.clone()).await?;
+    let queue = DiesBeforeFirstSend::new(service.cancellations_queue.clone());
+    service.cancellations_queue = queue.clone();
+    let cancel =
+        || serde_json::from_value::<CancelRequest>(json!({"reason": "CUSTOMER_REQUESTED"}));
+    assert!(service.fulfiller(&i).cancel(&a, cancel()?).await.is_err());
+    let c = w
+        .orders
+        .shipments
+        .get(&a)
+        .await?
+        .unwrap()
+        .fulfilment
+        .unwrap();
+    let c = c.cancellation.unwrap();
+    assert_eq!(c.state, CancellationState::Queued);
+    assert!(queue.sent().is_empty());
+    service.fulfiller(&i).cancel(&a, cancel()?).await?;
+    let sent = queue.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["referenceId"], c.reference_id.as_str());
+    w.wait_stage(&a, Stage::Rejected).await?;
+    assert_eq!(w.admin.shipment(&a).await?["rejectApplied"], 1);
+
+    // The reprint: saved (the shipment is back to packed), its send lost; the same reprint
+    // again sends the label job, and one REGENERATE makes the second label.
+    let b = w.handed_over(FLEX, one).await?;
+    let packed = json!({"packages": [package("P1", "500", json!([{"packageLineItemId": "1", "quantity": 1}]))]});
+    let (status, out) = w
+        .call("POST", &format!("/v1/shipments/{b}/packed"), packed)
+        .await?;
+    assert_eq!(status, 202, "{out}");
+    w.wait_stage(&b, Stage::Labelled).await?;
+    let queue = DiesBeforeFirstSend::new(service.labels_queue.clone());
+    service.labels_queue = queue.clone();
+    let reprint = || serde_json::from_value::<ReprintRequest>(json!({"reason": "printer jam"}));
+    assert!(service.fulfiller(&i).reprint(&b, reprint()?).await.is_err());
+    assert_eq!(w.stage(&b).await?, Stage::Packed);
+    let again = service.fulfiller(&i).reprint(&b, reprint()?).await?;
+    assert_eq!(again.message.as_deref(), Some("reprint 1 already queued"));
+    assert_eq!(queue.sent().len(), 1);
+    w.wait_stage(&b, Stage::Labelled).await?;
+    let f = w
+        .orders
+        .shipments
+        .get(&b)
+        .await?
+        .unwrap()
+        .fulfilment
+        .unwrap();
+    assert_eq!(f.labels["P1"].generation, 2);
+    assert_eq!(f.reprints.len(), 1);
+    Ok(())
+}
+
+/// The promise sweep (run by the order poller): a label job and a cancellation saved as queued
+/// but never sent, with no retry from the warehouse, are sent again once older than
+/// `RESEND_AFTER`, and each happens once at Amazon.
+#[tokio::test]
+async fn the_sweep_sends_what_no_queue_holds() -> Result<()> {
+    use flexbridge::fulfilment::api::{CancelRequest, PackedRequest};
+    use flexbridge::fulfilment::promises::RESEND_AFTER;
+
+    let w = world("fulfil_sweep", true).await?;
+    let one = json!({"lineItems": [{"sku": "MUG-01", "quantity": 1, "unitPrice": "9.50"}]});
+    let i = inv();
+    // The order poller runs the sweep.
+    let real = w.service_of("OrderPollerFunction").await?;
+    let mut dying = w.service_of("OrderPollerFunction").await?;
+    dying.labels_queue = DiesBeforeFirstSend::new(real.labels_queue.clone());
+    dying.cancellations_queue = DiesBeforeFirstSend::new(real.cancellations_queue.clone());
+
+    let packed_id = w.handed_over(FLEX, one.clone()).await?;
+    let packed: PackedRequest = serde_json::from_value(
+        json!({"packages": [package("P1", "500", json!([{"packageLineItemId": "1", "quantity": 1}]))]}),
+    )?;
+    assert!(dying
+        .fulfiller(&i)
+        .packed(&packed_id, packed)
+        .await
+        .is_err());
+    let cancelled_id = w.handed_over(FLEX, one).await?;
+    let cancel: CancelRequest = serde_json::from_value(json!({"reason": "OUT_OF_STOCK"}))?;
+    assert!(dying
+        .fulfiller(&i)
+        .cancel(&cancelled_id, cancel)
+        .await
+        .is_err());
+    assert_eq!(w.stage(&packed_id).await?, Stage::Packed);
+
+    // Too young: a send may still be on its way.
+    let sweeper = real.fulfiller(&i);
+    assert_eq!(sweeper.promise_sweep(chrono::Utc::now(), &i).await?, 0);
+    // Older than RESEND_AFTER: both go out, and both happen.
+    let later = chrono::Utc::now() + RESEND_AFTER + chrono::Duration::seconds(1);
+    assert_eq!(sweeper.promise_sweep(later, &i).await?, 2);
+    w.wait_stage(&packed_id, Stage::Labelled).await?;
+    w.wait_stage(&cancelled_id, Stage::Rejected).await?;
+    assert_eq!(w.admin.shipment(&cancelled_id).await?["rejectApplied"], 1);
+    assert_eq!(w.applied("createPackages", &packed_id).await?, 1);
+    // Done: a later sweep finds nothing promised.
+    let much_later = later + RESEND_AFTER + chrono::Duration::seconds(1);
+    assert_eq!(sweeper.promise_sweep(much_later, &i).await?, 0);
     Ok(())
 }

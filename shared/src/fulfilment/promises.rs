@@ -1,0 +1,90 @@
+//! Work a shipment record promises but no queue may hold. A label job (`job: queued` on a
+//! packed shipment) and a seller cancellation (`cancellation: queued`) are saved first and sent
+//! after; a run that dies between the two leaves a promise with no message. A retry of the same
+//! warehouse request sends it again (`api.rs`), and this sweep, run by the order poller, sends
+//! every promise older than [`RESEND_AFTER`] again. The consumers are idempotent (the label
+//! job resumes at its first step not done, the cancellation worker acts only on a queued
+//! cancellation, and every call with an effect goes through the idempotency helper), so a
+//! second copy is safe; a lost one is not.
+
+use chrono::{DateTime, Utc};
+
+use crate::error::Result;
+use crate::fulfilment::worker::Fulfiller;
+use crate::fulfilment::{CancellationState, JobState};
+use crate::orders::Stage;
+use crate::runtime::Invocation;
+
+/// How old a promise must be before the sweep sends its job again: longer than a send takes,
+/// shorter than a seller waits for a label. Each further copy waits twice as long.
+pub const RESEND_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The step recorded with each copy the sweep sends.
+pub const RESENT: &str = "promise_resent";
+
+impl Fulfiller {
+    /// Sends again every label job and cancellation that a shipment record has promised for
+    /// longer than [`RESEND_AFTER`] since its last recorded step (twice that after one copy,
+    /// four times after two, …). Returns how many shipments.
+    pub async fn promise_sweep(&self, now: DateTime<Utc>, inv: &Invocation) -> Result<usize> {
+        let mut resent = 0;
+        // A cancellation can be queued in any stage Amazon may still reject; a label job on a
+        // packed shipment only.
+        for stage in [
+            Stage::Confirmed,
+            Stage::HandedOver,
+            Stage::Packed,
+            Stage::Labelled,
+        ] {
+            let mut token: Option<String> = None;
+            loop {
+                let page = self
+                    .shipments
+                    .list(stage, None, 100, token.as_deref())
+                    .await?;
+                for r in page.items {
+                    if inv.remaining() < std::time::Duration::from_secs(2) {
+                        return Ok(resent);
+                    }
+                    let f = r.fulfilment();
+                    // Each copy sent waits twice as long as the one before: a job that is only
+                    // slow (a long queue) gets a few copies, not one every sweep.
+                    let copies = f.steps.iter().filter(|s| s.step == RESENT).count();
+                    let wait = RESEND_AFTER * 2i32.pow(copies.min(6) as u32);
+                    let promised_at = f.steps.last().map(|s| s.at);
+                    if promised_at.is_some_and(|at| now - at < wait) {
+                        continue;
+                    }
+                    let cancellation = f
+                        .cancellation
+                        .as_ref()
+                        .filter(|c| c.state == CancellationState::Queued);
+                    let label_job = r.stage == Stage::Packed && f.job == JobState::Queued;
+                    if cancellation.is_none() && !label_job {
+                        continue;
+                    }
+                    if let Some(c) = cancellation {
+                        self.queue_cancel_job(&r.id, &c.reference_id).await?;
+                    }
+                    if label_job {
+                        self.queue_label_job(&r, f.pack_version).await?;
+                    }
+                    tracing::warn!(shipment_id = %r.id, label_job, cancellation = cancellation.is_some(), "a promised job was sent again");
+                    resent += 1;
+                    // The step restarts the clock, so the next sweeps wait for this copy. A lost
+                    // race means another writer moved the shipment on: nothing to record.
+                    let mut r = r;
+                    let mut f = f;
+                    f.record_step(RESENT, None);
+                    r.fulfilment = Some(f);
+                    self.save(&mut r).await?;
+                }
+                token = page.next_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(resent)
+    }
+}
