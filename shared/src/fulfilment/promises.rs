@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::error::Result;
 use crate::fulfilment::worker::Fulfiller;
 use crate::fulfilment::{CancellationState, JobState};
-use crate::orders::Stage;
+use crate::orders::{ShipmentRecord, Stage};
 use crate::runtime::Invocation;
 
 /// How old a promise must be before the sweep sends its job again: longer than a send takes,
@@ -27,64 +27,51 @@ impl Fulfiller {
     /// longer than [`RESEND_AFTER`] since its last recorded step (twice that after one copy,
     /// four times after two, …). Returns how many shipments.
     pub async fn promise_sweep(&self, now: DateTime<Utc>, inv: &Invocation) -> Result<usize> {
-        let mut resent = 0;
         // A cancellation can be queued in any stage Amazon may still reject; a label job on a
         // packed shipment only.
-        for stage in [
+        let stages = [
             Stage::Confirmed,
             Stage::HandedOver,
             Stage::Packed,
             Stage::Labelled,
-        ] {
-            let mut token: Option<String> = None;
-            loop {
-                let page = self
-                    .shipments
-                    .list(stage, None, 100, token.as_deref())
-                    .await?;
-                for r in page.items {
-                    if inv.remaining() < std::time::Duration::from_secs(2) {
-                        return Ok(resent);
-                    }
-                    let f = r.fulfilment();
-                    // Each copy sent waits twice as long as the one before: a job that is only
-                    // slow (a long queue) gets a few copies, not one every sweep.
-                    let copies = f.steps.iter().filter(|s| s.step == RESENT).count();
-                    let wait = RESEND_AFTER * 2i32.pow(copies.min(6) as u32);
-                    let promised_at = f.steps.last().map(|s| s.at);
-                    if promised_at.is_some_and(|at| now - at < wait) {
-                        continue;
-                    }
-                    let cancellation = f
-                        .cancellation
-                        .as_ref()
-                        .filter(|c| c.state == CancellationState::Queued);
-                    let label_job = r.stage == Stage::Packed && f.job == JobState::Queued;
-                    if cancellation.is_none() && !label_job {
-                        continue;
-                    }
-                    if let Some(c) = cancellation {
-                        self.queue_cancel_job(&r.id, &c.reference_id).await?;
-                    }
-                    if label_job {
-                        self.queue_label_job(&r, f.pack_version).await?;
-                    }
-                    tracing::warn!(shipment_id = %r.id, label_job, cancellation = cancellation.is_some(), "a promised job was sent again");
-                    resent += 1;
-                    // The step restarts the clock, so the next sweeps wait for this copy. A lost
-                    // race means another writer moved the shipment on: nothing to record.
-                    let mut r = r;
-                    let mut f = f;
-                    f.record_step(RESENT, None);
-                    r.fulfilment = Some(f);
-                    self.save(&mut r).await?;
-                }
-                token = page.next_token;
-                if token.is_none() {
-                    break;
-                }
-            }
+        ];
+        self.each_open(&stages, inv, |r| self.resend_promised(r, now))
+            .await
+    }
+
+    /// Sends `r`'s promised jobs again when they are due; whether it sent any.
+    async fn resend_promised(&self, r: ShipmentRecord, now: DateTime<Utc>) -> Result<bool> {
+        let f = r.fulfilment();
+        // Each copy sent waits twice as long as the one before: a job that is only slow (a long
+        // queue) gets a few copies, not one every sweep.
+        let copies = f.steps.iter().filter(|s| s.step == RESENT).count();
+        let wait = RESEND_AFTER * 2i32.pow(copies.min(6) as u32);
+        let promised_at = f.steps.last().map(|s| s.at);
+        if promised_at.is_some_and(|at| now - at < wait) {
+            return Ok(false);
         }
-        Ok(resent)
+        let cancellation = f
+            .cancellation
+            .as_ref()
+            .filter(|c| c.state == CancellationState::Queued);
+        let label_job = r.stage == Stage::Packed && f.job == JobState::Queued;
+        if cancellation.is_none() && !label_job {
+            return Ok(false);
+        }
+        if let Some(c) = cancellation {
+            self.queue_cancel_job(&r.id, &c.reference_id).await?;
+        }
+        if label_job {
+            self.queue_label_job(&r, f.pack_version).await?;
+        }
+        tracing::warn!(shipment_id = %r.id, label_job, cancellation = cancellation.is_some(), "a promised job was sent again");
+        // The step restarts the clock, so the next sweeps wait for this copy. A lost race means
+        // another writer moved the shipment on: nothing to record.
+        let mut r = r;
+        let mut f = f;
+        f.record_step(RESENT, None);
+        r.fulfilment = Some(f);
+        self.save(&mut r).await?;
+        Ok(true)
     }
 }

@@ -409,6 +409,43 @@ impl Fulfiller {
         }
     }
 
+    /// Hands every stored shipment in `stages` to `check`, page by page, until the invocation
+    /// is about to end (the sweeps of the order poller); how many `check` counted.
+    pub(crate) async fn each_open<'a, F, Fut>(
+        &'a self,
+        stages: &[Stage],
+        inv: &Invocation,
+        mut check: F,
+    ) -> Result<usize>
+    where
+        F: FnMut(ShipmentRecord) -> Fut,
+        Fut: std::future::Future<Output = Result<bool>> + 'a,
+    {
+        let mut counted = 0;
+        for stage in stages {
+            let mut token: Option<String> = None;
+            loop {
+                let page = self
+                    .shipments
+                    .list(*stage, None, 100, token.as_deref())
+                    .await?;
+                for r in page.items {
+                    if inv.remaining() < Duration::from_secs(2) {
+                        return Ok(counted);
+                    }
+                    if check(r).await? {
+                        counted += 1;
+                    }
+                }
+                token = page.next_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(counted)
+    }
+
     pub(crate) async fn save(&self, r: &mut ShipmentRecord) -> Result<bool> {
         match self.shipments.save(r).await {
             Ok(()) => Ok(true),
