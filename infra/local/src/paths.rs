@@ -6,12 +6,20 @@ use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 
-/// The repository root (this crate lives in `<root>/infra/local`).
+/// The checkout: found at run time from the working directory or the executable
+/// (`spapi_sim::models::checkout_root`), never compiled in, so a moved or renamed checkout runs
+/// the binaries it already built. Outside any checkout: one line on stderr and exit 2, because
+/// nothing local can work without it.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| match spapi_sim::models::checkout_root() {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("flexbridge: {e}");
+            std::process::exit(2)
+        }
+    })
+    .clone()
 }
 
 pub fn template() -> PathBuf {

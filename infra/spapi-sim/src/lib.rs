@@ -15,6 +15,7 @@ pub mod gen;
 pub mod inventory;
 pub mod listings;
 pub mod lwa;
+pub mod models;
 pub mod notifications_api;
 pub mod notify;
 pub mod ratelimit;
@@ -34,16 +35,15 @@ pub use faults::{FaultConfig, FaultKind, FaultRule};
 pub use ratelimit::RateLimit;
 pub use state::{LwaCredentials, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN};
 
-/// Environment variable naming the folder of Amazon's Swagger models.
-pub const MODELS_DIR_ENV: &str = "SPAPI_MODELS_DIR";
+pub use models::MODELS_DIR_ENV;
 
-/// How a simulator is started. `Default` gives seed 0, the models from `$SPAPI_MODELS_DIR`
-/// (else `<repo>/../shared/spapi-models`), rate limits on, no faults, 3600 s tokens.
+/// How a simulator is started. `Default` gives seed 0, the models from [`models::locate`],
+/// rate limits on, no faults, 3600 s tokens.
 #[derive(Debug, Clone)]
 pub struct SimOptions {
     /// Seeds every random choice (generated shipments, fault draws, tracking IDs).
     pub seed: u64,
-    /// Folder of the official models; `None` = `$SPAPI_MODELS_DIR` or `<repo>/../shared/spapi-models`.
+    /// Folder of the official models; `None` = [`models::locate`].
     pub models_dir: Option<PathBuf>,
     /// Token buckets per operation (Amazon's published defaults); `false` never answers 429
     /// because of rate (injected faults still can).
@@ -81,19 +81,13 @@ impl Default for SimOptions {
 }
 
 impl SimOptions {
-    /// The models folder this simulator reads: the option, else `$SPAPI_MODELS_DIR`, else
-    /// `../shared/spapi-models` next to the repository root.
-    pub fn resolved_models_dir(&self) -> PathBuf {
-        if let Some(d) = &self.models_dir {
-            return d.clone();
+    /// The models folder this simulator reads: the option, else [`models::locate`]
+    /// (`$SPAPI_MODELS_DIR`, `../shared/spapi-models` beside the checkout, or the project cache).
+    pub fn resolved_models_dir(&self) -> anyhow::Result<PathBuf> {
+        match &self.models_dir {
+            Some(d) => Ok(d.clone()),
+            None => models::locate(),
         }
-        if let Ok(d) = std::env::var(MODELS_DIR_ENV) {
-            if !d.is_empty() {
-                return PathBuf::from(d);
-            }
-        }
-        // CARGO_MANIFEST_DIR = <repo>/infra/spapi-sim
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/spapi-models")
     }
 }
 

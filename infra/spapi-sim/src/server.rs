@@ -74,7 +74,7 @@ impl Resp {
 pub type HResult = Result<Resp, ApiError>;
 
 pub async fn start(addr: SocketAddr, opts: SimOptions) -> anyhow::Result<SimHandle> {
-    let models = Models::load(&opts.resolved_models_dir())?;
+    let models = Models::load(&opts.resolved_models_dir()?)?;
     let notifier = Notifier::start();
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;

@@ -11,14 +11,7 @@ use jsonschema::{Draft, Validator};
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
-/// The model files the simulator needs, relative to the models folder.
-pub const MODEL_FILES: [&str; 5] = [
-    "externalFulfillmentShipments_2024-09-11.json",
-    "externalFulfillmentInventory_2024-09-11.json",
-    "externalFulfillmentReturns_2024-09-11.json",
-    "listingsItems_2021-08-01.json",
-    "notifications.json",
-];
+use crate::models::MODEL_FILES;
 
 /// The operations the simulator serves (others in the models answer 404).
 pub const SERVED: [&str; 23] = [
@@ -108,19 +101,19 @@ impl Models {
     }
 
     fn load_uncached(dir: &Path) -> anyhow::Result<Models> {
-        if !dir.join(MODEL_FILES[0]).is_file() {
+        if let Some(f) = MODEL_FILES.iter().find(|f| !dir.join(f.name).is_file()) {
             return Err(anyhow!(
                 "Amazon's SP-API models are missing: {} has no {}. Set {} to the folder holding the official models \
-                 (default: ../shared/spapi-models next to the repository root)",
+                 (infra/spapi-sim/README.md, \"Amazon's models\")",
                 dir.display(),
-                MODEL_FILES[0],
+                f.name,
                 crate::MODELS_DIR_ENV
             ));
         }
         let mut operations = Vec::new();
         let mut documents = HashMap::new();
         let mut definitions = HashMap::new();
-        for file in MODEL_FILES {
+        for file in MODEL_FILES.map(|f| f.name) {
             let path = dir.join(file);
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading model {}", path.display()))?;

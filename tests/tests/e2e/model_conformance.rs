@@ -23,20 +23,8 @@ const NOTIFICATIONS: &str = "notifications.json";
 const ALL: [&str; 5] = [SHIPMENTS, INVENTORY, RETURNS, LISTINGS, NOTIFICATIONS];
 
 fn models_dir() -> PathBuf {
-    let dir = match std::env::var_os("SPAPI_MODELS_DIR") {
-        Some(d) => PathBuf::from(d),
-        // CARGO_MANIFEST_DIR = <repo>/tests; the models sit next to the repo.
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/spapi-models"),
-    };
-    if !ALL.iter().all(|f| dir.join(f).is_file()) {
-        panic!(
-            "Amazon's SP-API model files were not found in {} (looked for {}). \
-             Put the official Swagger files there or set SPAPI_MODELS_DIR to the folder holding them.",
-            dir.display(),
-            ALL.join(", ")
-        );
-    }
-    dir
+    // The one resolver (env folder, ../shared/spapi-models, or the verified download cache).
+    spapi_sim::models::locate().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn load(file: &str) -> Value {

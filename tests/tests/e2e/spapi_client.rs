@@ -1066,11 +1066,7 @@ async fn recording_server(
 }
 
 fn notifications_model() -> Value {
-    let dir = std::env::var_os("SPAPI_MODELS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/spapi-models")
-        });
+    let dir = spapi_sim::models::locate().unwrap_or_else(|e| panic!("{e:#}"));
     let path = dir.join("notifications.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(

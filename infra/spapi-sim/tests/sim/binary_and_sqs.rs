@@ -105,7 +105,7 @@ fn moto_server() -> PathBuf {
     if let Ok(p) = std::env::var("MOTO_SERVER") {
         return p.into();
     }
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = spapi_sim::models::checkout_root().unwrap();
     for v in [".venv", ".venv-ci"] {
         let p = repo.join(v).join("bin/moto_server");
         if p.is_file() {

@@ -7,6 +7,7 @@ mod faults_and_limits;
 mod inventory_returns_listings;
 mod model_conformance;
 mod model_examples;
+mod models_download;
 mod notifications;
 mod notifications_api;
 mod shipments;

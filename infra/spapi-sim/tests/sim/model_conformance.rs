@@ -137,7 +137,7 @@ async fn every_answer_matches_the_model() {
 #[tokio::test]
 async fn a_bad_answer_would_be_caught() {
     // The checker itself: a shipment missing a required field fails the model's Shipment schema.
-    let m = Models::load(&spapi_sim::SimOptions::default().resolved_models_dir()).unwrap();
+    let m = Models::load(&spapi_sim::models::locate().unwrap()).unwrap();
     let v = m
         .definition("externalFulfillmentShipments_2024-09-11.json", "Shipment")
         .unwrap();

@@ -9,7 +9,7 @@ use spapi_sim::validation::{check_body, check_params, Models};
 
 #[test]
 fn sandbox_requests_pass_our_validation() {
-    let m = Models::load(&spapi_sim::SimOptions::default().resolved_models_dir()).unwrap();
+    let m = Models::load(&spapi_sim::models::locate().unwrap()).unwrap();
     let mut passed = 0;
     let mut failed: Vec<String> = Vec::new();
     for (file, doc) in &m.documents {
