@@ -143,6 +143,14 @@ pub fn not_packable(r: &ShipmentRecord) -> Option<String> {
             r.id, c.state
         ));
     }
+    if r.packed_elsewhere() && r.stage == Stage::HandedOver {
+        return Some(format!(
+            "shipment {} was packed by another connector before flexbridge saw it (Amazon status {}); \
+             finish it there or in Seller Central",
+            r.id,
+            r.handled_elsewhere.as_deref().unwrap_or("?")
+        ));
+    }
     match r.stage {
         Stage::HandedOver | Stage::Packed | Stage::Labelled => {}
         Stage::Cancelled | Stage::Rejected => {

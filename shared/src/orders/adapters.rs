@@ -103,7 +103,9 @@ impl ShipmentsApi for SpApiClient {
 
 use std::sync::Arc;
 
-use crate::orders::ports::{LocationDirectory, OrderLocation, SkuCatalog, UnmappedSkuAction};
+use crate::orders::ports::{
+    AdoptExisting, LocationDirectory, OrderLocation, SkuCatalog, UnmappedSkuAction,
+};
 use crate::store::catalog::CatalogStore;
 use crate::store::locations::LocationStore;
 use crate::store::settings::SettingsStore;
@@ -113,29 +115,37 @@ use crate::store::settings::SettingsStore;
 /// `{"default": "hold", "locations": {"<locationId>": "reject"}}`.
 pub const UNMAPPED_SKU_SETTING: &str = "orders_unmapped_sku";
 
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+/// Setting: what to do with shipments another connector had already confirmed when first seen
+/// (`"hand"` or `"ignore"`, or per location as above).
+pub const ADOPT_EXISTING_SETTING: &str = "orders_adopt_existing";
+
+/// A setting with one value for every location, or a default and exceptions by location ID.
+#[derive(Debug, Clone, serde::Deserialize)]
 #[serde(untagged)]
-enum UnmappedSkuSetting {
-    #[default]
-    Unset,
-    All(UnmappedSkuAction),
+enum PerLocation<T> {
+    All(T),
     PerLocation {
         #[serde(default)]
-        default: UnmappedSkuAction,
+        default: T,
         #[serde(default)]
-        locations: std::collections::HashMap<String, UnmappedSkuAction>,
+        locations: std::collections::HashMap<String, T>,
     },
 }
 
-impl UnmappedSkuSetting {
-    fn for_location(&self, id: &str) -> UnmappedSkuAction {
+impl<T: Copy + Default> PerLocation<T> {
+    fn for_location(&self, id: &str) -> T {
         match self {
-            Self::Unset => UnmappedSkuAction::default(),
             Self::All(a) => *a,
             Self::PerLocation { default, locations } => {
                 locations.get(id).copied().unwrap_or(*default)
             }
         }
+    }
+}
+
+impl<T: Default> Default for PerLocation<T> {
+    fn default() -> Self {
+        Self::All(T::default())
     }
 }
 
@@ -158,16 +168,28 @@ impl StoredLocations {
         }
     }
 
-    async fn read(&self) -> Result<Vec<OrderLocation>> {
-        let policy: UnmappedSkuSetting = match self.settings.get(UNMAPPED_SKU_SETTING).await? {
-            None => UnmappedSkuSetting::Unset,
+    async fn per_location<T>(&self, name: &str, values: &str) -> Result<PerLocation<T>>
+    where
+        T: Default + serde::de::DeserializeOwned,
+    {
+        match self.settings.get(name).await? {
+            None => Ok(PerLocation::default()),
             Some(s) => serde_json::from_value(s.value.clone()).map_err(|e| {
                 Error::Config(format!(
-                    "setting {UNMAPPED_SKU_SETTING} = {} is not \"hold\", \"reject\" or {{\"default\", \"locations\"}}: {e}",
+                    "setting {name} = {} is not {values} or {{\"default\", \"locations\"}}: {e}",
                     s.value
                 ))
-            })?,
-        };
+            }),
+        }
+    }
+
+    async fn read(&self) -> Result<Vec<OrderLocation>> {
+        let policy: PerLocation<UnmappedSkuAction> = self
+            .per_location(UNMAPPED_SKU_SETTING, "\"hold\", \"reject\"")
+            .await?;
+        let adopt: PerLocation<AdoptExisting> = self
+            .per_location(ADOPT_EXISTING_SETTING, "\"hand\", \"ignore\"")
+            .await?;
         Ok(self
             .locations
             .list()
@@ -176,6 +198,7 @@ impl StoredLocations {
             .filter(|l| l.orders_enabled || l.returns_enabled)
             .map(|l| OrderLocation {
                 unmapped_sku: policy.for_location(&l.location_id),
+                adopt_existing: adopt.for_location(&l.location_id),
                 // Seller Flex returns come back to the location that shipped them.
                 return_location_id: l.returns_enabled.then(|| l.location_id.clone()),
                 order_sync: l.orders_enabled,

@@ -71,10 +71,14 @@ pub enum Stage {
     /// with it until a readable view arrives (then it goes back to where it was). Listed so a
     /// person can check it in Seller Central.
     Unreadable,
+    /// Another connector had confirmed it before flexbridge first saw it, and the setting
+    /// `orders_adopt_existing` says to leave such shipments alone: stored and kept current,
+    /// never acted on or handed to the warehouse.
+    LeftAlone,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 10] = [
+    pub const ALL: [Stage; 11] = [
         Stage::Received,
         Stage::Held,
         Stage::Confirmed,
@@ -85,6 +89,7 @@ impl Stage {
         Stage::Cancelled,
         Stage::Shipped,
         Stage::Unreadable,
+        Stage::LeftAlone,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -99,6 +104,7 @@ impl Stage {
             Stage::Cancelled => "cancelled",
             Stage::Shipped => "shipped",
             Stage::Unreadable => "unreadable",
+            Stage::LeftAlone => "left_alone",
         }
     }
 
@@ -247,6 +253,11 @@ pub struct ShipmentRecord {
     /// it to its labels (`crate::telemetry::correlation_id`). Set once, when first stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// Amazon's status when flexbridge first saw the shipment, if another connector had already
+    /// confirmed it (a seller moving to flexbridge): we never confirm it, and if it was packed
+    /// there we never pack it (`Self::packed_elsewhere`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_elsewhere: Option<String>,
 }
 
 /// Formats a time the way the store sorts it (fixed width, so strings order like times).
@@ -434,6 +445,7 @@ impl AmazonShipment {
                 version: 0,
                 unreadable: None,
                 quarantined_from: None,
+                handled_elsewhere: None,
                 invoice_required: v.shipment_requirements.invoice.requirement.as_ref()
                     == Some(&DocumentRequirement::Required),
                 fulfilment: None,
@@ -455,6 +467,14 @@ pub fn decode_shipment(v: Value) -> Result<Shipment> {
 }
 
 impl ShipmentRecord {
+    /// Another connector created its packages (it was past CONFIRMED when first seen): packing
+    /// it here would create a second set at Amazon.
+    pub fn packed_elsewhere(&self) -> bool {
+        self.handled_elsewhere
+            .as_deref()
+            .is_some_and(|s| s != "CONFIRMED")
+    }
+
     /// A shipment known only by its id (seen in a page but unreadable): stage `unreadable`,
     /// Amazon's time at the epoch so that any readable view replaces it.
     pub fn unreadable_placeholder(id: &str, location_id: &str, status: &str, error: &str) -> Self {
@@ -491,6 +511,7 @@ impl ShipmentRecord {
             version: 0,
             unreadable: Some(error.to_string()),
             quarantined_from: None,
+            handled_elsewhere: None,
             invoice_required: false,
             fulfilment: None,
             correlation_id: None,

@@ -119,7 +119,7 @@ fn forward_rank(status: &str) -> Option<u8> {
 fn already_known(r: &ShipmentRecord, status: &ShipmentStatus) -> bool {
     let (at_stage, finished) = match r.stage {
         Stage::Received | Stage::Confirmed | Stage::Unreadable | Stage::Held => return false,
-        Stage::HandedOver | Stage::Packed => ("CONFIRMED", false),
+        Stage::HandedOver | Stage::Packed | Stage::LeftAlone => ("CONFIRMED", false),
         Stage::Labelled => ("SHIPLABEL_GENERATED", false),
         Stage::Shipped => ("SHIPPED", true),
         Stage::Cancelled | Stage::Rejected => ("CANCELLED", true),

@@ -95,6 +95,21 @@ pub enum UnmappedSkuAction {
     Reject,
 }
 
+/// What to do with a shipment another connector had already confirmed when flexbridge first
+/// saw it (a seller moving from another connector). Never confirmed or packed again either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdoptExisting {
+    /// Hand it to the warehouse (`ShipmentAccepted` with `handledElsewhere`); one that was
+    /// packed there is not packable here.
+    Hand,
+    /// Store it and keep it current, stage `left_alone`: the old connector finishes it (the
+    /// default, as the migration guide has open orders finish where they started, and a
+    /// second pick of the same order is worse than a listed one left for a person).
+    #[default]
+    Ignore,
+}
+
 /// A location as the orders capability sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderLocation {
@@ -106,6 +121,7 @@ pub struct OrderLocation {
     /// Where returns to this location arrive (`returnLocationId`), when returns are synced.
     pub return_location_id: Option<String>,
     pub unmapped_sku: UnmappedSkuAction,
+    pub adopt_existing: AdoptExisting,
 }
 
 #[async_trait]

@@ -26,8 +26,8 @@ use crate::orders::model::{
     Stage,
 };
 use crate::orders::ports::{
-    is_unreadable, reject_reason_str, LocationDirectory, OrderLocation, RejectReason, ShipmentsApi,
-    UnmappedSkuAction,
+    is_unreadable, reject_reason_str, AdoptExisting, LocationDirectory, OrderLocation,
+    RejectReason, ShipmentsApi, UnmappedSkuAction,
 };
 use crate::orders::rules::{decide, OrderRule, Verdict};
 use crate::runtime::Invocation;
@@ -99,6 +99,10 @@ pub struct ShipmentAcceptedDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<String>,
     pub prime: bool,
+    /// Amazon's status when flexbridge first saw it, when another connector had confirmed it;
+    /// past `CONFIRMED` that connector packed it too, and it cannot be packed through flexbridge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handled_elsewhere: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +170,7 @@ impl OrderProcessor {
                 order_sync: false,
                 return_location_id: None,
                 unmapped_sku: UnmappedSkuAction::Hold,
+                adopt_existing: AdoptExisting::default(),
             }),
             Err(e) => Err(e),
         }
@@ -183,6 +188,10 @@ impl OrderProcessor {
                     // Cancellations that happened before we ever saw it concern nobody.
                     for l in &mut r.line_items {
                         l.announced_cancelled_units = l.cancelled_units;
+                    }
+                    // Confirmed before we ever saw it: another connector served this account.
+                    if r.stage == Stage::Confirmed {
+                        r.handled_elsewhere = Some(r.status.clone());
                     }
                     (r, Stored::New)
                 }
@@ -358,8 +367,10 @@ impl OrderProcessor {
                 self.shipments.get(shipment_id).await?.ok_or_else(|| {
                     Error::NotFound(format!("shipment {shipment_id} is not stored"))
                 })?;
-            if r.stage == Stage::Unreadable {
-                return Ok(r); // nothing to act on until Amazon's data can be read
+            if matches!(r.stage, Stage::Unreadable | Stage::LeftAlone) {
+                // Unreadable: nothing to act on until Amazon's data can be read; left alone:
+                // the connector that confirmed it finishes it.
+                return Ok(r);
             }
             let loc = self.location_of(&r.location_id).await?;
 
@@ -474,6 +485,16 @@ impl OrderProcessor {
                         }
                     }
                 }
+                Stage::Confirmed
+                    if r.handled_elsewhere.is_some()
+                        && loc.adopt_existing == AdoptExisting::Ignore =>
+                {
+                    r.stage = Stage::LeftAlone;
+                    if self.save(&mut r).await? {
+                        tracing::info!(shipment_id, status = %r.status, "shipment confirmed by another connector: left alone");
+                    }
+                    continue;
+                }
                 Stage::Confirmed => {
                     self.reserve(&r, &loc).await?;
                     self.crash_point(Step::Reserved, shipment_id).await;
@@ -504,7 +525,8 @@ impl OrderProcessor {
                 | Stage::Rejected
                 | Stage::Cancelled
                 | Stage::Shipped
-                | Stage::Unreadable => return Ok(r),
+                | Stage::Unreadable
+                | Stage::LeftAlone => return Ok(r),
             }
         }
         Err(conflict_exhausted(shipment_id))
@@ -866,6 +888,7 @@ fn accepted_event(r: &ShipmentRecord, loc: &OrderLocation) -> Result<OutboundEve
         ship_by: r.ship_by.clone(),
         priority: r.priority.clone(),
         prime: r.prime,
+        handled_elsewhere: r.handled_elsewhere.clone(),
     };
     OutboundEvent::new(EventName::ShipmentAccepted, &r.id, Utc::now(), detail)
 }

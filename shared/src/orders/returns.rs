@@ -457,6 +457,7 @@ mod tests {
                 order_sync: true,
                 return_location_id: Some("RLOC1".into()),
                 unmapped_sku: UnmappedSkuAction::Hold,
+                adopt_existing: Default::default(),
             }])),
             overlap: Duration::from_secs(300),
             first_lookback: Duration::from_secs(3600),
@@ -478,6 +479,7 @@ mod tests {
             order_sync: true,
             return_location_id: Some(rloc.into()),
             unmapped_sku: UnmappedSkuAction::Hold,
+            adopt_existing: Default::default(),
         };
         s.locations = Arc::new(MemoryLocations::new(vec![
             loc("LOC0", "RLOC0"),

@@ -148,6 +148,7 @@ mod tests {
             order_sync: true,
             return_location_id: None,
             unmapped_sku: action,
+            adopt_existing: Default::default(),
         }
     }
 

@@ -64,6 +64,7 @@ pub(crate) fn harness(mapped: &[&str], action: UnmappedSkuAction) -> Harness {
             order_sync: true,
             return_location_id: Some("RLOC1".into()),
             unmapped_sku: action,
+            adopt_existing: Default::default(),
         }])),
         rules: vec![Arc::new(UnmappedSkuRule {
             catalog: Arc::new(MemoryCatalog::with(mapped)),
@@ -400,6 +401,7 @@ async fn a_poll_where_one_location_fails_processes_the_others_then_fails() {
         order_sync: true,
         return_location_id: None,
         unmapped_sku: UnmappedSkuAction::Hold,
+        adopt_existing: Default::default(),
     };
     // The failing location comes first: the one after it must still be polled.
     h.p.locations = Arc::new(MemoryLocations::new(vec![
@@ -447,4 +449,96 @@ async fn a_poll_where_one_location_fails_processes_the_others_then_fails() {
         .unwrap_err();
     assert!(e.to_string().contains("5 failed: LOC0/ACCEPTED"), "{e}");
     assert_eq!(recorded.sum(names::RUNS_FAILED), 1.0);
+}
+
+/// A seller moving from another connector: what that connector confirmed (or packed) before
+/// flexbridge's first poll is handed over, never confirmed again, and not packable when packed
+/// there; with `ignore`, it is stored and left alone.
+#[tokio::test]
+async fn shipments_another_connector_confirmed_are_never_confirmed_or_packed_again() {
+    use crate::orders::ports::AdoptExisting;
+    let mut h = harness(&["A", "B"], UnmappedSkuAction::Hold);
+    h.p.locations = location_adopting(AdoptExisting::Hand);
+    let confirmed = seed(
+        &h,
+        fixtures::shipment("OLD1", "CONFIRMED", "2026-11-21T08:00:00.000Z", &[("A", 1)]),
+    )
+    .await;
+    let packed = seed(
+        &h,
+        fixtures::shipment(
+            "OLD2",
+            "PACKAGE_CREATED",
+            "2026-11-21T08:00:00.000Z",
+            &[("B", 1)],
+        ),
+    )
+    .await;
+    for s in [&confirmed, &packed] {
+        let r = h.p.ingest(s, &inv()).await.unwrap();
+        assert_eq!(r.stage, Stage::HandedOver, "{}", r.id);
+        assert_eq!(
+            r.handled_elsewhere.as_deref(),
+            Some(s.record.status.as_str())
+        );
+        // Again (the next poll's overlap): nothing new.
+        h.p.ingest(s, &inv()).await.unwrap();
+    }
+    assert!(
+        h.amazon.confirms.lock().unwrap().is_empty(),
+        "no CONFIRM sent"
+    );
+    assert_eq!(unique_count(&h.events, EventName::ShipmentAccepted), 2);
+    let handed: Vec<Value> = h.events.events().iter().map(|e| e.detail()).collect();
+    assert!(handed
+        .iter()
+        .any(|d| d["shipmentId"] == "OLD2" && d["handledElsewhere"] == "PACKAGE_CREATED"));
+    let old1 = h.store.get("OLD1").await.unwrap().unwrap();
+    let old2 = h.store.get("OLD2").await.unwrap().unwrap();
+    assert_eq!(
+        crate::fulfilment::packing::not_packable(&old1),
+        None,
+        "confirmed only: ours to pack"
+    );
+    let why = crate::fulfilment::packing::not_packable(&old2).expect("packed elsewhere");
+    assert!(why.contains("another connector"), "{why}");
+    // Our own shipments are untouched by this: seen new, confirmed by us.
+    let ours = seed(&h, new_shipment("NEW1")).await;
+    let r = h.p.ingest(&ours, &inv()).await.unwrap();
+    assert_eq!((r.stage, r.handled_elsewhere), (Stage::HandedOver, None));
+
+    // `ignore` (the default): stored, kept current, never acted on.
+    let mut h = harness(&["A", "B"], UnmappedSkuAction::Hold);
+    h.p.locations = location_adopting(AdoptExisting::Ignore);
+    let s = seed(
+        &h,
+        fixtures::shipment("OLD3", "CONFIRMED", "2026-11-21T08:00:00.000Z", &[("A", 1)]),
+    )
+    .await;
+    assert_eq!(
+        h.p.ingest(&s, &inv()).await.unwrap().stage,
+        Stage::LeftAlone
+    );
+    let later = seed(
+        &h,
+        fixtures::shipment("OLD3", "SHIPPED", "2026-11-21T09:00:00.000Z", &[("A", 1)]),
+    )
+    .await;
+    let r = h.p.ingest(&later, &inv()).await.unwrap();
+    assert_eq!((r.stage, r.status.as_str()), (Stage::LeftAlone, "SHIPPED"));
+    assert!(h.events.events().is_empty() && h.amazon.confirms.lock().unwrap().is_empty());
+    assert_eq!(h.inventory.position("LOC1", "A").await.unwrap().reserved, 0);
+}
+
+fn location_adopting(
+    adopt_existing: crate::orders::ports::AdoptExisting,
+) -> Arc<dyn crate::orders::ports::LocationDirectory> {
+    Arc::new(MemoryLocations::new(vec![OrderLocation {
+        location_id: "LOC1".into(),
+        hub: "HUB1".into(),
+        order_sync: true,
+        return_location_id: None,
+        unmapped_sku: UnmappedSkuAction::Hold,
+        adopt_existing,
+    }]))
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use async_trait::async_trait;
-use flexbridge::orders::adapters::UNMAPPED_SKU_SETTING;
+use flexbridge::orders::adapters::{ADOPT_EXISTING_SETTING, UNMAPPED_SKU_SETTING};
 use flexbridge::orders::poller::OrderPoller;
 use flexbridge::orders::processor::{CrashPoints, Step};
 use flexbridge::orders::{Orders, Stage};
@@ -605,6 +605,99 @@ async fn unmapped_skus_are_held_or_rejected_and_a_person_decides() -> Result<()>
         "{calls:?}"
     );
     runner.stop().await;
+    Ok(())
+}
+
+/// Moving from another connector: the first poll finds shipments the old connector confirmed
+/// and packed. They are stored and handed to the warehouse, never confirmed again, and the
+/// packed one is refused by the warehouse API's packing (409), when `orders_adopt_existing` is
+/// `hand`; with `ignore` (the default), such a shipment is left alone.
+#[tokio::test]
+async fn the_first_poll_after_another_connector_confirms_and_packs_nothing_again() -> Result<()> {
+    let w = world("orders_adopt").await?;
+    let settings = DynamoSettingsStore::new(w.t.dynamodb.clone(), w.t.stack.table("SettingsTable"));
+    settings
+        .put(ADOPT_EXISTING_SETTING, json!("hand"), None, "test")
+        .await?;
+    let confirmed = w.shipment(&[("MUG-01", 1)]).await?;
+    let packed = w.shipment(&[("TEE-02", 1)]).await?;
+    w.admin.advance_shipment(&confirmed, "CONFIRMED").await?;
+    w.admin.advance_shipment(&packed, "PACKAGE_CREATED").await?;
+    // The poll reads CONFIRMED (for line cancellations): the confirmed one arrives that way;
+    // the packed one arrives with Amazon's status notification (relayed, as a WMS may).
+    let report = w.poll().await?;
+    assert_eq!(report["storedNew"], 1, "{report}");
+    w.poll().await?;
+    let runner =
+        w.t.runner(RunnerOptions {
+            run_schedules: false,
+            poll_queues: false,
+            only: Some(["WarehouseApiFunction".to_string()].into()),
+            ..Default::default()
+        })
+        .await?;
+    let api = runner
+        .function_url("WarehouseApiFunction")
+        .ok_or_else(|| anyhow!("warehouse API not served"))?
+        .trim_end_matches('/')
+        .to_string();
+    let envelope = json!({"notificationType": "EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE",
+        "payload": {"externalFulfillmentShipmentNotification": {"shipmentId": packed, "shipmentStatus": "PACKAGE_CREATED"}},
+        "notificationMetadata": {"notificationId": format!("relay-{packed}")}});
+    let (status, out) = warehouse(&w, &api, "POST", "/v1/notifications", envelope).await?;
+    assert_eq!(
+        (status, &out["stage"]),
+        (200, &json!("handed_over")),
+        "{out}"
+    );
+    let mut events = Vec::new();
+    w.events(&mut events).await?;
+    for (id, status) in [(&confirmed, "CONFIRMED"), (&packed, "PACKAGE_CREATED")] {
+        assert_eq!(w.stage(id).await?, Stage::HandedOver);
+        assert_eq!(w.confirms(id).await?, (0, 0), "no CONFIRM for {id}");
+        let accepted = facts(&events, "ShipmentAccepted", id);
+        assert_eq!(accepted.len(), 1, "{events:?}");
+        assert_eq!(accepted[0]["handledElsewhere"], status);
+    }
+
+    let pack = json!({"packages": [{"id": "P1",
+        "dimensions": {"length": {"value": "30", "dimensionUnit": "CM"}, "width": {"value": "20", "dimensionUnit": "CM"}, "height": {"value": "10", "dimensionUnit": "CM"}},
+        "weight": {"value": "500", "weightUnit": "G"},
+        "packageLineItems": [{"packageLineItemId": "1", "quantity": 1}]}]});
+    let (status, refused) = warehouse(
+        &w,
+        &api,
+        "POST",
+        &format!("/v1/shipments/{packed}/packed"),
+        pack,
+    )
+    .await?;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused.to_string().contains("another connector"),
+        "{refused}"
+    );
+    let creates = w.admin.calls(Some("createPackages")).await?;
+    assert!(creates.is_empty(), "{creates:?}");
+    runner.stop().await;
+
+    // `ignore` (the default): stored and kept current, no event, no call.
+    settings
+        .put(ADOPT_EXISTING_SETTING, json!("ignore"), None, "test")
+        .await?;
+    let left = w.shipment(&[("CAP-03", 1)]).await?;
+    w.admin.advance_shipment(&left, "CONFIRMED").await?;
+    let fresh = Orders::from_env(&w.t.env_for("OrderPollerFunction")?).await?;
+    let report = w.poll_with(&fresh, &inv()).await?;
+    assert_eq!(report["storedNew"], 1, "{report}");
+    assert_eq!(w.stage(&left).await?, Stage::LeftAlone);
+    let mut later = Vec::new();
+    w.events(&mut later).await?;
+    assert!(
+        facts(&later, "ShipmentAccepted", &left).is_empty(),
+        "{later:?}"
+    );
+    assert_eq!(w.confirms(&left).await?, (0, 0));
     Ok(())
 }
 

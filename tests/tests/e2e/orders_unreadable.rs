@@ -117,6 +117,7 @@ async fn world(read_alone_fails: bool) -> World {
             order_sync: true,
             return_location_id: None,
             unmapped_sku: UnmappedSkuAction::Hold,
+            adopt_existing: Default::default(),
         }])),
         rules: vec![],
         crash_points: None,
