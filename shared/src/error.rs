@@ -2,7 +2,7 @@
 //!
 //! Every failure is charged to exactly one of three parties ([`FailureKind`], from
 //! [`Error::kind`]); what an SQS consumer does with it follows from that alone
-//! (`runtime::handle_sqs_batch`, README "What happens to a failed message"):
+//! (`runtime::handle_sqs_batch`, docs/operate.md "What happens to a failed message"):
 //!
 //! | kind | what it is | examples | SQS consumer |
 //! |---|---|---|---|

@@ -6,7 +6,7 @@
 //! same fact published twice (a retried invocation) carries the same ID and the warehouse can
 //! drop the duplicate. Buyer addresses never go into an event.
 //!
-//! The field list of each event is documented in the README ("Event reference"); the typed
+//! The field list of each event is documented in docs/events.md; the typed
 //! detail structs below are that schema.
 
 use std::sync::Mutex;

@@ -11,7 +11,7 @@
 //! Outcomes per message (settled by `flexbridge::runtime::handle_sqs_batch`):
 //! - 2xx: delivered.
 //! - no `WEBHOOK_URL` configured: acknowledged. Nothing is lost: the bus's `EventArchive` keeps
-//!   every flexbridge event for `EventArchiveRetentionDays`, and the README's replay command
+//!   every flexbridge event for `EventArchiveRetentionDays`, and docs/events.md's replay command
 //!   sends them through this function once a webhook is set.
 //! - a body that is not a flexbridge event, or a webhook refusing the event itself (400, 409,
 //!   413, 422, ...): moved to `OutboundDLQ` at once with the reason attached.

@@ -89,7 +89,7 @@ pub async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "route_not_found",
-        "no such route; routes live under /v1/ (see the API reference in the README)",
+        "no such route; routes live under /v1/ (see docs/warehouse-api.md)",
     )
 }
 
@@ -98,6 +98,6 @@ pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "this route does not accept that method (see the API reference in the README)",
+        "this route does not accept that method (see docs/warehouse-api.md)",
     )
 }

@@ -102,7 +102,7 @@ pub enum SignatureError {
     MissingSignature,
     #[error("{SIGNATURE_HEADER} must be v2= followed by 64 hex characters")]
     MalformedSignature,
-    #[error("v1 signatures are no longer accepted; sign with v2 (see the README's Warehouse API section)")]
+    #[error("v1 signatures are no longer accepted; sign with v2 (see docs/warehouse-api.md)")]
     V1Refused,
     #[error("signature does not match the request")]
     Mismatch,

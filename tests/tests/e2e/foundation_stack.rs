@@ -143,7 +143,7 @@ async fn every_declared_resource_exists_in_moto() -> anyhow::Result<()> {
         1,
         "{names:?}"
     );
-    // Every event is kept for a replay (README: "Events when no webhook is set").
+    // Every event is kept for a replay (docs/events.md: "Events when no webhook is set").
     let archive = t
         .events
         .describe_archive()

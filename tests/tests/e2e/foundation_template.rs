@@ -10,7 +10,7 @@ use flexbridge_e2e::flexbridge_local::{paths, stack};
 use serde_json::{json, Value};
 
 /// The CloudFormation translation of template.yaml, made once per test process.
-fn cfn() -> Value {
+pub(crate) fn cfn() -> Value {
     static CFN: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
     CFN.get_or_init(|| {
         paths::ensure_venv().expect("venv");
@@ -21,7 +21,7 @@ fn cfn() -> Value {
     .clone()
 }
 
-fn resources_of<'a>(cfn: &'a Value, kind: &str) -> BTreeMap<&'a str, &'a Value> {
+pub(crate) fn resources_of<'a>(cfn: &'a Value, kind: &str) -> BTreeMap<&'a str, &'a Value> {
     cfn["Resources"]
         .as_object()
         .unwrap()
@@ -31,13 +31,13 @@ fn resources_of<'a>(cfn: &'a Value, kind: &str) -> BTreeMap<&'a str, &'a Value> 
         .collect()
 }
 
-fn logical_of(v: &Value) -> Option<&str> {
+pub(crate) fn logical_of(v: &Value) -> Option<&str> {
     v.get("Ref")
         .and_then(Value::as_str)
         .or_else(|| v.get("Fn::GetAtt").and_then(|g| g[0].as_str()))
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+pub(crate) fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };

@@ -9,6 +9,7 @@
 mod chaos;
 mod failures;
 mod foundation_access;
+mod foundation_docs;
 mod foundation_runner;
 mod foundation_stack;
 mod foundation_template;
