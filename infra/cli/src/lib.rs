@@ -5,6 +5,7 @@
 //! this crate parses, calls it and prints.
 
 pub mod commands;
+pub mod doctor;
 pub mod resolve;
 
 use std::collections::HashMap;
@@ -78,6 +79,11 @@ pub enum Command {
     Dlq(DlqCmd),
     /// Read Amazon's stock back now and correct what drifted (through the safety breaker).
     Reconcile,
+    /// Check the stack end to end, one line per check (ok, or what is wrong and how to fix
+    /// it): the SP-API secret and Login with Amazon, each API family (a missing role by name),
+    /// locations, notifications, the webhook, the alarm e-mail, schedules, DLQs, the inventory
+    /// push. Exits 1 when a check fails.
+    Doctor,
 }
 
 #[derive(Subcommand, Debug)]
@@ -233,6 +239,20 @@ pub async fn run(cli: Cli, vars: HashMap<String, String>) -> anyhow::Result<Stri
         .filter(|s| !s.is_empty())
         .ok_or_else(|| anyhow::anyhow!("which stack? pass --stack NAME or set FLEXBRIDGE_STACK"))?;
     let ctx = Ctx::connect(&stack, vars).await?;
+    if let Command::Doctor = cli.command {
+        let report = doctor::run(&ctx).await?;
+        let out = if cli.json {
+            format!("{:#}\n", serde_json::to_value(&report)?)
+        } else {
+            report.text()
+        };
+        // A failed check fails the command (exit 1), with the whole report as the message.
+        return if report.passed() {
+            Ok(out)
+        } else {
+            Err(anyhow::anyhow!("{}", out.trim_end()))
+        };
+    }
     let out = commands::execute(&ctx, &cli.command).await?;
     Ok(if cli.json {
         format!("{:#}\n", out.json)

@@ -76,6 +76,31 @@ fn for_queue<'a>(all: &'a [Destination], queue_arn: &str) -> Option<&'a Destinat
     })
 }
 
+/// What Amazon has now, read only (the doctor's check): the destination pointing at the queue,
+/// and the subscription with the destination it points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub destination_id: Option<String>,
+    /// `(subscriptionId, destinationId)`.
+    pub subscription: Option<(String, String)>,
+}
+
+pub async fn inspect(client: &SpApiClient, queue_arn: &str) -> Result<Found> {
+    let destinations = client
+        .get_destinations()
+        .await
+        .context("getDestinations failed (check client_id/client_secret)")?;
+    let subscription = client
+        .get_subscription(EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE)
+        .await
+        .context("getSubscription failed")?
+        .map(|s| (s.subscription_id, s.destination_id));
+    Ok(Found {
+        destination_id: for_queue(&destinations, queue_arn).map(|d| d.destination_id.clone()),
+        subscription,
+    })
+}
+
 pub async fn setup(client: &SpApiClient, queue_arn: &str, name: &str) -> Result<Outcome> {
     check_queue_arn(queue_arn)?;
     let existing = client

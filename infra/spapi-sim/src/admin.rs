@@ -1,6 +1,7 @@
 //! The admin API under `/_sim/` (JSON), which Amazon's models do not contain. Errors come back
 //! as an `ErrorList` with a 4xx status. Every route is documented in the README.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State as AxState};
@@ -26,6 +27,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/reset", post(reset))
         .route("/lwa/credentials", put(set_credentials))
         .route("/lwa/expire", post(expire_tokens))
+        .route("/roles", put(set_refused_roles))
         .route("/locations", post(create_location).get(list_locations))
         .route("/skus", post(add_skus))
         .route("/product-types", post(add_product_types))
@@ -102,6 +104,21 @@ async fn set_credentials(AxState(shared): S, Json(body): Json<OneOrMany>) -> Res
     let n = creds.len();
     shared.lock().credentials = creds;
     Json(json!({"credentials": n})).into_response()
+}
+
+/// `{"refused": ["externalFulfillmentShipments", ...]}`: the model files (by name without the
+/// date and `.json`) whose operations the application's roles do not cover; `[]` restores all.
+async fn set_refused_roles(AxState(shared): S, Json(spec): Json<Value>) -> Response {
+    let Some(list) = spec["refused"].as_array() else {
+        return bad("refused must be a list of model names");
+    };
+    let names: BTreeSet<String> = list
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let n = names.len();
+    shared.lock().refused_models = names;
+    Json(json!({"refused": n})).into_response()
 }
 
 async fn expire_tokens(AxState(shared): S) -> Response {

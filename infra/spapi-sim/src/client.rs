@@ -85,6 +85,14 @@ impl AdminClient {
             .map(|_| ())
     }
 
+    /// Refuses every operation of these model files (`externalFulfillmentShipments`,
+    /// `listingsItems`, ...) with 403, as Amazon does for a role the application lacks.
+    pub async fn refuse_roles(&self, models: &[&str]) -> anyhow::Result<()> {
+        self.call(Method::PUT, "roles", Some(json!({ "refused": models })))
+            .await
+            .map(|_| ())
+    }
+
     /// Expires every access token issued so far (the next SP-API call gets 403).
     pub async fn expire_tokens(&self) -> anyhow::Result<()> {
         self.call(Method::POST, "lwa/expire", None)

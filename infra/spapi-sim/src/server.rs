@@ -206,6 +206,15 @@ async fn amazon(
                 },
             }
         };
+        // A role the application lacks: Amazon answers 403 Unauthorized before throttling.
+        let model = op.file.split('_').next().unwrap_or("");
+        let gate = gate.or_else(|| {
+            st.refused_models.contains(model).then(|| {
+                ApiError::unauthorized(
+                    "The application is not authorized for this operation's role.",
+                )
+            })
+        });
         let gate = gate.or_else(|| {
             (!st.limiter.try_acquire(&operation, Instant::now())).then(ApiError::throttled)
         });

@@ -165,6 +165,9 @@ pub struct State {
     /// Notifications API: notificationType -> Subscription (one per type).
     pub subscriptions: BTreeMap<String, Value>,
     pub calls: Vec<CallRecord>,
+    /// Model files (`externalFulfillmentShipments`, `listingsItems`, ...) whose operations the
+    /// application's roles do not cover: answered 403 `Unauthorized` (`PUT /_sim/roles`).
+    pub refused_models: BTreeSet<String>,
     pub limiter: Limiter,
     pub faults: FaultState,
     pub notify: NotifyConfig,
@@ -203,6 +206,7 @@ impl State {
             destinations: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
             calls: Vec::new(),
+            refused_models: BTreeSet::new(),
             limiter: Limiter::new(opts.rate_limits, &opts.rate_limit_overrides),
             faults: FaultState::new(opts.faults.clone(), opts.seed),
             notify: NotifyConfig::default(),

@@ -4,8 +4,10 @@
 //!   before it is stored and logged;
 //! - [`hubs`]: hub → Amazon location mappings, checked with Amazon before they are enabled
 //!   and logged like settings;
-//! - [`status`]: per-location health from the stores, and a shipment's history.
+//! - [`status`]: per-location health from the stores, and a shipment's history;
+//! - [`doctor`]: what each of the doctor's facts means (ok, or what is wrong and the fix).
 
+pub mod doctor;
 pub mod hubs;
 pub mod settings;
 pub mod status;
