@@ -32,7 +32,10 @@ use std::sync::Arc;
 pub use client::AdminClient;
 pub use faults::{FaultConfig, FaultKind, FaultRule};
 pub use ratelimit::RateLimit;
-pub use state::{LwaCredentials, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN};
+pub use state::{
+    LwaCredentials, DEFAULT_APPLICATION_ID, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+    DEFAULT_REFRESH_TOKEN,
+};
 
 /// Environment variable naming the folder of Amazon's Swagger models.
 pub const MODELS_DIR_ENV: &str = "SPAPI_MODELS_DIR";
