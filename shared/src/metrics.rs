@@ -37,6 +37,10 @@ pub mod names {
     /// Advertised stock of a SKU fell to its low-stock threshold.
     pub const INVENTORY_LOW_STOCK: &str = "InventoryLowStock";
 
+    /// A notification naming another SP-API application or merchant, dropped (no dimension
+    /// of its own: the log line says which).
+    pub const NOTIFICATIONS_NOT_OURS: &str = "NotificationsNotOurs";
+
     // Orders (the order processor; dimension `Location`).
     /// A shipment stored for the first time.
     pub const ORDERS_SEEN: &str = "OrdersSeen";
@@ -85,7 +89,7 @@ pub mod names {
 
     /// Every name above: docs/metrics.md lists each, and the template's alarms may only watch
     /// these (tests/tests/foundation_template.rs).
-    pub const ALL: [&str; 25] = [
+    pub const ALL: [&str; 26] = [
         MESSAGES_PARKED,
         ENVIRONMENT_FAILURES,
         RUNS_FAILED,
@@ -111,6 +115,7 @@ pub mod names {
         SPAPI_THROTTLES,
         SPAPI_ERRORS,
         HEALTH_REPORTS,
+        NOTIFICATIONS_NOT_OURS,
     ];
 }
 

@@ -1,12 +1,21 @@
 //! Secrets from AWS Secrets Manager, loaded by ARN and cached for the life of the process
 //! (a warm Lambda keeps them), with a TTL so a rotated secret is picked up.
 //!
+//! Signing keys are read in two versions ([`SecretCache::versions`]): Secrets Manager's
+//! `AWSCURRENT` and `AWSPREVIOUS` stages, with the current one's creation time, so a key can be
+//! rotated without a moment where only one side knows the new one
+//! (`flexbridge::warehouse::keys`). [`SecretCache::reread_versions`] reads them again at most
+//! once per interval, for a signature that matches neither.
+//!
 //! Values never reach a log: errors name the ARN only, and [`SecretString`] redacts itself.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
@@ -54,15 +63,89 @@ impl From<String> for SecretString {
     }
 }
 
+/// A Secrets Manager version stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `AWSCURRENT`: what `put-secret-value` just stored.
+    Current,
+    /// `AWSPREVIOUS`: the version that was current before it (moved there by Secrets Manager).
+    Previous,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Current => "AWSCURRENT",
+            Stage::Previous => "AWSPREVIOUS",
+        }
+    }
+}
+
+/// One version of a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretVersion {
+    pub value: SecretString,
+    /// Secrets Manager's `CreatedDate` of the version (when it was put).
+    pub created: Option<DateTime<Utc>>,
+}
+
+/// A secret's current version and, when it is still of use, the previous one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretVersions {
+    pub current: SecretVersion,
+    pub previous: Option<SecretVersion>,
+}
+
+impl SecretVersions {
+    /// Whether the previous version still counts at `now`: the current one was created less
+    /// than `window` ago (or its creation time is unknown).
+    pub fn previous_in_window(
+        current_created: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> bool {
+        match current_created {
+            None => true,
+            Some(created) => chrono::Duration::from_std(window)
+                .map(|w| now < created + w)
+                .unwrap_or(true),
+        }
+    }
+
+    /// The values to use at `now`: the current one first, then the previous one while it is in
+    /// its `window`.
+    pub fn values_at(&self, now: DateTime<Utc>, window: Duration) -> Vec<&SecretString> {
+        let mut out = vec![&self.current.value];
+        if let Some(p) = &self.previous {
+            if Self::previous_in_window(self.current.created, now, window) {
+                out.push(&p.value);
+            }
+        }
+        out
+    }
+}
+
+/// A fixed secret's versions (the static source).
+#[derive(Clone)]
+struct StaticSecret {
+    current: SecretVersion,
+    previous: Option<SecretVersion>,
+}
+
 #[derive(Clone)]
 enum Source {
     Aws(aws_sdk_secretsmanager::Client),
-    /// Fixed values (unit tests, tools); keyed by ARN.
-    Static(Arc<HashMap<String, String>>),
+    /// Fixed values (unit tests, tools); keyed by ARN. [`SecretCache::put_static`] rotates one.
+    Static(Arc<std::sync::Mutex<HashMap<String, StaticSecret>>>),
 }
 
 struct Entry {
     value: SecretString,
+    loaded: Instant,
+}
+
+struct VersionsEntry {
+    versions: SecretVersions,
     loaded: Instant,
 }
 
@@ -72,6 +155,11 @@ pub struct SecretCache {
     source: Source,
     ttl: Duration,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
+    versions: Arc<Mutex<HashMap<String, VersionsEntry>>>,
+    /// When each ARN's versions were last re-read on demand (the rate limit of re-reads).
+    rereads: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Calls to the source (every stage read), for tests and benchmarks.
+    fetches: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for SecretCache {
@@ -96,7 +184,48 @@ impl SecretCache {
 
     /// A cache over fixed values (ARN → secret string), for tests and tools.
     pub fn from_static(values: HashMap<String, String>) -> Self {
-        Self::with_source(Source::Static(Arc::new(values)))
+        let values = values
+            .into_iter()
+            .map(|(arn, v)| {
+                let current = SecretVersion {
+                    value: SecretString::new(v),
+                    created: None,
+                };
+                (
+                    arn,
+                    StaticSecret {
+                        current,
+                        previous: None,
+                    },
+                )
+            })
+            .collect();
+        Self::with_source(Source::Static(Arc::new(std::sync::Mutex::new(values))))
+    }
+
+    /// Puts a new current value into a static source, as `put-secret-value` does: the current
+    /// one becomes the previous one, and the new one is created at `created`. What this cache
+    /// already holds is kept until it expires or is re-read. No effect on an AWS source.
+    pub fn put_static(&self, arn: &str, value: &str, created: DateTime<Utc>) {
+        if let Source::Static(map) = &self.source {
+            let mut map = map.lock().expect("static secrets");
+            let new = SecretVersion {
+                value: SecretString::new(value),
+                created: Some(created),
+            };
+            match map.get_mut(arn) {
+                Some(s) => s.previous = Some(std::mem::replace(&mut s.current, new)),
+                None => {
+                    map.insert(
+                        arn.to_string(),
+                        StaticSecret {
+                            current: new,
+                            previous: None,
+                        },
+                    );
+                }
+            }
+        }
     }
 
     fn with_source(source: Source) -> Self {
@@ -104,7 +233,15 @@ impl SecretCache {
             source,
             ttl: Self::DEFAULT_TTL,
             entries: Arc::new(Mutex::new(HashMap::new())),
+            versions: Arc::new(Mutex::new(HashMap::new())),
+            rereads: Arc::new(Mutex::new(HashMap::new())),
+            fetches: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// How many stage reads reached the source so far (every clone counts).
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
     }
 
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
@@ -121,7 +258,7 @@ impl SecretCache {
                 return Ok(e.value.clone());
             }
         }
-        let value = self.fetch(arn).await?;
+        let value = self.fetch(arn, Stage::Current).await?.value;
         entries.insert(
             arn.to_string(),
             Entry {
@@ -152,12 +289,87 @@ impl SecretCache {
         self.entries.lock().await.remove(arn);
     }
 
-    async fn fetch(&self, arn: &str) -> Result<SecretString> {
+    /// The secret's current version and, if that was created less than `previous_for` ago,
+    /// its previous one (none when the secret has no `AWSPREVIOUS`). Cached like [`Self::get`];
+    /// once the current version is older than `previous_for`, only it is read (one call).
+    pub async fn versions(&self, arn: &str, previous_for: Duration) -> Result<SecretVersions> {
+        let mut cached = self.versions.lock().await;
+        if let Some(e) = cached.get(arn) {
+            if e.loaded.elapsed() < self.ttl {
+                return Ok(e.versions.clone());
+            }
+        }
+        let versions = self.fetch_versions(arn, previous_for).await?;
+        cached.insert(
+            arn.to_string(),
+            VersionsEntry {
+                versions: versions.clone(),
+                loaded: Instant::now(),
+            },
+        );
+        Ok(versions)
+    }
+
+    /// Reads the versions again now (a signature matched none of the cached ones: the secret may
+    /// have been rotated since), unless this ARN was re-read less than `min_interval` ago: then
+    /// `None`, so a flood of bad signatures costs at most one read per interval per process. A
+    /// failed read counts as a re-read too.
+    pub async fn reread_versions(
+        &self,
+        arn: &str,
+        previous_for: Duration,
+        min_interval: Duration,
+    ) -> Result<Option<SecretVersions>> {
+        {
+            let mut rereads = self.rereads.lock().await;
+            if rereads.get(arn).is_some_and(|t| t.elapsed() < min_interval) {
+                return Ok(None);
+            }
+            rereads.insert(arn.to_string(), Instant::now());
+        }
+        let mut cached = self.versions.lock().await;
+        let versions = self.fetch_versions(arn, previous_for).await?;
+        cached.insert(
+            arn.to_string(),
+            VersionsEntry {
+                versions: versions.clone(),
+                loaded: Instant::now(),
+            },
+        );
+        Ok(Some(versions))
+    }
+
+    async fn fetch_versions(&self, arn: &str, previous_for: Duration) -> Result<SecretVersions> {
+        let current = self.fetch(arn, Stage::Current).await?;
+        let previous =
+            if SecretVersions::previous_in_window(current.created, Utc::now(), previous_for) {
+                match self.fetch(arn, Stage::Previous).await {
+                    Ok(p) => Some(p),
+                    // No AWSPREVIOUS: never rotated, or the previous version was dropped.
+                    Err(Error::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+        Ok(SecretVersions { current, previous })
+    }
+
+    async fn fetch(&self, arn: &str, stage: Stage) -> Result<SecretVersion> {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
         match &self.source {
-            Source::Static(map) => map
-                .get(arn)
-                .map(|v| SecretString::new(v.clone()))
-                .ok_or_else(|| Error::Config(format!("secret {arn} does not exist"))),
+            Source::Static(map) => {
+                let map = map.lock().expect("static secrets");
+                let secret = map
+                    .get(arn)
+                    .ok_or_else(|| Error::Config(format!("secret {arn} does not exist")))?;
+                match stage {
+                    Stage::Current => Ok(secret.current.clone()),
+                    Stage::Previous => secret.previous.clone().ok_or_else(|| {
+                        Error::NotFound(format!("secret {arn} has no {}", stage.as_str()))
+                    }),
+                }
+            }
             Source::Aws(client) => {
                 let out = crate::retry::RetryPolicy::new(
                     3,
@@ -166,7 +378,13 @@ impl SecretCache {
                 )
                 .run_with(
                     None,
-                    |_| client.get_secret_value().secret_id(arn).send(),
+                    |_| {
+                        client
+                            .get_secret_value()
+                            .secret_id(arn)
+                            .version_stage(stage.as_str())
+                            .send()
+                    },
                     |e| {
                         use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
                         let code = e.code().unwrap_or_default();
@@ -188,6 +406,10 @@ impl SecretCache {
                 .map_err(|e| {
                     use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
                     let code = e.code().unwrap_or("unknown").to_string();
+                    // Asked for AWSPREVIOUS of a secret that has none.
+                    if stage == Stage::Previous && code == "ResourceNotFoundException" {
+                        return Error::NotFound(format!("secret {arn} has no {}", stage.as_str()));
+                    }
                     let retryable = !matches!(
                         code.as_str(),
                         "ResourceNotFoundException"
@@ -198,13 +420,18 @@ impl SecretCache {
                     );
                     Error::aws(
                         "secretsmanager",
-                        format!("GetSecretValue {arn}: {code}"),
+                        format!("GetSecretValue {arn} {}: {code}", stage.as_str()),
                         retryable,
                     )
                 })?;
-                out.secret_string()
+                let value = out
+                    .secret_string()
                     .map(SecretString::new)
-                    .ok_or_else(|| Error::Config(format!("secret {arn} has no SecretString")))
+                    .ok_or_else(|| Error::Config(format!("secret {arn} has no SecretString")))?;
+                let created = out
+                    .created_date()
+                    .and_then(|d| DateTime::from_timestamp(d.secs(), d.subsec_nanos()));
+                Ok(SecretVersion { value, created })
             }
         }
     }

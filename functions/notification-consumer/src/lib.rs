@@ -6,7 +6,8 @@
 //! can never be handled (not an envelope, no shipment ID) is moved to `NotificationsDLQ` at once
 //! with the reason attached; a failure of the environment (credentials, configuration) is kept
 //! for a retry and alarmed (`flexbridge::runtime::handle_sqs_batch`). Other notification types
-//! are acknowledged and ignored.
+//! are acknowledged and ignored, and so are notifications naming another SP-API application or
+//! merchant (counted as `NotificationsNotOurs`; `flexbridge::orders::notifications`).
 
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsEvent;
@@ -40,9 +41,12 @@ impl Function for NotificationConsumer {
         let event: SqsEvent = serde_json::from_value(payload)
             .map_err(|e| Error::InvalidInput(format!("not an SQS event: {e}")))?;
         let processor = self.orders.processor(&inv);
+        // An unreadable secret fails the whole batch: kept, retried and alarmed.
+        let ours = self.orders.ours().await?;
         let handler = NotificationHandler {
             processor: &processor,
             idempotency: &self.orders.idempotency,
+            ours: &ours,
         };
         let (handler, inv) = (&handler, &inv);
         let response = handle_sqs_batch(&self.consumer, event, "notification", CONCURRENCY, |msg| async move {

@@ -5,7 +5,9 @@
 //! POSTed to `WEBHOOK_URL` as `{"event": "<name>", ...detail}`, signed `v2` like inbound requests
 //! (`flexbridge::warehouse::signing`, key from `WEBHOOK_SECRET_ARN`; the event ID is sent and
 //! signed as the `Idempotency-Key`), with `X-Flexbridge-Event` and `X-Flexbridge-Event-Id`
-//! headers. Receivers drop duplicates by event ID: delivery is at
+//! headers. During a key rotation every delivery carries two signatures, the current key's and
+//! the previous one's (`flexbridge::warehouse::keys`); a 401/403 re-reads the key (rate-limited)
+//! and, if it changed, sends once more at once. Receivers drop duplicates by event ID: delivery is at
 //! least once.
 //!
 //! Outcomes per message (settled by `flexbridge::runtime::handle_sqs_batch`):
@@ -26,7 +28,8 @@ use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use flexbridge::config::keys;
 use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
-use flexbridge::secrets::SecretCache;
+use flexbridge::secrets::{SecretCache, SecretString};
+use flexbridge::warehouse::keys::SigningKeys;
 use flexbridge::warehouse::signing;
 use flexbridge::{Env, Error, Result};
 use serde::Deserialize;
@@ -61,6 +64,21 @@ struct BusEvent {
     detail_type: String,
     source: String,
     detail: Map<String, Value>,
+}
+
+/// One delivery's request, before it is signed.
+struct Post<'a> {
+    url: &'a url::Url,
+    path_and_query: &'a str,
+    event_name: &'a str,
+    event_id: &'a str,
+    body: &'a str,
+}
+
+enum PostError {
+    /// The invocation has no time left to wait for an answer.
+    NoTime,
+    Http(reqwest::Error),
 }
 
 /// What happened to one message.
@@ -147,8 +165,9 @@ impl OutboundWebhook {
         body.extend(event.detail);
         let body = Value::Object(body).to_string();
 
-        let secret = match webhook.secrets.get(&webhook.secret_arn).await {
-            Ok(s) => s,
+        let keys = SigningKeys::new(webhook.secrets.clone(), &webhook.secret_arn);
+        let current = match keys.keys().await {
+            Ok(k) => k,
             Err(e) => {
                 let reason = format!("webhook secret unavailable: {e}");
                 return match e.kind() {
@@ -161,36 +180,31 @@ impl OutboundWebhook {
             Some(q) => format!("{}?{q}", webhook.url.path()),
             None => webhook.url.path().to_string(),
         };
-        // v2, like inbound requests: the event ID travels as the Idempotency-Key, so the key a
-        // receiver deduplicates by is signed along with the body.
-        let signed = signing::Signed::new("POST", &path_and_query, body.as_bytes())
-            .content_type(CONTENT_TYPE)
-            .idempotency_key(&event_id);
-        let headers =
-            signing::signed_headers(secret.expose().as_bytes(), signing::now_unix(), &signed);
-        // Never wait past the invocation: an unanswered delivery is retried, not lost.
-        let timeout = DELIVERY_TIMEOUT.min(
-            invocation
-                .remaining()
-                .saturating_sub(Duration::from_secs(1)),
-        );
-        if timeout.is_zero() {
-            return Delivery::Retry {
-                reason: "no time left in this invocation".into(),
-            };
+        let post = Post {
+            url: &webhook.url,
+            path_and_query: &path_and_query,
+            event_name: &event.detail_type,
+            event_id: &event_id,
+            body: &body,
+        };
+        let mut sent = self.post(&post, &current, invocation).await;
+        // Refused as wrongly signed: the receiver may have switched to a key put after our
+        // cache was filled. Read the secret again (at most once per interval) and, if it
+        // changed, send once more now rather than after the visibility timeout.
+        if matches!(&sent, Ok(r) if matches!(r.status().as_u16(), 401 | 403)) {
+            match keys.reread(&current).await {
+                Ok(Some(fresh)) => {
+                    tracing::info!(
+                        event_id,
+                        "webhook refused the signature; sending again with the re-read key"
+                    );
+                    sent = self.post(&post, &fresh, invocation).await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not re-read the webhook key"),
+            }
         }
-        let mut req = self
-            .http
-            .post(webhook.url.clone())
-            .timeout(timeout)
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .header(signing::IDEMPOTENCY_KEY_HEADER, &event_id)
-            .header(EVENT_HEADER, &event.detail_type)
-            .header(EVENT_ID_HEADER, &event_id);
-        for (name, value) in headers {
-            req = req.header(name, value);
-        }
-        match req.body(body).send().await {
+        match sent {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 match status {
@@ -209,15 +223,61 @@ impl OutboundWebhook {
                     },
                 }
             }
-            Err(e) => Delivery::Retry {
+            Err(PostError::NoTime) => Delivery::Retry {
+                reason: "no time left in this invocation".into(),
+            },
+            Err(PostError::Http(e)) => Delivery::Retry {
                 reason: if e.is_timeout() {
-                    format!("webhook did not answer within {}s", timeout.as_secs())
+                    format!(
+                        "webhook did not answer in time (at most {}s)",
+                        DELIVERY_TIMEOUT.as_secs()
+                    )
                 } else {
                     // without_url: the URL may carry a token in its query.
                     format!("webhook unreachable: {}", e.without_url())
                 },
             },
         }
+    }
+
+    /// POSTs one event signed with `keys` (the current one first; both during a rotation).
+    async fn post(
+        &self,
+        post: &Post<'_>,
+        keys: &[SecretString],
+        invocation: &Invocation,
+    ) -> std::result::Result<reqwest::Response, PostError> {
+        // v2, like inbound requests: the event ID travels as the Idempotency-Key, so the key a
+        // receiver deduplicates by is signed along with the body.
+        let signed = signing::Signed::new("POST", post.path_and_query, post.body.as_bytes())
+            .content_type(CONTENT_TYPE)
+            .idempotency_key(post.event_id);
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.expose().as_bytes()).collect();
+        let headers = signing::signed_headers_all(&keys, signing::now_unix(), &signed);
+        // Never wait past the invocation: an unanswered delivery is retried, not lost.
+        let timeout = DELIVERY_TIMEOUT.min(
+            invocation
+                .remaining()
+                .saturating_sub(Duration::from_secs(1)),
+        );
+        if timeout.is_zero() {
+            return Err(PostError::NoTime);
+        }
+        let mut req = self
+            .http
+            .post(post.url.clone())
+            .timeout(timeout)
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .header(signing::IDEMPOTENCY_KEY_HEADER, post.event_id)
+            .header(EVENT_HEADER, post.event_name)
+            .header(EVENT_ID_HEADER, post.event_id);
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        req.body(post.body.to_string())
+            .send()
+            .await
+            .map_err(PostError::Http)
     }
 
     /// Handles one SQS batch; only messages to try again are reported as failures.

@@ -1,7 +1,8 @@
 //! What every request passes before a route sees it, in this order:
 //! 1. body size (413 `body_too_large`);
 //! 2. signature and timestamp window (401, one code per reason; `v1` only while the setting
-//!    `WAREHOUSE_ACCEPT_V1_SIGNATURES` allows it);
+//!    `WAREHOUSE_ACCEPT_V1_SIGNATURES` allows it), with the current key or, during a rotation,
+//!    the previous one (`flexbridge::warehouse::keys`);
 //! 3. for POST (and any other method but GET/HEAD/OPTIONS, which change nothing): one use per
 //!    signature: its hash is recorded (`signature#<hash>` in the idempotency table, until the
 //!    timestamp leaves the window) and a second use is 401 `signature_reused`;
@@ -152,15 +153,6 @@ async fn check_and_run(
         .map_err(|_| too_large())?;
 
     // 2. signature
-    let secret = state.warehouse_secret().await.map_err(|e| {
-        tracing::error!(error = %e, "cannot load the warehouse signing secret");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "secret_unavailable",
-            "the signing secret cannot be loaded right now",
-        )
-        .with_retry_after(5)
-    })?;
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -172,15 +164,34 @@ async fn check_and_run(
     let mut signed = Signed::new(parts.method.as_str(), &path_and_query, &bytes);
     signed.content_type = header_str(&parts.headers, header::CONTENT_TYPE.as_str());
     signed.idempotency_key = key_header.as_deref();
-    let verified = signing::verify(
-        secret.expose().as_bytes(),
-        header_str(&parts.headers, TIMESTAMP_HEADER),
-        header_str(&parts.headers, SIGNATURE_HEADER),
-        &signed,
-        signing::now_unix(),
-        state.accept_v1_signatures,
-    )
-    .map_err(|e| unauthorized(e, &path))?;
+    // The current key or, during a rotation, the previous one; a signature matching neither
+    // re-reads the secret (rate-limited) in case the key was rotated since it was cached.
+    let check = state
+        .warehouse_keys()
+        .verify(
+            header_str(&parts.headers, TIMESTAMP_HEADER),
+            header_str(&parts.headers, SIGNATURE_HEADER),
+            &signed,
+            signing::now_unix(),
+            state.accept_v1_signatures,
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot load the warehouse signing secret");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "secret_unavailable",
+                "the signing secret cannot be loaded right now",
+            )
+            .with_retry_after(5)
+        })?;
+    if check.reread {
+        tracing::info!(
+            path,
+            "re-read the warehouse key for a signature the cached keys did not match"
+        );
+    }
+    let verified = check.result.map_err(|e| unauthorized(e, &path))?;
     if verified.scheme == signing::Scheme::V1 {
         tracing::warn!(
             path,

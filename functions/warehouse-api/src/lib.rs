@@ -20,8 +20,9 @@ use flexbridge::fulfilment::FulfilmentService;
 use flexbridge::idempotency::Idempotency;
 use flexbridge::inventory::changes::StockChanges;
 use flexbridge::orders::Orders;
-use flexbridge::secrets::{SecretCache, SecretString};
+use flexbridge::secrets::SecretCache;
 use flexbridge::store::inventory::{DynamoInventoryStore, OnHandStore};
+use flexbridge::warehouse::keys::SigningKeys;
 use flexbridge::Env;
 
 /// How long a POST's response is replayed for its Idempotency-Key.
@@ -99,10 +100,12 @@ impl AppState {
             .cloned()
     }
 
-    /// The HMAC key the warehouse signs with (the secret's whole string), cached by the
-    /// [`SecretCache`] so a warm function reads Secrets Manager once per TTL.
-    pub async fn warehouse_secret(&self) -> flexbridge::Result<SecretString> {
-        self.secrets.get(&self.warehouse_secret_arn).await
+    /// The HMAC keys the warehouse signs with (the secret's whole string: its current version
+    /// and, during a rotation, its previous one), cached by the [`SecretCache`] so a warm
+    /// function reads Secrets Manager once per TTL, or again for a signature matching neither
+    /// (at most every `keys::REREAD_INTERVAL`).
+    pub fn warehouse_keys(&self) -> SigningKeys {
+        SigningKeys::new(self.secrets.clone(), &self.warehouse_secret_arn)
     }
 }
 

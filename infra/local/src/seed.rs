@@ -16,6 +16,8 @@ pub struct Seller {
     pub client_id: String,
     pub client_secret: String,
     pub refresh_token: String,
+    /// The SP-API application (App ID) whose notifications this stack accepts.
+    pub application_id: String,
     /// HMAC key the warehouse signs its requests with.
     pub warehouse_key: String,
     /// HMAC key flexbridge signs webhook deliveries with.
@@ -41,6 +43,7 @@ impl Default for Seller {
             client_id: spapi_sim::DEFAULT_CLIENT_ID.into(),
             client_secret: spapi_sim::DEFAULT_CLIENT_SECRET.into(),
             refresh_token: spapi_sim::DEFAULT_REFRESH_TOKEN.into(),
+            application_id: spapi_sim::DEFAULT_APPLICATION_ID.into(),
             warehouse_key: "local-warehouse-hmac-key-0123456789abcdef".into(),
             webhook_key: "local-webhook-hmac-key-0123456789abcdef".into(),
             locations: vec![
@@ -69,6 +72,7 @@ pub async fn seed_secrets(stack: &Stack, seller: &Seller) -> Result<()> {
                 "client_secret": seller.client_secret,
                 "refresh_token": seller.refresh_token,
                 "seller_id": seller.seller_id,
+                "application_id": seller.application_id,
             })
             .to_string(),
         ),

@@ -33,7 +33,10 @@ use std::sync::Arc;
 pub use client::AdminClient;
 pub use faults::{FaultConfig, FaultKind, FaultRule};
 pub use ratelimit::RateLimit;
-pub use state::{LwaCredentials, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN};
+pub use state::{
+    LwaCredentials, DEFAULT_APPLICATION_ID, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+    DEFAULT_REFRESH_TOKEN,
+};
 
 pub use models::MODELS_DIR_ENV;
 

@@ -19,6 +19,9 @@ use crate::SimOptions;
 pub const DEFAULT_CLIENT_ID: &str = "amzn1.application-oa2-client.simulator";
 pub const DEFAULT_CLIENT_SECRET: &str = "sim-client-secret";
 pub const DEFAULT_REFRESH_TOKEN: &str = "Atzr|sim-refresh-token";
+/// The application every notification names (`notificationMetadata.applicationId`), as
+/// Amazon names the app whose destination receives it.
+pub const DEFAULT_APPLICATION_ID: &str = "amzn1.sp.solution.simulator";
 
 /// One LWA client + refresh token the token endpoint accepts.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -209,7 +212,10 @@ impl State {
             refused_models: BTreeSet::new(),
             limiter: Limiter::new(opts.rate_limits, &opts.rate_limit_overrides),
             faults: FaultState::new(opts.faults.clone(), opts.seed),
-            notify: NotifyConfig::default(),
+            notify: NotifyConfig {
+                application_id: DEFAULT_APPLICATION_ID.into(),
+                ..Default::default()
+            },
             documents: HashMap::new(),
             empty_page_rate: opts.empty_page_rate,
             product_types: DEFAULT_PRODUCT_TYPES

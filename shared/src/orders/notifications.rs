@@ -2,6 +2,12 @@
 //! de-duplicated on the notification ID through the idempotency helper, then treated as a
 //! signal only: the shipment is read with getShipment and ingested, so a stale or reordered
 //! notification cannot roll anything back (the store keeps the newest `lastUpdatedDateTime`).
+//!
+//! Only notifications that are ours are handled: Amazon delivers to a destination by its queue
+//! ARN, and any SP-API app may register our queue as its destination, so a notification
+//! naming another application (`NotificationMetadata.ApplicationId`) or another merchant
+//! (the payload's `merchantId`) is dropped: acknowledged (it is not a failure of ours and a
+//! retry cannot change it), logged with its IDs only, and counted (`NotificationsNotOurs`).
 
 use serde::{Deserialize, Serialize};
 
@@ -28,11 +34,45 @@ pub enum NotificationOutcome {
     Known { shipment_id: String, stage: String },
     /// Another notification type (not ours to handle).
     Ignored { reason: String },
+    /// Sent for another application or merchant: dropped, counted.
+    NotOurs { reason: String },
+}
+
+/// What a notification must name to be this stack's: its SP-API application (App ID) and its
+/// seller. An unknown one (`None`) is not checked: the stack cannot tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ours {
+    pub application_id: Option<String>,
+    pub merchant_id: Option<String>,
+}
+
+impl Ours {
+    /// Why `n` is not ours, if it is not. When the application is known, a notification
+    /// without one is foreign too (Amazon always names it; a forgery could leave it out).
+    fn application_mismatch(&self, n: &Notification) -> Option<String> {
+        let ours = self.application_id.as_deref()?;
+        match n.notification_metadata.application_id.as_deref() {
+            Some(a) if a == ours => None,
+            Some(a) => Some(format!("application {a}")),
+            None => Some("no application".into()),
+        }
+    }
+
+    /// A payload without a merchant is accepted: its schema is unpublished, and the shipment is
+    /// read back with our own credentials anyway.
+    fn merchant_mismatch(&self, merchant: Option<&str>) -> Option<String> {
+        let ours = self.merchant_id.as_deref()?;
+        match merchant {
+            Some(m) if m != ours => Some(format!("merchant {m}")),
+            _ => None,
+        }
+    }
 }
 
 pub struct NotificationHandler<'a> {
     pub processor: &'a OrderProcessor,
     pub idempotency: &'a Idempotency,
+    pub ours: &'a Ours,
 }
 
 impl NotificationHandler<'_> {
@@ -40,6 +80,9 @@ impl NotificationHandler<'_> {
     /// envelope, or no shipment ID): not retryable.
     pub async fn handle(&self, body: &str, inv: &Invocation) -> Result<NotificationOutcome> {
         let n = Notification::from_json(body).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        if let Some(reason) = self.ours.application_mismatch(&n) {
+            return Ok(self.not_ours(&n, reason));
+        }
         let change = match n.shipment_status_change() {
             Ok(c) => c,
             Err(NotificationError::OtherType(t)) => {
@@ -49,6 +92,9 @@ impl NotificationHandler<'_> {
             }
             Err(e) => return Err(Error::InvalidInput(e.to_string())),
         };
+        if let Some(reason) = self.ours.merchant_mismatch(change.merchant_id.as_deref()) {
+            return Ok(self.not_ours(&n, reason));
+        }
         let shipment_id = change.shipment_id.clone();
         if shipment_id.is_empty() {
             return Err(Error::InvalidInput("notification names no shipment".into()));
@@ -93,6 +139,23 @@ impl NotificationHandler<'_> {
                 stage: out.into_value(),
             }
         })
+    }
+}
+
+impl NotificationHandler<'_> {
+    /// Drops a notification that is not ours: a log line with IDs only (the envelope holds no
+    /// buyer data, and none is copied) and one count without a dimension of its own.
+    fn not_ours(&self, n: &Notification, reason: String) -> NotificationOutcome {
+        tracing::warn!(
+            notification_id = n.id().unwrap_or_default(),
+            notification_type = %n.notification_type,
+            reason,
+            "notification not ours: dropped"
+        );
+        self.processor
+            .metrics
+            .count(crate::metrics::names::NOTIFICATIONS_NOT_OURS, &[]);
+        NotificationOutcome::NotOurs { reason }
     }
 }
 
@@ -189,6 +252,7 @@ mod tests {
         let handler = NotificationHandler {
             processor: &h.p,
             idempotency: &idem,
+            ours: &Ours::default(),
         };
         let out = handler.handle(&camel("n1", "S1"), &inv()).await.unwrap();
         assert_eq!(
@@ -246,6 +310,7 @@ mod tests {
         let handler = NotificationHandler {
             processor: &h.p,
             idempotency: &idem,
+            ours: &Ours::default(),
         };
         // ACCEPTED: read back, confirmed, handed over.
         handler
@@ -300,5 +365,101 @@ mod tests {
             NotificationOutcome::Known { .. }
         ));
         assert_eq!(h.amazon.reads_alone.lock().unwrap().len(), reads + 1);
+    }
+
+    #[tokio::test]
+    async fn notifications_for_another_application_or_merchant_are_dropped_and_counted() {
+        let h = harness(&["A"], UnmappedSkuAction::Hold);
+        let idem = idempotency();
+        accepted(&h, "S1", "A");
+        accepted(&h, "S2", "A");
+        let ours = Ours {
+            application_id: Some("app".into()),
+            merchant_id: Some("M".into()),
+        };
+        let handler = NotificationHandler {
+            processor: &h.p,
+            idempotency: &idem,
+            ours: &ours,
+        };
+        let with = |id: &str, shipment: &str, app: Option<&str>, merchant: Option<&str>| {
+            let mut n: serde_json::Value = serde_json::from_str(&camel(id, shipment)).unwrap();
+            match app {
+                Some(a) => n["notificationMetadata"]["applicationId"] = json!(a),
+                None => {
+                    n["notificationMetadata"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("applicationId");
+                }
+            }
+            let inner = &mut n["payload"]["externalFulfillmentShipmentNotification"];
+            match merchant {
+                Some(m) => inner["merchantId"] = json!(m),
+                None => {
+                    inner.as_object_mut().unwrap().remove("merchantId");
+                }
+            }
+            n.to_string()
+        };
+        let dropped = [
+            (
+                with("f1", "S1", Some("other-app"), Some("M")),
+                "application other-app",
+            ),
+            (with("f2", "S1", None, Some("M")), "no application"),
+            (
+                with("f3", "S1", Some("app"), Some("OTHER")),
+                "merchant OTHER",
+            ),
+        ];
+        for (body, why) in &dropped {
+            assert_eq!(
+                handler.handle(body, &inv()).await.unwrap(),
+                NotificationOutcome::NotOurs {
+                    reason: why.to_string()
+                }
+            );
+        }
+        // Another app's notification of another type is dropped too, before its type is read.
+        let foreign_other = json!({"notificationType": "ANY_OFFER_CHANGED", "payload": {},
+            "notificationMetadata": {"applicationId": "other-app"}})
+        .to_string();
+        assert!(matches!(
+            handler.handle(&foreign_other, &inv()).await.unwrap(),
+            NotificationOutcome::NotOurs { .. }
+        ));
+        assert_eq!(
+            h.metrics.sum(crate::metrics::names::NOTIFICATIONS_NOT_OURS),
+            4.0
+        );
+        // Nothing read from Amazon, nothing stored, no notification ID claimed.
+        assert!(h.amazon.reads_alone.lock().unwrap().is_empty());
+        assert!(h.store.get("S1").await.unwrap().is_none());
+        assert!(h.amazon.confirms.lock().unwrap().is_empty());
+
+        // Ours (and one whose payload names no merchant) are processed.
+        for (id, shipment, merchant) in [("o1", "S1", Some("M")), ("o2", "S2", None)] {
+            assert!(matches!(
+                handler
+                    .handle(&with(id, shipment, Some("app"), merchant), &inv())
+                    .await
+                    .unwrap(),
+                NotificationOutcome::Processed { .. }
+            ));
+        }
+        assert_eq!(h.amazon.confirms.lock().unwrap().len(), 2);
+        assert_eq!(
+            h.metrics.sum(crate::metrics::names::NOTIFICATIONS_NOT_OURS),
+            4.0
+        );
+        // A foreign notification never claimed its ID: the same ID, ours, is still handled.
+        assert!(matches!(
+            handler
+                .handle(&with("f3", "S1", Some("app"), Some("M")), &inv())
+                .await
+                .unwrap(),
+            NotificationOutcome::Known { .. } | NotificationOutcome::Processed { .. }
+        ));
     }
 }

@@ -127,6 +127,15 @@ impl Orders {
         Arc::new(self.bus.clone().with_deadline(inv.into()))
     }
 
+    /// What a notification must name to be this stack's (the SP-API secret's `application_id`
+    /// and the seller), read through the secret cache.
+    pub async fn ours(&self) -> Result<crate::orders::notifications::Ours> {
+        Ok(crate::orders::notifications::Ours {
+            application_id: self.client.application_id().await?,
+            merchant_id: self.client.seller_id().await?,
+        })
+    }
+
     pub fn processor(&self, inv: &Invocation) -> OrderProcessor {
         OrderProcessor {
             shipments: self.shipments.clone(),

@@ -49,6 +49,11 @@ pub struct SpApiSecret {
     pub refresh_token: SecretString,
     #[serde(default)]
     pub seller_id: Option<String>,
+    /// The SP-API application's App ID (`amzn1.sp.solution…`, Solution Provider Portal), which
+    /// Amazon puts in every notification's `ApplicationId`; notifications naming another app
+    /// are dropped. Not the LWA `client_id`.
+    #[serde(default)]
+    pub application_id: Option<String>,
 }
 
 impl SpApiSecret {

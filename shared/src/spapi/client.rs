@@ -441,6 +441,18 @@ impl SpApiClient {
         Ok(from_secret.or_else(|| self.inner.seller_id.clone()))
     }
 
+    /// This stack's SP-API application ID: the secret's `application_id`, if set (no
+    /// environment fallback: it belongs with the credentials of the same app).
+    pub async fn application_id(&self) -> Result<Option<String>> {
+        Ok(self
+            .inner
+            .credentials
+            .secret()
+            .await?
+            .and_then(|s| s.application_id)
+            .filter(|a| !a.is_empty()))
+    }
+
     pub fn base_url(&self) -> &str {
         &self.inner.base_url
     }

@@ -18,6 +18,11 @@
 //! `timestamp + "\n" + METHOD + "\n" + path_and_query + "\n" + body`. It leaves the
 //! `Idempotency-Key` and content type open to whoever holds a signed request.
 //!
+//! During a key rotation the [`SIGNATURE_HEADER`] carries one signature per key, comma
+//! separated, the current key's first: `v2=<hex>,v2=<hex>` (at most [`MAX_SIGNATURES`]). A
+//! receiver accepts the request when any of them matches any key it holds, so it may hold
+//! only the old key or only the new one. Outside a rotation there is one signature, as before.
+//!
 //! Verification is constant time and accepts timestamps within [`CLOCK_WINDOW`] of now either
 //! way; [`Verified::signature_id`] lets the receiver refuse a second use of one signature
 //! within that window.
@@ -31,6 +36,8 @@ pub const TIMESTAMP_HEADER: &str = "x-flexbridge-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-flexbridge-signature";
 /// Bound into `v2` signatures: the operation's key (inbound) or the event ID (outbound).
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Most signatures one header may carry (two during a rotation; more is refused unread).
+pub const MAX_SIGNATURES: usize = 4;
 /// How far a request's timestamp may be from our clock, in either direction.
 pub const CLOCK_WINDOW: Duration = Duration::from_secs(5 * 60);
 
@@ -100,7 +107,7 @@ pub enum SignatureError {
     StaleTimestamp { skew_s: i64 },
     #[error("missing {SIGNATURE_HEADER} header")]
     MissingSignature,
-    #[error("{SIGNATURE_HEADER} must be v2= followed by 64 hex characters")]
+    #[error("{SIGNATURE_HEADER} must be v2= followed by 64 hex characters (during a key rotation: up to 4 of them, comma separated)")]
     MalformedSignature,
     #[error("v1 signatures are no longer accepted; sign with v2 (see docs/warehouse-api.md)")]
     V1Refused,
@@ -171,9 +178,20 @@ pub fn sign_v1(secret: &[u8], timestamp: i64, req: &Signed<'_>) -> String {
 /// The two headers to attach to a request, signed (`v2`) at `now` (unix seconds). The caller
 /// sends `req.content_type` and `req.idempotency_key` as headers too.
 pub fn signed_headers(secret: &[u8], now: i64, req: &Signed<'_>) -> [(&'static str, String); 2] {
+    signed_headers_all(&[secret], now, req)
+}
+
+/// [`signed_headers`] with one signature per key, in the order given (the current key first),
+/// comma separated: what a sender holding two keys during a rotation sends.
+pub fn signed_headers_all(
+    secrets: &[&[u8]],
+    now: i64,
+    req: &Signed<'_>,
+) -> [(&'static str, String); 2] {
+    let signatures: Vec<String> = secrets.iter().map(|s| sign(s, now, req)).collect();
     [
         (TIMESTAMP_HEADER, now.to_string()),
-        (SIGNATURE_HEADER, sign(secret, now, req)),
+        (SIGNATURE_HEADER, signatures.join(",")),
     ]
 }
 
@@ -221,6 +239,20 @@ pub fn verify(
     now: i64,
     accept_v1: bool,
 ) -> Result<Verified, SignatureError> {
+    verify_any(&[secret], timestamp, signature, req, now, accept_v1)
+}
+
+/// [`verify`] against several keys (the current and the previous one during a rotation): the
+/// request counts when any signature in the header matches any key. A header with a malformed
+/// value is refused whole.
+pub fn verify_any(
+    secrets: &[&[u8]],
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    req: &Signed<'_>,
+    now: i64,
+    accept_v1: bool,
+) -> Result<Verified, SignatureError> {
     let raw_ts = timestamp
         .map(str::trim)
         .filter(|t| !t.is_empty())
@@ -236,16 +268,33 @@ pub fn verify(
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .ok_or(SignatureError::MissingSignature)?;
-    let (scheme, sig) = parse_signature(raw_sig)?;
-    if scheme == Scheme::V1 && !accept_v1 {
+    let values: Vec<&str> = raw_sig.split(',').map(str::trim).collect();
+    if values.len() > MAX_SIGNATURES {
+        return Err(SignatureError::MalformedSignature);
+    }
+    let parsed = values
+        .into_iter()
+        .map(parse_signature)
+        .collect::<Result<Vec<_>, _>>()?;
+    let usable: Vec<&(Scheme, Vec<u8>)> = parsed
+        .iter()
+        .filter(|(scheme, _)| accept_v1 || *scheme != Scheme::V1)
+        .collect();
+    if usable.is_empty() {
         return Err(SignatureError::V1Refused);
     }
-    mac(secret, scheme, raw_ts, req)
-        .verify_slice(&sig)
-        .map_err(|_| SignatureError::Mismatch)?;
+    let (scheme, sig) = usable
+        .into_iter()
+        .find(|(scheme, sig)| {
+            secrets
+                .iter()
+                .any(|secret| mac(secret, *scheme, raw_ts, req).verify_slice(sig).is_ok())
+        })
+        .ok_or(SignatureError::Mismatch)?;
+    let scheme = *scheme;
     let mut id = Sha256::new();
     id.update(scheme.as_str().as_bytes());
-    id.update(&sig);
+    id.update(sig);
     Ok(Verified {
         scheme,
         timestamp: ts,

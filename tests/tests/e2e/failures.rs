@@ -185,7 +185,8 @@ async fn wrong_sp_api_credentials_keep_the_message_for_a_retry_and_never_park_it
         "EventTime": "2026-11-21T08:00:00Z",
         "Payload": {"ExternalFulfillmentShipmentNotification": {
             "ShipmentId": "S-ANY", "ShipmentStatus": "ACCEPTED"}},
-        "NotificationMetadata": {"NotificationId": "n-env-1"}
+        "NotificationMetadata": {"NotificationId": "n-env-1",
+            "ApplicationId": flexbridge_e2e::spapi_sim::DEFAULT_APPLICATION_ID}
     });
     t.sqs
         .send_message()

@@ -737,3 +737,56 @@ fn every_function_crate_is_one_of_ours_for_the_log_level() {
         "not in telemetry::OUR_CRATES: {missing:?}"
     );
 }
+
+/// Key rotation (docs/keys.md) reads each signing key's `AWSPREVIOUS` version with the same
+/// `secretsmanager:GetSecretValue`: AWS checks a `secretsmanager:VersionStage` condition, moto
+/// does not, so a grant narrowed to `AWSCURRENT` would pass every local test and break rotation.
+#[test]
+fn the_signing_keys_are_readable_in_every_version_stage() {
+    let cfn = cfn();
+    let roles = resources_of(&cfn, "AWS::IAM::Role");
+    for (role, secret) in [
+        ("WarehouseApiFunctionRole", "WarehouseSecret"),
+        ("OutboundWebhookFunctionRole", "WebhookSecret"),
+    ] {
+        let statements: Vec<&Value> = roles[role]["Properties"]["Policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().unwrap())
+            .collect();
+        let actions = |s: &Value| -> Vec<String> {
+            match &s["Action"] {
+                Value::String(a) => vec![a.clone()],
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
+                _ => vec![],
+            }
+        };
+        let grants: Vec<&&Value> = statements
+            .iter()
+            .filter(|s| {
+                s["Effect"] == "Allow"
+                    && logical_of(&s["Resource"]) == Some(secret)
+                    && actions(s)
+                        .iter()
+                        .any(|a| a == "secretsmanager:GetSecretValue")
+            })
+            .collect();
+        assert!(!grants.is_empty(), "{role} cannot read {secret}");
+        for s in grants {
+            assert!(
+                s.get("Condition").is_none(),
+                "{role}: the grant on {secret} has a condition, which may exclude AWSPREVIOUS: {s}"
+            );
+        }
+        assert!(
+            !statements
+                .iter()
+                .any(|s| s["Effect"] == "Deny" && s.to_string().contains("VersionStage")),
+            "{role} denies some version stage"
+        );
+    }
+}

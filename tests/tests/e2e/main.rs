@@ -18,6 +18,7 @@ mod functions;
 mod fuzz;
 mod health_report;
 mod inventory;
+mod key_rotation;
 mod model_conformance;
 mod notifications_setup;
 mod operator_cli;

@@ -21,7 +21,7 @@ use flexbridge::store::inventory::{DynamoInventoryStore, InventoryStore};
 use flexbridge::store::settings::{DynamoSettingsStore, SettingsStore};
 use flexbridge::warehouse::signing;
 use flexbridge_e2e::flexbridge_local::RunnerOptions;
-use flexbridge_e2e::spapi_sim::{AdminClient, FaultKind};
+use flexbridge_e2e::spapi_sim::{AdminClient, FaultKind, DEFAULT_APPLICATION_ID as APP};
 use flexbridge_e2e::{eventually, TestStack};
 use serde_json::{json, Value};
 
@@ -313,11 +313,35 @@ async fn duplicate_and_out_of_order_notifications_change_nothing() -> Result<()>
         .message_body(
             json!({"NotificationType": "EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE", "EventTime": "2020-01-01T00:00:00Z",
                 "Payload": {"ExternalFulfillmentShipmentNotification": {"ShipmentId": id, "ShipmentStatus": "ACCEPTED"}},
-                "NotificationMetadata": {"NotificationId": "stale-by-hand"}})
+                "NotificationMetadata": {"NotificationId": "stale-by-hand", "ApplicationId": APP}})
             .to_string(),
         )
         .send()
         .await?;
+    // Not ours: another app's notification (its destination is our queue), and one of our
+    // app's for another merchant, each for a shipment Amazon does not have for us. Dropped
+    // and acknowledged: nothing stored, nothing read, nothing parked.
+    for (n, app, merchant) in [
+        (
+            "foreign-app",
+            "amzn1.sp.solution.someone-else",
+            "A1SIMMERCHANT01",
+        ),
+        ("foreign-merchant", APP, "A2OTHERMERCHANT"),
+    ] {
+        w.t.sqs
+            .send_message()
+            .queue_url(&queue)
+            .message_body(
+                json!({"notificationType": "EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE",
+                    "payload": {"externalFulfillmentShipmentNotification": {"merchantId": merchant,
+                        "shipmentId": format!("NOT-OURS-{n}"), "shipmentStatus": "ACCEPTED"}},
+                    "notificationMetadata": {"notificationId": n, "applicationId": app}})
+                .to_string(),
+            )
+            .send()
+            .await?;
+    }
     eventually(
         Duration::from_secs(20),
         "every notification consumed",
@@ -327,11 +351,23 @@ async fn duplicate_and_out_of_order_notifications_change_nothing() -> Result<()>
                 && runner
                     .function_stats("NotificationConsumerFunction")
                     .messages_ok
-                    >= 5)
+                    >= 7)
                 .then_some(()))
         },
     )
     .await?;
+    for n in ["foreign-app", "foreign-merchant"] {
+        let id = format!("NOT-OURS-{n}");
+        assert!(w.orders.shipments.get(&id).await?.is_none(), "{id} stored");
+    }
+    assert_eq!(w.t.queue_depth("NotificationsDLQ").await?, 0);
+    let reads = w.admin.calls(Some("getShipment")).await?;
+    assert!(
+        !reads
+            .iter()
+            .any(|c| c["path"].as_str().is_some_and(|p| p.contains("NOT-OURS"))),
+        "a foreign notification was read back: {reads:?}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     runner.stop().await;
 
@@ -477,7 +513,7 @@ async fn unmapped_skus_are_held_or_rejected_and_a_person_decides() -> Result<()>
     let relayed = w.shipment(&[("MUG-01", 1)]).await?;
     let envelope = json!({"notificationType": "EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE",
         "payload": {"externalFulfillmentShipmentNotification": {"shipmentId": relayed, "shipmentStatus": "ACCEPTED"}},
-        "notificationMetadata": {"notificationId": format!("relay-{relayed}")}});
+        "notificationMetadata": {"notificationId": format!("relay-{relayed}"), "applicationId": APP}});
     let (status, out) = warehouse(&w, &api, "POST", "/v1/notifications", envelope.clone()).await?;
     assert_eq!(status, 200, "{out}");
     assert_eq!(out["outcome"], "processed", "{out}");
@@ -491,7 +527,8 @@ async fn unmapped_skus_are_held_or_rejected_and_a_person_decides() -> Result<()>
         &api,
         "POST",
         "/v1/notifications",
-        json!({"notificationType": "EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE", "payload": {}}),
+        json!({"notificationType": "EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE", "payload": {},
+            "notificationMetadata": {"applicationId": APP}}),
     )
     .await?;
     assert_eq!(status, 422, "no shipment in the payload: {bad}");

@@ -394,7 +394,8 @@ async fn every_packaged_function_starts_without_calls_and_answers_its_event() ->
         "notificationType": "EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE",
         "payload": {"externalFulfillmentShipmentNotification":
             {"shipmentId": notified_id, "shipmentStatus": "ACCEPTED"}},
-        "notificationMetadata": {"notificationId": format!("packaged-{notified_id}")}});
+        "notificationMetadata": {"notificationId": format!("packaged-{notified_id}"),
+            "applicationId": flexbridge_e2e::spapi_sim::DEFAULT_APPLICATION_ID}});
     let answer = w
         .run(
             "NotificationConsumerFunction",

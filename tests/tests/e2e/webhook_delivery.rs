@@ -240,3 +240,87 @@ async fn a_refused_event_and_garbage_are_parked_with_the_reason_a_wrong_key_neve
     assert!(dlq.parked().is_empty());
     assert_eq!(metrics.sum("EnvironmentFailures"), 1.0);
 }
+
+/// A receiver that verifies with the one key it holds, answering 401 otherwise.
+#[derive(Clone, Default)]
+struct KeyedReceiver {
+    key: Arc<Mutex<String>>,
+    /// (signatures in the header, accepted) per request.
+    got: Arc<Mutex<Vec<(usize, bool)>>>,
+}
+
+async fn receive_keyed(
+    State(r): State<KeyedReceiver>,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let signed = signing::Signed::new("POST", "/hook", body.as_bytes())
+        .content_type(h("content-type").unwrap_or_default())
+        .idempotency_key(h("idempotency-key").unwrap_or_default());
+    let key = r.key.lock().unwrap().clone();
+    let sig = h(signing::SIGNATURE_HEADER).unwrap_or_default();
+    let ok = signing::verify(
+        key.as_bytes(),
+        h(signing::TIMESTAMP_HEADER),
+        Some(sig),
+        &signed,
+        signing::now_unix(),
+        false,
+    )
+    .is_ok();
+    r.got.lock().unwrap().push((sig.split(',').count(), ok));
+    if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_reread_on_401_and_both_signatures_sent_at_once() {
+    let r = KeyedReceiver::default();
+    *r.key.lock().unwrap() = "old".into();
+    let app = axum::Router::new()
+        .route("/hook", post(receive_keyed))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let secrets = SecretCache::from_static(HashMap::from([(ARN.into(), "old".into())]));
+    let f = OutboundWebhook::new(
+        Some(Webhook {
+            url: url.parse().unwrap(),
+            secrets: secrets.clone(),
+            secret_arn: ARN.into(),
+        }),
+        SqsConsumer::in_memory("webhook").0,
+    );
+    let (message, invocation) = (bus_message("m1", &test_event()), inv());
+    let deliver = || f.deliver(&message, &invocation);
+    assert_eq!(deliver().await, Delivery::Delivered { status: 200 });
+    assert_eq!(
+        *r.got.lock().unwrap(),
+        vec![(1, true)],
+        "one key, one signature"
+    );
+
+    // Rotated (our cache still holds only "old"), and the receiver switches at once: the first
+    // attempt is refused, the key is re-read, and the same delivery is sent again with both.
+    secrets.put_static(ARN, "new", chrono::Utc::now());
+    *r.key.lock().unwrap() = "new".into();
+    assert_eq!(deliver().await, Delivery::Delivered { status: 200 });
+    assert_eq!(r.got.lock().unwrap()[1..], [(1, false), (2, true)]);
+    // A receiver still on the old key verifies the two-signature delivery too.
+    *r.key.lock().unwrap() = "old".into();
+    assert_eq!(deliver().await, Delivery::Delivered { status: 200 });
+    assert_eq!(r.got.lock().unwrap()[3..], [(2, true)]);
+
+    // A key the receiver has that we never had: refused, nothing newer to read (the re-read
+    // is rate-limited; the cache holds what it would find), kept for a retry and alarmed.
+    let reads = secrets.fetch_count();
+    *r.key.lock().unwrap() = "unknown".into();
+    assert!(matches!(deliver().await, Delivery::Misconfigured { .. }));
+    assert_eq!(r.got.lock().unwrap()[4..], [(2, false)], "sent once");
+    assert_eq!(secrets.fetch_count(), reads, "no Secrets Manager read");
+}

@@ -170,9 +170,11 @@ async fn relay_notification(
     // own ID and reconciles with Amazon itself.
     let inv = &effect.invocation;
     let processor = orders.processor(inv);
+    let ours = orders.ours().await?;
     let handler = NotificationHandler {
         processor: &processor,
         idempotency: &orders.idempotency,
+        ours: &ours,
     };
     let outcome = handler.handle(&body, inv).await?;
     reply::body(outcome)
