@@ -53,6 +53,7 @@ fn fixture_with(accept_v1_signatures: bool) -> Fixture {
         accept_v1_signatures,
         orders: Default::default(),
         fulfilment: Default::default(),
+        report_links: Default::default(),
     };
     Fixture {
         app: guarded(routes::v1().merge(probe_routes()), state),
