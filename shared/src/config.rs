@@ -74,6 +74,8 @@ pub mod prefixes {
     pub const INVENTORY: &str = "inventory/";
     pub const REPORTS: &str = "reports/";
     pub const LABELS: &str = "labels/";
+    /// The daily health pages, under REPORTS (`health::report_key`).
+    pub const HEALTH_REPORTS: &str = "reports/health/";
 
     pub const INBOUND: &[&str] = &[CATALOG, PRICES, INVENTORY];
     pub const OUTBOUND: &[&str] = &[REPORTS, LABELS];

@@ -15,6 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use flexbridge::config::prefixes;
+
 /// Resource (template logical ID, with `/index/<name>` or `/*` where IAM names a part) to
 /// the IAM actions on it.
 pub type Grants = BTreeMap<String, BTreeSet<String>>;
@@ -36,6 +38,16 @@ pub struct Uses {
     pub key: &'static str,
     pub wrapper: &'static str,
     pub usage: Usage,
+    /// For a bucket: the key prefixes its object actions are limited to (IAM resource
+    /// `bucket/<prefix>*`). Every S3 object action must name them: a grant on `bucket/*` fails.
+    pub prefixes: &'static [&'static str],
+}
+
+impl Uses {
+    /// The same use, on objects under `prefixes` only.
+    const fn under(self, prefixes: &'static [&'static str]) -> Uses {
+        Uses { prefixes, ..self }
+    }
 }
 
 const fn all(key: &'static str, wrapper: &'static str) -> Uses {
@@ -43,6 +55,7 @@ const fn all(key: &'static str, wrapper: &'static str) -> Uses {
         key,
         wrapper,
         usage: Usage::All,
+        prefixes: &[],
     }
 }
 const fn read(key: &'static str, wrapper: &'static str) -> Uses {
@@ -50,6 +63,7 @@ const fn read(key: &'static str, wrapper: &'static str) -> Uses {
         key,
         wrapper,
         usage: Usage::Read,
+        prefixes: &[],
     }
 }
 const fn methods(key: &'static str, wrapper: &'static str, m: &'static [&'static str]) -> Uses {
@@ -57,8 +71,19 @@ const fn methods(key: &'static str, wrapper: &'static str, m: &'static [&'static
         key,
         wrapper,
         usage: Usage::Methods(m),
+        prefixes: &[],
     }
 }
+
+/// Where each writer puts its objects (read from the code that builds the keys).
+/// Labels and invoices: `fulfilment::worker` and `fulfilment::api` (`prefixes::LABELS`).
+const LABELS: &[&str] = &[prefixes::LABELS];
+/// Upload reports: `upload::UploadKey::*_report_key` (`prefixes::REPORTS`).
+const REPORTS: &[&str] = &[prefixes::REPORTS];
+/// Amazon's answers to a price upload: `UploadKey::amazon_report_key` of a `prices/` upload.
+const PRICE_REPORTS: &[&str] = &["reports/prices/"];
+/// The daily health page: `health::report_key`.
+const HEALTH_REPORTS: &[&str] = &[prefixes::HEALTH_REPORTS];
 
 /// Every type in `shared/src` that sends AWS requests, and its file.
 pub const WRAPPERS: &[(&str, &str)] = &[
@@ -82,6 +107,7 @@ pub const WRAPPERS: &[(&str, &str)] = &[
     ("EventBridgeSink", "events.rs"),
     ("SecretCache", "secrets.rs"),
     ("S3UploadSummaries", "health/aws.rs"),
+    ("S3HealthReports", "health/aws.rs"),
     ("SqsDeadLetters", "health/aws.rs"),
 ];
 
@@ -124,7 +150,10 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
                 // flexbridge::fulfilment::FulfilmentService
                 all("LABELS_QUEUE_URL", "SqsJobQueue"),
                 all("CANCELLATIONS_QUEUE_URL", "SqsJobQueue"),
-                all("BUCKET_NAME", "S3LabelFiles"),
+                all("BUCKET_NAME", "S3LabelFiles").under(LABELS),
+                // a fresh link to the latest health report (GET /v1/reports/health/latest)
+                methods("BUCKET_NAME", "S3LabelFiles", &["link"]).under(HEALTH_REPORTS),
+                all("BUCKET_NAME", "S3HealthReports"),
             ],
         ],
     ),
@@ -136,7 +165,10 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
         "UploadIngestFunction",
         &[&[
             DLQ,
-            all("BUCKET_NAME", "S3Uploads"),
+            // reads the seller's uploads, writes their reports
+            methods("BUCKET_NAME", "S3Uploads", &["current_version", "open"])
+                .under(prefixes::INBOUND),
+            methods("BUCKET_NAME", "S3Uploads", &["put"]).under(REPORTS),
             methods(
                 "CATALOG_TABLE",
                 "DynamoCatalogStore",
@@ -167,7 +199,7 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
             all("IDEMPOTENCY_TABLE", "DynamoIdempotencyStore"),
             all("CURSORS_TABLE", "DynamoAnswers"),
             // the upload's report
-            methods("BUCKET_NAME", "S3Uploads", &["put"]),
+            methods("BUCKET_NAME", "S3Uploads", &["put"]).under(PRICE_REPORTS),
             all("SPAPI_SECRET_ARN", "SecretCache"),
         ]],
     ),
@@ -205,7 +237,11 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
         "LabelWorkerFunction",
         &[
             ORDERS,
-            &[DLQ, all("BUCKET_NAME", "S3LabelFiles"), SHIPMENTS_LIMITS],
+            &[
+                DLQ,
+                all("BUCKET_NAME", "S3LabelFiles").under(LABELS),
+                SHIPMENTS_LIMITS,
+            ],
         ],
     ),
     (
@@ -218,9 +254,9 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
             read("SHIPMENTS_TABLE", "DynamoShipmentStore"),
             read("LOCATIONS_TABLE", "DynamoLocationStore"),
             read("INVENTORY_TABLE", "DynamoInventoryStore"),
-            all("BUCKET_NAME", "S3UploadSummaries"),
+            all("BUCKET_NAME", "S3UploadSummaries").under(REPORTS),
             // the report page and its presigned link
-            all("BUCKET_NAME", "S3LabelFiles"),
+            methods("BUCKET_NAME", "S3LabelFiles", &["put", "link"]).under(HEALTH_REPORTS),
             // a list of queues: each is read, none is changed
             all("DEAD_LETTER_QUEUE_URLS", "SqsDeadLetters"),
             all("EVENT_BUS_NAME", "EventBridgeSink"),

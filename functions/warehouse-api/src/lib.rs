@@ -17,6 +17,7 @@ use axum::Router;
 use flexbridge::config::keys;
 use flexbridge::events::{EventBridgeSink, EventSink};
 use flexbridge::fulfilment::FulfilmentService;
+use flexbridge::health::aws::ReportLinks;
 use flexbridge::idempotency::Idempotency;
 use flexbridge::inventory::changes::StockChanges;
 use flexbridge::orders::Orders;
@@ -47,6 +48,8 @@ pub struct AppState {
     /// The fulfilment capability (packed, shipped, cancel, invoice, reprint routes), built on
     /// first use over the same orders capability.
     pub fulfilment: Arc<tokio::sync::OnceCell<Arc<FulfilmentService>>>,
+    /// Fresh links to the health reports (`GET /v1/reports/health/...`), built on first use.
+    pub report_links: Arc<tokio::sync::OnceCell<ReportLinks>>,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
             accept_v1_signatures: env.parse_or(keys::WAREHOUSE_ACCEPT_V1_SIGNATURES, false)?,
             orders: Default::default(),
             fulfilment: Default::default(),
+            report_links: Default::default(),
         })
     }
 
@@ -106,6 +110,14 @@ impl AppState {
     /// (at most every `keys::REREAD_INTERVAL`).
     pub fn warehouse_keys(&self) -> SigningKeys {
         SigningKeys::new(self.secrets.clone(), &self.warehouse_secret_arn)
+    }
+
+    /// The health reports' links of this stack (see [`AppState::report_links`]).
+    pub async fn report_links(&self) -> flexbridge::Result<ReportLinks> {
+        self.report_links
+            .get_or_try_init(|| ReportLinks::from_env(&self.env))
+            .await
+            .cloned()
     }
 }
 

@@ -729,6 +729,7 @@ impl WarehouseFixture {
             accept_v1_signatures: false,
             orders: Default::default(),
             fulfilment: Default::default(),
+            report_links: Default::default(),
         };
         Self {
             app: warehouse_api::router(state),

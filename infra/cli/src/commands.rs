@@ -26,7 +26,7 @@ use flexbridge::Env;
 use serde_json::{json, Value};
 
 use crate::resolve::{self, Resources};
-use crate::{Command, DlqCmd, HubsCmd, InventoryCmd, SettingsCmd, UploadKind};
+use crate::{Command, DlqCmd, HubsCmd, InventoryCmd, LinkCmd, SettingsCmd, UploadKind};
 
 /// What a command prints: `text` by default, `json` with `--json`.
 pub struct Output {
@@ -111,6 +111,7 @@ pub async fn execute(ctx: &Ctx, command: &Command) -> Result<Output> {
         Command::Dlq(c) => dlq(ctx, c).await,
         Command::Reconcile => reconcile_now(ctx).await,
         Command::Doctor => bail!("doctor runs through `run` (it decides the exit code)"),
+        Command::Link(c) => link(ctx, c).await,
     }
 }
 
@@ -633,6 +634,77 @@ async fn shipment(ctx: &Ctx, id: &str) -> Result<Output> {
             "status": s.status, "shipBy": s.ship_by, "history": history,
         }),
     })
+}
+
+/// Signed with the operator's own credentials: an IAM user's keys give links of the full
+/// wanted life, SSO or assumed-role sessions no longer than the session lasts.
+async fn link(ctx: &Ctx, c: &LinkCmd) -> Result<Output> {
+    use flexbridge::fulfilment::ports::S3LabelFiles;
+    let files = S3LabelFiles::new(&ctx.sdk, ctx.res.bucket()?)?;
+    match c {
+        LinkCmd::Labels { id } => {
+            let store = DynamoShipmentStore::new(ctx.ddb.clone(), ctx.res.table("ShipmentsTable")?);
+            let Some(s) = store.get(id).await? else {
+                bail!("no shipment {id} is stored");
+            };
+            let links = flexbridge::fulfilment::api::file_links(
+                &s,
+                &files,
+                flexbridge::fulfilment::wiring::LINK_TTL,
+            )
+            .await?;
+            let mut t = String::new();
+            for l in links["labels"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    t,
+                    "label {} (until {}): {}",
+                    l["packageId"].as_str().unwrap_or("?"),
+                    l["expiresAt"].as_str().unwrap_or("-"),
+                    l["url"].as_str().unwrap_or("not stored yet"),
+                );
+            }
+            if let Some(i) = links["invoice"].as_object() {
+                let _ = writeln!(
+                    t,
+                    "invoice (until {}): {}",
+                    i["expiresAt"].as_str().unwrap_or("-"),
+                    i["url"].as_str().unwrap_or("-"),
+                );
+            }
+            if t.is_empty() {
+                let _ = writeln!(t, "shipment {id} has no label or invoice file yet");
+            }
+            Ok(Output {
+                text: t,
+                json: links,
+            })
+        }
+        LinkCmd::Report { date } => {
+            let date = match date.as_str() {
+                "latest" => None,
+                d => Some(
+                    d.parse()
+                        .with_context(|| format!("{d:?} is neither `latest` nor YYYY-MM-DD"))?,
+                ),
+            };
+            let sdk = &ctx.sdk;
+            let links = flexbridge::health::aws::ReportLinks {
+                reports: std::sync::Arc::new(flexbridge::health::aws::S3HealthReports {
+                    s3: flexbridge::aws::s3_client(sdk),
+                    bucket: ctx.res.bucket()?.to_string(),
+                }),
+                files: std::sync::Arc::new(files),
+            };
+            let l = links.link(date).await?;
+            Ok(Output {
+                text: format!(
+                    "health report of {} (until {}): {}\n",
+                    l.date, l.link_expires_at, l.report_url
+                ),
+                json: serde_json::to_value(&l)?,
+            })
+        }
+    }
 }
 
 async fn inventory(ctx: &Ctx, c: &InventoryCmd) -> Result<Output> {

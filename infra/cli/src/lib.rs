@@ -84,6 +84,25 @@ pub enum Command {
     /// locations, notifications, the webhook, the alarm e-mail, schedules, DLQs, the inventory
     /// push. Exits 1 when a check fails.
     Doctor,
+    /// A fresh presigned link (the ones in events live only as long as the credentials that
+    /// signed them: an hour in Lambda).
+    #[command(subcommand)]
+    Link(LinkCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LinkCmd {
+    /// Links to a shipment's label and invoice files.
+    Labels {
+        /// Amazon's shipment ID.
+        id: String,
+    },
+    /// A link to the daily health report.
+    Report {
+        /// `latest`, or the report's date (YYYY-MM-DD).
+        #[arg(default_value = "latest")]
+        date: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

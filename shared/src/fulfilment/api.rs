@@ -467,28 +467,52 @@ impl Fulfiller {
             .await
     }
 
-    /// Fresh links to a labelled shipment's files.
+    /// Fresh links to a labelled shipment's files ([`file_links`]).
     pub async fn links(&self, id: &str) -> Result<Value> {
         let r = self.stored(id).await?;
-        let f = r.fulfilment();
-        let mut labels = Vec::new();
-        for (pid, l) in &f.labels {
-            let url = match &l.key {
-                Some(k) => Some(self.files.link(k, self.link_ttl).await?),
-                None => None,
-            };
-            labels.push(json!({"packageId": pid, "key": l.key, "url": url, "carrier": l.carrier,
-                "trackingId": l.tracking_id, "generation": l.generation, "contentType": l.content_type}));
-        }
-        let invoice = match f.invoice.as_ref().or(f.seller_invoice.as_ref()) {
-            Some(d) => Some(json!({"key": d.key, "source": d.source,
-                "url": self.files.link(&d.key, self.link_ttl).await?})),
+        file_links(&r, self.files.as_ref(), self.link_ttl).await
+    }
+}
+
+/// Fresh links to a shipment's label and invoice files (the API's `GET .../labels` and the
+/// CLI's `flexbridge link labels`), each with the time it stops working (`expiresAt`), and
+/// `linksExpireAt`: when the first of them does.
+pub async fn file_links(
+    r: &ShipmentRecord,
+    files: &dyn crate::fulfilment::ports::LabelFiles,
+    wanted: std::time::Duration,
+) -> Result<Value> {
+    use crate::orders::model::sort_time;
+    let f = r.fulfilment();
+    let mut labels = Vec::new();
+    let mut made = Vec::new();
+    for (pid, l) in &f.labels {
+        let link = match &l.key {
+            Some(k) => Some(files.link(k, wanted).await?),
             None => None,
         };
-        Ok(
-            json!({"shipmentId": id, "stage": r.stage.as_str(), "labels": labels, "invoice": invoice}),
-        )
+        labels.push(json!({"packageId": pid, "key": l.key,
+            "url": link.as_ref().map(|l| &l.url),
+            "expiresAt": link.as_ref().map(|l| sort_time(l.expires_at)),
+            "carrier": l.carrier, "trackingId": l.tracking_id, "generation": l.generation,
+            "contentType": l.content_type}));
+        made.extend(link);
     }
+    let invoice = match f.invoice.as_ref().or(f.seller_invoice.as_ref()) {
+        Some(d) => {
+            let link = files.link(&d.key, wanted).await?;
+            let v = json!({"key": d.key, "source": d.source, "url": link.url,
+                "expiresAt": sort_time(link.expires_at)});
+            made.push(link);
+            Some(v)
+        }
+        None => None,
+    };
+    let expire = crate::fulfilment::ports::links_expire_at(&made).map(sort_time);
+    Ok(
+        json!({"shipmentId": r.id, "stage": r.stage.as_str(), "labels": labels,
+        "invoice": invoice, "linksExpireAt": expire}),
+    )
 }
 
 fn check_whole(r: &ShipmentRecord, lines: &[CancelLine]) -> Result<()> {

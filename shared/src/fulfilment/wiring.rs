@@ -22,7 +22,8 @@ use crate::runtime::Invocation;
 use crate::spapi::{Operation, SpApiClient};
 use crate::store::ratelimit::DynamoBucketStore;
 
-/// How long the links in `LabelReady` and `GET .../labels` work.
+/// How long the links in `LabelReady` and `GET .../labels` are wanted to work (no longer than
+/// the signing credentials last: `ports::link_life`).
 pub const LINK_TTL: Duration = Duration::from_secs(3600);
 
 /// The Shipments operations fulfilment and orders call, each limited by Amazon per seller.
@@ -93,7 +94,7 @@ impl FulfilmentService {
             }
         };
         let files: Arc<dyn LabelFiles> = match env.optional(keys::BUCKET_NAME) {
-            Some(bucket) => Arc::new(S3LabelFiles::new(crate::aws::s3_client(&sdk), bucket)?),
+            Some(bucket) => Arc::new(S3LabelFiles::new(&sdk, bucket)?),
             None => Arc::new(Unconfigured(keys::BUCKET_NAME)),
         };
         Ok(Self {
@@ -148,7 +149,7 @@ impl LabelFiles for Unconfigured {
     async fn get(&self, _: &str) -> Result<Vec<u8>> {
         Err(self.err())
     }
-    async fn link(&self, _: &str, _: Duration) -> Result<String> {
+    async fn link(&self, _: &str, _: Duration) -> Result<crate::fulfilment::ports::Link> {
         Err(self.err())
     }
     async fn download(&self, _: &str) -> Result<(Vec<u8>, String)> {

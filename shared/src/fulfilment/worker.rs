@@ -614,8 +614,6 @@ impl Fulfiller {
             }
             Step::Announce => {
                 let hub = self.hub(&r.location_id).await?;
-                let expires =
-                    Utc::now() + chrono::Duration::from_std(self.link_ttl).unwrap_or_default();
                 let invoice = match f.invoice.as_ref().or(f.seller_invoice.as_ref()) {
                     Some(d) => Some((d.key.clone(), self.files.link(&d.key, self.link_ttl).await?)),
                     None => None,
@@ -623,17 +621,22 @@ impl Fulfiller {
                 let mut events = Vec::new();
                 for (pid, l) in &f.labels {
                     let key = l.key.clone().unwrap_or_default();
+                    let label = self.files.link(&key, self.link_ttl).await?;
+                    // When the first of the event's links stops working.
+                    let expires = crate::fulfilment::ports::links_expire_at(
+                        std::iter::once(&label).chain(invoice.as_ref().map(|(_, l)| l)),
+                    );
                     let ev = LabelReady {
                         shipment_id: r.id.clone(),
                         package_id: pid.clone(),
-                        label_url: Some(self.files.link(&key, self.link_ttl).await?),
+                        label_url: Some(label.url),
                         label_key: key,
                         carrier: Some(l.carrier.clone()),
                         tracking_number: Some(l.tracking_id.clone()),
                         content_type: l.content_type.clone(),
-                        links_expire_at: Some(crate::orders::model::sort_time(expires)),
+                        links_expire_at: expires.map(crate::orders::model::sort_time),
                         invoice_key: invoice.as_ref().map(|(k, _)| k.clone()),
-                        invoice_url: invoice.as_ref().map(|(_, u)| u.clone()),
+                        invoice_url: invoice.as_ref().map(|(_, l)| l.url.clone()),
                         pickup_window: l
                             .pickup_window
                             .as_ref()

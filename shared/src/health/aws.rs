@@ -21,7 +21,9 @@ use crate::store::locations::LocationStore;
 use crate::store::shipments::ShipmentStore;
 use crate::upload::UploadSummary;
 
-/// How long the link in `HealthReportReady` works (S3's presign maximum is 7 days).
+/// How long the link in `HealthReportReady` is wanted to work: S3's presign maximum, 7 days,
+/// which only long-term keys can honour; signed in Lambda, an hour (`ports::link_life`), and a
+/// fresh link is a request away (`GET /v1/reports/health/latest`, `flexbridge link report`).
 pub const LINK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Reasons shown per DLQ.
 const REASONS_SHOWN: usize = 3;
@@ -121,8 +123,7 @@ impl HealthReporter {
         self.files
             .put(&key, html.clone().into_bytes(), "text/html; charset=utf-8")
             .await?;
-        let url = self.files.link(&key, LINK_TTL).await?;
-        let expires = now + chrono::Duration::from_std(LINK_TTL).unwrap_or_default();
+        let link = self.files.link(&key, LINK_TTL).await?;
         let ev = OutboundEvent::new(
             EventName::HealthReportReady,
             &date.to_string(),
@@ -130,8 +131,8 @@ impl HealthReporter {
             HealthReportReady {
                 date: date.to_string(),
                 report_key: key.clone(),
-                report_url: url,
-                link_expires_at: crate::orders::model::sort_time(expires),
+                report_url: link.url,
+                link_expires_at: crate::orders::model::sort_time(link.expires_at),
                 messages_parked: report.parked(),
                 waiting_for_a_person: report.waiting_for_a_person,
                 seller_cancellation_rate: report.seller_cancellations.percent(),
@@ -232,6 +233,114 @@ impl UploadSummaries for S3UploadSummaries {
     }
 }
 
+/// The health reports in the bucket, by date.
+#[async_trait]
+pub trait HealthReports: Send + Sync {
+    /// Every date a report was written for.
+    async fn dates(&self) -> Result<Vec<chrono::NaiveDate>>;
+}
+
+/// The health pages under `reports/health/`.
+pub struct S3HealthReports {
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
+}
+
+#[async_trait]
+impl HealthReports for S3HealthReports {
+    async fn dates(&self) -> Result<Vec<chrono::NaiveDate>> {
+        let mut dates = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            // One key a day: a year of reports is one page.
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(crate::config::prefixes::HEALTH_REPORTS)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(s3_error)?;
+            dates.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| super::report_date(o.key()?)),
+            );
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        dates.sort_unstable();
+        Ok(dates)
+    }
+}
+
+/// A fresh link to one health report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportLink {
+    pub date: String,
+    pub report_key: String,
+    pub report_url: String,
+    /// When the link stops working (`fulfilment::ports::link_life`).
+    pub link_expires_at: String,
+}
+
+/// A fresh link to the report of `date`, or of the newest report when `None`; `NotFound` when
+/// there is no such report.
+pub async fn report_link(
+    reports: &dyn HealthReports,
+    files: &dyn LabelFiles,
+    date: Option<chrono::NaiveDate>,
+) -> Result<ReportLink> {
+    let dates = reports.dates().await?;
+    let date = match date {
+        Some(d) if dates.contains(&d) => d,
+        Some(d) => return Err(Error::NotFound(format!("no health report for {d}"))),
+        None => *dates
+            .last()
+            .ok_or_else(|| Error::NotFound("no health report has been written yet".into()))?,
+    };
+    let key = report_key(date);
+    let link = files.link(&key, LINK_TTL).await?;
+    Ok(ReportLink {
+        date: date.to_string(),
+        report_key: key,
+        report_url: link.url,
+        link_expires_at: crate::orders::model::sort_time(link.expires_at),
+    })
+}
+
+/// Fresh links to the stored health reports: what the API's `GET /v1/reports/health/{date}`
+/// and the CLI's `flexbridge link report` hand out.
+#[derive(Clone)]
+pub struct ReportLinks {
+    pub reports: Arc<dyn HealthReports>,
+    pub files: Arc<dyn LabelFiles>,
+}
+
+impl ReportLinks {
+    /// Over the bucket `BUCKET_NAME`.
+    pub async fn from_env(env: &crate::config::Env) -> Result<Self> {
+        let sdk = crate::aws::config(env).await;
+        let bucket = env.require(crate::config::keys::BUCKET_NAME)?.to_string();
+        Ok(Self {
+            reports: Arc::new(S3HealthReports {
+                s3: crate::aws::s3_client(&sdk),
+                bucket: bucket.clone(),
+            }),
+            files: Arc::new(crate::fulfilment::ports::S3LabelFiles::new(&sdk, bucket)?),
+        })
+    }
+
+    /// [`report_link`] for `date`, or the newest report.
+    pub async fn link(&self, date: Option<chrono::NaiveDate>) -> Result<ReportLink> {
+        report_link(self.reports.as_ref(), self.files.as_ref(), date).await
+    }
+}
+
 /// The DLQs, by URL (`DEAD_LETTER_QUEUE_URLS`).
 pub struct SqsDeadLetters {
     pub sqs: aws_sdk_sqs::Client,
@@ -314,7 +423,7 @@ impl HealthReporter {
                 env.require(keys::INVENTORY_TABLE)?,
             )),
             uploads: Arc::new(S3UploadSummaries {
-                s3: s3.clone(),
+                s3,
                 bucket: bucket.clone(),
             }),
             dead_letters: Arc::new(SqsDeadLetters {
@@ -327,7 +436,7 @@ impl HealthReporter {
                     .map(str::to_string)
                     .collect(),
             }),
-            files: Arc::new(crate::fulfilment::ports::S3LabelFiles::new(s3, bucket)?),
+            files: Arc::new(crate::fulfilment::ports::S3LabelFiles::new(&sdk, bucket)?),
             events: Arc::new(crate::events::EventBridgeSink::new(
                 crate::aws::eventbridge_client(&sdk),
                 env.require(keys::EVENT_BUS_NAME)?,

@@ -30,7 +30,15 @@ pub const DAYS: i64 = 14;
 
 /// Where the report for `date` is written.
 pub fn report_key(date: NaiveDate) -> String {
-    format!("{}health/{date}.html", crate::config::prefixes::REPORTS)
+    format!("{}{date}.html", crate::config::prefixes::HEALTH_REPORTS)
+}
+
+/// The date of the report stored at `key` (the inverse of [`report_key`]).
+pub fn report_date(key: &str) -> Option<NaiveDate> {
+    key.strip_prefix(crate::config::prefixes::HEALTH_REPORTS)?
+        .strip_suffix(".html")?
+        .parse()
+        .ok()
 }
 
 /// One dead-letter queue as the report shows it.

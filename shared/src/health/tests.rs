@@ -260,8 +260,15 @@ mod run {
         async fn get(&self, key: &str) -> Result<Vec<u8>> {
             Ok(self.0.lock().unwrap()[key].0.clone())
         }
-        async fn link(&self, key: &str, _ttl: std::time::Duration) -> Result<String> {
-            Ok(format!("https://bucket.example/{key}?X-Amz-Signature=x"))
+        async fn link(
+            &self,
+            key: &str,
+            _ttl: std::time::Duration,
+        ) -> Result<crate::fulfilment::ports::Link> {
+            Ok(crate::fulfilment::ports::Link {
+                url: format!("https://bucket.example/{key}?X-Amz-Signature=x"),
+                expires_at: Utc::now() + chrono::Duration::hours(1),
+            })
         }
         async fn download(&self, _url: &str) -> Result<(Vec<u8>, String)> {
             unreachable!()
@@ -372,5 +379,45 @@ mod run {
             .contains("reports/health/"));
         assert_eq!(detail["messagesParked"], 2);
         assert_eq!(recorded.sum(crate::metrics::names::HEALTH_REPORTS), 1.0);
+    }
+
+    struct Dates(Vec<chrono::NaiveDate>);
+
+    #[async_trait]
+    impl crate::health::aws::HealthReports for Dates {
+        async fn dates(&self) -> Result<Vec<chrono::NaiveDate>> {
+            Ok(self.0.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fresh_report_link_is_for_the_newest_or_the_asked_date_and_says_when_it_expires() {
+        use crate::health::aws::report_link;
+        let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+        let files = Files::default();
+        let none = report_link(&Dates(vec![]), &files, None).await;
+        assert!(matches!(none, Err(crate::Error::NotFound(_))), "{none:?}");
+        let reports = Dates(vec![day("2026-11-28"), day("2026-11-29")]);
+        let newest = report_link(&reports, &files, None).await.unwrap();
+        assert_eq!(newest.date, "2026-11-29");
+        assert_eq!(newest.report_key, "reports/health/2026-11-29.html");
+        assert!(newest.report_url.contains("2026-11-29.html"));
+        // The expiry is the link's own (Files: an hour), not the wanted 7 days.
+        let expires = chrono::DateTime::parse_from_rfc3339(&newest.link_expires_at).unwrap();
+        assert!(expires < Utc::now() + chrono::Duration::hours(2));
+        let asked = report_link(&reports, &files, Some(day("2026-11-28")))
+            .await
+            .unwrap();
+        assert_eq!(asked.report_key, "reports/health/2026-11-28.html");
+        let missing = report_link(&reports, &files, Some(day("2026-11-01"))).await;
+        assert!(
+            matches!(missing, Err(crate::Error::NotFound(_))),
+            "{missing:?}"
+        );
+        assert_eq!(
+            super::report_date("reports/health/2026-11-28.html"),
+            Some(day("2026-11-28"))
+        );
+        assert_eq!(super::report_date("reports/health/x.html"), None);
     }
 }

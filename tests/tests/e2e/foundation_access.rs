@@ -170,18 +170,28 @@ fn every_function_is_granted_exactly_what_its_code_sends() {
             };
             for resource in &resources {
                 for (part, action) in &actions {
-                    // S3 object actions are on `bucket/*`; listing is on the bucket itself.
-                    let part = if part.is_empty()
+                    // S3 object actions are on `bucket/<prefix>*` for each prefix the function
+                    // keeps to; listing is on the bucket itself.
+                    let parts = if part.is_empty()
                         && action.starts_with("s3:")
                         && action != "s3:ListBucket"
                     {
-                        "/*".to_string()
+                        if uses.prefixes.is_empty() {
+                            problems.push(format!(
+                                "{id}: {} sends {action} on objects of {resource}: name the \
+                                 prefixes it keeps to (Uses::under in access.rs)",
+                                uses.wrapper
+                            ));
+                        }
+                        uses.prefixes.iter().map(|p| format!("/{p}*")).collect()
                     } else {
-                        part.clone()
+                        vec![part.clone()]
                     };
-                    used.entry(format!("{resource}{part}"))
-                        .or_default()
-                        .insert(action.clone());
+                    for part in parts {
+                        used.entry(format!("{resource}{part}"))
+                            .or_default()
+                            .insert(action.clone());
+                    }
                 }
             }
         }
@@ -209,7 +219,13 @@ fn statements_yaml(used: &Grants) -> String {
             "" if logical.ends_with("Secret") => (logical.to_string(), format!("!Ref {logical}")),
             "" => (logical.to_string(), format!("!GetAtt {logical}.Arn")),
             _ if logical == "UploadsBucket" => (
-                format!("{logical}Objects"),
+                format!(
+                    "{logical}{}",
+                    rest.split('/')
+                        .filter(|w| !w.is_empty() && *w != "*")
+                        .map(|w| w[..1].to_uppercase() + &w[1..])
+                        .collect::<String>()
+                ),
                 format!(
                     "!Sub \"arn:${{AWS::Partition}}:s3:::${{AWS::StackName}}-uploads-${{AWS::AccountId}}/{rest}\""
                 ),

@@ -790,3 +790,148 @@ fn the_signing_keys_are_readable_in_every_version_stage() {
         );
     }
 }
+
+/// What keeps an alarm's action from reaching anyone: CloudWatch publishes to an encrypted topic
+/// only when the topic's KMS key lets `cloudwatch.amazonaws.com` use it (Decrypt and
+/// GenerateDataKey*), and an AWS-managed key (`alias/aws/...`) never does. moto accepts either.
+fn alarm_topic_problems(cfn: &Value) -> Vec<String> {
+    let topics = resources_of(cfn, "AWS::SNS::Topic");
+    let keys = resources_of(cfn, "AWS::KMS::Key");
+    let mut problems = Vec::new();
+    for (alarm, a) in resources_of(cfn, "AWS::CloudWatch::Alarm") {
+        let p = &a["Properties"];
+        let actions = ["AlarmActions", "OKActions", "InsufficientDataActions"]
+            .iter()
+            .flat_map(|k| p[k].as_array().cloned().unwrap_or_default());
+        for action in actions {
+            let Some(topic) = logical_of(&action).filter(|t| topics.contains_key(t)) else {
+                problems.push(format!(
+                    "{alarm}: action {action} is not a topic of the stack"
+                ));
+                continue;
+            };
+            let key = &topics[topic]["Properties"]["KmsMasterKeyId"];
+            if key.is_null() {
+                continue; // unencrypted: CloudWatch needs no key
+            }
+            let Some(key_id) = logical_of(key).filter(|k| keys.contains_key(k)) else {
+                problems.push(format!(
+                    "{alarm} -> {topic}: its key {key} is not a key of this stack whose policy \
+                     can allow CloudWatch (an alias/aws/... key cannot)"
+                ));
+                continue;
+            };
+            let k = &keys[key_id]["Properties"];
+            let allows = k["KeyPolicy"]["Statement"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|st| {
+                    let list = |v: &Value| -> Vec<String> {
+                        match v {
+                            Value::Array(a) => a.iter().map(|x| x.to_string()).collect(),
+                            other => vec![other.to_string()],
+                        }
+                    };
+                    let services = list(&st["Principal"]["Service"]);
+                    let actions = list(&st["Action"]);
+                    st["Effect"] == "Allow"
+                        && services.contains(&"\"cloudwatch.amazonaws.com\"".to_string())
+                        && actions.contains(&"\"kms:Decrypt\"".to_string())
+                        && actions
+                            .iter()
+                            .any(|a| a.starts_with("\"kms:GenerateDataKey"))
+                        && st["Condition"]["StringEquals"]["aws:SourceAccount"]
+                            == json!({"Ref": "AWS::AccountId"})
+                });
+            if !allows {
+                problems.push(format!(
+                    "{alarm} -> {topic}: key {key_id}'s policy does not let cloudwatch.amazonaws.com \
+                     (of this account) Decrypt and GenerateDataKey*"
+                ));
+            }
+            if k["EnableKeyRotation"] != true {
+                problems.push(format!("{key_id}: EnableKeyRotation must be true"));
+            }
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    problems
+}
+
+#[test]
+fn every_alarm_action_reaches_a_topic_whose_key_lets_cloudwatch_publish() {
+    let cfn = cfn();
+    let problems = alarm_topic_problems(&cfn);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        resources_of(&cfn, "AWS::CloudWatch::Alarm").len() > 20,
+        "the alarms were not found"
+    );
+    // The check fails the AWS-managed key (what the template had), and a key without the grant.
+    let mut managed = cfn.clone();
+    managed["Resources"]["AlarmTopic"]["Properties"]["KmsMasterKeyId"] = json!("alias/aws/sns");
+    assert!(!alarm_topic_problems(&managed).is_empty());
+    let mut ungranted = cfn.clone();
+    let key = logical_of(&cfn["Resources"]["AlarmTopic"]["Properties"]["KmsMasterKeyId"])
+        .unwrap()
+        .to_string();
+    ungranted["Resources"][&key]["Properties"]["KeyPolicy"]["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|st| st["Principal"]["Service"].is_null());
+    assert!(!alarm_topic_problems(&ungranted).is_empty());
+}
+
+/// The warehouse API's public Function URL (AuthType NONE; requests are signed at the
+/// application level) has reserved concurrency, which is also its ceiling: a flood of unsigned
+/// requests cannot take the concurrency the SQS consumers need. 0 leaves it unreserved (AWS
+/// refuses a reservation leaving the account under 10 unreserved executions).
+#[test]
+fn every_public_function_url_has_its_concurrency_reserved_by_a_parameter() {
+    let cfn = cfn();
+    let functions = resources_of(&cfn, "AWS::Lambda::Function");
+    let urls = resources_of(&cfn, "AWS::Lambda::Url");
+    assert!(!urls.is_empty(), "no Function URL found");
+    for (id, u) in urls {
+        if u["Properties"]["AuthType"] != "NONE" {
+            continue;
+        }
+        let f = logical_of(&u["Properties"]["TargetFunctionArn"]).unwrap();
+        assert_eq!(
+            functions[f]["Properties"]["ReservedConcurrentExecutions"],
+            json!({"Fn::If": ["ReservesApiConcurrency", {"Ref": "ApiReservedConcurrency"}, {"Ref": "AWS::NoValue"}]}),
+            "{id}: {f} must reserve ApiReservedConcurrency"
+        );
+    }
+    let p = &cfn["Parameters"]["ApiReservedConcurrency"];
+    assert_eq!(p["Type"], "Number");
+    assert_eq!(p["Default"], 5);
+    assert_eq!(p["MinValue"], 0);
+    let description = p["Description"].as_str().unwrap();
+    assert!(
+        description.contains("0 = not reserved") && description.contains("10"),
+        "{description}"
+    );
+    assert_eq!(
+        cfn["Conditions"]["ReservesApiConcurrency"],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "ApiReservedConcurrency"}, 0]}]})
+    );
+}
+
+/// The seller's data outlives the stack: deleting it, or a change that replaces a table or the
+/// bucket, keeps them (docs/runbook.md says how to delete them on purpose).
+#[test]
+fn every_table_and_the_bucket_are_kept_on_stack_deletion_and_replacement() {
+    let cfn = cfn();
+    let mut kept = 0;
+    for kind in ["AWS::DynamoDB::Table", "AWS::S3::Bucket"] {
+        for (id, r) in resources_of(&cfn, kind) {
+            assert_eq!(r["DeletionPolicy"], "Retain", "{id}");
+            assert_eq!(r["UpdateReplacePolicy"], "Retain", "{id}");
+            kept += 1;
+        }
+    }
+    assert_eq!(kept, 8, "7 tables and the uploads bucket");
+}

@@ -478,6 +478,59 @@ async fn packed_to_shipped_through_the_queue() -> Result<()> {
         &bytes[..8.min(bytes.len())]
     );
     assert_eq!(ready[0]["hub"], "HUB-NJ");
+    // The event says when its links stop working: within the hour they were wanted for.
+    let expires = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let in_an_hour = chrono::Utc::now() + chrono::Duration::hours(1);
+    let announced = expires(&ready[0]["linksExpireAt"])?;
+    assert!(announced <= in_an_hour && announced > in_an_hour - chrono::Duration::minutes(5));
+
+    // Fresh links, when those have expired: from the API, and from the operator CLI.
+    let (status, fresh) = w
+        .call("GET", &format!("/v1/shipments/{id}/labels"), Value::Null)
+        .await?;
+    assert_eq!(status, 200, "{fresh}");
+    let cli = flexbridge_cli::run_with(
+        [
+            "flexbridge",
+            "--stack",
+            w.t.stack.name.as_str(),
+            "--json",
+            "link",
+            "labels",
+            id.as_str(),
+        ],
+        std::collections::HashMap::from([(
+            "AWS_ENDPOINT_URL".to_string(),
+            w.t.endpoint().to_string(),
+        )]),
+    )
+    .await
+    .map_err(|e| anyhow!("flexbridge link labels: {e}"))?;
+    let cli: Value = serde_json::from_str(&cli)?;
+    for links in [&fresh, &cli] {
+        let labels = links["labels"].as_array().unwrap();
+        assert_eq!(labels.len(), 2, "{links}");
+        for l in labels {
+            let got = reqwest::get(l["url"].as_str().unwrap())
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            assert!(got.starts_with(b"^XA"), "{l}");
+            assert!(expires(&l["expiresAt"])? > announced - chrono::Duration::minutes(5));
+        }
+        assert_eq!(
+            expires(&links["linksExpireAt"])?,
+            labels
+                .iter()
+                .map(|l| expires(&l["expiresAt"]).unwrap())
+                .min()
+                .unwrap()
+        );
+    }
 
     // The same packing again and a redelivered job: nothing happens twice at Amazon.
     let (status, _) = w.call("POST", &path, good.clone()).await?;

@@ -131,11 +131,27 @@ async fn the_daily_report_is_written_linked_from_an_event_and_renders_in_chromiu
         .runner(RunnerOptions {
             run_schedules: false,
             poll_queues: false,
-            serve_urls: false,
-            only: Some(BTreeSet::from(["HealthReportFunction".to_string()])),
+            serve_urls: true,
+            only: Some(BTreeSet::from([
+                "HealthReportFunction".to_string(),
+                "WarehouseApiFunction".to_string(),
+            ])),
             ..Default::default()
         })
         .await?;
+    let api = runner
+        .function_url("WarehouseApiFunction")
+        .ok_or_else(|| anyhow!("the API is not served"))?
+        .to_string();
+    let (status, none) = flexbridge_e2e::warehouse_call(
+        &api,
+        t.seller.warehouse_key.as_bytes(),
+        "GET",
+        "/v1/reports/health/latest",
+        Value::Null,
+    )
+    .await?;
+    assert_eq!(status, 404, "no report yet: {none}");
     // Today (the schedule reports yesterday; an operator may name any day).
     let today = chrono::Utc::now().date_naive().to_string();
     let written = runner
@@ -192,6 +208,67 @@ async fn the_daily_report_is_written_linked_from_an_event_and_renders_in_chromiu
     let linked = reqwest::get(url).await?;
     assert!(linked.status().is_success(), "{url}: {}", linked.status());
     assert_eq!(linked.text().await?, html, "the link serves the page");
+    let expires = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    assert!(expires(&event["linkExpiresAt"])? > chrono::Utc::now());
+
+    // A fresh link, when that one has expired: from the API (the newest report, or by date)
+    // and from the operator CLI.
+    let mut fresh = Vec::new();
+    for path in [
+        "/v1/reports/health/latest".to_string(),
+        format!("/v1/reports/health/{today}"),
+    ] {
+        let (status, body) = flexbridge_e2e::warehouse_call(
+            &api,
+            t.seller.warehouse_key.as_bytes(),
+            "GET",
+            &path,
+            Value::Null,
+        )
+        .await?;
+        assert_eq!(status, 200, "{path}: {body}");
+        fresh.push(body);
+    }
+    let (status, body) = flexbridge_e2e::warehouse_call(
+        &api,
+        t.seller.warehouse_key.as_bytes(),
+        "GET",
+        "/v1/reports/health/2001-01-01",
+        Value::Null,
+    )
+    .await?;
+    assert_eq!(status, 404, "{body}");
+    let cli = flexbridge_cli::run_with(
+        [
+            "flexbridge",
+            "--stack",
+            t.stack.name.as_str(),
+            "--json",
+            "link",
+            "report",
+        ],
+        std::collections::HashMap::from([(
+            "AWS_ENDPOINT_URL".to_string(),
+            t.endpoint().to_string(),
+        )]),
+    )
+    .await
+    .map_err(|e| anyhow!("flexbridge link report: {e}"))?;
+    fresh.push(serde_json::from_str(&cli)?);
+    for f in &fresh {
+        assert_eq!(f["date"], today.as_str(), "{f}");
+        assert_eq!(f["reportKey"], key.as_str(), "{f}");
+        assert!(expires(&f["linkExpiresAt"])? > chrono::Utc::now(), "{f}");
+        let page = reqwest::get(f["reportUrl"].as_str().unwrap_or_default())
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        assert_eq!(page, html, "the fresh link serves the page");
+    }
     runner.stop().await;
 
     // A real browser renders it. Without Chromium the check is skipped on a contributor's

@@ -51,6 +51,7 @@ fn app() -> axum::Router {
             accept_v1_signatures: false,
             orders: Default::default(),
             fulfilment: Default::default(),
+            report_links: Default::default(),
         },
     )
 }

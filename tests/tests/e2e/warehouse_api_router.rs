@@ -53,6 +53,7 @@ fn fixture_with(accept_v1_signatures: bool) -> Fixture {
         accept_v1_signatures,
         orders: Default::default(),
         fulfilment: Default::default(),
+        report_links: Default::default(),
     };
     Fixture {
         app: guarded(routes::v1().merge(probe_routes()), state),
@@ -898,4 +899,173 @@ async fn hostile_values_are_refused_with_their_code_and_write_nothing() {
         );
     }
     assert!(f.events.events().is_empty());
+}
+
+/// Counts every call of the stores a request can reach (the idempotency table, where the
+/// guard records signatures and claims, and the on-hand figures).
+#[derive(Default)]
+struct Calls(std::sync::atomic::AtomicUsize);
+
+impl Calls {
+    fn one(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct CountingIdempotency(MemoryIdempotencyStore, Arc<Calls>);
+
+#[async_trait::async_trait]
+impl flexbridge::idempotency::IdempotencyStore for CountingIdempotency {
+    async fn put_in_progress(
+        &self,
+        record: &Record,
+        now: flexbridge::idempotency::Now,
+    ) -> flexbridge::Result<flexbridge::idempotency::PutOutcome> {
+        self.1.one();
+        self.0.put_in_progress(record, now).await
+    }
+    async fn get(&self, id: &str) -> flexbridge::Result<Option<Record>> {
+        self.1.one();
+        self.0.get(id).await
+    }
+    async fn complete(&self, record: &Record, claimed_until_ms: i64) -> flexbridge::Result<bool> {
+        self.1.one();
+        self.0.complete(record, claimed_until_ms).await
+    }
+    async fn release(&self, id: &str, claimed_until_ms: i64) -> flexbridge::Result<()> {
+        self.1.one();
+        self.0.release(id, claimed_until_ms).await
+    }
+}
+
+struct CountingOnHand(MemoryOnHandStore, Arc<Calls>);
+
+#[async_trait::async_trait]
+impl OnHandStore for CountingOnHand {
+    async fn record_each(
+        &self,
+        figures: &[flexbridge::store::inventory::OnHand],
+    ) -> flexbridge::Result<Vec<bool>> {
+        self.1.one();
+        self.0.record_each(figures).await
+    }
+    async fn on_hand(
+        &self,
+        hub: &str,
+        sku: &str,
+    ) -> flexbridge::Result<Option<flexbridge::store::inventory::OnHand>> {
+        self.1.one();
+        self.0.on_hand(hub, sku).await
+    }
+    async fn hub_stock(&self, hub: &str) -> flexbridge::Result<Vec<(String, i64)>> {
+        self.1.one();
+        self.0.hub_stock(hub).await
+    }
+}
+
+/// The Function URL is public (AuthType NONE) and its concurrency reserved (template.yaml
+/// `ApiReservedConcurrency`): what a flood of unsigned or badly signed requests costs is the
+/// invocations, never a store call. Nothing is read or written, no capability over the tables
+/// is even built, and nothing is published.
+#[tokio::test]
+async fn refused_requests_are_cheap_they_call_no_store() {
+    let calls = Arc::new(Calls::default());
+    let on_hand = Arc::new(CountingOnHand(MemoryOnHandStore::new(), calls.clone()));
+    let events = Arc::new(MemoryEventSink::new());
+    let state = AppState {
+        secrets: SecretCache::from_static(HashMap::from([(ARN.to_string(), SECRET.to_string())])),
+        warehouse_secret_arn: ARN.into(),
+        idempotency: Idempotency::new(
+            Arc::new(CountingIdempotency(
+                MemoryIdempotencyStore::new(),
+                calls.clone(),
+            )),
+            Duration::from_secs(3600),
+        ),
+        events: events.clone(),
+        on_hand: on_hand.clone(),
+        stock: Arc::new(StockChanges::in_memory(on_hand, &["BER1"])),
+        env: flexbridge::Env::default(),
+        accept_v1_signatures: false,
+        orders: Default::default(),
+        fulfilment: Default::default(),
+        report_links: Default::default(),
+    };
+    let app = warehouse_api::router(state.clone());
+    let t = now();
+    let other_key = |method: &str, path: &str, body: &str, key: Option<&str>| {
+        let mut what = Signed::new(method, path, body.as_bytes());
+        what.idempotency_key = key;
+        let mut req = Request::builder().method(method).uri(path);
+        for (name, value) in signing::signed_headers(b"not-the-key", t, &what) {
+            req = req.header(name, value);
+        }
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        req.body(Body::from(body.to_string())).unwrap()
+    };
+    let refused: Vec<(&str, Request<Body>)> = vec![
+        (
+            "unsigned GET",
+            Request::get("/v1/health").body(Body::empty()).unwrap(),
+        ),
+        (
+            "unsigned POST",
+            Request::post("/v1/inventory")
+                .header("Idempotency-Key", "k")
+                .body(Body::from(REPORT))
+                .unwrap(),
+        ),
+        (
+            "unsigned report link",
+            Request::get("/v1/reports/health/latest")
+                .body(Body::empty())
+                .unwrap(),
+        ),
+        (
+            "garbage signature",
+            Request::post("/v1/inventory")
+                .header("x-flexbridge-timestamp", t.to_string())
+                .header("x-flexbridge-signature", format!("v2={}", "0".repeat(64)))
+                .header("Idempotency-Key", "k")
+                .body(Body::from(REPORT))
+                .unwrap(),
+        ),
+        (
+            "POST signed with another key",
+            other_key("POST", "/v1/inventory", REPORT, Some("k")),
+        ),
+        (
+            "label links signed with another key",
+            other_key("GET", "/v1/shipments/S1/labels", "", None),
+        ),
+        (
+            "stale timestamp",
+            signed("POST", "/v1/inventory", REPORT, Some("k"), t - 3600),
+        ),
+    ];
+    for (what, req) in refused {
+        let (status, body, _) = send(&app, req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_eq!(calls.get(), 0, "{what}: a refused request called a store");
+    }
+    assert!(events.events().is_empty());
+    assert!(
+        state.orders.get().is_none()
+            && state.fulfilment.get().is_none()
+            && state.report_links.get().is_none(),
+        "a refused request built a capability over the tables"
+    );
+    // The counters count: a signed request does reach the stores.
+    let (status, body, _) = send(
+        &app,
+        signed("POST", "/v1/inventory", REPORT, Some("k2"), now()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(calls.get() > 0);
 }
