@@ -14,6 +14,7 @@ use flexbridge::spapi::{
 };
 use flexbridge::store::locations::{Location, LocationStore};
 use flexbridge::store::settings::SettingsStore;
+use flexbridge::warehouse::keys::SigningKeys;
 use flexbridge::warehouse::signing;
 use serde_json::{json, Value};
 
@@ -77,7 +78,14 @@ async fn stack_facts(ctx: &Ctx) -> Result<StackFacts> {
 pub async fn run(ctx: &Ctx) -> Result<Report> {
     let mut report = Report::default();
     let facts = stack_facts(ctx).await?;
-    let locations = ctx.locations()?.list().await?;
+    // The mappings in use (one with everything switched off is history, not configuration).
+    let locations: Vec<Location> = ctx
+        .locations()?
+        .list()
+        .await?
+        .into_iter()
+        .filter(|l| l.orders_enabled || l.inventory_enabled || l.returns_enabled)
+        .collect();
 
     // The SP-API secret, then one cheap read per family with it.
     let secrets = SecretCache::from_sdk_config(&ctx.sdk);
@@ -266,8 +274,9 @@ async fn webhook(ctx: &Ctx, secrets: &SecretCache, url: Option<&String>) -> Chec
     let Some(arn) = ctx.res.secrets.get("WebhookSecret") else {
         return Check::fail("webhook", "the stack has no WebhookSecret", "check --stack");
     };
-    let secret = match secrets.get(arn).await {
-        Ok(s) => s,
+    // Every key a delivery is signed with now (both during a rotation), as the function does.
+    let keys = match SigningKeys::new(secrets.clone(), arn.clone()).keys().await {
+        Ok(k) => k,
         Err(e) => {
             return Check::fail(
                 "webhook",
@@ -296,8 +305,8 @@ async fn webhook(ctx: &Ctx, secrets: &SecretCache, url: Option<&String>) -> Chec
         .timeout(Duration::from_secs(10))
         .header("content-type", "application/json")
         .header(signing::IDEMPOTENCY_KEY_HEADER, &event_id);
-    for (k, v) in signing::signed_headers(secret.expose().as_bytes(), signing::now_unix(), &signed)
-    {
+    let keys: Vec<&[u8]> = keys.iter().map(|k| k.expose().as_bytes()).collect();
+    for (k, v) in signing::signed_headers_all(&keys, signing::now_unix(), &signed) {
         req = req.header(k, v);
     }
     // Only the host: the URL's path or query may carry a token.

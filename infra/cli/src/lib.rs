@@ -21,7 +21,7 @@ pub use commands::Ctx;
 #[command(
     name = "flexbridge",
     version,
-    about = "Operate a flexbridge stack: status, settings, hubs, uploads, shipments, halted pushes, DLQs",
+    about = "Operate a flexbridge stack: status, settings, hubs, uploads, shipments, halted pushes, DLQs, fresh links, doctor",
     after_help = "The stack is found by name (--stack or FLEXBRIDGE_STACK) with the standard AWS \
 credentials and region (AWS_PROFILE, AWS_REGION, ...; AWS_ENDPOINT_URL for a local moto). \
 Commands that ask Amazon (hubs add, reconcile) use the stack's SP-API secret, SPAPI_REGION \
