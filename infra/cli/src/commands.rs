@@ -25,7 +25,7 @@ use flexbridge::store::shipments::{DynamoShipmentStore, ShipmentStore};
 use flexbridge::Env;
 use serde_json::{json, Value};
 
-use crate::resolve::{self, Resources};
+use crate::resolve::{self, Queue, Resources};
 use crate::{Command, DlqCmd, HubsCmd, InventoryCmd, LinkCmd, SettingsCmd, UploadKind};
 
 /// What a command prints: `text` by default, `json` with `--json`.
@@ -93,7 +93,14 @@ fn who(by: &Option<String>) -> Result<String> {
 
 pub async fn execute(ctx: &Ctx, command: &Command) -> Result<Output> {
     match command {
-        Command::Status => status(ctx).await,
+        Command::Status {
+            watch,
+            interval,
+            times,
+        } => {
+            let watch = watch.then(|| (Duration::from_secs((*interval).max(1)), *times));
+            status(ctx, watch).await
+        }
         Command::Settings(c) => settings(ctx, c).await,
         Command::Hubs(c) => hubs_cmd(ctx, c).await,
         Command::Upload {
@@ -299,12 +306,43 @@ pub fn render_status(s: &Status) -> String {
     t
 }
 
-async fn status(ctx: &Ctx) -> Result<Output> {
-    let s = collect_status(ctx).await?;
-    Ok(Output {
-        text: render_status(&s),
-        json: serde_json::to_value(&s)?,
-    })
+async fn status(ctx: &Ctx, watch: Option<(Duration, Option<u32>)>) -> Result<Output> {
+    let Some((every, times)) = watch else {
+        let s = collect_status(ctx).await?;
+        return Ok(Output {
+            text: render_status(&s),
+            json: serde_json::to_value(&s)?,
+        });
+    };
+    // Redrawn in place on a terminal, one frame after another otherwise; until Ctrl-C (or
+    // `--times` frames).
+    use std::io::{IsTerminal, Write};
+    let tty = std::io::stdout().is_terminal();
+    let mut frame = 0u32;
+    loop {
+        let s = collect_status(ctx).await?;
+        frame += 1;
+        let mut out = std::io::stdout().lock();
+        if tty {
+            let _ = write!(out, "\x1b[2J\x1b[H");
+        }
+        let _ = writeln!(
+            out,
+            "{} (every {} s; Ctrl-C ends)\n{}",
+            Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
+            every.as_secs(),
+            render_status(&s)
+        );
+        let _ = out.flush();
+        drop(out);
+        if times.is_some_and(|n| frame >= n) {
+            return Ok(Output {
+                text: String::new(),
+                json: serde_json::to_value(&s)?,
+            });
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 fn show(v: &Value) -> String {
@@ -554,7 +592,11 @@ async fn upload(
         })?;
     let version = put.version_id().map(str::to_string);
     let report_key = format!("{}{key}.summary.json", prefixes::REPORTS);
+    progress(&format!(
+        "uploaded s3://{bucket}/{key}; waiting for its report"
+    ));
     let started = Instant::now();
+    let mut last_progress = Instant::now();
     loop {
         if let Ok(o) = ctx
             .s3
@@ -594,6 +636,20 @@ async fn upload(
                     json: json!({"bucket": bucket, "key": key, "report": summary}),
                 });
             }
+        }
+        if last_progress.elapsed() >= Duration::from_secs(5) {
+            last_progress = Instant::now();
+            let depth = match ctx.res.queue("UploadsQueue") {
+                Ok(q) => queue_depth(&ctx.sqs, &q.url).await.ok(),
+                Err(_) => None,
+            };
+            let queued = depth
+                .map(|(w, f)| format!(" (UploadsQueue: {w} waiting, {f} being read)"))
+                .unwrap_or_default();
+            progress(&format!(
+                "{key}: no report yet after {} s{queued}",
+                started.elapsed().as_secs()
+            ));
         }
         if started.elapsed() > wait {
             bail!(
@@ -827,7 +883,7 @@ async fn dlq(ctx: &Ctx, c: &DlqCmd) -> Result<Output> {
             let q = ctx.res.work_queue(queue)?;
             let dlq_id = q.dlq.clone().unwrap_or_default();
             let d = ctx.res.queue(&dlq_id)?;
-            let moved = redrive(&ctx.sqs, &d.url, &q.url).await?;
+            let moved = redrive(&ctx.sqs, d, q).await?;
             Ok(Output {
                 text: format!(
                     "moved {moved} message(s) from {dlq_id} back to {}\n",
@@ -839,18 +895,112 @@ async fn dlq(ctx: &Ctx, c: &DlqCmd) -> Result<Output> {
     }
 }
 
-/// Moves every message from `dlq` to `queue`: sent first, then deleted, so a failure midway
-/// leaves a message in both (handled twice, harmlessly: every consumer is idempotent), never in
-/// neither. Our parking attributes are dropped; the message's own stay.
-async fn redrive(sqs: &aws_sdk_sqs::Client, dlq: &str, queue: &str) -> Result<u64> {
-    let mut moved = 0;
+/// A line of progress on long work (stderr, so that stdout stays the result, JSON or text).
+pub(crate) fn progress(line: &str) {
+    eprintln!("flexbridge: {line}");
+}
+
+/// Moves what `dlq` holds now back to `queue`, and only that: SQS's own message move task
+/// (StartMessageMoveTask, which moves the messages the DLQ held when it started, with
+/// progress from ListMessageMoveTasks). Where the service does not offer it (moto), a bounded
+/// loop does the same: at most the count held at the start, long-polling so an empty short
+/// poll does not end it early, leaving any message parked after the start (one that failed
+/// again) where it is, so nothing goes round in a circle.
+async fn redrive(sqs: &aws_sdk_sqs::Client, dlq: &Queue, queue: &Queue) -> Result<u64> {
+    let (visible, in_flight) = queue_depth(sqs, &dlq.url).await?;
+    let held = visible + in_flight;
+    if held == 0 {
+        return Ok(0);
+    }
+    match sqs
+        .start_message_move_task()
+        .source_arn(&dlq.arn)
+        .destination_arn(&queue.arn)
+        .send()
+        .await
+    {
+        Ok(_) => move_task_progress(sqs, &dlq.arn, held).await,
+        Err(e) if unsupported(&e) => {
+            progress("this endpoint has no StartMessageMoveTask; moving message by message");
+            redrive_by_hand(sqs, &dlq.url, &queue.url, held).await
+        }
+        Err(e) => Err(anyhow!(
+            "StartMessageMoveTask: {} (the caller needs sqs:StartMessageMoveTask, and \
+             sqs:ReceiveMessage/DeleteMessage/GetQueueAttributes on the DLQ, sqs:SendMessage on the queue)",
+            aws_sdk_sqs::error::DisplayErrorContext(e)
+        )),
+    }
+}
+
+/// The endpoint does not implement the action: an AWS-style "unknown action" error, or an answer
+/// that is not AWS's at all (moto answers an action it lacks with an HTML page and a 500). An
+/// AWS refusal (access, a bad ARN) is not this, and is reported as it is.
+fn unsupported<E: std::fmt::Debug>(e: &E) -> bool {
+    let text = format!("{e:?}");
+    [
+        "InvalidAction",
+        "UnknownOperation",
+        "NotImplemented",
+        "text/html",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
+}
+
+async fn move_task_progress(sqs: &aws_sdk_sqs::Client, dlq_arn: &str, held: i64) -> Result<u64> {
     loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let tasks = sqs
+            .list_message_move_tasks()
+            .source_arn(dlq_arn)
+            .max_results(1)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "ListMessageMoveTasks: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            })?;
+        let Some(t) = tasks.results().first() else {
+            bail!("the message move task of {dlq_arn} is not listed");
+        };
+        let moved = t.approximate_number_of_messages_moved();
+        let to_move = t.approximate_number_of_messages_to_move().unwrap_or(held);
+        let status = t.status().unwrap_or("?");
+        progress(&format!("{status}: moved {moved} of {to_move}"));
+        match status {
+            "COMPLETED" => return Ok(moved.max(0) as u64),
+            "RUNNING" | "CANCELLING" => continue,
+            other => bail!(
+                "the message move task ended {other} after {moved} of {to_move}: {}",
+                t.failure_reason().unwrap_or("no reason given")
+            ),
+        }
+    }
+}
+
+/// Sent first, then deleted: a failure midway leaves a message in both (handled twice,
+/// harmlessly: every consumer is idempotent), never in neither. Our parking attributes are
+/// dropped; the message's own stay.
+async fn redrive_by_hand(
+    sqs: &aws_sdk_sqs::Client,
+    dlq: &str,
+    queue: &str,
+    held: i64,
+) -> Result<u64> {
+    let started = Utc::now().timestamp_millis();
+    let mut moved: i64 = 0;
+    let mut empty_polls = 0;
+    while moved < held {
         let out = sqs
             .receive_message()
             .queue_url(dlq)
             .max_number_of_messages(10)
             .visibility_timeout(60)
+            .wait_time_seconds(5)
             .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await
             .map_err(|e| {
@@ -860,9 +1010,39 @@ async fn redrive(sqs: &aws_sdk_sqs::Client, dlq: &str, queue: &str) -> Result<u6
                 )
             })?;
         if out.messages().is_empty() {
-            return Ok(moved);
+            // Those in flight when we started come back when their visibility ends.
+            empty_polls += 1;
+            if empty_polls >= 12 {
+                progress(&format!(
+                    "nothing more to move after 60 s; {moved} of {held}"
+                ));
+                break;
+            }
+            continue;
         }
+        empty_polls = 0;
         for m in out.messages() {
+            let sent = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0);
+            if sent >= started || moved >= held {
+                // Parked after we started (or beyond what was there): not ours to move.
+                sqs.change_message_visibility()
+                    .queue_url(dlq)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow!(
+                            "releasing a message: {}",
+                            aws_sdk_sqs::error::DisplayErrorContext(e)
+                        )
+                    })?;
+                continue;
+            }
             let mut send = sqs
                 .send_message()
                 .queue_url(queue)
@@ -891,7 +1071,9 @@ async fn redrive(sqs: &aws_sdk_sqs::Client, dlq: &str, queue: &str) -> Result<u6
                 })?;
             moved += 1;
         }
+        progress(&format!("moved {moved} of {held}"));
     }
+    Ok(moved as u64)
 }
 
 async fn reconcile_now(ctx: &Ctx) -> Result<Output> {

@@ -42,7 +42,16 @@ pub struct Cli {
 pub enum Command {
     /// Per location: last successful order poll, order and push lag, halted pushes; queue and
     /// DLQ depths; how busy the shared SP-API rate limits are.
-    Status,
+    Status {
+        /// Redraw it every `--interval` seconds until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        #[arg(long, default_value_t = 10)]
+        interval: u64,
+        /// Stop after this many frames (for scripts and tests).
+        #[arg(long, hide = true)]
+        times: Option<u32>,
+    },
     /// Read, change and audit the seller's settings (every change is validated and logged).
     #[command(subcommand)]
     Settings(SettingsCmd),
@@ -190,7 +199,8 @@ pub enum DlqCmd {
         #[arg(long, default_value_t = 10)]
         max: i32,
     },
-    /// Send every message of a DLQ back to its queue (fix the cause first).
+    /// Send what a DLQ holds now back to its queue (fix the cause first), with progress; a
+    /// message that fails again meanwhile stays parked.
     Redrive {
         /// The queue (`UploadsQueue`) or its DLQ (`UploadsDLQ`).
         queue: String,

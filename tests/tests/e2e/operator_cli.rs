@@ -71,6 +71,7 @@ async fn every_cli_command_against_the_local_stack() -> Result<()> {
     for cmd in [
         vec!["--help"],
         vec!["status", "--help"],
+        vec!["doctor", "--help"],
         vec!["settings", "set", "--help"],
         vec!["hubs", "add", "--help"],
         vec!["upload", "--help"],
@@ -405,6 +406,38 @@ async fn every_cli_command_against_the_local_stack() -> Result<()> {
     );
     assert_eq!(t.queue_depth("OutboundDLQ").await?, 0);
     assert_eq!(t.queue_depth("OutboundQueue").await?, before + 1);
+    // What the DLQ holds when the redrive starts, and only that: one of three is in flight (a
+    // person reading it) and comes back within the redrive's long polls; it is not left behind.
+    for i in 0..3 {
+        t.sqs
+            .send_message()
+            .queue_url(&dlq)
+            .message_body(format!(r#"{{"detail-type":"ShipmentAccepted","n":{i}}}"#))
+            .send()
+            .await?;
+    }
+    let looked = t
+        .sqs
+        .receive_message()
+        .queue_url(&dlq)
+        .max_number_of_messages(1)
+        .visibility_timeout(3)
+        .send()
+        .await?;
+    assert_eq!(looked.messages().len(), 1);
+    let before = t.queue_depth("OutboundQueue").await?;
+    let out = cli.ok(&["dlq", "redrive", "OutboundQueue"]).await?;
+    assert_eq!(
+        out,
+        "moved 3 message(s) from OutboundDLQ back to OutboundQueue\n"
+    );
+    assert_eq!(t.queue_depth("OutboundDLQ").await?, 0);
+    assert_eq!(t.queue_depth("OutboundQueue").await?, before + 3);
+    // `status --watch`: frames until the count, the last one's JSON.
+    let watched = cli
+        .json(&["status", "--watch", "--interval", "1", "--times", "2"])
+        .await?;
+    assert!(watched["queues"].is_array(), "{watched}");
     let err = cli.refused(&["dlq", "redrive", "Nope"]).await;
     assert!(err.contains("queues with a DLQ"), "{err}");
 
