@@ -139,6 +139,27 @@ async fn run(args: Args) -> Result<bool> {
         lwa_endpoint: Some(lwa_url),
         extra: BTreeMap::new(),
     };
+    // Step 6 of docs/deploy.md: Amazon's notification destination and subscription for this
+    // stack's queue, as a seller sets them up (the doctor checks them at the end).
+    step(
+        "notifications: destination and subscription (notifications-setup)",
+        async {
+            let env = stack.env_for("OrderPollerFunction", &overrides)?;
+            let client = flexbridge::spapi::SpApiClient::from_env(
+                &env,
+                &flexbridge::secrets::SecretCache::from_sdk_config(&ctx.sdk),
+            )
+            .await?;
+            notifications_setup::setup(
+                &client,
+                &stack.queue("NotificationsQueue").arn,
+                "flexbridge-notifications",
+            )
+            .await
+            .map(|_| ())
+        },
+    )
+    .await?;
     let runner = step(
         &format!(
             "local runner (schedules ×{} speed, queues, function URLs)",
@@ -270,13 +291,43 @@ async fn run(args: Args) -> Result<bool> {
         Err(e) => println!("  flexbridge status failed: {e}"),
     }
 
+    // Whether the stack could go live as it is (`flexbridge --stack <name> doctor`).
+    println!("\n==================== flexbridge doctor ====================");
+    let doctor_vars = [
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        (
+            "SPAPI_ENDPOINT",
+            overrides.spapi_endpoint.as_deref().unwrap_or_default(),
+        ),
+        (
+            "LWA_ENDPOINT",
+            overrides.lwa_endpoint.as_deref().unwrap_or_default(),
+        ),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let doctor_passed = match flexbridge_cli::run_with(
+        ["flexbridge", "--stack", stack.name.as_str(), "doctor"],
+        doctor_vars.into_iter().collect(),
+    )
+    .await
+    {
+        Ok(out) => {
+            print!("{out}");
+            true
+        }
+        Err(e) => {
+            println!("{e}");
+            false
+        }
+    };
+
     if args.keep_running {
         println!("\nstill running (moto {}, Ctrl-C to stop)", moto.endpoint());
         tokio::signal::ctrl_c().await.ok();
     }
     runner.stop().await;
     drop(moto);
-    Ok(all_done)
+    Ok(all_done && doctor_passed)
 }
 
 async fn step<T>(what: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
