@@ -149,6 +149,16 @@ struct VersionsEntry {
     loaded: Instant,
 }
 
+fn remember(cache: &mut HashMap<String, VersionsEntry>, arn: &str, versions: &SecretVersions) {
+    cache.insert(
+        arn.to_string(),
+        VersionsEntry {
+            versions: versions.clone(),
+            loaded: Instant::now(),
+        },
+    );
+}
+
 /// Loads secrets by ARN and caches them. Cheap to clone; clones share the cache.
 #[derive(Clone)]
 pub struct SecretCache {
@@ -300,13 +310,7 @@ impl SecretCache {
             }
         }
         let versions = self.fetch_versions(arn, previous_for).await?;
-        cached.insert(
-            arn.to_string(),
-            VersionsEntry {
-                versions: versions.clone(),
-                loaded: Instant::now(),
-            },
-        );
+        remember(&mut cached, arn, &versions);
         Ok(versions)
     }
 
@@ -329,13 +333,7 @@ impl SecretCache {
         }
         let mut cached = self.versions.lock().await;
         let versions = self.fetch_versions(arn, previous_for).await?;
-        cached.insert(
-            arn.to_string(),
-            VersionsEntry {
-                versions: versions.clone(),
-                loaded: Instant::now(),
-            },
-        );
+        remember(&mut cached, arn, &versions);
         Ok(Some(versions))
     }
 
