@@ -10,7 +10,13 @@ req="$here/requirements.txt"
 stamp="$venv/.flexbridge-requirements"
 want="$(sha256sum "$req" | cut -d' ' -f1)"
 
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+# A venv's scripts name their interpreter by absolute path: one moved with its checkout (or
+# copied) runs none of them, and must be made again.
+moved() {
+  [[ -f "$venv/bin/pip" ]] && [[ "$(head -n 1 "$venv/bin/pip")" != "#!$venv/bin/python"* ]]
+}
+
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && ! moved; then
   exit 0
 fi
 
@@ -18,8 +24,13 @@ mkdir -p "$(dirname "$venv")"
 exec 9>"$venv.lock"
 flock 9
 # Someone else may have finished while we waited for the lock.
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && ! moved; then
   exit 0
+fi
+# Ours (it has our stamp) but moved: start over. A venv of the caller's own is left as it is.
+if [[ -f "$stamp" ]] && moved; then
+  echo "flexbridge: $venv was made elsewhere (moved checkout); making it again" >&2
+  rm -rf "$venv"
 fi
 
 echo "flexbridge: creating $venv with $(tr '\n' ' ' < <(grep -v '^#' "$req"))(first run only, about a minute)" >&2

@@ -720,9 +720,12 @@ async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
         })
         .collect();
     at.sort();
+    // The times are when the simulator saw each call: 500 ms of slack for the trip there on a
+    // busy machine (two cores shared with other suites), far less than the 4 s four calls at
+    // once would gain.
     for (k, t) in at.iter().enumerate().skip(2) {
         assert!(
-            t - at[0] >= (k as i64 - 1) * 1000 - 300,
+            t - at[0] >= (k as i64 - 1) * 1000 - 500,
             "call {k} reached Amazon {} ms after the first: {at:?}",
             t - at[0]
         );

@@ -680,7 +680,7 @@ async fn the_first_poll_after_another_connector_confirms_and_packs_nothing_again
         .to_string();
     let envelope = json!({"notificationType": "EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE",
         "payload": {"externalFulfillmentShipmentNotification": {"shipmentId": packed, "shipmentStatus": "PACKAGE_CREATED"}},
-        "notificationMetadata": {"notificationId": format!("relay-{packed}")}});
+        "notificationMetadata": {"notificationId": format!("relay-{packed}"), "applicationId": APP}});
     let (status, out) = warehouse(&w, &api, "POST", "/v1/notifications", envelope).await?;
     assert_eq!(
         (status, &out["stage"]),

@@ -100,23 +100,27 @@ async fn fault_flags_apply_to_every_operation() {
     );
 }
 
-/// moto_server from $MOTO_SERVER, the repo's .venv or .venv-ci, or PATH.
-fn moto_server() -> PathBuf {
+/// moto_server from $MOTO_SERVER, the repo's .venv or .venv-ci (as `python -m moto.server`:
+/// the interpreter works wherever the checkout moved, a console script's `#!` line does not),
+/// or PATH.
+fn moto_server() -> Command {
     if let Ok(p) = std::env::var("MOTO_SERVER") {
-        return p.into();
+        return Command::new(p);
     }
     let repo = spapi_sim::models::checkout_root().unwrap();
     for v in [".venv", ".venv-ci"] {
-        let p = repo.join(v).join("bin/moto_server");
-        if p.is_file() {
-            return p;
+        let python = repo.join(v).join("bin/python");
+        if repo.join(v).join("bin/moto_server").is_file() && python.is_file() {
+            let mut c = Command::new(python);
+            c.args(["-m", "moto.server"]);
+            return c;
         }
     }
     if let Ok(path) = std::env::var("PATH") {
         for dir in std::env::split_paths(&path) {
             let p = dir.join("moto_server");
             if p.is_file() {
-                return p;
+                return Command::new(p);
             }
         }
     }
@@ -125,7 +129,7 @@ fn moto_server() -> PathBuf {
 
 #[tokio::test]
 async fn notifications_reach_an_sqs_queue_in_moto() {
-    let mut child = Command::new(moto_server())
+    let mut child = moto_server()
         .args(["-H", "127.0.0.1", "-p", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
