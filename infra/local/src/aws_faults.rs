@@ -207,6 +207,8 @@ struct State {
     rng: Mutex<StdRng>,
     counts: Mutex<FaultCounts>,
     http: reqwest::Client,
+    /// Operations (`X-Amz-Target` after the dot) whose next call loses its answer (tests).
+    lose_next: Mutex<Vec<String>>,
 }
 
 impl State {
@@ -260,6 +262,7 @@ impl AwsFaultProxy {
             rng: Mutex::new(StdRng::seed_from_u64(faults.seed)),
             counts: Mutex::default(),
             http: reqwest::Client::builder().http1_only().build()?,
+            lose_next: Mutex::default(),
         });
         let (stop, mut stop_rx) = watch::channel(false);
         let shared = state.clone();
@@ -300,6 +303,16 @@ impl AwsFaultProxy {
         self.state.enabled.store(on, Ordering::Relaxed);
     }
 
+    /// Loses the answer of the next call of `operation` (a JSON protocol's `X-Amz-Target`
+    /// after the dot, e.g. `TransactWriteItems`), whatever the rates: a test's one unknown outcome.
+    pub fn lose_next(&self, operation: &str) {
+        self.state
+            .lose_next
+            .lock()
+            .expect("lose_next")
+            .push(operation.to_string());
+    }
+
     /// Faults injected so far, by service and kind.
     pub fn counts(&self) -> FaultCounts {
         self.state.counts.lock().expect("counts").clone()
@@ -331,7 +344,23 @@ async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Dropped> {
-    let fault = Service::of(&req).and_then(|s| state.draw().map(|k| (s, k)));
+    let forced = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|t| t.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .is_some_and(|op| {
+            let mut next = state.lose_next.lock().expect("lose_next");
+            let at = next.iter().position(|o| o == op);
+            at.map(|i| next.remove(i)).is_some()
+        });
+    let fault = Service::of(&req).and_then(|s| {
+        if forced {
+            Some((s, FaultKind::LostAnswer))
+        } else {
+            state.draw().map(|k| (s, k))
+        }
+    });
     if let Some((service, kind)) = fault {
         *state
             .counts
@@ -596,6 +625,7 @@ mod tests {
                 rng: Mutex::new(StdRng::seed_from_u64(seed)),
                 counts: Mutex::default(),
                 http: reqwest::Client::new(),
+                lose_next: Mutex::default(),
             };
             (0..2000).map(|_| state.draw()).collect::<Vec<_>>()
         };
