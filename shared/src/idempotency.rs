@@ -70,6 +70,9 @@ pub struct Record {
     pub data: Option<String>,
     /// Payload hash.
     pub validation: Option<String>,
+    /// A nonce of the put that wrote the record: a put whose answer was lost and that the SDK
+    /// sent again finds its own record, and must not take it for someone else's.
+    pub writer: Option<String>,
 }
 
 impl Record {
@@ -380,6 +383,7 @@ impl Idempotency {
                 in_progress_expiration: Some(claimed_until_ms),
                 data: None,
                 validation: Some(validation.to_string()),
+                writer: Some(uuid::Uuid::new_v4().simple().to_string()),
             };
             let existing = match self.store.put_in_progress(&record, now).await? {
                 PutOutcome::Claimed { replaced } => {
@@ -406,6 +410,21 @@ impl Idempotency {
                     None => continue, // deleted between our put and read: claim again
                 },
             };
+            if existing.writer.is_some() && existing.writer == record.writer {
+                // Our own put, applied on an attempt whose answer was lost: the claim is ours.
+                // Whether that put replaced an unfinished run's claim is unknown, so the work
+                // reads back first, as after a retaken claim.
+                tracing::warn!(
+                    key,
+                    "idempotency claim applied with its answer lost; retaking it"
+                );
+                return Ok(Begin::Claimed(ClaimToken {
+                    key: key.to_string(),
+                    claim: Claim::Retaken,
+                    validation: validation.to_string(),
+                    claimed_until_ms,
+                }));
+            }
             if existing.claimable(now) {
                 continue; // it expired between the put and the read
             }
@@ -454,6 +473,7 @@ impl Idempotency {
             in_progress_expiration: None,
             data: Some(saved.to_string()),
             validation: Some(token.validation.clone()),
+            writer: None,
         };
         if !self.store.complete(&record, token.claimed_until_ms).await? {
             tracing::warn!(
@@ -480,6 +500,7 @@ impl Idempotency {
             in_progress_expiration: Some(now.millis - 1),
             data: None,
             validation: Some(token.validation.clone()),
+            writer: None,
         };
         self.store
             .complete(&record, token.claimed_until_ms)
@@ -499,11 +520,16 @@ impl Idempotency {
             in_progress_expiration: None,
             data: None,
             validation: None,
+            writer: Some(uuid::Uuid::new_v4().simple().to_string()),
         };
-        Ok(matches!(
-            self.store.put_in_progress(&record, now).await?,
-            PutOutcome::Claimed { .. }
-        ))
+        Ok(match self.store.put_in_progress(&record, now).await? {
+            PutOutcome::Claimed { .. } => true,
+            // Our own put, applied on an attempt whose answer was lost: still the first use.
+            PutOutcome::Exists(Some(existing)) => {
+                existing.writer.is_some() && existing.writer == record.writer
+            }
+            PutOutcome::Exists(None) => false,
+        })
     }
 }
 
@@ -609,6 +635,9 @@ fn to_item(r: &Record) -> HashMap<String, AttributeValue> {
     if let Some(v) = &r.validation {
         item.insert("validation".into(), s(v));
     }
+    if let Some(w) = &r.writer {
+        item.insert("writer".into(), s(w));
+    }
     item
 }
 
@@ -624,6 +653,7 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record> {
         in_progress_expiration: get_n(item, "in_progress_expiration"),
         data: text("data"),
         validation: text("validation"),
+        writer: text("writer"),
         id,
     })
 }
@@ -1050,6 +1080,64 @@ mod tests {
         assert_eq!(store.record("k").unwrap().data.as_deref(), Some("\"fast\""));
     }
 
+    /// DynamoDB behind a lost answer: each put is applied, its answer lost, and sent again by
+    /// the SDK, whose second answer is the one the caller sees (the chaos run's AWS faults).
+    struct AnswerLost(MemoryIdempotencyStore);
+
+    #[async_trait]
+    impl IdempotencyStore for AnswerLost {
+        async fn put_in_progress(&self, record: &Record, now: Now) -> Result<PutOutcome> {
+            self.0.put_in_progress(record, now).await?;
+            self.0.put_in_progress(record, now).await
+        }
+        async fn get(&self, id: &str) -> Result<Option<Record>> {
+            self.0.get(id).await
+        }
+        async fn complete(&self, record: &Record, claimed_until_ms: i64) -> Result<bool> {
+            self.0.complete(record, claimed_until_ms).await
+        }
+        async fn release(&self, id: &str, claimed_until_ms: i64) -> Result<()> {
+            self.0.release(id, claimed_until_ms).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claim_whose_answer_was_lost_is_ours_and_reads_back_first() {
+        let store = Arc::new(AnswerLost(MemoryIdempotencyStore::new()));
+        let idem = Idempotency::new(store.clone(), TTL).with_clock(t0);
+        let inv = Invocation::new("t", Duration::from_secs(60));
+        let out = idem
+            .execute("confirm#S1", "p", &inv, |claim| async move {
+                // Our lost put may have replaced an unfinished run's claim: read back first.
+                assert_eq!(claim, Claim::Retaken);
+                Ok::<_, Error>("done".to_string())
+            })
+            .await
+            .unwrap();
+        assert!(matches!(out, Outcome::Executed { ref value, .. } if value == "done"));
+        assert_eq!(
+            store.0.record("confirm#S1").unwrap().status,
+            Status::Completed
+        );
+        // Someone else's live claim is still someone else's.
+        let other = Idempotency::new(Arc::new(MemoryIdempotencyStore::new()), TTL).with_clock(t0);
+        let ours = other.begin("k", "v", &inv).await.unwrap();
+        assert!(matches!(ours, Begin::Claimed(_)));
+        assert!(matches!(
+            other.begin("k", "v", &inv).await.unwrap(),
+            Begin::InProgress { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_signature_whose_first_use_answer_was_lost_is_still_its_first_use() {
+        let store = Arc::new(AnswerLost(MemoryIdempotencyStore::new()));
+        let idem = Idempotency::new(store, TTL).with_clock(t0);
+        let until = 1_800_000_300;
+        assert!(idem.first_use("signature#a", until).await.unwrap());
+        assert!(!idem.first_use("signature#a", until).await.unwrap());
+    }
+
     #[test]
     fn items_round_trip() {
         let r = Record {
@@ -1059,6 +1147,7 @@ mod tests {
             in_progress_expiration: Some(5),
             data: Some("{}".into()),
             validation: Some("ab".into()),
+            writer: Some("w1".into()),
         };
         assert_eq!(from_item(&to_item(&r)).unwrap(), r);
     }

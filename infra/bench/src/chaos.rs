@@ -3,7 +3,10 @@
 //!
 //! Faults: the simulator answers 10% 429, 2% 500, 1% dropped connections and 2% apply-then-fail,
 //! and duplicates and reorders its notifications; the runner kills invocations at random points
-//! and delivers handled SQS messages again; the warehouse's stock reports arrive out of order.
+//! and delivers handled SQS messages again; the functions reach moto through a proxy that
+//! throttles, answers 500 and applies-then-drops a share of their AWS calls each
+//! (`Options::aws_fault_rate`, [`flexbridge_local::aws_faults`]); the warehouse's stock reports
+//! arrive out of order.
 //! Workload: orders over three locations taken by the simulator only while Amazon shows stock,
 //! marketplace cancellations, warehouse cancellations, packing, labels, shipping, returns, and
 //! stock changes reported through the signed warehouse API; mid-run, a catalog, a price and a
@@ -17,6 +20,9 @@
 //! `unfinished_shipments` (stored shipments that did not end shipped, cancelled or rejected).
 //! A label fetched again with REGENERATE after its GENERATE answer was lost is counted as
 //! `labels_recovered`, each listed: the same label (at most one per shipment), not a second.
+//! Figures beside them: `aws_faults` (AWS faults injected) and `confirm_p99_s` (Amazon's creation
+//! of an order to its first applied CONFIRM, the 99th percentile over the run's confirmed orders,
+//! from the simulator's history of each shipment).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -28,6 +34,7 @@ use flexbridge::orders::Stage;
 use flexbridge::runtime::Invocation;
 use flexbridge::store::locations::Location;
 use flexbridge::warehouse::signing;
+use flexbridge_local::aws_faults::{self, AwsFaultProxy, AwsFaults};
 use flexbridge_local::demo::foundation::WebhookReceiver;
 use flexbridge_local::seed::{self, Seller};
 use flexbridge_local::stack::{self, Overrides, Stack};
@@ -44,6 +51,9 @@ pub struct Options {
     pub orders: usize,
     pub stock_changes: usize,
     pub skus: usize,
+    /// Share of the functions' AWS calls throttled, the same share answered 500 and the same
+    /// share applied with the answer lost; 0 = no proxy.
+    pub aws_fault_rate: f64,
     /// Give up waiting for the workload to settle after this long.
     pub max_wait: Duration,
     /// Print progress lines.
@@ -57,6 +67,7 @@ impl Default for Options {
             orders: 2000,
             stock_changes: 20_000,
             skus: 20,
+            aws_fault_rate: 0.01,
             max_wait: Duration::from_secs(1800),
             verbose: true,
         }
@@ -82,6 +93,11 @@ pub struct Report {
     /// Labels fetched again with REGENERATE because GENERATE's answer was lost (not a second
     /// label: the first one's files were never received).
     pub labels_recovered: usize,
+    /// AWS faults injected into the functions' calls (every kind and service).
+    pub aws_faults: u64,
+    /// Seconds from Amazon's creation of an order to its first applied CONFIRM, 99th percentile
+    /// over the confirmed orders (`None`: none confirmed).
+    pub confirm_p99_s: Option<f64>,
     pub lines: Vec<String>,
     /// The lines that break an invariant (also in `lines`), for a failure message.
     pub problems: Vec<String>,
@@ -90,7 +106,7 @@ pub struct Report {
 impl Report {
     pub fn last_line(&self) -> String {
         format!(
-            "missing_orders={} duplicate_actions={} stock_mismatches={} oversold_units={} unexplained_dlq={} unexplained_uploads={} unfinished_shipments={} labels_recovered={}",
+            "missing_orders={} duplicate_actions={} stock_mismatches={} oversold_units={} unexplained_dlq={} unexplained_uploads={} unfinished_shipments={} labels_recovered={} aws_faults={} confirm_p99_s={}",
             self.missing_orders,
             self.duplicate_actions,
             self.stock_mismatches,
@@ -98,7 +114,10 @@ impl Report {
             self.unexplained_dlq,
             self.unexplained_uploads,
             self.unfinished_shipments,
-            self.labels_recovered
+            self.labels_recovered,
+            self.aws_faults,
+            self.confirm_p99_s
+                .map_or_else(|| "none".to_string(), |s| format!("{s:.1}"))
         )
     }
 
@@ -281,8 +300,28 @@ pub async fn run(opts: Options) -> Result<Report> {
         lwa_endpoint: Some(sim.lwa_url()),
         extra: BTreeMap::new(),
     };
+    // The harness reads and checks through moto directly (the truth); only the functions'
+    // calls go through the fault proxy.
     let env = stack.env_for("WarehouseApiFunction", &overrides)?;
     let service = FulfilmentService::from_env(&env).await?;
+    let proxy = if opts.aws_fault_rate > 0.0 {
+        Some(
+            AwsFaultProxy::start(
+                moto.endpoint(),
+                AwsFaults::each(opts.seed, opts.aws_fault_rate),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let mut function_overrides = overrides.clone();
+    if let Some(p) = &proxy {
+        function_overrides.extra.insert(
+            flexbridge::config::keys::AWS_ENDPOINT_URL.into(),
+            p.url().to_string(),
+        );
+    }
     let runner_options = RunnerOptions {
         speedup: 30.0,
         fire_schedules_at_start: true,
@@ -306,7 +345,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         .map(|f| runner_options.timeout_of(f))
         .ok_or_else(|| anyhow!("template.yaml has no UploadIngestFunction"))?
         + Duration::from_secs(120);
-    let runner = Runner::start(&stack, &overrides, runner_options).await?;
+    let runner = Runner::start(&stack, &function_overrides, runner_options).await?;
     let mut wh = Warehouse {
         url: runner
             .function_url("WarehouseApiFunction")
@@ -698,6 +737,9 @@ pub async fn run(opts: Options) -> Result<Report> {
     // Faults off; the warehouse reports its final on-hand (the newest figure), then late
     // copies of older figures arrive, which must not win.
     admin.clear_faults().await?;
+    if let Some(p) = &proxy {
+        p.set_enabled(false);
+    }
     let final_as_of = Utc::now() + chrono::Duration::seconds(1);
     let mut final_items = Vec::new();
     for ((h, s), n) in &on_hand {
@@ -757,8 +799,16 @@ pub async fn run(opts: Options) -> Result<Report> {
     let mut report = Report {
         orders_created: created.len(),
         orders_refused_nothing_sellable: refused_orders,
+        aws_faults: proxy.as_ref().map_or(0, |p| p.total()),
         ..Default::default()
     };
+    if let Some(p) = &proxy {
+        report.lines.push(format!(
+            "AWS faults injected (every {}%): {}",
+            opts.aws_fault_rate * 100.0,
+            aws_faults::describe(&p.counts())
+        ));
+    }
     let store = &service.orders.shipments;
     for id in created.keys() {
         match store.get(id).await? {
@@ -872,6 +922,17 @@ pub async fn run(opts: Options) -> Result<Report> {
             }
         }
     }
+    let latencies = confirm_latencies(&admin, &created).await?;
+    report.confirm_p99_s = percentile(&latencies, 0.99);
+    report.lines.push(format!(
+        "creation to CONFIRM over {} confirmed orders: median {} s, p99 {} s, max {} s",
+        latencies.len(),
+        percentile(&latencies, 0.5).map_or("-".into(), |s| format!("{s:.1}")),
+        report
+            .confirm_p99_s
+            .map_or("-".into(), |s| format!("{s:.1}")),
+        percentile(&latencies, 1.0).map_or("-".into(), |s| format!("{s:.1}")),
+    ));
     report.stock_mismatches = mismatches.len();
     for m in mismatches.into_iter().take(20) {
         report.problem(m);
@@ -948,6 +1009,44 @@ pub async fn run(opts: Options) -> Result<Report> {
         .push(format!("total {:.0} s", started.elapsed().as_secs_f64()));
     drop(moto);
     Ok(report)
+}
+
+/// Seconds from each created order's creation at Amazon to its first applied CONFIRM, by the
+/// simulator's history of the shipment (orders never confirmed are left out), sorted.
+async fn confirm_latencies<T>(
+    admin: &spapi_sim::AdminClient,
+    created: &BTreeMap<String, T>,
+) -> Result<Vec<f64>> {
+    let state = admin.state().await?;
+    let mut out = Vec::new();
+    for s in state["shipments"].as_array().cloned().unwrap_or_default() {
+        let id = s["shipment"]["id"].as_str().unwrap_or_default();
+        if !created.contains_key(id) {
+            continue;
+        }
+        let history = s["history"].as_array().cloned().unwrap_or_default();
+        let at = |what: &str| {
+            history
+                .iter()
+                .find(|h| h["what"] == what)
+                .and_then(|h| h["at"].as_str())
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        };
+        if let (Some(created), Some(confirmed)) = (at("created"), at("processShipment CONFIRM")) {
+            out.push((confirmed - created).num_milliseconds() as f64 / 1000.0);
+        }
+    }
+    out.sort_by(f64::total_cmp);
+    Ok(out)
+}
+
+/// The nearest-rank percentile `p` (0..=1) of sorted `values`.
+fn percentile(values: &[f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let rank = (p * values.len() as f64).ceil().max(1.0) as usize;
+    Some(values[rank.min(values.len()) - 1])
 }
 
 /// Whether a killed invocation's SQS event held this message on its last receive.

@@ -4,6 +4,7 @@
 //!
 //! The main job (`cargo run -p flexbridge-local`) and the end-to-end tests both use it.
 
+pub mod aws_faults;
 pub mod demo;
 pub mod lambda_api;
 pub mod moto;
@@ -14,6 +15,7 @@ pub mod schedule;
 pub mod seed;
 pub mod stack;
 
+pub use aws_faults::{AwsFaultProxy, AwsFaults};
 pub use moto::Moto;
 pub use registry::Handler;
 pub use runner::{Chaos, ChaosStats, Killed, Runner, RunnerOptions};

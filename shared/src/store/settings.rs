@@ -244,9 +244,25 @@ impl SettingsStore for DynamoSettingsStore {
                 updated_at: at,
                 updated_by: by.to_string(),
             }),
-            Err(e) if is_transaction_cancelled(&e) => Err(Error::Conflict(format!(
-                "setting {name} was changed by someone else at the same time; reload and try again"
-            ))),
+            Err(e) if is_transaction_cancelled(&e) => {
+                // A transaction whose answer was lost and that the SDK sent again is cancelled
+                // by its own first write (DynamoDB answers a retry with the same
+                // ClientRequestToken as the first, moto does not): ours if the setting now is
+                // exactly what we wrote.
+                match self.get(name).await? {
+                    Some(now)
+                        if now.version == version
+                            && now.updated_at == at
+                            && now.updated_by == by
+                            && now.value == value =>
+                    {
+                        Ok(now)
+                    }
+                    _ => Err(Error::Conflict(format!(
+                        "setting {name} was changed by someone else at the same time; reload and try again"
+                    ))),
+                }
+            }
             Err(e) => Err(ddb_error("TransactWriteItems", e)),
         }
     }

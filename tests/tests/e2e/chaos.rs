@@ -51,6 +51,8 @@ async fn a_smoke_run_holds_every_invariant() -> Result<(), String> {
             orders: 40,
             stock_changes: 400,
             skus: 6,
+            // 1% of the functions' AWS calls throttled, 1% answered 500, 1% answers lost.
+            aws_fault_rate: 0.01,
             max_wait: Duration::from_secs(600),
             verbose: true,
         },
@@ -68,6 +70,7 @@ async fn every_invariant_holds_under_faults() -> Result<(), String> {
             orders: 200,
             stock_changes: 2_000,
             skus: 10,
+            aws_fault_rate: 0.01,
             // About 450 s on an idle machine.
             max_wait: Duration::from_secs(1500),
             verbose: true,

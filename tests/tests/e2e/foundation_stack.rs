@@ -237,6 +237,34 @@ async fn an_event_on_the_bus_reaches_the_outbound_queue() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// A settings transaction applied with its answer lost is sent again by the SDK; DynamoDB
+/// answers the retry like the first (same ClientRequestToken), moto cancels it: the store reads
+/// back and finds its own write, not someone else's (found by the chaos run's AWS faults).
+#[tokio::test]
+async fn a_setting_written_with_its_answer_lost_is_ours_not_a_conflict() -> anyhow::Result<()> {
+    use flexbridge_local::aws_faults::{AwsFaultProxy, AwsFaults};
+    let t = TestStack::start_with("settings_lost", no_sim()).await?;
+    let proxy = AwsFaultProxy::start(&t.stack.endpoint, AwsFaults::each(1, 0.0)).await?;
+    proxy.lose_next("TransactWriteItems");
+    let sdk = flexbridge::aws::load_with_endpoint(proxy.url()).await;
+    let s = DynamoSettingsStore::new(
+        flexbridge::aws::dynamodb_client(&sdk),
+        t.stack.table("SettingsTable"),
+    );
+    let v2 = s
+        .put(
+            "handling_time_days",
+            json!(2),
+            Some(1),
+            "seller@example.com",
+        )
+        .await?;
+    assert_eq!((v2.value, v2.version), (json!(2), 2));
+    assert_eq!(proxy.total(), 1, "the one answer was lost");
+    assert_eq!(s.history("handling_time_days").await?.len(), 2);
+    Ok(())
+}
+
 #[tokio::test]
 async fn settings_keep_a_change_log_and_refuse_stale_writes() -> anyhow::Result<()> {
     let t = TestStack::start_with("settings_log", no_sim()).await?;

@@ -434,6 +434,7 @@ fn in_flight_record(body: &str, until_ms: i64) -> flexbridge::idempotency::Recor
         in_progress_expiration: Some(until_ms),
         data: None,
         validation: Some(flexbridge::idempotency::hash_bytes(fingerprint.as_bytes())),
+        writer: None,
     }
 }
 
@@ -742,6 +743,7 @@ async fn the_route_gets_the_request_id_deadline_and_claim() {
         validation: Some(flexbridge::idempotency::hash_bytes(
             b"POST\n/v1/probe/invocation\n{}",
         )),
+        writer: None,
     });
     let (status, reply, _) = send(
         &f.app,
