@@ -627,7 +627,7 @@ where
         let Err(e) = result else { continue };
         let message_id = message.message_id.clone().unwrap_or_default();
         let queue = message.event_source_arn.as_deref().unwrap_or_default();
-        let receives = receive_count(&message);
+        let receives = receive_count(message);
         let last_receive = receives >= MAX_RECEIVES;
         let kind = e.kind();
         if kind == FailureKind::Environment {

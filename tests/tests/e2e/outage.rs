@@ -142,3 +142,37 @@ async fn a_six_hour_webhook_outage_ends_with_every_event_delivered_and_no_dead_l
     runner.stop().await;
     Ok(())
 }
+
+/// Amazon down for 6 hours while orders keep coming, then back at its real rate limits. A
+/// small backlog with a small page budget (one page per location and status per run, windows
+/// of at most 2 hours), so that it still takes several runs: each run moves the cursor, and
+/// every shipment is stored, handed over and confirmed exactly once. The full size (3,000
+/// shipments, the poller's own settings) is `cargo run -p flexbridge-bench --bin outage_drain`.
+#[tokio::test]
+async fn after_a_six_hour_amazon_outage_the_poller_drains_the_backlog_moving_its_cursor_every_run(
+) -> Result<()> {
+    use flexbridge_bench::outage::{self, Options};
+    flexbridge_e2e::init_logging();
+    let report = outage::run(Options {
+        shipments: 18,
+        outage: Duration::from_secs(6 * 3600),
+        max_window: Some(Duration::from_secs(2 * 3600)),
+        max_pages: Some(1),
+        max_runs: 20,
+        ..Default::default()
+    })
+    .await?;
+    println!("{}", report.last_line());
+    assert_eq!(report.failed_runs_in_outage, 1, "{report:?}");
+    assert_eq!(report.missed, 0, "{report:?}");
+    assert_eq!(report.duplicate_confirms, 0, "{report:?}");
+    assert_eq!(
+        report.runs_without_progress, 0,
+        "the cursor moved on every run: {report:?}"
+    );
+    assert!(
+        report.runs >= 3,
+        "6 hours in windows of 2, one page a run: {report:?}"
+    );
+    Ok(())
+}
