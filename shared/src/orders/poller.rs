@@ -120,8 +120,9 @@ impl OrderPoller<'_> {
         inv: &Invocation,
         report: &mut PollReport,
     ) -> Result<()> {
-        // Windows end here; `lastUpdatedBefore` is strict, so this very millisecond is in.
-        let started = cursor_time(Utc::now()) + chrono::Duration::milliseconds(1);
+        // Windows end here: the next whole second (`lastUpdatedBefore` is strict and sent in
+        // whole seconds), so whatever changed before this run is in its windows.
+        let started = cursor_time(Utc::now()) + chrono::Duration::seconds(1);
         report.passes += 1;
         let locations = self.processor.locations.locations().await?;
         report.locations = 0;

@@ -84,8 +84,9 @@ pub struct ReturnsService {
 
 impl ReturnsService {
     pub async fn poll(&self, inv: &Invocation) -> Result<ReturnsReport> {
-        // Windows end here; `lastUpdatedBefore` is strict, so this very millisecond is in.
-        let started = cursor_time(Utc::now()) + chrono::Duration::milliseconds(1);
+        // Windows end here: the next whole second (`lastUpdatedBefore` is strict and sent in
+        // whole seconds), so whatever changed before this run is in its windows.
+        let started = cursor_time(Utc::now()) + chrono::Duration::seconds(1);
         let mut report = ReturnsReport::default();
         for loc in self.locations.locations().await? {
             let Some(rloc) = loc.return_location_id.clone() else {

@@ -108,10 +108,13 @@ pub trait CursorStore: Send + Sync {
     }
 }
 
-/// A time as cursors keep it (milliseconds): a window saved in a mark and read back names
-/// exactly the arguments its token was issued for.
+/// A time as windows and cursors keep it: whole seconds, the precision the SP-API client sends
+/// `lastUpdatedAfter`/`lastUpdatedBefore` in, so a window's bounds on the wire are exactly the
+/// ones saved in a mark (a token is valid only with the same arguments) and a window's end is
+/// never rounded down past records it was meant to include.
 pub fn cursor_time(t: DateTime<Utc>) -> DateTime<Utc> {
-    parse_amazon_time(&sort_time(t)).unwrap_or(t)
+    use chrono::SubsecRound;
+    t.trunc_subsecs(0)
 }
 
 fn pk(kind: CursorKind, location_id: &str) -> String {
