@@ -200,13 +200,18 @@ impl OrderPoller<'_> {
             .at
             .get_or_insert(cursor_time(started - span(self.settings.first_lookback)));
         let mut window = match cursor.mark.clone() {
-            Some(m) if m.before > at => Window::resume(m),
-            _ => Window::after(at, started, self.settings.overlap, self.settings.max_window),
+            Some(m) if m.before > at => Some(Window::resume(m)),
+            _ => Some(Window::after(
+                at,
+                started,
+                self.settings.overlap,
+                self.settings.max_window,
+            )),
         };
         let mut pages = 0;
-        // A whole window in one page was sparse: the next may be twice as long (a fresh cursor's
-        // first lookback then costs a few calls, not one per `max_window`); a dense one keeps
-        // the cap.
+        // A whole window in one page was sparse: the next may be twice as long, or reach the
+        // present after an empty one (a fresh cursor's first lookback then costs a call, not
+        // one per `max_window`); a dense one keeps the cap.
         let mut span = self.settings.max_window;
         while let Some(w) = window.take() {
             let first_page = pages;
@@ -237,6 +242,7 @@ impl OrderPoller<'_> {
                 };
                 pages += 1;
                 report.pages += 1;
+                let listed = page.items.len() + page.unreadable.len();
                 let nameless = self
                     .store_page(
                         location_id,
@@ -285,9 +291,14 @@ impl OrderPoller<'_> {
                 report.cursor_saves += 1;
                 if page.next_token.is_none() {
                     if w.token.is_none() && pages == first_page + 1 {
-                        span = span.saturating_mul(2);
+                        span = if listed == 0 {
+                            UNBOUNDED // nothing there: the next window may reach the present
+                        } else {
+                            span.saturating_mul(2)
+                        };
                     }
-                    window = Window::after(w.before, started, self.settings.overlap, span);
+                    window = (w.before < started)
+                        .then(|| Window::after(w.before, started, self.settings.overlap, span));
                     break;
                 }
             }
@@ -361,6 +372,9 @@ impl OrderPoller<'_> {
     }
 }
 
+/// A window length past any lookback (`chrono::Duration::from_std` must still take it).
+pub(crate) const UNBOUNDED: Duration = Duration::from_secs(3650 * 24 * 3600);
+
 /// One listing window: `(after, before)`, and where in it to go on.
 #[derive(Debug, Clone)]
 pub(crate) struct Window {
@@ -370,29 +384,29 @@ pub(crate) struct Window {
 }
 
 impl Window {
-    pub(crate) fn resume(m: PageMark) -> Option<Self> {
-        Some(Self {
+    pub(crate) fn resume(m: PageMark) -> Self {
+        Self {
             after: m.after,
             before: m.before,
             token: Some(m.token),
-        })
+        }
     }
 
     /// The window after a cursor at `at`: from `at − overlap` to at most `max_window` later,
-    /// never past `now`; `None` when the cursor has reached `now`.
+    /// never past `now` (a cursor already there re-reads its overlap: what changed within the
+    /// second it stands on).
     pub(crate) fn after(
         at: DateTime<Utc>,
         now: DateTime<Utc>,
         overlap: Duration,
         max_window: Duration,
-    ) -> Option<Self> {
+    ) -> Self {
         let span = |d: Duration| chrono::Duration::from_std(d).unwrap_or_default();
-        let before = cursor_time(now.min(at + span(max_window)));
-        (before > at).then(|| Self {
+        Self {
             after: cursor_time(at - span(overlap)),
-            before,
+            before: cursor_time(now.min(at + span(max_window))).max(at),
             token: None,
-        })
+        }
     }
 }
 

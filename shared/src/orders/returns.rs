@@ -15,7 +15,7 @@ use crate::error::{Error, FailureKind, Result};
 use crate::events::{EventName, EventSink, OutboundEvent, ReturnCreated, ReturnStatusChanged};
 use crate::metrics::{names, Unit};
 use crate::orders::model::{ReturnReceipt, ReturnRecord, ReturnStage};
-use crate::orders::poller::Window;
+use crate::orders::poller::{Window, UNBOUNDED};
 use crate::orders::ports::{
     is_unreadable, LocationDirectory, ReturnsQuery, ShipmentsApi, Unreadable,
 };
@@ -131,13 +131,13 @@ impl ReturnsService {
             .at
             .get_or_insert(cursor_time(started - span(self.first_lookback)));
         let mut window = match cursor.mark.clone() {
-            Some(m) if m.before > at => Window::resume(m),
-            _ => Window::after(at, started, self.overlap, self.max_window),
+            Some(m) if m.before > at => Some(Window::resume(m)),
+            _ => Some(Window::after(at, started, self.overlap, self.max_window)),
         };
         let mut pages = 0;
-        // A whole window in one page was sparse: the next may be twice as long (a fresh cursor's
-        // first lookback then costs a few calls, not one per `max_window`); a dense one keeps
-        // the cap.
+        // A whole window in one page was sparse: the next may be twice as long, or reach the
+        // present after an empty one (a fresh cursor's first lookback then costs a call, not
+        // one per `max_window`); a dense one keeps the cap.
         let mut span = self.max_window;
         while let Some(w) = window.take() {
             let first_page = pages;
@@ -168,6 +168,7 @@ impl ReturnsService {
                 };
                 pages += 1;
                 report.pages += 1;
+                let listed = page.items.len() + page.unreadable.len();
                 let nameless = self
                     .store_page(rloc, hub, status, page.items, page.unreadable, report)
                     .await?;
@@ -201,9 +202,14 @@ impl ReturnsService {
                 report.cursor_saves += 1;
                 if page.next_token.is_none() {
                     if w.token.is_none() && pages == first_page + 1 {
-                        span = span.saturating_mul(2);
+                        span = if listed == 0 {
+                            UNBOUNDED // nothing there: the next window may reach the present
+                        } else {
+                            span.saturating_mul(2)
+                        };
                     }
-                    window = Window::after(w.before, started, self.overlap, span);
+                    window = (w.before < started)
+                        .then(|| Window::after(w.before, started, self.overlap, span));
                     break;
                 }
             }
@@ -554,6 +560,53 @@ mod tests {
 
     fn inv() -> Invocation {
         Invocation::new("t", Duration::from_secs(60))
+    }
+
+    /// Returns that piled up over a 6-hour outage: read in bounded windows, a page budget per
+    /// run, the cursor kept after every page; every return is announced once.
+    #[tokio::test]
+    async fn a_returns_backlog_is_read_in_parts_and_the_cursor_moves_every_run() {
+        let (mut s, amazon, events, _) = service();
+        s.max_pages = 2;
+        let start = Utc::now() - chrono::Duration::hours(6);
+        for i in 0..20 {
+            let mut r = ret(&format!("R{i:02}"), "CREATED");
+            r["lastUpdatedDateTime"] = sort_time(start + chrono::Duration::minutes(18 * i)).into();
+            amazon.put_return(r);
+        }
+        s.cursors
+            .advance(CursorKind::Returns, "RLOC1", "CREATED", start)
+            .await
+            .unwrap();
+        let mut last = s
+            .cursors
+            .read(CursorKind::Returns, "RLOC1", "CREATED")
+            .await
+            .unwrap();
+        let mut runs = 0;
+        loop {
+            runs += 1;
+            assert!(runs < 20, "never caught up");
+            let report = s.poll(&inv()).await.unwrap();
+            assert!(report.failed_polls.is_empty(), "{report:?}");
+            let now = s
+                .cursors
+                .read(CursorKind::Returns, "RLOC1", "CREATED")
+                .await
+                .unwrap();
+            if !report.behind.iter().any(|b| b == "RLOC1/CREATED") {
+                break;
+            }
+            assert_ne!(now, last, "run {runs} moved the cursor");
+            last = now;
+        }
+        assert!(runs >= 3, "{runs}");
+        let created = events
+            .events()
+            .into_iter()
+            .filter(|e| e.name == EventName::ReturnCreated)
+            .count();
+        assert_eq!(created, 20);
     }
 
     #[tokio::test]
