@@ -54,8 +54,14 @@ pub mod keys {
     pub const AWS_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
     pub const AWS_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
 
+    /// Local/test only: how much faster than real time the local runner's clock runs (its
+    /// `speedup`); a consumer's retry delays are divided by it as the runner divides the
+    /// visibility timeouts. Unset (1) in AWS.
+    pub const LOCAL_CLOCK_SPEEDUP: &str = "LOCAL_CLOCK_SPEEDUP";
+
     /// Names set only by tests and the local run, never by template.yaml.
     pub const LOCAL_OVERRIDES: &[&str] = &[
+        LOCAL_CLOCK_SPEEDUP,
         SPAPI_ENDPOINT,
         LWA_ENDPOINT,
         AWS_ENDPOINT_URL,

@@ -84,12 +84,16 @@ pub mod names {
     /// A call that failed after its retries.
     pub const SPAPI_ERRORS: &str = "SpApiErrors";
 
+    /// Records in Amazon's listings without an ID (getShipments, listReturns): nothing can read
+    /// them back or hold them, so they are counted here (and on their cursor) and logged.
+    pub const AMAZON_RECORDS_UNREADABLE: &str = "AmazonRecordsUnreadable";
+
     /// The daily health report was written (`reports/health/<date>.html`).
     pub const HEALTH_REPORTS: &str = "HealthReports";
 
     /// Every name above: docs/metrics.md lists each, and the template's alarms may only watch
     /// these (tests/tests/foundation_template.rs).
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 27] = [
         MESSAGES_PARKED,
         ENVIRONMENT_FAILURES,
         RUNS_FAILED,
@@ -112,6 +116,7 @@ pub mod names {
         UPLOAD_ROWS_ACCEPTED,
         UPLOAD_ROWS_REJECTED,
         SPAPI_CALLS,
+        AMAZON_RECORDS_UNREADABLE,
         SPAPI_THROTTLES,
         SPAPI_ERRORS,
         HEALTH_REPORTS,

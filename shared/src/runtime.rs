@@ -331,38 +331,203 @@ impl DeadLetterQueue for MemoryDeadLetterQueue {
     }
 }
 
-/// What every SQS consumer needs to settle its messages: its queue's DLQ and its metrics.
-/// Build it once in the function's `from_env` and hand it to [`handle_sqs_batch`].
+/// Puts off a failed message's next receive: ChangeMessageVisibility on its own queue.
+#[async_trait]
+pub trait RetryDelay: Send + Sync {
+    /// Each message with how long SQS is to keep it hidden (at most [`MAX_VISIBILITY`]).
+    async fn delay(
+        &self,
+        messages: &[(&aws_lambda_events::sqs::SqsMessage, std::time::Duration)],
+    ) -> Result<(), Error>;
+}
+
+/// SQS's longest visibility timeout (12 hours).
+pub const MAX_VISIBILITY: std::time::Duration = std::time::Duration::from_secs(43_200);
+
+/// The queue URL of a queue ARN (`arn:aws:sqs:<region>:<account>:<name>`): the event source
+/// of every record, so a consumer needs no variable naming its own queue.
+pub fn queue_url_of(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "sqs", region, account, name] => {
+            let domain = match *partition {
+                "aws-cn" => "amazonaws.com.cn",
+                _ => "amazonaws.com",
+            };
+            Some(format!("https://sqs.{region}.{domain}/{account}/{name}"))
+        }
+        _ => None,
+    }
+}
+
+/// The consumer's retry delays in SQS.
+pub struct SqsRetryDelay {
+    client: aws_sdk_sqs::Client,
+    /// The local runner's clock speed-up (`LOCAL_CLOCK_SPEEDUP`; 1 in AWS): delays are divided
+    /// by it as the runner divides every other timeout.
+    speedup: f64,
+}
+
+impl SqsRetryDelay {
+    pub fn new(client: aws_sdk_sqs::Client, speedup: f64) -> Self {
+        Self {
+            client,
+            speedup: if speedup.is_finite() && speedup > 0.0 {
+                speedup
+            } else {
+                1.0
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl RetryDelay for SqsRetryDelay {
+    async fn delay(
+        &self,
+        messages: &[(&aws_lambda_events::sqs::SqsMessage, std::time::Duration)],
+    ) -> Result<(), Error> {
+        use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry as Entry;
+        let mut by_queue: std::collections::BTreeMap<String, Vec<Entry>> = Default::default();
+        for (i, (m, delay)) in messages.iter().enumerate() {
+            let arn = m.event_source_arn.as_deref().unwrap_or_default();
+            let (Some(url), Some(handle)) = (queue_url_of(arn), m.receipt_handle.as_deref()) else {
+                continue; // not from SQS (a test's record): nothing to put off
+            };
+            let secs = (delay.min(&MAX_VISIBILITY).as_secs_f64() / self.speedup).ceil() as i32;
+            let entry = Entry::builder()
+                .id(i.to_string())
+                .receipt_handle(handle)
+                .visibility_timeout(secs)
+                .build()
+                .map_err(|e| Error::Internal(format!("visibility entry: {e}")))?;
+            by_queue.entry(url).or_default().push(entry);
+        }
+        for (url, entries) in by_queue {
+            for chunk in entries.chunks(10) {
+                let out = self
+                    .client
+                    .change_message_visibility_batch()
+                    .queue_url(&url)
+                    .set_entries(Some(chunk.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        Error::aws(
+                            "sqs",
+                            format!(
+                                "ChangeMessageVisibilityBatch: {}",
+                                aws_sdk_sqs::error::DisplayErrorContext(e)
+                            ),
+                            true,
+                        )
+                    })?;
+                if let Some(f) = out.failed().first() {
+                    return Err(Error::aws(
+                        "sqs",
+                        format!(
+                            "ChangeMessageVisibilityBatch refused {} of {}: {} {}",
+                            out.failed().len(),
+                            chunk.len(),
+                            f.code(),
+                            f.message().unwrap_or_default()
+                        ),
+                        true,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The in-memory twin (tests): records each delay by message ID.
+#[derive(Default)]
+pub struct MemoryRetryDelay {
+    delays: std::sync::Mutex<Vec<(String, std::time::Duration)>>,
+}
+
+impl MemoryRetryDelay {
+    pub fn delays(&self) -> Vec<(String, std::time::Duration)> {
+        self.delays.lock().expect("delays").clone()
+    }
+}
+
+#[async_trait]
+impl RetryDelay for MemoryRetryDelay {
+    async fn delay(
+        &self,
+        messages: &[(&aws_lambda_events::sqs::SqsMessage, std::time::Duration)],
+    ) -> Result<(), Error> {
+        let mut d = self.delays.lock().expect("delays");
+        for (m, delay) in messages {
+            d.push((m.message_id.clone().unwrap_or_default(), *delay));
+        }
+        Ok(())
+    }
+}
+
+/// What every SQS consumer needs to settle its messages: its queue's DLQ, the retry delays and
+/// its metrics. Build it once in the function's `from_env` and hand it to [`handle_sqs_batch`].
 #[derive(Clone)]
 pub struct SqsConsumer {
     dead_letters: Arc<dyn DeadLetterQueue>,
+    retry: Arc<dyn RetryDelay>,
     metrics: Metrics,
 }
 
 impl SqsConsumer {
     /// The DLQ from `DEAD_LETTER_QUEUE_URL` (template.yaml gives each consumer its own queue's
-    /// DLQ and `sqs:SendMessage` on it), metrics from [`Metrics::from_env`].
+    /// DLQ and `sqs:SendMessage` on it), retry delays on the messages' own queue (template.yaml
+    /// grants `sqs:ChangeMessageVisibility` on it), metrics from [`Metrics::from_env`].
     pub async fn from_env(env: &Env) -> Result<Self, Error> {
         let url = env.require(keys::DEAD_LETTER_QUEUE_URL)?;
+        let speedup = env.parse_or(keys::LOCAL_CLOCK_SPEEDUP, 1.0_f64)?;
         let sdk = crate::aws::config(env).await;
+        let sqs = crate::aws::sqs_client(&sdk);
         Ok(Self::new(
-            Arc::new(SqsDeadLetterQueue::new(crate::aws::sqs_client(&sdk), url)),
+            Arc::new(SqsDeadLetterQueue::new(sqs.clone(), url)),
+            Arc::new(SqsRetryDelay::new(sqs, speedup)),
             Metrics::from_env(env),
         ))
     }
 
-    pub fn new(dead_letters: Arc<dyn DeadLetterQueue>, metrics: Metrics) -> Self {
+    pub fn new(
+        dead_letters: Arc<dyn DeadLetterQueue>,
+        retry: Arc<dyn RetryDelay>,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             dead_letters,
+            retry,
             metrics,
         }
     }
 
     /// A consumer with an in-memory DLQ and metrics (tests), and the handles to read them.
     pub fn in_memory(function: &str) -> (Self, Arc<MemoryDeadLetterQueue>, RecordedMetrics) {
+        let (consumer, dlq, metrics, _) = Self::in_memory_with_delays(function);
+        (consumer, dlq, metrics)
+    }
+
+    /// [`Self::in_memory`], and the retry delays it asked for.
+    pub fn in_memory_with_delays(
+        function: &str,
+    ) -> (
+        Self,
+        Arc<MemoryDeadLetterQueue>,
+        RecordedMetrics,
+        Arc<MemoryRetryDelay>,
+    ) {
         let dlq = Arc::new(MemoryDeadLetterQueue::default());
+        let delays = Arc::new(MemoryRetryDelay::default());
         let (metrics, recorded) = Metrics::memory("test", function);
-        (Self::new(dlq.clone(), metrics), dlq, recorded)
+        (
+            Self::new(dlq.clone(), delays.clone(), metrics),
+            dlq,
+            recorded,
+            delays,
+        )
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -372,7 +537,22 @@ impl SqsConsumer {
 
 /// Every queue's `RedrivePolicy.maxReceiveCount` in template.yaml (a test checks they agree):
 /// SQS moves a message to its DLQ, silently, when it would be received once more than this.
-pub const MAX_RECEIVES: u32 = 5;
+/// With [`retry_delay`] between receives, the last receive comes [`retry_horizon`] after the
+/// first: an outage of Amazon or of the webhook shorter than that sends nothing to a DLQ.
+pub const MAX_RECEIVES: u32 = 16;
+
+/// How long a message that failed for a transient or environment reason waits before its next
+/// receive, by how many times it was received: 5 minutes, doubling, at most an hour (an outage
+/// that ends is noticed within the hour; a lasting one is still retried for 12 hours).
+pub fn retry_delay(receives: u32) -> std::time::Duration {
+    let doublings = receives.saturating_sub(1).min(10);
+    std::time::Duration::from_secs((300u64 << doublings).min(3600))
+}
+
+/// From a message's first receive to its last ([`MAX_RECEIVES`]), failing each time.
+pub fn retry_horizon() -> std::time::Duration {
+    (1..MAX_RECEIVES).map(retry_delay).sum()
+}
 
 /// How many times SQS has handed this message out (`ApproximateReceiveCount`), 1 if unknown.
 pub fn receive_count(message: &aws_lambda_events::sqs::SqsMessage) -> u32 {
@@ -396,6 +576,12 @@ pub fn receive_count(message: &aws_lambda_events::sqs::SqsMessage) -> u32 {
 ///   invocation itself succeeds so the rest of the batch is not redone; the alarm is what makes
 ///   the failure visible.
 /// - **transient**: a batch item failure; SQS redelivers it after the visibility timeout.
+///
+/// Each transient or environment failure is put off by [`retry_delay`] of its receive count
+/// (ChangeMessageVisibility; a Retry-After hint longer than that is honoured), so the
+/// receives are spread over [`retry_horizon`] instead of the queue's visibility timeout ×
+/// `maxReceiveCount`: a long outage ends with the message delivered, not dead-lettered early.
+/// If the delay cannot be set the message still comes back, after the visibility timeout.
 ///
 /// On a message's last receive ([`MAX_RECEIVES`]) a transient or environment failure is parked
 /// like a message failure, its reason saying it failed on every receive and how the last one
@@ -428,16 +614,20 @@ where
     let metrics = &consumer.metrics;
     let function = metrics.function().to_string();
     let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
-    let mut retry = |message_id: String| {
+    let mut delays: Vec<(&aws_lambda_events::sqs::SqsMessage, std::time::Duration)> = Vec::new();
+    // A batch item failure, and how long SQS is to keep it hidden.
+    let mut retry = |message: &aws_lambda_events::sqs::SqsMessage,
+                     after: Option<std::time::Duration>| {
         let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
-        failure.item_identifier = message_id;
+        failure.item_identifier = message.message_id.clone().unwrap_or_default();
         response.batch_item_failures.push(failure);
+        retry_delay(receive_count(message)).max(after.unwrap_or_default())
     };
-    for (message, result) in results {
+    for (message, result) in &results {
         let Err(e) = result else { continue };
         let message_id = message.message_id.clone().unwrap_or_default();
         let queue = message.event_source_arn.as_deref().unwrap_or_default();
-        let receives = receive_count(&message);
+        let receives = receive_count(message);
         let last_receive = receives >= MAX_RECEIVES;
         let kind = e.kind();
         if kind == FailureKind::Environment {
@@ -457,15 +647,15 @@ where
             }
             FailureKind::Transient => {
                 tracing::warn!(message_id, receives, error = %e, "{what} will be retried");
-                retry(message_id);
+                delays.push((message, retry(message, retry_after(e))));
                 continue;
             }
             FailureKind::Environment => {
-                retry(message_id);
+                delays.push((message, retry(message, None)));
                 continue;
             }
         };
-        let parked = ParkedMessage::of(&message, reason, &function);
+        let parked = ParkedMessage::of(message, reason, &function);
         match consumer.dead_letters.send(&parked).await {
             Ok(()) => {
                 tracing::error!(
@@ -486,17 +676,30 @@ where
                     alert = "dead_letter_unavailable",
                     "{what} cannot succeed, and the DLQ refused it; kept for a retry"
                 );
-                retry(message_id);
+                delays.push((message, retry(message, None)));
             }
         }
     }
+    if !delays.is_empty() {
+        if let Err(e) = consumer.retry.delay(&delays).await {
+            tracing::warn!(error = %e, "could not put off the retries; they come back after the queue's visibility timeout");
+        }
+    }
     response
+}
+
+fn retry_after(e: &Error) -> Option<std::time::Duration> {
+    match e {
+        Error::Transient { after, .. } => *after,
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+    use std::time::Duration;
 
     const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:s-PriceUpdatesQueue";
 
@@ -735,7 +938,7 @@ mod tests {
         assert!(
             parked[0]
                 .reason
-                .starts_with("failed on each of its 5 receives, the last time (transient): "),
+                .starts_with("failed on each of its 16 receives, the last time (transient): "),
             "{}",
             parked[0].reason
         );
@@ -749,13 +952,71 @@ mod tests {
             "{}",
             parked[1].reason
         );
-        assert_eq!(parked[1].receive_count, "5");
+        assert_eq!(parked[1].receive_count, "16");
         assert_eq!(metrics.sum(names::MESSAGES_PARKED), 2.0);
         assert_eq!(
             metrics.sum(names::ENVIRONMENT_FAILURES),
             1.0,
             "still alerted as the environment"
         );
+    }
+
+    /// A message failing for the environment or a passing cause is put off by its receive
+    /// count (ChangeMessageVisibility), so its receives last [`retry_horizon`], not the
+    /// queue's visibility timeout × maxReceiveCount: a 6-hour outage dead-letters nothing.
+    #[tokio::test]
+    async fn retries_are_put_off_by_receive_count_and_message_failures_never() {
+        let (consumer, dlq, _, delays) = SqsConsumer::in_memory_with_delays("f");
+        let received = |id: &str, body: &str, n: u32| {
+            let mut m = message(id, body);
+            m.attributes
+                .insert("ApproximateReceiveCount".into(), n.to_string());
+            m
+        };
+        let event = batch(vec![
+            received("first", "transient", 1),
+            received("third", "throttled", 3),
+            received("tenth", "forbidden", 10),
+            received("poison", "garbage", 2),
+            received("ok", "ok", 4),
+        ]);
+        let response = handle_sqs_batch(&consumer, event, "t", 2, outcome).await;
+        assert_eq!(failed(&response), ["first", "third", "tenth"]);
+        let min = |m: u64| Duration::from_secs(60 * m);
+        assert_eq!(
+            delays.delays(),
+            vec![
+                ("first".to_string(), min(5)),
+                ("third".to_string(), min(20)),
+                ("tenth".to_string(), min(60)),
+            ]
+        );
+        assert_eq!(dlq.parked().len(), 1, "the poison is parked, not put off");
+    }
+
+    #[test]
+    fn the_retry_schedule_outlives_a_long_outage_within_sqs_limits() {
+        let schedule: Vec<u64> = (1..MAX_RECEIVES)
+            .map(|n| retry_delay(n).as_secs() / 60)
+            .collect();
+        assert_eq!(&schedule[..6], &[5, 10, 20, 40, 60, 60]);
+        assert!((1..=MAX_RECEIVES + 40).all(|n| retry_delay(n) <= MAX_VISIBILITY));
+        // Twice the 6-hour outage the e2e test shows, with room to spare.
+        assert!(
+            retry_horizon() >= Duration::from_secs(12 * 3600),
+            "{:?}",
+            retry_horizon()
+        );
+        assert_eq!(retry_horizon(), Duration::from_secs(735 * 60));
+    }
+
+    #[test]
+    fn a_queue_url_is_read_off_its_arn() {
+        assert_eq!(
+            queue_url_of(QUEUE).as_deref(),
+            Some("https://sqs.us-east-1.amazonaws.com/123456789012/s-PriceUpdatesQueue")
+        );
+        assert_eq!(queue_url_of("not an arn"), None);
     }
 
     #[test]

@@ -104,6 +104,7 @@ pub const WRAPPERS: &[(&str, &str)] = &[
     ("SqsJobQueue", "fulfilment/ports.rs"),
     ("SqsNudge", "inventory/mod.rs"),
     ("SqsDeadLetterQueue", "runtime.rs"),
+    ("SqsRetryDelay", "runtime.rs"),
     ("EventBridgeSink", "events.rs"),
     ("SecretCache", "secrets.rs"),
     ("S3UploadSummaries", "health/aws.rs"),
@@ -129,6 +130,11 @@ const NUDGE: Uses = all("INVENTORY_PUSH_QUEUE_URL", "SqsNudge");
 const SHIPMENTS_LIMITS: Uses = all("CURSORS_TABLE", "DynamoBucketStore");
 /// `flexbridge::runtime::SqsConsumer`: messages that can never succeed go to the DLQ.
 const DLQ: Uses = all("DEAD_LETTER_QUEUE_URL", "SqsDeadLetterQueue");
+/// The `key` of a wrapper acting on the queue of the function's own SQS event (no variable
+/// names it: the records carry its ARN).
+pub const EVENT_SOURCE: &str = "(its SQS event source)";
+/// `flexbridge::runtime::SqsConsumer`: a failed message's next receive put off, on its queue.
+const RETRIES: Uses = all(EVENT_SOURCE, "SqsRetryDelay");
 
 /// Each function (template logical ID) and the wrappers its code builds (groups are joined).
 pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
@@ -159,12 +165,13 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
     ),
     (
         "OutboundWebhookFunction",
-        &[&[DLQ, all("WEBHOOK_SECRET_ARN", "SecretCache")]],
+        &[&[DLQ, RETRIES, all("WEBHOOK_SECRET_ARN", "SecretCache")]],
     ),
     (
         "UploadIngestFunction",
         &[&[
             DLQ,
+            RETRIES,
             // reads the seller's uploads, writes their reports
             methods("BUCKET_NAME", "S3Uploads", &["current_version", "open"])
                 .under(prefixes::INBOUND),
@@ -191,6 +198,7 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
         "PricePusherFunction",
         &[&[
             DLQ,
+            RETRIES,
             methods(
                 "CATALOG_TABLE",
                 "DynamoCatalogStore",
@@ -215,12 +223,16 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
             ],
         ],
     ),
-    ("NotificationConsumerFunction", &[ORDERS, &[NUDGE, DLQ]]),
+    (
+        "NotificationConsumerFunction",
+        &[ORDERS, &[NUDGE, DLQ, RETRIES]],
+    ),
     ("ReturnsPollerFunction", &[ORDERS, &[NUDGE]]),
     (
         "InventoryPusherFunction",
         &[&[
             DLQ,
+            RETRIES,
             // the shared batchInventory rate limit
             all("CURSORS_TABLE", "DynamoBucketStore"),
             all("INVENTORY_TABLE", "DynamoInventoryStore"),
@@ -239,6 +251,7 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
             ORDERS,
             &[
                 DLQ,
+                RETRIES,
                 all("BUCKET_NAME", "S3LabelFiles").under(LABELS),
                 SHIPMENTS_LIMITS,
             ],
@@ -246,7 +259,7 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
     ),
     (
         "CancellationWorkerFunction",
-        &[ORDERS, &[DLQ, SHIPMENTS_LIMITS]],
+        &[ORDERS, &[DLQ, RETRIES, SHIPMENTS_LIMITS]],
     ),
     (
         "HealthReportFunction",
@@ -294,6 +307,10 @@ const CALLS: &[(&str, &str)] = &[
     ("ConditionCheck::builder()", "dynamodb:ConditionCheckItem"),
     (".send_message()", "sqs:SendMessage"),
     (".send_message_batch()", "sqs:SendMessage"),
+    (
+        ".change_message_visibility_batch()",
+        "sqs:ChangeMessageVisibility",
+    ),
     (".put_object()", "s3:PutObject"),
     (".get_object()", "s3:GetObject"),
     (".head_object()", "s3:GetObject"),

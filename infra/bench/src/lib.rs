@@ -3,3 +3,4 @@
 
 pub mod chaos;
 pub mod fuzz;
+pub mod outage;

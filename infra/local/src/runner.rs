@@ -9,8 +9,10 @@
 //!   `eventSourceARN`; on success the batch is deleted, except the `batchItemFailures` a
 //!   function with `ReportBatchItemFailures` names; on error nothing is deleted. What is
 //!   not deleted reappears after the queue's visibility timeout (divided by `speedup`, but
-//!   after a failed run not before the function's timeout: its claims are held until then), and
-//!   moto's redrive policy moves it to the DLQ after `maxReceiveCount` receives.
+//!   after a failed run not before the function's timeout: its claims are held until then), or
+//!   after the delay our functions set themselves on the items they report (ChangeMessageVisibility
+//!   by receive count, divided by `speedup` through `LOCAL_CLOCK_SPEEDUP`), and moto's redrive
+//!   policy moves it to the DLQ after `maxReceiveCount` receives.
 //! - Function URLs: the function's axum router is served on a local port.
 //! - An invocation that runs past its template timeout is stopped where it is (as Lambda
 //!   stops it), not left running. `RunnerOptions::chaos` adds seeded platform faults: kills at a
@@ -224,6 +226,7 @@ impl Runner {
         let stack = Arc::new(stack.clone());
         let constructors = registry::constructors();
         let mut handlers = BTreeMap::new();
+        let mut substituted = BTreeSet::new();
         let mut unregistered = Vec::new();
         for (id, _spec) in stack.functions.iter() {
             if let Some(only) = &options.only {
@@ -233,13 +236,21 @@ impl Runner {
             }
             if let Some(h) = substitutes.remove(id) {
                 handlers.insert(id.clone(), h);
+                substituted.insert(id.clone());
                 continue;
             }
             let Some(ctor) = constructors.get(id.as_str()) else {
                 unregistered.push(id.clone());
                 continue;
             };
-            let env = stack.env_for(id, overrides)?;
+            let mut env = stack.env_for(id, overrides)?;
+            if options.speedup != 1.0 {
+                // The consumers' retry delays run on the sped-up clock too.
+                env = env.with(
+                    flexbridge::config::keys::LOCAL_CLOCK_SPEEDUP,
+                    options.speedup.to_string(),
+                );
+            }
             let h = ctor(env).await.map_err(|e| {
                 anyhow!("{id}: constructing the function from its template environment failed: {e}")
             })?;
@@ -313,8 +324,12 @@ impl Runner {
                             .min(options.sqs_instances)
                             .max(1);
                         for _ in 0..instances {
+                            let mut target = Target::new(&spec, options.timeout_of(&spec), f.clone(), stats.clone(), chaos.clone());
+                            // Ours settle through flexbridge::runtime::handle_sqs_batch, which
+                            // puts off each failed item itself (on this clock: LOCAL_CLOCK_SPEEDUP).
+                            target.puts_off_failures = !substituted.contains(id);
                             tasks.push(tokio::spawn(run_queue(
-                                Target::new(&spec, options.timeout_of(&spec), f.clone(), stats.clone(), chaos.clone()),
+                                target,
                                 sqs.clone(),
                                 SqsSource {
                                     queue: stack.queue(queue).clone(),
@@ -489,6 +504,9 @@ pub fn with_invocation(router: axum::Router, timeout: Duration) -> axum::Router 
 #[derive(Clone)]
 struct Target {
     id: String,
+    /// The function sets its failed items' visibility itself (ChangeMessageVisibility by
+    /// receive count), so the runner leaves the batch item failures it reports alone.
+    puts_off_failures: bool,
     timeout: Duration,
     function: Arc<dyn Function>,
     stats: StatsMap,
@@ -505,6 +523,7 @@ impl Target {
     ) -> Self {
         Self {
             id: spec.logical_id.clone(),
+            puts_off_failures: false,
             timeout,
             function,
             stats,
@@ -708,6 +727,8 @@ async fn deliver(
     // A killed, timed-out or crashed run may leave claims (idempotency) held until its deadline;
     // a run that returned an error has given its claims back.
     let run_failed = matches!(&outcome, Err(e) if stopped_part_way(e));
+    // Failed items of a run that answered were put off by the function itself, if it does.
+    let put_off = outcome.is_ok() && target.puts_off_failures;
     let failed: BTreeSet<String> = match outcome {
         Err(_) => ids.clone(),
         Ok(response) if source.report_batch_item_failures => {
@@ -780,7 +801,7 @@ async fn deliver(
     // Failed messages reappear after the visibility timeout; on a sped-up clock, sooner, but
     // after a failed run never before its deadline: what it claimed stays claimed until then
     // (in AWS the visibility timeout is at least 6 times the function's timeout).
-    if options.speedup != 1.0 {
+    if options.speedup != 1.0 && !put_off {
         let mut secs = (source.queue.visibility_timeout_s as f64 / options.speedup).ceil() as i32;
         if run_failed {
             secs = secs.max(target.timeout.as_secs() as i32 + 1);

@@ -184,6 +184,14 @@ fn parse_cents(v: &Value) -> Option<i64> {
 /// out are drawn from the seeded RNG. The status is decided by the caller (stock check).
 pub fn shipment(st: &mut State, loc: &Location, spec: &Value) -> Result<Value, ApiError> {
     let now = st.now();
+    // `createdAt` (RFC 3339, not later than now): a shipment created while Amazon's API was down
+    // for us (an outage test), listed with that creation and update time.
+    let created = match spec["createdAt"].as_str() {
+        Some(t) => DateTime::parse_from_rfc3339(t)
+            .map(|t| t.with_timezone(&Utc).min(now))
+            .map_err(|e| ApiError::invalid_input(format!("createdAt {t:?}: {e}")))?,
+        None => now,
+    };
     let cur = spec["currency"]
         .as_str()
         .unwrap_or(currency_for(&loc.marketplace_id))
@@ -395,9 +403,9 @@ pub fn shipment(st: &mut State, loc: &Location, spec: &Value) -> Result<Value, A
                 "lineItems": rec_lines,
             }],
         },
-        "creationDateTime": fmt_time(now),
-        "lastUpdatedDateTime": fmt_time(now),
-        "earliestPackDateTime": fmt_time(now),
+        "creationDateTime": fmt_time(created),
+        "lastUpdatedDateTime": fmt_time(created),
+        "earliestPackDateTime": fmt_time(created),
     });
     Ok(doc)
 }

@@ -183,20 +183,30 @@ pub struct S3UploadSummaries {
 impl UploadSummaries for S3UploadSummaries {
     async fn since(&self, since: DateTime<Utc>) -> Result<Vec<UploadSummary>> {
         let mut keys = Vec::new();
-        visit_objects(
-            &self.s3,
-            &self.bucket,
-            crate::config::prefixes::REPORTS,
-            |o| {
-                if let (Some(key), Some(modified)) = (o.key(), o.last_modified()) {
-                    if key.ends_with(".summary.json") && modified.secs() >= since.timestamp() {
-                        keys.push(key.to_string());
-                    }
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(crate::config::prefixes::REPORTS)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(s3_error)?;
+            for o in page.contents() {
+                let (Some(key), Some(modified)) = (o.key(), o.last_modified()) else {
+                    continue;
+                };
+                if key.ends_with(".summary.json") && modified.secs() >= since.timestamp() {
+                    keys.push(key.to_string());
                 }
-                keys.len() < UPLOADS_READ_MAX
-            },
-        )
-        .await?;
+            }
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() || keys.len() >= UPLOADS_READ_MAX {
+                break;
+            }
+        }
         let mut out = Vec::new();
         for key in keys.into_iter().take(UPLOADS_READ_MAX) {
             let obj = self
@@ -223,35 +233,6 @@ impl UploadSummaries for S3UploadSummaries {
     }
 }
 
-/// Every object under `prefix`, page by page, until `visit` answers `false`.
-async fn visit_objects(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    prefix: &str,
-    mut visit: impl FnMut(&aws_sdk_s3::types::Object) -> bool,
-) -> Result<()> {
-    let mut token: Option<String> = None;
-    loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(s3_error)?;
-        for o in page.contents() {
-            if !visit(o) {
-                return Ok(());
-            }
-        }
-        token = page.next_continuation_token().map(str::to_string);
-        if token.is_none() {
-            return Ok(());
-        }
-    }
-}
-
 /// The health reports in the bucket, by date.
 #[async_trait]
 pub trait HealthReports: Send + Sync {
@@ -269,17 +250,28 @@ pub struct S3HealthReports {
 impl HealthReports for S3HealthReports {
     async fn dates(&self) -> Result<Vec<chrono::NaiveDate>> {
         let mut dates = Vec::new();
-        // One key a day: a year of reports is one page.
-        visit_objects(
-            &self.s3,
-            &self.bucket,
-            crate::config::prefixes::HEALTH_REPORTS,
-            |o| {
-                dates.extend(o.key().and_then(super::report_date));
-                true
-            },
-        )
-        .await?;
+        let mut token: Option<String> = None;
+        loop {
+            // One key a day: a year of reports is one page.
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(crate::config::prefixes::HEALTH_REPORTS)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(s3_error)?;
+            dates.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| super::report_date(o.key()?)),
+            );
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
         dates.sort_unstable();
         Ok(dates)
     }

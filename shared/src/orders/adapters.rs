@@ -25,6 +25,7 @@ impl ShipmentsApi for SpApiClient {
                 status: q.status.as_str().into(),
                 location_id: Some(q.location_id.clone()),
                 last_updated_after: Some(Timestamp(q.last_updated_after)),
+                last_updated_before: q.last_updated_before.map(Timestamp),
                 max_results: Some(100),
                 pagination_token: q.pagination_token.clone(),
                 ..Default::default()
@@ -80,6 +81,7 @@ impl ShipmentsApi for SpApiClient {
                 return_location_id: Some(q.return_location_id.clone()),
                 status: Some(q.status.as_str().into()),
                 last_updated_since: Some(Timestamp(q.last_updated_since)),
+                last_updated_until: q.last_updated_until.map(Timestamp),
                 max_results: Some(100),
                 next_token: q.next_token.clone(),
                 ..Default::default()

@@ -1,21 +1,25 @@
 //! The safety net: for every enabled location with order sync on, read getShipments per status
 //! (ACCEPTED and CREATED for new work; CANCELLED for marketplace cancellations; CONFIRMED for
 //! line cancellations of confirmed shipments; SHIPPED to release reservations; each status with
-//! its own cursor)
-//! from `cursor − overlap`, follow `paginationToken` to the end, store every shipment, and only
-//! then move the cursor. Then drive what was stored, and sweep what an earlier run left unsettled.
+//! its own cursor) in bounded windows from `cursor − overlap` (at most `max_window` long, so
+//! a long outage is read in parts), following `paginationToken`; after each stored page the
+//! cursor keeps the page's token (`store::cursors`), and a window read to its end moves the
+//! cursor to the window's end. Listing stops cleanly before the invocation's deadline, and after
+//! `max_pages` pages per status, so every status is read every run. Then drive what was stored
+//! (new work first), and sweep what an earlier run left unsettled (a backlog is driven there).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::error::Result;
-use crate::orders::model::AmazonShipment;
+use crate::error::{FailureKind, Result};
+use crate::metrics::{names, Unit};
+use crate::orders::model::{AmazonShipment, ShipmentRecord};
 use crate::orders::ports::{ShipmentsQuery, Unreadable};
 use crate::orders::processor::{OrderProcessor, Step, Stored};
 use crate::runtime::Invocation;
-use crate::store::cursors::{CursorKind, CursorStore};
+use crate::store::cursors::{cursor_time, CursorKind, CursorStore, PageMark};
 
 /// Statuses the poller reads, one getShipments call each (new work first).
 pub const POLLED_STATUSES: [&str; 5] = ["ACCEPTED", "CREATED", "CANCELLED", "CONFIRMED", "SHIPPED"];
@@ -34,6 +38,12 @@ pub struct PollSettings {
     /// time runs out (a one-minute schedule then sees a new order within about this long).
     /// Zero: one pass per run.
     pub pass_interval: Duration,
+    /// The longest window one getShipments listing asks for (`lastUpdatedBefore` −
+    /// `lastUpdatedAfter`): after an outage the backlog is read window by window.
+    pub max_window: Duration,
+    /// Pages read per location and status in one pass; the rest waits for the next pass, its
+    /// place kept in the cursor, so one busy status cannot starve the others or the driving.
+    pub max_pages: usize,
 }
 
 impl Default for PollSettings {
@@ -43,6 +53,8 @@ impl Default for PollSettings {
             first_lookback: Duration::from_secs(24 * 3600),
             reserve: Duration::from_secs(5),
             pass_interval: Duration::from_secs(15),
+            max_window: Duration::from_secs(3600),
+            max_pages: 10,
         }
     }
 }
@@ -62,6 +74,14 @@ pub struct PollReport {
     pub read_back: usize,
     /// Unreadable even alone: stored in stage `unreadable` for a person.
     pub quarantined: usize,
+    /// Records without an ID (nothing to read back or quarantine): counted on the cursor, in
+    /// `AmazonRecordsUnreadable` and logged; they never hold the cursor.
+    pub nameless: usize,
+    /// Times a cursor was saved (a page's token kept, or a window finished).
+    pub cursor_saves: usize,
+    /// Location/status polls that stopped before reaching the present (the deadline or
+    /// `max_pages`); the next run goes on from the saved page.
+    pub behind: Vec<String>,
     /// Problems that did not stop the run (the shipment is retried by the next run's sweep).
     pub errors: Vec<String>,
     /// Location/status polls that failed (their cursor did not move; the other locations
@@ -100,11 +120,14 @@ impl OrderPoller<'_> {
         inv: &Invocation,
         report: &mut PollReport,
     ) -> Result<()> {
-        let started = Utc::now();
+        // Windows end here: the next whole second (`lastUpdatedBefore` is strict and sent in
+        // whole seconds), so whatever changed before this run is in its windows.
+        let started = cursor_time(Utc::now()) + chrono::Duration::seconds(1);
         report.passes += 1;
         let locations = self.processor.locations.locations().await?;
         report.locations = 0;
-        for loc in locations.iter().filter(|l| l.order_sync) {
+        let mut to_drive = Vec::new();
+        'listing: for loc in locations.iter().filter(|l| l.order_sync) {
             report.locations += 1;
             for status in statuses {
                 if inv.remaining() < self.settings.reserve {
@@ -112,13 +135,20 @@ impl OrderPoller<'_> {
                         "stopped before {}/{status}: invocation nearly out of time",
                         loc.location_id
                     ));
-                    return Ok(());
+                    break 'listing;
                 }
                 if let Err(e) = self
-                    .poll_one(&loc.location_id, status, started, inv, report)
+                    .poll_one(
+                        &loc.location_id,
+                        status,
+                        started,
+                        inv,
+                        report,
+                        &mut to_drive,
+                    )
                     .await
                 {
-                    // The cursor did not move; the next run reads the same window again.
+                    // The cursor keeps the last stored page; the next run reads on from there.
                     tracing::error!(location_id = %loc.location_id, status, error = %e, "poll failed");
                     let failure = format!("{}/{status}: {e}", loc.location_id);
                     report.errors.push(failure.clone());
@@ -126,109 +156,14 @@ impl OrderPoller<'_> {
                 }
             }
         }
-        if sweep {
-            let (swept, errors) = self.processor.sweep(inv).await?;
-            report.swept += swept;
-            report.errors.extend(errors);
-        }
-        Ok(())
-    }
-
-    async fn poll_one(
-        &self,
-        location_id: &str,
-        status: &str,
-        started: DateTime<Utc>,
-        inv: &Invocation,
-        report: &mut PollReport,
-    ) -> Result<()> {
-        let cursor = self
-            .cursors
-            .get(CursorKind::Shipments, location_id, status)
-            .await?
-            .unwrap_or(
-                started
-                    - chrono::Duration::from_std(self.settings.first_lookback).unwrap_or_default(),
-            );
-        let mut query = ShipmentsQuery {
-            location_id: location_id.to_string(),
-            status: status.to_string(),
-            last_updated_after: cursor
-                - chrono::Duration::from_std(self.settings.overlap).unwrap_or_default(),
-            pagination_token: None,
-        };
-        let mut to_drive = Vec::new();
-        // Records nobody can name: the cursor stays, so the window is read again next run.
-        let mut nameless = 0;
-        loop {
-            let page = self.processor.amazon.get_shipments(&query).await?;
-            report.pages += 1;
-            let mut unreadable = page.unreadable;
-            let mut readable = Vec::with_capacity(page.items.len());
-            for item in &page.items {
-                match AmazonShipment::from_shipment(item) {
-                    Ok(s) => readable.push(s),
-                    Err(e) => unreadable.push(Unreadable {
-                        id: Some(item.id.clone()).filter(|id| !id.is_empty()),
-                        error: e.to_string(),
-                    }),
-                }
-            }
-            report.shipments_seen += readable.len() + unreadable.len();
-            for bad in unreadable {
-                let Some(id) = bad.id else {
-                    nameless += 1;
-                    tracing::error!(location_id, status, error = %bad.error, alert = "shipment_unreadable", "a shipment without an id in getShipments; cursor kept");
-                    report.errors.push(format!(
-                        "{location_id}/{status}: a shipment without an id: {}",
-                        bad.error
-                    ));
-                    continue;
-                };
-                report.read_back += 1;
-                match self.processor.read_back(&id).await? {
-                    Ok(s) => readable.push(s),
-                    Err(alone) => {
-                        let error = format!("in getShipments: {}; alone: {alone}", bad.error);
-                        if self
-                            .processor
-                            .quarantine(&id, location_id, status, &error)
-                            .await?
-                        {
-                            report.quarantined += 1;
-                        }
-                        report
-                            .errors
-                            .push(format!("shipment {id} unreadable: {error}"));
-                    }
-                }
-            }
-            for shipment in &readable {
-                let (r, outcome) = self.processor.store(shipment).await?;
-                match outcome {
-                    Stored::New => report.stored_new += 1,
-                    Stored::Updated => report.stored_updated += 1,
-                    Stored::Unchanged => {}
-                }
-                to_drive.push(r);
-            }
-            match page.next_token {
-                Some(t) => query.pagination_token = Some(t),
-                None => break,
-            }
-        }
-        if let Some(c) = &self.processor.crash_points {
-            c.reached(Step::PagesStored, location_id).await;
-        }
-        if nameless == 0 {
-            self.cursors
-                .advance(CursorKind::Shipments, location_id, status, started)
-                .await?;
-        }
+        let mut driven = std::collections::HashSet::new();
         for r in to_drive {
             let id = &r.id;
+            if !driven.insert(id.clone()) {
+                continue; // listed under two statuses: `drive` reads the stored record anyway
+            }
             if inv.remaining() < self.settings.reserve {
-                break; // the sweep of the next run picks these up
+                break; // the sweep of a later run picks these up
             }
             match self.processor.drive_traced(&r, inv).await {
                 Ok(_) => report.driven += 1,
@@ -238,7 +173,240 @@ impl OrderPoller<'_> {
                 }
             }
         }
+        if sweep && inv.remaining() >= self.settings.reserve {
+            let (swept, errors) = self.processor.sweep(inv).await?;
+            report.swept += swept;
+            report.errors.extend(errors);
+        }
         Ok(())
+    }
+
+    /// Lists one location/status window by window up to `started`, storing each page and then
+    /// saving the cursor; what it stored is added to `to_drive`.
+    async fn poll_one(
+        &self,
+        location_id: &str,
+        status: &str,
+        started: DateTime<Utc>,
+        inv: &Invocation,
+        report: &mut PollReport,
+        to_drive: &mut Vec<ShipmentRecord>,
+    ) -> Result<()> {
+        let kind = CursorKind::Shipments;
+        let mut cursor = self.cursors.read(kind, location_id, status).await?;
+        let span = |d: Duration| chrono::Duration::from_std(d).unwrap_or_default();
+        // Nothing older than the first lookback is wanted: that is where a new cursor stands.
+        let at = *cursor
+            .at
+            .get_or_insert(cursor_time(started - span(self.settings.first_lookback)));
+        let mut window = match cursor.mark.clone() {
+            Some(m) if m.before > at => Some(Window::resume(m)),
+            _ => Some(Window::after(
+                at,
+                started,
+                self.settings.overlap,
+                self.settings.max_window,
+            )),
+        };
+        let mut pages = 0;
+        // A whole window in one page was sparse: the next may be twice as long, or reach the
+        // present after an empty one (a fresh cursor's first lookback then costs a call, not
+        // one per `max_window`); a dense one keeps the cap.
+        let mut span = self.settings.max_window;
+        while let Some(w) = window.take() {
+            let first_page = pages;
+            let mut query = ShipmentsQuery {
+                location_id: location_id.to_string(),
+                status: status.to_string(),
+                last_updated_after: w.after,
+                last_updated_before: Some(w.before),
+                pagination_token: w.token.clone(),
+            };
+            loop {
+                if pages >= self.settings.max_pages || inv.remaining() < self.settings.reserve {
+                    report.behind.push(format!("{location_id}/{status}"));
+                    return Ok(());
+                }
+                let page = match self.processor.amazon.get_shipments(&query).await {
+                    // A kept token Amazon no longer takes: read the window again from its start.
+                    Err(e)
+                        if query.pagination_token.is_some()
+                            && query.pagination_token == w.token
+                            && e.kind() == FailureKind::Message =>
+                    {
+                        tracing::warn!(location_id, status, error = %e, "a kept page token was refused; reading its window again");
+                        query.pagination_token = None;
+                        continue;
+                    }
+                    page => page?,
+                };
+                pages += 1;
+                report.pages += 1;
+                let listed = page.items.len() + page.unreadable.len();
+                let nameless = self
+                    .store_page(
+                        location_id,
+                        status,
+                        page.items,
+                        page.unreadable,
+                        report,
+                        to_drive,
+                    )
+                    .await?;
+                if nameless > 0 {
+                    cursor.unreadable += nameless as u64;
+                    report.nameless += nameless;
+                    self.processor.metrics.put(
+                        names::AMAZON_RECORDS_UNREADABLE,
+                        nameless as f64,
+                        Unit::Count,
+                        &[],
+                    );
+                }
+                if let Some(c) = &self.processor.crash_points {
+                    c.reached(Step::PagesStored, location_id).await;
+                }
+                match &page.next_token {
+                    Some(t) => {
+                        query.pagination_token = Some(t.clone());
+                        cursor.mark = Some(PageMark {
+                            after: w.after,
+                            before: w.before,
+                            token: t.clone(),
+                        });
+                    }
+                    None => {
+                        cursor.at = Some(w.before);
+                        cursor.mark = None;
+                    }
+                }
+                if !self
+                    .cursors
+                    .save(kind, location_id, status, &cursor)
+                    .await?
+                {
+                    // A newer run got further: it carries on from there.
+                    return Ok(());
+                }
+                report.cursor_saves += 1;
+                if page.next_token.is_none() {
+                    if w.token.is_none() && pages == first_page + 1 {
+                        span = if listed == 0 {
+                            UNBOUNDED // nothing there: the next window may reach the present
+                        } else {
+                            span.saturating_mul(2)
+                        };
+                    }
+                    window = (w.before < started)
+                        .then(|| Window::after(w.before, started, self.settings.overlap, span));
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores one page's shipments (reading each unreadable one back alone, quarantining what
+    /// still cannot be read); returns how many records had no ID at all.
+    async fn store_page(
+        &self,
+        location_id: &str,
+        status: &str,
+        items: Vec<crate::spapi::Shipment>,
+        mut unreadable: Vec<Unreadable>,
+        report: &mut PollReport,
+        to_drive: &mut Vec<ShipmentRecord>,
+    ) -> Result<usize> {
+        let mut readable = Vec::with_capacity(items.len());
+        for item in &items {
+            match AmazonShipment::from_shipment(item) {
+                Ok(s) => readable.push(s),
+                Err(e) => unreadable.push(Unreadable {
+                    id: Some(item.id.clone()).filter(|id| !id.is_empty()),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        report.shipments_seen += readable.len() + unreadable.len();
+        let mut nameless = 0;
+        for bad in unreadable {
+            let Some(id) = bad.id else {
+                // Nothing to read back or quarantine by. When Amazon mends the record its
+                // lastUpdatedDateTime moves, and a later window meets it again.
+                nameless += 1;
+                tracing::error!(location_id, status, error = %bad.error, alert = "shipment_unreadable", "a shipment without an id in getShipments; counted, the cursor moves on");
+                report.errors.push(format!(
+                    "{location_id}/{status}: a shipment without an id: {}",
+                    bad.error
+                ));
+                continue;
+            };
+            report.read_back += 1;
+            match self.processor.read_back(&id).await? {
+                Ok(s) => readable.push(s),
+                Err(alone) => {
+                    let error = format!("in getShipments: {}; alone: {alone}", bad.error);
+                    if self
+                        .processor
+                        .quarantine(&id, location_id, status, &error)
+                        .await?
+                    {
+                        report.quarantined += 1;
+                    }
+                    report
+                        .errors
+                        .push(format!("shipment {id} unreadable: {error}"));
+                }
+            }
+        }
+        for shipment in &readable {
+            let (r, outcome) = self.processor.store(shipment).await?;
+            match outcome {
+                Stored::New => report.stored_new += 1,
+                Stored::Updated => report.stored_updated += 1,
+                Stored::Unchanged => {}
+            }
+            to_drive.push(r);
+        }
+        Ok(nameless)
+    }
+}
+
+/// A window length past any lookback (`chrono::Duration::from_std` must still take it).
+pub(crate) const UNBOUNDED: Duration = Duration::from_secs(3650 * 24 * 3600);
+
+/// One listing window: `(after, before)`, and where in it to go on.
+#[derive(Debug, Clone)]
+pub(crate) struct Window {
+    pub after: DateTime<Utc>,
+    pub before: DateTime<Utc>,
+    pub token: Option<String>,
+}
+
+impl Window {
+    pub(crate) fn resume(m: PageMark) -> Self {
+        Self {
+            after: m.after,
+            before: m.before,
+            token: Some(m.token),
+        }
+    }
+
+    /// The window after a cursor at `at`: from `at − overlap` to at most `max_window` later,
+    /// never past `now` (a cursor already there re-reads its overlap: what changed within the
+    /// second it stands on).
+    pub(crate) fn after(
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        overlap: Duration,
+        max_window: Duration,
+    ) -> Self {
+        let span = |d: Duration| chrono::Duration::from_std(d).unwrap_or_default();
+        Self {
+            after: cursor_time(at - span(overlap)),
+            before: cursor_time(now.min(at + span(max_window))).max(at),
+            token: None,
+        }
     }
 }
 
@@ -252,7 +420,7 @@ mod tests {
     use crate::orders::model::{fixtures, Stage};
     use crate::orders::ports::UnmappedSkuAction;
     use crate::orders::tests::{harness, inv, CrashAt};
-    use crate::store::cursors::MemoryCursorStore;
+    use crate::store::cursors::{Cursor, MemoryCursorStore};
     use crate::store::inventory::InventoryStore;
     use crate::store::shipments::ShipmentStore;
 
@@ -411,8 +579,9 @@ mod tests {
             .insert("S2".into());
         let cursors = MemoryCursorStore::new();
         let report = poller(&h, &cursors).run(&inv()).await.unwrap();
-        // Read back once as ACCEPTED, and again as CONFIRMED after our own CONFIRM.
-        assert_eq!(report.read_back, 2, "{report:?}");
+        // Read back once as ACCEPTED (every status is listed before anything is driven, so the
+        // CONFIRMED listing of this pass does not see it yet).
+        assert_eq!(report.read_back, 1, "{report:?}");
         assert_eq!(report.quarantined, 0, "{report:?}");
         assert!(h
             .amazon
@@ -623,5 +792,177 @@ mod tests {
             .events()
             .iter()
             .any(|e| e.name == EventName::ShipmentCancelled));
+    }
+
+    /// A long outage: the cursor stands 6 hours back and the shipments of those hours wait.
+    /// Each run lists a bounded part (here 3 pages of 2 per status), keeps its place after every
+    /// stored page, and the next run goes on from there: the cursor moves on every run, and
+    /// every shipment is stored and confirmed exactly once.
+    #[tokio::test]
+    async fn a_backlog_is_read_in_bounded_parts_and_the_cursor_moves_every_run() {
+        let h = harness(&["A"], UnmappedSkuAction::Hold);
+        let now = Utc::now();
+        let six_hours_ago = now - chrono::Duration::hours(6);
+        for i in 0..40 {
+            let at = six_hours_ago + chrono::Duration::minutes(9 * i);
+            h.amazon.put(fixtures::shipment(
+                &format!("S{i:02}"),
+                "ACCEPTED",
+                &crate::orders::model::sort_time(at),
+                &[("A", 1)],
+            ));
+        }
+        let cursors = MemoryCursorStore::new();
+        cursors
+            .advance(CursorKind::Shipments, "LOC1", "ACCEPTED", six_hours_ago)
+            .await
+            .unwrap();
+        let poller = OrderPoller {
+            processor: &h.p,
+            cursors: &cursors,
+            settings: PollSettings {
+                max_pages: 3,
+                ..one_pass()
+            },
+        };
+        let mut seen = vec![cursors
+            .read(CursorKind::Shipments, "LOC1", "ACCEPTED")
+            .await
+            .unwrap()];
+        let mut runs = 0;
+        loop {
+            runs += 1;
+            assert!(runs < 30, "the backlog never drained");
+            let report = poller.run(&inv()).await.unwrap();
+            assert!(report.failed_polls.is_empty(), "{report:?}");
+            let c = cursors
+                .read(CursorKind::Shipments, "LOC1", "ACCEPTED")
+                .await
+                .unwrap();
+            if !report.behind.iter().any(|b| b == "LOC1/ACCEPTED") {
+                assert!(c.mark.is_none(), "caught up: no half-read window {c:?}");
+                assert!(c.at.unwrap() > now, "{c:?}");
+                break;
+            }
+            assert_ne!(Some(&c), seen.last(), "run {runs} moved the cursor");
+            // A half-read window never moves `at` past what is stored.
+            assert!(c.at.unwrap() <= now, "{c:?}");
+            seen.push(c);
+        }
+        assert!(
+            runs >= 5,
+            "40 shipments at 6 a run take several runs: {runs}"
+        );
+        let windows: std::collections::BTreeSet<_> = seen
+            .iter()
+            .filter_map(|c| c.mark.as_ref().map(|m| (m.after, m.before)))
+            .collect();
+        for (after, before) in &windows {
+            assert!(
+                *before - *after <= chrono::Duration::hours(1) + chrono::Duration::minutes(5),
+                "a window is at most max_window + overlap: {after} .. {before}"
+            );
+        }
+        // Driving is bounded only by the deadline: a last run sweeps whatever is left.
+        poller.run(&inv()).await.unwrap();
+        let mut confirms = h.amazon.confirms.lock().unwrap().clone();
+        confirms.sort();
+        let expected: Vec<String> = (0..40).map(|i| format!("S{i:02}")).collect();
+        assert_eq!(confirms, expected, "each confirmed exactly once");
+        for id in &expected {
+            assert_eq!(
+                h.store.get(id).await.unwrap().unwrap().stage,
+                Stage::HandedOver,
+                "{id}"
+            );
+        }
+    }
+
+    /// A kept token that Amazon refuses (expired): the window is read again from its start.
+    #[tokio::test]
+    async fn a_refused_page_token_reads_its_window_again() {
+        let h = harness(&["A"], UnmappedSkuAction::Hold);
+        for i in 0..3 {
+            h.amazon.put(fixtures::shipment(
+                &format!("S{i}"),
+                "CANCELLED",
+                &now_str(),
+                &[("A", 1)],
+            ));
+        }
+        let cursors = MemoryCursorStore::new();
+        let at = Utc::now() - chrono::Duration::minutes(10);
+        cursors
+            .save(
+                CursorKind::Shipments,
+                "LOC1",
+                "CANCELLED",
+                &Cursor {
+                    at: Some(at),
+                    mark: Some(PageMark {
+                        after: at - chrono::Duration::minutes(5),
+                        before: Utc::now() + chrono::Duration::seconds(1),
+                        token: "not a key Amazon knows".into(),
+                    }),
+                    unreadable: 0,
+                },
+            )
+            .await
+            .unwrap();
+        // MemoryAmazon takes any token as a key; refuse this one as Amazon would (400).
+        *h.amazon.refused_token.lock().unwrap() = Some("not a key Amazon knows".into());
+        let report = poller(&h, &cursors).run(&inv()).await.unwrap();
+        assert!(report.failed_polls.is_empty(), "{report:?}");
+        for i in 0..3 {
+            assert_eq!(
+                h.store.get(&format!("S{i}")).await.unwrap().unwrap().stage,
+                Stage::Cancelled
+            );
+        }
+        let c = cursors
+            .read(CursorKind::Shipments, "LOC1", "CANCELLED")
+            .await
+            .unwrap();
+        assert!(c.mark.is_none() && c.at.unwrap() > at, "{c:?}");
+    }
+
+    /// A record without an ID cannot be read back or held: it is counted (report, cursor,
+    /// metric) and logged, and the cursor moves on.
+    #[tokio::test]
+    async fn a_record_without_an_id_is_counted_and_never_holds_the_cursor() {
+        let h = harness(&["A"], UnmappedSkuAction::Hold);
+        h.amazon.put(fixtures::shipment(
+            "S1",
+            "ACCEPTED",
+            &now_str(),
+            &[("A", 1)],
+        ));
+        h.amazon
+            .put(fixtures::shipment("", "ACCEPTED", &now_str(), &[("A", 1)]));
+        h.amazon
+            .unreadable_in_pages
+            .lock()
+            .unwrap()
+            .insert(String::new());
+        let cursors = MemoryCursorStore::new();
+        let report = poller(&h, &cursors).run(&inv()).await.unwrap();
+        assert_eq!(report.nameless, 1, "{report:?}");
+        assert!(report.failed_polls.is_empty(), "{report:?}");
+        let c = cursors
+            .read(CursorKind::Shipments, "LOC1", "ACCEPTED")
+            .await
+            .unwrap();
+        assert_eq!(c.unreadable, 1);
+        assert!(c.mark.is_none() && c.at.unwrap() > Utc::now() - chrono::Duration::seconds(5));
+        assert_eq!(
+            h.metrics
+                .sum(crate::metrics::names::AMAZON_RECORDS_UNREADABLE),
+            1.0
+        );
+        assert_eq!(*h.amazon.confirms.lock().unwrap(), vec!["S1".to_string()]);
+        // The next run does not count it again (its window is behind the cursor).
+        let again = poller(&h, &cursors).run(&inv()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(again.nameless <= 1, "{again:?}");
     }
 }

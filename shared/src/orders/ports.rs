@@ -21,6 +21,8 @@ pub struct ShipmentsQuery {
     pub location_id: String,
     pub status: String,
     pub last_updated_after: DateTime<Utc>,
+    /// The window's end (polls ask for bounded windows, so a long outage is read in parts).
+    pub last_updated_before: Option<DateTime<Utc>>,
     pub pagination_token: Option<String>,
 }
 
@@ -30,6 +32,7 @@ pub struct ReturnsQuery {
     pub return_location_id: String,
     pub status: String,
     pub last_updated_since: DateTime<Utc>,
+    pub last_updated_until: Option<DateTime<Utc>>,
     pub next_token: Option<String>,
 }
 
@@ -220,6 +223,8 @@ pub struct MemoryAmazon {
     pub unreadable_alone: Mutex<HashSet<String>>,
     /// Every getShipment / getReturn call, by id.
     pub reads_alone: Mutex<Vec<String>>,
+    /// A page token Amazon refuses (400, as for an expired token).
+    pub refused_token: Mutex<Option<String>>,
     /// Locations (or return locations) whose listing Amazon answers with a 500.
     pub failing_locations: Mutex<HashSet<String>>,
 }
@@ -263,24 +268,39 @@ impl MemoryAmazon {
         Ok(())
     }
 
-    fn page(&self, mut all: Vec<Value>, token: Option<&str>) -> AmazonPage {
-        all.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-        let start: usize = token.and_then(|t| t.parse().ok()).unwrap_or(0);
-        let end = (start + self.page_size.max(1)).min(all.len());
+    /// Pages by key, as Amazon's tokens (a last evaluated key) and the simulator's do: items in
+    /// `(lastUpdatedDateTime, id)` order, the token naming the last key served, so records
+    /// that leave the listing between pages (a CONFIRM moves a shipment out of ACCEPTED) make
+    /// no other record skip a page.
+    fn page(&self, all: Vec<Value>, token: Option<&str>) -> AmazonPage {
+        let key = |v: &Value| {
+            format!(
+                "{}|{}",
+                v["lastUpdatedDateTime"].as_str().unwrap_or(""),
+                v["id"].as_str().unwrap_or("")
+            )
+        };
+        let mut all: Vec<(String, Value)> = all.into_iter().map(|v| (key(&v), v)).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.retain(|(k, _)| token.is_none_or(|t| k.as_str() > t));
+        let more = all.len() > self.page_size.max(1);
+        all.truncate(self.page_size.max(1));
+        let next_token = more.then(|| all.last().map(|(k, _)| k.clone())).flatten();
         let broken = self.unreadable_in_pages.lock().expect("lock");
         let (unreadable, items): (Vec<Value>, Vec<Value>) = all
-            .get(start..end)
-            .map(<[Value]>::to_vec)
-            .unwrap_or_default()
             .into_iter()
+            .map(|(_, v)| v)
             .partition(|v| v["id"].as_str().is_some_and(|id| broken.contains(id)));
         AmazonPage {
             items,
-            next_token: (end < all.len()).then(|| end.to_string()),
+            next_token,
             unreadable: unreadable
                 .iter()
                 .map(|v| Unreadable {
-                    id: v["id"].as_str().map(str::to_string),
+                    id: v["id"]
+                        .as_str()
+                        .filter(|id| !id.is_empty())
+                        .map(str::to_string),
                     error: "missing field `lineItems`".into(),
                 })
                 .collect(),
@@ -324,6 +344,13 @@ fn updated(v: &Value) -> DateTime<Utc> {
 impl ShipmentsApi for MemoryAmazon {
     async fn get_shipments(&self, q: &ShipmentsQuery) -> Result<AmazonPage<Shipment>> {
         self.listing(&q.location_id)?;
+        if q.pagination_token.is_some()
+            && q.pagination_token == *self.refused_token.lock().expect("lock")
+        {
+            return Err(Error::InvalidInput(
+                "Invalid input for paginationToken".into(),
+            ));
+        }
         let all: Vec<Value> = self
             .shipments
             .lock()
@@ -333,6 +360,7 @@ impl ShipmentsApi for MemoryAmazon {
                 s["status"] == q.status.as_str()
                     && s["locationId"] == q.location_id.as_str()
                     && updated(s) > q.last_updated_after
+                    && q.last_updated_before.is_none_or(|b| updated(s) < b)
             })
             .cloned()
             .collect();
@@ -392,6 +420,7 @@ impl ShipmentsApi for MemoryAmazon {
                 r["status"] == q.status.as_str()
                     && r["returnLocationId"] == q.return_location_id.as_str()
                     && updated(r) > q.last_updated_since
+                    && q.last_updated_until.is_none_or(|b| updated(r) < b)
             })
             .cloned()
             .collect();

@@ -1,5 +1,6 @@
 //! Returns: Amazon has no return notification, so a scheduled poll of listReturns per return
-//! location and status (`lastUpdatedSince` = cursor − overlap, following `nextToken`) stores each
+//! location and status (`lastUpdatedSince` = cursor − overlap, in bounded windows with the
+//! cursor saved after each page, as the order poller does) stores each
 //! return and tells the warehouse (`ReturnCreated`, then `ReturnStatusChanged` per new status).
 //! The warehouse reports what arrived (`sellable`/`unsellable` units): the return is closed and
 //! the sellable units are credited as stock to add back at that location.
@@ -10,14 +11,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FailureKind, Result};
 use crate::events::{EventName, EventSink, OutboundEvent, ReturnCreated, ReturnStatusChanged};
+use crate::metrics::{names, Unit};
 use crate::orders::model::{ReturnReceipt, ReturnRecord, ReturnStage};
+use crate::orders::poller::{Window, UNBOUNDED};
 use crate::orders::ports::{
     is_unreadable, LocationDirectory, ReturnsQuery, ShipmentsApi, Unreadable,
 };
 use crate::runtime::Invocation;
-use crate::store::cursors::{CursorKind, CursorStore};
+use crate::store::cursors::{cursor_time, CursorKind, CursorStore, PageMark};
 use crate::store::inventory::InventoryStore;
 use crate::store::shipments::ShipmentStore;
 
@@ -51,6 +54,12 @@ pub struct ReturnsReport {
     pub read_back: usize,
     /// Unreadable even alone: stored in stage `unreadable` for a person.
     pub quarantined: usize,
+    /// Records without an ID: counted (cursor, `AmazonRecordsUnreadable`) and logged.
+    pub nameless: usize,
+    pub cursor_saves: usize,
+    /// Return location/status polls that stopped before reaching the present (deadline or
+    /// page budget); the next run goes on from the saved page.
+    pub behind: Vec<String>,
     pub errors: Vec<String>,
     /// Return location/status polls that failed (cursor kept; the other locations were still
     /// polled). Any makes the run a failure (`runtime::finish_run`).
@@ -67,11 +76,17 @@ pub struct ReturnsService {
     pub locations: Arc<dyn LocationDirectory>,
     pub overlap: Duration,
     pub first_lookback: Duration,
+    /// As in `PollSettings`: the longest window asked for, and pages per status and run.
+    pub max_window: Duration,
+    pub max_pages: usize,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl ReturnsService {
     pub async fn poll(&self, inv: &Invocation) -> Result<ReturnsReport> {
-        let started = Utc::now();
+        // Windows end here: the next whole second (`lastUpdatedBefore` is strict and sent in
+        // whole seconds), so whatever changed before this run is in its windows.
+        let started = cursor_time(Utc::now()) + chrono::Duration::seconds(1);
         let mut report = ReturnsReport::default();
         for loc in self.locations.locations().await? {
             let Some(rloc) = loc.return_location_id.clone() else {
@@ -86,7 +101,7 @@ impl ReturnsService {
                     return Ok(report);
                 }
                 if let Err(e) = self
-                    .poll_one(&rloc, &loc.hub, status, started, &mut report)
+                    .poll_one(&rloc, &loc.hub, status, started, inv, &mut report)
                     .await
                 {
                     tracing::error!(return_location_id = %rloc, status, error = %e, "returns poll failed");
@@ -106,79 +121,155 @@ impl ReturnsService {
         hub: &str,
         status: &str,
         started: DateTime<Utc>,
+        inv: &Invocation,
         report: &mut ReturnsReport,
     ) -> Result<()> {
-        let cursor = self
-            .cursors
-            .get(CursorKind::Returns, rloc, status)
-            .await?
-            .unwrap_or(
-                started - chrono::Duration::from_std(self.first_lookback).unwrap_or_default(),
-            );
-        let mut q = ReturnsQuery {
-            return_location_id: rloc.to_string(),
-            status: status.to_string(),
-            last_updated_since: cursor
-                - chrono::Duration::from_std(self.overlap).unwrap_or_default(),
-            next_token: None,
+        let kind = CursorKind::Returns;
+        let mut cursor = self.cursors.read(kind, rloc, status).await?;
+        let span = |d: Duration| chrono::Duration::from_std(d).unwrap_or_default();
+        let at = *cursor
+            .at
+            .get_or_insert(cursor_time(started - span(self.first_lookback)));
+        let mut window = match cursor.mark.clone() {
+            Some(m) if m.before > at => Some(Window::resume(m)),
+            _ => Some(Window::after(at, started, self.overlap, self.max_window)),
         };
-        // Records nobody can name: the cursor stays, so the window is read again next run.
-        let mut nameless = 0;
-        loop {
-            let page = self.amazon.list_returns(&q).await?;
-            report.pages += 1;
-            let mut unreadable = page.unreadable;
-            let mut readable = Vec::with_capacity(page.items.len());
-            for item in &page.items {
-                match ReturnRecord::from_json(item) {
-                    Ok(r) => readable.push(r),
-                    Err(e) => unreadable.push(Unreadable {
-                        id: item.get("id").and_then(|v| v.as_str()).map(str::to_string),
-                        error: e.to_string(),
-                    }),
+        let mut pages = 0;
+        // A whole window in one page was sparse: the next may be twice as long, or reach the
+        // present after an empty one (a fresh cursor's first lookback then costs a call, not
+        // one per `max_window`); a dense one keeps the cap.
+        let mut span = self.max_window;
+        while let Some(w) = window.take() {
+            let first_page = pages;
+            let mut q = ReturnsQuery {
+                return_location_id: rloc.to_string(),
+                status: status.to_string(),
+                last_updated_since: w.after,
+                last_updated_until: Some(w.before),
+                next_token: w.token.clone(),
+            };
+            loop {
+                if pages >= self.max_pages || inv.remaining() < Duration::from_secs(3) {
+                    report.behind.push(format!("{rloc}/{status}"));
+                    return Ok(());
                 }
-            }
-            report.returns_seen += readable.len() + unreadable.len();
-            for bad in unreadable {
-                let Some(id) = bad.id else {
-                    nameless += 1;
-                    tracing::error!(return_location_id = rloc, status, error = %bad.error, alert = "return_unreadable", "a return without an id in listReturns; cursor kept");
-                    report.errors.push(format!(
-                        "{rloc}/{status}: a return without an id: {}",
-                        bad.error
-                    ));
-                    continue;
+                let page = match self.amazon.list_returns(&q).await {
+                    // A kept token Amazon no longer takes: read the window again from its start.
+                    Err(e)
+                        if q.next_token.is_some()
+                            && q.next_token == w.token
+                            && e.kind() == FailureKind::Message =>
+                    {
+                        tracing::warn!(return_location_id = rloc, status, error = %e, "a kept page token was refused; reading its window again");
+                        q.next_token = None;
+                        continue;
+                    }
+                    page => page?,
                 };
-                report.read_back += 1;
-                match self.read_back(&id).await? {
-                    Ok(r) => readable.push(r),
-                    Err(alone) => {
-                        let error = format!("in listReturns: {}; alone: {alone}", bad.error);
-                        if self.quarantine(&id, rloc, status, &error).await? {
-                            report.quarantined += 1;
-                        }
-                        report
-                            .errors
-                            .push(format!("return {id} unreadable: {error}"));
+                pages += 1;
+                report.pages += 1;
+                let listed = page.items.len() + page.unreadable.len();
+                let nameless = self
+                    .store_page(rloc, hub, status, page.items, page.unreadable, report)
+                    .await?;
+                if nameless > 0 {
+                    cursor.unreadable += nameless as u64;
+                    report.nameless += nameless;
+                    self.metrics.put(
+                        names::AMAZON_RECORDS_UNREADABLE,
+                        nameless as f64,
+                        Unit::Count,
+                        &[],
+                    );
+                }
+                match &page.next_token {
+                    Some(t) => {
+                        q.next_token = Some(t.clone());
+                        cursor.mark = Some(PageMark {
+                            after: w.after,
+                            before: w.before,
+                            token: t.clone(),
+                        });
+                    }
+                    None => {
+                        cursor.at = Some(w.before);
+                        cursor.mark = None;
                     }
                 }
-            }
-            for r in readable {
-                if self.absorb(r, hub).await? {
-                    report.announced += 1;
+                if !self.cursors.save(kind, rloc, status, &cursor).await? {
+                    return Ok(()); // a newer run got further
+                }
+                report.cursor_saves += 1;
+                if page.next_token.is_none() {
+                    if w.token.is_none() && pages == first_page + 1 {
+                        span = if listed == 0 {
+                            UNBOUNDED // nothing there: the next window may reach the present
+                        } else {
+                            span.saturating_mul(2)
+                        };
+                    }
+                    window = (w.before < started)
+                        .then(|| Window::after(w.before, started, self.overlap, span));
+                    break;
                 }
             }
-            match page.next_token {
-                Some(t) => q.next_token = Some(t),
-                None => break,
+        }
+        Ok(())
+    }
+
+    /// Stores one page's returns; returns how many records had no ID at all.
+    async fn store_page(
+        &self,
+        rloc: &str,
+        hub: &str,
+        status: &str,
+        items: Vec<serde_json::Value>,
+        mut unreadable: Vec<Unreadable>,
+        report: &mut ReturnsReport,
+    ) -> Result<usize> {
+        let mut readable = Vec::with_capacity(items.len());
+        for item in &items {
+            match ReturnRecord::from_json(item) {
+                Ok(r) => readable.push(r),
+                Err(e) => unreadable.push(Unreadable {
+                    id: item.get("id").and_then(|v| v.as_str()).map(str::to_string),
+                    error: e.to_string(),
+                }),
             }
         }
-        if nameless > 0 {
-            return Ok(());
+        report.returns_seen += readable.len() + unreadable.len();
+        let mut nameless = 0;
+        for bad in unreadable {
+            let Some(id) = bad.id else {
+                // Nothing to read back by; a mended record moves its time and is met again.
+                nameless += 1;
+                tracing::error!(return_location_id = rloc, status, error = %bad.error, alert = "return_unreadable", "a return without an id in listReturns; counted, the cursor moves on");
+                report.errors.push(format!(
+                    "{rloc}/{status}: a return without an id: {}",
+                    bad.error
+                ));
+                continue;
+            };
+            report.read_back += 1;
+            match self.read_back(&id).await? {
+                Ok(r) => readable.push(r),
+                Err(alone) => {
+                    let error = format!("in listReturns: {}; alone: {alone}", bad.error);
+                    if self.quarantine(&id, rloc, status, &error).await? {
+                        report.quarantined += 1;
+                    }
+                    report
+                        .errors
+                        .push(format!("return {id} unreadable: {error}"));
+                }
+            }
         }
-        self.cursors
-            .advance(CursorKind::Returns, rloc, status, started)
-            .await
+        for r in readable {
+            if self.absorb(r, hub).await? {
+                report.announced += 1;
+            }
+        }
+        Ok(nameless)
     }
 
     /// Reads one return alone (a page reported it unreadable: a single record may parse).
@@ -461,12 +552,62 @@ mod tests {
             }])),
             overlap: Duration::from_secs(300),
             first_lookback: Duration::from_secs(3600),
+            max_window: Duration::from_secs(3600),
+            max_pages: 10,
+            metrics: crate::metrics::Metrics::memory("t", "returns").0,
         };
         (s, amazon, events, inventory)
     }
 
     fn inv() -> Invocation {
         Invocation::new("t", Duration::from_secs(60))
+    }
+
+    /// Returns that piled up over a 6-hour outage: read in bounded windows, a page budget per
+    /// run, the cursor kept after every page; every return is announced once.
+    #[tokio::test]
+    async fn a_returns_backlog_is_read_in_parts_and_the_cursor_moves_every_run() {
+        let (mut s, amazon, events, _) = service();
+        s.max_pages = 2;
+        let start = Utc::now() - chrono::Duration::hours(6);
+        for i in 0..20 {
+            let mut r = ret(&format!("R{i:02}"), "CREATED");
+            r["lastUpdatedDateTime"] = sort_time(start + chrono::Duration::minutes(18 * i)).into();
+            amazon.put_return(r);
+        }
+        s.cursors
+            .advance(CursorKind::Returns, "RLOC1", "CREATED", start)
+            .await
+            .unwrap();
+        let mut last = s
+            .cursors
+            .read(CursorKind::Returns, "RLOC1", "CREATED")
+            .await
+            .unwrap();
+        let mut runs = 0;
+        loop {
+            runs += 1;
+            assert!(runs < 20, "never caught up");
+            let report = s.poll(&inv()).await.unwrap();
+            assert!(report.failed_polls.is_empty(), "{report:?}");
+            let now = s
+                .cursors
+                .read(CursorKind::Returns, "RLOC1", "CREATED")
+                .await
+                .unwrap();
+            if !report.behind.iter().any(|b| b == "RLOC1/CREATED") {
+                break;
+            }
+            assert_ne!(now, last, "run {runs} moved the cursor");
+            last = now;
+        }
+        assert!(runs >= 3, "{runs}");
+        let created = events
+            .events()
+            .into_iter()
+            .filter(|e| e.name == EventName::ReturnCreated)
+            .count();
+        assert_eq!(created, 20);
     }
 
     #[tokio::test]

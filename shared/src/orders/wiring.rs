@@ -192,6 +192,9 @@ impl Orders {
             locations: self.locations.clone(),
             overlap: poll.overlap,
             first_lookback: poll.first_lookback,
+            max_window: poll.max_window,
+            max_pages: poll.max_pages,
+            metrics: self.metrics.clone(),
         })
     }
 }

@@ -2,11 +2,19 @@
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
-//! | shipments cursor | `CURSOR#shipments#<locationId>` | `<STATUS>` (ACCEPTED, CREATED, CANCELLED) | `at` (RFC 3339 ms) |
-//! | returns cursor | `CURSOR#returns#<returnLocationId>` | `<STATUS>` | `at` |
+//! | shipments cursor | `CURSOR#shipments#<locationId>` | `<STATUS>` (one per polled status) | `at` (RFC 3339 ms); while a window is half read: `markAfter`, `markBefore`, `markToken`; `unreadable` (N) |
+//! | returns cursor | `CURSOR#returns#<returnLocationId>` | `<STATUS>` | the same |
 //!
-//! Access patterns: get one cursor; advance it (a conditional write that only ever moves it
-//! forward, so a slow, older run cannot move it back).
+//! `at`: everything Amazon changed before it is stored. A poll reads one bounded window
+//! (`lastUpdatedAfter` = `at` − overlap, `lastUpdatedBefore` = at most `at` + the window cap)
+//! and, after each page it stored, saves where it stands in that window (the mark: the window
+//! and Amazon's token for the next page), so a run that stops at its deadline loses no page and
+//! the next run goes on from there. Only a window read to its end moves `at` (to the window's
+//! end): Amazon documents no order for its pages, so no record's time inside a half-read window
+//! is safe to advance to. `unreadable` counts the records without an ID seen under this cursor.
+//!
+//! Access patterns: read one cursor; save it (a conditional put that never moves `at` back, so
+//! a slow, older run cannot undo a newer one's progress).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,7 +24,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::orders::model::{parse_amazon_time, sort_time};
-use crate::store::dynamo::{ddb_error, get_s, is_condition_failed, s};
+use crate::store::dynamo::{ddb_error, get_n, get_s, is_condition_failed, n, s};
 
 /// Which stream a cursor follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,22 +42,79 @@ impl CursorKind {
     }
 }
 
+/// Where a poll stands inside a window it has not read to the end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageMark {
+    /// The window's `lastUpdatedAfter`/`lastUpdatedBefore` (a token is valid only with the
+    /// same arguments).
+    pub after: DateTime<Utc>,
+    pub before: DateTime<Utc>,
+    /// Amazon's token for the first page not yet stored.
+    pub token: String,
+}
+
+/// One cursor as stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cursor {
+    pub at: Option<DateTime<Utc>>,
+    pub mark: Option<PageMark>,
+    /// Records without an ID seen under this cursor (they cannot be read back alone).
+    pub unreadable: u64,
+}
+
 #[async_trait]
 pub trait CursorStore: Send + Sync {
+    async fn read(&self, kind: CursorKind, location_id: &str, status: &str) -> Result<Cursor>;
+
+    /// Stores `cursor` unless the stored `at` is already later (a newer run got further).
+    /// Returns whether it was stored.
+    async fn save(
+        &self,
+        kind: CursorKind,
+        location_id: &str,
+        status: &str,
+        cursor: &Cursor,
+    ) -> Result<bool>;
+
     async fn get(
         &self,
         kind: CursorKind,
         location_id: &str,
         status: &str,
-    ) -> Result<Option<DateTime<Utc>>>;
-    /// Moves the cursor to `at` unless it is already there or later.
+    ) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.read(kind, location_id, status).await?.at)
+    }
+
+    /// Moves the cursor to `at` (dropping any mark) unless it is already there or later.
     async fn advance(
         &self,
         kind: CursorKind,
         location_id: &str,
         status: &str,
         at: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let now = self.read(kind, location_id, status).await?;
+        if now.at.is_some_and(|t| t >= at) {
+            return Ok(());
+        }
+        let next = Cursor {
+            at: Some(at),
+            mark: None,
+            unreadable: now.unreadable,
+        };
+        self.save(kind, location_id, status, &next)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// A time as windows and cursors keep it: whole seconds, the precision the SP-API client sends
+/// `lastUpdatedAfter`/`lastUpdatedBefore` in, so a window's bounds on the wire are exactly the
+/// ones saved in a mark (a token is valid only with the same arguments) and a window's end is
+/// never rounded down past records it was meant to include.
+pub fn cursor_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    t.trunc_subsecs(0)
 }
 
 fn pk(kind: CursorKind, location_id: &str) -> String {
@@ -72,12 +137,7 @@ impl DynamoCursorStore {
 
 #[async_trait]
 impl CursorStore for DynamoCursorStore {
-    async fn get(
-        &self,
-        kind: CursorKind,
-        location_id: &str,
-        status: &str,
-    ) -> Result<Option<DateTime<Utc>>> {
+    async fn read(&self, kind: CursorKind, location_id: &str, status: &str) -> Result<Cursor> {
         let out = self
             .client
             .get_item()
@@ -88,35 +148,62 @@ impl CursorStore for DynamoCursorStore {
             .send()
             .await
             .map_err(|e| ddb_error("GetItem", e))?;
-        Ok(out
-            .item
-            .as_ref()
-            .and_then(|i| get_s(i, "at"))
-            .and_then(parse_amazon_time))
+        let Some(item) = out.item.as_ref() else {
+            return Ok(Cursor::default());
+        };
+        let time = |name| get_s(item, name).and_then(parse_amazon_time);
+        let mark = match (
+            time("markAfter"),
+            time("markBefore"),
+            get_s(item, "markToken"),
+        ) {
+            (Some(after), Some(before), Some(token)) => Some(PageMark {
+                after,
+                before,
+                token: token.to_string(),
+            }),
+            _ => None,
+        };
+        Ok(Cursor {
+            at: time("at"),
+            mark,
+            unreadable: get_n(item, "unreadable").unwrap_or(0),
+        })
     }
 
-    async fn advance(
+    async fn save(
         &self,
         kind: CursorKind,
         location_id: &str,
         status: &str,
-        at: DateTime<Utc>,
-    ) -> Result<()> {
-        let res = self
+        cursor: &Cursor,
+    ) -> Result<bool> {
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("pk", s(pk(kind, location_id)))
             .item("sk", s(status))
-            .item("at", s(sort_time(at)))
-            .condition_expression("attribute_not_exists(#at) OR #at < :at")
-            .expression_attribute_names("#at", "at")
-            .expression_attribute_values(":at", s(sort_time(at)))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failed(&e) => Ok(()),
+            .item("unreadable", n(cursor.unreadable));
+        if let Some(m) = &cursor.mark {
+            put = put
+                .item("markAfter", s(sort_time(m.after)))
+                .item("markBefore", s(sort_time(m.before)))
+                .item("markToken", s(&m.token));
+        }
+        put = match cursor.at {
+            Some(at) => put
+                .item("at", s(sort_time(at)))
+                .condition_expression("attribute_not_exists(#at) OR #at <= :at")
+                .expression_attribute_names("#at", "at")
+                .expression_attribute_values(":at", s(sort_time(at))),
+            None => put
+                .condition_expression("attribute_not_exists(#at)")
+                .expression_attribute_names("#at", "at"),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
             Err(e) => Err(ddb_error("PutItem", e)),
         }
     }
@@ -124,7 +211,7 @@ impl CursorStore for DynamoCursorStore {
 
 #[derive(Default)]
 pub struct MemoryCursorStore {
-    map: Mutex<HashMap<(CursorKind, String, String), DateTime<Utc>>>,
+    map: Mutex<HashMap<(CursorKind, String, String), Cursor>>,
 }
 
 impl MemoryCursorStore {
@@ -135,35 +222,36 @@ impl MemoryCursorStore {
 
 #[async_trait]
 impl CursorStore for MemoryCursorStore {
-    async fn get(
-        &self,
-        kind: CursorKind,
-        location_id: &str,
-        status: &str,
-    ) -> Result<Option<DateTime<Utc>>> {
+    async fn read(&self, kind: CursorKind, location_id: &str, status: &str) -> Result<Cursor> {
         Ok(self
             .map
             .lock()
             .expect("cursor lock")
             .get(&(kind, location_id.to_string(), status.to_string()))
-            .copied())
+            .cloned()
+            .unwrap_or_default())
     }
 
-    async fn advance(
+    async fn save(
         &self,
         kind: CursorKind,
         location_id: &str,
         status: &str,
-        at: DateTime<Utc>,
-    ) -> Result<()> {
+        cursor: &Cursor,
+    ) -> Result<bool> {
         let mut map = self.map.lock().expect("cursor lock");
         let e = map
             .entry((kind, location_id.to_string(), status.to_string()))
-            .or_insert(at);
-        if *e < at {
-            *e = at;
+            .or_default();
+        let allowed = match (e.at, cursor.at) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(old), Some(new)) => old <= new,
+        };
+        if allowed {
+            *e = cursor.clone();
         }
-        Ok(())
+        Ok(allowed)
     }
 }
 

@@ -143,7 +143,34 @@ fn every_function_is_granted_exactly_what_its_code_sends() {
         };
         let env = &f["Properties"]["Environment"]["Variables"];
         let mut used = Grants::new();
+        // The queues of its SQS events, for wrappers acting on the messages' own queue.
+        let sources: Vec<Value> = f["Properties"]["Events"]
+            .as_object()
+            .into_iter()
+            .flat_map(|e| e.values())
+            .filter(|e| e["Type"] == "SQS")
+            .map(|e| e["Properties"]["Queue"].clone())
+            .collect();
         for uses in groups.iter().flat_map(|g| g.iter()) {
+            if uses.key == access::EVENT_SOURCE {
+                let actions = access::actions_of(&wrappers[uses.wrapper], uses.usage)
+                    .unwrap_or_else(|e| panic!("{id}: {}: {e}", uses.wrapper));
+                assert!(
+                    !sources.is_empty(),
+                    "{id}: {} without an SQS event",
+                    uses.wrapper
+                );
+                for v in &sources {
+                    let resource = logical_of(&sam, v)
+                        .unwrap_or_else(|| panic!("{id}: its SQS event's queue {v}"));
+                    for (part, action) in &actions {
+                        used.entry(format!("{resource}{part}"))
+                            .or_default()
+                            .insert(action.clone());
+                    }
+                }
+                continue;
+            }
             let Some(value) = env.get(uses.key) else {
                 // Optional wiring the function's template does not switch on (e.g. Orders'
                 // inventory nudge without INVENTORY_PUSH_QUEUE_URL).

@@ -148,10 +148,10 @@ async fn a_partial_batch_failure_deletes_the_rest_and_a_poison_message_ends_in_t
         .await?;
     send(&t, &["ok-1", "please fail", "ok-2"]).await?;
 
-    // maxReceiveCount is 5: the 6th receive moves the message to the DLQ.
+    // After maxReceiveCount (MAX_RECEIVES) receives, the next moves the message to the DLQ.
     let dlq_url = t.stack.queue_url("OutboundDLQ").to_string();
     let in_dlq = eventually(
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         "the poison message in the DLQ",
         || async {
             let out = t
@@ -179,12 +179,15 @@ async fn a_partial_batch_failure_deletes_the_rest_and_a_poison_message_ends_in_t
     assert_eq!(seen["ok-2"], vec![1]);
     assert_eq!(
         seen["please fail"],
-        vec![1, 2, 3, 4, 5],
+        (1..=flexbridge::runtime::MAX_RECEIVES).collect::<Vec<_>>(),
         "the failed item came back after the visibility timeout"
     );
     assert_eq!(t.queue_depth("OutboundQueue").await?, 0);
     let stats = runner.function_stats("OutboundWebhookFunction");
-    assert_eq!((stats.messages_ok, stats.messages_failed), (2, 5));
+    assert_eq!(
+        (stats.messages_ok, stats.messages_failed),
+        (2, u64::from(flexbridge::runtime::MAX_RECEIVES))
+    );
     runner.stop().await;
     Ok(())
 }

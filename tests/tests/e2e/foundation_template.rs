@@ -159,7 +159,11 @@ fn every_queue_has_a_dlq_an_alarm_and_a_visibility_timeout_of_six_consumer_timeo
             logical_of(&redrive["deadLetterTargetArn"]).unwrap_or_else(|| panic!("{q} has no DLQ"));
         assert!(queues.contains_key(dlq), "{q}: DLQ {dlq} is not a queue");
         let max = redrive["maxReceiveCount"].as_u64().unwrap();
-        assert!((1..=10).contains(&max), "{q}: maxReceiveCount {max}");
+        assert_eq!(
+            max,
+            u64::from(flexbridge::runtime::MAX_RECEIVES),
+            "{q}: maxReceiveCount"
+        );
         assert!(
             alarms.values().any(|a| {
                 let d = &a["Properties"]["Dimensions"][0]["Value"];
@@ -199,6 +203,52 @@ fn every_queue_has_a_dlq_an_alarm_and_a_visibility_timeout_of_six_consumer_timeo
             );
         }
     }
+}
+
+/// Rules moto does not enforce: a queue must keep a message for as long as its consumer may
+/// retry it (every receive failing, put off by `flexbridge::runtime::retry_delay`, the last
+/// one `retry_horizon` after the first) or SQS deletes it unread, silently; and a DLQ must keep
+/// it longer than its source queue, because SQS's redrive keeps a message's original enqueue
+/// time (AWS SQS developer guide, "Using dead-letter queues": set the DLQ's retention period
+/// longer than the source queue's).
+#[test]
+fn every_queue_keeps_its_messages_longer_than_the_retry_horizon_and_its_dlq_longer_still() {
+    use flexbridge::runtime::{retry_horizon, MAX_VISIBILITY};
+    const SQS_DEFAULT_RETENTION: u64 = 345_600; // 4 days
+    const SQS_MAX_RETENTION: u64 = 1_209_600; // 14 days
+    let cfn = cfn();
+    let queues = resources_of(&cfn, "AWS::SQS::Queue");
+    let retention = |p: &Value| {
+        p["MessageRetentionPeriod"]
+            .as_u64()
+            .unwrap_or(SQS_DEFAULT_RETENTION)
+    };
+    // A message may wait a visibility timeout before its first receive fails, then the
+    // horizon; an hour's margin on top.
+    assert!(retry_horizon() < MAX_VISIBILITY * 2);
+    let mut checked = 0;
+    for (q, r) in &queues {
+        let p = &r["Properties"];
+        let Some(dlq) = logical_of(&p["RedrivePolicy"]["deadLetterTargetArn"]) else {
+            continue;
+        };
+        checked += 1;
+        let vt = p["VisibilityTimeout"].as_u64().unwrap_or(30);
+        let needed = retry_horizon().as_secs() + vt + 3600;
+        assert!(
+            retention(p) >= needed,
+            "{q}: MessageRetentionPeriod {} s < {needed} s (retry horizon {:?} + visibility + 1 h)",
+            retention(p),
+            retry_horizon()
+        );
+        let dlq_retention = retention(&queues[dlq]["Properties"]);
+        assert!(
+            dlq_retention > retention(p) && dlq_retention <= SQS_MAX_RETENTION,
+            "{dlq}: retention {dlq_retention} s must exceed {q}'s {} s",
+            retention(p)
+        );
+    }
+    assert!(checked >= 7, "{checked} queues with a DLQ");
 }
 
 #[test]

@@ -25,6 +25,7 @@ mod notifications_setup;
 mod operator_cli;
 mod orders;
 mod orders_unreadable;
+mod outage;
 mod packaged;
 mod spapi_client;
 mod uploads;

@@ -88,7 +88,7 @@ impl World {
     async fn poll_with(&self, orders: &Orders, inv: &Invocation) -> Result<Value> {
         let processor = orders.processor(inv);
         let mut settings = orders.poll_settings().await?;
-        settings.reserve = Duration::from_millis(200); // the crash runs have a 4 s budget
+        settings.reserve = Duration::from_millis(200); // the crash runs have a 15 s budget
         settings.pass_interval = Duration::ZERO; // one pass per call: the tests decide when to poll
         let poller = OrderPoller {
             processor: &processor,
@@ -424,7 +424,8 @@ async fn a_crash_between_any_two_steps_loses_and_duplicates_nothing() -> Result<
             step,
             fired: AtomicBool::new(false),
         }));
-        let budget = Duration::from_secs(4);
+        // Every location and status is listed (1 request/s) before anything is driven.
+        let budget = Duration::from_secs(15);
         let short = Invocation::new("crashing", budget);
         let cut = tokio::time::timeout(budget, w.poll_with(&crashing, &short)).await;
         assert!(cut.is_err(), "{step:?}: the run must have been cut off");

@@ -50,6 +50,7 @@ const RUNS: &[(&str, &[&str])] = &[
         ],
     ),
     ("label_drain", &["--shipments", "30"]),
+    ("outage_drain", &["--shipments", "60"]),
     // Needs the packaged functions (`sam build --parameter-overrides Architecture=x86_64`).
     ("cold_start", &["--runs", "3"]),
     (
