@@ -720,14 +720,16 @@ async fn faults_reprint_repack_and_seller_invoice() -> Result<()> {
         })
         .collect();
     at.sort();
-    // The times are when the simulator saw each call: 500 ms of slack for the trip there on a
-    // busy machine (two cores shared with other suites), far less than the 4 s four calls at
-    // once would gain.
-    for (k, t) in at.iter().enumerate().skip(2) {
+    // The times are when the simulator saw each call, and the first call of each instance
+    // waits for its Login with Amazon token after its slot was booked: so the pace is measured
+    // from the third call on (burst 2 spent), with 500 ms of slack for the trip on a busy
+    // machine. Unshared buckets (2 at once each, then 1/s each) would land the 8th call about
+    // 2 s after the third, not 5.
+    for (k, t) in at.iter().enumerate().skip(3) {
         assert!(
-            t - at[0] >= (k as i64 - 1) * 1000 - 500,
-            "call {k} reached Amazon {} ms after the first: {at:?}",
-            t - at[0]
+            t - at[2] >= (k as i64 - 2) * 1000 - 500,
+            "call {k} reached Amazon {} ms after the third: {at:?}",
+            t - at[2]
         );
     }
     let bucket =
