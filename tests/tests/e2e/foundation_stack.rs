@@ -94,7 +94,11 @@ async fn every_declared_resource_exists_in_moto() -> anyhow::Result<()> {
                 a[&QueueAttributeName::RedrivePolicy].contains(&st.queue(dlq).arn),
                 "{logical}"
             );
-            assert_eq!(q.max_receive_count, Some(5), "{logical}");
+            assert_eq!(
+                q.max_receive_count,
+                Some(flexbridge::runtime::MAX_RECEIVES),
+                "{logical}"
+            );
         }
     }
 

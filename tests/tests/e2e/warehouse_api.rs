@@ -511,12 +511,13 @@ async fn outbound_run(
 )> {
     let (hook, url) = start_webhook(script).await?;
     let t = stack(name, vec![("WebhookUrl".into(), url)]).await?;
-    // The queue's 180 s visibility timeout passes in 1 s.
+    // An hour passes in a second: the queue's 180 s visibility timeout, and each retry delay
+    // (5 minutes doubling to an hour, over 16 receives: about 12 hours) in a second or so.
     let runner = t
         .runner(RunnerOptions {
             only: only(&[API, WEBHOOK_FN]),
             run_schedules: false,
-            speedup: 180.0,
+            speedup: 3600.0,
             ..Default::default()
         })
         .await?;
