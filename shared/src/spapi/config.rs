@@ -127,17 +127,19 @@ impl SpApiConfig {
     }
 }
 
+/// Credentials for tests that never reach LWA.
+#[cfg(test)]
+pub(super) fn test_credentials() -> LwaCredentials {
+    LwaCredentials {
+        client_id: "id".into(),
+        client_secret: "secret".into(),
+        refresh_token: "refresh".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn creds() -> LwaCredentials {
-        LwaCredentials {
-            client_id: "id".into(),
-            client_secret: "secret".into(),
-            refresh_token: "refresh".into(),
-        }
-    }
 
     #[test]
     fn regions_map_to_endpoints_and_env_overrides() {
@@ -151,11 +153,11 @@ mod tests {
             .with(keys::SPAPI_REGION, "FE")
             .with(keys::SPAPI_ENDPOINT, "http://127.0.0.1:9/")
             .with(keys::LWA_ENDPOINT, "http://127.0.0.1:9/auth/o2/token");
-        let cfg = SpApiConfig::from_env(&env, creds()).unwrap();
+        let cfg = SpApiConfig::from_env(&env, test_credentials()).unwrap();
         assert_eq!(cfg.region, Region::Fe);
         assert_eq!(cfg.base_url(), "http://127.0.0.1:9");
         assert_eq!(cfg.token_url(), "http://127.0.0.1:9/auth/o2/token");
-        let cfg = SpApiConfig::from_env(&Env::default(), creds()).unwrap();
+        let cfg = SpApiConfig::from_env(&Env::default(), test_credentials()).unwrap();
         assert_eq!(cfg.base_url(), "https://sellingpartnerapi-na.amazon.com");
         assert_eq!(cfg.token_url(), "https://api.amazon.com/auth/o2/token");
     }

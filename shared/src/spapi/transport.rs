@@ -401,21 +401,14 @@ fn decode_message(e: &serde_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spapi::{LwaCredentials, Region, SpApiConfig};
-
-    fn creds() -> LwaCredentials {
-        LwaCredentials {
-            client_id: "id".into(),
-            client_secret: "secret".into(),
-            refresh_token: "refresh".into(),
-        }
-    }
+    use crate::spapi::config::test_credentials;
+    use crate::spapi::{Region, SpApiConfig};
 
     #[tokio::test]
     async fn urls_encode_ids_and_queries() {
         let c = SpApiClient::new(SpApiConfig {
             endpoint: Some("http://sim".into()),
-            ..SpApiConfig::new(Region::Na, creds())
+            ..SpApiConfig::new(Region::Na, test_credentials())
         })
         .unwrap();
         let req = Request::new(

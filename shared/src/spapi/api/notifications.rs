@@ -2,10 +2,11 @@
 
 use reqwest::Method;
 
+use super::required_payload;
 use crate::spapi::models::*;
 use crate::spapi::operation::Operation;
 use crate::spapi::transport::{enc, Request};
-use crate::spapi::{SpApiClient, SpApiError, SpApiErrorKind};
+use crate::spapi::{SpApiClient, SpApiError};
 
 const SUBSCRIPTIONS: &str = "/notifications/v1/subscriptions";
 const DESTINATIONS: &str = "/notifications/v1/destinations";
@@ -42,13 +43,7 @@ impl SpApiClient {
         )
         .json(body)?;
         let r: CreateSubscriptionResponse = self.call_json(req).await?;
-        r.payload.ok_or_else(|| {
-            SpApiError::new(
-                SpApiErrorKind::Decode,
-                op.id(),
-                "answer has no subscription payload",
-            )
-        })
+        required_payload(op, r.payload, "subscription")
     }
 
     /// The application's notification destinations (grantless).
@@ -78,12 +73,6 @@ impl SpApiClient {
         }
         let req = Request::new(op, Method::POST, DESTINATIONS.to_string()).json(body)?;
         let r: DestinationResponse = self.call_json(req).await?;
-        r.payload.ok_or_else(|| {
-            SpApiError::new(
-                SpApiErrorKind::Decode,
-                op.id(),
-                "answer has no destination payload",
-            )
-        })
+        required_payload(op, r.payload, "destination")
     }
 }

@@ -2,6 +2,7 @@
 
 use reqwest::Method;
 
+use super::check_page_size;
 use crate::spapi::models::*;
 use crate::spapi::operation::Operation;
 use crate::spapi::transport::{enc, Request};
@@ -13,14 +14,7 @@ impl SpApiClient {
     /// One page of returns; follow `next_token` until `None` (pages may be empty).
     pub async fn list_returns(&self, q: &ListReturnsQuery) -> Result<ReturnsPage, SpApiError> {
         let op = Operation::ListReturns;
-        if let Some(n) = q.max_results {
-            if !(1..=100).contains(&n) {
-                return Err(SpApiError::invalid_input(
-                    op.id(),
-                    format!("maxResults {n} is not within 1..=100"),
-                ));
-            }
-        }
+        check_page_size(op, q.max_results)?;
         if (q.last_updated_since.is_some() || q.last_updated_until.is_some())
             && (q.return_location_id.is_none() || q.status.is_none())
         {
@@ -56,5 +50,26 @@ impl SpApiClient {
             format!("{RETURNS}/{}", enc(return_id)),
         );
         self.call_json(req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spapi::SpApiErrorKind;
+
+    #[tokio::test]
+    async fn a_page_size_outside_1_to_100_is_refused_before_sending() {
+        let c = super::super::offline_client();
+        for n in [0, 101] {
+            let e = c
+                .list_returns(&ListReturnsQuery {
+                    max_results: Some(n),
+                    ..ListReturnsQuery::default()
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind, SpApiErrorKind::InvalidInput, "{n}");
+        }
     }
 }

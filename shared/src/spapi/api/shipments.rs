@@ -3,6 +3,7 @@
 
 use reqwest::Method;
 
+use super::check_page_size;
 use crate::spapi::models::*;
 use crate::spapi::operation::Operation;
 use crate::spapi::transport::{enc, Request};
@@ -21,14 +22,7 @@ impl SpApiClient {
                 format!("status {:?} is not a shipment status", q.status.as_str()),
             ));
         }
-        if let Some(n) = q.max_results {
-            if !(1..=100).contains(&n) {
-                return Err(SpApiError::invalid_input(
-                    op.id(),
-                    format!("maxResults {n} is not within 1..=100"),
-                ));
-            }
-        }
+        check_page_size(op, q.max_results)?;
         let req = Request::new(op, Method::GET, SHIPMENTS.to_string())
             .query("locationId", q.location_id.as_ref())
             .query("marketplaceId", q.marketplace_id.as_ref())
