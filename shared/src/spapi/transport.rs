@@ -3,6 +3,8 @@
 //! [`RetryPolicy`](crate::retry::RetryPolicy) (see the module docs of `spapi` for what is
 //! retried), and read the body. The `api/` modules only build a [`Request`] and pick a reader.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::Method;
@@ -16,6 +18,7 @@ use super::models::ErrorList;
 use super::operation::Operation;
 use crate::ratelimit::TokenBucket;
 use crate::retry::RetryDecision;
+use crate::secrets::SecretString;
 
 /// Percent-encode everything but RFC 3986 unreserved characters (path segments, query values).
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -219,47 +222,8 @@ impl SpApiClient {
         bucket: &TokenBucket,
     ) -> Result<Answer, Failure> {
         let op = req.op;
-        let deadline_err = |what: &str| {
-            Failure::Final(SpApiError::new(
-                SpApiErrorKind::DeadlineExceeded,
-                op.id(),
-                format!("no time left before the deadline {what}"),
-            ))
-        };
-        if self.deadline.is_some_and(|d| d.is_past()) {
-            return Err(deadline_err("to send"));
-        }
-        match self.inner.limiters.shared(op.id()) {
-            Some(shared) => shared.acquire_before(self.deadline).await,
-            None => bucket.acquire_before(self.deadline).await,
-        }
-        .map_err(|e| deadline_err(&format!("(rate limit: next slot in {:?})", e.wait)))?;
-        let token = self
-            .token_cache(op)
-            .token()
-            .await
-            .map_err(Failure::Attempt)?;
-        let timeout = match self.deadline {
-            Some(d) => self.inner.request_timeout.min(d.remaining()),
-            None => self.inner.request_timeout,
-        };
-        if timeout.is_zero() {
-            return Err(deadline_err("to send"));
-        }
-        let mut builder = self
-            .inner
-            .http
-            .request(req.method.clone(), url)
-            .timeout(timeout)
-            .header("x-amz-access-token", token.expose())
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(body) = &req.body {
-            builder = builder
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.clone());
-        } else if req.method != Method::GET {
-            builder = builder.header(reqwest::header::CONTENT_TYPE, "application/json");
-        }
+        let (token, timeout) = self.ready(op, bucket).await?;
+        let builder = self.http_request(req, url, timeout, &token);
         let started = tokio::time::Instant::now();
         self.count(crate::metrics::names::SPAPI_CALLS, op);
         let resp = builder
@@ -302,6 +266,67 @@ impl SpApiClient {
         }
         Err(Failure::Attempt(err))
     }
+    /// Waits for the operation's slot and its access token; the time left for the request.
+    async fn ready(
+        &self,
+        op: Operation,
+        bucket: &TokenBucket,
+    ) -> Result<(SecretString, Duration), Failure> {
+        let deadline_err = |what: &str| {
+            Failure::Final(SpApiError::new(
+                SpApiErrorKind::DeadlineExceeded,
+                op.id(),
+                format!("no time left before the deadline {what}"),
+            ))
+        };
+        if self.deadline.is_some_and(|d| d.is_past()) {
+            return Err(deadline_err("to send"));
+        }
+        match self.inner.limiters.shared(op.id()) {
+            Some(shared) => shared.acquire_before(self.deadline).await,
+            None => bucket.acquire_before(self.deadline).await,
+        }
+        .map_err(|e| deadline_err(&format!("(rate limit: next slot in {:?})", e.wait)))?;
+        let token = self
+            .token_cache(op)
+            .token()
+            .await
+            .map_err(Failure::Attempt)?;
+        let timeout = match self.deadline {
+            Some(d) => self.inner.request_timeout.min(d.remaining()),
+            None => self.inner.request_timeout,
+        };
+        if timeout.is_zero() {
+            return Err(deadline_err("to send"));
+        }
+        Ok((token, timeout))
+    }
+
+    /// The HTTP request of one attempt: the token, JSON in and out.
+    fn http_request(
+        &self,
+        req: &Request,
+        url: &str,
+        timeout: Duration,
+        token: &SecretString,
+    ) -> reqwest::RequestBuilder {
+        let builder = self
+            .inner
+            .http
+            .request(req.method.clone(), url)
+            .timeout(timeout)
+            .header("x-amz-access-token", token.expose())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = &req.body {
+            builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        } else if req.method != Method::GET {
+            builder.header(reqwest::header::CONTENT_TYPE, "application/json")
+        } else {
+            builder
+        }
+    }
 }
 
 /// Follows `x-amzn-RateLimit-Limit` when Amazon announces another rate than the bucket's.
@@ -339,7 +364,7 @@ enum Failure {
     /// Counts as an attempt; the retry policy decides.
     Attempt(SpApiError),
     /// 401/403: refresh the token once, then treat as `Attempt`.
-    TokenRejected(SpApiError, crate::secrets::SecretString),
+    TokenRejected(SpApiError, SecretString),
     /// No further attempt possible (deadline).
     Final(SpApiError),
 }
