@@ -1,7 +1,7 @@
 //! The one idempotency helper, modelled on AWS Lambda Powertools' idempotency utility.
 //!
-//! A record per business key (`confirm#<shipmentId>`, `http#<Idempotency-Key>`, ...), never per
-//! whole event, with the Powertools schema:
+//! A record per business key ([`ActionKey`]: `confirm#<shipmentId>`, `warehouse#<Idempotency-Key>`,
+//! ...), never per whole event, with the Powertools schema:
 //!
 //! | attribute | meaning |
 //! |---|---|
@@ -33,6 +33,9 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::runtime::Invocation;
 use crate::store::dynamo::{ddb_error, get_n, get_s, is_condition_failed, n, s};
+
+mod key;
+pub use key::ActionKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {

@@ -24,7 +24,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use flexbridge::idempotency::{hash_bytes, Begin, Claim, ClaimToken};
+use flexbridge::idempotency::{hash_bytes, ActionKey, Begin, Claim, ClaimToken};
 use flexbridge::runtime::Invocation;
 use flexbridge::warehouse::signing::{
     self, SignatureError, Signed, SIGNATURE_HEADER, TIMESTAMP_HEADER,
@@ -212,7 +212,7 @@ async fn check_and_run(
     let first = state
         .idempotency
         .first_use(
-            &format!("signature#{}", verified.signature_id),
+            &ActionKey::Signature(&verified.signature_id).to_string(),
             verified.valid_until() + 1,
         )
         .await?;
@@ -259,7 +259,7 @@ async fn check_and_run(
     fingerprint.push(b'\n');
     fingerprint.extend_from_slice(&bytes);
     let validation = hash_bytes(&fingerprint);
-    let record_key = format!("warehouse#{key}");
+    let record_key = ActionKey::Warehouse(&key).to_string();
     let token = match state
         .idempotency
         .begin(&record_key, &validation, invocation)

@@ -12,6 +12,7 @@ use crate::fulfilment::worker::Fulfiller;
 use crate::fulfilment::{
     CancelJob, CancellationState, JobState, LabelJob, Reprint, SellerCancellation, StoredDocument,
 };
+use crate::idempotency::ActionKey;
 use crate::orders::model::is_shipped;
 use crate::orders::ports::RejectReason;
 use crate::orders::{ShipmentRecord, Stage};
@@ -306,7 +307,11 @@ impl Fulfiller {
             for p in &f.packages {
                 let pid = p.id.clone();
                 self.once(
-                    &format!("fulfil#{id}#shipped#{}", p.id),
+                    &ActionKey::Shipped {
+                        shipment_id: id,
+                        package_id: &p.id,
+                    }
+                    .to_string(),
                     id,
                     inv,
                     move |s: &Shipment| {

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::events::{EventName, OutboundEvent, ShipmentHeld};
 use crate::fulfilment::worker::Fulfiller;
 use crate::fulfilment::{CancelJob, CancellationState};
+use crate::idempotency::ActionKey;
 use crate::orders::ports::{RejectReason, ShipmentsApi};
 use crate::orders::processor::{CancelledLine, ShipmentCancelledDetail};
 use crate::orders::Stage;
@@ -65,7 +66,7 @@ impl Fulfiller {
             .map(|l| (l.id.clone(), l.units))
             .collect();
         // Same key as orders' own REJECT: one REJECT per shipment, whoever asks.
-        let key = format!("reject#{id}");
+        let key = ActionKey::Reject(id).to_string();
         let result = self
             .once(
                 &key,

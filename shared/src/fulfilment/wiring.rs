@@ -19,26 +19,12 @@ use crate::fulfilment::ports::{JobQueue, LabelFiles, S3LabelFiles, SqsJobQueue};
 use crate::fulfilment::worker::Fulfiller;
 use crate::orders::Orders;
 use crate::runtime::Invocation;
-use crate::spapi::{Operation, SpApiClient};
+use crate::spapi::{Api, SpApiClient};
 use crate::store::ratelimit::DynamoBucketStore;
 
 /// How long the links in `LabelReady` and `GET .../labels` are wanted to work (no longer than
 /// the signing credentials last: `ports::link_life`).
 pub const LINK_TTL: Duration = Duration::from_secs(3600);
-
-/// The Shipments operations fulfilment and orders call, each limited by Amazon per seller.
-pub const SHIPMENTS_OPERATIONS: [Operation; 10] = [
-    Operation::GetShipments,
-    Operation::GetShipment,
-    Operation::ProcessShipment,
-    Operation::CreatePackages,
-    Operation::UpdatePackage,
-    Operation::UpdatePackageStatus,
-    Operation::RetrieveShippingOptions,
-    Operation::GenerateInvoice,
-    Operation::RetrieveInvoice,
-    Operation::GenerateShipLabels,
-];
 
 /// Tokens reserved per DynamoDB round trip. One: at 1 request/s a round trip per call costs
 /// nothing, and a token reserved but held back (while its instance is busy elsewhere) could be
@@ -51,7 +37,7 @@ pub fn share_shipments_limits(
     client: &SpApiClient,
     store: Arc<dyn crate::ratelimit::SharedBucketStore>,
 ) {
-    for op in SHIPMENTS_OPERATIONS {
+    for op in Api::Shipments.operations() {
         client.share_rate_limit(op, store.clone(), None, SHARED_BUCKET_CHUNK);
     }
 }

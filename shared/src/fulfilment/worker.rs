@@ -19,7 +19,7 @@ use crate::fulfilment::{
     CancellationState, ChosenOption, Fulfilment, JobState, LabelJob, Reprint, StoredDocument,
     StoredLabel,
 };
-use crate::idempotency::Idempotency;
+use crate::idempotency::{ActionKey, Idempotency};
 use crate::orders::model::AmazonShipment;
 use crate::orders::ports::LocationDirectory;
 use crate::orders::{OrderProcessor, ShipmentRecord, Stage};
@@ -470,7 +470,7 @@ impl Fulfiller {
                         let ids: Vec<String> = f.packages.iter().map(|p| p.id.clone()).collect();
                         let ids2 = ids.clone();
                         self.once(
-                            &format!("fulfil#{id}#createPackages"),
+                            &ActionKey::CreatePackages(id).to_string(),
                             id,
                             inv,
                             move |s| ids.iter().all(|i| s.packages.iter().any(|p| &p.id == i)),
@@ -488,7 +488,12 @@ impl Fulfiller {
                             let weight = p.weight.clone();
                             let pid = p.id.clone();
                             self.once(
-                                &format!("fulfil#{id}#updatePackage#v{v}#{}", p.id),
+                                &ActionKey::UpdatePackage {
+                                    shipment_id: id,
+                                    pack_version: v,
+                                    package_id: &p.id,
+                                }
+                                .to_string(),
                                 id,
                                 inv,
                                 move |s| {
@@ -560,7 +565,11 @@ impl Fulfiller {
                 };
                 let stored = self
                     .once(
-                        &format!("fulfil#{id}#generateInvoice#v{v}"),
+                        &ActionKey::GenerateInvoice {
+                            shipment_id: id,
+                            pack_version: v,
+                        }
+                        .to_string(),
                         id,
                         inv,
                         |s| {
@@ -681,19 +690,28 @@ impl Fulfiller {
         let mut notes = Vec::new();
         let mut failures = Vec::new();
         for (option, ids) in groups {
-            let (key, op) = match regenerate {
+            let (action, op) = match regenerate {
                 Some(rp) => (
-                    format!("fulfil#{id}#regenerate#{}#{}", rp.number, ids.join(",")),
+                    ActionKey::RegenerateLabels {
+                        shipment_id: id,
+                        reprint: rp.number,
+                        package_ids: &ids,
+                    },
                     LabelOperation::Regenerate,
                 ),
                 None => (
-                    format!("fulfil#{id}#generateShipLabels#v{v}#{}", ids.join(",")),
+                    ActionKey::GenerateLabels {
+                        shipment_id: id,
+                        pack_version: v,
+                        package_ids: &ids,
+                    },
                     LabelOperation::Generate,
                 ),
             };
+            let key = action.to_string();
             let list = {
                 let ids_applied = ids.clone();
-                let recover_key = format!("{key}#recover");
+                let recover_key = action.recovery();
                 let applied = move |s: &Shipment| {
                     op == LabelOperation::Generate
                         && ids_applied.iter().all(|i| {

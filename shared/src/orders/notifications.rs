@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::idempotency::Idempotency;
+use crate::idempotency::{ActionKey, Idempotency};
 use crate::orders::model::{ShipmentRecord, Stage};
 use crate::orders::processor::OrderProcessor;
 use crate::runtime::Invocation;
@@ -119,7 +119,7 @@ impl NotificationHandler<'_> {
                 }
             }
         }
-        let key = format!("notification#{id}");
+        let key = ActionKey::Notification(&id).to_string();
         let processor = self.processor;
         let sid = shipment_id.clone();
         let out = self

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::events::{EventName, EventSink, OutboundEvent, ShipmentHeld};
-use crate::idempotency::Idempotency;
+use crate::idempotency::{ActionKey, Idempotency};
 use crate::orders::model::{
     is_confirmed_or_beyond, is_new_status, is_shipped, AmazonShipment, LineItem, ShipmentRecord,
     Stage,
@@ -633,9 +633,10 @@ impl OrderProcessor {
     /// acting) or an error whose outcome is unknown, Amazon's state decides.
     async fn act_once(&self, r: &ShipmentRecord, act: Act, inv: &Invocation) -> Result<ActOutcome> {
         let key = match act {
-            Act::Confirm => format!("confirm#{}", r.id),
-            Act::Reject(_) => format!("reject#{}", r.id),
-        };
+            Act::Confirm => ActionKey::Confirm(&r.id),
+            Act::Reject(_) => ActionKey::Reject(&r.id),
+        }
+        .to_string();
         let id = r.id.clone();
         let lines: Vec<(String, u32)> = r
             .line_items

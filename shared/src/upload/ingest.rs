@@ -98,7 +98,12 @@ pub struct PriceUpdate {
 impl PriceUpdate {
     /// The business key that makes a redelivered message harmless.
     pub fn idempotency_key(&self) -> String {
-        format!("price#{}#{}#{}", self.upload, self.sku, self.marketplace_id)
+        crate::idempotency::ActionKey::Price {
+            upload: &self.upload,
+            sku: &self.sku,
+            marketplace_id: &self.marketplace_id,
+        }
+        .to_string()
     }
 
     /// The price file this row came from.

@@ -20,7 +20,7 @@ use super::order::UploadOrder;
 use super::{UploadKey, UploadSummary};
 use crate::aws::parse_s3_notification;
 use crate::error::Result;
-use crate::idempotency::{Idempotency, Outcome};
+use crate::idempotency::{ActionKey, Idempotency, Outcome};
 use crate::retry::Deadline;
 use crate::runtime::Invocation;
 
@@ -108,7 +108,11 @@ impl UploadProcessor {
 
     /// One upload, once: done, paused (resume message sent) or an error.
     pub async fn process(&self, upload: UploadRef, inv: &Invocation) -> Result<()> {
-        let key = format!("upload#{}#{}", upload.key, upload.version_id);
+        let key = ActionKey::Upload {
+            key: &upload.key,
+            version_id: &upload.version_id,
+        }
+        .to_string();
         let done = self
             .idempotency
             .execute_resumable(
