@@ -18,6 +18,7 @@ pub mod ratelimit;
 pub mod retry;
 pub mod runtime;
 pub mod secrets;
+pub mod shipment;
 pub mod spapi;
 pub mod store;
 pub mod telemetry;

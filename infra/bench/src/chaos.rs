@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use chrono::{DateTime, Utc};
 use flexbridge::fulfilment::FulfilmentService;
-use flexbridge::orders::Stage;
 use flexbridge::runtime::Invocation;
+use flexbridge::shipment::Stage;
 use flexbridge::store::locations::Location;
 use flexbridge::warehouse::signing;
 use flexbridge_local::aws_faults::{self, AwsFaultProxy, AwsFaults};
@@ -219,7 +219,7 @@ impl std::fmt::Display for Phases {
     }
 }
 
-fn packing(record: &flexbridge::orders::ShipmentRecord) -> Value {
+fn packing(record: &flexbridge::shipment::ShipmentRecord) -> Value {
     let lines: Vec<Value> = record
         .line_items
         .iter()
@@ -1145,7 +1145,7 @@ async fn sim_inventory(admin: &spapi_sim::AdminClient) -> Result<BTreeMap<(Strin
 async fn list_stage(
     service: &FulfilmentService,
     stage: Stage,
-) -> Result<Vec<flexbridge::orders::ShipmentRecord>> {
+) -> Result<Vec<flexbridge::shipment::ShipmentRecord>> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {

@@ -1122,7 +1122,7 @@ pub fn check_shipments_page(body: &[u8]) -> Result<(), String> {
         ));
     }
     for s in &page.shipments {
-        if let Err(e) = flexbridge::orders::model::AmazonShipment::from_shipment(s) {
+        if let Err(e) = flexbridge::shipment::AmazonShipment::from_shipment(s) {
             if e.to_string().is_empty() {
                 return Err("empty conversion error".into());
             }
@@ -1175,7 +1175,7 @@ pub fn check_returns_and_errors(body: &[u8]) -> Result<(), String> {
         }
         for r in &page.returns {
             let v = serde_json::to_value(r).map_err(|e| e.to_string())?;
-            let _ = flexbridge::orders::model::ReturnRecord::from_json(&v);
+            let _ = flexbridge::shipment::ReturnRecord::from_json(&v);
         }
     }
     let _ = serde_json::from_slice::<ErrorList>(body);

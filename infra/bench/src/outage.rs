@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use chrono::Utc;
 use flexbridge::orders::poller::{OrderPoller, POLLED_STATUSES};
-use flexbridge::orders::{Orders, Stage};
+use flexbridge::orders::Orders;
 use flexbridge::runtime::Invocation;
+use flexbridge::shipment::Stage;
 use flexbridge::store::catalog::{CatalogItem, CatalogStore, DynamoCatalogStore};
 use flexbridge::store::cursors::{Cursor, CursorKind};
 use flexbridge_local::seed::{self, Seller};
@@ -160,7 +161,12 @@ pub async fn run(opts: Options) -> Result<Report> {
         for status in POLLED_STATUSES {
             orders
                 .cursors
-                .advance(CursorKind::Shipments, &l.location_id, status, outage_start)
+                .advance(
+                    CursorKind::Shipments,
+                    &l.location_id,
+                    status.as_str(),
+                    outage_start,
+                )
                 .await?;
         }
     }

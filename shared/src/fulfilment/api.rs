@@ -9,14 +9,14 @@ use crate::error::{Error, Result};
 use crate::fulfilment::packing;
 use crate::fulfilment::policy;
 use crate::fulfilment::worker::Fulfiller;
-use crate::fulfilment::{
-    CancelJob, CancellationState, JobState, LabelJob, Reprint, SellerCancellation, StoredDocument,
-};
+use crate::fulfilment::{CancelJob, LabelJob};
 use crate::idempotency::ActionKey;
-use crate::orders::model::is_shipped;
 use crate::orders::ports::RejectReason;
-use crate::orders::{ShipmentRecord, Stage};
 use crate::runtime::Invocation;
+use crate::shipment::{
+    is_shipped, join_statuses, CancellationState, JobState, Reprint, SellerCancellation,
+    ShipmentRecord, ShipmentStatus, Stage, StoredDocument,
+};
 use crate::spapi::{Package, PackageStatus, Shipment};
 use crate::store::inventory::ShippedLine;
 
@@ -352,7 +352,7 @@ impl Fulfiller {
                     .await?;
             }
             if !is_shipped(&r.status) {
-                r.status = "SHIPPED".into();
+                r.status = ShipmentStatus::Shipped;
             }
             self.events
                 .publish(&[crate::fulfilment::shipped_event(&r, &hub)?])
@@ -403,7 +403,7 @@ impl Fulfiller {
                 return Err(conflict(format!(
                     "shipment {id} is {} at Amazon, which does not allow rejection (allowed: {})",
                     r.status,
-                    r.eligible_for_rejection.join(", ")
+                    join_statuses(&r.eligible_for_rejection)
                 )));
             }
             if let Some(lines) = &req.lines {
@@ -487,7 +487,7 @@ pub async fn file_links(
     files: &dyn crate::fulfilment::ports::LabelFiles,
     wanted: std::time::Duration,
 ) -> Result<Value> {
-    use crate::orders::model::sort_time;
+    use crate::shipment::sort_time;
     let f = r.fulfilment();
     let mut labels = Vec::new();
     let mut made = Vec::new();
@@ -567,7 +567,7 @@ fn busy(id: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orders::model::{fixtures, AmazonShipment};
+    use crate::shipment::{fixtures, AmazonShipment};
 
     fn lines(v: &[(&str, u32)]) -> Vec<CancelLine> {
         v.iter()

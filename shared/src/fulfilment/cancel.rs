@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::events::{EventName, OutboundEvent, ShipmentHeld};
 use crate::fulfilment::worker::Fulfiller;
-use crate::fulfilment::{CancelJob, CancellationState};
+use crate::fulfilment::CancelJob;
 use crate::idempotency::ActionKey;
 use crate::orders::ports::{RejectReason, ShipmentsApi};
 use crate::orders::processor::{CancelledLine, ShipmentCancelledDetail};
-use crate::orders::Stage;
 use crate::runtime::Invocation;
+use crate::shipment::{CancellationState, Stage};
 use crate::spapi::ShipmentStatus;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,7 +152,7 @@ impl Fulfiller {
                 self.events.publish(&[ev]).await?;
                 f.record_step("cancelled_at_amazon", Some(job.reference_id.clone()));
                 r.stage = Stage::Rejected;
-                r.status = "CANCELLED".into();
+                r.status = ShipmentStatus::Cancelled;
                 r.rejection_reason = Some(format!("{}: cancelled by the warehouse", c.reason));
                 r.reservation_released = true;
                 for l in &mut r.line_items {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::orders::{ShipmentRecord, Stage};
+use crate::shipment::{is_shipped, ShipmentRecord, ShipmentStatus, Stage};
 use crate::spapi::{DimensionUnit, Package, WeightUnit};
 
 /// Amazon's minimum package weight.
@@ -148,7 +148,9 @@ pub fn not_packable(r: &ShipmentRecord) -> Option<String> {
             "shipment {} was packed by another connector before flexbridge saw it (Amazon status {}); \
              finish it there or in Seller Central",
             r.id,
-            r.handled_elsewhere.as_deref().unwrap_or("?")
+            r.handled_elsewhere
+                .as_ref()
+                .map_or("?", ShipmentStatus::as_str)
         ));
     }
     match r.stage {
@@ -165,7 +167,7 @@ pub fn not_packable(r: &ShipmentRecord) -> Option<String> {
             ))
         }
     }
-    if matches!(r.status.as_str(), "CANCELLED" | "SHIPPED" | "DELIVERED") {
+    if r.status == ShipmentStatus::Cancelled || is_shipped(&r.status) {
         return Some(format!("shipment {} is {} at Amazon", r.id, r.status));
     }
     None
@@ -186,7 +188,7 @@ fn grams(p: &Package) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orders::model::{fixtures, AmazonShipment};
+    use crate::shipment::{fixtures, AmazonShipment};
     use serde_json::json;
 
     fn record() -> ShipmentRecord {
@@ -362,16 +364,16 @@ mod tests {
         assert!(not_packable(&r).unwrap().contains("already shipped"));
         // Cancelled at Amazon, not yet taken into the stage.
         r.stage = Stage::HandedOver;
-        r.status = "CANCELLED".into();
+        r.status = ShipmentStatus::Cancelled;
         assert!(not_packable(&r).unwrap().contains("CANCELLED at Amazon"));
         // The warehouse asked to cancel it.
-        r.status = "CONFIRMED".into();
+        r.status = ShipmentStatus::Confirmed;
         let mut f = r.fulfilment();
-        f.cancellation = Some(crate::fulfilment::SellerCancellation {
+        f.cancellation = Some(crate::shipment::SellerCancellation {
             reference_id: "ref".into(),
             reason: "OUT_OF_STOCK".into(),
             requested_at: chrono::Utc::now(),
-            state: crate::fulfilment::CancellationState::Queued,
+            state: crate::shipment::CancellationState::Queued,
             note: None,
         });
         r.fulfilment = Some(f);

@@ -11,9 +11,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Result;
 use crate::fulfilment::worker::Fulfiller;
-use crate::fulfilment::{CancellationState, JobState};
-use crate::orders::{ShipmentRecord, Stage};
 use crate::runtime::Invocation;
+use crate::shipment::{CancellationState, JobState, ShipmentRecord, Stage};
 
 /// How old a promise must be before the sweep sends its job again: longer than a send takes,
 /// shorter than a seller waits for a label. Each further copy waits twice as long.

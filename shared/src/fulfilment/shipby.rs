@@ -8,9 +8,8 @@ use crate::error::Result;
 use crate::events::{EventName, OutboundEvent, ShipByAtRisk};
 use crate::fulfilment::policy;
 use crate::fulfilment::worker::Fulfiller;
-use crate::orders::model::parse_amazon_time;
-use crate::orders::{ShipmentRecord, Stage};
 use crate::runtime::Invocation;
+use crate::shipment::{parse_amazon_time, ShipmentRecord, Stage};
 
 pub use crate::metrics::names::SHIP_BY_AT_RISK;
 
@@ -55,7 +54,7 @@ impl Fulfiller {
             ShipByAtRisk {
                 shipment_id: r.id.clone(),
                 hub,
-                ship_by: crate::orders::model::sort_time(ship_by),
+                ship_by: crate::shipment::sort_time(ship_by),
                 stage: r.stage.as_str().into(),
                 minutes_before: (ship_by - now).num_minutes(),
             },

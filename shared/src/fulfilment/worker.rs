@@ -15,15 +15,15 @@ use crate::error::{Error, Result};
 use crate::events::{EventName, EventSink, LabelReady, OutboundEvent};
 use crate::fulfilment::policy::{self, OptionPolicy};
 use crate::fulfilment::ports::{extension, FulfilmentApi, JobQueue, LabelFiles};
-use crate::fulfilment::{
-    CancellationState, ChosenOption, Fulfilment, JobState, LabelJob, Reprint, StoredDocument,
-    StoredLabel,
-};
+use crate::fulfilment::LabelJob;
 use crate::idempotency::{ActionKey, Idempotency};
-use crate::orders::model::AmazonShipment;
 use crate::orders::ports::LocationDirectory;
-use crate::orders::{OrderProcessor, ShipmentRecord, Stage};
+use crate::orders::OrderProcessor;
 use crate::runtime::Invocation;
+use crate::shipment::{
+    AmazonShipment, CancellationState, ChosenOption, Fulfilment, JobState, Reprint,
+    ShipmentChannel, ShipmentRecord, Stage, StoredDocument, StoredLabel,
+};
 use crate::spapi::{
     DocumentFormat, LabelOperation, LabelStatus, PackageShipLabel, PackageStatus, Shipment,
     ShipmentStatus,
@@ -99,7 +99,7 @@ const MAX_ROUNDS: usize = 40;
 
 /// Whether the channel has shipping options to choose from (Seller Flex has none).
 pub fn needs_shipping_options(r: &ShipmentRecord) -> bool {
-    r.channel == "MFN"
+    r.channel == ShipmentChannel::Mfn
 }
 
 fn next_step(r: &ShipmentRecord, f: &Fulfilment) -> Option<Step> {
@@ -153,7 +153,9 @@ fn stop_reason(r: &ShipmentRecord, f: &Fulfilment, job: &LabelJob) -> Option<Str
             f.pack_version, job.pack_version
         ));
     }
-    if matches!(r.stage, Stage::Cancelled | Stage::Rejected) || r.status == "CANCELLED" {
+    if matches!(r.stage, Stage::Cancelled | Stage::Rejected)
+        || r.status == ShipmentStatus::Cancelled
+    {
         return Some("the shipment was cancelled".into());
     }
     if let Some(c) = &f.cancellation {
@@ -401,7 +403,7 @@ impl Fulfiller {
         if let Some(ship_by) = r
             .ship_by
             .as_deref()
-            .and_then(crate::orders::model::parse_amazon_time)
+            .and_then(crate::shipment::parse_amazon_time)
         {
             let left = (ship_by - Utc::now()).num_seconds() as f64;
             self.metrics
@@ -643,7 +645,7 @@ impl Fulfiller {
                         carrier: Some(l.carrier.clone()),
                         tracking_number: Some(l.tracking_id.clone()),
                         content_type: l.content_type.clone(),
-                        links_expire_at: expires.map(crate::orders::model::sort_time),
+                        links_expire_at: expires.map(crate::shipment::sort_time),
                         invoice_key: invoice.as_ref().map(|(k, _)| k.clone()),
                         invoice_url: invoice.as_ref().map(|(_, l)| l.url.clone()),
                         pickup_window: l
@@ -822,13 +824,13 @@ impl Fulfiller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orders::model::fixtures;
+    use crate::shipment::fixtures;
     use crate::spapi::Package;
 
-    fn packed(channel: &str, invoice: bool) -> (ShipmentRecord, Fulfilment) {
+    fn packed(channel: ShipmentChannel, invoice: bool) -> (ShipmentRecord, Fulfilment) {
         let v = fixtures::shipment("S1", "CONFIRMED", "2026-11-21T08:00:00Z", &[("A", 1)]);
         let mut r = AmazonShipment::from_json(&v).unwrap().record;
-        r.channel = channel.into();
+        r.channel = channel;
         r.invoice_required = invoice;
         r.stage = Stage::Packed;
         let f = Fulfilment {
@@ -858,7 +860,7 @@ mod tests {
 
     #[test]
     fn steps_follow_the_channel_and_resume_where_left() {
-        let (r, mut f) = packed("MFN", true);
+        let (r, mut f) = packed(ShipmentChannel::Mfn, true);
         assert_eq!(next_step(&r, &f), Some(Step::Packages));
         f.packages_at_amazon = Some(1);
         assert_eq!(next_step(&r, &f), Some(Step::ShippingOptions("P1".into())));
@@ -892,7 +894,7 @@ mod tests {
         assert_eq!(next_step(&r, &f), None);
 
         // Seller Flex: no shipping options; no invoice unless required.
-        let (r, mut f) = packed("FBA", false);
+        let (r, mut f) = packed(ShipmentChannel::Fba, false);
         f.packages_at_amazon = Some(1);
         assert!(matches!(next_step(&r, &f), Some(Step::Labels { .. })));
         // A re-pack (newer pack version) goes back to the packages.
@@ -902,7 +904,7 @@ mod tests {
 
     #[test]
     fn a_job_stops_when_superseded_or_cancelled() {
-        let (mut r, mut f) = packed("FBA", false);
+        let (mut r, mut f) = packed(ShipmentChannel::Fba, false);
         let job = LabelJob {
             shipment_id: "S1".into(),
             pack_version: 1,
@@ -912,9 +914,9 @@ mod tests {
         f.pack_version = 2;
         assert!(stop_reason(&r, &f, &job).unwrap().contains("superseded"));
         f.pack_version = 1;
-        r.status = "CANCELLED".into();
+        r.status = ShipmentStatus::Cancelled;
         assert!(stop_reason(&r, &f, &job).unwrap().contains("cancelled"));
-        r.status = "CONFIRMED".into();
+        r.status = ShipmentStatus::Confirmed;
         r.stage = Stage::Shipped;
         assert!(stop_reason(&r, &f, &job).unwrap().contains("shipped"));
     }

@@ -14,8 +14,8 @@ use super::{report_key, DlqState, HealthData, HealthReport, DAYS};
 use crate::error::{Error, Result};
 use crate::events::{EventName, EventSink, HealthReportReady, OutboundEvent};
 use crate::fulfilment::ports::LabelFiles;
-use crate::orders::model::{ReturnStage, Stage};
 use crate::runtime::parked_attributes;
+use crate::shipment::{ReturnStage, Stage};
 use crate::store::inventory::PushLedger;
 use crate::store::locations::LocationStore;
 use crate::store::shipments::ShipmentStore;
@@ -132,7 +132,7 @@ impl HealthReporter {
                 date: date.to_string(),
                 report_key: key.clone(),
                 report_url: link.url,
-                link_expires_at: crate::orders::model::sort_time(link.expires_at),
+                link_expires_at: crate::shipment::sort_time(link.expires_at),
                 messages_parked: report.parked(),
                 waiting_for_a_person: report.waiting_for_a_person,
                 seller_cancellation_rate: report.seller_cancellations.percent(),
@@ -309,7 +309,7 @@ pub async fn report_link(
         date: date.to_string(),
         report_key: key,
         report_url: link.url,
-        link_expires_at: crate::orders::model::sort_time(link.expires_at),
+        link_expires_at: crate::shipment::sort_time(link.expires_at),
     })
 }
 

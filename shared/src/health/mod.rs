@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
-use crate::orders::model::{parse_amazon_time, ReturnRecord, ShipmentRecord, Stage};
+use crate::shipment::{parse_amazon_time, ReturnRecord, ShipmentRecord, Stage};
 use crate::store::inventory::PushHalt;
 use crate::upload::UploadSummary;
 

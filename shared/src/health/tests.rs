@@ -1,8 +1,7 @@
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 
 use super::*;
-use crate::fulfilment::{Fulfilment, StepRecord};
-use crate::orders::model::{fixtures, AmazonShipment, ReturnStage};
+use crate::shipment::{fixtures, AmazonShipment, Fulfilment, ReturnStage, StepRecord};
 
 fn date() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, 30).unwrap()
@@ -24,7 +23,7 @@ fn shipment(id: &str, days_ago: i64, stage: Stage) -> ShipmentRecord {
     );
     r.first_seen_at = seen;
     r.created_at_amazon = Some(seen - Duration::minutes(30));
-    r.ship_by = Some(crate::orders::model::sort_time(seen + Duration::hours(20)));
+    r.ship_by = Some(crate::shipment::sort_time(seen + Duration::hours(20)));
     r.stage = stage;
     if matches!(
         stage,

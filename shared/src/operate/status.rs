@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::orders::model::{ShipmentRecord, Stage};
 use crate::orders::poller::POLLED_STATUSES;
+use crate::shipment::{ShipmentRecord, Stage};
 use crate::store::cursors::{CursorKind, CursorStore};
 use crate::store::inventory::{PushHalt, PushLedger};
 use crate::store::locations::LocationStore;
@@ -119,7 +119,7 @@ pub async fn locations(
         for status in POLLED_STATUSES {
             polls.push(
                 cursors
-                    .get(CursorKind::Shipments, &l.location_id, status)
+                    .get(CursorKind::Shipments, &l.location_id, status.as_str())
                     .await?,
             );
         }
@@ -270,7 +270,7 @@ mod tests {
         for (i, status) in POLLED_STATUSES.iter().enumerate() {
             let at = now - chrono::Duration::seconds(60 + i as i64);
             cursors
-                .advance(CursorKind::Shipments, "EAST", status, at)
+                .advance(CursorKind::Shipments, "EAST", status.as_str(), at)
                 .await
                 .unwrap();
         }
@@ -281,7 +281,12 @@ mod tests {
             .unwrap();
         let shipments = MemoryShipmentStore::new();
         for (id, stage, age) in [("S1", Stage::Received, 300), ("S2", Stage::Held, 10)] {
-            let mut r = ShipmentRecord::unreadable_placeholder(id, "EAST", "ACCEPTED", "");
+            let mut r = ShipmentRecord::unreadable_placeholder(
+                id,
+                "EAST",
+                &crate::spapi::ShipmentStatus::Accepted,
+                "",
+            );
             r.unreadable = None;
             r.stage = stage;
             r.first_seen_at = now - chrono::Duration::seconds(age);

@@ -6,7 +6,6 @@
 //! step converges after a crash.
 
 pub mod adapters;
-pub mod model;
 pub mod notifications;
 pub mod poller;
 pub mod ports;
@@ -15,7 +14,6 @@ pub mod returns;
 pub mod rules;
 pub mod wiring;
 
-pub use model::{AmazonShipment, LineItem, ReturnRecord, ReturnStage, ShipmentRecord, Stage};
 pub use processor::{OrderProcessor, Step};
 pub use wiring::Orders;
 

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::idempotency::{ActionKey, Idempotency};
-use crate::orders::model::{ShipmentRecord, Stage};
 use crate::orders::processor::OrderProcessor;
 use crate::runtime::Invocation;
+use crate::shipment::{lifecycle_rank, ShipmentRecord, Stage};
 use crate::spapi::{Notification, NotificationError, ShipmentStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,19 +160,11 @@ impl NotificationHandler<'_> {
 }
 
 /// Where a status sits on the way from order to delivery; `None` off that way (CANCELLED).
-fn forward_rank(status: &str) -> Option<u8> {
-    Some(match status {
-        "CREATED" => 0,
-        "ACCEPTED" => 1,
-        "CONFIRMED" => 2,
-        "PACKAGE_CREATED" => 3,
-        "PICKUP_SLOT_RETRIEVED" => 4,
-        "INVOICE_GENERATED" => 5,
-        "SHIPLABEL_GENERATED" => 6,
-        "SHIPPED" => 7,
-        "DELIVERED" => 8,
-        _ => return None,
-    })
+fn forward_rank(status: &ShipmentStatus) -> Option<usize> {
+    match status {
+        ShipmentStatus::Cancelled => None,
+        other => lifecycle_rank(other),
+    }
 }
 
 /// Whether the stored shipment already holds what a notification of `status` announces: a
@@ -182,16 +174,16 @@ fn forward_rank(status: &str) -> Option<u8> {
 fn already_known(r: &ShipmentRecord, status: &ShipmentStatus) -> bool {
     let (at_stage, finished) = match r.stage {
         Stage::Received | Stage::Confirmed | Stage::Unreadable | Stage::Held => return false,
-        Stage::HandedOver | Stage::Packed | Stage::LeftAlone => ("CONFIRMED", false),
-        Stage::Labelled => ("SHIPLABEL_GENERATED", false),
-        Stage::Shipped => ("SHIPPED", true),
-        Stage::Cancelled | Stage::Rejected => ("CANCELLED", true),
+        Stage::HandedOver | Stage::Packed | Stage::LeftAlone => (ShipmentStatus::Confirmed, false),
+        Stage::Labelled => (ShipmentStatus::ShiplabelGenerated, false),
+        Stage::Shipped => (ShipmentStatus::Shipped, true),
+        Stage::Cancelled | Stage::Rejected => (ShipmentStatus::Cancelled, true),
     };
-    if finished && (r.status == status.as_str() || at_stage == status.as_str()) {
+    if finished && (r.status == *status || at_stage == *status) {
         return true;
     }
-    let known = forward_rank(&r.status).max(forward_rank(at_stage));
-    matches!((forward_rank(status.as_str()), known), (Some(n), Some(k)) if n < k)
+    let known = forward_rank(&r.status).max(forward_rank(&at_stage));
+    matches!((forward_rank(status), known), (Some(n), Some(k)) if n < k)
 }
 
 #[cfg(test)]
@@ -203,9 +195,9 @@ mod tests {
 
     use super::*;
     use crate::idempotency::MemoryIdempotencyStore;
-    use crate::orders::model::{fixtures, Stage};
     use crate::orders::ports::UnmappedSkuAction;
     use crate::orders::tests::{harness, inv};
+    use crate::shipment::{fixtures, Stage};
     use crate::store::shipments::ShipmentStore;
 
     fn camel(id: &str, shipment: &str) -> String {
@@ -322,7 +314,7 @@ mod tests {
         let reads = h.amazon.reads_alone.lock().unwrap().len();
         // The status it has (the echo of our CONFIRM, or a line cancelled while CONFIRMED): read.
         handler
-            .handle(&with_status("n2", "S1", &stored.status), &inv())
+            .handle(&with_status("n2", "S1", stored.status.as_str()), &inv())
             .await
             .unwrap();
         assert_eq!(h.amazon.reads_alone.lock().unwrap().len(), reads + 1);

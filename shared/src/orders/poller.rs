@@ -15,16 +15,23 @@ use serde::Serialize;
 
 use crate::error::{FailureKind, Result};
 use crate::metrics::{names, Unit};
-use crate::orders::model::{AmazonShipment, ShipmentRecord};
 use crate::orders::ports::{ShipmentsQuery, Unreadable};
 use crate::orders::processor::{OrderProcessor, Step, Stored};
 use crate::runtime::Invocation;
+use crate::shipment::{AmazonShipment, ShipmentRecord, ShipmentStatus};
 use crate::store::cursors::{cursor_time, CursorKind, CursorStore, PageMark};
 
 /// Statuses the poller reads, one getShipments call each (new work first).
-pub const POLLED_STATUSES: [&str; 5] = ["ACCEPTED", "CREATED", "CANCELLED", "CONFIRMED", "SHIPPED"];
+pub const POLLED_STATUSES: [ShipmentStatus; 5] = [
+    ShipmentStatus::Accepted,
+    ShipmentStatus::Created,
+    ShipmentStatus::Cancelled,
+    ShipmentStatus::Confirmed,
+    ShipmentStatus::Shipped,
+];
 /// The statuses of new work, read again on every extra pass of a run.
-pub const NEW_WORK_STATUSES: [&str; 2] = ["ACCEPTED", "CREATED"];
+pub const NEW_WORK_STATUSES: [ShipmentStatus; 2] =
+    [ShipmentStatus::Accepted, ShipmentStatus::Created];
 
 #[derive(Debug, Clone)]
 pub struct PollSettings {
@@ -115,7 +122,7 @@ impl OrderPoller<'_> {
 
     async fn pass(
         &self,
-        statuses: &[&str],
+        statuses: &[ShipmentStatus],
         sweep: bool,
         inv: &Invocation,
         report: &mut PollReport,
@@ -140,7 +147,7 @@ impl OrderPoller<'_> {
                 if let Err(e) = self
                     .poll_one(
                         &loc.location_id,
-                        status,
+                        status.as_str(),
                         started,
                         inv,
                         report,
@@ -149,7 +156,7 @@ impl OrderPoller<'_> {
                     .await
                 {
                     // The cursor keeps the last stored page; the next run reads on from there.
-                    tracing::error!(location_id = %loc.location_id, status, error = %e, "poll failed");
+                    tracing::error!(location_id = %loc.location_id, status = status.as_str(), error = %e, "poll failed");
                     let failure = format!("{}/{status}: {e}", loc.location_id);
                     report.errors.push(failure.clone());
                     report.failed_polls.push(failure);
@@ -348,7 +355,7 @@ impl OrderPoller<'_> {
                     let error = format!("in getShipments: {}; alone: {alone}", bad.error);
                     if self
                         .processor
-                        .quarantine(&id, location_id, status, &error)
+                        .quarantine(&id, location_id, &ShipmentStatus::from(status), &error)
                         .await?
                     {
                         report.quarantined += 1;
@@ -417,9 +424,9 @@ mod tests {
 
     use super::*;
     use crate::events::EventName;
-    use crate::orders::model::{fixtures, Stage};
     use crate::orders::ports::UnmappedSkuAction;
     use crate::orders::tests::{harness, inv, CrashAt};
+    use crate::shipment::{fixtures, Stage};
     use crate::store::cursors::{Cursor, MemoryCursorStore};
     use crate::store::inventory::InventoryStore;
     use crate::store::shipments::ShipmentStore;
@@ -466,7 +473,7 @@ mod tests {
     }
 
     fn now_str() -> String {
-        crate::orders::model::sort_time(Utc::now())
+        crate::shipment::sort_time(Utc::now())
     }
 
     #[tokio::test]
@@ -808,7 +815,7 @@ mod tests {
             h.amazon.put(fixtures::shipment(
                 &format!("S{i:02}"),
                 "ACCEPTED",
-                &crate::orders::model::sort_time(at),
+                &crate::shipment::sort_time(at),
                 &[("A", 1)],
             ));
         }

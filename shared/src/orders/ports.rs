@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::spapi::Shipment;
+use crate::spapi::{Shipment, ShipmentStatus};
 
 /// One getShipments call (one status, as Amazon requires).
 #[derive(Debug, Clone, PartialEq)]
@@ -263,7 +263,7 @@ impl MemoryAmazon {
             .get_mut(id)
             .ok_or_else(|| Error::NotFound(format!("shipment {id}")))?;
         s["status"] = status.into();
-        let now = crate::orders::model::sort_time(Utc::now());
+        let now = crate::shipment::sort_time(Utc::now());
         s["lastUpdatedDateTime"] = now.into();
         Ok(())
     }
@@ -336,7 +336,7 @@ impl MemoryAmazon {
 fn updated(v: &Value) -> DateTime<Utc> {
     v["lastUpdatedDateTime"]
         .as_str()
-        .and_then(crate::orders::model::parse_amazon_time)
+        .and_then(crate::shipment::parse_amazon_time)
         .unwrap_or_default()
 }
 
@@ -377,16 +377,16 @@ impl ShipmentsApi for MemoryAmazon {
 
     async fn get_shipment(&self, id: &str) -> Result<Shipment> {
         self.read_alone(id)?;
-        crate::orders::model::decode_shipment(self.shipment_json(id)?)
+        crate::shipment::decode_shipment(self.shipment_json(id)?)
     }
 
     async fn confirm(&self, id: &str) -> Result<()> {
-        let status = self.get_shipment(id).await?.status.as_str().to_string();
-        if !crate::orders::model::is_new_status(&status) {
+        let status = self.get_shipment(id).await?.status;
+        if !crate::shipment::is_new_status(&status) {
             return Err(Error::Conflict(format!("shipment {id} is {status}")));
         }
         self.confirms.lock().expect("lock").push(id.to_string());
-        self.set_status(id, "CONFIRMED")?;
+        self.set_status(id, ShipmentStatus::Confirmed.as_str())?;
         let mut fail = self.apply_then_fail.lock().expect("lock");
         if *fail {
             *fail = false;
@@ -406,7 +406,7 @@ impl ShipmentsApi for MemoryAmazon {
         _reason: RejectReason,
     ) -> Result<()> {
         self.rejects.lock().expect("lock").push(id.to_string());
-        self.set_status(id, "CANCELLED")
+        self.set_status(id, ShipmentStatus::Cancelled.as_str())
     }
 
     async fn list_returns(&self, q: &ReturnsQuery) -> Result<AmazonPage> {

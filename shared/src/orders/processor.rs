@@ -21,16 +21,16 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::events::{EventName, EventSink, OutboundEvent, ShipmentHeld};
 use crate::idempotency::{ActionKey, Idempotency};
-use crate::orders::model::{
-    is_confirmed_or_beyond, is_new_status, is_shipped, AmazonShipment, LineItem, ShipmentRecord,
-    Stage,
-};
 use crate::orders::ports::{
     is_unreadable, reject_reason_str, AdoptExisting, LocationDirectory, OrderLocation,
     RejectReason, ShipmentsApi, UnmappedSkuAction,
 };
 use crate::orders::rules::{decide, OrderRule, Verdict};
 use crate::runtime::Invocation;
+use crate::shipment::{
+    is_confirmed_or_beyond, is_new_status, is_shipped, join_statuses, AmazonShipment, LineItem,
+    ShipmentChannel, ShipmentRecord, ShipmentStatus, Stage,
+};
 use crate::store::inventory::InventoryStore;
 use crate::store::shipments::ShipmentStore;
 
@@ -92,7 +92,7 @@ pub struct ShipmentAcceptedDetail {
     pub hub: String,
     pub location_id: String,
     pub marketplace_id: String,
-    pub channel: String,
+    pub channel: ShipmentChannel,
     pub lines: Vec<PickLine>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ship_by: Option<String>,
@@ -102,7 +102,7 @@ pub struct ShipmentAcceptedDetail {
     /// Amazon's status when flexbridge first saw it, when another connector had confirmed it;
     /// past `CONFIRMED` that connector packed it too, and it cannot be packed through flexbridge.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub handled_elsewhere: Option<String>,
+    pub handled_elsewhere: Option<ShipmentStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,7 +132,7 @@ pub struct ShipmentCancelledDetail {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ActOutcome {
     /// Amazon's status after the act (or as read back when reconciling).
-    status: String,
+    status: ShipmentStatus,
     reconciled: bool,
 }
 
@@ -287,7 +287,7 @@ impl OrderProcessor {
         &self,
         shipment_id: &str,
         location_id: &str,
-        status: &str,
+        status: &ShipmentStatus,
         error: &str,
     ) -> Result<bool> {
         for _ in 0..MAX_CONFLICTS {
@@ -414,14 +414,14 @@ impl OrderProcessor {
                     match verdict {
                         Verdict::Confirm => {
                             let out = self.act_once(&r, Act::Confirm, inv).await?;
-                            if out.status == "CANCELLED" {
+                            if out.status == ShipmentStatus::Cancelled {
                                 // Cancelled before our CONFIRM landed: take Amazon's view.
                                 self.refresh_stored(shipment_id).await?;
                                 continue;
                             }
                             r.stage = Stage::Confirmed;
                             // What Amazon now says; its own newer view replaces this when read.
-                            r.status = "CONFIRMED".into();
+                            r.status = ShipmentStatus::Confirmed;
                             if self.save(&mut r).await? {
                                 let since = r.created_at_amazon.unwrap_or(r.first_seen_at);
                                 let latency = (Utc::now() - since).num_milliseconds() as f64 / 1e3;
@@ -471,7 +471,7 @@ impl OrderProcessor {
                         Verdict::Reject { reason, detail } => {
                             self.act_once(&r, Act::Reject(reason), inv).await?;
                             r.stage = Stage::Rejected;
-                            r.status = "CANCELLED".into();
+                            r.status = ShipmentStatus::Cancelled;
                             r.rejection_reason =
                                 Some(format!("{}: {detail}", reject_reason_str(reason)));
                             if self.save(&mut r).await? {
@@ -643,9 +643,9 @@ impl OrderProcessor {
             .iter()
             .map(|l| (l.id.clone(), l.units))
             .collect();
-        let done = |status: &str| match act {
+        let done = |status: &ShipmentStatus| match act {
             Act::Confirm => is_confirmed_or_beyond(status),
-            Act::Reject(_) => status == "CANCELLED",
+            Act::Reject(_) => *status == ShipmentStatus::Cancelled,
         };
         let payload = id.clone();
         self.idempotency
@@ -670,8 +670,8 @@ impl OrderProcessor {
                         self.crash_point(Step::ConfirmCalled, &id).await;
                         Ok(ActOutcome {
                             status: match act {
-                                Act::Confirm => "CONFIRMED".into(),
-                                Act::Reject(_) => "CANCELLED".into(),
+                                Act::Confirm => ShipmentStatus::Confirmed,
+                                Act::Reject(_) => ShipmentStatus::Cancelled,
                             },
                             reconciled: false,
                         })
@@ -691,7 +691,7 @@ impl OrderProcessor {
             .await
     }
 
-    async fn amazon_status(&self, id: &str) -> Result<String> {
+    async fn amazon_status(&self, id: &str) -> Result<ShipmentStatus> {
         let v = self.amazon.get_shipment(id).await?;
         Ok(AmazonShipment::from_shipment(&v)?.record.status)
     }
@@ -741,7 +741,7 @@ impl OrderProcessor {
                 return Err(Error::Conflict(format!(
                     "shipment {shipment_id} is {} at Amazon, which does not allow rejection (allowed: {})",
                     r.status,
-                    r.eligible_for_rejection.join(", ")
+                    join_statuses(&r.eligible_for_rejection)
                 )));
             }
             self.act_once(&r, Act::Reject(reason), inv).await?;
@@ -752,7 +752,7 @@ impl OrderProcessor {
                 r.reservation_released = true;
             }
             r.stage = Stage::Rejected;
-            r.status = "CANCELLED".into();
+            r.status = ShipmentStatus::Cancelled;
             r.rejection_reason = Some(format!(
                 "{}: decided by a person",
                 reject_reason_str(reason)

@@ -14,34 +14,19 @@ use serde::Serialize;
 use crate::error::{Error, FailureKind, Result};
 use crate::events::{EventName, EventSink, OutboundEvent, ReturnCreated, ReturnStatusChanged};
 use crate::metrics::{names, Unit};
-use crate::orders::model::{ReturnReceipt, ReturnRecord, ReturnStage};
 use crate::orders::poller::{Window, UNBOUNDED};
 use crate::orders::ports::{
     is_unreadable, LocationDirectory, ReturnsQuery, ShipmentsApi, Unreadable,
 };
 use crate::runtime::Invocation;
+use crate::shipment::{ReturnReceipt, ReturnRecord, ReturnStage};
+use crate::spapi::ReturnStatus;
 use crate::store::cursors::{cursor_time, CursorKind, CursorStore, PageMark};
 use crate::store::inventory::InventoryStore;
 use crate::store::shipments::ShipmentStore;
 
 /// Every return status of the 2024-09-11 model; `lastUpdatedSince` needs one status per call.
-pub const RETURN_STATUSES: [&str; 15] = [
-    "CREATED",
-    "CARRIER_NOTIFIED_TO_PICK_UP_FROM_CUSTOMER",
-    "CARRIER_OUT_FOR_PICK_UP_FROM_CUSTOMER",
-    "CUSTOMER_CANCELLED_PICK_UP",
-    "CUSTOMER_RESCHEDULED_PICK_UP",
-    "PICKED_FROM_CUSTOMER",
-    "IN_TRANSIT",
-    "OUT_FOR_DELIVERY",
-    "DELIVERED",
-    "REPLANNED",
-    "CUSTOMER_DROPPED_OFF",
-    "PARTIALLY_PROCESSED",
-    "PROCESSED",
-    "REJECTED",
-    "CANCELLED",
-];
+pub const RETURN_STATUSES: &[&str] = ReturnStatus::KNOWN;
 
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -511,8 +496,8 @@ mod tests {
 
     use super::*;
     use crate::events::MemoryEventSink;
-    use crate::orders::model::sort_time;
     use crate::orders::ports::{MemoryAmazon, MemoryLocations, OrderLocation, UnmappedSkuAction};
+    use crate::shipment::sort_time;
     use crate::store::cursors::MemoryCursorStore;
     use crate::store::inventory::MemoryInventoryStore;
     use crate::store::shipments::MemoryShipmentStore;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::orders::model::ShipmentRecord;
 use crate::orders::ports::{OrderLocation, RejectReason, SkuCatalog, UnmappedSkuAction};
+use crate::shipment::ShipmentRecord;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -138,8 +138,8 @@ pub async fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orders::model::{fixtures, AmazonShipment};
     use crate::orders::ports::MemoryCatalog;
+    use crate::shipment::{fixtures, AmazonShipment};
 
     fn loc(action: UnmappedSkuAction) -> OrderLocation {
         OrderLocation {

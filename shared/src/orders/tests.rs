@@ -10,13 +10,13 @@ use serde_json::Value;
 
 use crate::events::{EventName, MemoryEventSink};
 use crate::idempotency::{Idempotency, MemoryIdempotencyStore};
-use crate::orders::model::{fixtures, AmazonShipment, Stage};
 use crate::orders::ports::{
     MemoryAmazon, MemoryCatalog, MemoryLocations, OrderLocation, RejectReason, UnmappedSkuAction,
 };
 use crate::orders::processor::{CrashPoints, OrderProcessor, Step};
 use crate::orders::rules::UnmappedSkuRule;
 use crate::runtime::Invocation;
+use crate::shipment::{fixtures, AmazonShipment, Stage};
 use crate::store::inventory::{InventoryStore, MemoryInventoryStore};
 use crate::store::shipments::{MemoryShipmentStore, ShipmentStore};
 
@@ -414,7 +414,7 @@ async fn a_poll_where_one_location_fails_processes_the_others_then_fails() {
         .unwrap()
         .insert("LOC0".into());
     let mut fresh = new_shipment("S1");
-    fresh["lastUpdatedDateTime"] = crate::orders::model::sort_time(chrono::Utc::now()).into();
+    fresh["lastUpdatedDateTime"] = crate::shipment::sort_time(chrono::Utc::now()).into();
     h.amazon.put(fresh);
     let cursors = MemoryCursorStore::new();
     let poller = OrderPoller {
@@ -477,10 +477,7 @@ async fn shipments_another_connector_confirmed_are_never_confirmed_or_packed_aga
     for s in [&confirmed, &packed] {
         let r = h.p.ingest(s, &inv()).await.unwrap();
         assert_eq!(r.stage, Stage::HandedOver, "{}", r.id);
-        assert_eq!(
-            r.handled_elsewhere.as_deref(),
-            Some(s.record.status.as_str())
-        );
+        assert_eq!(r.handled_elsewhere.as_ref(), Some(&s.record.status));
         // Again (the next poll's overlap): nothing new.
         h.p.ingest(s, &inv()).await.unwrap();
     }
@@ -525,7 +522,10 @@ async fn shipments_another_connector_confirmed_are_never_confirmed_or_packed_aga
     )
     .await;
     let r = h.p.ingest(&later, &inv()).await.unwrap();
-    assert_eq!((r.stage, r.status.as_str()), (Stage::LeftAlone, "SHIPPED"));
+    assert_eq!(
+        (r.stage, r.status),
+        (Stage::LeftAlone, crate::spapi::ShipmentStatus::Shipped)
+    );
     assert!(h.events.events().is_empty() && h.amazon.confirms.lock().unwrap().is_empty());
     assert_eq!(h.inventory.position("LOC1", "A").await.unwrap().reserved, 0);
 }

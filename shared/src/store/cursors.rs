@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::Result;
-use crate::orders::model::{parse_amazon_time, sort_time};
+use crate::shipment::{parse_amazon_time, sort_time};
 use crate::store::dynamo::{ddb_error, get_n, get_s, is_condition_failed, n, s};
 
 /// Which stream a cursor follows.

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
-use crate::orders::model::{sort_time, ReturnRecord, ReturnStage, ShipmentRecord, Stage};
+use crate::shipment::{sort_time, ReturnRecord, ReturnStage, ShipmentRecord, Stage};
 use crate::store::dynamo::ddb_error;
 
 /// One page of a listing; `next_token` is opaque and `None` at the end.
@@ -403,7 +403,7 @@ impl ShipmentStore for MemoryShipmentStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orders::model::{fixtures, AmazonShipment};
+    use crate::shipment::{fixtures, AmazonShipment};
 
     fn record(id: &str) -> ShipmentRecord {
         AmazonShipment::from_json(&fixtures::shipment(

@@ -16,8 +16,9 @@ use flexbridge::fulfilment::ports::{FulfilmentApi, JobQueue};
 use flexbridge::fulfilment::worker::JobOutcome;
 use flexbridge::fulfilment::{FulfilmentService, LabelJob};
 use flexbridge::orders::poller::OrderPoller;
-use flexbridge::orders::{Orders, Stage};
+use flexbridge::orders::Orders;
 use flexbridge::runtime::Invocation;
+use flexbridge::shipment::Stage;
 use flexbridge::spapi::{
     InvoiceResponse, LabelOperation, Package, ShipLabelsResponse, Shipment, ShippingOptionsResponse,
 };
@@ -1365,7 +1366,7 @@ impl JobQueue for DiesBeforeFirstSend {
 #[tokio::test]
 async fn a_retry_sends_what_a_run_that_died_had_promised() -> Result<()> {
     use flexbridge::fulfilment::api::{CancelRequest, ReprintRequest};
-    use flexbridge::fulfilment::CancellationState;
+    use flexbridge::shipment::CancellationState;
 
     let w = world("fulfil_promise", true).await?;
     let one = json!({"lineItems": [{"sku": "MUG-01", "quantity": 1, "unitPrice": "9.50"}]});

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use aws_sdk_s3::primitives::ByteStream;
 use flexbridge::orders::wiring::settings::POLL_PASS_SECONDS;
-use flexbridge::orders::Stage;
+use flexbridge::shipment::Stage;
 use flexbridge::store::catalog::{CatalogItem, CatalogStore, DynamoCatalogStore};
 use flexbridge::store::settings::{DynamoSettingsStore, SettingsStore};
 use flexbridge::store::shipments::{DynamoShipmentStore, ShipmentStore};

@@ -156,7 +156,7 @@ async fn seller_flex_shipment_goes_from_accepted_to_shipped() {
     }
     let s = found.expect("the new shipment is listed as ACCEPTED");
     assert_eq!(s.status, ShipmentStatus::Accepted);
-    assert_eq!(s.marketplace_attributes.channel_name, "FBA");
+    assert_eq!(s.marketplace_attributes.channel_name, ShipmentChannel::Fba);
     assert_eq!(s.line_items.len(), 2);
     assert!(s.shipping_info.expected_shipping_date_time_in_utc.is_some());
     assert!(s.last_updated_date_time.is_some());

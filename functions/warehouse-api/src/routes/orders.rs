@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use flexbridge::orders::notifications::NotificationHandler;
 use flexbridge::orders::ports::RejectReason;
-use flexbridge::orders::Stage;
+use flexbridge::shipment::Stage;
 use serde::Deserialize;
 use serde_json::Value;
 

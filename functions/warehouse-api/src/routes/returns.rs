@@ -9,7 +9,7 @@
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use flexbridge::orders::model::{ReturnReceipt, ReturnStage};
+use flexbridge::shipment::{ReturnReceipt, ReturnStage};
 use serde_json::Value;
 
 use crate::error::ApiError;

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, Result};
 use async_trait::async_trait;
-use flexbridge::orders::{ShipmentRecord, Stage};
+use flexbridge::shipment::{ShipmentRecord, Stage};
 use flexbridge::store::shipments::{DynamoShipmentStore, ShipmentStore};
 use flexbridge::warehouse::signing;
 use serde_json::{json, Value};

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, Result};
 use async_trait::async_trait;
-use flexbridge::orders::{ShipmentRecord, Stage};
+use flexbridge::shipment::{ShipmentRecord, Stage};
 use flexbridge::store::catalog::{CatalogItem, CatalogStore, DynamoCatalogStore};
 use flexbridge::store::inventory::{DynamoInventoryStore, InventoryStore};
 use flexbridge::store::shipments::{DynamoShipmentStore, ShipmentStore};

@@ -49,6 +49,11 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// `MarketplaceAttributes.channelName`: Seller Flex (`FBA`) or merchant-fulfilled (`MFN`); a
+    /// plain string in the model, these are the values Amazon documents.
+    ShipmentChannel { Fba = "FBA", Mfn = "MFN" }
+);
 string_enum!(ShipmentType { New = "NEW", Exchange = "EXCHANGE", Replacement = "REPLACEMENT" });
 string_enum!(Priority { High = "HIGH", Low = "LOW" });
 string_enum!(ProcessingSource { ExternalPlatform = "EXTERNAL_PLATFORM", InternalPlatform = "INTERNAL_PLATFORM" });
@@ -238,7 +243,7 @@ pub struct MarketplaceAttributes {
     pub marketplace_id: String,
     /// `FBA` or `MFN` (a plain string in this model).
     #[serde(default)]
-    pub channel_name: String,
+    pub channel_name: ShipmentChannel,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merchant_id: Option<String>,
     #[serde(
