@@ -10,13 +10,16 @@
 //! A new kind of upload: a prefix in [`UploadKey::classify`], a [`Kind`], its columns in
 //! [`reader`], and what its rows do in [`ingest`].
 
-pub mod answers;
 pub mod aws;
 pub mod ingest;
+pub mod object;
 pub mod order;
 pub mod process;
-pub mod push;
 pub mod report;
+
+/// Prices moved to [`crate::prices`]; their old paths stay.
+pub use crate::prices::{answers, push};
+pub use object::{ObjectSource, ReportBody, ReportSink, UploadRef};
 
 /// The reader and the row rules live in `flexbridge-upload-reader` (a crate of its own, compiled
 /// at full speed in the deployed profile); their old paths stay.
