@@ -5,10 +5,11 @@
 //! [`FileRejection`]; row problems are [`RowError`]s that skip that row and keep the rest.
 //! What happens to accepted rows (DynamoDB, the price queue) lives in [`ingest`]; how an SQS
 //! message becomes runs of [`ingest::run`] (claim, resume, notification) in [`process`]; the
-//! order of uploads in [`order`]; Amazon's answers to a price upload in [`answers`].
+//! order of uploads in [`order`]. What a price does once accepted (the queue message, the
+//! pusher, Amazon's answers) is [`crate::prices`]'s.
 //!
 //! A new kind of upload: a prefix in [`UploadKey::classify`], a [`Kind`], its columns in
-//! [`reader`], and what its rows do in [`ingest`].
+//! [`reader`] (crate `flexbridge-upload-reader`), and what its rows do in [`ingest`].
 
 pub mod aws;
 pub mod ingest;
