@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod metrics;
 pub mod operate;
 pub mod orders;
+pub mod prices;
 pub mod ratelimit;
 pub mod retry;
 pub mod runtime;

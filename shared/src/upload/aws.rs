@@ -23,13 +23,12 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use chrono::{SecondsFormat, Utc};
 use tokio_util::io::SyncIoBridge;
 
-use super::answers::{AnswerStore, PriceAnswer};
-use super::ingest::{
-    Checkpoint, CheckpointStore, ObjectSource, PriceQueue, PriceUpdate, ReportBody, ReportSink,
-    UploadRef,
-};
+use super::ingest::{Checkpoint, CheckpointStore, PriceQueue};
 use super::process::{Requeue, Versions};
+use super::{ObjectSource, ReportBody, ReportSink, UploadRef};
 use crate::error::{Error, Result};
+use crate::prices::answers::{AnswerStore, PriceAnswer};
+use crate::prices::PriceUpdate;
 use crate::retry::{RetryDecision, RetryPolicy};
 use crate::store::dynamo;
 

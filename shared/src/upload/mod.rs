@@ -5,22 +5,26 @@
 //! [`FileRejection`]; row problems are [`RowError`]s that skip that row and keep the rest.
 //! What happens to accepted rows (DynamoDB, the price queue) lives in [`ingest`]; how an SQS
 //! message becomes runs of [`ingest::run`] (claim, resume, notification) in [`process`]; the
-//! order of uploads in [`order`]; Amazon's answers to a price upload in [`answers`].
+//! order of uploads in [`order`]. What a price does once accepted (the queue message, the
+//! pusher, Amazon's answers) is [`crate::prices`]'s.
 //!
 //! A new kind of upload: a prefix in [`UploadKey::classify`], a [`Kind`], its columns in
-//! [`reader`], and what its rows do in [`ingest`].
+//! [`reader`] (crate `flexbridge-upload-reader`), and what its rows do in [`ingest`].
 
-pub mod answers;
 pub mod aws;
-pub mod currency;
 pub mod ingest;
+pub mod object;
 pub mod order;
 pub mod process;
-pub mod push;
-pub mod reader;
 pub mod report;
-pub mod skuset;
-pub mod validate;
+
+/// Prices moved to [`crate::prices`]; their old paths stay.
+pub use crate::prices::{answers, push};
+pub use object::{ObjectSource, ReportBody, ReportSink, UploadRef};
+
+/// The reader and the row rules live in `flexbridge-upload-reader` (a crate of its own, compiled
+/// at full speed in the deployed profile); their old paths stay.
+pub use flexbridge_upload_reader::{currency, reader, skuset, validate, Kind};
 
 use crate::config::prefixes;
 
@@ -29,26 +33,6 @@ pub use reader::{
     UploadReader,
 };
 pub use report::{ErrorCsv, RowError, UploadSummary};
-
-/// What a file under the bucket is, from its key prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Catalog,
-    Prices,
-    /// On-hand snapshots (`hub,sku,on_hand[,as_of]`) for the inventory sync.
-    Inventory,
-}
-
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Catalog => "catalog",
-            Kind::Prices => "prices",
-            Kind::Inventory => "inventory",
-        }
-    }
-}
 
 /// `catalog/full/…` replaces the catalog (absent SKUs are disabled), `inventory/full/<hub>/…`
 /// replaces a hub's stock (absent SKUs are zero); everything else only touches its rows.

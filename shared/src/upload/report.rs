@@ -8,14 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Kind, Mode};
 
-/// One reason one row was skipped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RowError {
-    pub line: u64,
-    pub column: String,
-    pub value: String,
-    pub reason: String,
-}
+pub use flexbridge_upload_reader::RowError;
 
 /// Writes the errors report: `line,column,value,reason`, safe to open in a spreadsheet.
 pub struct ErrorCsv<W: Write> {

@@ -3,9 +3,13 @@
 //!
 //! `cargo build --release -p flexbridge-bench --bins && cargo run --release -p flexbridge-bench --bin all`
 //!
-//! The sibling binaries are taken from this binary's own directory, so build them all first
-//! (`--bins`). `--skip name,name` leaves some out; `cold_start` is skipped when there is no
-//! `sam build` output. Last line: `benchmarks=N failed=M`.
+//! The benchmarks are the release binaries (`<target>/release/`, whichever profile this one was
+//! built with): their figures are held to goals, and a debug build measures the compiler's
+//! unoptimised code, not ours. Build them all first (`--bins`). When the deployed profile's
+//! parser is built too (`cargo build --profile lambda -p flexbridge-bench --bin catalog_ingest`),
+//! `catalog_ingest` also runs from `<target>/lambda/`, the code `sam build` ships.
+//! `--skip name,name` leaves some out; `cold_start` is skipped when there is no `sam build`
+//! output. Last line: `benchmarks=N failed=M`.
 
 use std::process::Command;
 use std::time::Instant;
@@ -61,28 +65,43 @@ const RUNS: &[(&str, &[&str])] = &[
 
 fn main() {
     let args = Args::parse();
-    let dir = std::env::current_exe()
+    let target = std::env::current_exe()
         .ok()
-        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
-        .expect("the binary's directory");
+        .and_then(|p| p.parent().and_then(|d| d.parent()).map(|d| d.to_path_buf()))
+        .expect("the target directory");
+    let release = target.join("release");
+    // The deployed profile's parser, when built: (label, binary directory, name, arguments).
+    let lambda = target.join("lambda");
+    let mut runs: Vec<(String, std::path::PathBuf, &str, &[&str])> = Vec::new();
+    for (name, run_args) in RUNS {
+        runs.push((name.to_string(), release.clone(), name, run_args));
+        if *name == "catalog_ingest" && lambda.join(name).is_file() {
+            runs.push((
+                format!("{name} (lambda profile)"),
+                lambda.clone(),
+                name,
+                run_args,
+            ));
+        }
+    }
     let mut rows = Vec::new();
     let mut failed = 0;
-    for (name, run_args) in RUNS {
+    for (label, dir, name, run_args) in runs {
         if args.skip.iter().any(|s| s == name) {
             continue;
         }
-        if *name == "cold_start"
+        if name == "cold_start"
             && !flexbridge_local::paths::repo_root()
                 .join(".aws-sam/build")
                 .is_dir()
         {
             println!("=== {name}: skipped, no .aws-sam/build (run `sam build --parameter-overrides Architecture=x86_64` first)");
-            rows.push((name, None, 0.0, "(skipped: not built)".to_string()));
+            rows.push((label, None, 0.0, "(skipped: not built)".to_string()));
             continue;
         }
         let started = Instant::now();
-        println!("=== {name} {}", run_args.join(" "));
-        let out = Command::new(dir.join(name)).args(*run_args).output();
+        println!("=== {label} {}", run_args.join(" "));
+        let out = Command::new(dir.join(name)).args(run_args).output();
         let secs = started.elapsed().as_secs_f64();
         let (ok, last) = match out {
             Ok(o) => {
@@ -95,13 +114,19 @@ fn main() {
                     .to_string();
                 (o.status.success(), last)
             }
-            Err(e) => (false, format!("could not start: {e} (build with --bins)")),
+            Err(e) => (
+                false,
+                format!(
+                    "could not start {}: {e} (build with --release --bins)",
+                    dir.join(name).display()
+                ),
+            ),
         };
         if !ok {
             failed += 1;
         }
         println!("{last}");
-        rows.push((name, Some(ok), secs, last));
+        rows.push((label, Some(ok), secs, last));
     }
     println!();
     println!("| benchmark | ok | seconds | figures |");

@@ -1,14 +1,18 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::memory::*;
 use super::*;
-use crate::events::MemoryEventSink;
+use crate::events::{EventName, MemoryEventSink};
+use crate::inventory::changes::StockChanges;
 use crate::inventory::MemoryNudge;
-use crate::store::catalog::{MemoryCatalogStore, PriceState};
+use crate::prices::answers::memory::MemoryAnswers;
+use crate::store::catalog::{CatalogStore, MemoryCatalogStore, PriceState};
 use crate::store::inventory::{MemoryInventoryStore, MemoryOnHandStore, OnHandStore, PushLedger};
 use crate::store::locations::{Location, MemoryLocationStore};
 use crate::store::settings::{MemorySettingsStore, SettingsStore};
-use crate::upload::answers::memory::MemoryAnswers;
+use crate::upload::order::UploadOrder;
+use crate::upload::{Mode, UploadSummary};
 
 struct World {
     objects: Arc<MemoryObjects>,

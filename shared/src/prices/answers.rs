@@ -13,11 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::ingest::{ReportBody, ReportSink, UploadRef};
-use super::report::neutralise;
-use super::validate::Cents;
-use super::UploadKey;
 use crate::error::{Error, Result};
+use crate::upload::report::neutralise;
+use crate::upload::validate::Cents;
+use crate::upload::{ReportBody, ReportSink, UploadKey, UploadRef};
 
 /// How long a writer holds the report claim before another may take it over.
 const REPORT_LEASE: Duration = Duration::from_secs(120);
@@ -253,7 +252,7 @@ mod tests {
 
     use super::memory::MemoryAnswers;
     use super::*;
-    use crate::upload::ingest::memory::MemoryReports;
+    use crate::upload::object::memory::MemoryReports;
 
     fn answer(line: u64, status: &str) -> PriceAnswer {
         PriceAnswer {

@@ -25,7 +25,7 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use super::answers::{self, AnswerStore, PriceAnswer};
-use super::ingest::{PriceUpdate, ReportSink};
+use super::PriceUpdate;
 use crate::error::{Error, Result};
 use crate::idempotency::Idempotency;
 use crate::ratelimit::TokenBucket;
@@ -34,6 +34,7 @@ use crate::runtime::Invocation;
 use crate::spapi::models::ListingsPatch;
 use crate::spapi::SpApiClient;
 use crate::store::catalog::{CatalogStore, PriceClaim, PriceState};
+use crate::upload::ReportSink;
 
 /// Status of a row a newer upload's price overtook.
 pub const SUPERSEDED: &str = "SUPERSEDED";

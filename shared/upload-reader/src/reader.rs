@@ -4,10 +4,10 @@
 
 use std::io::{self, Cursor, Read};
 
-use super::report::RowError;
 use super::skuset::{Seen, SkuSet};
 use super::validate::{self, Asin, Cents};
 use super::Kind;
+use super::RowError;
 
 /// Why a whole file was refused before anything was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -110,7 +110,7 @@ impl<R: Read> Utf8Guard<R> {
 /// of a field; `""` inside one is a literal quote), counting lines, so the end of the file can
 /// tell whether a quoted field was left open and on which line it opened. The parser itself
 /// would silently take everything up to the end of the file as that field's value.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct QuoteScan {
     delimiter: u8,
     state: QuoteState,
@@ -153,39 +153,81 @@ impl QuoteScan {
         }
     }
 
+    /// Follows `bytes` in one pass: `memchr` jumps to the next byte that can change anything
+    /// (`"`, `\r`, `\n`; inside quotes only `"` and `\n`), and the run before it is taken whole.
+    /// The same answers as [`QuoteScan::step`] on every byte, whatever the chunk boundaries.
     fn feed(&mut self, bytes: &[u8]) {
-        use QuoteState::*;
-        for &b in bytes {
-            if self.after_cr && b != b'\n' && self.bare_cr_on.is_none() {
-                self.bare_cr_on = Some(self.line);
-            }
-            if b == b'\n' && self.state != Quoted {
-                match self.crlf {
-                    None => self.crlf = Some(self.after_cr),
-                    Some(c) if c != self.after_cr && self.mixed_on.is_none() => {
-                        self.mixed_on = Some(self.line)
-                    }
-                    _ => {}
-                }
-            }
-            self.after_cr = b == b'\r' && self.state != Quoted;
-            let ends_field = b == self.delimiter || b == b'\n' || b == b'\r';
-            self.state = match (self.state, b) {
-                (FieldStart, b'"') => {
-                    self.opened_on = self.line;
-                    Quoted
-                }
-                (FieldStart | Unquoted, _) if ends_field => FieldStart,
-                (FieldStart | Unquoted, _) => Unquoted,
-                (Quoted, b'"') => QuoteInQuoted,
-                (Quoted, _) => Quoted,
-                (QuoteInQuoted, b'"') => Quoted,
-                (QuoteInQuoted, _) if ends_field => FieldStart,
-                (QuoteInQuoted, _) => Unquoted,
+        let mut rest = bytes;
+        loop {
+            let next = if self.state == QuoteState::Quoted {
+                memchr::memchr2(b'"', b'\n', rest)
+            } else {
+                memchr::memchr3(b'"', b'\r', b'\n', rest)
             };
-            if b == b'\n' {
-                self.line += 1;
+            let run = next.unwrap_or(rest.len());
+            if run > 0 {
+                self.skip(&rest[..run]);
             }
+            match next {
+                Some(at) => {
+                    self.step(rest[at]);
+                    rest = &rest[at + 1..];
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// A run of bytes none of which is `"` or `\n` (nor `\r` outside quotes): inside quotes it
+    /// changes nothing; outside, a `\r` before it ended a row alone, and its last byte decides
+    /// whether the next one starts a field.
+    fn skip(&mut self, run: &[u8]) {
+        if self.state == QuoteState::Quoted {
+            return;
+        }
+        if self.after_cr && self.bare_cr_on.is_none() {
+            self.bare_cr_on = Some(self.line);
+        }
+        self.after_cr = false;
+        self.state = if run.last() == Some(&self.delimiter) {
+            QuoteState::FieldStart
+        } else {
+            QuoteState::Unquoted
+        };
+    }
+
+    /// One byte, the way the CSV parser takes it.
+    fn step(&mut self, b: u8) {
+        use QuoteState::*;
+        if self.after_cr && b != b'\n' && self.bare_cr_on.is_none() {
+            self.bare_cr_on = Some(self.line);
+        }
+        if b == b'\n' && self.state != Quoted {
+            match self.crlf {
+                None => self.crlf = Some(self.after_cr),
+                Some(c) if c != self.after_cr && self.mixed_on.is_none() => {
+                    self.mixed_on = Some(self.line)
+                }
+                _ => {}
+            }
+        }
+        self.after_cr = b == b'\r' && self.state != Quoted;
+        let ends_field = b == self.delimiter || b == b'\n' || b == b'\r';
+        self.state = match (self.state, b) {
+            (FieldStart, b'"') => {
+                self.opened_on = self.line;
+                Quoted
+            }
+            (FieldStart | Unquoted, _) if ends_field => FieldStart,
+            (FieldStart | Unquoted, _) => Unquoted,
+            (Quoted, b'"') => QuoteInQuoted,
+            (Quoted, _) => Quoted,
+            (QuoteInQuoted, b'"') => Quoted,
+            (QuoteInQuoted, _) if ends_field => FieldStart,
+            (QuoteInQuoted, _) => Unquoted,
+        };
+        if b == b'\n' {
+            self.line += 1;
         }
     }
 
