@@ -664,6 +664,17 @@ async fn a_refused_transaction_loses_no_concurrent_reservation() -> Result<()> {
             anyhow::Ok(n)
         })
     };
+    // Nor may a read see what a refused transaction applied before moto put it back.
+    let reader = {
+        let (inv, done) = (Arc::clone(&inv), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut seen = std::collections::BTreeSet::new();
+            while !done.load(Ordering::Relaxed) {
+                seen.insert(inv.position(EAST, "A").await?.returned_sellable);
+            }
+            anyhow::Ok(seen)
+        })
+    };
     let reserved: Vec<flexbridge::Result<()>> = futures::stream::iter(0..LINES)
         .map(|i| {
             let inv = Arc::clone(&inv);
@@ -677,6 +688,7 @@ async fn a_refused_transaction_loses_no_concurrent_reservation() -> Result<()> {
         .await;
     done.store(true, Ordering::Relaxed);
     let refusals = refused.await??;
+    let returned_seen = reader.await??;
     assert!(
         refusals > 10,
         "only {refusals} refused transactions ran alongside"
@@ -684,6 +696,11 @@ async fn a_refused_transaction_loses_no_concurrent_reservation() -> Result<()> {
     for r in reserved {
         r?;
     }
+    assert_eq!(
+        returned_seen.into_iter().collect::<Vec<_>>(),
+        [1],
+        "returned units as read while refused credits ran"
+    );
     let p = inv.position(EAST, "A").await?;
     assert_eq!(p.reserved, LINES as i64, "every reservation counted once");
     assert_eq!(p.returned_sellable, 1, "the return credited once");
