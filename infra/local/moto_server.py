@@ -4,13 +4,15 @@ Same as `moto_server -H 127.0.0.1 -p 0` (prints ` * Running on http://127.0.0.1:
 stderr), plus one thing the plain server cannot do: it exits when the process that started
 it goes away. Test binaries keep their moto in a static that is never dropped, so without
 this every `cargo test` would leave servers behind. And one speed fix to moto's SQS that
-changes no behaviour (`_retained`), and one to DynamoDB's transactions
-(`_transact_write_items`).
+changes no behaviour (`_retained`), and two to DynamoDB's transactions
+(`_transact_write_items`, `_one_at_a_time`).
 """
 
 import copy
+import functools
 import os
 import sys
+import threading
 import time
 
 import moto.dynamodb.models as dynamodb_models
@@ -82,6 +84,38 @@ def _transact_write_items(self: DynamoDBBackend, transact_items):
         raise
 
 
+_ITEMS_LOCK = threading.RLock()
+
+# Every DynamoDB call that reads or writes items (the batch and transactional reads go through
+# `get_item`, the batch writes through `put_item` and `delete_item`).
+_ITEM_CALLS = (
+    "get_item",
+    "put_item",
+    "update_item",
+    "delete_item",
+    "query",
+    "scan",
+    "transact_write_items",
+)
+
+
+def _one_at_a_time(call):
+    """moto's server answers on several threads, and moto applies a transaction item by item,
+    then puts back what it saved when one condition fails: a write that landed on one of those
+    items in between was undone (a reservation's `ADD reserved` lost while the SDK's resend of
+    a transaction whose answer was lost was being refused; the chaos run then sold units the
+    warehouse did not have), and a read in between saw writes about to be undone. In DynamoDB
+    a transaction is all or nothing for every other call too: so here, one item call at a
+    time."""
+
+    @functools.wraps(call)
+    def locked(*args, **kwargs):
+        with _ITEMS_LOCK:
+            return call(*args, **kwargs)
+
+    return locked
+
+
 def _patch(owner, name: str, value) -> None:
     # The names patched are moto's internals (pinned in requirements.txt): a moto that renamed
     # one must stop here, not run unpatched, or slow, without a word.
@@ -94,6 +128,8 @@ def main() -> None:
     _patch(SQSBackend, "is_message_valid_based_on_retention_period", _retained)
     _patch(dynamodb_models, "copy", _TablesNotCopied())
     _patch(DynamoDBBackend, "transact_write_items", _transact_write_items)
+    for name in _ITEM_CALLS:
+        _patch(DynamoDBBackend, name, _one_at_a_time(getattr(DynamoDBBackend, name)))
     parent = os.getppid()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -242,39 +242,51 @@ impl InventoryStore for DynamoInventoryStore {
         return_id: &str,
         units: u32,
     ) -> Result<()> {
-        let marker = self.new_marker(location_id, &format!("RETURN#{return_id}"), sku, units)?;
-        let mut tx = self
-            .client
-            .transact_write_items()
-            .transact_items(marker)
-            .transact_items(self.add_to_position(
-                location_id,
-                sku,
-                "returned_sellable",
-                units as i64,
-            )?);
-        if let Some(hub) = hub {
-            let add = Update::builder()
-                .table_name(&self.table)
-                .key("pk", s(format!("HUB#{hub}")))
-                .key("sk", s(format!("SKU#{sku}")))
-                .update_expression("ADD on_hand :u SET reported_at = :t")
-                .expression_attribute_values(":u", n(units))
-                .expression_attribute_values(":t", s(reported_at_text(&chrono::Utc::now())))
-                .build()
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            tx = tx.transact_items(TransactWriteItem::builder().update(add).build());
-        }
-        let res = tx.send().await;
-        match res {
-            Ok(_) => {
-                self.nudge(location_id).await;
-                Ok(())
+        let sk = format!("RETURN#{return_id}");
+        for _ in 0..5 {
+            let marker = self.new_marker(location_id, &sk, sku, units)?;
+            let mut tx = self
+                .client
+                .transact_write_items()
+                .transact_items(marker)
+                .transact_items(self.add_to_position(
+                    location_id,
+                    sku,
+                    "returned_sellable",
+                    units as i64,
+                )?);
+            if let Some(hub) = hub {
+                let add = Update::builder()
+                    .table_name(&self.table)
+                    .key("pk", s(format!("HUB#{hub}")))
+                    .key("sk", s(format!("SKU#{sku}")))
+                    .update_expression("ADD on_hand :u SET reported_at = :t")
+                    .expression_attribute_values(":u", n(units))
+                    .expression_attribute_values(":t", s(reported_at_text(&chrono::Utc::now())))
+                    .build()
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                tx = tx.transact_items(TransactWriteItem::builder().update(add).build());
             }
-            // The credit marker exists: this return was credited already.
-            Err(e) if is_transaction_cancelled(&e) => Ok(()),
-            Err(e) => Err(ddb_error("TransactWriteItems", e)),
+            match tx.send().await {
+                Ok(_) => {
+                    self.nudge(location_id).await;
+                    return Ok(());
+                }
+                // Refused: credited already if the marker exists (an earlier delivery, or our
+                // own resend after a lost answer); else DynamoDB cancelled it for a conflicting
+                // transaction on the position or the hub's figure, and it is sent again.
+                Err(e) if is_transaction_cancelled(&e) => {
+                    if self.marker_units(location_id, &sk).await?.is_some() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(ddb_error("TransactWriteItems", e)),
+            }
         }
+        Err(Error::Transient {
+            message: format!("return credit {return_id} kept conflicting"),
+            after: None,
+        })
     }
 
     async fn ship_line(&self, l: ShippedLine<'_>) -> Result<()> {
