@@ -4,3 +4,4 @@
 pub mod chaos;
 pub mod fuzz;
 pub mod outage;
+pub mod world;
