@@ -385,10 +385,10 @@ pub async fn run(opts: Options) -> Result<Report> {
         .collect();
     let mut on_hand: BTreeMap<(usize, usize), i64> = BTreeMap::new();
     let mut opening = Vec::new();
-    for h in 0..hubs.len() {
-        for s in 0..popular {
+    for (h, (hub, _)) in hubs.iter().enumerate() {
+        for (s, sku) in skus.iter().enumerate().take(popular) {
             on_hand.insert((h, s), 500);
-            opening.push(json!({"hub": hubs[h].0, "sku": skus[s], "onHand": 500}));
+            opening.push(json!({"hub": hub, "sku": sku, "onHand": 500}));
         }
     }
     let mut stock_sent = 0usize;
@@ -1174,7 +1174,9 @@ fn print(opts: &Options, prices: &PriceTable, world: &World, report: &mut Report
         ));
     }
     out.push("AWS calls per service, operation and resource (the day, all functions):".into());
-    let mut ops: BTreeMap<(String, String, String), (u64, f64, f64, u64)> = BTreeMap::new();
+    // (service, operation, resource) → (requests, RRU, WRU, bytes)
+    type Row = (u64, f64, f64, u64);
+    let mut ops: BTreeMap<(String, String, String), Row> = BTreeMap::new();
     for usage in report.usage.values() {
         for (k, t) in usage {
             let e = ops
