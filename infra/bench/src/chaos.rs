@@ -35,11 +35,11 @@ use flexbridge::runtime::Invocation;
 use flexbridge::store::locations::Location;
 use flexbridge_local::aws_faults::{self, AwsFaultProxy, AwsFaults};
 use flexbridge_local::demo::foundation::WebhookReceiver;
-use flexbridge_local::seed::{self, Seller};
-use flexbridge_local::stack::{self, Overrides, Stack};
-use flexbridge_local::{Chaos, Moto, Runner, RunnerOptions};
+use flexbridge_local::seed::Seller;
+use flexbridge_local::stack::Stack;
+use flexbridge_local::{Chaos, Runner, RunnerOptions};
 
-use crate::world::{list_stage, packing, upload, Warehouse};
+use crate::world::{list_stage, packing, stage_counts, upload, Warehouse, World, WorldOptions};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -173,15 +173,6 @@ fn say(opts: &Options, started: Instant, line: impl AsRef<str>) {
 pub async fn run(opts: Options) -> Result<Report> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let moto = tokio::task::spawn_blocking(Moto::start).await??;
-    // The simulator's SQS client (notifications) reaches moto through the standard variable.
-    std::env::set_var("AWS_ENDPOINT_URL", moto.endpoint());
-    let sim = spapi_sim::Simulator::start(spapi_sim::SimOptions {
-        seed: opts.seed,
-        empty_page_rate: 0.0,
-        ..Default::default()
-    })
-    .await?;
     let mut seller = Seller::default();
     seller.locations.push(Location {
         location_id: "SIMLOC-CENTRAL-1".into(),
@@ -190,23 +181,18 @@ pub async fn run(opts: Options) -> Result<Report> {
         ..seller.locations[0].clone()
     });
     let webhook = WebhookReceiver::start(&seller.webhook_key).await?;
-    let stack = stack::provision(
-        moto.endpoint(),
-        &stack::unique_stack_name("chaos"),
-        &[
-            ("SellerId", seller.seller_id.as_str()),
-            ("WebhookUrl", webhook.url.as_str()),
-        ],
+    let world = World::start(
+        &WorldOptions {
+            name: "chaos",
+            seed: opts.seed,
+            parameters: vec![("WebhookUrl", webhook.url.clone())],
+        },
+        seller,
     )
     .await?;
-    seed::seed_secrets(&stack, &seller).await?;
-    seed::seed_seller(&stack, &seller).await?;
-    let admin = spapi_sim::AdminClient::new(&sim.base_url);
-    for l in &seller.locations {
-        admin
-            .create_location(&l.location_id, &l.marketplace_id, "FBA")
-            .await?;
-    }
+    // The simulator's SQS client (notifications) reaches moto through the standard variable.
+    std::env::set_var("AWS_ENDPOINT_URL", world.moto.endpoint());
+    let (moto, stack, seller, admin) = (&world.moto, &world.stack, &world.seller, &world.admin);
     let skus: Vec<String> = (0..opts.skus).map(|i| format!("CHAOS-{i:03}")).collect();
     admin
         .add_skus(&skus.iter().map(String::as_str).collect::<Vec<_>>())
@@ -222,11 +208,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         )
         .await?;
 
-    let overrides = Overrides {
-        spapi_endpoint: Some(sim.base_url.clone()),
-        lwa_endpoint: Some(sim.lwa_url()),
-        extra: BTreeMap::new(),
-    };
+    let overrides = world.overrides.clone();
     // The harness reads and checks through moto directly (the truth); only the functions'
     // calls go through the fault proxy.
     let env = stack.env_for("WarehouseApiFunction", &overrides)?;
@@ -272,8 +254,8 @@ pub async fn run(opts: Options) -> Result<Report> {
         .map(|f| runner_options.timeout_of(f))
         .ok_or_else(|| anyhow!("template.yaml has no UploadIngestFunction"))?
         + Duration::from_secs(120);
-    let runner = Runner::start(&stack, &function_overrides, runner_options).await?;
-    let mut wh = Warehouse::new(&runner, &seller, format!("chaos-{}", stack.name))?;
+    let runner = Runner::start(stack, &function_overrides, runner_options).await?;
+    let mut wh = Warehouse::new(&runner, seller, format!("chaos-{}", stack.name))?;
 
     // The catalog arrives as an upload (orders for SKUs outside it are held, and only its
     // SKUs are advertised).
@@ -329,7 +311,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     // Wait until Amazon shows the opening stock.
     let until = Instant::now() + Duration::from_secs(300);
     loop {
-        let inv = sim_inventory(&admin).await?;
+        let inv = sim_inventory(admin).await?;
         let synced = hubs.iter().enumerate().all(|(h, (_, loc))| {
             (0..skus.len()).all(|s| {
                 inv.get(&(loc.clone(), skus[s].clone())).copied() == Some(on_hand[&(h, s)])
@@ -687,7 +669,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     let until = Instant::now() + Duration::from_secs(240);
     loop {
         mismatches.clear();
-        let inv = sim_inventory(&admin).await?;
+        let inv = sim_inventory(admin).await?;
         for ((h, s), n) in &on_hand {
             let want = n - open_units.get(&(*h, *s)).copied().unwrap_or(0);
             let got = inv.get(&(hubs[*h].1.clone(), skus[*s].clone())).copied();
@@ -837,7 +819,7 @@ pub async fn run(opts: Options) -> Result<Report> {
             }
         }
     }
-    let latencies = confirm_latencies(&admin, &created).await?;
+    let latencies = confirm_latencies(admin, &created).await?;
     report.confirm_p99_s = percentile(&latencies, 0.99);
     report.lines.push(format!(
         "creation to CONFIRM over {} confirmed orders: median {} s, p99 {} s, max {} s",
@@ -857,7 +839,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     if report.oversold_units > 0 {
         report.problem(format!("oversold: {}", oversold["lines"]));
     }
-    for (queue, message_id, body, reason) in dead_letters(&stack).await? {
+    for (queue, message_id, body, reason) in dead_letters(stack).await? {
         // One dead letter is expected under these faults: a message whose last receive
         // (`MAX_RECEIVES`) ran in an invocation the runner killed. Nothing could attach a reason
         // and SQS moved it, as on Lambda when a run times out or crashes on the last receive.
@@ -922,7 +904,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     report
         .lines
         .push(format!("total {:.0} s", started.elapsed().as_secs_f64()));
-    drop(moto);
+    drop(world);
     Ok(report)
 }
 
@@ -1002,17 +984,6 @@ async fn sim_inventory(admin: &spapi_sim::AdminClient) -> Result<BTreeMap<(Strin
             .unwrap_or_default()
             .to_string();
         out.insert((loc, sku), i["sellableQuantity"].as_i64().unwrap_or(0));
-    }
-    Ok(out)
-}
-
-async fn stage_counts(service: &FulfilmentService) -> Result<BTreeMap<String, usize>> {
-    let mut out = BTreeMap::new();
-    for stage in Stage::ALL {
-        let n = list_stage(service, stage).await?.len();
-        if n > 0 {
-            out.insert(stage.as_str().to_string(), n);
-        }
     }
     Ok(out)
 }

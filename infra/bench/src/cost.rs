@@ -65,7 +65,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::pricing::{gb_seconds, poller_hold, Bill, PriceTable};
-use crate::world::{list_stage, packing, Warehouse, World, WorldOptions};
+use crate::world::{list_stage, packing, stage_counts, Warehouse, World, WorldOptions};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -633,17 +633,6 @@ pub async fn run(opts: Options) -> Result<Report> {
         std::env::set_var("AWS_ENDPOINT_URL", v);
     }
     Ok(report)
-}
-
-async fn stage_counts(service: &FulfilmentService) -> Result<BTreeMap<String, usize>> {
-    let mut out = BTreeMap::new();
-    for stage in Stage::ALL {
-        let n = list_stage(service, stage).await?.len();
-        if n > 0 {
-            out.insert(stage.as_str().to_string(), n);
-        }
-    }
-    Ok(out)
 }
 
 /// Bytes stored at the end of the day.

@@ -249,3 +249,15 @@ pub async fn list_stage(
         }
     }
 }
+
+/// Stored shipments by stage (stages with none left out).
+pub async fn stage_counts(service: &FulfilmentService) -> Result<BTreeMap<String, usize>> {
+    let mut out = BTreeMap::new();
+    for stage in Stage::ALL {
+        let n = list_stage(service, stage).await?.len();
+        if n > 0 {
+            out.insert(stage.as_str().to_string(), n);
+        }
+    }
+    Ok(out)
+}
