@@ -33,12 +33,13 @@ use flexbridge::fulfilment::FulfilmentService;
 use flexbridge::runtime::Invocation;
 use flexbridge::shipment::Stage;
 use flexbridge::store::locations::Location;
-use flexbridge::warehouse::signing;
 use flexbridge_local::aws_faults::{self, AwsFaultProxy, AwsFaults};
 use flexbridge_local::demo::foundation::WebhookReceiver;
-use flexbridge_local::seed::{self, Seller};
-use flexbridge_local::stack::{self, Overrides, Stack};
-use flexbridge_local::{Chaos, Moto, Runner, RunnerOptions};
+use flexbridge_local::seed::Seller;
+use flexbridge_local::stack::Stack;
+use flexbridge_local::{Chaos, Runner, RunnerOptions};
+
+use crate::world::{list_stage, packing, stage_counts, upload, Warehouse, World, WorldOptions};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -138,67 +139,6 @@ impl Report {
     }
 }
 
-/// The warehouse: what it holds per (hub, sku), and its signed calls to the API.
-struct Warehouse {
-    url: String,
-    key: String,
-    http: reqwest::Client,
-    prefix: String,
-    refused: Vec<String>,
-    retried_later: Vec<String>,
-    /// Answers that made a request wait and go again, by status (0: no answer at all).
-    waits: BTreeMap<u16, usize>,
-}
-
-impl Warehouse {
-    /// Sends one POST until it is answered for good: a 5xx, a 409 in progress, a 429 or a
-    /// lost connection is retried with the same Idempotency-Key (signed afresh), as a
-    /// warehouse should. Returns the final status, or 0 when none came.
-    async fn post(&mut self, what: &str, path: &str, body: &Value) -> Result<u16> {
-        let body = body.to_string();
-        let key = format!("{}-{what}", self.prefix);
-        for attempt in 0..30 {
-            let signed = signing::Signed::new("POST", path, body.as_bytes())
-                .content_type("application/json")
-                .idempotency_key(&key);
-            let mut req = self
-                .http
-                .post(format!("{}{path}", self.url))
-                .header("content-type", "application/json")
-                .header("idempotency-key", &key)
-                .body(body.clone());
-            for (h, v) in signing::signed_headers(self.key.as_bytes(), signing::now_unix(), &signed)
-            {
-                req = req.header(h, v);
-            }
-            match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    if status < 300 {
-                        return Ok(status);
-                    }
-                    let text = resp.text().await.unwrap_or_default();
-                    if status >= 500 || status == 409 || status == 429 {
-                        *self.waits.entry(status).or_default() += 1;
-                        // At least 1 s: the retry's timestamp, so its signature, must differ.
-                        tokio::time::sleep(Duration::from_millis(1000 + 100 * attempt)).await;
-                        continue;
-                    }
-                    self.refused.push(format!("{what}: {status} {text}"));
-                    return Ok(status);
-                }
-                Err(_) => {
-                    *self.waits.entry(0).or_default() += 1;
-                    tokio::time::sleep(Duration::from_millis(1000)).await
-                }
-            }
-        }
-        // No final answer: 0 tells the caller to try again in a later round, same key.
-        self.retried_later.push(what.to_string());
-        Ok(0)
-    }
-}
-
 /// Seconds one round spent on each part of its work.
 #[derive(Default)]
 struct Phases {
@@ -219,19 +159,6 @@ impl std::fmt::Display for Phases {
     }
 }
 
-fn packing(record: &flexbridge::shipment::ShipmentRecord) -> Value {
-    let lines: Vec<Value> = record
-        .line_items
-        .iter()
-        .filter(|l| l.units > 0)
-        .map(|l| json!({"packageLineItemId": l.id, "quantity": l.units}))
-        .collect();
-    json!({"packages": [{"id": "BOX-1",
-        "dimensions": {"length": {"value": "25", "dimensionUnit": "CM"}, "width": {"value": "20", "dimensionUnit": "CM"}, "height": {"value": "12", "dimensionUnit": "CM"}},
-        "weight": {"value": "0.6", "weightUnit": "KG"},
-        "packageLineItems": lines}]})
-}
-
 fn say(opts: &Options, started: Instant, line: impl AsRef<str>) {
     if opts.verbose {
         println!(
@@ -246,15 +173,6 @@ fn say(opts: &Options, started: Instant, line: impl AsRef<str>) {
 pub async fn run(opts: Options) -> Result<Report> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let moto = tokio::task::spawn_blocking(Moto::start).await??;
-    // The simulator's SQS client (notifications) reaches moto through the standard variable.
-    std::env::set_var("AWS_ENDPOINT_URL", moto.endpoint());
-    let sim = spapi_sim::Simulator::start(spapi_sim::SimOptions {
-        seed: opts.seed,
-        empty_page_rate: 0.0,
-        ..Default::default()
-    })
-    .await?;
     let mut seller = Seller::default();
     seller.locations.push(Location {
         location_id: "SIMLOC-CENTRAL-1".into(),
@@ -263,23 +181,18 @@ pub async fn run(opts: Options) -> Result<Report> {
         ..seller.locations[0].clone()
     });
     let webhook = WebhookReceiver::start(&seller.webhook_key).await?;
-    let stack = stack::provision(
-        moto.endpoint(),
-        &stack::unique_stack_name("chaos"),
-        &[
-            ("SellerId", seller.seller_id.as_str()),
-            ("WebhookUrl", webhook.url.as_str()),
-        ],
+    let world = World::start(
+        &WorldOptions {
+            name: "chaos",
+            seed: opts.seed,
+            parameters: vec![("WebhookUrl", webhook.url.clone())],
+        },
+        seller,
     )
     .await?;
-    seed::seed_secrets(&stack, &seller).await?;
-    seed::seed_seller(&stack, &seller).await?;
-    let admin = spapi_sim::AdminClient::new(&sim.base_url);
-    for l in &seller.locations {
-        admin
-            .create_location(&l.location_id, &l.marketplace_id, "FBA")
-            .await?;
-    }
+    // The simulator's SQS client (notifications) reaches moto through the standard variable.
+    std::env::set_var("AWS_ENDPOINT_URL", world.moto.endpoint());
+    let (moto, stack, seller, admin) = (&world.moto, &world.stack, &world.seller, &world.admin);
     let skus: Vec<String> = (0..opts.skus).map(|i| format!("CHAOS-{i:03}")).collect();
     admin
         .add_skus(&skus.iter().map(String::as_str).collect::<Vec<_>>())
@@ -295,11 +208,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         )
         .await?;
 
-    let overrides = Overrides {
-        spapi_endpoint: Some(sim.base_url.clone()),
-        lwa_endpoint: Some(sim.lwa_url()),
-        extra: BTreeMap::new(),
-    };
+    let overrides = world.overrides.clone();
     // The harness reads and checks through moto directly (the truth); only the functions'
     // calls go through the fault proxy.
     let env = stack.env_for("WarehouseApiFunction", &overrides)?;
@@ -345,20 +254,8 @@ pub async fn run(opts: Options) -> Result<Report> {
         .map(|f| runner_options.timeout_of(f))
         .ok_or_else(|| anyhow!("template.yaml has no UploadIngestFunction"))?
         + Duration::from_secs(120);
-    let runner = Runner::start(&stack, &function_overrides, runner_options).await?;
-    let mut wh = Warehouse {
-        url: runner
-            .function_url("WarehouseApiFunction")
-            .ok_or_else(|| anyhow!("the warehouse API is not served"))?
-            .trim_end_matches('/')
-            .to_string(),
-        key: seller.warehouse_key.clone(),
-        http: reqwest::Client::new(),
-        prefix: format!("chaos-{}", stack.name),
-        refused: Vec::new(),
-        retried_later: Vec::new(),
-        waits: BTreeMap::new(),
-    };
+    let runner = Runner::start(stack, &function_overrides, runner_options).await?;
+    let mut wh = Warehouse::new(&runner, seller, format!("chaos-{}", stack.name))?;
 
     // The catalog arrives as an upload (orders for SKUs outside it are held, and only its
     // SKUs are advertised).
@@ -414,7 +311,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     // Wait until Amazon shows the opening stock.
     let until = Instant::now() + Duration::from_secs(300);
     loop {
-        let inv = sim_inventory(&admin).await?;
+        let inv = sim_inventory(admin).await?;
         let synced = hubs.iter().enumerate().all(|(h, (_, loc))| {
             (0..skus.len()).all(|s| {
                 inv.get(&(loc.clone(), skus[s].clone())).copied() == Some(on_hand[&(h, s)])
@@ -772,7 +669,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     let until = Instant::now() + Duration::from_secs(240);
     loop {
         mismatches.clear();
-        let inv = sim_inventory(&admin).await?;
+        let inv = sim_inventory(admin).await?;
         for ((h, s), n) in &on_hand {
             let want = n - open_units.get(&(*h, *s)).copied().unwrap_or(0);
             let got = inv.get(&(hubs[*h].1.clone(), skus[*s].clone())).copied();
@@ -922,7 +819,7 @@ pub async fn run(opts: Options) -> Result<Report> {
             }
         }
     }
-    let latencies = confirm_latencies(&admin, &created).await?;
+    let latencies = confirm_latencies(admin, &created).await?;
     report.confirm_p99_s = percentile(&latencies, 0.99);
     report.lines.push(format!(
         "creation to CONFIRM over {} confirmed orders: median {} s, p99 {} s, max {} s",
@@ -942,7 +839,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     if report.oversold_units > 0 {
         report.problem(format!("oversold: {}", oversold["lines"]));
     }
-    for (queue, message_id, body, reason) in dead_letters(&stack).await? {
+    for (queue, message_id, body, reason) in dead_letters(stack).await? {
         // One dead letter is expected under these faults: a message whose last receive
         // (`MAX_RECEIVES`) ran in an invocation the runner killed. Nothing could attach a reason
         // and SQS moved it, as on Lambda when a run times out or crashes on the last receive.
@@ -1007,7 +904,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     report
         .lines
         .push(format!("total {:.0} s", started.elapsed().as_secs_f64()));
-    drop(moto);
+    drop(world);
     Ok(report)
 }
 
@@ -1065,57 +962,6 @@ fn killed_on_last_receive(payload: &str, message_id: &str) -> bool {
     })
 }
 
-/// Puts one upload into the bucket and waits for its summary report: "applied …" when every
-/// row was applied, "reported …" when rows were refused with reasons, or "no summary …".
-async fn upload(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    key: &str,
-    body: String,
-    wait: Duration,
-) -> Result<String> {
-    s3.put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(body.into_bytes().into())
-        .send()
-        .await?;
-    let summary_key = flexbridge::upload::UploadKey::classify(key)
-        .ok_or_else(|| anyhow!("{key} is not an upload key"))?
-        .summary_report_key();
-    let until = Instant::now() + wait;
-    while Instant::now() < until {
-        if let Ok(o) = s3
-            .get_object()
-            .bucket(bucket)
-            .key(&summary_key)
-            .send()
-            .await
-        {
-            let bytes = o.body.collect().await?.into_bytes();
-            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let rejected = v["rowsRejected"]
-                .as_u64()
-                .or(v["rejected"].as_u64())
-                .unwrap_or(0);
-            let what = if rejected == 0 && v["status"] == "processed" {
-                "applied"
-            } else {
-                "reported"
-            };
-            return Ok(format!(
-                "{what} {key}: {}",
-                String::from_utf8_lossy(&bytes)
-                    .chars()
-                    .take(300)
-                    .collect::<String>()
-            ));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    Ok(format!("no summary for {key} after {} s", wait.as_secs()))
-}
-
 /// Sends the pending stock requests, each as it was made (its figures and its `asOf`).
 async fn send_stock(wh: &mut Warehouse, pending: &mut Vec<Value>, round: usize) -> Result<usize> {
     for (i, body) in pending.iter().enumerate() {
@@ -1138,37 +984,6 @@ async fn sim_inventory(admin: &spapi_sim::AdminClient) -> Result<BTreeMap<(Strin
             .unwrap_or_default()
             .to_string();
         out.insert((loc, sku), i["sellableQuantity"].as_i64().unwrap_or(0));
-    }
-    Ok(out)
-}
-
-async fn list_stage(
-    service: &FulfilmentService,
-    stage: Stage,
-) -> Result<Vec<flexbridge::shipment::ShipmentRecord>> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = service
-            .orders
-            .shipments
-            .list(stage, None, 100, token.as_deref())
-            .await?;
-        out.extend(page.items);
-        token = page.next_token;
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
-}
-
-async fn stage_counts(service: &FulfilmentService) -> Result<BTreeMap<String, usize>> {
-    let mut out = BTreeMap::new();
-    for stage in Stage::ALL {
-        let n = list_stage(service, stage).await?.len();
-        if n > 0 {
-            out.insert(stage.as_str().to_string(), n);
-        }
     }
     Ok(out)
 }

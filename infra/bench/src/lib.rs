@@ -2,5 +2,8 @@
 //! fixed number of cases by `tests/fuzz.rs` in CI).
 
 pub mod chaos;
+pub mod cost;
 pub mod fuzz;
 pub mod outage;
+pub mod pricing;
+pub mod world;

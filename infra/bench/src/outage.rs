@@ -12,7 +12,6 @@
 //! Used by `outage::` (a small backlog, in the default test command) and `bin/outage_drain.rs`
 //! (3,000 shipments over 6 hours: BENCHMARKS.md "Outage drain").
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
@@ -23,11 +22,11 @@ use flexbridge::runtime::Invocation;
 use flexbridge::shipment::Stage;
 use flexbridge::store::catalog::{CatalogItem, CatalogStore, DynamoCatalogStore};
 use flexbridge::store::cursors::{Cursor, CursorKind};
-use flexbridge_local::seed::{self, Seller};
-use flexbridge_local::stack::{self, Overrides};
-use flexbridge_local::Moto;
+use flexbridge_local::seed::Seller;
 use serde_json::json;
 use spapi_sim::{FaultConfig, FaultRule};
+
+use crate::world::{World, WorldOptions};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -99,30 +98,18 @@ const SKUS: [&str; 3] = ["OUTAGE-MUG", "OUTAGE-TEE", "OUTAGE-CAP"];
 
 pub async fn run(opts: Options) -> Result<Report> {
     let setup = Instant::now();
-    let moto = tokio::task::spawn_blocking(Moto::start).await??;
-    let sim = spapi_sim::Simulator::start(spapi_sim::SimOptions {
-        seed: opts.seed,
-        // Empty pages with a token would only add calls; the poller handles them elsewhere.
-        empty_page_rate: 0.0,
-        ..Default::default()
-    })
-    .await?;
-    let seller = Seller::default();
-    let stack = stack::provision(
-        moto.endpoint(),
-        &stack::unique_stack_name("outage"),
-        &[("SellerId", seller.seller_id.as_str())],
+    let world = World::start(
+        &WorldOptions {
+            name: "outage",
+            seed: opts.seed,
+            parameters: Vec::new(),
+        },
+        Seller::default(),
     )
     .await?;
-    seed::seed_secrets(&stack, &seller).await?;
-    seed::seed_seller(&stack, &seller).await?;
-    let admin = spapi_sim::AdminClient::new(&sim.base_url);
-    for l in &seller.locations {
-        admin
-            .create_location(&l.location_id, &l.marketplace_id, &l.channel)
-            .await?;
-    }
-    let sdk = flexbridge::aws::load_with_endpoint(moto.endpoint()).await;
+    let (stack, seller, admin, overrides) =
+        (&world.stack, &world.seller, &world.admin, &world.overrides);
+    let sdk = world.sdk().await;
     let catalog = DynamoCatalogStore::new(
         flexbridge::aws::dynamodb_client(&sdk),
         stack.table("CatalogTable"),
@@ -143,12 +130,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         })
         .collect();
     catalog.put_items(&items).await?;
-    let overrides = Overrides {
-        spapi_endpoint: Some(sim.base_url.clone()),
-        lwa_endpoint: Some(sim.lwa_url()),
-        extra: BTreeMap::new(),
-    };
-    let orders = Orders::from_env(&stack.env_for("OrderPollerFunction", &overrides)?).await?;
+    let orders = Orders::from_env(&stack.env_for("OrderPollerFunction", overrides)?).await?;
     let location = seller.locations[0].location_id.clone();
     let mut report = Report {
         shipments: opts.shipments,
@@ -318,8 +300,7 @@ pub async fn run(opts: Options) -> Result<Report> {
             report.extra_confirm_requests
         ),
     );
-    drop(sim);
-    drop(moto);
+    drop(world);
     Ok(report)
 }
 

@@ -29,6 +29,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::aws_usage::{self, Indexes, Usage};
+
 /// What share of the calls to each service gets which fault (each 0..=1, drawn per call).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AwsFaults {
@@ -209,6 +211,9 @@ struct State {
     http: reqwest::Client,
     /// Operations (`X-Amz-Target` after the dot) whose next call loses its answer (tests).
     lose_next: Mutex<Vec<String>>,
+    /// What the calls that reached moto would be billed for (`crate::aws_usage`).
+    usage: Mutex<Usage>,
+    indexes: Mutex<Indexes>,
 }
 
 impl State {
@@ -263,6 +268,8 @@ impl AwsFaultProxy {
             counts: Mutex::default(),
             http: reqwest::Client::builder().http1_only().build()?,
             lose_next: Mutex::default(),
+            usage: Mutex::default(),
+            indexes: Mutex::default(),
         });
         let (stop, mut stop_rx) = watch::channel(false);
         let shared = state.clone();
@@ -321,6 +328,16 @@ impl AwsFaultProxy {
     /// Faults injected so far, every kind and service.
     pub fn total(&self) -> u64 {
         self.counts().values().sum()
+    }
+
+    /// The tables' global secondary indexes, so that a write is also counted on each index.
+    pub fn set_indexes(&self, indexes: Indexes) {
+        *self.state.indexes.lock().expect("indexes") = indexes;
+    }
+
+    /// What the calls that reached moto so far would be billed for.
+    pub fn usage(&self) -> Usage {
+        self.state.usage.lock().expect("usage").clone()
     }
 }
 
@@ -384,7 +401,7 @@ async fn handle(
             return Ok(resp);
         }
     }
-    let answer = forward(&state, req).await;
+    let answer = forward(&state, Service::of(&req), req).await;
     if matches!(fault, Some((_, FaultKind::LostAnswer))) {
         // Applied (or at least sent) upstream; the caller never hears.
         return Err(Dropped("answer lost (injected)".into()));
@@ -404,17 +421,43 @@ fn passes(name: &HeaderName) -> bool {
     )
 }
 
-async fn forward(state: &State, req: Request<Incoming>) -> Result<Response<Full<Bytes>>> {
+/// The operation of a call: a JSON protocol's `X-Amz-Target` after the dot; S3's method, with
+/// a GET of a bucket (no key) as `LIST`.
+fn operation(parts: &hyper::http::request::Parts) -> String {
+    if let Some(t) = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|t| t.to_str().ok())
+    {
+        return t.rsplit('.').next().unwrap_or(t).to_string();
+    }
+    let path = parts.uri.path().trim_matches('/');
+    if parts.method == hyper::Method::GET && !path.contains('/') {
+        return "LIST".into();
+    }
+    parts.method.as_str().to_string()
+}
+
+async fn forward(
+    state: &State,
+    service: Option<Service>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await?.to_bytes();
+    let mut body = body.collect().await?.to_bytes();
+    let op = operation(&parts);
+    if let Some(rewritten) = service.and_then(|s| aws_usage::rewrite_request(s, &op, &body)) {
+        body = Bytes::from(rewritten);
+    }
     let path = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
+    let sent = body.clone();
     let mut out = state
         .http
-        .request(parts.method, format!("{}{path}", state.upstream))
+        .request(parts.method.clone(), format!("{}{path}", state.upstream))
         .body(body);
     for (name, value) in &parts.headers {
         if passes(name) {
@@ -425,6 +468,11 @@ async fn forward(state: &State, req: Request<Incoming>) -> Result<Response<Full<
     let status = answer.status();
     let headers = answer.headers().clone();
     let bytes = answer.bytes().await?;
+    if let Some(service) = service {
+        let indexes = state.indexes.lock().expect("indexes").clone();
+        let tallies = aws_usage::tally_call(service, &op, path, &sent, &bytes, &indexes);
+        aws_usage::record(&mut state.usage.lock().expect("usage"), tallies);
+    }
     let mut resp = Response::new(Full::new(bytes));
     *resp.status_mut() = status;
     for (name, value) in &headers {
@@ -626,6 +674,8 @@ mod tests {
                 counts: Mutex::default(),
                 http: reqwest::Client::new(),
                 lose_next: Mutex::default(),
+                usage: Mutex::default(),
+                indexes: Mutex::default(),
             };
             (0..2000).map(|_| state.draw()).collect::<Vec<_>>()
         };

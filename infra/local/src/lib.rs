@@ -5,6 +5,7 @@
 //! The main job (`cargo run -p flexbridge-local`) and the end-to-end tests both use it.
 
 pub mod aws_faults;
+pub mod aws_usage;
 pub mod demo;
 pub mod lambda_api;
 pub mod moto;

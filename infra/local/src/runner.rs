@@ -67,6 +67,9 @@ pub struct RunnerOptions {
     /// killed part-way then holds its claims, and so its message, for scaled time, not for the
     /// upload function's real 300 s (chaos runs).
     pub scale_timeouts: bool,
+    /// Environment variables set for one function only (the cost benchmark gives each its own
+    /// counting proxy as `AWS_ENDPOINT_URL`), by logical ID.
+    pub function_env: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The shortest timeout [`RunnerOptions::scale_timeouts`] gives a function.
@@ -172,6 +175,7 @@ impl Default for RunnerOptions {
             only: None,
             chaos: None,
             scale_timeouts: false,
+            function_env: BTreeMap::new(),
         }
     }
 }
@@ -186,6 +190,33 @@ pub struct FunctionStats {
     /// SQS messages left on the queue to be retried (failed items, or failed batches).
     pub messages_failed: u64,
     pub last_error: Option<String>,
+    /// Handler time summed over the invocations (wall time of the handler, as Lambda measures
+    /// it; Function URL requests included).
+    pub handler_ms: f64,
+    /// Billed duration summed: each invocation's handler time rounded up to 1 ms, as Lambda does.
+    pub billed_ms: u64,
+    /// Schedule firings skipped because the previous run was still going (on a sped-up clock
+    /// a run can outlast the period; EventBridge would have fired them).
+    pub missed_firings: u64,
+}
+
+impl FunctionStats {
+    fn timed(&mut self, took: Duration) {
+        let ms = took.as_secs_f64() * 1000.0;
+        self.handler_ms += ms;
+        self.billed_ms += ms.ceil().max(1.0) as u64;
+    }
+}
+
+tokio::task_local! {
+    /// The logical ID of the function whose invocation the current task runs.
+    static FUNCTION: String;
+}
+
+/// The function (logical ID) whose invocation is running on this task, if any: lets a log
+/// writer tell which function wrote a line (the cost benchmark's log ingestion).
+pub fn current_function() -> Option<String> {
+    FUNCTION.try_with(|f| f.clone()).ok()
 }
 
 type StatsMap = Arc<Mutex<BTreeMap<String, FunctionStats>>>;
@@ -244,6 +275,9 @@ impl Runner {
                 continue;
             };
             let mut env = stack.env_for(id, overrides)?;
+            for (k, v) in options.function_env.get(id).into_iter().flatten() {
+                env = env.with(k, v.clone());
+            }
             if options.speedup != 1.0 {
                 // The consumers' retry delays run on the sped-up clock too.
                 env = env.with(
@@ -349,7 +383,11 @@ impl Runner {
                         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                         let addr = listener.local_addr()?;
                         urls.insert(id.clone(), format!("http://{addr}"));
-                        let router = with_invocation(router.clone(), options.timeout_of(&spec));
+                        let router = timed(
+                            with_invocation(router.clone(), options.timeout_of(&spec)),
+                            id.clone(),
+                            stats.clone(),
+                        );
                         let mut stop_rx = stop_rx.clone();
                         tasks.push(tokio::spawn(async move {
                             let shutdown = async move {
@@ -500,6 +538,28 @@ pub fn with_invocation(router: axum::Router, timeout: Duration) -> axum::Router 
     ))
 }
 
+/// Counts and times each request of a Function URL function (each one a Lambda invocation),
+/// and runs it as that function ([`current_function`]).
+fn timed(router: axum::Router, id: String, stats: StatsMap) -> axum::Router {
+    router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let (id, stats) = (id.clone(), stats.clone());
+            async move {
+                let started = Instant::now();
+                let resp = FUNCTION.scope(id.clone(), next.run(req)).await;
+                let mut stats = stats.lock().expect("stats");
+                let s = stats.entry(id).or_default();
+                s.invocations += 1;
+                if resp.status().is_server_error() {
+                    s.errors += 1;
+                }
+                s.timed(started.elapsed());
+                resp
+            }
+        },
+    ))
+}
+
 /// One function as the runner invokes it.
 #[derive(Clone)]
 struct Target {
@@ -538,7 +598,10 @@ impl Target {
         let f = self.function.clone();
         let kill = self.chaos.as_ref().and_then(|c| c.kill_after());
         let copy = kill.map(|_| payload.to_string());
-        let task = tokio::spawn(async move { f.invoke(payload, invocation).await });
+        let started = Instant::now();
+        let task = tokio::spawn(FUNCTION.scope(self.id.clone(), async move {
+            f.invoke(payload, invocation).await
+        }));
         // Lambda stops a run at its timeout (or a crash stops it anywhere): nothing after that
         // point happens, so the task is aborted, not left running.
         let abort = task.abort_handle();
@@ -565,6 +628,7 @@ impl Target {
         let mut stats = self.stats.lock().expect("stats");
         let s = stats.entry(self.id.clone()).or_default();
         s.invocations += 1;
+        s.timed(started.elapsed());
         if let Err(e) = &result {
             s.errors += 1;
             s.last_error = Some(e.clone());
@@ -641,8 +705,14 @@ async fn run_schedule(
         // Like EventBridge, a slow run does not queue up the firings it missed.
         let now = virtual_now();
         next = schedule.next_after(at);
+        let mut missed = 0;
         while let Some(n) = next.filter(|n| *n <= now) {
             next = schedule.next_after(n);
+            missed += 1;
+        }
+        if missed > 0 {
+            let mut stats = target.stats.lock().expect("stats");
+            stats.entry(target.id.clone()).or_default().missed_firings += missed;
         }
         if *stop.borrow() {
             return;

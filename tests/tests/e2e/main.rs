@@ -7,6 +7,7 @@
 //! `#[ignore]`d and `.ci/run` runs them (`-- --ignored chaos::`, `-- --ignored packaged::`).
 
 mod chaos;
+mod cost;
 mod doctor;
 mod failures;
 mod foundation_access;

@@ -55,6 +55,19 @@ const RUNS: &[(&str, &[&str])] = &[
     ),
     ("label_drain", &["--shipments", "30"]),
     ("outage_drain", &["--shipments", "60"]),
+    (
+        "cost",
+        &[
+            "--orders",
+            "20",
+            "--hours",
+            "0.5",
+            "--speedup",
+            "20",
+            "--skus",
+            "1000",
+        ],
+    ),
     // Needs the packaged functions (`sam build --parameter-overrides Architecture=x86_64`).
     ("cold_start", &["--runs", "3"]),
     (
