@@ -6,11 +6,13 @@
 //! cursor keeps the page's token (`store::cursors`), and a window read to its end moves the
 //! cursor to the window's end. Listing stops cleanly before the invocation's deadline, and after
 //! `max_pages` pages per status, so every status is read every run. Then drive what was stored
-//! (new work first), and sweep what an earlier run left unsettled (a backlog is driven there).
+//! (new work first, [`DRIVE_CONCURRENCY`] at once), and sweep what an earlier run left unsettled
+//! (a backlog is driven there).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::Serialize;
 
 use crate::error::{FailureKind, Result};
@@ -32,6 +34,12 @@ pub const POLLED_STATUSES: [ShipmentStatus; 5] = [
 /// The statuses of new work, read again on every extra pass of a run.
 pub const NEW_WORK_STATUSES: [ShipmentStatus; 2] =
     [ShipmentStatus::Accepted, ShipmentStatus::Created];
+
+/// Shipments driven at once. One drive is several DynamoDB round trips plus Amazon's answer,
+/// so one at a time drains a burst at 1/(drive time), well below processShipment's 1 request/s;
+/// the shared rate limiter spaces the CONFIRMs, and every drive step is safe to repeat and saves
+/// with optimistic concurrency. 8 keeps the limiter busy without piling up waiters.
+pub const DRIVE_CONCURRENCY: usize = 8;
 
 #[derive(Debug, Clone)]
 pub struct PollSettings {
@@ -163,16 +171,40 @@ impl OrderPoller<'_> {
                 }
             }
         }
-        let mut driven = std::collections::HashSet::new();
-        for r in to_drive {
-            let id = &r.id;
-            if !driven.insert(id.clone()) {
-                continue; // listed under two statuses: `drive` reads the stored record anyway
-            }
-            if inv.remaining() < self.settings.reserve {
-                break; // the sweep of a later run picks these up
-            }
-            match self.processor.drive_traced(&r, inv).await {
+        self.drive_all(to_drive, inv, report).await;
+        if sweep && inv.remaining() >= self.settings.reserve {
+            let (swept, errors) = self.processor.sweep(inv).await?;
+            report.swept += swept;
+            report.errors.extend(errors);
+        }
+        Ok(())
+    }
+
+    /// Drives what a pass stored, up to [`DRIVE_CONCURRENCY`] at once, in listing order (new
+    /// work first); none is started once the invocation is nearly out of time (the sweep of a
+    /// later run picks those up).
+    async fn drive_all(
+        &self,
+        to_drive: Vec<ShipmentRecord>,
+        inv: &Invocation,
+        report: &mut PollReport,
+    ) {
+        let mut seen = std::collections::HashSet::new();
+        // Listed under two statuses: driven once (`drive` reads the stored record anyway).
+        let unique = to_drive.into_iter().filter(|r| seen.insert(r.id.clone()));
+        let outcomes: Vec<_> = futures::stream::iter(unique)
+            .map(|r| async move {
+                if inv.remaining() < self.settings.reserve {
+                    return None;
+                }
+                let outcome = self.processor.drive_traced(&r, inv).await;
+                Some((r.id, outcome))
+            })
+            .buffer_unordered(DRIVE_CONCURRENCY)
+            .collect()
+            .await;
+        for (id, outcome) in outcomes.into_iter().flatten() {
+            match outcome {
                 Ok(_) => report.driven += 1,
                 Err(e) => {
                     tracing::warn!(shipment_id = %id, error = %e, "could not finish shipment; next run retries");
@@ -180,12 +212,6 @@ impl OrderPoller<'_> {
                 }
             }
         }
-        if sweep && inv.remaining() >= self.settings.reserve {
-            let (swept, errors) = self.processor.sweep(inv).await?;
-            report.swept += swept;
-            report.errors.extend(errors);
-        }
-        Ok(())
     }
 
     /// Lists one location/status window by window up to `started`, storing each page and then
@@ -883,6 +909,88 @@ mod tests {
                 "{id}"
             );
         }
+    }
+
+    /// Amazon answering CONFIRM slowly (as a real drive's round trips add up): the drives of
+    /// one pass overlap, at most `DRIVE_CONCURRENCY` at a time, so N shipments take about
+    /// N / concurrency drive times instead of N.
+    #[tokio::test]
+    async fn drives_overlap_up_to_the_concurrency_bound() {
+        struct SlowConfirm {
+            inner: Arc<crate::orders::ports::MemoryAmazon>,
+            in_flight: std::sync::atomic::AtomicUsize,
+            most: std::sync::atomic::AtomicUsize,
+        }
+        #[async_trait::async_trait]
+        impl crate::orders::ports::ShipmentsApi for SlowConfirm {
+            async fn get_shipments(
+                &self,
+                q: &ShipmentsQuery,
+            ) -> Result<crate::orders::ports::AmazonPage<crate::spapi::Shipment>> {
+                self.inner.get_shipments(q).await
+            }
+            async fn get_shipment(&self, id: &str) -> Result<crate::spapi::Shipment> {
+                self.inner.get_shipment(id).await
+            }
+            async fn confirm(&self, id: &str) -> Result<()> {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+                self.most.fetch_max(now, SeqCst);
+                tokio::time::sleep(SLOW).await;
+                self.in_flight.fetch_sub(1, SeqCst);
+                self.inner.confirm(id).await
+            }
+            async fn reject(
+                &self,
+                id: &str,
+                reference_id: &str,
+                lines: &[(String, u32)],
+                reason: crate::orders::ports::RejectReason,
+            ) -> Result<()> {
+                self.inner.reject(id, reference_id, lines, reason).await
+            }
+            async fn list_returns(
+                &self,
+                q: &crate::orders::ports::ReturnsQuery,
+            ) -> Result<crate::orders::ports::AmazonPage> {
+                self.inner.list_returns(q).await
+            }
+            async fn get_return(&self, id: &str) -> Result<serde_json::Value> {
+                self.inner.get_return(id).await
+            }
+        }
+        const SLOW: Duration = Duration::from_millis(200);
+        let n = 2 * DRIVE_CONCURRENCY;
+
+        let mut h = harness(&["A"], UnmappedSkuAction::Hold);
+        for i in 0..n {
+            h.amazon.put(fixtures::shipment(
+                &format!("S{i:02}"),
+                "ACCEPTED",
+                &now_str(),
+                &[("A", 1)],
+            ));
+        }
+        let slow = Arc::new(SlowConfirm {
+            inner: h.amazon.clone(),
+            in_flight: Default::default(),
+            most: Default::default(),
+        });
+        h.p.amazon = slow.clone();
+        let cursors = MemoryCursorStore::new();
+        let started = std::time::Instant::now();
+        let report = poller(&h, &cursors).run(&inv()).await.unwrap();
+        let took = started.elapsed();
+
+        assert_eq!(report.driven, n, "{report:?}");
+        assert_eq!(h.amazon.confirms.lock().unwrap().len(), n);
+        assert_eq!(
+            slow.most.load(std::sync::atomic::Ordering::SeqCst),
+            DRIVE_CONCURRENCY,
+            "drives overlap, and never more than the bound"
+        );
+        // Serially this is n × 200 ms; overlapped about n / DRIVE_CONCURRENCY × 200 ms.
+        assert!(took < SLOW * n as u32 / 2, "{took:?}");
     }
 
     /// A kept token that Amazon refuses (expired): the window is read again from its start.

@@ -6,6 +6,9 @@
 //! `cargo run --release -p flexbridge-bench --bin order_latency` (about 3 minutes; no time
 //! scaling: schedules run at real speed). Ends with one line:
 //! `poll_p50_s=.. poll_p99_s=.. notify_p50_s=.. notify_p99_s=.. duplicate_confirms=..`.
+//! A burst (50 orders at one instant, as a full-size chaos round makes them):
+//! `--poll-secs 2 --every-secs 0.04 --notify-secs 0 --drain-secs 200`; `RUST_LOG=flexbridge=info`
+//! prints the functions' logs (each CONFIRM with its latency).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -61,6 +64,10 @@ struct World {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    // The functions' logs, when asked for (`RUST_LOG=flexbridge=warn`): where a slow order waited.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let started = Instant::now();
     let moto = tokio::task::spawn_blocking(Moto::start).await??;
     let sim = spapi_sim::Simulator::start(spapi_sim::SimOptions {
