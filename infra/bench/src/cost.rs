@@ -222,10 +222,15 @@ pub fn emf_series(doc: &Value) -> Vec<String> {
 /// Installs the process's log subscriber: the functions' JSON lines at the template's level
 /// (`LogLevel` info), counted, not printed. Returns false when another subscriber was there.
 pub fn capture_logs() -> bool {
+    tracing::subscriber::set_global_default(log_subscriber()).is_ok()
+}
+
+/// The subscriber that counts the functions' log lines: global in the `cost` binary; a test
+/// sharing its process with others (whose harness installs the global one first) sets it as
+/// the thread's default on a current-thread runtime, where every function's task runs.
+pub fn log_subscriber() -> impl tracing::Subscriber + Send + Sync {
     let filter = flexbridge::telemetry::filter_for(Some("info"));
-    let subscriber =
-        flexbridge::telemetry::json_subscriber(|| Line(Vec::with_capacity(256)), filter);
-    tracing::subscriber::set_global_default(subscriber).is_ok()
+    flexbridge::telemetry::json_subscriber(|| Line(Vec::with_capacity(256)), filter)
 }
 
 fn say(opts: &Options, report: &mut Report, started: Instant, line: String) {
