@@ -94,6 +94,9 @@ pub struct Report {
     /// Labels fetched again with REGENERATE because GENERATE's answer was lost (not a second
     /// label: the first one's files were never received).
     pub labels_recovered: usize,
+    /// Inventory pushes the safety breaker halted and the run's warehouse released, as a person
+    /// would after checking the cut was real (every cut in this workload is).
+    pub halts_released: usize,
     /// AWS faults injected into the functions' calls (every kind and service).
     pub aws_faults: u64,
     /// Seconds from Amazon's creation of an order to its first applied CONFIRM, 99th percentile
@@ -107,7 +110,7 @@ pub struct Report {
 impl Report {
     pub fn last_line(&self) -> String {
         format!(
-            "missing_orders={} duplicate_actions={} stock_mismatches={} oversold_units={} unexplained_dlq={} unexplained_uploads={} unfinished_shipments={} labels_recovered={} aws_faults={} confirm_p99_s={}",
+            "missing_orders={} duplicate_actions={} stock_mismatches={} oversold_units={} unexplained_dlq={} unexplained_uploads={} unfinished_shipments={} labels_recovered={} halts_released={} aws_faults={} confirm_p99_s={}",
             self.missing_orders,
             self.duplicate_actions,
             self.stock_mismatches,
@@ -116,6 +119,7 @@ impl Report {
             self.unexplained_uploads,
             self.unfinished_shipments,
             self.labels_recovered,
+            self.halts_released,
             self.aws_faults,
             self.confirm_p99_s
                 .map_or_else(|| "none".to_string(), |s| format!("{s:.1}"))
@@ -349,6 +353,7 @@ pub async fn run(opts: Options) -> Result<Report> {
     let mut stock_sent = 0usize;
     let mut pending_stock: Vec<Value> = Vec::new();
     let mut stock_requests = 0usize;
+    let mut halts_released: Vec<String> = Vec::new();
     let rounds = 40usize;
     let inv = Invocation::new("chaos", Duration::from_secs(3600));
     let _ = &inv;
@@ -446,6 +451,14 @@ pub async fn run(opts: Options) -> Result<Report> {
             let t = Instant::now();
             stock_requests += send_stock(&mut wh, &mut pending_stock, round).await?;
             phase.stock = t.elapsed().as_secs_f64();
+        }
+        for reason in wh.release_halts(&format!("round-{round}")).await? {
+            say(
+                &opts,
+                started,
+                format!("round {round}: released a halted push, {reason}"),
+            );
+            halts_released.push(reason);
         }
 
         // Mid-run uploads: a price file, a catalog change and a stock count, under faults.
@@ -685,6 +698,14 @@ pub async fn run(opts: Options) -> Result<Report> {
         if mismatches.is_empty() || Instant::now() > until {
             break;
         }
+        for reason in wh.release_halts("settle").await? {
+            say(
+                &opts,
+                started,
+                format!("settle: released a halted push, {reason}"),
+            );
+            halts_released.push(reason);
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let chaos_stats = runner.chaos_stats();
@@ -697,8 +718,14 @@ pub async fn run(opts: Options) -> Result<Report> {
         orders_created: created.len(),
         orders_refused_nothing_sellable: refused_orders,
         aws_faults: proxy.as_ref().map_or(0, |p| p.total()),
+        halts_released: halts_released.len(),
         ..Default::default()
     };
+    for reason in &halts_released {
+        report
+            .lines
+            .push(format!("halt released by the warehouse: {reason}"));
+    }
     if let Some(p) = &proxy {
         report.lines.push(format!(
             "AWS faults injected (every {}%): {}",

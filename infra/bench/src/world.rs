@@ -162,6 +162,50 @@ impl Warehouse {
         self.retried_later.push(what.to_string());
         Ok(0)
     }
+
+    /// One signed GET, answered or not: `None` when it got no 2xx (the caller asks again
+    /// later, as a person at a screen would).
+    pub async fn get(&mut self, path: &str) -> Option<Value> {
+        let signed = signing::Signed::new("GET", path, b"");
+        let mut req = self.http.get(format!("{}{path}", self.url));
+        for (h, v) in signing::signed_headers(self.key.as_bytes(), signing::now_unix(), &signed) {
+            req = req.header(h, v);
+        }
+        let resp = req.send().await.ok()?;
+        if !resp.status().is_success() {
+            *self.waits.entry(resp.status().as_u16()).or_default() += 1;
+            return None;
+        }
+        resp.json().await.ok()
+    }
+
+    /// What a person does with the safety breaker's halts in a workload where every large cut is
+    /// real (goods sold or written off): reads `GET /v1/inventory/halts` and releases each push
+    /// still halted. Returns the reasons of the halts released now.
+    pub async fn release_halts(&mut self, what: &str) -> Result<Vec<String>> {
+        let Some(listed) = self.get("/v1/inventory/halts").await else {
+            return Ok(Vec::new());
+        };
+        let mut released = Vec::new();
+        for halt in listed["halts"].as_array().into_iter().flatten() {
+            if halt["status"] != "halted" {
+                continue;
+            }
+            let location = halt["locationId"].as_str().unwrap_or_default().to_string();
+            let at = halt["haltedAt"].as_str().unwrap_or_default();
+            let status = self
+                .post(
+                    &format!("{what}-release-{location}-{at}"),
+                    &format!("/v1/inventory/halts/{location}/release"),
+                    &json!({}),
+                )
+                .await?;
+            if status < 300 {
+                released.push(format!("{location}: {}", halt["reason"]));
+            }
+        }
+        Ok(released)
+    }
 }
 
 /// The packing of a whole shipment in one box, as the warehouse reports it.
