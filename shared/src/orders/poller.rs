@@ -493,40 +493,6 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn extra_passes_pick_up_new_work_within_the_run() {
-        let h = harness(&["A"], UnmappedSkuAction::Hold);
-        let cursors = MemoryCursorStore::new();
-        let poller = OrderPoller {
-            processor: &h.p,
-            cursors: &cursors,
-            settings: PollSettings {
-                pass_interval: Duration::from_millis(300),
-                reserve: Duration::from_millis(100),
-                ..PollSettings::default()
-            },
-        };
-        let amazon = h.amazon.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(450)).await;
-            amazon.put(fixtures::shipment(
-                "LATE",
-                "ACCEPTED",
-                &now_str(),
-                &[("A", 1)],
-            ));
-        });
-        let report = poller
-            .run(&Invocation::new("passes", Duration::from_millis(1200)))
-            .await
-            .unwrap();
-        assert!(report.passes >= 3, "{report:?}");
-        assert_eq!(
-            h.store.get("LATE").await.unwrap().unwrap().stage,
-            Stage::HandedOver
-        );
-    }
-
     fn now_str() -> String {
         crate::shipment::sort_time(Utc::now())
     }
