@@ -8,6 +8,7 @@
 //! for a retry and alarmed (`flexbridge::runtime::handle_sqs_batch`). Other notification types
 //! are acknowledged and ignored, and so are notifications naming another SP-API application or
 //! merchant (counted as `NotificationsNotOurs`; `flexbridge::orders::notifications`).
+//! Each notification of ours handled moves the notification clock the order poller reads.
 
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsEvent;
@@ -47,6 +48,7 @@ impl Function for NotificationConsumer {
             processor: &processor,
             idempotency: &self.orders.idempotency,
             ours: &ours,
+            clock: &self.orders.notification_clock,
         };
         let (handler, inv) = (&handler, &inv);
         let response = handle_sqs_batch(&self.consumer, event, "notification", CONCURRENCY, |msg| async move {

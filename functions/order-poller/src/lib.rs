@@ -5,6 +5,8 @@
 //! stay in one function: the same `OrderProcessor` serves the notification consumer, and the
 //! sweep makes a separate confirm queue unnecessary. Each run also raises `ShipByAtRisk` for
 //! shipments not labelled close to their ship-by time (`fulfilment::shipby`).
+//! While notifications flow (one handled within `orders_notifications_quiet_minutes`) a run
+//! makes one pass; otherwise it polls new work again every `orders_poll_pass_seconds`.
 //!
 //! A run where any location failed still polls the others, then ends as a failure
 //! (`flexbridge::runtime::finish_run`: the `RunsFailed` metric, alarmed, and a function error).

@@ -18,10 +18,13 @@
 //!   the `lambda` profile. Schedule firings the runner skipped (a run outlasting a sped-up
 //!   period) are billed at the function's mean. The order poller runs one pass per firing here
 //!   (`orders_poll_pass_seconds` = 0, since its 15 s waits are real seconds that the sped-up
-//!   clock cannot hold); its AWS runs are billed as they would run: the passes
-//!   `pricing::poller_hold` gives for the template's timeout, each as long as the measured one,
-//!   the waits between them held, and their AWS calls as the measured ones times
-//!   `1 + extra passes × 2/5` (a new-work pass reads 2 of the 5 statuses): an upper bound.
+//!   clock cannot hold); its AWS runs are billed as they would run: a run that AWS would start
+//!   with a notification handled within the quiet window (`orders_notifications_quiet_minutes`,
+//!   in simulated time: the window divided by `speedup`, from the times the consumer logged
+//!   `notification handled` and the poller `order poll finished`) makes one pass; any other
+//!   makes the passes `pricing::poller_hold` gives for the template's timeout, each as long as
+//!   the measured one, the waits between them held, and their AWS calls as the measured ones
+//!   times `1 + extra passes × 2/5` (a new-work pass reads 2 of the 5 statuses): an upper bound.
 //! - AWS calls: each function reaches moto through its own counting proxy
 //!   (`flexbridge_local::aws_usage`), so every call is tallied by function, service, operation
 //!   and resource; DynamoDB units from item sizes (moto's ConsumedCapacity is a constant).
@@ -118,6 +121,9 @@ pub struct Report {
     pub functions: BTreeMap<String, FunctionStats>,
     pub usage: BTreeMap<String, Usage>,
     pub log_bytes: BTreeMap<String, u64>,
+    /// Share of the order poller's runs that had a notification handled within the quiet
+    /// window before them (simulated time): those make one pass in AWS.
+    pub poller_runs_notified: f64,
     pub spapi_calls: BTreeMap<String, u64>,
     pub lines: Vec<String>,
 }
@@ -145,6 +151,10 @@ impl Report {
 struct Logs {
     bytes: BTreeMap<String, u64>,
     series: BTreeSet<String>,
+    /// When the notification consumer handled a notification and the order poller finished a
+    /// run: the bill tells from them which runs AWS would make with notifications flowing.
+    notified: Vec<Instant>,
+    polled: Vec<Instant>,
 }
 
 fn logs() -> &'static Arc<Mutex<Logs>> {
@@ -174,6 +184,15 @@ impl Drop for Line {
         let mut bytes = self.0.len() as u64;
         let mut logs = logs().lock().expect("logs");
         if let Ok(v) = serde_json::from_slice::<Value>(&self.0) {
+            match (function.as_str(), v["fields"]["message"].as_str()) {
+                ("NotificationConsumerFunction", Some("notification handled")) => {
+                    logs.notified.push(Instant::now())
+                }
+                ("OrderPollerFunction", Some("order poll finished")) => {
+                    logs.polled.push(Instant::now())
+                }
+                _ => {}
+            }
             if v["target"] == "flexbridge::metrics" {
                 if let Some(doc) = v["fields"]["message"]
                     .as_str()
@@ -622,6 +641,24 @@ pub async fn run(opts: Options) -> Result<Report> {
     {
         let l = logs().lock().expect("logs");
         report.log_bytes = l.bytes.clone();
+        // The quiet window in the runner's time (its clock runs `speedup` times faster).
+        let quiet = PollSettings::default()
+            .notifications_quiet
+            .div_f64(opts.speedup);
+        let notified = l
+            .polled
+            .iter()
+            .filter(|p| {
+                l.notified
+                    .iter()
+                    .any(|n| n <= *p && p.duration_since(*n) < quiet)
+            })
+            .count();
+        report.poller_runs_notified = if l.polled.is_empty() {
+            0.0
+        } else {
+            notified as f64 / l.polled.len() as f64
+        };
         report.metric_series = l.series.len();
     }
     for c in admin.calls(None).await? {
@@ -806,14 +843,20 @@ fn bill(prices: &PriceTable, world: &World, storage: &Storage, report: &mut Repo
         };
         let mut billed = mean_ms * runs;
         if id == "OrderPollerFunction" {
-            let (passes, held) = poller_hold(
-                spec.timeout(),
-                settings.pass_interval,
-                settings.reserve,
-                Duration::from_secs_f64(mean_ms / 1000.0),
-            );
-            billed = held.as_secs_f64() * 1000.0 * runs;
-            poller_calls = 1.0 + f64::from(passes - 1) * 2.0 / 5.0;
+            let hold = |flowing| {
+                poller_hold(
+                    spec.timeout(),
+                    settings.pass_interval,
+                    settings.reserve,
+                    Duration::from_secs_f64(mean_ms / 1000.0),
+                    flowing,
+                )
+            };
+            let ((_, one), (passes, held)) = (hold(true), hold(false));
+            // The runs with notifications flowing make one pass; the others all of theirs.
+            let f = report.poller_runs_notified;
+            billed = (f * one.as_secs_f64() + (1.0 - f) * held.as_secs_f64()) * 1000.0 * runs;
+            poller_calls = 1.0 + (1.0 - f) * f64::from(passes - 1) * 2.0 / 5.0;
         }
         let e = lambda.entry(fixed).or_default();
         e.0 += runs * month_factor(report, id);
@@ -1138,6 +1181,10 @@ fn print(opts: &Options, prices: &PriceTable, world: &World, report: &mut Report
     out.push(format!(
         "timing: build profile `{}` of this bench, in process on a shared machine (deployed: the `lambda` profile)",
         if cfg!(debug_assertions) { "dev" } else { "release" }
+    ));
+    out.push(format!(
+        "order poller: {:.0}% of its runs had a notification handled within the quiet window before them (one pass in AWS; the rest make their 15 s passes)",
+        report.poller_runs_notified * 100.0
     ));
     out.push("per function (the day; month = 30 such days):".into());
     out.push(format!(

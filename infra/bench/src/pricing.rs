@@ -60,19 +60,24 @@ pub fn gb_seconds(memory_mb: u64, billed_ms: f64) -> f64 {
 }
 
 /// How long one run of a poller that repeats a pass every `interval` holds its function in
-/// AWS: it passes, then while at least `interval + reserve` of `timeout` is left, waits for
-/// the next interval and passes again (`OrderPoller::run`). `pass` is one pass's time.
-/// Returns (passes, held time).
+/// AWS: it passes, then, unless notifications are flowing (a notification handled within
+/// `orders_notifications_quiet_minutes`: one pass, `OrderPoller::run`), while at least
+/// `interval + reserve` of `timeout` is left, waits for the next interval and passes again.
+/// `pass` is one pass's time. Returns (passes, held time).
 pub fn poller_hold(
     timeout: Duration,
     interval: Duration,
     reserve: Duration,
     pass: Duration,
+    notifications_flowing: bool,
 ) -> (u32, Duration) {
     let mut passes = 1;
     let mut started = Duration::ZERO;
     let mut now = pass;
-    while !interval.is_zero() && timeout.saturating_sub(now) >= interval + reserve {
+    while !notifications_flowing
+        && !interval.is_zero()
+        && timeout.saturating_sub(now) >= interval + reserve
+    {
         started = (started + interval).max(now);
         now = started + pass;
         passes += 1;

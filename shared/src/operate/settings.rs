@@ -110,6 +110,13 @@ pub const SPECS: &[SettingSpec] = &[
         meaning: "seconds between passes over new work within one order poll run (0 = one pass)",
     },
     SettingSpec {
+        name: ord::NOTIFICATIONS_QUIET_MINUTES,
+        kind: Kind::Int { min: 0, max: 1440 },
+        per_location: false,
+        default: "10",
+        meaning: "minutes since the last notification within which an order poll run makes one pass (0 = always its passes)",
+    },
+    SettingSpec {
         name: fp::AUTO_CANCEL,
         kind: Kind::Bool,
         per_location: true,

@@ -8,7 +8,14 @@
 //! naming another application (`NotificationMetadata.ApplicationId`) or another merchant
 //! (the payload's `merchantId`) is dropped: acknowledged (it is not a failure of ours and a
 //! retry cannot change it), logged with its IDs only, and counted (`NotificationsNotOurs`).
+//!
+//! Each notification of ours that is handled is also noted on the [`NotificationClock`]: the
+//! order poller makes one pass per run while notifications flow.
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -17,6 +24,62 @@ use crate::orders::processor::OrderProcessor;
 use crate::runtime::Invocation;
 use crate::shipment::{lifecycle_rank, ShipmentRecord, Stage};
 use crate::spapi::{Notification, NotificationError, ShipmentStatus};
+use crate::store::cursors::{CursorKind, CursorStore};
+
+/// Where the clock is kept in the CursorsTable (one per stack: Amazon sends a seller's
+/// notifications to one destination whatever the location).
+const CLOCK_KEY: &str = "seller";
+const CLOCK_SORT: &str = "HANDLED";
+/// A container writes the clock at most this often: the poller decides in minutes, so a write
+/// per notification (several per order) would buy nothing.
+const NOTE_EVERY: Duration = Duration::from_secs(60);
+
+/// When a notification of ours was last handled, kept in the CursorsTable (a conditional
+/// put that never moves it back: newer wins). Shared by the consumer's invocations in one
+/// container, which remember the last time they wrote.
+pub struct NotificationClock {
+    cursors: Arc<dyn CursorStore>,
+    noted: Mutex<Option<DateTime<Utc>>>,
+}
+
+impl NotificationClock {
+    pub fn new(cursors: Arc<dyn CursorStore>) -> Self {
+        Self {
+            cursors,
+            noted: Mutex::new(None),
+        }
+    }
+
+    /// Notes a notification published at `published` (Amazon's `publishTime`; never later than
+    /// now, so a skewed clock cannot keep the poller trusting notifications that stopped; now
+    /// when it has none). A late notification counts as of when it was sent, not received: one
+    /// drained from a backlog says nothing about notifications flowing now.
+    pub async fn note(&self, published: Option<DateTime<Utc>>) -> Result<()> {
+        let now = Utc::now();
+        let at = published.map_or(now, |p| p.min(now));
+        let step = chrono::Duration::from_std(NOTE_EVERY).unwrap_or_default();
+        if self
+            .noted
+            .lock()
+            .expect("clock lock")
+            .is_some_and(|t| at < t + step)
+        {
+            return Ok(());
+        }
+        self.cursors
+            .advance(CursorKind::Notifications, CLOCK_KEY, CLOCK_SORT, at)
+            .await?;
+        *self.noted.lock().expect("clock lock") = Some(at);
+        Ok(())
+    }
+
+    /// When the newest notification noted was published (by any container).
+    pub async fn last(cursors: &dyn CursorStore) -> Result<Option<DateTime<Utc>>> {
+        cursors
+            .get(CursorKind::Notifications, CLOCK_KEY, CLOCK_SORT)
+            .await
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
@@ -36,6 +99,16 @@ pub enum NotificationOutcome {
     Ignored { reason: String },
     /// Sent for another application or merchant: dropped, counted.
     NotOurs { reason: String },
+}
+
+impl NotificationOutcome {
+    /// A shipment notification of this stack's (whatever was done with it).
+    pub fn is_ours(&self) -> bool {
+        matches!(
+            self,
+            Self::Processed { .. } | Self::Duplicate { .. } | Self::Known { .. }
+        )
+    }
 }
 
 /// What a notification must name to be this stack's: its SP-API application (App ID) and its
@@ -73,15 +146,31 @@ pub struct NotificationHandler<'a> {
     pub processor: &'a OrderProcessor,
     pub idempotency: &'a Idempotency,
     pub ours: &'a Ours,
+    pub clock: &'a NotificationClock,
 }
 
 impl NotificationHandler<'_> {
     /// Handles one message body. `Error::InvalidInput` = the body can never be handled (not an
-    /// envelope, or no shipment ID): not retryable.
+    /// envelope, or no shipment ID): not retryable. A shipment notification of ours (processed,
+    /// a duplicate or already known: each shows notifications reach us) is noted on the clock.
     pub async fn handle(&self, body: &str, inv: &Invocation) -> Result<NotificationOutcome> {
         let n = Notification::from_json(body).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        if let Some(reason) = self.ours.application_mismatch(&n) {
-            return Ok(self.not_ours(&n, reason));
+        let outcome = self.handle_parsed(&n, body, inv).await?;
+        if outcome.is_ours() {
+            let published = n.notification_metadata.publish_time.as_ref().map(|t| t.0);
+            self.clock.note(published).await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn handle_parsed(
+        &self,
+        n: &Notification,
+        body: &str,
+        inv: &Invocation,
+    ) -> Result<NotificationOutcome> {
+        if let Some(reason) = self.ours.application_mismatch(n) {
+            return Ok(self.not_ours(n, reason));
         }
         let change = match n.shipment_status_change() {
             Ok(c) => c,
@@ -93,7 +182,7 @@ impl NotificationHandler<'_> {
             Err(e) => return Err(Error::InvalidInput(e.to_string())),
         };
         if let Some(reason) = self.ours.merchant_mismatch(change.merchant_id.as_deref()) {
-            return Ok(self.not_ours(&n, reason));
+            return Ok(self.not_ours(n, reason));
         }
         let shipment_id = change.shipment_id.clone();
         if shipment_id.is_empty() {
@@ -198,6 +287,7 @@ mod tests {
     use crate::orders::ports::UnmappedSkuAction;
     use crate::orders::tests::{harness, inv};
     use crate::shipment::{fixtures, Stage};
+    use crate::store::cursors::MemoryCursorStore;
     use crate::store::shipments::ShipmentStore;
 
     fn camel(id: &str, shipment: &str) -> String {
@@ -216,6 +306,10 @@ mod tests {
             "Payload": {"ExternalFulfillmentShipmentNotification": {"ShipmentId": shipment, "ShipmentStatus": "ACCEPTED"}},
             "NotificationMetadata": {"NotificationId": id}})
         .to_string()
+    }
+
+    fn clock() -> NotificationClock {
+        NotificationClock::new(Arc::new(MemoryCursorStore::new()))
     }
 
     fn idempotency() -> Idempotency {
@@ -245,6 +339,7 @@ mod tests {
             processor: &h.p,
             idempotency: &idem,
             ours: &Ours::default(),
+            clock: &clock(),
         };
         let out = handler.handle(&camel("n1", "S1"), &inv()).await.unwrap();
         assert_eq!(
@@ -303,6 +398,7 @@ mod tests {
             processor: &h.p,
             idempotency: &idem,
             ours: &Ours::default(),
+            clock: &clock(),
         };
         // ACCEPTED: read back, confirmed, handed over.
         handler
@@ -373,6 +469,7 @@ mod tests {
             processor: &h.p,
             idempotency: &idem,
             ours: &ours,
+            clock: &clock(),
         };
         let with = |id: &str, shipment: &str, app: Option<&str>, merchant: Option<&str>| {
             let mut n: serde_json::Value = serde_json::from_str(&camel(id, shipment)).unwrap();
@@ -453,5 +550,70 @@ mod tests {
                 .unwrap(),
             NotificationOutcome::Known { .. } | NotificationOutcome::Processed { .. }
         ));
+    }
+
+    /// The clock the order poller reads: only a shipment notification of ours moves it, to the
+    /// time Amazon published it (never past now), and one container writes it at most once a
+    /// minute; it never moves back.
+    #[tokio::test]
+    async fn a_handled_notification_of_ours_moves_the_clock_and_nothing_else_does() {
+        let h = harness(&["A"], UnmappedSkuAction::Hold);
+        let idem = idempotency();
+        accepted(&h, "S1", "A");
+        let cursors = Arc::new(MemoryCursorStore::new());
+        let clock = NotificationClock::new(cursors.clone());
+        let ours = Ours {
+            application_id: Some("app".into()),
+            merchant_id: None,
+        };
+        let handler = NotificationHandler {
+            processor: &h.p,
+            idempotency: &idem,
+            ours: &ours,
+            clock: &clock,
+        };
+        let last = || NotificationClock::last(cursors.as_ref());
+
+        let mut foreign: serde_json::Value = serde_json::from_str(&camel("f1", "S1")).unwrap();
+        foreign["notificationMetadata"]["applicationId"] = json!("other-app");
+        handler.handle(&foreign.to_string(), &inv()).await.unwrap();
+        let other = json!({"notificationType": "ANY_OFFER_CHANGED", "payload": {},
+            "notificationMetadata": {"applicationId": "app"}})
+        .to_string();
+        handler.handle(&other, &inv()).await.unwrap();
+        assert!(handler.handle("not json", &inv()).await.is_err());
+        assert_eq!(last().await.unwrap(), None, "none of those shows ours flow");
+
+        // `camel` is published at 2026-11-21T08:00:01Z.
+        let published = crate::shipment::parse_amazon_time("2026-11-21T08:00:01Z").unwrap();
+        assert!(matches!(
+            handler.handle(&camel("n1", "S1"), &inv()).await.unwrap(),
+            NotificationOutcome::Processed { .. }
+        ));
+        assert_eq!(last().await.unwrap(), Some(published));
+        // Known (the echo of our confirm) counts too, but within a minute of the last write
+        // this container does not write again.
+        let mut echo: serde_json::Value = serde_json::from_str(&camel("n2", "S1")).unwrap();
+        echo["notificationMetadata"]["publishTime"] = json!("2026-11-21T08:00:31Z");
+        assert!(matches!(
+            handler.handle(&echo.to_string(), &inv()).await.unwrap(),
+            NotificationOutcome::Known { .. }
+        ));
+        assert_eq!(last().await.unwrap(), Some(published));
+
+        // A clock ahead of ours (or no publish time) counts as now; an older one never moves
+        // it back.
+        let before = Utc::now();
+        clock
+            .note(Some(before + chrono::Duration::days(1)))
+            .await
+            .unwrap();
+        let noted = last().await.unwrap().unwrap();
+        assert!(noted >= before && noted <= Utc::now(), "{noted}");
+        NotificationClock::new(cursors.clone())
+            .note(Some(published))
+            .await
+            .unwrap();
+        assert_eq!(last().await.unwrap(), Some(noted));
     }
 }

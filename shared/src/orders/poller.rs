@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::error::{FailureKind, Result};
 use crate::metrics::{names, Unit};
+use crate::orders::notifications::NotificationClock;
 use crate::orders::ports::{ShipmentsQuery, Unreadable};
 use crate::orders::processor::{OrderProcessor, Step, Stored};
 use crate::runtime::Invocation;
@@ -53,6 +54,11 @@ pub struct PollSettings {
     /// time runs out (a one-minute schedule then sees a new order within about this long).
     /// Zero: one pass per run.
     pub pass_interval: Duration,
+    /// While a notification of ours was handled within this long, notifications bring new
+    /// work in seconds and a run makes its one full pass only; after this long without one
+    /// (notifications off, broken, or simply nothing happening) the extra passes resume.
+    /// Zero: always make the extra passes.
+    pub notifications_quiet: Duration,
     /// The longest window one getShipments listing asks for (`lastUpdatedBefore` −
     /// `lastUpdatedAfter`): after an outage the backlog is read window by window.
     pub max_window: Duration,
@@ -68,6 +74,7 @@ impl Default for PollSettings {
             first_lookback: Duration::from_secs(24 * 3600),
             reserve: Duration::from_secs(5),
             pass_interval: Duration::from_secs(15),
+            notifications_quiet: Duration::from_secs(600),
             max_window: Duration::from_secs(3600),
             max_pages: 10,
         }
@@ -78,6 +85,8 @@ impl Default for PollSettings {
 #[serde(rename_all = "camelCase")]
 pub struct PollReport {
     pub passes: usize,
+    /// A notification was handled within `notifications_quiet`: no extra passes this run.
+    pub notifications_flowing: bool,
     pub locations: usize,
     pub pages: usize,
     pub shipments_seen: usize,
@@ -111,14 +120,21 @@ pub struct OrderPoller<'a> {
 }
 
 impl OrderPoller<'_> {
-    /// One full pass (every status, then the sweep), then passes over new work only, every
-    /// `pass_interval`, while the invocation has time for another.
+    /// One full pass (every status, then the sweep), then, unless notifications are flowing,
+    /// passes over new work only, every `pass_interval`, while the invocation has time for
+    /// another.
     pub async fn run(&self, inv: &Invocation) -> Result<PollReport> {
         let mut report = PollReport::default();
         let mut pass_started = tokio::time::Instant::now();
         self.pass(&POLLED_STATUSES, true, inv, &mut report).await?;
         let interval = self.settings.pass_interval;
-        while !interval.is_zero() && inv.remaining() >= interval + self.settings.reserve {
+        if !interval.is_zero() {
+            report.notifications_flowing = self.notifications_flowing().await?;
+        }
+        while !interval.is_zero()
+            && !report.notifications_flowing
+            && inv.remaining() >= interval + self.settings.reserve
+        {
             tokio::time::sleep_until(pass_started + interval).await;
             pass_started = tokio::time::Instant::now();
             self.pass(&NEW_WORK_STATUSES, false, inv, &mut report)
@@ -126,6 +142,19 @@ impl OrderPoller<'_> {
         }
         tracing::info!(report = ?report, "order poll finished");
         Ok(report)
+    }
+
+    /// Whether a notification of ours was handled within `notifications_quiet`
+    /// (`NotificationClock`).
+    async fn notifications_flowing(&self) -> Result<bool> {
+        let quiet = self.settings.notifications_quiet;
+        if quiet.is_zero() {
+            return Ok(false);
+        }
+        let quiet = chrono::Duration::from_std(quiet).unwrap_or(chrono::Duration::MAX);
+        Ok(NotificationClock::last(self.cursors)
+            .await?
+            .is_some_and(|t| Utc::now() - t < quiet))
     }
 
     async fn pass(
@@ -464,22 +493,35 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn extra_passes_pick_up_new_work_within_the_run() {
+    fn now_str() -> String {
+        crate::shipment::sort_time(Utc::now())
+    }
+
+    /// A poller that would pass every 300 ms of a 1.2 s invocation, with the notification
+    /// clock last moved `ago` (never when `None`); `quiet` is the setting.
+    async fn run_with_clock(ago: Option<chrono::Duration>, quiet: Duration) -> (PollReport, bool) {
         let h = harness(&["A"], UnmappedSkuAction::Hold);
-        let cursors = MemoryCursorStore::new();
+        let cursors = Arc::new(MemoryCursorStore::new());
+        if let Some(ago) = ago {
+            NotificationClock::new(cursors.clone())
+                .note(Some(Utc::now() - ago))
+                .await
+                .unwrap();
+        }
         let poller = OrderPoller {
             processor: &h.p,
-            cursors: &cursors,
+            cursors: cursors.as_ref(),
             settings: PollSettings {
                 pass_interval: Duration::from_millis(300),
                 reserve: Duration::from_millis(100),
+                notifications_quiet: quiet,
                 ..PollSettings::default()
             },
         };
+        // A shipment that appears after the first pass, with no notification for it.
         let amazon = h.amazon.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(450)).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
             amazon.put(fixtures::shipment(
                 "LATE",
                 "ACCEPTED",
@@ -491,15 +533,41 @@ mod tests {
             .run(&Invocation::new("passes", Duration::from_millis(1200)))
             .await
             .unwrap();
-        assert!(report.passes >= 3, "{report:?}");
-        assert_eq!(
-            h.store.get("LATE").await.unwrap().unwrap().stage,
-            Stage::HandedOver
-        );
+        let late = h.store.get("LATE").await.unwrap().is_some();
+        (report, late)
     }
 
-    fn now_str() -> String {
-        crate::shipment::sort_time(Utc::now())
+    /// Notifications flowing (one handled a minute ago, the quiet window 10 minutes): the run
+    /// makes its one full pass and ends, holding the function for that pass only.
+    #[tokio::test]
+    async fn one_pass_while_notifications_flow() {
+        let (report, late) =
+            run_with_clock(Some(chrono::Duration::minutes(1)), Duration::from_secs(600)).await;
+        assert!(report.notifications_flowing, "{report:?}");
+        assert_eq!(report.passes, 1, "no wait held: {report:?}");
+        assert!(!late, "left to its notification (or the next run)");
+    }
+
+    /// No notification for longer than the quiet window, or never one: the passes resume and
+    /// polling alone picks up the new shipment within the run.
+    #[tokio::test]
+    async fn the_passes_resume_when_notifications_go_quiet() {
+        for ago in [Some(chrono::Duration::minutes(11)), None] {
+            let (report, late) = run_with_clock(ago, Duration::from_secs(600)).await;
+            assert!(!report.notifications_flowing, "{ago:?}: {report:?}");
+            assert!(report.passes >= 3, "{ago:?}: {report:?}");
+            assert!(late, "{ago:?}: polling alone found it within the run");
+        }
+    }
+
+    /// The setting at 0 switches the decision off: the passes are made whatever notifications do.
+    #[tokio::test]
+    async fn a_quiet_window_of_zero_always_makes_the_passes() {
+        let (report, late) =
+            run_with_clock(Some(chrono::Duration::seconds(5)), Duration::ZERO).await;
+        assert!(!report.notifications_flowing, "{report:?}");
+        assert!(report.passes >= 3, "{report:?}");
+        assert!(late);
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::events::{EventBridgeSink, EventSink};
 use crate::idempotency::Idempotency;
 use crate::orders::adapters::{CatalogSkus, StoredLocations};
+use crate::orders::notifications::NotificationClock;
 use crate::orders::poller::PollSettings;
 use crate::orders::ports::{LocationDirectory, ShipmentsApi};
 use crate::orders::processor::{CrashPoints, OrderProcessor};
@@ -33,6 +34,9 @@ pub mod settings {
     pub const FIRST_LOOKBACK_HOURS: &str = "orders_first_lookback_hours";
     /// Seconds between passes over new work within one scheduled poll run; 0 = one pass. Default 15.
     pub const POLL_PASS_SECONDS: &str = "orders_poll_pass_seconds";
+    /// Minutes since the last notification handled within which the poller trusts notifications
+    /// and makes one pass per run; 0 = always make the passes. Default 10.
+    pub const NOTIFICATIONS_QUIET_MINUTES: &str = "orders_notifications_quiet_minutes";
 }
 
 /// How long CONFIRM/REJECT claims and notification IDs are remembered.
@@ -47,6 +51,8 @@ pub struct Orders {
     pub locations: Arc<dyn LocationDirectory>,
     pub rules: Vec<Arc<dyn OrderRule>>,
     pub idempotency: Idempotency,
+    /// When a notification was last handled (kept across a container's invocations).
+    pub notification_clock: Arc<NotificationClock>,
     bus: EventBridgeSink,
     client: SpApiClient,
     /// Tests only: where to stop as if the invocation crashed.
@@ -63,6 +69,10 @@ impl Orders {
             env.require(keys::SETTINGS_TABLE)?,
         ));
         let client = SpApiClient::from_env(env, &SecretCache::from_sdk_config(&sdk)).await?;
+        let cursors: Arc<dyn CursorStore> = Arc::new(DynamoCursorStore::new(
+            ddb.clone(),
+            env.require(keys::CURSORS_TABLE)?,
+        ));
         Ok(Self {
             shipments: Arc::new(DynamoShipmentStore::new(
                 ddb.clone(),
@@ -75,10 +85,8 @@ impl Orders {
                         crate::aws::sqs_client(&sdk),
                     )),
             ),
-            cursors: Arc::new(DynamoCursorStore::new(
-                ddb.clone(),
-                env.require(keys::CURSORS_TABLE)?,
-            )),
+            notification_clock: Arc::new(NotificationClock::new(cursors.clone())),
+            cursors,
             locations: Arc::new(StoredLocations::new(
                 Arc::new(DynamoLocationStore::new(
                     ddb.clone(),
@@ -174,6 +182,14 @@ impl Orders {
                     self.settings.as_ref(),
                     settings::POLL_PASS_SECONDS,
                     d.pass_interval.as_secs(),
+                )
+                .await?,
+            ),
+            notifications_quiet: Duration::from_secs(
+                60 * get_or(
+                    self.settings.as_ref(),
+                    settings::NOTIFICATIONS_QUIET_MINUTES,
+                    d.notifications_quiet.as_secs() / 60,
                 )
                 .await?,
             ),

@@ -4,6 +4,7 @@
 //! |---|---|---|---|
 //! | shipments cursor | `CURSOR#shipments#<locationId>` | `<STATUS>` (one per polled status) | `at` (RFC 3339 ms); while a window is half read: `markAfter`, `markBefore`, `markToken`; `unreadable` (N) |
 //! | returns cursor | `CURSOR#returns#<returnLocationId>` | `<STATUS>` | the same |
+//! | notifications heard | `CURSOR#notifications#seller` | `HANDLED` | `at`: the publish time of the newest notification of ours handled (`orders::notifications::NotificationClock`) |
 //!
 //! `at`: everything Amazon changed before it is stored. A poll reads one bounded window
 //! (`lastUpdatedAfter` = `at` − overlap, `lastUpdatedBefore` = at most `at` + the window cap)
@@ -31,6 +32,9 @@ use crate::store::dynamo::{ddb_error, get_n, get_s, is_condition_failed, n, s};
 pub enum CursorKind {
     Shipments,
     Returns,
+    /// Not a read position: when Amazon's notifications last reached the stack (the order
+    /// poller makes one pass per run while they flow).
+    Notifications,
 }
 
 impl CursorKind {
@@ -38,6 +42,7 @@ impl CursorKind {
         match self {
             CursorKind::Shipments => "shipments",
             CursorKind::Returns => "returns",
+            CursorKind::Notifications => "notifications",
         }
     }
 }

@@ -31,16 +31,29 @@ fn the_pricing_arithmetic_matches_a_hand_computed_bill() {
             Duration::from_secs(60),
             Duration::from_secs(15),
             Duration::from_secs(5),
-            Duration::from_secs(1)
+            Duration::from_secs(1),
+            false
         ),
         (4, Duration::from_secs(46))
+    );
+    // With notifications flowing, one pass: held 1 s.
+    assert_eq!(
+        poller_hold(
+            Duration::from_secs(60),
+            Duration::from_secs(15),
+            Duration::from_secs(5),
+            Duration::from_secs(1),
+            true
+        ),
+        (1, Duration::from_secs(1))
     );
     assert_eq!(
         poller_hold(
             Duration::from_secs(60),
             Duration::ZERO,
             Duration::from_secs(5),
-            Duration::from_millis(300)
+            Duration::from_millis(300),
+            false
         ),
         (1, Duration::from_millis(300))
     );
@@ -166,6 +179,8 @@ async fn a_small_day_bills_every_line_it_must() {
     }
     assert!(report.metric_series > 0, "{text}");
     assert!(report.alarms > 0, "{text}");
+    // Notifications flowed in the day: poller runs after one are billed as one pass.
+    assert!(report.poller_runs_notified > 0.0, "{text}");
     // The returns poller lists returns; the order poller lists shipments.
     assert!(
         report

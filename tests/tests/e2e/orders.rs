@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 use async_trait::async_trait;
 use flexbridge::orders::adapters::{ADOPT_EXISTING_SETTING, UNMAPPED_SKU_SETTING};
+use flexbridge::orders::notifications::NotificationClock;
 use flexbridge::orders::poller::OrderPoller;
 use flexbridge::orders::processor::{CrashPoints, Step};
 use flexbridge::orders::Orders;
@@ -269,7 +270,8 @@ async fn marketplace_cancels_a_whole_shipment_and_one_line() -> Result<()> {
 }
 
 /// The simulator delivers status-change notifications to NotificationsQueue, duplicated and out of
-/// order; the consumer, run by the local runner as Lambda's SQS event source, handles each once.
+/// order; the consumer, run by the local runner as Lambda's SQS event source, handles each once,
+/// and the poller then makes one pass a run (notifications flow).
 #[tokio::test]
 async fn duplicate_and_out_of_order_notifications_change_nothing() -> Result<()> {
     let w = world("orders_notify").await?;
@@ -388,6 +390,28 @@ async fn duplicate_and_out_of_order_notifications_change_nothing() -> Result<()>
     );
     assert_eq!(w.inventory().position(LOC, "TEE-02").await?.reserved, 0);
     assert_eq!(w.inventory().position(LOC, "MUG-01").await?.reserved, 2);
+
+    // The consumer noted when Amazon published the newest one (CursorsTable): a poll run with
+    // the stack's settings (passes every 15 s) makes its one pass and ends.
+    let heard = NotificationClock::last(w.orders.cursors.as_ref())
+        .await?
+        .ok_or_else(|| anyhow!("no notification noted"))?;
+    assert!(
+        chrono::Utc::now() - heard < chrono::Duration::minutes(2),
+        "{heard}"
+    );
+    let processor = w.orders.processor(&inv());
+    let poller = OrderPoller {
+        processor: &processor,
+        cursors: w.orders.cursors.as_ref(),
+        settings: w.orders.poll_settings().await?,
+    };
+    assert!(!poller.settings.pass_interval.is_zero());
+    let report = poller.run(&inv()).await?;
+    assert!(
+        report.notifications_flowing && report.passes == 1,
+        "{report:?}"
+    );
     Ok(())
 }
 

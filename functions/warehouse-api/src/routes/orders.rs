@@ -175,6 +175,7 @@ async fn relay_notification(
         processor: &processor,
         idempotency: &orders.idempotency,
         ours: &ours,
+        clock: &orders.notification_clock,
     };
     let outcome = handler.handle(&body, inv).await?;
     reply::body(outcome)
