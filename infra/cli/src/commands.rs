@@ -26,7 +26,9 @@ use flexbridge::Env;
 use serde_json::{json, Value};
 
 use crate::resolve::{self, Queue, Resources};
-use crate::{Command, DlqCmd, HubsCmd, InventoryCmd, LinkCmd, SettingsCmd, UploadKind};
+use crate::{
+    Command, DlqCmd, HubsCmd, InventoryCmd, LinkCmd, RotateKey, SecretCmd, SettingsCmd, UploadKind,
+};
 
 /// What a command prints: `text` by default, `json` with `--json`.
 pub struct Output {
@@ -81,7 +83,7 @@ impl Ctx {
     pub(crate) async fn spapi(&self) -> Result<SpApiClient> {
         SpApiClient::from_env(&self.env, &SecretCache::from_sdk_config(&self.sdk))
             .await
-            .context("connecting to Amazon with the stack's SP-API secret")
+            .context("connecting to Amazon with the SP-API credentials in the stack's secret")
     }
 }
 
@@ -119,6 +121,7 @@ pub async fn execute(ctx: &Ctx, command: &Command) -> Result<Output> {
         Command::Reconcile => reconcile_now(ctx).await,
         Command::Doctor => bail!("doctor runs through `run` (it decides the exit code)"),
         Command::Link(c) => link(ctx, c).await,
+        Command::Secret(c) => secret(ctx, c).await,
     }
 }
 
@@ -694,6 +697,142 @@ async fn shipment(ctx: &Ctx, id: &str) -> Result<Output> {
 
 /// Signed with the operator's own credentials: an IAM user's keys give links of the full
 /// wanted life, SSO or assumed-role sessions no longer than the session lasts.
+/// `flexbridge secret ...`: the logic is `flexbridge::operate::secret`; this reads the
+/// secret's versions, refuses to end an open rotation window unasked, and puts the new version.
+async fn secret(ctx: &Ctx, c: &SecretCmd) -> Result<Output> {
+    use flexbridge::operate::secret as op;
+    use flexbridge::warehouse::keys::{open_windows, KeyRole, ROTATION_WINDOW};
+
+    let arn = ctx
+        .res
+        .secrets
+        .get(resolve::SECRET)
+        .ok_or_else(|| anyhow!("stack {}: no {} found", ctx.res.stack, resolve::SECRET))?;
+    let cache = SecretCache::from_sdk_config(&ctx.sdk);
+    let versions = cache.versions(arn, ROTATION_WINDOW).await?;
+    let now = Utc::now();
+    let until = versions.current.created.and_then(|c| {
+        chrono::Duration::from_std(ROTATION_WINDOW)
+            .ok()
+            .map(|w| c + w)
+    });
+    // A new version moves the current one to AWSPREVIOUS: the key before it stops counting.
+    let guard = |end_window: bool| -> Result<()> {
+        let open = open_windows(&versions, now, ROTATION_WINDOW);
+        if open.is_empty() || end_window {
+            return Ok(());
+        }
+        let names: Vec<&str> = open.iter().map(|r| r.name()).collect();
+        bail!(
+            "the {} key was rotated less than 24 hours ago (its old key counts until {}); a new \
+             version now ends that window and the old key stops working at once. Wait, or pass \
+             --end-window if the other side already uses the new key",
+            names.join(" and "),
+            until.map_or("?".into(), |u| u.to_rfc3339())
+        )
+    };
+    let put = |value: flexbridge::secrets::SecretString| async move {
+        flexbridge::aws::secrets_client(&ctx.sdk)
+            .put_secret_value()
+            .secret_id(arn)
+            .secret_string(value.expose())
+            .send()
+            .await
+            .map_err(|e| anyhow!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(e)))
+            .with_context(|| format!("putting a new version of {}", resolve::SECRET))
+    };
+    match c {
+        SecretCmd::ShowKey { key } => {
+            let role = key.role();
+            let keys = role.keys_at(&versions, now, ROTATION_WINDOW)?;
+            let previous_until = (keys.len() > 1).then_some(until).flatten();
+            let mut text = format!("{}\n", keys[0].expose());
+            if let Some(u) = previous_until {
+                let _ = writeln!(
+                    text,
+                    "(the previous {} key counts too until {})",
+                    role.name(),
+                    u.to_rfc3339()
+                );
+            }
+            Ok(Output {
+                text,
+                json: json!({
+                    "key": role.name(),
+                    "value": keys[0].expose(),
+                    "previousCountsUntil": previous_until.map(|u| u.to_rfc3339()),
+                }),
+            })
+        }
+        SecretCmd::Set { file, end_window } => {
+            let given = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let change = op::merge_credentials(&versions.current.value, &given)?;
+            if change.changed.is_empty() {
+                return Ok(Output {
+                    text: "nothing changed: the secret already holds these values\n".into(),
+                    json: json!({"changed": []}),
+                });
+            }
+            guard(*end_window)?;
+            put(change.secret).await?;
+            Ok(Output {
+                text: format!(
+                    "put a new version of {}: {} (the keys are unchanged)\n",
+                    resolve::SECRET,
+                    change.changed.join(", ")
+                ),
+                json: json!({"changed": change.changed}),
+            })
+        }
+        SecretCmd::Rotate {
+            key,
+            from_file,
+            end_window,
+        } => {
+            let new_key = match from_file {
+                Some(f) => std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?
+                    .trim()
+                    .to_string()
+                    .into(),
+                None => op::new_key(),
+            };
+            if new_key.expose().len() < 32 {
+                bail!("a key must be at least 32 characters");
+            }
+            let (change, which) = match key {
+                RotateKey::Both if from_file.is_some() => {
+                    bail!("--from-file sets one key (warehouse or webhook); both derive from a new random signing key")
+                }
+                RotateKey::Both => (op::rotate_both(&versions.current.value, &new_key)?, "both"),
+                RotateKey::Warehouse => (
+                    op::rotate(&versions.current.value, KeyRole::Warehouse, &new_key)?,
+                    "warehouse",
+                ),
+                RotateKey::Webhook => (
+                    op::rotate(&versions.current.value, KeyRole::Webhook, &new_key)?,
+                    "webhook",
+                ),
+            };
+            guard(*end_window)?;
+            put(change.secret).await?;
+            Ok(Output {
+                text: format!(
+                    "rotated {}: the old key counts for 24 hours more (docs/keys.md); print the \
+                     new one with `flexbridge secret show-key <warehouse|webhook>`\n",
+                    if which == "both" {
+                        "both keys".to_string()
+                    } else {
+                        format!("the {which} key")
+                    }
+                ),
+                json: json!({"rotated": which, "changed": change.changed}),
+            })
+        }
+    }
+}
+
 async fn link(ctx: &Ctx, c: &LinkCmd) -> Result<Output> {
     use flexbridge::fulfilment::ports::S3LabelFiles;
     let files = S3LabelFiles::new(&ctx.sdk, ctx.res.bucket()?)?;

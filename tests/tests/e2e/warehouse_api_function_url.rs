@@ -36,7 +36,7 @@ fn app() -> axum::Router {
                 ARN.to_string(),
                 SECRET.to_string(),
             )])),
-            warehouse_secret_arn: ARN.into(),
+            secret_arn: ARN.into(),
             idempotency: Idempotency::new(
                 Arc::new(MemoryIdempotencyStore::new()),
                 Duration::from_secs(60),
