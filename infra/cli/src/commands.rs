@@ -12,9 +12,9 @@ use flexbridge::inventory::changes::StockChanges;
 use flexbridge::inventory::pusher::Pusher;
 use flexbridge::inventory::reconcile;
 use flexbridge::operate::status::{QueueStatus, Status, Throttling};
-use flexbridge::operate::{hubs, settings as op_settings, status};
+use flexbridge::operate::{hubs, secret as op_secret, settings as op_settings, status};
 use flexbridge::runtime::parked_attributes;
-use flexbridge::secrets::SecretCache;
+use flexbridge::secrets::{SecretCache, SecretVersions};
 use flexbridge::spapi::{Operation, SpApiClient};
 use flexbridge::store::cursors::DynamoCursorStore;
 use flexbridge::store::inventory::DynamoInventoryStore;
@@ -22,6 +22,7 @@ use flexbridge::store::locations::{DynamoLocationStore, Location, LocationStore}
 use flexbridge::store::ratelimit::DynamoBucketStore;
 use flexbridge::store::settings::{DynamoSettingsStore, SettingsStore};
 use flexbridge::store::shipments::{DynamoShipmentStore, ShipmentStore};
+use flexbridge::warehouse::keys::{KeyRole, ROTATION_WINDOW};
 use flexbridge::Env;
 use serde_json::{json, Value};
 
@@ -698,139 +699,123 @@ async fn shipment(ctx: &Ctx, id: &str) -> Result<Output> {
 /// Signed with the operator's own credentials: an IAM user's keys give links of the full
 /// wanted life, SSO or assumed-role sessions no longer than the session lasts.
 /// `flexbridge secret ...`: the logic is `flexbridge::operate::secret`; this reads the
-/// secret's versions, refuses to end an open rotation window unasked, and puts the new version.
+/// secret's versions and puts the new one.
 async fn secret(ctx: &Ctx, c: &SecretCmd) -> Result<Output> {
-    use flexbridge::operate::secret as op;
-    use flexbridge::warehouse::keys::{open_windows, KeyRole, ROTATION_WINDOW};
-
     let arn = ctx
         .res
         .secrets
         .get(resolve::SECRET)
         .ok_or_else(|| anyhow!("stack {}: no {} found", ctx.res.stack, resolve::SECRET))?;
-    let cache = SecretCache::from_sdk_config(&ctx.sdk);
-    let versions = cache.versions(arn, ROTATION_WINDOW).await?;
+    let versions = SecretCache::from_sdk_config(&ctx.sdk)
+        .versions(arn, ROTATION_WINDOW)
+        .await?;
     let now = Utc::now();
-    let until = versions.current.created.and_then(|c| {
-        chrono::Duration::from_std(ROTATION_WINDOW)
-            .ok()
-            .map(|w| c + w)
-    });
-    // A new version moves the current one to AWSPREVIOUS: the key before it stops counting.
-    let guard = |end_window: bool| -> Result<()> {
-        let open = open_windows(&versions, now, ROTATION_WINDOW);
-        if open.is_empty() || end_window {
-            return Ok(());
-        }
-        let names: Vec<&str> = open.iter().map(|r| r.name()).collect();
-        bail!(
-            "the {} key was rotated less than 24 hours ago (its old key counts until {}); a new \
-             version now ends that window and the old key stops working at once. Wait, or pass \
-             --end-window if the other side already uses the new key",
-            names.join(" and "),
-            until.map_or("?".into(), |u| u.to_rfc3339())
-        )
-    };
-    let put = |value: flexbridge::secrets::SecretString| async move {
-        flexbridge::aws::secrets_client(&ctx.sdk)
-            .put_secret_value()
-            .secret_id(arn)
-            .secret_string(value.expose())
-            .send()
-            .await
-            .map_err(|e| anyhow!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(e)))
-            .with_context(|| format!("putting a new version of {}", resolve::SECRET))
-    };
-    match c {
-        SecretCmd::ShowKey { key } => {
-            let role = key.role();
-            let keys = role.keys_at(&versions, now, ROTATION_WINDOW)?;
-            let previous_until = (keys.len() > 1).then_some(until).flatten();
-            let mut text = format!("{}\n", keys[0].expose());
-            if let Some(u) = previous_until {
-                let _ = writeln!(
-                    text,
-                    "(the previous {} key counts too until {})",
-                    role.name(),
-                    u.to_rfc3339()
-                );
-            }
-            Ok(Output {
-                text,
-                json: json!({
-                    "key": role.name(),
-                    "value": keys[0].expose(),
-                    "previousCountsUntil": previous_until.map(|u| u.to_rfc3339()),
-                }),
-            })
-        }
+    let change = match c {
+        SecretCmd::ShowKey { key } => return show_key(&versions, key.role(), now),
         SecretCmd::Set { file, end_window } => {
             let given = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            let change = op::merge_credentials(&versions.current.value, &given)?;
+            let change = op_secret::merge_credentials(&versions.current.value, &given)?;
             if change.changed.is_empty() {
                 return Ok(Output {
                     text: "nothing changed: the secret already holds these values\n".into(),
                     json: json!({"changed": []}),
                 });
             }
-            guard(*end_window)?;
-            put(change.secret).await?;
-            Ok(Output {
-                text: format!(
-                    "put a new version of {}: {} (the keys are unchanged)\n",
-                    resolve::SECRET,
-                    change.changed.join(", ")
-                ),
-                json: json!({"changed": change.changed}),
-            })
+            op_secret::may_put(&versions, now, *end_window)?;
+            change
         }
         SecretCmd::Rotate {
             key,
             from_file,
             end_window,
         } => {
-            let new_key = match from_file {
-                Some(f) => std::fs::read_to_string(f)
-                    .with_context(|| format!("reading {}", f.display()))?
-                    .trim()
-                    .to_string()
-                    .into(),
-                None => op::new_key(),
-            };
-            if new_key.expose().len() < 32 {
-                bail!("a key must be at least 32 characters");
-            }
-            let (change, which) = match key {
-                RotateKey::Both if from_file.is_some() => {
-                    bail!("--from-file sets one key (warehouse or webhook); both derive from a new random signing key")
-                }
-                RotateKey::Both => (op::rotate_both(&versions.current.value, &new_key)?, "both"),
-                RotateKey::Warehouse => (
-                    op::rotate(&versions.current.value, KeyRole::Warehouse, &new_key)?,
-                    "warehouse",
-                ),
-                RotateKey::Webhook => (
-                    op::rotate(&versions.current.value, KeyRole::Webhook, &new_key)?,
-                    "webhook",
-                ),
-            };
-            guard(*end_window)?;
-            put(change.secret).await?;
-            Ok(Output {
-                text: format!(
-                    "rotated {}: the old key counts for 24 hours more (docs/keys.md); print the \
-                     new one with `flexbridge secret show-key <warehouse|webhook>`\n",
-                    if which == "both" {
-                        "both keys".to_string()
-                    } else {
-                        format!("the {which} key")
-                    }
-                ),
-                json: json!({"rotated": which, "changed": change.changed}),
-            })
+            let change = rotated(&versions, *key, from_file.as_deref())?;
+            op_secret::may_put(&versions, now, *end_window)?;
+            change
         }
+    };
+    flexbridge::aws::secrets_client(&ctx.sdk)
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string(change.secret.expose())
+        .send()
+        .await
+        .map_err(|e| anyhow!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(e)))
+        .with_context(|| format!("putting a new version of {}", resolve::SECRET))?;
+    let text = match c {
+        SecretCmd::Rotate { key, .. } => format!(
+            "rotated {}: the old key counts for 24 hours more (docs/keys.md); print the new one \
+             with `flexbridge secret show-key <warehouse|webhook>`\n",
+            match key {
+                RotateKey::Both => "both keys",
+                RotateKey::Warehouse => "the warehouse key",
+                RotateKey::Webhook => "the webhook key",
+            }
+        ),
+        _ => format!(
+            "put a new version of {}: {} (the keys are unchanged)\n",
+            resolve::SECRET,
+            change.changed.join(", ")
+        ),
+    };
+    Ok(Output {
+        text,
+        json: json!({"changed": change.changed}),
+    })
+}
+
+/// The current key of one side, and until when the previous one still counts.
+fn show_key(versions: &SecretVersions, role: KeyRole, now: DateTime<Utc>) -> Result<Output> {
+    let keys = role.keys_at(versions, now, ROTATION_WINDOW)?;
+    let previous_until = (keys.len() > 1)
+        .then(|| op_secret::window_end(versions))
+        .flatten();
+    let mut text = format!("{}\n", keys[0].expose());
+    if let Some(u) = previous_until {
+        let _ = writeln!(
+            text,
+            "(the previous {} key counts too until {})",
+            role.name(),
+            u.to_rfc3339()
+        );
     }
+    Ok(Output {
+        text,
+        json: json!({
+            "key": role.name(),
+            "value": keys[0].expose(),
+            "previousCountsUntil": previous_until.map(|u| u.to_rfc3339()),
+        }),
+    })
+}
+
+/// The secret with a new key: random, or (one side only) the one in `from_file`.
+fn rotated(
+    versions: &SecretVersions,
+    key: RotateKey,
+    from_file: Option<&std::path::Path>,
+) -> Result<op_secret::Change> {
+    let new_key = match from_file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading {}", f.display()))?
+            .trim()
+            .to_string()
+            .into(),
+        None => op_secret::new_key(),
+    };
+    if new_key.expose().len() < 32 {
+        bail!("a key must be at least 32 characters");
+    }
+    let current = &versions.current.value;
+    Ok(match key {
+        RotateKey::Both if from_file.is_some() => {
+            bail!("--from-file sets one key (warehouse or webhook); both derive from a new random signing key")
+        }
+        RotateKey::Both => op_secret::rotate_both(current, &new_key)?,
+        RotateKey::Warehouse => op_secret::rotate(current, KeyRole::Warehouse, &new_key)?,
+        RotateKey::Webhook => op_secret::rotate(current, KeyRole::Webhook, &new_key)?,
+    })
 }
 
 async fn link(ctx: &Ctx, c: &LinkCmd) -> Result<Output> {

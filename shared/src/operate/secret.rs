@@ -4,11 +4,12 @@
 //! (`warehouse::keys`). Pure functions over the secret's JSON: the CLI reads and puts it.
 //! Messages name fields, never values.
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::secrets::SecretString;
-use crate::warehouse::keys::{KeyRole, SIGNING_KEY_FIELD};
+use crate::secrets::{SecretString, SecretVersions};
+use crate::warehouse::keys::{open_windows, KeyRole, ROTATION_WINDOW, SIGNING_KEY_FIELD};
 
 /// The fields `flexbridge secret set` fills: the SP-API connection's (docs/deploy.md, step 5).
 pub const CREDENTIAL_FIELDS: [&str; 5] = [
@@ -100,6 +101,31 @@ pub fn rotate_both(current: &SecretString, new_signing_key: &SecretString) -> Re
     })
 }
 
+/// When the previous version stops counting: [`ROTATION_WINDOW`] after the current one was put.
+pub fn window_end(versions: &SecretVersions) -> Option<DateTime<Utc>> {
+    let window = chrono::Duration::from_std(ROTATION_WINDOW).ok()?;
+    versions.current.created.map(|c| c + window)
+}
+
+/// Whether a new version may be put at `now`. It moves the current version to `AWSPREVIOUS`,
+/// so a key only the previous version had stops counting at once: while a rotation window is
+/// open ([`open_windows`]) that is refused unless `end_window` (the other side already uses
+/// the new key).
+pub fn may_put(versions: &SecretVersions, now: DateTime<Utc>, end_window: bool) -> Result<()> {
+    let open = open_windows(versions, now, ROTATION_WINDOW);
+    if open.is_empty() || end_window {
+        return Ok(());
+    }
+    let names: Vec<&str> = open.iter().map(|r| r.name()).collect();
+    Err(Error::InvalidInput(format!(
+        "the {} key was rotated less than 24 hours ago (its old key counts until {}); a new \
+         version now ends that window and the old key stops working at once. Wait, or pass \
+         --end-window if the other side already uses the new key",
+        names.join(" and "),
+        window_end(versions).map_or("?".into(), |u| u.to_rfc3339())
+    )))
+}
+
 /// A fresh random key: 32 bytes as 64 hex characters, the shape of the generated ones.
 pub fn new_key() -> SecretString {
     use rand::Rng;
@@ -148,6 +174,42 @@ mod tests {
         // The same values again change nothing.
         let again = merge_credentials(&c.secret, r#"{"client_id":"amzn1.x"}"#).unwrap();
         assert!(again.changed.is_empty());
+    }
+
+    #[test]
+    fn a_new_version_is_refused_while_a_rotation_window_is_open() {
+        let now = Utc::now();
+        let version = |v: &SecretString, created| crate::secrets::SecretVersion {
+            value: v.clone(),
+            created: Some(created),
+        };
+        let rotated = rotate(&deployed(), KeyRole::Warehouse, &new_key())
+            .unwrap()
+            .secret;
+        let versions = SecretVersions {
+            current: version(&rotated, now - chrono::Duration::hours(1)),
+            previous: Some(version(&deployed(), now - chrono::Duration::days(3))),
+        };
+        let e = may_put(&versions, now, false).unwrap_err().to_string();
+        assert!(
+            e.contains("warehouse key") && e.contains("--end-window"),
+            "{e}"
+        );
+        assert!(
+            e.contains(&window_end(&versions).unwrap().to_rfc3339()),
+            "{e}"
+        );
+        assert!(may_put(&versions, now, true).is_ok());
+        // A day after the rotation, or when the versions differ only in credentials: no window.
+        assert!(may_put(&versions, now + chrono::Duration::days(1), false).is_ok());
+        let filled = merge_credentials(&deployed(), r#"{"client_id":"x"}"#)
+            .unwrap()
+            .secret;
+        let credentials_only = SecretVersions {
+            current: version(&filled, now),
+            previous: Some(version(&deployed(), now)),
+        };
+        assert!(may_put(&credentials_only, now, false).is_ok());
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn app() -> axum::Router {
         AppState {
             secrets: SecretCache::from_static(HashMap::from([(
                 ARN.to_string(),
-                SECRET.to_string(),
+                json!({ "warehouse_key": SECRET }).to_string(),
             )])),
             secret_arn: ARN.into(),
             idempotency: Idempotency::new(
