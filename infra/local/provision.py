@@ -211,6 +211,11 @@ def create(args):
         if value is None:
             gen = props.get("GenerateSecretString", {})
             value = pysecrets.token_hex(max(16, int(gen.get("PasswordLength", 64)) // 2))
+            # As Secrets Manager does: the generated string goes into the template's JSON.
+            if "GenerateStringKey" in gen:
+                doc = json.loads(gen.get("SecretStringTemplate", "{}"))
+                doc[gen["GenerateStringKey"]] = value
+                value = json.dumps(doc)
         arn = sm.create_secret(
             Name=f"{args.stack}-{lid}", Description=props.get("Description", ""), SecretString=value
         )["ARN"]

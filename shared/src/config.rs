@@ -26,11 +26,11 @@ pub mod keys {
     pub const INVENTORY_PUSH_QUEUE_URL: &str = "INVENTORY_PUSH_QUEUE_URL";
     pub const BUCKET_NAME: &str = "BUCKET_NAME";
     pub const EVENT_BUS_NAME: &str = "EVENT_BUS_NAME";
-    pub const SPAPI_SECRET_ARN: &str = "SPAPI_SECRET_ARN";
-    pub const WAREHOUSE_SECRET_ARN: &str = "WAREHOUSE_SECRET_ARN";
+    /// The stack's one secret: SP-API credentials and the signing key both HMAC keys are
+    /// derived from (`warehouse::keys`).
+    pub const FLEXBRIDGE_SECRET_ARN: &str = "FLEXBRIDGE_SECRET_ARN";
     /// `true` while a warehouse still signs with the legacy `v1` scheme (default `false`).
     pub const WAREHOUSE_ACCEPT_V1_SIGNATURES: &str = "WAREHOUSE_ACCEPT_V1_SIGNATURES";
-    pub const WEBHOOK_SECRET_ARN: &str = "WEBHOOK_SECRET_ARN";
     pub const WEBHOOK_URL: &str = "WEBHOOK_URL";
     pub const SPAPI_REGION: &str = "SPAPI_REGION";
     pub const SPAPI_ENDPOINT: &str = "SPAPI_ENDPOINT";

@@ -122,7 +122,7 @@ const ORDERS: &[Uses] = &[
     read("SETTINGS_TABLE", "DynamoSettingsStore"),
     read("CATALOG_TABLE", "DynamoCatalogStore"),
     all("EVENT_BUS_NAME", "EventBridgeSink"),
-    all("SPAPI_SECRET_ARN", "SecretCache"),
+    all("FLEXBRIDGE_SECRET_ARN", "SecretCache"),
 ];
 /// The inventory nudge Orders adds when INVENTORY_PUSH_QUEUE_URL is set.
 const NUDGE: Uses = all("INVENTORY_PUSH_QUEUE_URL", "SqsNudge");
@@ -152,7 +152,7 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
             ORDERS,
             &[
                 NUDGE,
-                all("WAREHOUSE_SECRET_ARN", "SecretCache"),
+                all("FLEXBRIDGE_SECRET_ARN", "SecretCache"),
                 // flexbridge::fulfilment::FulfilmentService
                 all("LABELS_QUEUE_URL", "SqsJobQueue"),
                 all("CANCELLATIONS_QUEUE_URL", "SqsJobQueue"),
@@ -165,7 +165,7 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
     ),
     (
         "OutboundWebhookFunction",
-        &[&[DLQ, RETRIES, all("WEBHOOK_SECRET_ARN", "SecretCache")]],
+        &[&[DLQ, RETRIES, all("FLEXBRIDGE_SECRET_ARN", "SecretCache")]],
     ),
     (
         "UploadIngestFunction",
@@ -208,7 +208,7 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
             all("CURSORS_TABLE", "DynamoAnswers"),
             // the upload's report
             methods("BUCKET_NAME", "S3Uploads", &["put"]).under(PRICE_REPORTS),
-            all("SPAPI_SECRET_ARN", "SecretCache"),
+            all("FLEXBRIDGE_SECRET_ARN", "SecretCache"),
         ]],
     ),
     (
@@ -242,7 +242,7 @@ pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
             // the reconciliation report (flexbridge::inventory::reconcile)
             methods("SETTINGS_TABLE", "DynamoSettingsStore", &["record_status"]),
             all("EVENT_BUS_NAME", "EventBridgeSink"),
-            all("SPAPI_SECRET_ARN", "SecretCache"),
+            all("FLEXBRIDGE_SECRET_ARN", "SecretCache"),
         ]],
     ),
     (

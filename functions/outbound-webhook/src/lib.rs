@@ -3,7 +3,7 @@
 //! Consumes `OutboundQueue`, which the `EventBus` rule fills: each SQS message body is an
 //! EventBridge event (`detail-type` = event name, `detail` = the versioned envelope). Each is
 //! POSTed to `WEBHOOK_URL` as `{"event": "<name>", ...detail}`, signed `v2` like inbound requests
-//! (`flexbridge::warehouse::signing`, key from `WEBHOOK_SECRET_ARN`; the event ID is sent and
+//! (`flexbridge::warehouse::signing`, key: the webhook key of `FLEXBRIDGE_SECRET_ARN`; the event ID is sent and
 //! signed as the `Idempotency-Key`), with `X-Flexbridge-Event` and `X-Flexbridge-Event-Id`
 //! headers. During a key rotation every delivery carries two signatures, the current key's and
 //! the previous one's (`flexbridge::warehouse::keys`); a 401/403 re-reads the key (rate-limited)
@@ -29,7 +29,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use flexbridge::config::keys;
 use flexbridge::runtime::{handle_sqs_batch, Function, Invocation, SqsConsumer};
 use flexbridge::secrets::{SecretCache, SecretString};
-use flexbridge::warehouse::keys::SigningKeys;
+use flexbridge::warehouse::keys::{KeyRole, SigningKeys};
 use flexbridge::warehouse::signing;
 use flexbridge::{Env, Error, Result};
 use serde::Deserialize;
@@ -112,7 +112,7 @@ impl OutboundWebhook {
                 Some(Webhook {
                     url,
                     secrets: SecretCache::from_sdk_config(&sdk),
-                    secret_arn: env.require(keys::WEBHOOK_SECRET_ARN)?.to_string(),
+                    secret_arn: env.require(keys::FLEXBRIDGE_SECRET_ARN)?.to_string(),
                 })
             }
         };
@@ -165,7 +165,11 @@ impl OutboundWebhook {
         body.extend(event.detail);
         let body = Value::Object(body).to_string();
 
-        let keys = SigningKeys::new(webhook.secrets.clone(), &webhook.secret_arn);
+        let keys = SigningKeys::new(
+            webhook.secrets.clone(),
+            &webhook.secret_arn,
+            KeyRole::Webhook,
+        );
         let current = match keys.keys().await {
             Ok(k) => k,
             Err(e) => {

@@ -23,7 +23,7 @@ use flexbridge::inventory::changes::StockChanges;
 use flexbridge::orders::Orders;
 use flexbridge::secrets::SecretCache;
 use flexbridge::store::inventory::{DynamoInventoryStore, OnHandStore};
-use flexbridge::warehouse::keys::SigningKeys;
+use flexbridge::warehouse::keys::{KeyRole, SigningKeys};
 use flexbridge::Env;
 
 /// How long a POST's response is replayed for its Idempotency-Key.
@@ -33,7 +33,8 @@ pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone)]
 pub struct AppState {
     pub secrets: SecretCache,
-    pub warehouse_secret_arn: String,
+    /// The stack's secret, whose warehouse key signs every request (`warehouse::keys`).
+    pub secret_arn: String,
     pub idempotency: Idempotency,
     pub events: Arc<dyn EventSink>,
     pub on_hand: Arc<dyn OnHandStore>,
@@ -53,14 +54,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Clients and stores from the template's environment (`WAREHOUSE_SECRET_ARN`,
+    /// Clients and stores from the template's environment (`FLEXBRIDGE_SECRET_ARN`,
     /// `IDEMPOTENCY_TABLE`, `INVENTORY_TABLE`, `EVENT_BUS_NAME`).
     pub async fn from_env(env: &Env) -> flexbridge::Result<Self> {
         let sdk = flexbridge::aws::config(env).await;
         let dynamodb = flexbridge::aws::dynamodb_client(&sdk);
         Ok(Self {
             secrets: SecretCache::from_sdk_config(&sdk),
-            warehouse_secret_arn: env.require(keys::WAREHOUSE_SECRET_ARN)?.to_string(),
+            secret_arn: env.require(keys::FLEXBRIDGE_SECRET_ARN)?.to_string(),
             idempotency: Idempotency::dynamodb(
                 dynamodb.clone(),
                 env.require(keys::IDEMPOTENCY_TABLE)?,
@@ -104,12 +105,12 @@ impl AppState {
             .cloned()
     }
 
-    /// The HMAC keys the warehouse signs with (the secret's whole string: its current version
-    /// and, during a rotation, its previous one), cached by the [`SecretCache`] so a warm
+    /// The HMAC keys the warehouse signs with (the stack secret's warehouse key: its current
+    /// version's and, during a rotation, its previous one's), cached by the [`SecretCache`] so a warm
     /// function reads Secrets Manager once per TTL, or again for a signature matching neither
     /// (at most every `keys::REREAD_INTERVAL`).
     pub fn warehouse_keys(&self) -> SigningKeys {
-        SigningKeys::new(self.secrets.clone(), &self.warehouse_secret_arn)
+        SigningKeys::new(self.secrets.clone(), &self.secret_arn, KeyRole::Warehouse)
     }
 
     /// The health reports' links of this stack (see [`AppState::report_links`]).

@@ -35,9 +35,9 @@
 //!   wrote (captured from their log lines); alarms and dashboards from the template; log
 //!   ingestion = the bytes of the functions' JSON log lines (EMF documents as Lambda prints
 //!   them) + 290 bytes of START/END/REPORT lines per invocation; storage = a month of that.
-//! - Secrets and KMS keys from the template; Secrets Manager calls counted; KMS requests: the
-//!   one key encrypts the alarm topic only, so only alarm notifications would use it (none in
-//!   a quiet month).
+//! - Secrets and KMS keys from the template; Secrets Manager calls counted; KMS requests: none
+//!   (the stack has no key of its own; a seller's own alarm-topic key would be used by alarm
+//!   notifications only, none in a quiet month, and billed to that key).
 //!
 //! Fixed versus per order: the template's resources, the functions on a schedule (which run
 //! whether orders come or not, calls included) and those that handle the day's uploads are

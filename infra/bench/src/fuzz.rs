@@ -712,9 +712,9 @@ impl WarehouseFixture {
         let state = warehouse_api::AppState {
             secrets: flexbridge::secrets::SecretCache::from_static(HashMap::from([(
                 ARN.to_string(),
-                SECRET.to_string(),
+                serde_json::json!({ "warehouse_key": SECRET }).to_string(),
             )])),
-            warehouse_secret_arn: ARN.into(),
+            secret_arn: ARN.into(),
             idempotency: flexbridge::idempotency::Idempotency::new(
                 Arc::new(flexbridge::idempotency::MemoryIdempotencyStore::new()),
                 Duration::from_secs(3600),

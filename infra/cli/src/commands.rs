@@ -12,9 +12,9 @@ use flexbridge::inventory::changes::StockChanges;
 use flexbridge::inventory::pusher::Pusher;
 use flexbridge::inventory::reconcile;
 use flexbridge::operate::status::{QueueStatus, Status, Throttling};
-use flexbridge::operate::{hubs, settings as op_settings, status};
+use flexbridge::operate::{hubs, secret as op_secret, settings as op_settings, status};
 use flexbridge::runtime::parked_attributes;
-use flexbridge::secrets::SecretCache;
+use flexbridge::secrets::{SecretCache, SecretVersions};
 use flexbridge::spapi::{Operation, SpApiClient};
 use flexbridge::store::cursors::DynamoCursorStore;
 use flexbridge::store::inventory::DynamoInventoryStore;
@@ -22,11 +22,14 @@ use flexbridge::store::locations::{DynamoLocationStore, Location, LocationStore}
 use flexbridge::store::ratelimit::DynamoBucketStore;
 use flexbridge::store::settings::{DynamoSettingsStore, SettingsStore};
 use flexbridge::store::shipments::{DynamoShipmentStore, ShipmentStore};
+use flexbridge::warehouse::keys::{KeyRole, ROTATION_WINDOW};
 use flexbridge::Env;
 use serde_json::{json, Value};
 
 use crate::resolve::{self, Queue, Resources};
-use crate::{Command, DlqCmd, HubsCmd, InventoryCmd, LinkCmd, SettingsCmd, UploadKind};
+use crate::{
+    Command, DlqCmd, HubsCmd, InventoryCmd, LinkCmd, RotateKey, SecretCmd, SettingsCmd, UploadKind,
+};
 
 /// What a command prints: `text` by default, `json` with `--json`.
 pub struct Output {
@@ -81,7 +84,7 @@ impl Ctx {
     pub(crate) async fn spapi(&self) -> Result<SpApiClient> {
         SpApiClient::from_env(&self.env, &SecretCache::from_sdk_config(&self.sdk))
             .await
-            .context("connecting to Amazon with the stack's SP-API secret")
+            .context("connecting to Amazon with the SP-API credentials in the stack's secret")
     }
 }
 
@@ -119,6 +122,7 @@ pub async fn execute(ctx: &Ctx, command: &Command) -> Result<Output> {
         Command::Reconcile => reconcile_now(ctx).await,
         Command::Doctor => bail!("doctor runs through `run` (it decides the exit code)"),
         Command::Link(c) => link(ctx, c).await,
+        Command::Secret(c) => secret(ctx, c).await,
     }
 }
 
@@ -694,6 +698,126 @@ async fn shipment(ctx: &Ctx, id: &str) -> Result<Output> {
 
 /// Signed with the operator's own credentials: an IAM user's keys give links of the full
 /// wanted life, SSO or assumed-role sessions no longer than the session lasts.
+/// `flexbridge secret ...`: the logic is `flexbridge::operate::secret`; this reads the
+/// secret's versions and puts the new one.
+async fn secret(ctx: &Ctx, c: &SecretCmd) -> Result<Output> {
+    let arn = ctx
+        .res
+        .secrets
+        .get(resolve::SECRET)
+        .ok_or_else(|| anyhow!("stack {}: no {} found", ctx.res.stack, resolve::SECRET))?;
+    let versions = SecretCache::from_sdk_config(&ctx.sdk)
+        .versions(arn, ROTATION_WINDOW)
+        .await?;
+    let now = Utc::now();
+    let change = match c {
+        SecretCmd::ShowKey { key } => return show_key(&versions, key.role(), now),
+        SecretCmd::Set { file, end_window } => {
+            let given = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let change = op_secret::merge_credentials(&versions.current.value, &given)?;
+            if change.changed.is_empty() {
+                return Ok(Output {
+                    text: "nothing changed: the secret already holds these values\n".into(),
+                    json: json!({"changed": []}),
+                });
+            }
+            op_secret::may_put(&versions, now, *end_window)?;
+            change
+        }
+        SecretCmd::Rotate {
+            key,
+            from_file,
+            end_window,
+        } => {
+            let change = rotated(&versions, *key, from_file.as_deref())?;
+            op_secret::may_put(&versions, now, *end_window)?;
+            change
+        }
+    };
+    flexbridge::aws::secrets_client(&ctx.sdk)
+        .put_secret_value()
+        .secret_id(arn)
+        .secret_string(change.secret.expose())
+        .send()
+        .await
+        .map_err(|e| anyhow!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(e)))
+        .with_context(|| format!("putting a new version of {}", resolve::SECRET))?;
+    let text = match c {
+        SecretCmd::Rotate { key, .. } => format!(
+            "rotated {}: the old key counts for 24 hours more (docs/keys.md); print the new one \
+             with `flexbridge secret show-key <warehouse|webhook>`\n",
+            match key {
+                RotateKey::Both => "both keys",
+                RotateKey::Warehouse => "the warehouse key",
+                RotateKey::Webhook => "the webhook key",
+            }
+        ),
+        _ => format!(
+            "put a new version of {}: {} (the keys are unchanged)\n",
+            resolve::SECRET,
+            change.changed.join(", ")
+        ),
+    };
+    Ok(Output {
+        text,
+        json: json!({"changed": change.changed}),
+    })
+}
+
+/// The current key of one side, and until when the previous one still counts.
+fn show_key(versions: &SecretVersions, role: KeyRole, now: DateTime<Utc>) -> Result<Output> {
+    let keys = role.keys_at(versions, now, ROTATION_WINDOW)?;
+    let previous_until = (keys.len() > 1)
+        .then(|| op_secret::window_end(versions))
+        .flatten();
+    let mut text = format!("{}\n", keys[0].expose());
+    if let Some(u) = previous_until {
+        let _ = writeln!(
+            text,
+            "(the previous {} key counts too until {})",
+            role.name(),
+            u.to_rfc3339()
+        );
+    }
+    Ok(Output {
+        text,
+        json: json!({
+            "key": role.name(),
+            "value": keys[0].expose(),
+            "previousCountsUntil": previous_until.map(|u| u.to_rfc3339()),
+        }),
+    })
+}
+
+/// The secret with a new key: random, or (one side only) the one in `from_file`.
+fn rotated(
+    versions: &SecretVersions,
+    key: RotateKey,
+    from_file: Option<&std::path::Path>,
+) -> Result<op_secret::Change> {
+    let new_key = match from_file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading {}", f.display()))?
+            .trim()
+            .to_string()
+            .into(),
+        None => op_secret::new_key(),
+    };
+    if new_key.expose().len() < 32 {
+        bail!("a key must be at least 32 characters");
+    }
+    let current = &versions.current.value;
+    Ok(match key {
+        RotateKey::Both if from_file.is_some() => {
+            bail!("--from-file sets one key (warehouse or webhook); both derive from a new random signing key")
+        }
+        RotateKey::Both => op_secret::rotate_both(current, &new_key)?,
+        RotateKey::Warehouse => op_secret::rotate(current, KeyRole::Warehouse, &new_key)?,
+        RotateKey::Webhook => op_secret::rotate(current, KeyRole::Webhook, &new_key)?,
+    })
+}
+
 async fn link(ctx: &Ctx, c: &LinkCmd) -> Result<Output> {
     use flexbridge::fulfilment::ports::S3LabelFiles;
     let files = S3LabelFiles::new(&ctx.sdk, ctx.res.bucket()?)?;

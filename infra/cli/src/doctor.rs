@@ -14,7 +14,7 @@ use flexbridge::spapi::{
 };
 use flexbridge::store::locations::{Location, LocationStore};
 use flexbridge::store::settings::SettingsStore;
-use flexbridge::warehouse::keys::SigningKeys;
+use flexbridge::warehouse::keys::{KeyRole, SigningKeys};
 use flexbridge::warehouse::signing;
 use serde_json::{json, Value};
 
@@ -87,12 +87,12 @@ pub async fn run(ctx: &Ctx) -> Result<Report> {
         .filter(|l| l.orders_enabled || l.inventory_enabled || l.returns_enabled)
         .collect();
 
-    // The SP-API secret, then one cheap read per family with it.
+    // The stack secret, then one cheap read per family with its credentials.
     let secrets = SecretCache::from_sdk_config(&ctx.sdk);
     let secret_arn = ctx
         .res
         .secrets
-        .get("SpApiSecret")
+        .get(crate::resolve::SECRET)
         .cloned()
         .unwrap_or_default();
     let value: Option<Value> = secrets
@@ -100,7 +100,7 @@ pub async fn run(ctx: &Ctx) -> Result<Report> {
         .await
         .ok()
         .and_then(|s| serde_json::from_str(s.expose()).ok());
-    let secret_check = judge::secret_fields("SpApiSecret", value.as_ref());
+    let secret_check = judge::secret_fields(crate::resolve::SECRET, value.as_ref());
     let secret_ok = secret_check.verdict == judge::Verdict::Ok;
     report.push(secret_check);
     if secret_ok {
@@ -271,17 +271,24 @@ async fn webhook(ctx: &Ctx, secrets: &SecretCache, url: Option<&String>) -> Chec
             )
         }
     };
-    let Some(arn) = ctx.res.secrets.get("WebhookSecret") else {
-        return Check::fail("webhook", "the stack has no WebhookSecret", "check --stack");
+    let Some(arn) = ctx.res.secrets.get(crate::resolve::SECRET) else {
+        return Check::fail(
+            "webhook",
+            format!("the stack has no {}", crate::resolve::SECRET),
+            "check --stack",
+        );
     };
     // Every key a delivery is signed with now (both during a rotation), as the function does.
-    let keys = match SigningKeys::new(secrets.clone(), arn.clone()).keys().await {
+    let keys = match SigningKeys::new(secrets.clone(), arn.clone(), KeyRole::Webhook)
+        .keys()
+        .await
+    {
         Ok(k) => k,
         Err(e) => {
             return Check::fail(
                 "webhook",
-                format!("the webhook secret cannot be read: {e}"),
-                "fill WebhookSecret (docs/deploy.md, step 5)",
+                format!("the webhook key cannot be read: {e}"),
+                "check the secret's signing_key or webhook_key (docs/keys.md)",
             )
         }
     };
@@ -318,7 +325,7 @@ async fn webhook(ctx: &Ctx, secrets: &SecretCache, url: Option<&String>) -> Chec
         Ok(r) => Check::fail(
             "webhook",
             format!("{host} answered {} to a signed test event", r.status().as_u16()),
-            "check the receiver's logs and that it verifies with the WebhookSecret (docs/events.md)",
+            "check the receiver's logs and that it verifies with the webhook key, `flexbridge secret show-key webhook` (docs/events.md)",
         ),
         Err(e) => Check::fail(
             "webhook",

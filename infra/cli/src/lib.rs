@@ -21,10 +21,10 @@ pub use commands::Ctx;
 #[command(
     name = "flexbridge",
     version,
-    about = "Operate a flexbridge stack: status, settings, hubs, uploads, shipments, halted pushes, DLQs, fresh links, doctor",
+    about = "Operate a flexbridge stack: status, settings, hubs, uploads, shipments, halted pushes, DLQs, the secret, fresh links, doctor",
     after_help = "The stack is found by name (--stack or FLEXBRIDGE_STACK) with the standard AWS \
 credentials and region (AWS_PROFILE, AWS_REGION, ...; AWS_ENDPOINT_URL for a local moto). \
-Commands that ask Amazon (hubs add, reconcile) use the stack's SP-API secret, SPAPI_REGION \
+Commands that ask Amazon (hubs add, reconcile) use the SP-API credentials in the stack's secret, SPAPI_REGION \
 (default na) and, locally, SPAPI_ENDPOINT / LWA_ENDPOINT. See docs/runbook.md."
 )]
 pub struct Cli {
@@ -93,10 +93,73 @@ pub enum Command {
     /// locations, notifications, the webhook, the alarm e-mail, schedules, DLQs, the inventory
     /// push. Exits 1 when a check fails.
     Doctor,
+    /// The stack's secret: fill the SP-API credentials (keeping the keys), print or rotate the
+    /// warehouse or webhook HMAC key (docs/deploy.md, step 5; docs/keys.md).
+    #[command(subcommand)]
+    Secret(SecretCmd),
     /// A fresh presigned link (the ones in events live only as long as the credentials that
     /// signed them: an hour in Lambda).
     #[command(subcommand)]
     Link(LinkCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretCmd {
+    /// Put the SP-API credentials in FILE (a JSON object of any of client_id, client_secret,
+    /// refresh_token, seller_id, application_id) into the secret as a new version; every other
+    /// field, the signing key included, is kept. Prints the names of the fields it changed.
+    Set {
+        file: PathBuf,
+        /// Put it even though a key's rotation window is open (the new version ends it: the
+        /// key from before that rotation stops counting at once).
+        #[arg(long)]
+        end_window: bool,
+    },
+    /// Print a key (the current one): the warehouse key goes into your warehouse system, the
+    /// webhook key into your webhook receiver.
+    ShowKey {
+        #[arg(value_enum)]
+        key: KeyName,
+    },
+    /// Put a new random key for one side alone (the other key and the credentials are kept),
+    /// or `both`: a new signing key both are derived from. The old key counts for 24 hours
+    /// more (docs/keys.md).
+    Rotate {
+        #[arg(value_enum)]
+        key: RotateKey,
+        /// Take the new key (warehouse or webhook) from this file instead of a random one
+        /// (e.g. a key your systems already hold).
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+        /// Rotate even though a key's rotation window is open (ends it, see `set`).
+        #[arg(long)]
+        end_window: bool,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyName {
+    /// The key the warehouse signs its requests with.
+    Warehouse,
+    /// The key flexbridge signs webhook deliveries with.
+    Webhook,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateKey {
+    Warehouse,
+    Webhook,
+    /// Both keys at once (a new `signing_key`).
+    Both,
+}
+
+impl KeyName {
+    pub fn role(self) -> flexbridge::warehouse::keys::KeyRole {
+        match self {
+            KeyName::Warehouse => flexbridge::warehouse::keys::KeyRole::Warehouse,
+            KeyName::Webhook => flexbridge::warehouse::keys::KeyRole::Webhook,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]

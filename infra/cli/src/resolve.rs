@@ -33,11 +33,11 @@ pub const QUEUE_KEYS: [(&str, &str); 7] = [
     ("InventoryPushQueue", keys::INVENTORY_PUSH_QUEUE_URL),
 ];
 
-pub const SECRETS: [(&str, &str); 3] = [
-    ("SpApiSecret", keys::SPAPI_SECRET_ARN),
-    ("WarehouseSecret", keys::WAREHOUSE_SECRET_ARN),
-    ("WebhookSecret", keys::WEBHOOK_SECRET_ARN),
-];
+/// The stack's one secret (SP-API credentials and the HMAC keys' `signing_key`).
+pub const SECRET: &str = "FlexbridgeSecret";
+
+/// Secrets by logical ID, and the variable the template passes each one in.
+pub const SECRETS: [(&str, &str); 1] = [(SECRET, keys::FLEXBRIDGE_SECRET_ARN)];
 
 /// Variables taken over from the operator's environment (AWS and SP-API endpoints, the
 /// SP-API region and marketplace, which are stack parameters the stack does not list).

@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run -p notifications-setup -- \
 //!   --queue-arn  <NotificationsQueueArn output> \
-//!   --secret-arn <SpApiSecretArn output> --region na
+//!   --secret-arn <FlexbridgeSecretArn output> --region na
 //! ```
 //! The queue policy in template.yaml (`NotificationsQueuePolicy`) already lets Amazon's
 //! notifications account send to the queue. `--dry-run` prints the requests without sending.
@@ -22,7 +22,7 @@ struct Args {
     /// ARN of the stack's NotificationsQueue (stack output NotificationsQueueArn).
     #[arg(long)]
     queue_arn: String,
-    /// ARN of the SP-API secret (stack output SpApiSecretArn): `{client_id, client_secret, refresh_token}`.
+    /// ARN of the stack's secret (stack output FlexbridgeSecretArn): `{client_id, client_secret, refresh_token, …}`.
     #[arg(long)]
     secret_arn: String,
     /// SP-API region of the seller's marketplace: na, eu or fe.
@@ -49,7 +49,7 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     let env = Env::from_process()
-        .with(keys::SPAPI_SECRET_ARN, &args.secret_arn)
+        .with(keys::FLEXBRIDGE_SECRET_ARN, &args.secret_arn)
         .with(keys::SPAPI_REGION, &args.region);
     let sdk = flexbridge::aws::config(&env).await;
     let secrets = SecretCache::from_sdk_config(&sdk);

@@ -174,27 +174,46 @@ pub fn family_read(family: ApiFamily, result: Result<(), &SpApiError>) -> Check 
     }
 }
 
-/// The SP-API secret's fields, as the stack reads them.
+/// The stack secret's fields, as the stack reads them: the SP-API credentials, and the two
+/// HMAC keys (`warehouse::keys`: derived from `signing_key` unless named).
 pub fn secret_fields(name: &str, value: Option<&serde_json::Value>) -> Check {
     let check = format!("secret {name}");
     let Some(v) = value else {
         return Check::fail(
             check,
             "the secret has no value",
-            "put {\"client_id\", \"client_secret\", \"refresh_token\"} in it (docs/deploy.md, step 5)",
+            "put {\"client_id\", \"client_secret\", \"refresh_token\"} in it with `flexbridge secret set` (docs/deploy.md, step 5)",
         );
     };
+    let keyless: Vec<&str> = crate::warehouse::keys::KeyRole::ALL
+        .into_iter()
+        .filter(|r| r.key_in(&v.to_string().into()).is_err())
+        .map(|r| r.field())
+        .collect();
+    if !keyless.is_empty() {
+        return Check::fail(
+            check,
+            format!(
+                "no {} and no signing_key: requests and deliveries cannot be signed",
+                keyless.join(", ")
+            ),
+            "put a key back with `flexbridge secret rotate <warehouse|webhook>` (docs/keys.md)",
+        );
+    }
     let missing: Vec<&str> = ["client_id", "client_secret", "refresh_token"]
         .into_iter()
         .filter(|k| v[*k].as_str().is_none_or(|s| s.trim().is_empty()))
         .collect();
     if missing.is_empty() {
-        Check::ok(check, "client_id, client_secret and refresh_token are set")
+        Check::ok(
+            check,
+            "client_id, client_secret and refresh_token are set; both HMAC keys are there",
+        )
     } else {
         Check::fail(
             check,
             format!("empty or missing: {}", missing.join(", ")),
-            "fill them from the application's LWA credentials and the self-authorisation (docs/deploy.md, steps 3 and 5)",
+            "fill them from the application's LWA credentials and the self-authorisation with `flexbridge secret set` (docs/deploy.md, steps 3 and 5)",
         )
     }
 }
@@ -246,11 +265,28 @@ mod tests {
 
     #[test]
     fn the_secret_check_names_each_empty_field() {
-        let v = serde_json::json!({"client_id": "x", "client_secret": " ", "refresh_token": ""});
-        let c = secret_fields("SpApiSecret", Some(&v));
+        let v = serde_json::json!({"client_id": "x", "client_secret": " ", "refresh_token": "", "signing_key": "g"});
+        let c = secret_fields("FlexbridgeSecret", Some(&v));
         assert_eq!(c.verdict, Verdict::Fail);
         assert!(c.detail.contains("client_secret, refresh_token"), "{c:?}");
-        assert_eq!(secret_fields("SpApiSecret", None).verdict, Verdict::Fail);
+        assert_eq!(
+            secret_fields("FlexbridgeSecret", None).verdict,
+            Verdict::Fail
+        );
+
+        // Credentials filled but the generated key lost (a put that replaced the whole JSON).
+        let v = serde_json::json!({"client_id": "x", "client_secret": "s", "refresh_token": "r", "webhook_key": "k"});
+        let c = secret_fields("FlexbridgeSecret", Some(&v));
+        assert_eq!(c.verdict, Verdict::Fail);
+        assert!(
+            c.detail.contains("warehouse_key") && !c.detail.contains("webhook_key"),
+            "{c:?}"
+        );
+        let v = serde_json::json!({"client_id": "x", "client_secret": "s", "refresh_token": "r", "signing_key": "g"});
+        assert_eq!(
+            secret_fields("FlexbridgeSecret", Some(&v)).verdict,
+            Verdict::Ok
+        );
     }
 
     #[test]

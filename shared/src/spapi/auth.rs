@@ -41,7 +41,8 @@ impl fmt::Debug for LwaCredentials {
     }
 }
 
-/// The JSON stored in the `SpApiSecret` (Secrets Manager), one per seller connection.
+/// The SP-API part of the stack's one secret (`FlexbridgeSecret`, Secrets Manager). Its other
+/// fields (`signing_key`, `warehouse_key`, `webhook_key`) are `warehouse::keys`' and ignored here.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SpApiSecret {
     pub client_id: String,
@@ -66,7 +67,7 @@ impl SpApiSecret {
     }
 }
 
-/// Where the LWA credentials come from: given, or read from the `SpApiSecret` on first use
+/// Where the LWA credentials come from: given, or read from the stack secret on first use
 /// (never at init: a cold start makes no AWS call) and then from the [`SecretCache`], which
 /// re-reads after its TTL so a rotated secret is picked up.
 #[derive(Clone)]
@@ -419,10 +420,12 @@ mod tests {
         assert!(d.contains("amzn1.app"));
         assert!(!d.contains("s3cr3t") && !d.contains("r3fr3sh"), "{d}");
         let s: SpApiSecret = serde_json::from_str(
-            r#"{"client_id":"id","client_secret":"s3cr3t","refresh_token":"r3fr3sh","seller_id":"A1"}"#,
+            r#"{"client_id":"id","client_secret":"s3cr3t","refresh_token":"r3fr3sh","seller_id":"A1","signing_key":"k3y"}"#,
         )
         .unwrap();
         let d = format!("{s:?}");
         assert!(!d.contains("s3cr3t") && !d.contains("r3fr3sh"), "{d}");
+        // The stack secret's key fields sit beside the credentials and are not read here.
+        assert!(!d.contains("k3y"), "{d}");
     }
 }

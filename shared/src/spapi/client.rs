@@ -99,12 +99,12 @@ impl SpApiClient {
         })
     }
 
-    /// The client a Lambda uses: credentials from the `SPAPI_SECRET_ARN` secret
-    /// (`{client_id, client_secret, refresh_token, seller_id?}`), read on the first call that
+    /// The client a Lambda uses: credentials from the `FLEXBRIDGE_SECRET_ARN` secret
+    /// (`{client_id, client_secret, refresh_token, seller_id?, …}`), read on the first call that
     /// needs a token (no AWS call here, so a cold start makes none), region and endpoint
     /// overrides from `env`.
     pub async fn from_env(env: &Env, secrets: &SecretCache) -> Result<Self> {
-        let arn = env.require(keys::SPAPI_SECRET_ARN)?;
+        let arn = env.require(keys::FLEXBRIDGE_SECRET_ARN)?;
         let placeholder = LwaCredentials {
             client_id: String::new(),
             client_secret: "".into(),

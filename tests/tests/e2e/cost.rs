@@ -159,11 +159,21 @@ async fn a_small_day_bills_every_line_it_must() {
         "CloudWatch",
         "CloudWatch Logs",
         "Secrets Manager",
-        "KMS",
     ] {
         let (fixed, per_order) = by.get(service).copied().unwrap_or_default();
         assert!(fixed + per_order > 0.0, "{service} costs nothing:\n{text}");
     }
+    // The secrets and KMS cut (docs/keys.md, docs/runbook.md "What the alarms cost"): one secret
+    // at $0.40, and no key of the stack's own (the alarm topic is unencrypted by default).
+    let secrets = report
+        .bill
+        .lines
+        .iter()
+        .find(|l| l.service == "Secrets Manager" && l.item == "secrets")
+        .unwrap_or_else(|| panic!("no secrets line:\n{text}"));
+    assert!((secrets.usd - 0.40).abs() < 1e-9, "{text}");
+    let (kms_fixed, kms_per_order) = by.get("KMS").copied().unwrap_or_default();
+    assert_eq!(kms_fixed + kms_per_order, 0.0, "{text}");
     for item in [
         "requests, scheduled functions",
         "GB-seconds, event-driven functions",

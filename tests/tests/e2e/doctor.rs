@@ -13,7 +13,7 @@ use flexbridge::spapi::SpApiClient;
 use flexbridge::store::locations::{DynamoLocationStore, Location, LocationStore};
 use flexbridge_cli::{run_with, CliError};
 use flexbridge_e2e::{TestOptions, TestStack};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A webhook receiver answering whatever status `answer` holds.
 async fn receiver(answer: Arc<AtomicU16>) -> Result<String> {
@@ -114,7 +114,7 @@ async fn doctor_passes_on_a_stack_set_up_as_documented_and_names_each_broken_par
         .map_err(|e| anyhow!("doctor failed:\n{e}"))?;
     println!("--- doctor, healthy:\n{text}");
     for needle in [
-        "secret SpApiSecret",
+        "secret FlexbridgeSecret",
         "api External Fulfillment Shipments",
         "api External Fulfillment Returns",
         "notifications",
@@ -196,20 +196,36 @@ async fn doctor_passes_on_a_stack_set_up_as_documented_and_names_each_broken_par
         .await
         .map_err(|e| anyhow!("healthy again:\n{e}"))?;
 
-    // An empty SP-API secret: named, and nothing is tried with it.
-    t.secrets
-        .put_secret_value()
-        .secret_id(t.stack.secret_arn("SpApiSecret"))
-        .secret_string("{}")
-        .send()
-        .await?;
+    // Empty SP-API credentials (the keys still there): named, and nothing is tried with them.
+    let arn = t.stack.secret_arn("FlexbridgeSecret");
+    let put = |value: String| {
+        t.secrets
+            .put_secret_value()
+            .secret_id(arn)
+            .secret_string(value)
+            .send()
+    };
+    put(json!({"signing_key": t.seller.signing_key}).to_string()).await?;
     let text = doctor
         .failing(
-            "secret SpApiSecret",
+            "secret FlexbridgeSecret",
             &["client_id, client_secret, refresh_token", "steps 3 and 5"],
         )
         .await;
     assert!(text.contains("not tried"), "{text}");
+    // A whole-value put of the credentials alone (not `flexbridge secret set`) drops the key
+    // both HMAC keys come from: named with the fix, and the webhook check cannot sign.
+    put(json!({"client_id": "a", "client_secret": "b", "refresh_token": "c"}).to_string()).await?;
+    let text = doctor
+        .failing(
+            "secret FlexbridgeSecret",
+            &[
+                "warehouse_key, webhook_key and no signing_key",
+                "secret rotate",
+            ],
+        )
+        .await;
+    assert!(!text.contains(&t.seller.signing_key), "{text}");
     Ok(())
 }
 

@@ -445,10 +445,8 @@ fn key_names() -> BTreeSet<&'static str> {
         keys::OUTBOUND_QUEUE_URL,
         keys::BUCKET_NAME,
         keys::EVENT_BUS_NAME,
-        keys::SPAPI_SECRET_ARN,
-        keys::WAREHOUSE_SECRET_ARN,
+        keys::FLEXBRIDGE_SECRET_ARN,
         keys::WAREHOUSE_ACCEPT_V1_SIGNATURES,
-        keys::WEBHOOK_SECRET_ARN,
         keys::WEBHOOK_URL,
         keys::SPAPI_REGION,
         keys::MARKETPLACE_ID,
@@ -788,7 +786,7 @@ fn every_function_crate_is_one_of_ours_for_the_log_level() {
     );
 }
 
-/// Key rotation (docs/keys.md) reads each signing key's `AWSPREVIOUS` version with the same
+/// Key rotation (docs/keys.md) reads the stack secret's `AWSPREVIOUS` version with the same
 /// `secretsmanager:GetSecretValue`: AWS checks a `secretsmanager:VersionStage` condition, moto
 /// does not, so a grant narrowed to `AWSCURRENT` would pass every local test and break rotation.
 #[test]
@@ -796,8 +794,8 @@ fn the_signing_keys_are_readable_in_every_version_stage() {
     let cfn = cfn();
     let roles = resources_of(&cfn, "AWS::IAM::Role");
     for (role, secret) in [
-        ("WarehouseApiFunctionRole", "WarehouseSecret"),
-        ("OutboundWebhookFunctionRole", "WebhookSecret"),
+        ("WarehouseApiFunctionRole", "FlexbridgeSecret"),
+        ("OutboundWebhookFunctionRole", "FlexbridgeSecret"),
     ] {
         let statements: Vec<&Value> = roles[role]["Properties"]["Policies"]
             .as_array()
@@ -844,6 +842,9 @@ fn the_signing_keys_are_readable_in_every_version_stage() {
 /// What keeps an alarm's action from reaching anyone: CloudWatch publishes to an encrypted topic
 /// only when the topic's KMS key lets `cloudwatch.amazonaws.com` use it (Decrypt and
 /// GenerateDataKey*), and an AWS-managed key (`alias/aws/...`) never does. moto accepts either.
+/// A key chosen by a condition is checked in each branch: none (unencrypted), a key of this
+/// stack (its policy is checked), or the seller's own key from a parameter, whose policy the
+/// template cannot see: the parameter's description must then tell them what it needs.
 fn alarm_topic_problems(cfn: &Value) -> Vec<String> {
     let topics = resources_of(cfn, "AWS::SNS::Topic");
     let keys = resources_of(cfn, "AWS::KMS::Key");
@@ -861,52 +862,84 @@ fn alarm_topic_problems(cfn: &Value) -> Vec<String> {
                 continue;
             };
             let key = &topics[topic]["Properties"]["KmsMasterKeyId"];
-            if key.is_null() {
-                continue; // unencrypted: CloudWatch needs no key
-            }
-            let Some(key_id) = logical_of(key).filter(|k| keys.contains_key(k)) else {
-                problems.push(format!(
-                    "{alarm} -> {topic}: its key {key} is not a key of this stack whose policy \
-                     can allow CloudWatch (an alias/aws/... key cannot)"
-                ));
-                continue;
+            let branches = match key.get("Fn::If").and_then(Value::as_array) {
+                Some(b) if b.len() == 3 => vec![b[1].clone(), b[2].clone()],
+                _ => vec![key.clone()],
             };
-            let k = &keys[key_id]["Properties"];
-            let allows = k["KeyPolicy"]["Statement"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|st| {
-                    let list = |v: &Value| -> Vec<String> {
-                        match v {
-                            Value::Array(a) => a.iter().map(|x| x.to_string()).collect(),
-                            other => vec![other.to_string()],
-                        }
-                    };
-                    let services = list(&st["Principal"]["Service"]);
-                    let actions = list(&st["Action"]);
-                    st["Effect"] == "Allow"
-                        && services.contains(&"\"cloudwatch.amazonaws.com\"".to_string())
-                        && actions.contains(&"\"kms:Decrypt\"".to_string())
-                        && actions
-                            .iter()
-                            .any(|a| a.starts_with("\"kms:GenerateDataKey"))
-                        && st["Condition"]["StringEquals"]["aws:SourceAccount"]
-                            == json!({"Ref": "AWS::AccountId"})
-                });
-            if !allows {
-                problems.push(format!(
-                    "{alarm} -> {topic}: key {key_id}'s policy does not let cloudwatch.amazonaws.com \
-                     (of this account) Decrypt and GenerateDataKey*"
-                ));
-            }
-            if k["EnableKeyRotation"] != true {
-                problems.push(format!("{key_id}: EnableKeyRotation must be true"));
+            for key in &branches {
+                problems.extend(alarm_topic_key_problems(cfn, alarm, topic, key, &keys));
             }
         }
     }
     problems.sort();
     problems.dedup();
+    problems
+}
+
+/// One key a topic may use (see [`alarm_topic_problems`]).
+fn alarm_topic_key_problems(
+    cfn: &Value,
+    alarm: &str,
+    topic: &str,
+    key: &Value,
+    keys: &BTreeMap<&str, &Value>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if key.is_null() || *key == json!({"Ref": "AWS::NoValue"}) {
+        return problems; // unencrypted: CloudWatch needs no key
+    }
+    if let Some(param) = logical_of(key).and_then(|p| cfn["Parameters"].get(p)) {
+        let told = param["Description"].as_str().unwrap_or_default();
+        if !(told.contains("cloudwatch.amazonaws.com")
+            && told.contains("kms:Decrypt")
+            && told.contains("kms:GenerateDataKey*"))
+        {
+            problems.push(format!(
+                "{alarm} -> {topic}: the seller's key parameter {key} does not say its \
+                 policy must let cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey*"
+            ));
+        }
+        return problems;
+    }
+    let Some(key_id) = logical_of(key).filter(|k| keys.contains_key(k)) else {
+        problems.push(format!(
+            "{alarm} -> {topic}: its key {key} is not a key of this stack whose policy \
+             can allow CloudWatch (an alias/aws/... key cannot)"
+        ));
+        return problems;
+    };
+    let k = &keys[key_id]["Properties"];
+    let allows = k["KeyPolicy"]["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|st| {
+            let list = |v: &Value| -> Vec<String> {
+                match v {
+                    Value::Array(a) => a.iter().map(|x| x.to_string()).collect(),
+                    other => vec![other.to_string()],
+                }
+            };
+            let services = list(&st["Principal"]["Service"]);
+            let actions = list(&st["Action"]);
+            st["Effect"] == "Allow"
+                && services.contains(&"\"cloudwatch.amazonaws.com\"".to_string())
+                && actions.contains(&"\"kms:Decrypt\"".to_string())
+                && actions
+                    .iter()
+                    .any(|a| a.starts_with("\"kms:GenerateDataKey"))
+                && st["Condition"]["StringEquals"]["aws:SourceAccount"]
+                    == json!({"Ref": "AWS::AccountId"})
+        });
+    if !allows {
+        problems.push(format!(
+            "{alarm} -> {topic}: key {key_id}'s policy does not let cloudwatch.amazonaws.com \
+             (of this account) Decrypt and GenerateDataKey*"
+        ));
+    }
+    if k["EnableKeyRotation"] != true {
+        problems.push(format!("{key_id}: EnableKeyRotation must be true"));
+    }
     problems
 }
 
@@ -919,19 +952,93 @@ fn every_alarm_action_reaches_a_topic_whose_key_lets_cloudwatch_publish() {
         resources_of(&cfn, "AWS::CloudWatch::Alarm").len() > 20,
         "the alarms were not found"
     );
-    // The check fails the AWS-managed key (what the template had), and a key without the grant.
+    // The template: no key by default, the seller's own key when AlarmTopicKmsKeyArn is set
+    // (docs/runbook.md, "What the alarms cost"); no key of ours is billed.
+    assert_eq!(
+        cfn["Resources"]["AlarmTopic"]["Properties"]["KmsMasterKeyId"],
+        json!({"Fn::If": ["HasAlarmTopicKey", {"Ref": "AlarmTopicKmsKeyArn"}, {"Ref": "AWS::NoValue"}]})
+    );
+    assert!(
+        resources_of(&cfn, "AWS::KMS::Key").is_empty(),
+        "a KMS key is $1/month"
+    );
+    // The check fails a seller's key parameter that does not say what its policy needs.
+    let mut untold = cfn.clone();
+    untold["Parameters"]["AlarmTopicKmsKeyArn"]["Description"] = json!("a key");
+    assert!(!alarm_topic_problems(&untold).is_empty());
+    // And, were the key ours again, it still checks its policy: the AWS-managed key fails, a
+    // key of the stack letting CloudWatch in passes, the same key without the grant fails.
     let mut managed = cfn.clone();
     managed["Resources"]["AlarmTopic"]["Properties"]["KmsMasterKeyId"] = json!("alias/aws/sns");
     assert!(!alarm_topic_problems(&managed).is_empty());
-    let mut ungranted = cfn.clone();
-    let key = logical_of(&cfn["Resources"]["AlarmTopic"]["Properties"]["KmsMasterKeyId"])
-        .unwrap()
-        .to_string();
-    ungranted["Resources"][&key]["Properties"]["KeyPolicy"]["Statement"]
+    let mut ours = cfn.clone();
+    ours["Resources"]["AlarmTopicKey"] = json!({
+        "Type": "AWS::KMS::Key",
+        "Properties": {
+            "EnableKeyRotation": true,
+            "KeyPolicy": {"Version": "2012-10-17", "Statement": [
+                {"Sid": "AccountAdministers", "Effect": "Allow",
+                 "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
+                 "Action": "kms:*", "Resource": "*"},
+                {"Sid": "CloudWatchAlarmsPublish", "Effect": "Allow",
+                 "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                 "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*",
+                 "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}}
+            ]}
+        }
+    });
+    ours["Resources"]["AlarmTopic"]["Properties"]["KmsMasterKeyId"] =
+        json!({"Ref": "AlarmTopicKey"});
+    assert_eq!(alarm_topic_problems(&ours), Vec::<String>::new());
+    let mut ungranted = ours.clone();
+    ungranted["Resources"]["AlarmTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
         .as_array_mut()
         .unwrap()
         .retain(|st| st["Principal"]["Service"].is_null());
     assert!(!alarm_topic_problems(&ungranted).is_empty());
+}
+
+/// One secret, not three ($0.40 a month each; docs/keys.md): the SP-API credentials the seller
+/// fills in and the `signing_key` both HMAC keys are derived from, generated at deploy into the
+/// credentials' JSON. AWS's rules for that, which moto does not check (the local stack builds
+/// the value itself, infra/local/provision.py): `SecretString` or `GenerateSecretString`, not
+/// both; `SecretStringTemplate` (a JSON object) together with `GenerateStringKey`.
+#[test]
+fn one_secret_holds_the_credentials_and_generates_the_signing_key() {
+    let cfn = cfn();
+    let secrets = resources_of(&cfn, "AWS::SecretsManager::Secret");
+    assert_eq!(
+        secrets.keys().copied().collect::<Vec<_>>(),
+        ["FlexbridgeSecret"],
+        "every secret is $0.40 a month"
+    );
+    let p = &secrets["FlexbridgeSecret"]["Properties"];
+    assert!(
+        p["SecretString"].is_null(),
+        "SecretString and GenerateSecretString exclude each other"
+    );
+    let gen = &p["GenerateSecretString"];
+    assert_eq!(
+        gen["GenerateStringKey"],
+        flexbridge::warehouse::keys::SIGNING_KEY_FIELD
+    );
+    let template: Value = serde_json::from_str(gen["SecretStringTemplate"].as_str().unwrap())
+        .expect("SecretStringTemplate is JSON");
+    for field in ["client_id", "client_secret", "refresh_token"] {
+        assert_eq!(
+            template[field], "",
+            "{field} is there for the seller to fill"
+        );
+    }
+    assert!(template.get("signing_key").is_none());
+    // Long, and no punctuation to escape in JSON or a shell.
+    assert!(gen["PasswordLength"].as_u64().unwrap() >= 32);
+    assert_eq!(gen["ExcludePunctuation"], true);
+    // Every function that reads it gets the one variable; the seller gets the one output.
+    assert_eq!(
+        cfn["Outputs"]["FlexbridgeSecretArn"]["Value"],
+        json!({"Ref": "FlexbridgeSecret"})
+    );
 }
 
 /// The warehouse API's public Function URL (AuthType NONE; requests are signed at the

@@ -1273,6 +1273,7 @@ async fn one_correlation_id_follows_a_shipment_from_poll_to_label_and_logs_hold_
         w.t.seller.refresh_token.clone(),
         w.t.seller.warehouse_key.clone(),
         w.t.seller.webhook_key.clone(),
+        w.t.seller.signing_key.clone(),
     ];
     for field in ["name", "addressLine1", "postalCode", "phoneNumber", "email"] {
         let v = address[field]

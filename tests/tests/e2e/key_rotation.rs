@@ -1,10 +1,11 @@
-//! Both HMAC keys rotated mid-traffic on a stack in moto (`put-secret-value`, which moves the old
-//! value to `AWSPREVIOUS`): the warehouse keeps signing with the old key for a while, then with
+//! Both HMAC keys rotated mid-traffic on a stack in moto (`flexbridge secret rotate both`: a
+//! new version of the stack secret with a new `signing_key`, and `put-secret-value` moves the old
+//! version to `AWSPREVIOUS`): the warehouse keeps signing with the old key for a while, then with
 //! the new one (and some requests still with the old one), and the webhook receiver switches
 //! from the old key to the new one while events are in flight. No request is refused, every
 //! event is delivered once verified, nothing reaches the DLQ (docs/keys.md).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,8 +20,6 @@ use serde_json::Value;
 
 const API: &str = "WarehouseApiFunction";
 const WEBHOOK_FN: &str = "OutboundWebhookFunction";
-const NEW_WAREHOUSE_KEY: &str = "rotated-warehouse-hmac-key-fedcba9876543210";
-const NEW_WEBHOOK_KEY: &str = "rotated-webhook-hmac-key-fedcba9876543210";
 
 /// A webhook receiver that knows one key at a time, as a seller's would.
 #[derive(Clone, Default)]
@@ -82,14 +81,19 @@ async fn send(base: &str, key: &str, n: usize) -> Result<(u16, Value)> {
     Ok((status, resp.json().await.unwrap_or(Value::Null)))
 }
 
-async fn rotate(t: &TestStack, logical: &str, value: &str) -> Result<()> {
-    t.secrets
-        .put_secret_value()
-        .secret_id(&t.stack.secrets[logical])
-        .secret_string(value)
-        .send()
-        .await?;
-    Ok(())
+/// The operator CLI on this stack, as the seller runs it.
+async fn cli(t: &TestStack, args: &[&str]) -> Result<String, flexbridge_cli::CliError> {
+    let mut all = vec!["flexbridge", "--stack", t.stack.name.as_str()];
+    all.extend_from_slice(args);
+    let vars = HashMap::from([("AWS_ENDPOINT_URL".to_string(), t.endpoint().to_string())]);
+    flexbridge_cli::run_with(all, vars).await
+}
+
+/// The current key of one side (`flexbridge secret show-key`).
+async fn show_key(t: &TestStack, which: &str) -> Result<String> {
+    let out = cli(t, &["secret", "show-key", which, "--json"]).await?;
+    let v: Value = serde_json::from_str(&out)?;
+    Ok(v["value"].as_str().unwrap_or_default().to_string())
 }
 
 #[tokio::test]
@@ -116,6 +120,8 @@ async fn both_keys_rotate_mid_traffic_with_no_request_refused_and_no_event_undel
     // The seed's put-secret-value already made the template's random key AWSPREVIOUS, so
     // deliveries carry two signatures from the start; neither is the new key yet.
     let old_warehouse_key = t.seller.warehouse_key.clone();
+    assert_eq!(show_key(&t, "warehouse").await?, old_warehouse_key);
+    assert_eq!(show_key(&t, "webhook").await?, t.seller.webhook_key);
     *receiver.key.lock().unwrap() = t.seller.webhook_key.clone();
     let runner = t
         .runner(RunnerOptions {
@@ -134,23 +140,38 @@ async fn both_keys_rotate_mid_traffic_with_no_request_refused_and_no_event_undel
     let mut accepted = BTreeSet::new();
     let mut refused = Vec::new();
     let mut signed_with = BTreeMap::<&str, usize>::new();
+    let (mut new_warehouse_key, mut new_webhook_key) = (String::new(), String::new());
     for n in 0..REQUESTS {
         if n == 8 {
+            // The seed's version is less than a day old and its keys differ from the generated
+            // one before it: a new version would end that window, so the CLI asks first.
+            let refused = cli(&t, &["secret", "rotate", "both"]).await;
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|e| e.to_string().contains("--end-window")),
+                "{refused:?}"
+            );
             // The seller rotates both keys: the API's and the webhook function's caches still
             // hold the old ones.
-            rotate(&t, "WarehouseSecret", NEW_WAREHOUSE_KEY).await?;
-            rotate(&t, "WebhookSecret", NEW_WEBHOOK_KEY).await?;
+            cli(&t, &["secret", "rotate", "both", "--end-window"]).await?;
+            new_warehouse_key = show_key(&t, "warehouse").await?;
+            new_webhook_key = show_key(&t, "webhook").await?;
+            assert!(
+                new_warehouse_key != old_warehouse_key && new_webhook_key != t.seller.webhook_key
+            );
+            assert_ne!(new_warehouse_key, new_webhook_key);
         }
         if n == 14 {
             // The receiver switches to the new key while events are still on their way.
-            *receiver.key.lock().unwrap() = NEW_WEBHOOK_KEY.to_string();
+            *receiver.key.lock().unwrap() = new_webhook_key.clone();
         }
         // Before 14 the warehouse has only the old key; from 14 it signs with the new one,
         // except a straggler every third request (a second warehouse process not yet updated).
         let key = if n < 14 || n % 3 == 0 {
             ("old", old_warehouse_key.as_str())
         } else {
-            ("new", NEW_WAREHOUSE_KEY)
+            ("new", new_warehouse_key.as_str())
         };
         *signed_with.entry(key.0).or_default() += 1;
         let (status, body) = send(&base, key.1, n).await?;
@@ -183,7 +204,7 @@ async fn both_keys_rotate_mid_traffic_with_no_request_refused_and_no_event_undel
     )
     .await?;
     let verified = receiver.verified.lock().unwrap().clone();
-    let with_new = verified.values().filter(|k| *k == NEW_WEBHOOK_KEY).count();
+    let with_new = verified.values().filter(|k| **k == new_webhook_key).count();
     assert!(
         with_new > 0,
         "some events verified at the receiver holding only the new key"

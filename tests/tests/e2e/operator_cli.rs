@@ -79,6 +79,7 @@ async fn every_cli_command_against_the_local_stack() -> Result<()> {
         vec!["inventory", "--help"],
         vec!["dlq", "redrive", "--help"],
         vec!["reconcile", "--help"],
+        vec!["secret", "rotate", "--help"],
     ] {
         match cli.run(&cmd).await {
             Err(CliError::Usage(e)) => {
@@ -450,5 +451,96 @@ async fn every_cli_command_against_the_local_stack() -> Result<()> {
         .filter_map(|l| l["locationId"].as_str())
         .collect();
     assert_eq!(locs, [EAST, "SIMLOC-WEST-1"], "{r}");
+
+    // The secret last: it puts a new version. On a thread of its own: polled from inside this
+    // test's future (large in a debug build), the CLI's SDK calls overflow the thread's stack,
+    // and the CLI's futures are not Send (a task of its own is no way out).
+    let check = SecretCheck {
+        cli: Cli {
+            stack: cli.stack.clone(),
+            vars: cli.vars.clone(),
+        },
+        endpoint: t.endpoint().to_string(),
+        arn: t.stack.secret_arn("FlexbridgeSecret").to_string(),
+        seller: t.seller.clone(),
+    };
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(the_secret(check))
+    })
+    .join()
+    .map_err(|_| anyhow!("the secret check panicked"))?
+}
+
+/// What [`the_secret`] needs of the test's stack, owned (it runs on a thread of its own).
+struct SecretCheck {
+    cli: Cli,
+    endpoint: String,
+    arn: String,
+    seller: flexbridge_local::seed::Seller,
+}
+
+/// `flexbridge secret`: filling credentials keeps both keys; key fields and typos are refused;
+/// values are never printed.
+async fn the_secret(t: SecretCheck) -> Result<()> {
+    let cli = &t.cli;
+    assert_eq!(
+        cli.ok(&["secret", "show-key", "warehouse"])
+            .await?
+            .lines()
+            .next(),
+        Some(t.seller.warehouse_key.as_str())
+    );
+    let dir = std::env::temp_dir().join(format!("{}-secret", cli.stack));
+    std::fs::create_dir_all(&dir)?;
+    let file = |name: &str, v: Value| -> Result<String> {
+        let p = dir.join(name);
+        std::fs::write(&p, v.to_string())?;
+        Ok(p.to_string_lossy().into_owned())
+    };
+    let same = file("same.json", json!({"client_id": t.seller.client_id}))?;
+    assert_eq!(
+        cli.ok(&["secret", "set", &same]).await?,
+        "nothing changed: the secret already holds these values\n"
+    );
+    let key = file("key.json", json!({"signing_key": "mine"}))?;
+    let err = cli.refused(&["secret", "set", &key]).await;
+    assert!(err.contains("not a credential field"), "{err}");
+    let new = file(
+        "new.json",
+        json!({"client_secret": "rotated-client-secret", "seller_id": "A1OTHER"}),
+    )?;
+    // The seed's version replaced the generated keys less than a day ago: that window is open.
+    let err = cli.refused(&["secret", "set", &new]).await;
+    assert!(err.contains("--end-window"), "{err}");
+    let out = cli.ok(&["secret", "set", &new, "--end-window"]).await?;
+    assert!(out.contains("client_secret, seller_id"), "{out}");
+    assert!(!out.contains("rotated-client-secret"), "{out}");
+    let sdk = flexbridge::aws::load_with_endpoint(&t.endpoint).await;
+    let stored: Value = serde_json::from_str(
+        flexbridge::aws::secrets_client(&sdk)
+            .get_secret_value()
+            .secret_id(&t.arn)
+            .send()
+            .await?
+            .secret_string()
+            .unwrap_or_default(),
+    )?;
+    assert_eq!(stored["seller_id"], "A1OTHER");
+    assert_eq!(stored["signing_key"], t.seller.signing_key.as_str());
+    for (which, key) in [
+        ("warehouse", &t.seller.warehouse_key),
+        ("webhook", &t.seller.webhook_key),
+    ] {
+        let shown = cli.json(&["secret", "show-key", which]).await?;
+        assert_eq!(
+            shown["value"],
+            key.as_str(),
+            "{which}: the keys did not change"
+        );
+    }
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

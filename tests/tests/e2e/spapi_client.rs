@@ -115,7 +115,7 @@ async fn seller_flex_shipment_goes_from_accepted_to_shipped() {
     // The Lambda path: credentials from the secret, endpoints from the environment.
     let env = flexbridge::Env::default()
         .with(
-            "SPAPI_SECRET_ARN",
+            "FLEXBRIDGE_SECRET_ARN",
             "arn:aws:secretsmanager:eu-west-1:000000000000:secret:spapi",
         )
         .with("SPAPI_REGION", "EU")
@@ -235,7 +235,7 @@ async fn seller_flex_shipment_goes_from_accepted_to_shipped() {
 
 #[tokio::test]
 async fn from_env_reads_the_seller_secret_from_secrets_manager() {
-    // The template's SpApiSecret in moto, seeded as the local run does; the function's Env
+    // The template's FlexbridgeSecret in moto, seeded as the local run does; the function's Env
     // comes from the template, so this is exactly what a Lambda sees.
     let stack = flexbridge_e2e::TestStack::start("spapi_client_from_env")
         .await
@@ -265,7 +265,7 @@ async fn from_env_reads_the_seller_secret_from_secrets_manager() {
     // wrong ARN then fails that call with an error naming the ARN, retryable because it is the
     // environment's fault (no message is charged with it), never a panic.
     let env = env.with(
-        "SPAPI_SECRET_ARN",
+        "FLEXBRIDGE_SECRET_ARN",
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope",
     );
     let c = SpApiClient::from_env(&env, &secrets).await.unwrap();

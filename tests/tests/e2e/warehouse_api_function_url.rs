@@ -34,9 +34,9 @@ fn app() -> axum::Router {
         AppState {
             secrets: SecretCache::from_static(HashMap::from([(
                 ARN.to_string(),
-                SECRET.to_string(),
+                json!({ "warehouse_key": SECRET }).to_string(),
             )])),
-            warehouse_secret_arn: ARN.into(),
+            secret_arn: ARN.into(),
             idempotency: Idempotency::new(
                 Arc::new(MemoryIdempotencyStore::new()),
                 Duration::from_secs(60),

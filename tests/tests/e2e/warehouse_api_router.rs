@@ -43,8 +43,11 @@ fn fixture_with(accept_v1_signatures: bool) -> Fixture {
     let events = Arc::new(MemoryEventSink::new());
     let on_hand = Arc::new(MemoryOnHandStore::new());
     let state = AppState {
-        secrets: SecretCache::from_static(HashMap::from([(ARN.to_string(), SECRET.to_string())])),
-        warehouse_secret_arn: ARN.into(),
+        secrets: SecretCache::from_static(HashMap::from([(
+            ARN.to_string(),
+            json!({"warehouse_key": SECRET}).to_string(),
+        )])),
+        secret_arn: ARN.into(),
         idempotency: Idempotency::new(idem.clone(), Duration::from_secs(3600)),
         events: events.clone(),
         on_hand: on_hand.clone(),
@@ -978,8 +981,11 @@ async fn refused_requests_are_cheap_they_call_no_store() {
     let on_hand = Arc::new(CountingOnHand(MemoryOnHandStore::new(), calls.clone()));
     let events = Arc::new(MemoryEventSink::new());
     let state = AppState {
-        secrets: SecretCache::from_static(HashMap::from([(ARN.to_string(), SECRET.to_string())])),
-        warehouse_secret_arn: ARN.into(),
+        secrets: SecretCache::from_static(HashMap::from([(
+            ARN.to_string(),
+            json!({"warehouse_key": SECRET}).to_string(),
+        )])),
+        secret_arn: ARN.into(),
         idempotency: Idempotency::new(
             Arc::new(CountingIdempotency(
                 MemoryIdempotencyStore::new(),

@@ -47,7 +47,10 @@ fn function(url: &str) -> OutboundWebhook {
     OutboundWebhook::new(
         Some(Webhook {
             url: url.parse().unwrap(),
-            secrets: SecretCache::from_static(HashMap::from([(ARN.into(), SECRET.into())])),
+            secrets: SecretCache::from_static(HashMap::from([(
+                ARN.into(),
+                json!({"webhook_key": SECRET}).to_string(),
+            )])),
             secret_arn: ARN.into(),
         }),
         SqsConsumer::in_memory("webhook").0,
@@ -204,7 +207,10 @@ async fn a_refused_event_and_garbage_are_parked_with_the_reason_a_wrong_key_neve
     let (r, url) = start_receiver(422).await;
     let webhook = || Webhook {
         url: url.parse().unwrap(),
-        secrets: SecretCache::from_static(HashMap::from([(ARN.into(), SECRET.into())])),
+        secrets: SecretCache::from_static(HashMap::from([(
+            ARN.into(),
+            json!({"webhook_key": SECRET}).to_string(),
+        )])),
         secret_arn: ARN.into(),
     };
     let (consumer, dlq, metrics) = SqsConsumer::in_memory("webhook");
@@ -287,7 +293,10 @@ async fn a_rotated_key_is_reread_on_401_and_both_signatures_sent_at_once() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let secrets = SecretCache::from_static(HashMap::from([(ARN.into(), "old".into())]));
+    let secrets = SecretCache::from_static(HashMap::from([(
+        ARN.into(),
+        json!({"webhook_key": "old"}).to_string(),
+    )]));
     let f = OutboundWebhook::new(
         Some(Webhook {
             url: url.parse().unwrap(),
@@ -307,7 +316,11 @@ async fn a_rotated_key_is_reread_on_401_and_both_signatures_sent_at_once() {
 
     // Rotated (our cache still holds only "old"), and the receiver switches at once: the first
     // attempt is refused, the key is re-read, and the same delivery is sent again with both.
-    secrets.put_static(ARN, "new", chrono::Utc::now());
+    secrets.put_static(
+        ARN,
+        &json!({"webhook_key": "new"}).to_string(),
+        chrono::Utc::now(),
+    );
     *r.key.lock().unwrap() = "new".into();
     assert_eq!(deliver().await, Delivery::Delivered { status: 200 });
     assert_eq!(r.got.lock().unwrap()[1..], [(1, false), (2, true)]);

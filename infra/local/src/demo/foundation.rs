@@ -260,7 +260,7 @@ impl Scenario for Foundation {
         ));
         if deliveries.len() > signed {
             s.errors.push(format!(
-                "{} webhook deliveries had a bad signature (check the WebhookSecret)",
+                "{} webhook deliveries had a bad signature (check the webhook key, `flexbridge secret show-key webhook`)",
                 deliveries.len() - signed
             ));
         }
