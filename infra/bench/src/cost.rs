@@ -58,7 +58,7 @@ use flexbridge::orders::poller::PollSettings;
 use flexbridge::shipment::Stage;
 use flexbridge::store::catalog::{CatalogItem, CatalogStore, DynamoCatalogStore};
 use flexbridge_local::aws_faults::{AwsFaultProxy, AwsFaults, Service};
-use flexbridge_local::aws_usage::{Indexes, Usage};
+use flexbridge_local::aws_usage::{Index, Indexes, Projection, TableIndexes, Usage};
 use flexbridge_local::demo::foundation::WebhookReceiver;
 use flexbridge_local::runner::FunctionStats;
 use flexbridge_local::seed::Seller;
@@ -338,24 +338,44 @@ pub async fn run(opts: Options) -> Result<Report> {
 
     // Each function reaches moto through its own counting proxy (no faults).
     let ddb = flexbridge::aws::dynamodb_client(&sdk);
+    // The tables' keys and indexes as moto made them from template.yaml (projections included),
+    // so that each write is also counted on the indexes it changes.
     let mut indexes = Indexes::new();
     for table in stack.tables.values() {
         let d = ddb.describe_table().table_name(table).send().await?;
-        let gsis = d
-            .table
-            .and_then(|t| t.global_secondary_indexes)
-            .unwrap_or_default();
+        let Some(t) = d.table else { continue };
+        let names = |ks: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
+            let mut ks = ks.to_vec();
+            // HASH before RANGE.
+            ks.sort_by_key(|k| k.key_type() != &aws_sdk_dynamodb::types::KeyType::Hash);
+            ks.iter()
+                .map(|k| k.attribute_name().to_string())
+                .collect::<Vec<_>>()
+        };
+        let gsis = t
+            .global_secondary_indexes()
+            .iter()
+            .filter_map(|g| {
+                use aws_sdk_dynamodb::types::ProjectionType;
+                let p = g.projection()?;
+                let projection = match p.projection_type()? {
+                    ProjectionType::All => Projection::All,
+                    ProjectionType::KeysOnly => Projection::KeysOnly,
+                    _ => Projection::Include(p.non_key_attributes().to_vec()),
+                };
+                Some(Index {
+                    name: g.index_name()?.to_string(),
+                    keys: names(g.key_schema()),
+                    projection,
+                })
+            })
+            .collect();
         indexes.insert(
             table.clone(),
-            gsis.iter()
-                .filter_map(|g| {
-                    let pk = g
-                        .key_schema()
-                        .iter()
-                        .find(|k| k.key_type() == &aws_sdk_dynamodb::types::KeyType::Hash)?;
-                    Some((g.index_name()?.to_string(), pk.attribute_name().to_string()))
-                })
-                .collect(),
+            TableIndexes {
+                table_keys: names(t.key_schema()),
+                indexes: gsis,
+            },
         );
     }
     let mut proxies: BTreeMap<String, AwsFaultProxy> = BTreeMap::new();

@@ -9,8 +9,15 @@
 //! `DeleteItem` without `ReturnValues` is sent on with `ALL_NEW`/`ALL_OLD` to see the item, and
 //! the SDK ignores the extra `Attributes`), a read is 1 RRU per 4 KB of the items read
 //! (summed over a Query or Scan page, per item for a batch), half that eventually consistent,
-//! transactions twice; a write also writes every GSI whose partition key the item has (an
-//! upper bound: AWS skips an index whose keys and projected attributes did not change).
+//! transactions twice. A write also writes each GSI as AWS documents it ("Provisioned throughput
+//! considerations for global secondary indexes"), by the index's projection: nothing when the
+//! item is in the index neither before nor after, a put or a delete when it enters or leaves it,
+//! a delete plus a put when an index key changes, one write when only projected attributes
+//! change, each of the size of the projected entry (table and index keys plus what `ALL` or
+//! `INCLUDE` project), at least 1 WRU. A `PutItem` without `ReturnValues` is sent on with
+//! `ALL_OLD` to see the item before; where the item before is unknown (`UpdateItem`,
+//! transactions, batches) an update that names an index key counts as delete plus put (an upper
+//! bound).
 
 use std::collections::BTreeMap;
 
@@ -46,8 +53,139 @@ pub struct Tally {
 /// Every tally so far.
 pub type Usage = BTreeMap<UsageKey, Tally>;
 
-/// Global secondary indexes by table name: (index name, its partition key attribute).
-pub type Indexes = BTreeMap<String, Vec<(String, String)>>;
+/// What a GSI copies from the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Projection {
+    All,
+    KeysOnly,
+    /// These non-key attributes besides the keys.
+    Include(Vec<String>),
+}
+
+/// One global secondary index, as the table describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    pub name: String,
+    /// Its key attributes: partition key first, then the sort key if any.
+    pub keys: Vec<String>,
+    pub projection: Projection,
+}
+
+/// A table's key attributes and its global secondary indexes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableIndexes {
+    pub table_keys: Vec<String>,
+    pub indexes: Vec<Index>,
+}
+
+/// Global secondary indexes by table name.
+pub type Indexes = BTreeMap<String, TableIndexes>;
+
+impl Index {
+    /// The entry `item` has in this index: `None` when the item lacks the index's partition key
+    /// (a sparse index leaves it out).
+    fn entry(&self, table_keys: &[String], item: &Value) -> Option<serde_json::Map<String, Value>> {
+        let attrs = item.as_object()?;
+        attrs.get(self.keys.first()?)?;
+        let keep = |name: &str| {
+            table_keys.iter().any(|k| k == name)
+                || self.keys.iter().any(|k| k == name)
+                || match &self.projection {
+                    Projection::All => true,
+                    Projection::KeysOnly => false,
+                    Projection::Include(names) => names.iter().any(|n| n == name),
+                }
+        };
+        Some(
+            attrs
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
+    fn key_of(&self, entry: &serde_json::Map<String, Value>) -> Vec<Option<Value>> {
+        self.keys.iter().map(|k| entry.get(k).cloned()).collect()
+    }
+
+    /// Write units on this index of a write that turns `before` into `after` (`Value::Null`:
+    /// no item).
+    pub fn write_units(&self, table_keys: &[String], before: &Value, after: &Value) -> f64 {
+        let size =
+            |e: &serde_json::Map<String, Value>| write_units(item_size(&Value::Object(e.clone())));
+        match (
+            self.entry(table_keys, before),
+            self.entry(table_keys, after),
+        ) {
+            (None, None) => 0.0,
+            (Some(old), None) => size(&old),
+            (None, Some(new)) => size(&new),
+            (Some(old), Some(new)) if self.key_of(&old) != self.key_of(&new) => {
+                size(&old) + size(&new)
+            }
+            (Some(old), Some(new)) if old == new => 0.0,
+            (Some(_), Some(new)) => size(&new),
+        }
+    }
+
+    /// Write units of an update whose item before is unknown: `after` its item after (`None`:
+    /// unknown too, as in a transaction), `named` the attributes its expressions name.
+    fn update_units(&self, table_keys: &[String], after: Option<&Value>, named: &[String]) -> f64 {
+        let touches_key = self.keys.iter().any(|k| named.contains(k));
+        let touches_projected = match &self.projection {
+            Projection::All => true,
+            Projection::KeysOnly => false,
+            Projection::Include(names) => names.iter().any(|n| named.contains(n)),
+        };
+        let Some(after) = after else {
+            // Neither side known: a key named is a delete plus a put at worst.
+            return if touches_key {
+                2.0
+            } else if touches_projected {
+                1.0
+            } else {
+                0.0
+            };
+        };
+        match self.entry(table_keys, after) {
+            // Left the index (a REMOVE of its key), or never in it.
+            None if touches_key => 1.0,
+            None => 0.0,
+            Some(new) => {
+                let units = write_units(item_size(&Value::Object(new)));
+                if touches_key {
+                    2.0 * units
+                } else if touches_projected {
+                    units
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// The attribute names an update's expressions name (`#x` resolved through
+/// `ExpressionAttributeNames`).
+fn named_attributes(req: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for field in ["UpdateExpression", "ConditionExpression"] {
+        let Some(expr) = req[field].as_str() else {
+            continue;
+        };
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '#')) {
+            if let Some(alias) = word.strip_prefix('#') {
+                if let Some(n) = req["ExpressionAttributeNames"][format!("#{alias}")].as_str() {
+                    out.push(n.to_string());
+                }
+            } else if !word.is_empty() {
+                out.push(word.to_string());
+            }
+        }
+    }
+    out
+}
 
 const KB: f64 = 1024.0;
 
@@ -98,15 +236,15 @@ fn read_units(bytes: u64, consistent: bool) -> f64 {
     }
 }
 
-/// The request as it is sent on: `UpdateItem`/`DeleteItem` without `ReturnValues` ask for the
-/// item after/before, so its size is known. `None`: sent unchanged.
+/// The request as it is sent on: `UpdateItem` without `ReturnValues` asks for the item after,
+/// `PutItem`/`DeleteItem` for the item before, so sizes and index changes are known. `None`: sent unchanged.
 pub fn rewrite_request(service: Service, operation: &str, body: &[u8]) -> Option<Vec<u8>> {
     if service != Service::DynamoDb {
         return None;
     }
     let want = match operation {
         "UpdateItem" => "ALL_NEW",
-        "DeleteItem" => "ALL_OLD",
+        "PutItem" | "DeleteItem" => "ALL_OLD",
         _ => return None,
     };
     let mut v: Value = serde_json::from_slice(body).ok()?;
@@ -228,20 +366,25 @@ fn dynamodb(
         };
         out.push((key(resource), t));
     };
-    // A write of `item` to `table` (transactions: `factor` 2), and to each GSI it is in.
+    // A write of `bytes` to `table` (transactions: `factor` 2), and its writes on each GSI:
+    // `index_units` gives them per index.
     let write = |table: &str,
-                 item: &Value,
                  bytes: u64,
                  factor: f64,
+                 index_units: &dyn Fn(&Index, &[String]) -> f64,
                  add: &mut dyn FnMut(&str, f64, f64)| {
-        let units = write_units(bytes) * factor;
-        add(table, 0.0, units);
-        for (index, pk) in indexes.get(table).into_iter().flatten() {
-            if item.get(pk).is_some() {
-                add(&format!("{table}/{index}"), 0.0, units);
+        add(table, 0.0, write_units(bytes) * factor);
+        if let Some(t) = indexes.get(table) {
+            for index in &t.indexes {
+                let units = index_units(index, &t.table_keys) * factor;
+                if units > 0.0 {
+                    add(&format!("{table}/{}", index.name), 0.0, units);
+                }
             }
         }
     };
+    // A failed request (a condition not met) writes no index.
+    let failed = resp.get("__type").is_some();
     match operation {
         "GetItem" => add(
             &table,
@@ -261,26 +404,78 @@ fn dynamodb(
             };
             add(&resource, read_units(bytes, consistent), 0.0);
         }
-        "PutItem" => write(&table, &req["Item"], item_size(&req["Item"]), 1.0, &mut add),
-        "UpdateItem" | "DeleteItem" => {
+        "PutItem" => {
+            let item = &req["Item"];
+            let before = &resp["Attributes"];
+            write(
+                &table,
+                item_size(item).max(item_size(before)),
+                1.0,
+                &|i, keys| {
+                    if failed {
+                        0.0
+                    } else {
+                        i.write_units(keys, before, item)
+                    }
+                },
+                &mut add,
+            );
+        }
+        "DeleteItem" => {
+            let before = &resp["Attributes"];
+            write(
+                &table,
+                item_size(before).max(item_size(&req["Key"])),
+                1.0,
+                &|i, keys| {
+                    if failed {
+                        0.0
+                    } else {
+                        i.write_units(keys, before, &Value::Null)
+                    }
+                },
+                &mut add,
+            );
+        }
+        "UpdateItem" => {
             let after = &resp["Attributes"];
-            let bytes = item_size(after).max(item_size(&req["Key"]));
-            let item = if after.is_object() {
-                after
-            } else {
-                &req["Key"]
-            };
-            write(&table, item, bytes, 1.0, &mut add);
+            let named = named_attributes(req);
+            write(
+                &table,
+                item_size(after).max(item_size(&req["Key"])),
+                1.0,
+                &|i, keys| {
+                    if failed {
+                        0.0
+                    } else {
+                        i.update_units(keys, Some(after), &named)
+                    }
+                },
+                &mut add,
+            );
         }
         "BatchWriteItem" => {
             for (t, reqs) in req["RequestItems"].as_object().into_iter().flatten() {
                 for r in reqs.as_array().into_iter().flatten() {
-                    let item = if r["PutRequest"].is_object() {
-                        &r["PutRequest"]["Item"]
+                    // The item before is unknown: a put counts as entering each index it is in.
+                    let (item, deleted) = if r["PutRequest"].is_object() {
+                        (&r["PutRequest"]["Item"], false)
                     } else {
-                        &r["DeleteRequest"]["Key"]
+                        (&r["DeleteRequest"]["Key"], true)
                     };
-                    write(t, item, item_size(item), 1.0, &mut add);
+                    write(
+                        t,
+                        item_size(item),
+                        1.0,
+                        &|i, keys| {
+                            if deleted {
+                                0.0
+                            } else {
+                                i.write_units(keys, &Value::Null, item)
+                            }
+                        },
+                        &mut add,
+                    );
                 }
             }
         }
@@ -303,14 +498,38 @@ fn dynamodb(
                 for (kind, what) in item.as_object().into_iter().flatten() {
                     let t = what["TableName"].as_str().unwrap_or("-");
                     // An update's item after it is not returned here: its key and new values.
-                    let (doc, bytes) = match kind.as_str() {
-                        "Put" => (&what["Item"], item_size(&what["Item"])),
-                        _ => (
-                            &what["Key"],
+                    match kind.as_str() {
+                        "Put" => {
+                            let item = &what["Item"];
+                            write(
+                                t,
+                                item_size(item),
+                                2.0,
+                                &|i, keys| i.write_units(keys, &Value::Null, item),
+                                &mut add,
+                            );
+                        }
+                        "Update" => {
+                            let named = named_attributes(what);
+                            write(
+                                t,
+                                item_size(&what["Key"])
+                                    + item_size(&what["ExpressionAttributeValues"]),
+                                2.0,
+                                &|i, keys| i.update_units(keys, None, &named),
+                                &mut add,
+                            );
+                        }
+                        // ConditionCheck, Delete: the table's units; an index entry the
+                        // delete removes is not known here.
+                        _ => write(
+                            t,
                             item_size(&what["Key"]) + item_size(&what["ExpressionAttributeValues"]),
+                            2.0,
+                            &|_, _| 0.0,
+                            &mut add,
                         ),
-                    };
-                    write(t, doc, bytes, 2.0, &mut add);
+                    }
                 }
             }
         }
@@ -362,7 +581,17 @@ mod tests {
         assert_eq!(item_size(&small), (2 + 1) + (1 + 2));
         let big = json!({"pk": {"S": "a"}, "body": {"S": "x".repeat(2000)}});
         let mut indexes = Indexes::new();
-        indexes.insert("t".into(), vec![("gsi1".into(), "body".into())]);
+        indexes.insert(
+            "t".into(),
+            TableIndexes {
+                table_keys: vec!["pk".into()],
+                indexes: vec![Index {
+                    name: "gsi1".into(),
+                    keys: vec!["body".into()],
+                    projection: Projection::All,
+                }],
+            },
+        );
         let req = json!({"TableName": "t", "Item": big}).to_string();
         let got = tally_call(
             Service::DynamoDb,
@@ -420,6 +649,10 @@ mod tests {
             Some(br#"{"ReturnValues":"ALL_NEW","TableName":"t"}"#.to_vec())
         );
         assert_eq!(
+            rewrite_request(Service::DynamoDb, "PutItem", br#"{"TableName":"t"}"#),
+            Some(br#"{"ReturnValues":"ALL_OLD","TableName":"t"}"#.to_vec())
+        );
+        assert_eq!(
             rewrite_request(
                 Service::DynamoDb,
                 "UpdateItem",
@@ -427,5 +660,96 @@ mod tests {
             ),
             None
         );
+    }
+
+    /// A shipment-like item of 3,000 bytes under a KEYS_ONLY index on `gp`/`gs`, and the same
+    /// index projecting `stage` (INCLUDE), worked out by hand.
+    #[test]
+    fn index_writes_follow_the_projection_and_key_changes() {
+        let keys = vec!["pk".to_string(), "sk".to_string()];
+        let index = |projection| Index {
+            name: "by_stage".into(),
+            keys: vec!["gp".into(), "gs".into()],
+            projection,
+        };
+        let item = |gs: &str| {
+            json!({"pk": {"S": "S#1"}, "sk": {"S": "D"}, "gp": {"S": "STAGE#packed"},
+                   "gs": {"S": gs}, "stage": {"S": "packed"}, "doc": {"S": "x".repeat(2950)}})
+        };
+        let (t1, t2) = (
+            item("2026-12-07T10:00:00.000Z#1"),
+            item("2026-12-07T10:05:00.000Z#1"),
+        );
+        // The table: 2+3 + 2+1 + 2+12 + 2+26 + 5+6 + 3+2950 = 3,014 bytes = 3 WRU.
+        assert_eq!(item_size(&t1), 3014);
+        let keys_only = index(Projection::KeysOnly);
+        // The entry: pk, sk, gp, gs = 5 + 3 + 14 + 28 = 50 bytes = 1 WRU.
+        assert_eq!(keys_only.write_units(&keys, &Value::Null, &t1), 1.0);
+        // Sort key changed: delete the old entry plus put the new one.
+        assert_eq!(keys_only.write_units(&keys, &t1, &t2), 2.0);
+        // Same keys, only `doc` changed: nothing projected changed, nothing written.
+        let mut t1b = t1.clone();
+        t1b["doc"] = json!({"S": "y".repeat(2950)});
+        assert_eq!(keys_only.write_units(&keys, &t1, &t1b), 0.0);
+        // ALL projects `doc` too: one write of the whole item.
+        assert_eq!(index(Projection::All).write_units(&keys, &t1, &t1b), 3.0);
+        assert_eq!(index(Projection::All).write_units(&keys, &t1, &t2), 6.0);
+        let include = index(Projection::Include(vec!["stage".into()]));
+        assert_eq!(include.write_units(&keys, &t1, &t1b), 0.0);
+        // Out of a sparse index: a delete; never in it: nothing.
+        let mut gone = t2.clone();
+        gone.as_object_mut().unwrap().remove("gp");
+        assert_eq!(keys_only.write_units(&keys, &t2, &gone), 1.0);
+        assert_eq!(keys_only.write_units(&keys, &Value::Null, &gone), 0.0);
+
+        // Through a call: PutItem with its item before (as ALL_OLD brings it back).
+        let mut indexes = Indexes::new();
+        indexes.insert(
+            "T".into(),
+            TableIndexes {
+                table_keys: keys.clone(),
+                indexes: vec![keys_only],
+            },
+        );
+        let req = json!({"TableName": "T", "Item": t2}).to_string();
+        let resp = json!({"Attributes": t1}).to_string();
+        let got = tally_call(
+            Service::DynamoDb,
+            "PutItem",
+            "/",
+            req.as_bytes(),
+            resp.as_bytes(),
+            &indexes,
+        );
+        let units: Vec<(&str, f64)> = got
+            .iter()
+            .map(|(k, t)| (k.resource.as_str(), t.write_units))
+            .collect();
+        assert_eq!(units, [("T", 3.0), ("T/by_stage", 2.0)]);
+        // A failed condition: the table's units, no index write.
+        let failed = json!({"__type": "ConditionalCheckFailedException"}).to_string();
+        let got = tally_call(
+            Service::DynamoDb,
+            "PutItem",
+            "/",
+            req.as_bytes(),
+            failed.as_bytes(),
+            &indexes,
+        );
+        assert_eq!(got.len(), 1);
+        // An update naming the index key, item after known: delete plus put.
+        let upd = json!({"TableName": "T", "UpdateExpression": "SET #g = :g",
+                         "ExpressionAttributeNames": {"#g": "gs"}})
+        .to_string();
+        let resp = json!({"Attributes": item("2026-12-07T11:00:00.000Z#1")}).to_string();
+        let got = tally_call(
+            Service::DynamoDb,
+            "UpdateItem",
+            "/",
+            upd.as_bytes(),
+            resp.as_bytes(),
+            &indexes,
+        );
+        assert_eq!(got[1].1.write_units, 2.0);
     }
 }

@@ -114,7 +114,7 @@ pub struct ShipmentRecord {
     #[serde(default)]
     pub reservation_released: bool,
     pub first_seen_at: DateTime<Utc>,
-    /// When we last changed this record (the `gsi1` sort key, "list by stage and time").
+    /// When we last changed this record (the `by_stage` sort key, "list by stage and time").
     pub changed_at: DateTime<Utc>,
     /// Optimistic-concurrency version; 0 = never stored.
     #[serde(default)]

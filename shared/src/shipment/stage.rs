@@ -6,7 +6,7 @@ use super::lifecycle::{is_confirmed_or_beyond, is_shipped};
 use crate::error::{Error, Result};
 use crate::spapi::ShipmentStatus;
 
-/// Our progress with a shipment. Stored as the `gsi1` partition so the warehouse can list by it.
+/// Our progress with a shipment. Stored as the `by_stage` index's partition so the warehouse can list by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {

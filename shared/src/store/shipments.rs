@@ -10,9 +10,18 @@
 //! - save with optimistic concurrency: `version` must equal what was read (0 = must not exist),
 //!   so the poller, the notification consumer and the warehouse API never overwrite each other;
 //! - list by stage and time (warehouse catch-up; the poller's sweep of unsettled shipments):
-//!   `Query gsi1` with `gsi1pk = STAGE#<stage>` and `gsi1sk >= <since>`, paginated by an opaque token.
+//!   `Query by_stage` with `gsi1pk = STAGE#<stage>` and `gsi1sk >= <since>`, paginated by an
+//!   opaque token, then the records by `BatchGetItem`.
 //!
-//! The record is kept whole as JSON in `doc`; only the key and index attributes are separate.
+//! The record is kept whole as JSON in `doc`, deflated (Binary): the JSON is ~5 KB, mostly
+//! field names and Amazon's charge breakdowns, and a write is billed per started KB, a strongly
+//! consistent read per started 4 KB. Items written before (`doc` a String) read as they are.
+//! Only the key and index attributes are separate.
+//! The index projects the keys only (`KEYS_ONLY`): every save moves the entry (its sort key is
+//! the time of the change), so an index projecting the whole ~5 KB record cost as much again as
+//! the table on every write; the keys are ~100 bytes, 1 WRU, and a listing reads the records
+//! from the table instead (read units are a fifth of the price of write units, and listings
+//! are rarer than saves: docs/data-model.md has the arithmetic).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -25,7 +34,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
 use crate::shipment::{sort_time, ReturnRecord, ReturnStage, ShipmentRecord, Stage};
-use crate::store::dynamo::ddb_error;
+use crate::store::dynamo::{self, ddb_error, get_s, Batching, Item};
 
 /// One page of a listing; `next_token` is opaque and `None` at the end.
 #[derive(Debug, Clone)]
@@ -156,7 +165,7 @@ impl DynamoShipmentStore {
         let mut next = d.clone();
         next.set_version(expected + 1);
         next.set_changed_at(Utc::now().max(d.changed_at()));
-        let body = serde_json::to_string(&next).map_err(|e| Error::Internal(e.to_string()))?;
+        let body = encode_doc(&next)?;
         let mut put = self
             .client
             .put_item()
@@ -169,7 +178,7 @@ impl DynamoShipmentStore {
             )
             .item("gsi1sk", AttributeValue::S(gsi1sk(&next)))
             .item("version", AttributeValue::N((expected + 1).to_string()))
-            .item("doc", AttributeValue::S(body));
+            .item("doc", body);
         put = if expected == 0 {
             put.condition_expression("attribute_not_exists(pk)")
         } else {
@@ -210,7 +219,7 @@ impl DynamoShipmentStore {
             .client
             .query()
             .table_name(&self.table)
-            .index_name("gsi1")
+            .index_name("by_stage")
             .expression_attribute_values(":p", AttributeValue::S(format!("{}{stage}", D::GSI)))
             .limit(limit.clamp(1, 1000) as i32);
         q = match since {
@@ -223,11 +232,30 @@ impl DynamoShipmentStore {
             q = q.set_exclusive_start_key(Some(decode_token(t)?));
         }
         let out = q.send().await.map_err(|e| ddb_error("Query", e))?;
-        let items = out
-            .items
-            .unwrap_or_default()
+        let listed = out.items.unwrap_or_default();
+        let keys: Vec<Item> = listed
             .iter()
-            .map(doc_of)
+            .map(|i| {
+                ["pk", "sk"]
+                    .into_iter()
+                    .filter_map(|k| Some((k.to_string(), i.get(k)?.clone())))
+                    .collect()
+            })
+            .collect();
+        let mut found: HashMap<String, Item> =
+            dynamo::batch_get(&self.client, &self.table, keys, None, Batching::default())
+                .await?
+                .into_iter()
+                .filter_map(|i| Some((get_s(&i, "pk")?.to_string(), i)))
+                .collect();
+        // In the index's order; a record that moved to another stage since the index was read
+        // is listed under that stage, not this one.
+        let gsi1pk = format!("{}{stage}", D::GSI);
+        let items = listed
+            .iter()
+            .filter_map(|i| found.remove(get_s(i, "pk")?))
+            .filter(|i| get_s(i, "gsi1pk") == Some(gsi1pk.as_str()))
+            .map(|i| doc_of(&i))
             .collect::<Result<Vec<D>>>()?;
         Ok(Page {
             items,
@@ -236,13 +264,30 @@ impl DynamoShipmentStore {
     }
 }
 
+/// The record as stored: its JSON, deflated.
+fn encode_doc<D: Serialize>(d: &D) -> Result<AttributeValue> {
+    use std::io::Write;
+    let json = serde_json::to_vec(d).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&json)
+        .and_then(|_| z.finish())
+        .map(|bytes| AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bytes)))
+        .map_err(|e| Error::Internal(format!("deflating a shipment: {e}")))
+}
+
 fn doc_of<D: DeserializeOwned>(item: &HashMap<String, AttributeValue>) -> Result<D> {
-    let raw = item
-        .get("doc")
-        .and_then(|v| v.as_s().ok())
-        .ok_or_else(|| Error::Internal("shipments item without doc".into()))?;
-    serde_json::from_str(raw)
-        .map_err(|e| Error::Internal(format!("stored shipment unreadable: {e}")))
+    let unreadable = |e: String| Error::Internal(format!("stored shipment unreadable: {e}"));
+    match item.get("doc") {
+        // Written before the records were deflated.
+        Some(AttributeValue::S(raw)) => {
+            serde_json::from_str(raw).map_err(|e| unreadable(e.to_string()))
+        }
+        Some(AttributeValue::B(z)) => {
+            serde_json::from_reader(flate2::read::DeflateDecoder::new(z.as_ref()))
+                .map_err(|e| unreadable(e.to_string()))
+        }
+        _ => Err(Error::Internal("shipments item without doc".into())),
+    }
 }
 
 fn encode_token(key: &HashMap<String, AttributeValue>) -> String {
@@ -462,5 +507,29 @@ mod tests {
         let t = encode_token(&key);
         assert_eq!(decode_token(&t).unwrap(), key);
         assert!(decode_token("!!").is_err());
+    }
+
+    /// A labelled shipment as the cost benchmark's day stored it on 2026-12-07 (`doc` a
+    /// String then; the simulator's link signature blanked).
+    const STORED_2026_12_07: &str = include_str!("testdata/shipment-doc-2026-12-07.json");
+
+    #[test]
+    fn items_stored_as_text_still_read_and_deflated_ones_are_a_quarter_the_size() {
+        let old = HashMap::from([(
+            "doc".to_string(),
+            AttributeValue::S(STORED_2026_12_07.into()),
+        )]);
+        let r: ShipmentRecord = doc_of(&old).unwrap();
+        assert_eq!((r.id.as_str(), r.stage), ("SIM000007E65A", Stage::Labelled));
+        assert_eq!(r.line_items.len(), 2);
+        assert_eq!(r.fulfilment().steps.len(), 5);
+        let z = encode_doc(&r).unwrap();
+        let deflated = z.as_b().unwrap().as_ref().len();
+        // 5,929 bytes of JSON (6 WRU with the keys) deflate to under 1,500 (2 WRU).
+        assert_eq!(STORED_2026_12_07.len(), 5929);
+        assert!(deflated < 1500, "{deflated} bytes");
+        let back: ShipmentRecord = doc_of(&HashMap::from([("doc".to_string(), z)])).unwrap();
+        assert_eq!(back, r);
+        assert!(doc_of::<ShipmentRecord>(&HashMap::new()).is_err());
     }
 }

@@ -71,7 +71,7 @@ async fn every_declared_resource_exists_in_moto() -> anyhow::Result<()> {
         .map_err(sdk)?;
     assert_eq!(
         shipments.table().unwrap().global_secondary_indexes()[0].index_name(),
-        Some("gsi1")
+        Some("by_stage")
     );
 
     for (logical, q) in &st.queues {

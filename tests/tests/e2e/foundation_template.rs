@@ -97,7 +97,7 @@ fn tables_have_the_designed_keys_and_are_on_demand_with_pitr_and_sse() {
         ("CatalogTable", (&["pk", "sk"][..], &["gsi1"][..])),
         ("LocationsTable", (&["pk", "sk"][..], &[][..])),
         ("SettingsTable", (&["pk", "sk"][..], &[][..])),
-        ("ShipmentsTable", (&["pk", "sk"][..], &["gsi1"][..])),
+        ("ShipmentsTable", (&["pk", "sk"][..], &["by_stage"][..])),
         ("InventoryTable", (&["pk", "sk"][..], &["gsi1"][..])),
         ("IdempotencyTable", (&["id"][..], &[][..])),
         ("CursorsTable", (&["pk", "sk"][..], &[][..])),
@@ -122,10 +122,13 @@ fn tables_have_the_designed_keys_and_are_on_demand_with_pitr_and_sse() {
             .map(|k| k["AttributeName"].as_str().unwrap())
             .collect();
         assert_eq!(keys, expected[name].0, "{name} key schema");
-        let gsis: Vec<&str> = p["GlobalSecondaryIndexes"]
-            .as_array()
-            .map(|a| a.iter().map(|g| g["IndexName"].as_str().unwrap()).collect())
-            .unwrap_or_default();
+        let choices = index_choices(p);
+        let gsis: Vec<&str> = choices
+            .last()
+            .unwrap()
+            .iter()
+            .map(|g| g["IndexName"].as_str().unwrap())
+            .collect();
         assert_eq!(gsis, expected[name].1, "{name} indexes");
     }
     let ttl = &tables["IdempotencyTable"]["Properties"]["TimeToLiveSpecification"];
@@ -491,17 +494,78 @@ fn every_setting_a_function_crate_reads_is_in_its_template_environment() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// A table's global secondary index lists: one, or under `Fn::If` the list with the condition
+/// true, then the one with it false (the parameters' defaults: last).
+fn index_choices(p: &Value) -> Vec<Vec<Value>> {
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    let gsis = &p["GlobalSecondaryIndexes"];
+    match gsis.get("Fn::If") {
+        Some(choice) => vec![list(&choice[1]), list(&choice[2])],
+        None => vec![list(gsis)],
+    }
+}
+
+/// CloudFormation adds or deletes one GSI per table update ("If you do both in the same update
+/// (for example, by changing the index's logical ID), the update fails", AWS::DynamoDB::Table,
+/// GlobalSecondaryIndexes; DynamoDB's UpdateTable: "You can create or delete only one global
+/// secondary index per UpdateTable operation"), and cannot change an index's keys or projection
+/// in place. moto does neither check. The ShipmentsTable's move from `gsi1` (everything
+/// projected) to `by_stage` (keys only) is therefore two deploys (docs/deploy.md, section 10):
+/// last release → `KeepShipmentsGsi1=true` → the default; each step adds or deletes one index
+/// and leaves every index it keeps as it was.
+#[test]
+fn the_shipments_index_upgrade_changes_one_index_per_deploy() {
+    let cfn = cfn();
+    let table = &resources_of(&cfn, "AWS::DynamoDB::Table")["ShipmentsTable"]["Properties"];
+    let last_release = vec![json!({
+        "IndexName": "gsi1",
+        "KeySchema": [
+            {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+            {"AttributeName": "gsi1sk", "KeyType": "RANGE"}
+        ],
+        "Projection": {"ProjectionType": "ALL"}
+    })];
+    let choice = &table["GlobalSecondaryIndexes"]["Fn::If"];
+    assert_eq!(choice[0], "KeepsShipmentsGsi1");
+    assert_eq!(
+        cfn["Conditions"]["KeepsShipmentsGsi1"],
+        json!({"Fn::Equals": [{"Ref": "KeepShipmentsGsi1"}, "true"]})
+    );
+    assert_eq!(cfn["Parameters"]["KeepShipmentsGsi1"]["Default"], "false");
+    let mut steps = vec![last_release];
+    steps.extend(index_choices(table));
+    let by_name = |l: &[Value]| -> BTreeMap<String, Value> {
+        l.iter()
+            .map(|g| (g["IndexName"].as_str().unwrap().to_string(), g.clone()))
+            .collect()
+    };
+    for pair in steps.windows(2) {
+        let (before, after) = (by_name(&pair[0]), by_name(&pair[1]));
+        let changed = before.keys().filter(|n| !after.contains_key(*n)).count()
+            + after.keys().filter(|n| !before.contains_key(*n)).count();
+        assert_eq!(changed, 1, "{:?} -> {:?}", before.keys(), after.keys());
+        for (name, g) in &after {
+            if let Some(old) = before.get(name) {
+                assert_eq!(g, old, "index {name} changed in place");
+            }
+        }
+    }
+    let last = by_name(steps.last().unwrap());
+    assert_eq!(
+        last["by_stage"]["Projection"],
+        json!({"ProjectionType": "KEYS_ONLY"})
+    );
+}
+
 #[test]
 fn every_index_named_in_code_exists_in_the_template() {
     let cfn = cfn();
     let declared: BTreeSet<String> = resources_of(&cfn, "AWS::DynamoDB::Table")
         .values()
         .flat_map(|t| {
-            t["Properties"]["GlobalSecondaryIndexes"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
+            index_choices(&t["Properties"])
                 .into_iter()
+                .flatten()
                 .map(|g| g["IndexName"].as_str().unwrap().to_string())
         })
         .collect();
