@@ -138,7 +138,7 @@ pub async fn guarded<T>(
 /// - `result` is `Err`: the run could not even start (e.g. the locations are unreadable).
 /// - `failures(&report)` is not empty: some locations failed, the others were processed.
 ///
-/// Either way `RunsFailed` is counted (alarmed in template.yaml), plus `EnvironmentFailures`
+/// Either way the `run_failed` alert is counted (`NeedsAttention`, alarmed), plus `environment`
 /// when the run's error is the environment's; an error log with `alert="run_failed"` carries
 /// the report; and the invocation returns an error, so Lambda counts it in `Errors` too.
 pub fn finish_run<R: serde::Serialize>(
@@ -626,11 +626,11 @@ pub fn receive_count(message: &aws_lambda_events::sqs::SqsMessage) -> u32 {
 ///
 /// - **message**: the message can never succeed as it is. It is sent to the queue's DLQ at
 ///   once with [`parked_attributes`] (reason, function, time, source queue), counted in
-///   `MessagesParked`, and acknowledged. If the DLQ cannot take it, it is reported as a batch
+///   the `message_parked` alert, and acknowledged. If the DLQ cannot take it, it is reported as a batch
 ///   item failure instead: never dropped.
 /// - **environment** (configuration, credentials, permissions): not the message's fault. A
 ///   batch item failure (SQS redelivers it after the visibility timeout), an error log with
-///   `alert="environment"`, and `EnvironmentFailures` (alarmed in template.yaml). The
+///   `alert="environment"`, and that alert counted (`NeedsAttention`, alarmed). The
 ///   invocation itself succeeds so the rest of the batch is not redone; the alarm is what makes
 ///   the failure visible.
 /// - **transient**: a batch item failure; SQS redelivers it after the visibility timeout.

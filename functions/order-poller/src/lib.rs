@@ -7,7 +7,7 @@
 //! shipments not labelled close to their ship-by time (`fulfilment::shipby`).
 //!
 //! A run where any location failed still polls the others, then ends as a failure
-//! (`flexbridge::runtime::finish_run`: the `RunsFailed` metric, alarmed, and a function error).
+//! (`flexbridge::runtime::finish_run`: the `run_failed` alert, alarmed, and a function error).
 
 use async_trait::async_trait;
 use flexbridge::fulfilment::FulfilmentService;
