@@ -44,6 +44,9 @@ pub mod keys {
     pub const DEAD_LETTER_QUEUE_URLS: &str = "DEAD_LETTER_QUEUE_URLS";
     /// The CloudFormation stack name (template Globals), the `Stack` dimension of metrics.
     pub const STACK_NAME: &str = "STACK_NAME";
+    /// `on` when the template's `CloudWatchDashboard` parameter is on (template Globals): the
+    /// functions then also publish the metrics the dashboard reads (`metrics::Extract`).
+    pub const METRICS_DASHBOARD: &str = "METRICS_DASHBOARD";
 
     /// Set by Lambda itself (the local runner sets it too), never by the template.
     pub const AWS_LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";

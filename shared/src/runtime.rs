@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::config::{keys, Env};
 use crate::error::{Error, FailureKind};
-use crate::metrics::{names, Metrics, RecordedMetrics};
+use crate::metrics::{Alert, Metrics, RecordedMetrics};
 
 /// What a handler knows about the invocation it serves.
 #[derive(Debug, Clone)]
@@ -59,13 +59,14 @@ pub async fn run_lambda<F: Function>(function: F) -> Result<(), lambda_runtime::
 /// Not generic, so the Lambda runtime client (hyper, tower and their generics) is compiled once,
 /// here, rather than again in every function's binary (BENCHMARKS.md, "Build").
 async fn run_shared(function: Arc<dyn Function>) -> Result<(), lambda_runtime::Error> {
+    let metrics = Metrics::from_env(&Env::from_process());
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<Value>| {
             let function = Arc::clone(&function);
+            let metrics = metrics.clone();
             async move {
                 let invocation = Invocation::from(&event.context);
-                function
-                    .invoke(event.payload, invocation)
+                invoke_guarded(function.as_ref(), &metrics, event.payload, invocation)
                     .await
                     .map_err(|e| lambda_runtime::Error::from(e.to_string()))
             }
@@ -74,13 +75,70 @@ async fn run_shared(function: Arc<dyn Function>) -> Result<(), lambda_runtime::E
     .await
 }
 
+/// How long before Lambda's deadline an invocation is given up, so that its failure is still
+/// logged and counted (Lambda's own kill leaves no line of ours).
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
+
+/// One invocation as every function runs it: a returned error, a panic, or running into
+/// [`DEADLINE_MARGIN`] before the deadline is logged and counted as [`Alert::FunctionError`]
+/// (the one alarm, instead of an `Errors` alarm per function) and returned as an error, so
+/// Lambda retries or reports it as before. Only a kill from outside (out of memory) escapes.
+pub async fn invoke_guarded(
+    function: &dyn Function,
+    metrics: &Metrics,
+    payload: Value,
+    invocation: Invocation,
+) -> Result<Value, Error> {
+    let guard = invocation.clone();
+    guarded(metrics, &guard, function.invoke(payload, invocation)).await
+}
+
+/// [`invoke_guarded`] for any work of one invocation (the warehouse API's requests too).
+pub async fn guarded<T>(
+    metrics: &Metrics,
+    invocation: &Invocation,
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    use futures::FutureExt;
+    let budget = invocation.remaining().saturating_sub(DEADLINE_MARGIN);
+    let run = std::panic::AssertUnwindSafe(work).catch_unwind();
+    let failed = match tokio::time::timeout(budget, run).await {
+        Ok(Ok(Ok(value))) => return Ok(value),
+        Ok(Ok(Err(e))) => e,
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            Error::Internal(format!("the function panicked: {what}"))
+        }
+        Err(_) => Error::Transient {
+            message: format!(
+                "gave up {} ms before the deadline: the function did not finish in time",
+                DEADLINE_MARGIN.as_millis()
+            ),
+            after: None,
+        },
+    };
+    tracing::error!(
+        request_id = %invocation.request_id,
+        function = metrics.function(),
+        error = %failed,
+        alert = %Alert::FunctionError,
+        "the invocation failed"
+    );
+    metrics.alert(Alert::FunctionError, &[]);
+    Err(failed)
+}
+
 /// The end of a scheduled run (the order and returns pollers): a run that failed anywhere
 /// looks failed to CloudWatch, while what could be done was done.
 ///
 /// - `result` is `Err`: the run could not even start (e.g. the locations are unreadable).
 /// - `failures(&report)` is not empty: some locations failed, the others were processed.
 ///
-/// Either way `RunsFailed` is counted (alarmed in template.yaml), plus `EnvironmentFailures`
+/// Either way the `run_failed` alert is counted (`NeedsAttention`, alarmed), plus `environment`
 /// when the run's error is the environment's; an error log with `alert="run_failed"` carries
 /// the report; and the invocation returns an error, so Lambda counts it in `Errors` too.
 pub fn finish_run<R: serde::Serialize>(
@@ -92,11 +150,11 @@ pub fn finish_run<R: serde::Serialize>(
     let report = match result {
         Ok(report) => report,
         Err(e) => {
-            metrics.count(names::RUNS_FAILED, &[]);
+            metrics.alert(Alert::RunFailed, &[]);
             if e.kind() == FailureKind::Environment {
-                metrics.count(names::ENVIRONMENT_FAILURES, &[]);
+                metrics.alert(Alert::Environment, &[]);
             }
-            tracing::error!(error = %e, kind = %e.kind(), alert = "run_failed", "{what} failed");
+            tracing::error!(error = %e, kind = %e.kind(), alert = %Alert::RunFailed, "{what} failed");
             return Err(e);
         }
     };
@@ -105,11 +163,11 @@ pub fn finish_run<R: serde::Serialize>(
     if failed.is_empty() {
         return Ok(value);
     }
-    metrics.count(names::RUNS_FAILED, &[]);
+    metrics.alert(Alert::RunFailed, &[]);
     tracing::error!(
         failed = failed.len(),
         report = %value,
-        alert = "run_failed",
+        alert = %Alert::RunFailed,
         "{what} finished with failures; the other parts were processed"
     );
     let mut listed = failed
@@ -568,11 +626,11 @@ pub fn receive_count(message: &aws_lambda_events::sqs::SqsMessage) -> u32 {
 ///
 /// - **message**: the message can never succeed as it is. It is sent to the queue's DLQ at
 ///   once with [`parked_attributes`] (reason, function, time, source queue), counted in
-///   `MessagesParked`, and acknowledged. If the DLQ cannot take it, it is reported as a batch
+///   the `message_parked` alert, and acknowledged. If the DLQ cannot take it, it is reported as a batch
 ///   item failure instead: never dropped.
 /// - **environment** (configuration, credentials, permissions): not the message's fault. A
 ///   batch item failure (SQS redelivers it after the visibility timeout), an error log with
-///   `alert="environment"`, and `EnvironmentFailures` (alarmed in template.yaml). The
+///   `alert="environment"`, and that alert counted (`NeedsAttention`, alarmed). The
 ///   invocation itself succeeds so the rest of the batch is not redone; the alarm is what makes
 ///   the failure visible.
 /// - **transient**: a batch item failure; SQS redelivers it after the visibility timeout.
@@ -635,10 +693,10 @@ where
                 message_id,
                 queue,
                 error = %e,
-                alert = "environment",
+                alert = %Alert::Environment,
                 "{what} failed because of the environment (configuration, credentials, permissions); kept for a retry, fix the deployment"
             );
-            metrics.count(names::ENVIRONMENT_FAILURES, &[]);
+            metrics.alert(Alert::Environment, &[]);
         }
         let reason = match kind {
             FailureKind::Message => e.to_string(),
@@ -662,10 +720,10 @@ where
                     message_id,
                     queue,
                     reason = %parked.reason,
-                    alert = "message_parked",
+                    alert = %Alert::MessageParked,
                     "{what} moved to the DLQ with its reason"
                 );
-                metrics.count(names::MESSAGES_PARKED, &[]);
+                metrics.alert(Alert::MessageParked, &[]);
             }
             Err(send) => {
                 tracing::error!(
@@ -866,8 +924,8 @@ mod tests {
             "{}",
             parked[1].reason
         );
-        assert_eq!(metrics.sum(names::MESSAGES_PARKED), 2.0);
-        assert_eq!(metrics.sum(names::ENVIRONMENT_FAILURES), 0.0);
+        assert_eq!(metrics.alerts(Alert::MessageParked), 2.0);
+        assert_eq!(metrics.alerts(Alert::Environment), 0.0);
     }
 
     #[tokio::test]
@@ -884,7 +942,7 @@ mod tests {
         .await;
         assert_eq!(failed(&response), ["poison"]);
         assert!(dlq.parked().is_empty());
-        assert_eq!(metrics.sum(names::MESSAGES_PARKED), 0.0);
+        assert_eq!(metrics.alerts(Alert::MessageParked), 0.0);
     }
 
     #[tokio::test]
@@ -900,7 +958,7 @@ mod tests {
         let response = handle_sqs_batch(&consumer, event, "t", 3, outcome).await;
         assert_eq!(failed(&response), ["a", "b", "c", "d"]);
         assert!(dlq.parked().is_empty(), "never charged to the message");
-        assert_eq!(metrics.sum(names::ENVIRONMENT_FAILURES), 4.0);
+        assert_eq!(metrics.alerts(Alert::Environment), 4.0);
     }
 
     #[tokio::test]
@@ -953,9 +1011,9 @@ mod tests {
             parked[1].reason
         );
         assert_eq!(parked[1].receive_count, "16");
-        assert_eq!(metrics.sum(names::MESSAGES_PARKED), 2.0);
+        assert_eq!(metrics.alerts(Alert::MessageParked), 2.0);
         assert_eq!(
-            metrics.sum(names::ENVIRONMENT_FAILURES),
+            metrics.alerts(Alert::Environment),
             1.0,
             "still alerted as the environment"
         );
@@ -1054,7 +1112,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok["done"], serde_json::json!(["L1", "L2"]));
-        assert_eq!(recorded.sum(names::RUNS_FAILED), 0.0);
+        assert_eq!(recorded.alerts(Alert::RunFailed), 0.0);
 
         let e = finish_run(
             &metrics,
@@ -1067,7 +1125,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("1 failed: L2/ACCEPTED"), "{e}");
-        assert_eq!(recorded.sum(names::RUNS_FAILED), 1.0);
+        assert_eq!(recorded.alerts(Alert::RunFailed), 1.0);
 
         let e = finish_run::<Report>(
             &metrics,
@@ -1077,8 +1135,68 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.kind(), FailureKind::Environment);
-        assert_eq!(recorded.sum(names::RUNS_FAILED), 2.0);
-        assert_eq!(recorded.sum(names::ENVIRONMENT_FAILURES), 1.0);
+        assert_eq!(recorded.alerts(Alert::RunFailed), 2.0);
+        assert_eq!(recorded.alerts(Alert::Environment), 1.0);
+    }
+
+    struct Scripted(&'static str);
+
+    #[async_trait]
+    impl Function for Scripted {
+        async fn invoke(&self, _: Value, _: Invocation) -> Result<Value, Error> {
+            match self.0 {
+                "ok" => Ok(Value::Null),
+                "err" => Err(Error::Internal("broken".into())),
+                "panic" => panic!("boom"),
+                _ => {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok(Value::Null)
+                }
+            }
+        }
+    }
+
+    async fn guarded(
+        how: &'static str,
+        budget: Duration,
+    ) -> (Result<Value, Error>, RecordedMetrics) {
+        let (metrics, recorded) = Metrics::memory("s", "f");
+        let out = invoke_guarded(
+            &Scripted(how),
+            &metrics,
+            Value::Null,
+            Invocation::new("r", budget),
+        )
+        .await;
+        (out, recorded)
+    }
+
+    #[tokio::test]
+    async fn a_successful_invocation_counts_no_alert() {
+        let (out, recorded) = guarded("ok", Duration::from_secs(5)).await;
+        assert!(out.is_ok());
+        assert!(recorded.documents().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_returned_error_is_counted_and_returned() {
+        let (out, recorded) = guarded("err", Duration::from_secs(5)).await;
+        assert!(out.unwrap_err().to_string().contains("broken"));
+        assert_eq!(recorded.alerts(Alert::FunctionError), 1.0);
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_caught_counted_and_reported_as_an_error() {
+        let (out, recorded) = guarded("panic", Duration::from_secs(5)).await;
+        assert!(out.unwrap_err().to_string().contains("boom"));
+        assert_eq!(recorded.alerts(Alert::FunctionError), 1.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn running_into_the_deadline_is_counted_before_lambda_kills_it() {
+        let (out, recorded) = guarded("sleep", Duration::from_secs(3)).await;
+        assert!(out.unwrap_err().to_string().contains("before the deadline"));
+        assert_eq!(recorded.alerts(Alert::FunctionError), 1.0);
     }
 
     #[test]

@@ -140,11 +140,11 @@ const RETRIES: Uses = all(EVENT_SOURCE, "SqsRetryDelay");
 pub const FUNCTIONS: &[(&str, &[&[Uses]])] = &[
     (
         "HeartbeatFunction",
-        &[&[methods(
-            "SETTINGS_TABLE",
-            "DynamoSettingsStore",
-            &["record_status"],
-        )]],
+        &[&[
+            methods("SETTINGS_TABLE", "DynamoSettingsStore", &["record_status"]),
+            // every DLQ's depth (the dead_letters alert), never its messages
+            methods("DEAD_LETTER_QUEUE_URLS", "SqsDeadLetters", &["depths"]),
+        ]],
     ),
     (
         "WarehouseApiFunction",

@@ -9,7 +9,7 @@
 //! makes one pass; otherwise it polls new work again every `orders_poll_pass_seconds`.
 //!
 //! A run where any location failed still polls the others, then ends as a failure
-//! (`flexbridge::runtime::finish_run`: the `RunsFailed` metric, alarmed, and a function error).
+//! (`flexbridge::runtime::finish_run`: the `run_failed` alert, alarmed, and a function error).
 
 use async_trait::async_trait;
 use flexbridge::fulfilment::FulfilmentService;

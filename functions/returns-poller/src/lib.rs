@@ -2,7 +2,7 @@
 //! the cursor (minus the overlap), stores each return and tells the warehouse about new returns
 //! and status changes. Amazon sends no return notifications, so this is the only way in.
 //! A run where any return location failed still polls the others, then ends as a failure
-//! (`flexbridge::runtime::finish_run`: `RunsFailed`, alarmed, and a function error).
+//! (`flexbridge::runtime::finish_run`: the `run_failed` alert, alarmed, and a function error).
 
 use async_trait::async_trait;
 use flexbridge::metrics::Metrics;

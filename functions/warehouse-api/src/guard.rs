@@ -73,9 +73,14 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         .get::<Invocation>()
         .cloned()
         .unwrap_or_else(|| Invocation::new(uuid::Uuid::new_v4().to_string(), DEFAULT_BUDGET));
-    let resp = match check_and_run(state, req, next, &invocation).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
+    // A panic or running into the deadline is counted as the function_error alert (the one
+    // alarm; flexbridge::runtime::guarded) and answered like any other failure.
+    let metrics = flexbridge::metrics::Metrics::from_env(&state.env);
+    let run = async { Ok(check_and_run(state, req, next, &invocation).await) };
+    let resp = match flexbridge::runtime::guarded(&metrics, &invocation, run).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     };
     tracing::info!(
         request_id = %invocation.request_id,

@@ -1061,10 +1061,17 @@ fn bill(prices: &PriceTable, world: &World, storage: &Storage, report: &mut Repo
     // CloudWatch.
     // Counted in the template (what is deployed; moto does not create every kind).
     let template = std::fs::read_to_string(flexbridge_local::paths::template())?;
+    // The dashboard exists only with CloudWatchDashboard=on (condition WithDashboard).
+    let dashboard_on = stack
+        .parameters
+        .get("CloudWatchDashboard")
+        .is_some_and(|v| v == "on");
+    let lines: Vec<&str> = template.lines().collect();
     let kinds = |kind: &str| {
-        template
-            .lines()
-            .filter(|l| l.trim() == format!("Type: {kind}"))
+        lines
+            .windows(2)
+            .filter(|w| w[0].trim() == format!("Type: {kind}"))
+            .filter(|w| dashboard_on || w[1].trim() != "Condition: WithDashboard")
             .count()
     };
     let high_res = template

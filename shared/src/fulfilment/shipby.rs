@@ -11,7 +11,7 @@ use crate::fulfilment::worker::Fulfiller;
 use crate::runtime::Invocation;
 use crate::shipment::{parse_amazon_time, ShipmentRecord, Stage};
 
-pub use crate::metrics::names::SHIP_BY_AT_RISK;
+use crate::metrics::Alert;
 
 /// Default minutes before ship-by.
 pub const DEFAULT_ALERT_MINUTES: i64 = 120;
@@ -67,8 +67,8 @@ impl Fulfiller {
         // A lost race means another writer moved it on; the event ID is stable.
         if self.save(&mut r).await? {
             self.metrics
-                .count(SHIP_BY_AT_RISK, &[("Location", &r.location_id)]);
-            tracing::warn!(shipment_id = %r.id, ship_by = %ship_by, alert = "ship_by_at_risk", "shipment not labelled close to its ship-by time");
+                .alert(Alert::ShipByAtRisk, &[("Location", &r.location_id)]);
+            tracing::warn!(shipment_id = %r.id, ship_by = %ship_by, alert = %Alert::ShipByAtRisk, "shipment not labelled close to its ship-by time");
             return Ok(true);
         }
         Ok(false)

@@ -40,6 +40,58 @@ pub trait UploadSummaries: Send + Sync {
 #[async_trait]
 pub trait DeadLetters: Send + Sync {
     async fn states(&self) -> Result<Vec<DlqState>>;
+
+    /// Each DLQ and how many messages it holds, without the reasons (the heartbeat's check:
+    /// one `GetQueueAttributes` per DLQ).
+    async fn depths(&self) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .states()
+            .await?
+            .into_iter()
+            .map(|d| (d.queue, d.messages))
+            .collect())
+    }
+}
+
+/// The in-memory twin of [`SqsDeadLetters`]: DLQs as set.
+#[derive(Default)]
+pub struct MemoryDeadLetters(std::sync::Mutex<Vec<DlqState>>);
+
+impl MemoryDeadLetters {
+    pub fn set(&self, states: Vec<DlqState>) {
+        *self.0.lock().expect("dead letters") = states;
+    }
+}
+
+#[async_trait]
+impl DeadLetters for MemoryDeadLetters {
+    async fn states(&self) -> Result<Vec<DlqState>> {
+        Ok(self.0.lock().expect("dead letters").clone())
+    }
+}
+
+/// Counts [`Alert::DeadLetters`](crate::metrics::Alert) for every DLQ that holds messages,
+/// with the queue and its depth on the line; returns those DLQs. Run on the heartbeat's
+/// schedule, so the one alarm stays on while any DLQ is not empty (it replaced an alarm per
+/// DLQ; docs/runbook.md).
+pub async fn alert_dead_letters(
+    dead_letters: &dyn DeadLetters,
+    metrics: &crate::metrics::Metrics,
+) -> Result<Vec<(String, u64)>> {
+    use crate::metrics::Alert;
+    let mut waiting = dead_letters.depths().await?;
+    waiting.retain(|(_, depth)| *depth > 0);
+    for (queue, depth) in &waiting {
+        let shown = depth.to_string();
+        tracing::error!(
+            queue,
+            depth,
+            alert = %Alert::DeadLetters,
+            "messages wait in a dead-letter queue; `flexbridge dlq list` shows why, `dlq redrive` sends them back"
+        );
+        metrics.alert(Alert::DeadLetters, &[("Queue", queue), ("Depth", &shown)]);
+    }
+    Ok(waiting)
 }
 
 /// Builds and publishes the daily report.
@@ -347,25 +399,57 @@ pub struct SqsDeadLetters {
     pub queue_urls: Vec<String>,
 }
 
+impl SqsDeadLetters {
+    /// Every DLQ of the stack (`DEAD_LETTER_QUEUE_URLS`).
+    pub fn from_env(env: &crate::Env, sdk: &aws_config::SdkConfig) -> Result<Self> {
+        Ok(Self {
+            sqs: crate::aws::sqs_client(sdk),
+            queue_urls: env
+                .require(crate::config::keys::DEAD_LETTER_QUEUE_URLS)?
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_string)
+                .collect(),
+        })
+    }
+
+    async fn depth(&self, url: &str) -> Result<u64> {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(sqs_error)?;
+        Ok(attrs
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+}
+
+fn queue_name(url: &str) -> String {
+    url.rsplit('/').next().unwrap_or(url).to_string()
+}
+
 #[async_trait]
 impl DeadLetters for SqsDeadLetters {
-    async fn states(&self) -> Result<Vec<DlqState>> {
-        use aws_sdk_sqs::types::QueueAttributeName;
+    async fn depths(&self) -> Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
         for url in &self.queue_urls {
-            let attrs = self
-                .sqs
-                .get_queue_attributes()
-                .queue_url(url)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-                .send()
-                .await
-                .map_err(sqs_error)?;
-            let messages = attrs
-                .attributes()
-                .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            out.push((queue_name(url), self.depth(url).await?));
+        }
+        Ok(out)
+    }
+
+    async fn states(&self) -> Result<Vec<DlqState>> {
+        let mut out = Vec::new();
+        for url in &self.queue_urls {
+            let messages = self.depth(url).await?;
             let mut reasons = Vec::new();
             if messages > 0 {
                 // A peek: visibility timeout 0 leaves every message where it was.
@@ -390,9 +474,8 @@ impl DeadLetters for SqsDeadLetters {
                     reasons.push(reason.chars().take(300).collect());
                 }
             }
-            let queue = url.rsplit('/').next().unwrap_or(url).to_string();
             out.push(DlqState {
-                queue,
+                queue: queue_name(url),
                 messages,
                 reasons,
             });
@@ -426,16 +509,7 @@ impl HealthReporter {
                 s3,
                 bucket: bucket.clone(),
             }),
-            dead_letters: Arc::new(SqsDeadLetters {
-                sqs: crate::aws::sqs_client(&sdk),
-                queue_urls: env
-                    .require(keys::DEAD_LETTER_QUEUE_URLS)?
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|u| !u.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            }),
+            dead_letters: Arc::new(SqsDeadLetters::from_env(env, &sdk)?),
             files: Arc::new(crate::fulfilment::ports::S3LabelFiles::new(&sdk, bucket)?),
             events: Arc::new(crate::events::EventBridgeSink::new(
                 crate::aws::eventbridge_client(&sdk),

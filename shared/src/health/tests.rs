@@ -291,6 +291,29 @@ mod run {
     }
 
     #[tokio::test]
+    async fn every_dlq_holding_messages_is_an_alert_with_its_queue_and_depth() {
+        let dlqs = crate::health::aws::MemoryDeadLetters::default();
+        dlqs.set(data().dlqs);
+        let (metrics, recorded) = crate::metrics::Metrics::memory("test", "heartbeat");
+        let waiting = crate::health::aws::alert_dead_letters(&dlqs, &metrics)
+            .await
+            .unwrap();
+        assert_eq!(waiting, vec![("LabelsDLQ".to_string(), 2)]);
+        assert_eq!(recorded.alerts(crate::metrics::Alert::DeadLetters), 1.0);
+        let d = &recorded.documents()[0];
+        assert_eq!(
+            (d["Queue"].as_str(), d["Depth"].as_str()),
+            (Some("LabelsDLQ"), Some("2"))
+        );
+        // Emptied: nothing more to say.
+        dlqs.set(vec![]);
+        crate::health::aws::alert_dead_letters(&dlqs, &metrics)
+            .await
+            .unwrap();
+        assert_eq!(recorded.alerts(crate::metrics::Alert::DeadLetters), 1.0);
+    }
+
+    #[tokio::test]
     async fn a_run_reads_the_stores_writes_the_page_and_links_it_from_an_event() {
         let d = data();
         let shipments = Arc::new(MemoryShipmentStore::new());

@@ -516,14 +516,14 @@ impl Pusher {
         };
         self.ledger.put_halt(&halt).await?;
         tracing::error!(
-            alert = "inventory_push_halted",
+            alert = %crate::metrics::Alert::InventoryPushHalted,
             location = %loc.location_id,
             hub = %loc.hub_id,
             reason = %reason,
             "inventory push halted by the safety breaker; release or discard it"
         );
-        self.metrics.count(
-            crate::metrics::names::INVENTORY_PUSH_HALTED,
+        self.metrics.alert(
+            crate::metrics::Alert::InventoryPushHalted,
             &[("LocationId", &loc.location_id)],
         );
         let event = OutboundEvent::new(
@@ -641,14 +641,14 @@ impl Pusher {
                     }
                     Outcome::Actionable(error) => {
                         tracing::error!(
-                            alert = "inventory_item_error",
+                            alert = %crate::metrics::Alert::InventoryItemError,
                             location = id,
                             sku = %u.sku,
                             error = %error,
                             "Amazon refused the stock update of a SKU; fix it (not retried until it changes)"
                         );
-                        self.metrics.count(
-                            crate::metrics::names::INVENTORY_ITEM_ERRORS,
+                        self.metrics.alert(
+                            crate::metrics::Alert::InventoryItemError,
                             &[("LocationId", id)],
                         );
                         self.ledger.finish(id, &u.sku, u.gen, Some(&error)).await?;

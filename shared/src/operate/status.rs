@@ -84,6 +84,13 @@ impl Status {
                     l.location_id, h.reason, l.location_id
                 ));
             }
+            // The inventory_item_error alert: refused SKUs wait until their stock changes.
+            if l.sku_errors > 0 {
+                out.push(format!(
+                    "{}: {} SKU(s) Amazon refused (push_error in the InventoryTable; the alerts query names them); fix the SKU, then its next stock change goes out",
+                    l.location_id, l.sku_errors
+                ));
+            }
             if l.orders_enabled && l.last_successful_poll.is_none() {
                 out.push(format!("{}: no successful order poll yet", l.location_id));
             }
@@ -323,6 +330,8 @@ mod tests {
         assert_eq!((east.pending_skus, east.push_lag_s), (1, None));
         assert_eq!(all[1].last_successful_poll, None);
         assert_eq!((all[1].pending_skus, all[1].push_lag_s), (0, Some(0)));
+        let mut all = all;
+        all[1].sku_errors = 3;
         let status = Status {
             stack: "s".into(),
             at: now,
@@ -341,6 +350,7 @@ mod tests {
         assert!(problems.contains("EAST: inventory push halted (would zero 10 SKUs)"));
         assert!(problems.contains("WEST: no successful order poll yet"));
         assert!(problems.contains("2 message(s) parked in UploadsDLQ"));
+        assert!(problems.contains("WEST: 3 SKU(s) Amazon refused"));
 
         let mut r = shipments.get("S1").await.unwrap().unwrap();
         r.handed_over_at = Some(now);

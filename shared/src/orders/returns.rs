@@ -597,7 +597,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_poll_where_one_return_location_fails_processes_the_others_then_fails() {
-        use crate::metrics::{names, Metrics};
+        use crate::metrics::Metrics;
         let (mut s, amazon, events, _) = service();
         let loc = |id: &str, rloc: &str| OrderLocation {
             location_id: id.into(),
@@ -633,7 +633,7 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("RLOC0/"), "{e}");
-        assert_eq!(recorded.sum(names::RUNS_FAILED), 1.0);
+        assert_eq!(recorded.alerts(crate::metrics::Alert::RunFailed), 1.0);
     }
 
     #[tokio::test]

@@ -191,6 +191,23 @@ async fn a_small_day_bills_every_line_it_must() {
     assert!(report.alarms > 0, "{text}");
     // Notifications flowed in the day: poller runs after one are billed as one pass.
     assert!(report.poller_runs_notified > 0.0, "{text}");
+    // Only what an alarm reads is a metric (flexbridge::metrics::names::ALARMED), and the
+    // dashboard is off by default: 3 series and 3 alarms at most (issue 23).
+    assert!(
+        report.metric_series <= flexbridge::metrics::names::ALARMED.len(),
+        "{text}"
+    );
+    assert!(report.alarms <= 3, "{text}");
+    assert!(
+        report
+            .bill
+            .lines
+            .iter()
+            .filter(|l| l.item == "dashboards")
+            .all(|l| l.usd == 0.0),
+        "{text}"
+    );
+    eprintln!("{}", report.last_line());
     // The returns poller lists returns; the order poller lists shipments.
     assert!(
         report

@@ -86,6 +86,9 @@ mod heartbeat {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use flexbridge::health::aws::MemoryDeadLetters;
+    use flexbridge::health::DlqState;
+    use flexbridge::metrics::{Alert, Metrics};
     use flexbridge::runtime::{Function, Invocation};
     use flexbridge::store::settings::{MemorySettingsStore, SettingsStore};
     use heartbeat::{Heartbeat, STATUS_NAME};
@@ -94,7 +97,12 @@ mod heartbeat {
     #[tokio::test]
     async fn records_the_beat_with_the_scheduled_time() {
         let store = Arc::new(MemorySettingsStore::new());
-        let h = Heartbeat::new(store.clone());
+        let (metrics, recorded) = Metrics::memory("s", "heartbeat");
+        let h = Heartbeat::new(
+            store.clone(),
+            Arc::new(MemoryDeadLetters::default()),
+            metrics,
+        );
         h.invoke(
             json!({"time": "2026-11-21T08:00:00Z"}),
             Invocation::new("r1", Duration::from_secs(5)),
@@ -104,6 +112,47 @@ mod heartbeat {
         let (v, _) = store.status(STATUS_NAME).await.unwrap().unwrap();
         assert_eq!(v["scheduledFor"], "2026-11-21T08:00:00Z");
         assert_eq!(v["requestId"], "r1");
+        assert_eq!(recorded.alerts(Alert::DeadLetters), 0.0);
+    }
+
+    #[tokio::test]
+    async fn a_dlq_holding_messages_raises_the_dead_letters_alert_on_every_beat() {
+        let store = Arc::new(MemorySettingsStore::new());
+        let dlqs = Arc::new(MemoryDeadLetters::default());
+        let (metrics, recorded) = Metrics::memory("s", "heartbeat");
+        let h = Heartbeat::new(store.clone(), dlqs.clone(), metrics);
+        dlqs.set(vec![
+            DlqState {
+                queue: "s-LabelsDLQ".into(),
+                messages: 3,
+                reasons: vec![],
+            },
+            DlqState {
+                queue: "s-UploadsDLQ".into(),
+                messages: 0,
+                reasons: vec![],
+            },
+        ]);
+        for run in 1..=2 {
+            let out = h
+                .invoke(json!({}), Invocation::new("r", Duration::from_secs(5)))
+                .await
+                .unwrap();
+            assert_eq!(
+                out["deadLetters"],
+                json!([{"queue": "s-LabelsDLQ", "depth": 3}])
+            );
+            assert_eq!(recorded.alerts(Alert::DeadLetters), f64::from(run));
+        }
+        dlqs.set(vec![]);
+        h.invoke(json!({}), Invocation::new("r", Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert_eq!(
+            recorded.alerts(Alert::DeadLetters),
+            2.0,
+            "quiet once emptied"
+        );
     }
 }
 

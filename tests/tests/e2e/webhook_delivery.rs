@@ -234,7 +234,10 @@ async fn a_refused_event_and_garbage_are_parked_with_the_reason_a_wrong_key_neve
         "{reasons:?}"
     );
     assert_eq!(parked[1].body, "not json");
-    assert_eq!(metrics.sum("MessagesParked"), 2.0);
+    assert_eq!(
+        metrics.alerts(flexbridge::metrics::Alert::MessageParked),
+        2.0
+    );
 
     // The same event against a wrong key: the configuration's fault, kept and alarmed.
     *r.status.lock().unwrap() = 401;
@@ -244,7 +247,7 @@ async fn a_refused_event_and_garbage_are_parked_with_the_reason_a_wrong_key_neve
     let out = f.handle(batch, &inv()).await;
     assert_eq!(out.batch_item_failures.len(), 1);
     assert!(dlq.parked().is_empty());
-    assert_eq!(metrics.sum("EnvironmentFailures"), 1.0);
+    assert_eq!(metrics.alerts(flexbridge::metrics::Alert::Environment), 1.0);
 }
 
 /// A receiver that verifies with the one key it holds, answering 401 otherwise.

@@ -279,7 +279,10 @@ async fn skipped_disabled_and_refused_skus_are_reported() {
     use crate::metrics::names as m;
     assert_eq!(w.metrics.sum(m::INVENTORY_SKUS_PUSHED), 1.0);
     assert_eq!(w.metrics.sum(m::INVENTORY_SKUS_SKIPPED), 1.0);
-    assert_eq!(w.metrics.sum(m::INVENTORY_ITEM_ERRORS), 1.0);
+    assert_eq!(
+        w.metrics.alerts(crate::metrics::Alert::InventoryItemError),
+        1.0
+    );
     assert!(
         w.inv.pending(L).await.unwrap().is_empty(),
         "not retried blindly"
