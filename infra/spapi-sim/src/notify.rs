@@ -1,5 +1,5 @@
-//! EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE notifications to an SQS queue (aws-sdk-sqs,
-//! honouring AWS_ENDPOINT_URL, i.e. moto) or an HTTP(S) URL. At least once: failed deliveries
+//! EXTERNAL_FULFILLMENT_SHIPMENT_STATUS_CHANGE notifications to an SQS queue (aws-sdk-sqs, at
+//! the queue URL's own host, i.e. moto) or an HTTP(S) URL. At least once: failed deliveries
 //! are retried; duplicates and reordering on request.
 
 use std::sync::{Arc, Mutex};
@@ -101,9 +101,15 @@ impl Notifier {
     }
 }
 
-/// The SQS endpoint: `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL` (moto), else the queue URL's
-/// own host when it is not an amazonaws.com host. Never real AWS.
+/// The SQS endpoint: the queue URL's own origin when it is not an amazonaws.com host (moto
+/// names its queues by its own address, so each destination reaches the moto that holds it,
+/// whatever another test set in the process-wide variables), else `AWS_ENDPOINT_URL_SQS` /
+/// `AWS_ENDPOINT_URL`. Never real AWS.
 fn sqs_endpoint(queue_url: &str) -> Result<String, String> {
+    let u = url_origin(queue_url).ok_or_else(|| format!("not a queue URL: {queue_url}"))?;
+    if !u.contains("amazonaws.com") {
+        return Ok(u);
+    }
     for k in ["AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"] {
         if let Ok(v) = std::env::var(k) {
             if !v.is_empty() {
@@ -111,13 +117,9 @@ fn sqs_endpoint(queue_url: &str) -> Result<String, String> {
             }
         }
     }
-    let u = url_origin(queue_url).ok_or_else(|| format!("not a queue URL: {queue_url}"))?;
-    if u.contains("amazonaws.com") {
-        return Err(format!(
-            "refusing to send to real AWS ({u}): set AWS_ENDPOINT_URL to a local endpoint such as moto"
-        ));
-    }
-    Ok(u)
+    Err(format!(
+        "refusing to send to real AWS ({u}): set AWS_ENDPOINT_URL to a local endpoint such as moto"
+    ))
 }
 
 fn url_origin(u: &str) -> Option<String> {
